@@ -1,0 +1,44 @@
+# Two commands for a new user: `make demo` and `make test`.
+# Each (re)creates .venv when it is missing or older than pyproject.toml / constraints.txt.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: demo test test-fast lint bench lock clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/workbench demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not ray"
+
+lint: $(STAMP)
+	$(BIN)/ruff check workbench tests bench
+	$(BIN)/ruff format --check workbench tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/demo_footprint.py
+
+# Re-resolve every pin (run after changing dependencies in pyproject.toml, then commit constraints.txt).
+lock:
+	rm -rf /tmp/workbench-lock && $(PYTHON) -m venv /tmp/workbench-lock
+	/tmp/workbench-lock/bin/python -m pip install --quiet --upgrade pip
+	/tmp/workbench-lock/bin/python -m pip install --quiet -e ".[dev]"
+	/tmp/workbench-lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,60 @@
+"""Errors raised by workbench; every message says what to do next."""
+
+from __future__ import annotations
+
+__all__ = [
+    "WorkbenchError",
+    "ConfigError",
+    "DatasetValidationError",
+    "NotFoundError",
+    "ArtifactCorruptError",
+    "InvalidRequestError",
+    "ExperimentError",
+    "DeploymentError",
+]
+
+
+class WorkbenchError(Exception):
+    """Root of every error workbench raises on purpose."""
+
+
+class ConfigError(WorkbenchError):
+    """A setting or argument is invalid."""
+
+
+class DatasetValidationError(WorkbenchError):
+    """A dataset failed one or more validation checks.
+
+    ``report`` holds the full validation report (a list of check results).
+    """
+
+    def __init__(self, message: str, report: list[dict] | None = None):
+        super().__init__(message)
+        self.report = report or []
+
+
+class NotFoundError(WorkbenchError):
+    """A named thing (dataset, model version, deployment...) does not exist."""
+
+
+class ArtifactCorruptError(WorkbenchError):
+    """An artifact's bytes do not match the SHA-256 recorded for it."""
+
+
+class InvalidRequestError(WorkbenchError):
+    """A prediction request does not match the model's signature.
+
+    ``field`` names the offending feature when there is one.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class ExperimentError(WorkbenchError):
+    """A search could not run or produced no usable trial."""
+
+
+class DeploymentError(WorkbenchError):
+    """A deployment could not be created, changed or reached."""

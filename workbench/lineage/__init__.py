@@ -1,0 +1,7 @@
+"""Lineage store (SQLite) and content-addressed artifact store at the bottom of every stage."""
+
+from workbench.lineage._artifacts import ArtifactStore, sha256_bytes, sha256_file
+from workbench.lineage._graph import format_chain, lineage_chain
+from workbench.lineage._store import Store, utcnow
+
+__all__ = ["Store", "ArtifactStore", "sha256_bytes", "sha256_file", "utcnow", "lineage_chain", "format_chain"]

@@ -1,0 +1,89 @@
+"""Walk lineage edges into a readable chain (data → experiment → model → deployment → drift → retrain → …)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from workbench.lineage._store import Store
+
+__all__ = ["lineage_chain", "format_chain", "describe_node"]
+
+
+def describe_node(store: Store, node_type: str, node_id: int) -> str:
+    """One-line human description of a lineage node."""
+    q = store.query_one
+    if node_type == "dataset_version":
+        r = store.dataset_version_by_id(node_id)
+        return f"dataset {r['dataset']} v{r['version']} ({r['n_rows']} rows, sha256 {r['content_hash'][:12]})"
+    if node_type == "experiment":
+        r = q("SELECT e.*, (SELECT COUNT(*) FROM trials t WHERE t.experiment_id = e.id) AS n FROM experiments e WHERE id = ?", [node_id])
+        if r:
+            return f"experiment #{node_id} {r['name']} ({r['n']} trials, {r['status']}, best {r['best_trial_id']})"
+    if node_type == "model_version":
+        r = store.model_version_by_id(node_id)
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(r["metrics"].items()) if isinstance(v, int | float))
+        alias = f" [{', '.join(r['aliases'])}]" if r["aliases"] else ""
+        return f"model {r['model']} v{r['version']}{alias} ({metrics})"
+    if node_type == "deployment":
+        r = q("SELECT * FROM deployments WHERE id = ?", [node_id])
+        if r:
+            return f"deployment {r['name']} at {r['route_prefix']} ({r['status']}, weights {r['weights']})"
+    if node_type == "monitor":
+        r = q("SELECT * FROM monitors WHERE id = ?", [node_id])
+        if r:
+            return f"monitor {r['name']} ({r['kind']})"
+    if node_type == "drift_result":
+        r = q("SELECT * FROM drift_results WHERE id = ?", [node_id])
+        if r:
+            flag = "DRIFT" if r["is_drift"] else "no drift"
+            return f"drift result #{node_id}: {flag} on {r['n']} requests (score {r['score']:.2g} vs {r['threshold']:.2g})"
+    if node_type == "retrain_job":
+        r = q("SELECT * FROM retrain_jobs WHERE id = ?", [node_id])
+        if r:
+            return f"retrain job #{node_id} ({r['status']}, decision: {r['decision']})"
+    return f"{node_type} #{node_id}"
+
+
+def lineage_chain(store: Store, node_type: str, node_id: int, *, max_nodes: int = 500) -> dict[str, Any]:
+    """Everything connected to a node through lineage edges, in the order the edges were recorded.
+
+    Drift results that found no drift and caused nothing are left out: they are
+    routine observations, listed by ``store.drift_results()``.
+    """
+    seen = {(node_type, node_id)}
+    queue = deque([(node_type, node_id)])
+    edges: dict[int, dict[str, Any]] = {}
+    while queue and len(seen) < max_nodes:
+        t, i = queue.popleft()
+        for e in store.edges(src=(t, i)) + store.edges(dst=(t, i)):
+            if e["dst_type"] == "drift_result":
+                r = store.query_one("SELECT is_drift FROM drift_results WHERE id = ?", [e["dst_id"]])
+                if r and not r["is_drift"]:
+                    continue
+            edges[e["id"]] = e
+            for nxt in ((e["src_type"], e["src_id"]), (e["dst_type"], e["dst_id"])):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append(nxt)
+    ordered = [edges[k] for k in sorted(edges)]
+    nodes = {n: describe_node(store, *n) for n in seen}
+    return {"root": (node_type, node_id), "nodes": nodes, "edges": ordered}
+
+
+def format_chain(store: Store, chain: dict[str, Any]) -> str:
+    """Render a chain as text: one line per edge, then each deployment's traffic history."""
+    lines = []
+    nodes = chain["nodes"]
+    for e in chain["edges"]:
+        src = nodes[(e["src_type"], e["src_id"])]
+        dst = nodes[(e["dst_type"], e["dst_id"])]
+        lines.append(f"{e['at'][:19]}  {src}\n{'':21}--{e['relation']}--> {dst}")
+    for (t, i) in sorted(n for n in nodes if n[0] == "deployment"):
+        dep = store.query_one("SELECT name FROM deployments WHERE id = ?", [i])
+        if dep:
+            lines.append(f"traffic history of deployment {dep['name']}:")
+            for c in store.traffic_history(dep["name"]):
+                weights = ", ".join(f"v{k}={v:.0%}" for k, v in c["weights"].items())
+                lines.append(f"  {c['at'][:19]}  {weights}  by {c['actor']}: {c['reason']}")
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""Ordered, named schema migrations of the lineage store.
+
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE dataset_versions (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+            version INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            artifact_hash TEXT NOT NULL,
+            source TEXT NOT NULL,
+            n_rows INTEGER NOT NULL,
+            n_cols INTEGER NOT NULL,
+            schema_json TEXT NOT NULL,
+            target TEXT,
+            validation_json TEXT NOT NULL,
+            parent_id INTEGER REFERENCES dataset_versions(id),
+            created_at TEXT NOT NULL,
+            UNIQUE (dataset_id, version),
+            UNIQUE (dataset_id, content_hash)
+        );
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL,
+            dataset_version_id INTEGER REFERENCES dataset_versions(id),
+            metric TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            num_samples INTEGER NOT NULL,
+            search_space_json TEXT NOT NULL,
+            search_alg TEXT NOT NULL,
+            scheduler TEXT NOT NULL,
+            seed INTEGER,
+            code_version_json TEXT NOT NULL,
+            packages_json TEXT NOT NULL,
+            best_trial_id TEXT,
+            error TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT
+        );
+        CREATE TABLE trials (
+            id INTEGER PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            trial_id TEXT NOT NULL,
+            config_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            metrics_json TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            duration_s REAL,
+            UNIQUE (experiment_id, trial_id)
+        );
+        CREATE TABLE trial_metrics (
+            trial_pk INTEGER NOT NULL REFERENCES trials(id),
+            step INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            value REAL,
+            PRIMARY KEY (trial_pk, step, name)
+        );
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            task TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE model_versions (
+            id INTEGER PRIMARY KEY,
+            model_id INTEGER NOT NULL REFERENCES models(id),
+            version INTEGER NOT NULL,
+            artifact_hash TEXT NOT NULL,
+            experiment_id INTEGER REFERENCES experiments(id),
+            trial_id TEXT,
+            dataset_version_id INTEGER REFERENCES dataset_versions(id),
+            params_json TEXT NOT NULL,
+            metrics_json TEXT NOT NULL,
+            signature_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (model_id, version)
+        );
+        CREATE TABLE aliases (
+            model_id INTEGER NOT NULL REFERENCES models(id),
+            alias TEXT NOT NULL,
+            model_version_id INTEGER NOT NULL REFERENCES model_versions(id),
+            PRIMARY KEY (model_id, alias)
+        );
+        CREATE TABLE alias_history (
+            id INTEGER PRIMARY KEY,
+            model_id INTEGER NOT NULL REFERENCES models(id),
+            alias TEXT NOT NULL,
+            model_version_id INTEGER REFERENCES model_versions(id),
+            previous_version_id INTEGER REFERENCES model_versions(id),
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE TABLE deployments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model_id INTEGER NOT NULL REFERENCES models(id),
+            route_prefix TEXT NOT NULL,
+            status TEXT NOT NULL,
+            weights_json TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE traffic_changes (
+            id INTEGER PRIMARY KEY,
+            deployment_id INTEGER NOT NULL REFERENCES deployments(id),
+            weights_json TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE TABLE request_logs (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL UNIQUE,
+            deployment_id INTEGER NOT NULL REFERENCES deployments(id),
+            model_version_id INTEGER REFERENCES model_versions(id),
+            features_json TEXT NOT NULL,
+            prediction_json TEXT,
+            latency_ms REAL NOT NULL,
+            status_code INTEGER NOT NULL,
+            error TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX request_logs_by_deployment ON request_logs (deployment_id, id);
+        CREATE TABLE feedback (
+            request_id TEXT PRIMARY KEY REFERENCES request_logs(request_id),
+            label_json TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE TABLE monitors (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            deployment_id INTEGER NOT NULL REFERENCES deployments(id),
+            kind TEXT NOT NULL,
+            reference_dataset_version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
+            config_json TEXT NOT NULL,
+            last_request_log_id INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE drift_results (
+            id INTEGER PRIMARY KEY,
+            monitor_id INTEGER NOT NULL REFERENCES monitors(id),
+            first_request_log_id INTEGER NOT NULL,
+            last_request_log_id INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            is_drift INTEGER NOT NULL,
+            score REAL,
+            threshold REAL NOT NULL,
+            detail_json TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE TABLE retrain_jobs (
+            id INTEGER PRIMARY KEY,
+            drift_result_id INTEGER REFERENCES drift_results(id),
+            status TEXT NOT NULL,
+            new_dataset_version_id INTEGER REFERENCES dataset_versions(id),
+            experiment_id INTEGER REFERENCES experiments(id),
+            challenger_version_id INTEGER REFERENCES model_versions(id),
+            decision TEXT,
+            detail_json TEXT NOT NULL DEFAULT '{}',
+            started_at TEXT NOT NULL,
+            ended_at TEXT
+        );
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            entity_type TEXT NOT NULL,
+            entity_id INTEGER,
+            detail_json TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE TABLE lineage_edges (
+            id INTEGER PRIMARY KEY,
+            src_type TEXT NOT NULL,
+            src_id INTEGER NOT NULL,
+            relation TEXT NOT NULL,
+            dst_type TEXT NOT NULL,
+            dst_id INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            UNIQUE (src_type, src_id, relation, dst_type, dst_id)
+        );
+        CREATE INDEX lineage_edges_by_dst ON lineage_edges (dst_type, dst_id);
+        """,
+    ),
+]

@@ -1,0 +1,6 @@
+"""Model registry: versions, aliases (``champion``) with history, hash-verified loading, rollback."""
+
+from workbench.registry._bundle import ModelBundle
+from workbench.registry._registry import ModelRegistry, ModelVersion
+
+__all__ = ["ModelRegistry", "ModelVersion", "ModelBundle"]

@@ -1,0 +1,116 @@
+"""Register model versions, move aliases, load verified artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.exceptions import ArtifactCorruptError, ConfigError
+from workbench.lineage import ArtifactStore, Store
+from workbench.registry._bundle import ModelBundle
+
+__all__ = ["ModelRegistry", "ModelVersion"]
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version as recorded in the store."""
+
+    id: int
+    model: str
+    version: int
+    artifact_hash: str
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    signature: dict[str, Any]
+    aliases: tuple[str, ...]
+    experiment_id: int | None
+    trial_id: str | None
+    dataset_version_id: int | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ModelVersion:
+        return cls(
+            id=row["id"],
+            model=row["model"],
+            version=row["version"],
+            artifact_hash=row["artifact_hash"],
+            metrics=row["metrics"],
+            params=row["params"],
+            signature=row["signature"],
+            aliases=tuple(row["aliases"]),
+            experiment_id=row["experiment_id"],
+            trial_id=row["trial_id"],
+            dataset_version_id=row["dataset_version_id"],
+            created_at=row["created_at"],
+        )
+
+    def __str__(self) -> str:
+        return f"{self.model}@{self.version}"
+
+
+class ModelRegistry:
+    """Versions of named models, with aliases whose every move is recorded.
+
+    Examples
+    --------
+    >>> mv = wb.registry.register("cancer", bundle, metrics={"f1": 0.97})   # doctest: +SKIP
+    >>> wb.registry.set_alias("cancer", "champion", mv.version)             # doctest: +SKIP
+    >>> wb.registry.load("cancer", "champion").predict_records([{...}])     # doctest: +SKIP
+    """
+
+    def __init__(self, store: Store, artifacts: ArtifactStore):
+        self.store = store
+        self.artifacts = artifacts
+
+    def register(
+        self,
+        model: str,
+        bundle: ModelBundle,
+        *,
+        metrics: dict[str, Any],
+        experiment_id: int | None = None,
+        trial_id: str | None = None,
+        dataset_version_id: int | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Store the bundle as an artifact and record it as the next version of ``model``."""
+        if not isinstance(bundle, ModelBundle):
+            raise ConfigError("register() takes a workbench.registry.ModelBundle; build one with wb.experiments.fit_bundle(...).")
+        digest = self.artifacts.put_object(bundle)
+        row = self.store.add_model_version(
+            model,
+            task=bundle.task,
+            artifact_hash=digest,
+            params=bundle.params,
+            metrics=metrics,
+            signature=bundle.signature,
+            experiment_id=experiment_id,
+            trial_id=trial_id,
+            dataset_version_id=dataset_version_id,
+            actor=actor,
+        )
+        return ModelVersion.from_row(row)
+
+    def get(self, model: str, ref: int | str = "champion") -> ModelVersion:
+        """A version by number or alias; raises NotFoundError listing what exists."""
+        return ModelVersion.from_row(self.store.get_model_version(model, ref))
+
+    def list(self, model: str | None = None) -> list[ModelVersion]:
+        return [ModelVersion.from_row(r) for r in self.store.list_model_versions(model)]
+
+    def load(self, model: str, ref: int | str = "champion") -> ModelBundle:
+        """Load a version's bundle after verifying its artifact's SHA-256."""
+        mv = self.get(model, ref)
+        bundle = self.artifacts.get_object(mv.artifact_hash)
+        if not isinstance(bundle, ModelBundle):
+            raise ArtifactCorruptError(f"artifact of {mv} is not a model bundle; re-register the model.")
+        return bundle
+
+    def set_alias(self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = "") -> ModelVersion:
+        self.store.set_alias(model, alias, version, actor=actor, reason=reason)
+        return self.get(model, version)
+
+    def history(self, model: str) -> list[dict[str, Any]]:
+        return self.store.alias_history(model)
