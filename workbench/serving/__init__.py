@@ -1,0 +1,42 @@
+"""Serving: Ray Serve deployments of model versions with weighted traffic, canaries, rollback and request logging."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from workbench.serving.traffic import canary_schedule, choose, normalize, sticky_choice
+
+__all__ = [
+    "Serving",
+    "CanaryRollout",
+    "build_app",
+    "normalize",
+    "choose",
+    "sticky_choice",
+    "canary_schedule",
+]
+
+if TYPE_CHECKING:
+    from workbench.serving._canary import CanaryRollout
+    from workbench.serving._deployer import Serving
+    from workbench.serving._router import build_app
+
+# Ray and starlette load only when one of these is used, so `import workbench` stays fast.
+_LAZY = {
+    "Serving": "workbench.serving._deployer",
+    "CanaryRollout": "workbench.serving._canary",
+    "build_app": "workbench.serving._router",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'workbench.serving' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
