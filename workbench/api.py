@@ -1,0 +1,126 @@
+"""The ``Workbench`` entry point: one object per WORKBENCH_HOME, with a namespace per lifecycle stage."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from workbench.config import Settings
+from workbench.datasets import Datasets
+from workbench.evaluation import compare
+from workbench.experiments import Experiments
+from workbench.lineage import ArtifactStore, Store, format_chain, lineage_chain
+from workbench.monitoring import Monitoring
+from workbench.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from workbench.automation import Automation
+    from workbench.runtime import RayConnection
+    from workbench.serving import Serving
+
+__all__ = ["Workbench"]
+
+
+class Workbench:
+    """Everything workbench does, on one lineage store and artifact store.
+
+    Parameters
+    ----------
+    home : path, optional
+        Where ``lineage.db`` and ``artifacts/`` live; default ``$WORKBENCH_HOME`` or ``./.workbench``.
+    address : str, optional
+        Ray cluster to join (else ``$RAY_ADDRESS``, else a private local Ray started on first use).
+    serve_port : int, optional
+        HTTP port for Ray Serve on 127.0.0.1 (default ``$WORKBENCH_SERVE_PORT`` or 8000).
+
+    Examples
+    --------
+    >>> import workbench as wb
+    >>> bench = wb.Workbench()                                                   # doctest: +SKIP
+    >>> data = bench.datasets.ingest("cancer.csv", name="cancer", target="diagnosis")  # doctest: +SKIP
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, address: str | None = None, serve_port: int | None = None):
+        self.settings = Settings.from_env(home)
+        self.address = address
+        self.serve_port = serve_port
+        self.store = Store(self.settings.db_path)
+        self.artifacts = ArtifactStore(self.settings.artifacts_dir)
+        self.datasets = Datasets(self.store, self.artifacts)
+        self.registry = ModelRegistry(self.store, self.artifacts)
+        self.experiments = Experiments(self.store, self.datasets, self.settings, connect=self.connect)
+        self.monitoring = Monitoring(self.store, self.datasets)
+        self._ray: RayConnection | None = None
+
+    # ------------------------------------------------------------------ Ray
+    def connect(self) -> RayConnection:
+        """Connect to Ray (local by default); idempotent."""
+        from workbench.runtime import connect
+
+        if self._ray is None:
+            self._ray = connect(self.address)
+        return self._ray
+
+    @cached_property
+    def serving(self) -> Serving:
+        from workbench.serving import Serving
+
+        return Serving(self.store, self.artifacts, self.settings, http_port=self.serve_port)
+
+    @cached_property
+    def automation(self) -> Automation:
+        from workbench.automation import Automation
+
+        return Automation(self)
+
+    # --------------------------------------------------------------- shortcuts
+    def compare(self, model: str, challenger: int, *, holdout: Any, metric: str = "f1", tolerance: float = 0.0) -> dict[str, Any]:
+        """Champion versus ``challenger`` of ``model``, both scored now on the same holdout dataset version."""
+        champ = self.experiments.evaluate(self.registry.load(model, "champion"), holdout)
+        chall = self.experiments.evaluate(self.registry.load(model, challenger), holdout)
+        return compare(champ, chall, metric=metric, tolerance=tolerance).as_dict()
+
+    def lineage(self, model: str, version: int | str = "champion") -> dict[str, Any]:
+        """Every record connected to a model version: data, experiment, deployments, drift, retraining."""
+        mv = self.registry.get(model, version)
+        return lineage_chain(self.store, "model_version", mv.id)
+
+    def lineage_text(self, model: str, version: int | str = "champion") -> str:
+        return format_chain(self.store, self.lineage(model, version))
+
+    def status(self) -> dict[str, Any]:
+        """Counts of what the store holds, and where it lives."""
+        count = lambda table: self.store.query_one(f"SELECT COUNT(*) AS n FROM {table}")["n"]  # noqa: E731
+        return {
+            "home": str(self.settings.home),
+            "lineage_db": str(self.settings.db_path),
+            "artifacts": str(self.settings.artifacts_dir),
+            "datasets": count("dataset_versions"),
+            "experiments": count("experiments"),
+            "trials": count("trials"),
+            "model_versions": count("model_versions"),
+            "deployments": count("deployments"),
+            "requests_logged": count("request_logs"),
+            "drift_events": self.store.query_one("SELECT COUNT(*) AS n FROM drift_results WHERE is_drift = 1")["n"],
+            "retrain_jobs": count("retrain_jobs"),
+            "migrations": self.store.applied_migrations(),
+        }
+
+    def close(self) -> None:
+        """Close the store; shut Serve and Ray down only if this process started them."""
+        if "serving" in self.__dict__:
+            self.serving.shutdown()
+        if self._ray is not None:
+            self._ray.shutdown()
+            self._ray = None
+        self.store.close()
+
+    def __enter__(self) -> Workbench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workbench(home={str(self.settings.home)!r})"

@@ -1,0 +1,163 @@
+"""The ``workbench`` command: a thin layer over the Python API (errors become click errors)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any
+
+import click
+
+from workbench.exceptions import WorkbenchError
+
+__all__ = ["main", "cli"]
+
+
+def _bench(ctx: click.Context) -> Any:
+    from workbench.api import Workbench
+
+    return Workbench(ctx.obj.get("home"))
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WorkbenchError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)[:60]
+    return "" if value is None else str(value)
+
+
+def _emit(rows: Any, columns: Sequence[str], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(_table(rows, columns))
+
+
+@click.group()
+@click.option("--home", envvar="WORKBENCH_HOME", default=None, help="Workbench home (default ./.workbench).")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """workbench: notebook-first MLOps on Ray."""
+    ctx.obj = {"home": home}
+
+
+@cli.command()
+@click.option("--samples", default=4, show_default=True, help="Tune samples per model family.")
+@click.option("--port", default=None, type=int, help="HTTP port for Ray Serve (default 8000).")
+@click.pass_context
+@_errors
+def demo(ctx: click.Context, samples: int, port: int | None) -> None:
+    """Run the whole loop on bundled data: ingest → tune → serve → drift → retrain → canary → lineage."""
+    from workbench.demo import run_demo
+
+    run_demo(ctx.obj.get("home"), num_samples=samples, serve_port=port)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Where the store lives and what it holds."""
+    with _bench(ctx) as bench:
+        info = bench.status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            click.echo(f"{k:<16} {v}")
+
+
+@cli.command()
+@click.argument("experiment_id", required=False, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def runs(ctx: click.Context, experiment_id: int | None, as_json: bool) -> None:
+    """List experiments, or the trials of one experiment."""
+    with _bench(ctx) as bench:
+        if experiment_id is None:
+            rows = bench.experiments.list()
+            _emit(rows, ["id", "name", "status", "metric", "n_trials", "best_trial_id", "started_at"], as_json)
+        else:
+            bench.store.get_experiment(experiment_id)
+            rows = bench.experiments.trials(experiment_id)
+            _emit(rows, ["trial_id", "status", "duration_s", "metrics", "config", "error"], as_json)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def models(ctx: click.Context, model: str | None, as_json: bool) -> None:
+    """List registered model versions with their aliases and holdout metrics."""
+    with _bench(ctx) as bench:
+        rows = bench.store.list_model_versions(model)
+    _emit(rows, ["model", "version", "aliases", "metrics", "experiment_id", "created_at"], as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def deployments(ctx: click.Context, as_json: bool) -> None:
+    """List deployments with their current traffic weights."""
+    with _bench(ctx) as bench:
+        rows = bench.store.list_deployments()
+    _emit(rows, ["name", "model", "route_prefix", "status", "weights", "updated_at"], as_json)
+
+
+@cli.command()
+@click.argument("ref", metavar="MODEL@VERSION")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Print the lineage chain of a model version (MODEL@VERSION or MODEL@ALIAS)."""
+    model, sep, version = ref.partition("@")
+    if not sep or not model or not version:
+        raise click.BadParameter("use MODEL@VERSION, e.g. breast-cancer@1 or breast-cancer@champion", param_hint="MODEL@VERSION")
+    with _bench(ctx) as bench:
+        if as_json:
+            chain = bench.lineage(model, version)
+            out = {
+                "root": list(chain["root"]),
+                "nodes": [{"type": t, "id": i, "label": label} for (t, i), label in chain["nodes"].items()],
+                "edges": chain["edges"],
+            }
+            click.echo(json.dumps(out, indent=2, default=str))
+        else:
+            click.echo(bench.lineage_text(model, version))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="workbench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

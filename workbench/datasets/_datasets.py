@@ -1,0 +1,202 @@
+"""Ingest files or frames into immutable, content-hashed dataset versions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.datasets._checks import Checks, format_report, validate
+from workbench.exceptions import ConfigError, DatasetValidationError
+from workbench.lineage import ArtifactStore, Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["Datasets", "DatasetVersion", "content_hash"]
+
+
+def content_hash(df: pl.DataFrame) -> str:
+    """SHA-256 of a frame's schema and values, independent of file format and compression."""
+    h = hashlib.sha256()
+    h.update(json.dumps([(n, str(t)) for n, t in df.schema.items()]).encode())
+    h.update(df.write_csv().encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable version of a named dataset."""
+
+    id: int
+    name: str
+    version: int
+    content_hash: str
+    artifact_hash: str
+    n_rows: int
+    schema: dict[str, str]
+    target: str | None
+    source: str
+    parent_id: int | None
+    validation: list[dict[str, Any]]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DatasetVersion:
+        return cls(
+            id=row["id"],
+            name=row["dataset"],
+            version=row["version"],
+            content_hash=row["content_hash"],
+            artifact_hash=row["artifact_hash"],
+            n_rows=row["n_rows"],
+            schema=row["schema"],
+            target=row["target"],
+            source=row["source"],
+            parent_id=row["parent_id"],
+            validation=row["validation"],
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Datasets:
+    """Dataset versions: ingest with validation, load hash-verified, split, extend.
+
+    Examples
+    --------
+    >>> dv = wb.datasets.ingest("data.csv", name="cancer", target="diagnosis")   # doctest: +SKIP
+    >>> wb.datasets.load(dv).height                                               # doctest: +SKIP
+    569
+    """
+
+    def __init__(self, store: Store, artifacts: ArtifactStore):
+        self.store = store
+        self.artifacts = artifacts
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(
+        self,
+        source: str | Path | pl.DataFrame,
+        *,
+        name: str,
+        target: str | None = None,
+        checks: Checks | None = None,
+        parent: DatasetVersion | None = None,
+    ) -> DatasetVersion:
+        """Read a CSV or Parquet file (or take a polars frame), validate it, and record a version.
+
+        Validation runs first; if any check fails, :class:`DatasetValidationError`
+        is raised with the readable report and nothing is recorded. Ingesting
+        identical content again returns the existing version.
+        """
+        import polars as pl
+
+        if isinstance(source, pl.DataFrame):
+            df, where = source, "dataframe"
+        else:
+            df, where = _read(Path(source)), str(Path(source).resolve())
+        checks = checks or Checks(target=target)
+        if checks.target is None:
+            checks.target = target
+        report = validate(df, checks)
+        failed = [r for r in report if not r["passed"]]
+        if failed:
+            raise DatasetValidationError(
+                f"dataset {name!r} from {where} failed {len(failed)} validation check(s); nothing was recorded. "
+                f"Fix the data or the checks and ingest again:\n{format_report(report, only_failures=True)}",
+                report,
+            )
+        buf = io.BytesIO()
+        df.write_parquet(buf, compression="zstd")
+        artifact = self.artifacts.put_bytes(buf.getvalue())
+        row, _created = self.store.add_dataset_version(
+            name,
+            content_hash=content_hash(df),
+            artifact_hash=artifact,
+            source=where,
+            n_rows=df.height,
+            n_cols=df.width,
+            schema={n: str(t) for n, t in df.schema.items()},
+            target=target,
+            validation=report,
+            parent_id=parent.id if parent else None,
+        )
+        return DatasetVersion.from_row(row)
+
+    # -------------------------------------------------------------------- read
+    def get(self, name: str, version: int | None = None) -> DatasetVersion:
+        """The given version of a dataset, or its latest."""
+        return DatasetVersion.from_row(self.store.get_dataset_version(name, version))
+
+    def by_id(self, dataset_version_id: int) -> DatasetVersion:
+        return DatasetVersion.from_row(self.store.dataset_version_by_id(dataset_version_id))
+
+    def list(self) -> list[DatasetVersion]:
+        return [DatasetVersion.from_row(r) for r in self.store.list_dataset_versions()]
+
+    def load(self, dv: DatasetVersion) -> pl.DataFrame:
+        """The version's data, read from its artifact after verifying the SHA-256."""
+        import polars as pl
+
+        return pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(dv.artifact_hash)))
+
+    # ------------------------------------------------------------- derivations
+    def split(
+        self, dv: DatasetVersion, fractions: dict[str, float], *, seed: int = 0, stratify: bool = True
+    ) -> dict[str, DatasetVersion]:
+        """Split a version into named parts (``{"train": .6, "holdout": .2, "live": .2}``), each a version of
+        ``<name>-<part>`` derived from ``dv``. Deterministic for a given seed; stratified on the target."""
+        import numpy as np
+        import polars as pl
+
+        total = sum(fractions.values())
+        if not fractions or any(f <= 0 for f in fractions.values()) or abs(total - 1.0) > 1e-9:
+            raise ConfigError(f"split fractions must be positive and sum to 1, got {fractions}")
+        df = self.load(dv)
+        rng = np.random.default_rng(seed)
+        groups = [df] if not (stratify and dv.target) else [g for _, g in sorted(df.group_by(dv.target), key=lambda kv: str(kv[0]))]
+        parts: dict[str, list[pl.DataFrame]] = {k: [] for k in fractions}
+        for g in groups:
+            order = rng.permutation(g.height)
+            bounds = np.round(np.cumsum([0.0, *fractions.values()]) * g.height).astype(int)
+            for (part, _), lo, hi in zip(fractions.items(), bounds[:-1], bounds[1:], strict=True):
+                parts[part].append(g[order[lo:hi].tolist()])
+        out = {}
+        for part, frames in parts.items():
+            frame = pl.concat(frames)
+            frame = frame[rng.permutation(frame.height).tolist()]
+            out[part] = self.ingest(frame, name=f"{dv.name}-{part}", target=dv.target, parent=dv)
+        return out
+
+    def extend(self, dv: DatasetVersion, new_rows: pl.DataFrame) -> DatasetVersion:
+        """A new version of ``dv``'s dataset: its rows plus ``new_rows`` (same columns), validated again."""
+        import polars as pl
+
+        old = self.load(dv)
+        try:
+            combined = pl.concat([old, new_rows.select(old.columns).cast(old.schema)])
+        except Exception as exc:
+            raise DatasetValidationError(
+                f"new rows do not match {dv}'s columns {old.columns}: {exc}. Send rows with exactly those columns."
+            ) from exc
+        return self.ingest(combined, name=dv.name, target=dv.target, parent=dv)
+
+
+def _read(path: Path) -> pl.DataFrame:
+    import polars as pl
+
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist; pass the path of a CSV or Parquet file.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pl.read_csv(path, infer_schema_length=10_000)
+        if suffix in {".parquet", ".pq"}:
+            return pl.read_parquet(path)
+    except Exception as exc:
+        raise DatasetValidationError(f"could not read {path}: {exc}. Check that the file is valid {suffix[1:]}.") from exc
+    raise ConfigError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet.")

@@ -1,0 +1,6 @@
+"""Training and hyperparameter search on Ray Tune, every trial recorded."""
+
+from workbench.experiments._estimators import FAMILIES, default_search_space
+from workbench.experiments._search import Experiments, SearchResult, code_version, package_versions
+
+__all__ = ["Experiments", "SearchResult", "FAMILIES", "default_search_space", "code_version", "package_versions"]

@@ -1,0 +1,155 @@
+"""Driver-side Tune callback that records every trial in the lineage store, in batched writes."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+from ray.tune import Callback
+
+from workbench.lineage import Store, utcnow
+
+__all__ = ["TrackingCallback"]
+
+_RESERVED = {"config", "trial_id", "experiment_tag", "date", "timestamp", "pid", "hostname", "node_ip", "done"}
+
+
+class TrackingCallback(Callback):
+    """Record trials (config, per-step metrics, status, error, duration) of one experiment.
+
+    Writes are buffered and flushed once per Tune event-loop step, so a
+    search makes one transaction per step instead of one per metric. State
+    survives ``Tuner.restore`` through ``get_state``/``set_state``; the store
+    connection and any progress display are dropped when Tune pickles the
+    callback and reopened on first use.
+    """
+
+    def __init__(self, db_path: str, experiment_id: int, *, metric: str, mode: str, total: int | None, name: str, display: Any = None):
+        self.db_path = db_path
+        self.experiment_id = experiment_id
+        self.metric = metric
+        self.mode = mode
+        self.total = total
+        self.name = name
+        self.display = display
+        self._store: Store | None = None
+        self._pending_trials: dict[str, dict[str, Any]] = {}
+        self._pending_metrics: list[tuple[str, int, dict[str, float]]] = []
+        self._started: dict[str, float] = {}
+        self._status: dict[str, str] = {}
+        self._best: dict[str, Any] | None = None
+        self._t0 = time.monotonic()
+
+    # pickling: Tune checkpoints callbacks with the experiment state
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_store"] = None
+        state["display"] = None
+        return state
+
+    def get_state(self) -> dict[str, Any]:
+        return {"experiment_id": self.experiment_id, "status": dict(self._status), "best": self._best}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.experiment_id = state["experiment_id"]
+        self._status = dict(state.get("status", {}))
+        self._best = state.get("best")
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db_path)
+        return self._store
+
+    # ------------------------------------------------------------------ hooks
+    def _trial(self, trial: Any) -> dict[str, Any]:
+        return self._pending_trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._started[trial.trial_id] = time.monotonic()
+        self._status[trial.trial_id] = "RUNNING"
+        row = self._trial(trial)
+        row.update(config=_jsonable(trial.config), status="RUNNING", started_at=utcnow())
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        step = int(result.get("training_iteration", 0))
+        values = {k: float(v) for k, v in result.items() if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)}
+        self._pending_metrics.append((trial.trial_id, step, values))
+        self._trial(trial)
+        value = result.get(self.metric)
+        if isinstance(value, int | float):
+            better = self._best is None or (value > self._best["value"] if self.mode == "max" else value < self._best["value"])
+            if better:
+                self._best = {"trial_id": trial.trial_id, "metric": self.metric, "value": float(value), "config": _jsonable(trial.config)}
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, "TERMINATED", error=None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        err = None
+        try:
+            exc = trial.get_error()
+            err = "".join(traceback.format_exception(exc)) if exc else None
+        except Exception:  # error file unreadable: record what Tune told us
+            err = None
+        self._finish(trial, "ERROR", error=err or "trial failed (see Tune logs)")
+
+    def _finish(self, trial: Any, status: str, *, error: str | None) -> None:
+        self._status[trial.trial_id] = status
+        row = self._trial(trial)
+        last = {k: v for k, v in (trial.last_result or {}).items() if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)}
+        started = self._started.get(trial.trial_id)
+        row.update(status=status, metrics=last, ended_at=utcnow())
+        if started is not None:
+            row["duration_s"] = time.monotonic() - started
+        if error:
+            row["error"] = error
+        self.flush()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._pending_trials or self._pending_metrics:
+            self.flush()
+        self._show(trials, "RUNNING")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.flush()
+        self._show(trials, "TERMINATED")
+
+    # ---------------------------------------------------------------- helpers
+    def flush(self) -> None:
+        if not (self._pending_trials or self._pending_metrics):
+            return
+        self.store.write_trial_events(self.experiment_id, list(self._pending_trials.values()), self._pending_metrics)
+        self._pending_trials = {}
+        self._pending_metrics = []
+
+    def summary(self, trials: list, status: str) -> dict[str, Any]:
+        states = [t.status for t in trials]
+        return {
+            "experiment": self.name,
+            "total": self.total,
+            "done": sum(s in ("TERMINATED", "ERROR") for s in states),
+            "running": states.count("RUNNING"),
+            "errored": states.count("ERROR"),
+            "pending": states.count("PENDING"),
+            "best": self._best,
+            "elapsed_s": time.monotonic() - self._t0,
+            "status": status,
+        }
+
+    def _show(self, trials: list, status: str) -> None:
+        if self.display is not None:
+            self.display.update(self.summary(trials, status))
+
+
+def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, str | int | float | bool) or v is None:
+            out[k] = v
+        elif hasattr(v, "item"):
+            out[k] = v.item()
+        else:
+            out[k] = repr(v)
+    return out
