@@ -166,7 +166,6 @@ class Experiments:
         callback = TrackingCallback(
             self.store.path, exp_id, metric=metric, mode=mode, total=total, name=name, display=display
         )
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trainable, data=data), {"cpu": cpus_per_trial}),
             param_space=space,

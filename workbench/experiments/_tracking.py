@@ -12,7 +12,12 @@ from workbench.lineage import Store, utcnow
 
 __all__ = ["TrackingCallback"]
 
-_RESERVED = {"config", "trial_id", "experiment_tag", "date", "timestamp", "pid", "hostname", "node_ip", "done"}
+# Fields Tune adds to every result; the step is stored separately and timings come from the trial record.
+_RESERVED = {
+    "config", "trial_id", "experiment_tag", "date", "timestamp", "pid", "hostname", "node_ip", "done",
+    "training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
+    "timesteps_total", "episodes_total", "timesteps_since_restore", "checkpoint_dir_name", "should_checkpoint",
+}
 
 
 class TrackingCallback(Callback):
