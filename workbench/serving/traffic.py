@@ -84,7 +84,10 @@ def normalize(weights: Mapping[int, float]) -> dict[int, float]:
         if version in clean:
             raise ConfigError(f"version {version} appears twice in the traffic weights ({key!r}).")
         clean[version] = w
-    total = math.fsum(clean.values())
+    try:
+        total = math.fsum(clean.values())
+    except OverflowError:
+        total = math.inf
     if total <= 0:
         raise ConfigError(
             f"at least one version needs a positive weight; got {dict(sorted(clean.items()))}."

@@ -1,0 +1,518 @@
+"""Deploy model versions on Ray Serve, move traffic between them, roll back; every change recorded in the store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from workbench.exceptions import ConfigError, DeploymentError, InvalidRequestError, NotFoundError
+from workbench.serving.traffic import main_version, normalize
+
+if TYPE_CHECKING:
+    from workbench.config import Settings
+    from workbench.lineage import ArtifactStore, Store
+
+__all__ = ["Serving", "DEFAULT_PORT"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8000
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class Serving:
+    """Deployments of registered model versions behind Ray Serve, with weighted traffic.
+
+    Each deployment is one Serve application whose ingress router holds the
+    model versions in its own replica and splits requests by weight. Weight
+    changes are applied in place (``reconfigure``), never by restarting
+    replicas. Every deployment and traffic change is a store record with an
+    actor and a reason; every request is logged to the store through one
+    recorder actor.
+
+    Parameters
+    ----------
+    store : Store
+        Lineage store (deployments, traffic changes, request logs).
+    artifacts : ArtifactStore
+        Where model bundles live; the router loads them by hash.
+    settings : Settings
+        Paths handed to the router replicas (``db_path``, ``artifacts_dir``).
+    http_host : str
+        Interface Serve's HTTP proxy listens on (``127.0.0.1`` keeps it local).
+    http_port : int, optional
+        Port of Serve's HTTP proxy; default ``$WORKBENCH_SERVE_PORT`` or 8000.
+        Serve fixes host and port when it first starts in a cluster; if it is
+        already running elsewhere, its port is used and a warning is logged.
+
+    Examples
+    --------
+    >>> serving = Serving(store, artifacts, settings)                 # doctest: +SKIP
+    >>> serving.deploy("cancer", "champion")["url"]                     # doctest: +SKIP
+    'http://127.0.0.1:8000/cancer'
+    >>> serving.set_traffic("cancer", {1: 0.9, 2: 0.1}, reason="try v2")  # doctest: +SKIP
+    {1: 0.9, 2: 0.1}
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        artifacts: ArtifactStore,
+        settings: Settings,
+        *,
+        http_host: str = "127.0.0.1",
+        http_port: int | None = None,
+    ):
+        self.store = store
+        self.artifacts = artifacts
+        self.settings = settings
+        self.http_host = http_host
+        if http_port is None:
+            raw = os.environ.get("WORKBENCH_SERVE_PORT", str(DEFAULT_PORT))
+            try:
+                http_port = int(raw)
+            except ValueError as exc:
+                raise ConfigError(f"WORKBENCH_SERVE_PORT must be a port number, got {raw!r}.") from exc
+        if not 0 < int(http_port) < 65536:
+            raise ConfigError(f"http_port must be in 1..65535, got {http_port}.")
+        self.http_port = int(http_port)
+        self._http_client: Any = None
+
+    # ------------------------------------------------------------ Ray, Serve
+    def _ensure_serve(self) -> Any:
+        """Connect to Ray and start Serve with our HTTP options unless it already runs."""
+        from ray import serve
+
+        from workbench.runtime import connect
+
+        conn = connect()
+        running = _running_http_options()
+        if running is None:
+            serve.start(http_options={"host": self.http_host, "port": self.http_port})
+            running = _running_http_options()
+        if running is not None:
+            host, port = running
+            if port != self.http_port or (host != self.http_host):
+                log.warning(
+                    "Ray Serve already runs in this cluster on %s:%s; using it instead of %s:%s "
+                    "(HTTP options are fixed once Serve starts; call serve.shutdown() to change them).",
+                    host,
+                    port,
+                    self.http_host,
+                    self.http_port,
+                )
+                self.http_host, self.http_port = host, port
+        return conn
+
+    def _ensure_recorder(self, conn: Any) -> None:
+        from workbench.serving._recorder import get_or_create_recorder
+
+        # On an external cluster the recorder must outlive this notebook; a local cluster
+        # started by workbench ends with this process anyway.
+        get_or_create_recorder(self.settings.db_path, detached=not conn.started_here)
+
+    def _handle(self, name: str) -> Any:
+        from ray import serve
+
+        self._ensure_serve()
+        try:
+            return serve.get_app_handle(name)
+        except Exception as exc:
+            raise DeploymentError(
+                f"deployment {name!r} is not running in Ray Serve ({exc}); deploy it with serving.deploy(...)."
+            ) from exc
+
+    def _version_spec(self, model: str, version: int | str) -> dict[str, Any]:
+        """Look the version up and verify its artifact before anything touches Serve."""
+        mv = self.store.get_model_version(model, version)
+        self.artifacts.get_bytes(mv["artifact_hash"])  # raises NotFoundError / ArtifactCorruptError
+        return {"artifact": mv["artifact_hash"], "model_version_id": mv["id"], "version": mv["version"]}
+
+    def _run(self, name: str, route_prefix: str, config: dict[str, Any], *, timeout_s: float) -> None:
+        """Deploy ``config`` as app ``name`` and wait until its router serves exactly these weights."""
+        from ray import serve
+
+        from workbench.serving._router import build_app, validate_config
+
+        app = build_app(config)
+        want = {k: v["weight"] for k, v in validate_config(config)["versions"].items()}
+        try:
+            serve.run_many(
+                [serve.RunTarget(app, name=name, route_prefix=route_prefix)],
+                wait_for_applications_running=False,
+            )
+        except Exception as exc:
+            raise DeploymentError(f"Ray Serve refused deployment {name!r}: {exc}") from exc
+        deadline = time.monotonic() + timeout_s
+        last = "unknown"
+        while time.monotonic() < deadline:
+            app_status = serve.status().applications.get(name)
+            if app_status is not None:
+                state = str(getattr(app_status.status, "value", app_status.status))
+                last = f"{state}: {app_status.message}" if app_status.message else state
+                if state == "DEPLOY_FAILED":
+                    raise DeploymentError(
+                        f"deployment {name!r} failed in Ray Serve: {app_status.message}. "
+                        "Check the replica logs under /tmp/ray/session_latest/logs/serve/."
+                    )
+                if state == "RUNNING":
+                    try:
+                        health = serve.get_app_handle(name).health.remote().result(timeout_s=10)
+                    except Exception as exc:  # replica still starting
+                        last = f"RUNNING, router not answering yet ({exc})"
+                    else:
+                        got = {k: v["weight"] for k, v in health["versions"].items()}
+                        if got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-9 for k in want):
+                            return
+                        last = f"RUNNING, router still on weights {got}"
+            time.sleep(0.2)
+        raise DeploymentError(
+            f"deployment {name!r} was not serving the requested versions after {timeout_s:.0f}s (last: {last}). "
+            "The cluster may lack CPUs for the replica (see `ray status`); check serving.status(name)."
+        )
+
+    # ------------------------------------------------------------------- API
+    def deploy(
+        self,
+        model: str,
+        version: int | str = "champion",
+        *,
+        name: str | None = None,
+        route_prefix: str | None = None,
+        actor: str | None = None,
+        reason: str = "initial deployment",
+        num_replicas: int = 1,
+        num_cpus: float = 0.5,
+        timeout_s: float = 180.0,
+    ) -> dict[str, Any]:
+        """Serve one model version (100% of traffic) over HTTP and record the deployment.
+
+        Parameters
+        ----------
+        model : str
+            Registered model name.
+        version : int or str
+            Version number or alias (default ``"champion"``).
+        name : str, optional
+            Deployment (and Serve application) name; default ``model``.
+        route_prefix : str, optional
+            HTTP path prefix; default ``/<name>``.
+        actor, reason : str
+            Recorded with the deployment's first traffic change.
+        num_replicas, num_cpus : int, float
+            Router replicas and CPUs per replica.
+        timeout_s : float
+            How long to wait for the app to serve before raising.
+
+        Returns
+        -------
+        dict
+            ``name``, ``url``, ``route_prefix``, ``model``, ``weights``.
+
+        Raises
+        ------
+        NotFoundError
+            The model or version does not exist (nothing was deployed).
+        DeploymentError
+            Ray Serve could not start the app.
+
+        Examples
+        --------
+        >>> serving.deploy("cancer", 1)["url"]    # doctest: +SKIP
+        'http://127.0.0.1:8000/cancer'
+        """
+        name = name or model
+        if not _NAME.match(name):
+            raise ConfigError(
+                f"deployment name {name!r} must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit."
+            )
+        route_prefix = route_prefix or f"/{name}"
+        if not route_prefix.startswith("/") or route_prefix == "/" or route_prefix.endswith("/"):
+            raise ConfigError(f"route_prefix must look like '/{name}' (leading '/', no trailing '/'); got {route_prefix!r}.")
+        spec = self._version_spec(model, version)
+        conn = self._ensure_serve()
+        self._ensure_recorder(conn)
+        config = {
+            "deployment": name,
+            "db_path": str(self.settings.db_path),
+            "artifacts_dir": str(self.settings.artifacts_dir),
+            "versions": {
+                str(spec["version"]): {
+                    "artifact": spec["artifact"],
+                    "model_version_id": spec["model_version_id"],
+                    "weight": 1.0,
+                }
+            },
+            "num_replicas": num_replicas,
+            "num_cpus": num_cpus,
+        }
+        self.store.upsert_deployment(name, model=model, route_prefix=route_prefix, status="deploying")
+        try:
+            self._run(name, route_prefix, config, timeout_s=timeout_s)
+        except BaseException:
+            self.store.set_deployment_status(name, "failed")
+            raise
+        self.store.set_deployment_status(name, "running")
+        weights = {spec["version"]: 1.0}
+        self.store.record_traffic(name, weights, actor=actor, reason=reason)
+        return {"name": name, "model": model, "route_prefix": route_prefix, "url": self.url(name), "weights": weights}
+
+    def set_traffic(
+        self,
+        name: str,
+        weights: dict[int, float],
+        *,
+        actor: str | None = None,
+        reason: str = "",
+        timeout_s: float = 120.0,
+    ) -> dict[int, float]:
+        """Split the deployment's traffic between versions, in place, and record the change.
+
+        Versions not in ``weights`` are unloaded; a version with weight 0 stays
+        loaded without traffic (instant rollback). Unknown versions raise
+        before Serve is touched.
+
+        Parameters
+        ----------
+        name : str
+            Deployment name.
+        weights : dict of int to float
+            Relative weights per version number, e.g. ``{1: 0.9, 2: 0.1}``.
+        actor, reason : str
+            Who changed traffic and why; stored with the change.
+
+        Returns
+        -------
+        dict of int to float
+            The normalised weights now served.
+
+        Examples
+        --------
+        >>> serving.set_traffic("cancer", {1: 9, 2: 1}, reason="canary v2")   # doctest: +SKIP
+        {1: 0.9, 2: 0.1}
+        """
+        norm = normalize(weights)
+        dep = self.store.get_deployment(name)
+        specs = {v: self._version_spec(dep["model"], v) for v in norm}
+        current = self._handle(name).config.remote().result(timeout_s=30)
+        if not current:
+            raise DeploymentError(f"deployment {name!r} has no router config; deploy it again with serving.deploy(...).")
+        config = dict(current)
+        config["versions"] = {
+            str(v): {"artifact": s["artifact"], "model_version_id": s["model_version_id"], "weight": norm[v]}
+            for v, s in specs.items()
+        }
+        self._run(name, dep["route_prefix"], config, timeout_s=timeout_s)
+        self.store.record_traffic(name, norm, actor=actor, reason=reason)
+        return norm
+
+    def traffic(self, name: str) -> dict[int, float]:
+        """The weights last recorded for ``name``."""
+        history = self.store.traffic_history(name)
+        if not history:
+            raise NotFoundError(f"deployment {name!r} has no traffic record yet; deploy it with serving.deploy(...).")
+        return {int(k): float(v) for k, v in history[-1]["weights"].items()}
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        to_version: int | None = None,
+        actor: str | None = None,
+        reason: str = "rollback",
+    ) -> dict[int, float]:
+        """Send 100% of traffic back to one version.
+
+        The target is ``to_version`` if given; otherwise the main version of
+        the most recent earlier traffic state whose main version differs from
+        the current one; otherwise the model's ``champion`` alias. Versions
+        loaded now stay loaded at weight 0.
+
+        Returns
+        -------
+        dict of int to float
+            The weights now served.
+
+        Examples
+        --------
+        >>> serving.rollback("cancer")             # doctest: +SKIP
+        {1: 1.0, 2: 0.0}
+        """
+        dep = self.store.get_deployment(name)
+        current = self.traffic(name)
+        now_main = main_version(current)
+        target = to_version
+        if target is None:
+            for row in reversed(self.store.traffic_history(name)[:-1]):
+                earlier = {int(k): float(v) for k, v in row["weights"].items()}
+                if main_version(earlier) != now_main:
+                    target = main_version(earlier)
+                    break
+        if target is None:
+            try:
+                target = int(self.store.get_model_version(dep["model"], "champion")["version"])
+            except NotFoundError:
+                target = None
+            if target == now_main:
+                target = None
+        if target is None:
+            raise ConfigError(
+                f"deployment {name!r} has no earlier traffic state or champion to roll back to "
+                f"(it serves version {now_main}); pass to_version=..."
+            )
+        weights = {v: 0.0 for v in current} | {int(target): 1.0}
+        return self.set_traffic(
+            name, weights, actor=actor, reason=f"{reason}: 100% to version {target} (was {_fmt(current)})"
+        )
+
+    def url(self, name: str) -> str:
+        """HTTP base URL of the deployment (append ``/predict`` or ``/health``)."""
+        dep = self.store.get_deployment(name)
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://{host}:{self.http_port}{dep['route_prefix']}"
+
+    def predict(
+        self, name: str, records: list[dict[str, Any]], *, key: str | None = None, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        """POST records to the deployment's real HTTP endpoint.
+
+        Returns
+        -------
+        dict
+            ``predictions``, ``model_version``, ``request_id``.
+
+        Raises
+        ------
+        InvalidRequestError
+            The server rejected the input (4xx); ``field`` names the feature.
+        DeploymentError
+            The server failed (5xx) or could not be reached.
+
+        Examples
+        --------
+        >>> serving.predict("cancer", [{"mean radius": 14.1, ...}])["predictions"]   # doctest: +SKIP
+        ['benign']
+        """
+        import httpx
+
+        body: dict[str, Any] = {"records": records}
+        if key is not None:
+            body["key"] = key
+        if self._http_client is None:
+            self._http_client = httpx.Client(timeout=timeout_s)
+        target = self.url(name) + "/predict"
+        try:
+            resp = self._http_client.post(target, json=body, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise DeploymentError(
+                f"could not reach {target} ({exc}); check serving.status({name!r})."
+            ) from exc
+        try:
+            payload = resp.json()
+        except ValueError:
+            payload = {"error": resp.text[:500]}
+        if 400 <= resp.status_code < 500:
+            raise InvalidRequestError(
+                f"{resp.status_code}: {payload.get('error', resp.text[:500])}", field=payload.get("field")
+            )
+        if resp.status_code >= 500:
+            raise DeploymentError(f"{target} answered {resp.status_code}: {payload.get('error', resp.text[:500])}")
+        return payload
+
+    def health(self, name: str) -> dict[str, Any]:
+        """The router's view: loaded versions, weights, replica identity, log counters."""
+        return self._handle(name).health.remote().result(timeout_s=30)
+
+    def flush_logs(self, name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Ship the router's buffered request logs to the store and wait until they are written.
+
+        With several replicas this reaches one of them; the others flush
+        within a quarter second on their own.
+
+        Returns
+        -------
+        dict
+            The replica's counters: ``buffered``, ``written``, ``lost``, ``dropped``.
+        """
+        return self._handle(name).flush.remote().result(timeout_s=timeout_s)
+
+    def status(self, name: str) -> dict[str, Any]:
+        """The store's deployment row, its current weights and Ray Serve's live status.
+
+        Examples
+        --------
+        >>> serving.status("cancer")["serve"]["status"]     # doctest: +SKIP
+        'RUNNING'
+        """
+        dep = self.store.get_deployment(name)
+        out: dict[str, Any] = {
+            "name": dep["name"],
+            "model": dep["model"],
+            "route_prefix": dep["route_prefix"],
+            "status": dep["status"],
+            "weights": {int(k): float(v) for k, v in (dep.get("weights") or {}).items()},
+            "url": self.url(name),
+            "serve": None,
+        }
+        if dep["status"] == "deleted":
+            return out
+        from ray import serve
+
+        self._ensure_serve()
+        app = serve.status().applications.get(name)
+        if app is not None:
+            out["serve"] = {
+                "status": str(getattr(app.status, "value", app.status)),
+                "message": app.message,
+                "deployments": {
+                    d: {
+                        "status": str(getattr(s.status, "value", s.status)),
+                        "replicas": dict(s.replica_states),
+                        "message": s.message,
+                    }
+                    for d, s in app.deployments.items()
+                },
+            }
+        return out
+
+    def undeploy(self, name: str, *, actor: str | None = None) -> None:
+        """Flush the deployment's logs, delete its Serve app and mark it ``deleted`` in the store."""
+        from ray import serve
+
+        self.store.get_deployment(name)
+        self._ensure_serve()
+        try:
+            self.flush_logs(name, timeout_s=10)
+        except Exception as exc:  # best effort: the app may already be gone
+            log.warning("could not flush logs of %s before deleting it: %s", name, exc)
+        serve.delete(name)
+        self.store.set_deployment_status(name, "deleted")
+        dep = self.store.get_deployment(name)
+        self.store.audit("deployment.delete", "deployment", dep["id"], {"name": name}, actor=actor)
+
+    def close(self) -> None:
+        """Close the HTTP client (Serve apps keep running)."""
+        if self._http_client is not None:
+            self._http_client.close()
+            self._http_client = None
+
+
+def _fmt(weights: dict[int, float]) -> str:
+    return ", ".join(f"v{v}={w:.0%}" for v, w in sorted(weights.items()))
+
+
+def _running_http_options() -> tuple[str, int] | None:
+    """Host and port of the Serve proxy already running in this cluster, or None."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client(raise_if_no_controller_running=False)
+    except Exception:  # private API moved: fall back to serve.start's own check
+        return None
+    if client is None:
+        return None
+    cfg = client.http_config
+    return str(cfg.host), int(cfg.port)

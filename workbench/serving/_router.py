@@ -1,0 +1,491 @@
+"""The Serve app: one ingress ``Router`` replica that holds every model version and splits traffic by weight.
+
+Small model versions live inside the router's own replica, so a request costs
+one hop (proxy → router); separate per-version deployments are for versions
+that need their own resources and are not built yet. Weights, versions and
+paths arrive as the deployment's ``user_config``; ``reconfigure()`` applies a
+change in place, without restarting the replica.
+
+The same app runs from Python (``Serving.deploy``) and from the CLI::
+
+    serve run workbench.serving._router:build_app --  # with a config file holding `args`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from workbench.exceptions import ConfigError, InvalidRequestError
+from workbench.serving.traffic import choose, normalize, sticky_choice
+
+__all__ = ["Router", "build_app", "validate_config", "ROUTER_CODE_VERSION", "MAX_BODY_BYTES"]
+
+log = logging.getLogger("workbench.serving.router")
+
+MAX_BODY_BYTES = 1 << 20
+LOG_BUFFER_ROWS = 10_000
+FLUSH_INTERVAL_S = 0.25
+FLUSH_ROWS = 64
+DEFAULT_NUM_CPUS = 0.5
+DEFAULT_NUM_REPLICAS = 1
+
+
+def _code_version() -> str:
+    # Serve restarts replicas whenever the deployment "version" changes and, for apps
+    # deployed from Python, picks a random one per serve.run. Pinning it to this
+    # file's bytes makes a user_config change a reconfigure(), while a new router
+    # code still rolls the replicas.
+    import workbench
+
+    digest = hashlib.sha256(Path(__file__).read_bytes() + workbench.__version__.encode()).hexdigest()
+    return f"router-{digest[:16]}"
+
+
+ROUTER_CODE_VERSION = _code_version()
+
+
+def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a router ``user_config`` and return it with weights normalised.
+
+    Parameters
+    ----------
+    config : mapping
+        ``{"deployment": name, "db_path": ..., "artifacts_dir": ..., "versions":
+        {"1": {"artifact": sha256, "model_version_id": id, "weight": 0.9}, ...}}``;
+        ``versions`` may also be a JSON string (as ``serve run key=value`` passes it).
+
+    Returns
+    -------
+    dict
+        A copy with version keys as strings and weights summing to 1.
+
+    Raises
+    ------
+    ConfigError
+        Naming the missing or malformed entry.
+
+    Examples
+    --------
+    >>> cfg = validate_config({"deployment": "d", "db_path": "/x/lineage.db", "artifacts_dir": "/x/artifacts",
+    ...     "versions": {"1": {"artifact": "a" * 64, "model_version_id": 7, "weight": 3}}})
+    >>> cfg["versions"]["1"]["weight"]
+    1.0
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"router config must be a mapping, got {type(config).__name__}.")
+    out = dict(config)
+    for key in ("deployment", "db_path", "artifacts_dir"):
+        if not isinstance(out.get(key), str) or not out[key]:
+            raise ConfigError(f"router config needs a non-empty string {key!r}; got {out.get(key)!r}.")
+    versions = out.get("versions")
+    if isinstance(versions, str):
+        try:
+            versions = json.loads(versions)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"router config 'versions' is not valid JSON: {exc}") from exc
+    if not isinstance(versions, Mapping) or not versions:
+        raise ConfigError("router config needs 'versions': {version: {artifact, model_version_id, weight}}.")
+    clean: dict[str, dict[str, Any]] = {}
+    for key, spec in versions.items():
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"router config: version {key!r} must be a mapping, got {spec!r}.")
+        artifact = spec.get("artifact")
+        if not isinstance(artifact, str) or len(artifact) != 64:
+            raise ConfigError(f"router config: version {key!r} needs 'artifact', a SHA-256 hex digest.")
+        mv_id = spec.get("model_version_id")
+        if isinstance(mv_id, bool) or not isinstance(mv_id, int):
+            raise ConfigError(f"router config: version {key!r} needs an integer 'model_version_id'.")
+        clean[str(key)] = {"artifact": artifact, "model_version_id": mv_id, "weight": spec.get("weight", 0.0)}
+    weights = normalize({k: v["weight"] for k, v in clean.items()})
+    for version, weight in weights.items():
+        clean[str(version)]["weight"] = weight
+    out["versions"] = {str(v): clean[str(v)] for v in weights}
+    return out
+
+
+def build_app(args: Mapping[str, Any]) -> Any:
+    """Build the router application from its config (an app builder for ``serve.run`` and ``serve run``).
+
+    Parameters
+    ----------
+    args : mapping
+        The router ``user_config`` (see :func:`validate_config`), plus optional
+        ``num_replicas`` (default 1) and ``num_cpus`` per replica (default 0.5).
+
+    Returns
+    -------
+    ray.serve.Application
+
+    Examples
+    --------
+    >>> app = build_app({"deployment": "cancer", ...})      # doctest: +SKIP
+    >>> serve.run(app, name="cancer", route_prefix="/cancer")  # doctest: +SKIP
+    """
+    config = validate_config(args)
+    num_replicas = int(config.get("num_replicas", DEFAULT_NUM_REPLICAS))
+    num_cpus = float(config.get("num_cpus", DEFAULT_NUM_CPUS))
+    if num_replicas < 1 or num_cpus < 0:
+        raise ConfigError(f"num_replicas must be >= 1 and num_cpus >= 0; got {num_replicas}, {num_cpus}.")
+    config["num_replicas"], config["num_cpus"] = num_replicas, num_cpus
+    deployment = Router.options(  # type: ignore[attr-defined]
+        version=ROUTER_CODE_VERSION,
+        _internal=True,  # `version` is internal in Ray 2.60; see _code_version for why we pin it
+        user_config=config,
+        num_replicas=num_replicas,
+        ray_actor_options={"num_cpus": num_cpus},
+    )
+    return deployment.bind()
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    version: int
+    artifact: str
+    model_version_id: int
+    bundle: Any
+
+
+@dataclass(frozen=True)
+class _Routing:
+    """Everything a request needs, swapped as one object so a request never sees half a change."""
+
+    deployment: str
+    versions: dict[int, _Loaded]
+    weights: dict[int, float]
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, list | dict | str):
+        return value.item()  # numpy scalar
+    return value
+
+
+def _records_from_body(body: Any) -> tuple[list[Any], str | None]:
+    """Records and sticky key from a parsed request body; raises InvalidRequestError naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidRequestError(
+            'the body must be a JSON object such as {"records": [{...}]} or {"columns": {...}}', field="body"
+        )
+    unknown = sorted(set(body) - {"records", "columns", "key"})
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field {unknown[0]!r} in the body; send 'records' or 'columns', and optionally 'key'",
+            field=unknown[0],
+        )
+    key = body.get("key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequestError(f"'key' must be a string (a user or session id), got {key!r}", field="key")
+    if ("records" in body) == ("columns" in body):
+        raise InvalidRequestError(
+            'send exactly one of "records" (a list of objects) or "columns" (an object of equal-length lists)',
+            field="records",
+        )
+    if "records" in body:
+        records = body["records"]
+        if not isinstance(records, list) or not records:
+            raise InvalidRequestError('"records" must be a non-empty list of objects', field="records")
+        return records, key
+    columns = body["columns"]
+    if not isinstance(columns, dict) or not columns:
+        raise InvalidRequestError('"columns" must be a non-empty object {feature: [values...]}', field="columns")
+    lengths = {}
+    for name, values in columns.items():
+        if not isinstance(values, list):
+            raise InvalidRequestError(f"column {name!r} must be a list of values", field=name)
+        lengths[name] = len(values)
+    n = max(lengths.values())
+    short = sorted(c for c, m in lengths.items() if m != n)
+    if short:
+        raise InvalidRequestError(
+            f"column {short[0]!r} has {lengths[short[0]]} values but others have {n}; columns must be equally long",
+            field=short[0],
+        )
+    if n == 0:
+        raise InvalidRequestError('"columns" hold no values; send at least one row', field="columns")
+    names = list(columns)
+    return [{c: columns[c][i] for c in names} for i in range(n)], key
+
+
+@serve.deployment(name="Router", max_ongoing_requests=16, ray_actor_options={"num_cpus": DEFAULT_NUM_CPUS})
+class Router:
+    """Ingress of a workbench deployment: routes each request to one model version by weight.
+
+    HTTP, relative to the app's route prefix:
+
+    - ``POST /predict`` with ``{"records": [{feature: value}, ...]}`` or
+      ``{"columns": {feature: [values]}}`` and an optional ``"key"`` for sticky
+      routing → ``{"predictions", "model_version", "request_id"}``;
+    - ``GET /health`` → loaded versions, weights and this replica's identity.
+
+    Every ``/predict`` call, answered or rejected, is logged to a bounded
+    in-memory buffer that a background task ships to the recorder actor.
+    """
+
+    def __init__(self) -> None:
+        self._routing: _Routing | None = None
+        self._config: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}  # artifact sha → bundle, so re-weighting never reloads
+        self._artifacts: Any = None
+        self._recorder: Any = None
+        self._buffer: deque[dict[str, Any]] = deque(maxlen=LOG_BUFFER_ROWS)
+        self._dropped = 0
+        self._written = 0
+        self._lost = 0
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._started_at = time.time()
+        self._pid = os.getpid()
+        self._reconfigures = 0
+        try:
+            self._replica_id = serve.get_replica_context().replica_id.unique_id
+        except Exception:  # outside a replica (unit use)
+            self._replica_id = f"local-{self._pid}"
+
+    # ---------------------------------------------------------------- config
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Load new versions, drop removed ones and take the new weights, in place."""
+        from workbench.lineage import ArtifactStore
+        from workbench.registry import ModelBundle
+
+        cfg = validate_config(config)
+        if self._artifacts is None or str(self._artifacts.root) != cfg["artifacts_dir"]:
+            self._artifacts = ArtifactStore(cfg["artifacts_dir"])
+        loaded: dict[int, _Loaded] = {}
+        for key, spec in cfg["versions"].items():
+            sha = spec["artifact"]
+            bundle = self._cache.get(sha)
+            if bundle is None:
+                bundle = self._artifacts.get_object(sha)  # verifies the SHA-256 before unpickling
+                if not isinstance(bundle, ModelBundle):
+                    raise ConfigError(f"artifact {sha[:12]}… of version {key} is not a ModelBundle; re-register it.")
+            loaded[int(key)] = _Loaded(int(key), sha, spec["model_version_id"], bundle)
+        self._cache = {v.artifact: v.bundle for v in loaded.values()}  # drops removed versions
+        if self._config.get("db_path") != cfg["db_path"]:
+            self._recorder = None
+        self._config = cfg
+        self._routing = _Routing(
+            deployment=cfg["deployment"],
+            versions=loaded,
+            weights={v: cfg["versions"][str(v)]["weight"] for v in loaded},
+        )
+        self._reconfigures += 1
+        log.info("router %s: versions %s", cfg["deployment"], self._routing.weights)
+
+    def config(self) -> dict[str, Any]:
+        """The user_config this replica runs with (the deployer reuses it for the next change)."""
+        return dict(self._config)
+
+    def health(self) -> dict[str, Any]:
+        """Loaded versions with their weights, and this replica's identity and log counters."""
+        routing = self._routing
+        versions = {}
+        if routing is not None:
+            for v, lv in sorted(routing.versions.items()):
+                versions[str(v)] = {
+                    "weight": routing.weights[v],
+                    "model_version_id": lv.model_version_id,
+                    "artifact": lv.artifact,
+                }
+        return {
+            "status": "ok" if routing else "not configured",
+            "deployment": routing.deployment if routing else None,
+            "versions": versions,
+            "replica": {"id": self._replica_id, "pid": self._pid, "started_at": self._started_at},
+            "reconfigures": self._reconfigures,
+            "log": {
+                "buffered": len(self._buffer),
+                "written": self._written,
+                "lost": self._lost,
+                "dropped": self._dropped,
+            },
+        }
+
+    # ------------------------------------------------------------------ HTTP
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        root = request.scope.get("root_path", "") or ""
+        path = request.url.path
+        sub = path[len(root) :] if root and path.startswith(root) else path
+        sub = "/" + sub.strip("/")
+        if sub == "/health":
+            if request.method != "GET":
+                return JSONResponse({"error": "use GET for /health", "field": None}, status_code=405)
+            return JSONResponse(self.health())
+        if sub == "/predict":
+            if request.method != "POST":
+                return JSONResponse({"error": "use POST for /predict", "field": None}, status_code=405)
+            self._ensure_flusher()
+            return await self._predict(request)
+        return JSONResponse(
+            {"error": f"no route {path!r}; use POST {root}/predict or GET {root}/health", "field": None},
+            status_code=404,
+        )
+
+    async def _predict(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        t0 = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        routing = self._routing
+        version: _Loaded | None = None
+        records: Any = None
+        predictions: Any = None
+        try:
+            if routing is None:
+                raise _HTTPError(503, "the router has no model versions yet; deploy one with Serving.deploy", None)
+            raw = await self._read_body(request)
+            try:
+                body = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidRequestError(f"the body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})", field="body") from None
+            records, key = _records_from_body(body)
+            chosen = sticky_choice(routing.weights, key) if key is not None else choose(routing.weights, random.random())
+            version = routing.versions[chosen]
+            try:
+                predictions = [_jsonable(p) for p in version.bundle.predict_records(records)]
+            except InvalidRequestError:
+                raise
+            except Exception as exc:  # the model itself failed: answer 500, keep the replica up
+                log.exception("model version %s failed on request %s", chosen, request_id)
+                raise _HTTPError(500, f"model version {chosen} failed: {type(exc).__name__}: {exc}", None) from exc
+            status, payload = 200, {"predictions": predictions, "model_version": chosen, "request_id": request_id}
+            error = None
+        except InvalidRequestError as exc:
+            status = 400 if exc.field == "body" else 422
+            error = str(exc)
+            payload = {"error": error, "field": exc.field, "request_id": request_id}
+        except _HTTPError as exc:
+            status, error = exc.status, exc.message
+            payload = {"error": error, "field": exc.field, "request_id": request_id}
+        if version is not None:
+            payload["model_version"] = version.version
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        self._log(
+            {
+                "request_id": request_id,
+                "deployment": routing.deployment if routing else self._config.get("deployment", ""),
+                "model_version_id": version.model_version_id if version else None,
+                "features": records if isinstance(records, list) else None,
+                "prediction": predictions,
+                "latency_ms": latency_ms,
+                "status_code": status,
+                "error": error,
+            }
+        )
+        return JSONResponse(payload, status_code=status)
+
+    async def _read_body(self, request: Any) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise _HTTPError(413, f"the body is {int(declared)} bytes; the limit is {MAX_BODY_BYTES} (1 MiB). Send fewer records per request.", "body")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _HTTPError(413, f"the body exceeds {MAX_BODY_BYTES} bytes (1 MiB); send fewer records per request.", "body")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # ------------------------------------------------------------- logging
+    def _log(self, row: dict[str, Any]) -> None:
+        from workbench.lineage import utcnow
+
+        row["at"] = utcnow()
+        if len(self._buffer) == self._buffer.maxlen:
+            self._dropped += 1  # the deque drops the oldest row; count it so /health shows the loss
+        self._buffer.append(row)
+        if len(self._buffer) >= FLUSH_ROWS and self._wake is not None:
+            self._wake.set()
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._wake = asyncio.Event()
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self._send()
+            except Exception:  # never let the loop die; /health shows lost rows
+                log.exception("could not ship request logs")
+
+    def _get_recorder(self) -> Any:
+        if self._recorder is None:
+            from workbench.serving._recorder import get_or_create_recorder, lookup_recorder
+
+            db_path = self._config["db_path"]
+            self._recorder = lookup_recorder(db_path)
+            if self._recorder is None:
+                # The deployer creates it on the store's node; this fallback keeps logs flowing
+                # if it died (e.g. the notebook that owned it exited on an external cluster).
+                log.warning("no request-log recorder for %s; starting one on this node", db_path)
+                self._recorder = get_or_create_recorder(db_path, detached=False)
+        return self._recorder
+
+    def _send(self) -> asyncio.Future[Any] | None:
+        if not self._buffer:
+            return None
+        batch = list(self._buffer)
+        self._buffer.clear()
+        try:
+            ref = self._get_recorder().write.remote(batch)
+        except Exception:
+            self._lost += len(batch)
+            self._recorder = None
+            log.exception("could not reach the request-log recorder; %d rows lost", len(batch))
+            return None
+        task = asyncio.ensure_future(self._await_write(ref, len(batch)))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    async def _await_write(self, ref: Any, n: int) -> None:
+        try:
+            await ref
+            self._written += n
+        except Exception:
+            self._lost += n
+            self._recorder = None  # look it up again next time
+            log.exception("the request-log recorder failed to write %d rows", n)
+
+    async def flush(self) -> dict[str, Any]:
+        """Ship buffered request logs now and wait until the store has them; returns the log counters."""
+        self._send()
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        return self.health()["log"]
+
+    async def __del__(self) -> None:
+        # Serve awaits this on graceful shutdown (serve.delete / redeploy): ship what is buffered.
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("could not flush request logs on shutdown")
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str, field: str | None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
