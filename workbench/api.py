@@ -110,7 +110,7 @@ class Workbench:
     def close(self) -> None:
         """Close the store; shut Serve and Ray down only if this process started them."""
         if "serving" in self.__dict__:
-            self.serving.shutdown()
+            self.serving.close()
         if self._ray is not None:
             self._ray.shutdown()
             self._ray = None

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.api import Workbench
-from workbench.datasets import Checks, DatasetValidationError, format_report, write_breast_cancer_csv
-from workbench.exceptions import InvalidRequestError
+from workbench.datasets import Checks, format_report, write_breast_cancer_csv
+from workbench.exceptions import DatasetValidationError, InvalidRequestError
 
 __all__ = ["run_demo"]
 
@@ -69,7 +69,7 @@ def run_demo(
         step(4, "evaluate the best trial on the holdout, register it as version 1 (champion)")
         bundle = bench.experiments.fit_bundle(train, result.best_config, seed=seed)
         metrics = bench.experiments.evaluate(bundle, holdout)
-        v1 = bench.registry.register(MODEL, bundle, metrics={**metrics, "holdout_dataset_version_id": holdout.id},
+        v1 = bench.registry.register(MODEL, bundle, metrics=metrics,
                                      experiment_id=result.experiment_id, trial_id=result.best_trial_id,
                                      dataset_version_id=train.id)
         bench.store.link("dataset_version", holdout.id, "evaluated", "model_version", v1.id)

@@ -135,7 +135,7 @@ class Automation:
         challenger = bench.registry.register(
             model,
             challenger_bundle,
-            metrics={**chall_metrics, "holdout_dataset_version_id": holdout.id},
+            metrics=chall_metrics,
             experiment_id=result.experiment_id,
             trial_id=result.best_trial_id,
             dataset_version_id=new_train.id,
@@ -164,17 +164,19 @@ class Automation:
             steps=policy.canary_steps,
             max_error_rate=policy.max_error_rate,
             min_requests=policy.min_requests,
+            actor=ACTOR,
         )
-        rollout.start(actor=ACTOR)
+        rollout.start()
         steps: list[dict[str, Any]] = []
         outcome = "waiting"
         for _ in range(policy.max_canary_rounds):
             if traffic is not None:
                 traffic()
             bench.serving.flush_logs(deployment)
-            outcome = rollout.advance(actor=ACTOR)
+            weights = dict(rollout.schedule[rollout.step])
+            outcome = rollout.advance()
             if outcome != "waiting":
-                steps.append({"outcome": outcome, "weights": rollout.weights, "analysis": rollout.last_analysis})
+                steps.append({"outcome": outcome, "weights": weights, "analysis": rollout.log[-1]["analysis"]})
             if outcome in ("completed", "rolled_back"):
                 break
         detail["canary"] = steps
@@ -188,6 +190,7 @@ class Automation:
             store.update_retrain_job(job_id, status="PROMOTED", decision="promoted", detail=detail)
             return {"job_id": job_id, "status": "PROMOTED", **detail}
         if outcome != "rolled_back":
-            rollout.rollback(actor=ACTOR, reason=f"retrain job {job_id}: canary did not finish in {policy.max_canary_rounds} rounds")
+            bench.serving.rollback(deployment, to_version=champion.version, actor=ACTOR,
+                                   reason=f"retrain job {job_id}: canary did not finish in {policy.max_canary_rounds} rounds")
         store.update_retrain_job(job_id, status="ROLLED_BACK", decision="rolled_back", detail=detail)
         return {"job_id": job_id, "status": "ROLLED_BACK", **detail}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -63,6 +65,25 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+@contextmanager
+def _tune_console_quiet() -> Iterator[None]:
+    """Keep Tune's console tables out of notebooks and terminals: our progress display replaces them.
+
+    With Tune's new output engine even ``verbose=0`` prints an experiment
+    banner; the legacy engine at ``verbose=0`` prints nothing. The variable is
+    read when ``fit()`` starts and restored right after.
+    """
+    old = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = old
 
 
 def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
@@ -185,7 +206,8 @@ class Experiments:
             ),
         )
         try:
-            grid_result = tuner.fit()
+            with _tune_console_quiet():
+                grid_result = tuner.fit()
         except Exception as exc:
             self.store.finish_experiment(exp_id, status="ERROR", error=repr(exc))
             raise ExperimentError(f"search {name!r} (experiment {exp_id}) failed: {exc}") from exc
