@@ -26,6 +26,8 @@ class RayConnection:
     address: str
     started_here: bool
     namespace: str
+    #: the cluster is a private local one that this process started (it dies with the process)
+    local: bool = False
 
     def shutdown(self) -> None:
         """Disconnect; the local cluster is stopped only when workbench started it."""
@@ -33,7 +35,9 @@ class RayConnection:
         import ray
 
         with _lock:
-            if ray.is_initialized() and self.started_here:
+            if not self.started_here:
+                return
+            if ray.is_initialized():
                 ray.shutdown()
             _current = None
 
@@ -67,7 +71,10 @@ def connect(
 
     with _lock:
         if _current is not None and ray.is_initialized():
-            return _current
+            # Someone in this process connected first: share their Ray, never own it.
+            return RayConnection(
+                address=_current.address, started_here=False, namespace=_current.namespace, local=_current.local
+            )
         if ray.is_initialized():
             ctx = ray.get_runtime_context()
             _current = RayConnection(address=_gcs_address(), started_here=False, namespace=ctx.namespace)
@@ -93,7 +100,7 @@ def connect(
                 f"could not reach a Ray cluster at {target!r}: {exc}. Check the address (ray status on the head node), "
                 "or unset RAY_ADDRESS to start a local cluster."
             ) from exc
-        _current = RayConnection(address=_gcs_address(), started_here=started, namespace=namespace)
+        _current = RayConnection(address=_gcs_address(), started_here=started, namespace=namespace, local=started)
         log.info("connected to Ray at %s (started here: %s)", _current.address, started)
         return _current
 
