@@ -112,8 +112,12 @@ class CanaryRollout:
     def start(self) -> dict[int, float]:
         """Send the first step's share to the challenger; returns the weights served."""
         if self.state != "pending":
-            raise ConfigError(f"this canary already started (state {self.state!r}); create a new CanaryRollout.")
-        self.serving.store.get_model_version(self.serving.store.get_deployment(self.name)["model"], self.challenger)
+            raise ConfigError(
+                f"this canary already started (state {self.state!r}); create a new CanaryRollout."
+            )
+        self.serving.store.get_model_version(
+            self.serving.store.get_deployment(self.name)["model"], self.challenger
+        )
         applied = self._apply_step(0, "start")
         self.state = "running"
         return applied
@@ -135,8 +139,12 @@ class CanaryRollout:
         versions: dict[int, dict[str, Any]] = {}
         for version in (self.champion, self.challenger):
             mv_id = store.get_model_version(model, version)["id"]
-            latencies = _latencies(store, self.name, since=self.step_started_at, model_version_id=mv_id)
-            stats = store.request_stats(self.name, since=self.step_started_at, model_version_id=mv_id)
+            latencies = _latencies(
+                store, self.name, since=self.step_started_at, model_version_id=mv_id
+            )
+            stats = store.request_stats(
+                self.name, since=self.step_started_at, model_version_id=mv_id
+            )
             n, errors = int(stats["n"]), int(stats["errors"])
             versions[version] = {
                 "requests": n,
@@ -176,7 +184,10 @@ class CanaryRollout:
                 f"{champ['errors']}/{champ['requests']} errors, p99 {_ms(champ['p99_ms'])}"
             )
             self.serving.set_traffic(
-                self.name, {self.champion: 1.0, self.challenger: 0.0}, actor=self.actor, reason=reason
+                self.name,
+                {self.champion: 1.0, self.challenger: 0.0},
+                actor=self.actor,
+                reason=reason,
             )
             return self._decide("rolled_back", analysis)
         if ch["requests"] < self.min_requests:
@@ -188,7 +199,11 @@ class CanaryRollout:
                 "canary.completed",
                 "deployment",
                 dep["id"],
-                {"champion": self.champion, "challenger": self.challenger, "analysis": _plain(analysis)},
+                {
+                    "champion": self.champion,
+                    "challenger": self.challenger,
+                    "analysis": _plain(analysis),
+                },
                 actor=self.actor,
             )
             return self._decide("completed", analysis)

@@ -75,7 +75,9 @@ class Serving:
             try:
                 http_port = int(raw)
             except ValueError as exc:
-                raise ConfigError(f"WORKBENCH_SERVE_PORT must be a port number, got {raw!r}.") from exc
+                raise ConfigError(
+                    f"WORKBENCH_SERVE_PORT must be a port number, got {raw!r}."
+                ) from exc
         if not 0 < int(http_port) < 65536:
             raise ConfigError(f"http_port must be in 1..65535, got {http_port}.")
         self.http_port = int(http_port)
@@ -129,9 +131,15 @@ class Serving:
         """Look the version up and verify its artifact before anything touches Serve."""
         mv = self.store.get_model_version(model, version)
         self.artifacts.get_bytes(mv["artifact_hash"])  # raises NotFoundError / ArtifactCorruptError
-        return {"artifact": mv["artifact_hash"], "model_version_id": mv["id"], "version": mv["version"]}
+        return {
+            "artifact": mv["artifact_hash"],
+            "model_version_id": mv["id"],
+            "version": mv["version"],
+        }
 
-    def _run(self, name: str, route_prefix: str, config: dict[str, Any], *, timeout_s: float) -> None:
+    def _run(
+        self, name: str, route_prefix: str, config: dict[str, Any], *, timeout_s: float
+    ) -> None:
         """Deploy ``config`` as app ``name`` and wait until its router serves exactly these weights."""
         from ray import serve
 
@@ -165,7 +173,9 @@ class Serving:
                         last = f"RUNNING, router not answering yet ({exc})"
                     else:
                         got = {k: v["weight"] for k, v in health["versions"].items()}
-                        if got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-9 for k in want):
+                        if got.keys() == want.keys() and all(
+                            abs(got[k] - want[k]) < 1e-9 for k in want
+                        ):
                             return
                         last = f"RUNNING, router still on weights {got}"
             time.sleep(0.2)
@@ -231,7 +241,9 @@ class Serving:
             )
         route_prefix = route_prefix or f"/{name}"
         if not route_prefix.startswith("/") or route_prefix == "/" or route_prefix.endswith("/"):
-            raise ConfigError(f"route_prefix must look like '/{name}' (leading '/', no trailing '/'); got {route_prefix!r}.")
+            raise ConfigError(
+                f"route_prefix must look like '/{name}' (leading '/', no trailing '/'); got {route_prefix!r}."
+            )
         spec = self._version_spec(model, version)
         conn = self._ensure_serve()
         self._ensure_recorder(conn)
@@ -249,7 +261,9 @@ class Serving:
             "num_replicas": num_replicas,
             "num_cpus": num_cpus,
         }
-        self.store.upsert_deployment(name, model=model, route_prefix=route_prefix, status="deploying")
+        self.store.upsert_deployment(
+            name, model=model, route_prefix=route_prefix, status="deploying"
+        )
         try:
             self._run(name, route_prefix, config, timeout_s=timeout_s)
         except BaseException:
@@ -258,7 +272,13 @@ class Serving:
         self.store.set_deployment_status(name, "running")
         weights = {spec["version"]: 1.0}
         self.store.record_traffic(name, weights, actor=actor, reason=reason)
-        return {"name": name, "model": model, "route_prefix": route_prefix, "url": self.url(name), "weights": weights}
+        return {
+            "name": name,
+            "model": model,
+            "route_prefix": route_prefix,
+            "url": self.url(name),
+            "weights": weights,
+        }
 
     def set_traffic(
         self,
@@ -299,10 +319,16 @@ class Serving:
         specs = {v: self._version_spec(dep["model"], v) for v in norm}
         current = self._handle(name).config.remote().result(timeout_s=30)
         if not current:
-            raise DeploymentError(f"deployment {name!r} has no router config; deploy it again with serving.deploy(...).")
+            raise DeploymentError(
+                f"deployment {name!r} has no router config; deploy it again with serving.deploy(...)."
+            )
         config = dict(current)
         config["versions"] = {
-            str(v): {"artifact": s["artifact"], "model_version_id": s["model_version_id"], "weight": norm[v]}
+            str(v): {
+                "artifact": s["artifact"],
+                "model_version_id": s["model_version_id"],
+                "weight": norm[v],
+            }
             for v, s in specs.items()
         }
         self._run(name, dep["route_prefix"], config, timeout_s=timeout_s)
@@ -313,7 +339,9 @@ class Serving:
         """The weights last recorded for ``name``."""
         history = self.store.traffic_history(name)
         if not history:
-            raise NotFoundError(f"deployment {name!r} has no traffic record yet; deploy it with serving.deploy(...).")
+            raise NotFoundError(
+                f"deployment {name!r} has no traffic record yet; deploy it with serving.deploy(...)."
+            )
         return {int(k): float(v) for k, v in history[-1]["weights"].items()}
 
     def rollback(
@@ -365,7 +393,10 @@ class Serving:
             )
         weights = {v: 0.0 for v in current} | {int(target): 1.0}
         return self.set_traffic(
-            name, weights, actor=actor, reason=f"{reason}: 100% to version {target} (was {_fmt(current)})"
+            name,
+            weights,
+            actor=actor,
+            reason=f"{reason}: 100% to version {target} (was {_fmt(current)})",
         )
 
     def url(self, name: str) -> str:
@@ -375,7 +406,12 @@ class Serving:
         return f"http://{host}:{self.http_port}{dep['route_prefix']}"
 
     def predict(
-        self, name: str, records: list[dict[str, Any]], *, key: str | None = None, timeout_s: float = 30.0
+        self,
+        name: str,
+        records: list[dict[str, Any]],
+        *,
+        key: str | None = None,
+        timeout_s: float = 30.0,
     ) -> dict[str, Any]:
         """POST records to the deployment's real HTTP endpoint.
 
@@ -416,10 +452,13 @@ class Serving:
             payload = {"error": resp.text[:500]}
         if 400 <= resp.status_code < 500:
             raise InvalidRequestError(
-                f"{resp.status_code}: {payload.get('error', resp.text[:500])}", field=payload.get("field")
+                f"{resp.status_code}: {payload.get('error', resp.text[:500])}",
+                field=payload.get("field"),
             )
         if resp.status_code >= 500:
-            raise DeploymentError(f"{target} answered {resp.status_code}: {payload.get('error', resp.text[:500])}")
+            raise DeploymentError(
+                f"{target} answered {resp.status_code}: {payload.get('error', resp.text[:500])}"
+            )
         return payload
 
     def health(self, name: str) -> dict[str, Any]:

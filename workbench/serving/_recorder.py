@@ -10,7 +10,13 @@ from typing import Any
 
 import ray
 
-__all__ = ["Recorder", "RECORDER_NAMESPACE", "recorder_name", "get_or_create_recorder", "lookup_recorder"]
+__all__ = [
+    "Recorder",
+    "RECORDER_NAMESPACE",
+    "recorder_name",
+    "get_or_create_recorder",
+    "lookup_recorder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,12 @@ class Recorder:
 
     def stats(self) -> dict[str, Any]:
         """Rows and batches received since this actor started, and where they go."""
-        return {"db_path": self._db_path, "rows": self._rows, "batches": self._batches, "pid": os.getpid()}
+        return {
+            "db_path": self._db_path,
+            "rows": self._rows,
+            "batches": self._batches,
+            "pid": os.getpid(),
+        }
 
 
 def lookup_recorder(db_path: str | os.PathLike[str]) -> Any | None:

@@ -51,7 +51,9 @@ def _code_version() -> str:
     # code still rolls the replicas.
     import workbench
 
-    digest = hashlib.sha256(Path(__file__).read_bytes() + workbench.__version__.encode()).hexdigest()
+    digest = hashlib.sha256(
+        Path(__file__).read_bytes() + workbench.__version__.encode()
+    ).hexdigest()
     return f"router-{digest[:16]}"
 
 
@@ -90,7 +92,9 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(config)
     for key in ("deployment", "db_path", "artifacts_dir"):
         if not isinstance(out.get(key), str) or not out[key]:
-            raise ConfigError(f"router config needs a non-empty string {key!r}; got {out.get(key)!r}.")
+            raise ConfigError(
+                f"router config needs a non-empty string {key!r}; got {out.get(key)!r}."
+            )
     versions = out.get("versions")
     if isinstance(versions, str):
         try:
@@ -98,18 +102,28 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"router config 'versions' is not valid JSON: {exc}") from exc
     if not isinstance(versions, Mapping) or not versions:
-        raise ConfigError("router config needs 'versions': {version: {artifact, model_version_id, weight}}.")
+        raise ConfigError(
+            "router config needs 'versions': {version: {artifact, model_version_id, weight}}."
+        )
     clean: dict[str, dict[str, Any]] = {}
     for key, spec in versions.items():
         if not isinstance(spec, Mapping):
             raise ConfigError(f"router config: version {key!r} must be a mapping, got {spec!r}.")
         artifact = spec.get("artifact")
         if not isinstance(artifact, str) or len(artifact) != 64:
-            raise ConfigError(f"router config: version {key!r} needs 'artifact', a SHA-256 hex digest.")
+            raise ConfigError(
+                f"router config: version {key!r} needs 'artifact', a SHA-256 hex digest."
+            )
         mv_id = spec.get("model_version_id")
         if isinstance(mv_id, bool) or not isinstance(mv_id, int):
-            raise ConfigError(f"router config: version {key!r} needs an integer 'model_version_id'.")
-        clean[str(key)] = {"artifact": artifact, "model_version_id": mv_id, "weight": spec.get("weight", 0.0)}
+            raise ConfigError(
+                f"router config: version {key!r} needs an integer 'model_version_id'."
+            )
+        clean[str(key)] = {
+            "artifact": artifact,
+            "model_version_id": mv_id,
+            "weight": spec.get("weight", 0.0),
+        }
     weights = normalize({k: v["weight"] for k, v in clean.items()})
     for version, weight in weights.items():
         clean[str(version)]["weight"] = weight
@@ -139,7 +153,9 @@ def build_app(args: Mapping[str, Any]) -> Any:
     num_replicas = int(config.get("num_replicas", DEFAULT_NUM_REPLICAS))
     num_cpus = float(config.get("num_cpus", DEFAULT_NUM_CPUS))
     if num_replicas < 1 or num_cpus < 0:
-        raise ConfigError(f"num_replicas must be >= 1 and num_cpus >= 0; got {num_replicas}, {num_cpus}.")
+        raise ConfigError(
+            f"num_replicas must be >= 1 and num_cpus >= 0; got {num_replicas}, {num_cpus}."
+        )
     config["num_replicas"], config["num_cpus"] = num_replicas, num_cpus
     deployment = Router.options(  # type: ignore[attr-defined]
         version=ROUTER_CODE_VERSION,
@@ -178,7 +194,8 @@ def _records_from_body(body: Any) -> tuple[list[Any], str | None]:
     """Records and sticky key from a parsed request body; raises InvalidRequestError naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequestError(
-            'the body must be a JSON object such as {"records": [{...}]} or {"columns": {...}}', field="body"
+            'the body must be a JSON object such as {"records": [{...}]} or {"columns": {...}}',
+            field="body",
         )
     unknown = sorted(set(body) - {"records", "columns", "key"})
     if unknown:
@@ -188,7 +205,9 @@ def _records_from_body(body: Any) -> tuple[list[Any], str | None]:
         )
     key = body.get("key")
     if key is not None and not isinstance(key, str):
-        raise InvalidRequestError(f"'key' must be a string (a user or session id), got {key!r}", field="key")
+        raise InvalidRequestError(
+            f"'key' must be a string (a user or session id), got {key!r}", field="key"
+        )
     if ("records" in body) == ("columns" in body):
         raise InvalidRequestError(
             'send exactly one of "records" (a list of objects) or "columns" (an object of equal-length lists)',
@@ -197,11 +216,15 @@ def _records_from_body(body: Any) -> tuple[list[Any], str | None]:
     if "records" in body:
         records = body["records"]
         if not isinstance(records, list) or not records:
-            raise InvalidRequestError('"records" must be a non-empty list of objects', field="records")
+            raise InvalidRequestError(
+                '"records" must be a non-empty list of objects', field="records"
+            )
         return records, key
     columns = body["columns"]
     if not isinstance(columns, dict) or not columns:
-        raise InvalidRequestError('"columns" must be a non-empty object {feature: [values...]}', field="columns")
+        raise InvalidRequestError(
+            '"columns" must be a non-empty object {feature: [values...]}', field="columns"
+        )
     lengths = {}
     for name, values in columns.items():
         if not isinstance(values, list):
@@ -215,12 +238,16 @@ def _records_from_body(body: Any) -> tuple[list[Any], str | None]:
             field=short[0],
         )
     if n == 0:
-        raise InvalidRequestError('"columns" hold no values; send at least one row', field="columns")
+        raise InvalidRequestError(
+            '"columns" hold no values; send at least one row', field="columns"
+        )
     names = list(columns)
     return [{c: columns[c][i] for c in names} for i in range(n)], key
 
 
-@serve.deployment(name="Router", max_ongoing_requests=16, ray_actor_options={"num_cpus": DEFAULT_NUM_CPUS})
+@serve.deployment(
+    name="Router", max_ongoing_requests=16, ray_actor_options={"num_cpus": DEFAULT_NUM_CPUS}
+)
 class Router:
     """Ingress of a workbench deployment: routes each request to one model version by weight.
 
@@ -272,7 +299,9 @@ class Router:
             if bundle is None:
                 bundle = self._artifacts.get_object(sha)  # verifies the SHA-256 before unpickling
                 if not isinstance(bundle, ModelBundle):
-                    raise ConfigError(f"artifact {sha[:12]}… of version {key} is not a ModelBundle; re-register it.")
+                    raise ConfigError(
+                        f"artifact {sha[:12]}… of version {key} is not a ModelBundle; re-register it."
+                    )
             loaded[int(key)] = _Loaded(int(key), sha, spec["model_version_id"], bundle)
         self._cache = {v.artifact: v.bundle for v in loaded.values()}  # drops removed versions
         if self._config.get("db_path") != cfg["db_path"]:
@@ -325,15 +354,22 @@ class Router:
         sub = "/" + sub.strip("/")
         if sub == "/health":
             if request.method != "GET":
-                return JSONResponse({"error": "use GET for /health", "field": None}, status_code=405)
+                return JSONResponse(
+                    {"error": "use GET for /health", "field": None}, status_code=405
+                )
             return JSONResponse(self.health())
         if sub == "/predict":
             if request.method != "POST":
-                return JSONResponse({"error": "use POST for /predict", "field": None}, status_code=405)
+                return JSONResponse(
+                    {"error": "use POST for /predict", "field": None}, status_code=405
+                )
             self._ensure_flusher()
             return await self._predict(request)
         return JSONResponse(
-            {"error": f"no route {path!r}; use POST {root}/predict or GET {root}/health", "field": None},
+            {
+                "error": f"no route {path!r}; use POST {root}/predict or GET {root}/health",
+                "field": None,
+            },
             status_code=404,
         )
 
@@ -348,14 +384,25 @@ class Router:
         predictions: Any = None
         try:
             if routing is None:
-                raise _HTTPError(503, "the router has no model versions yet; deploy one with Serving.deploy", None)
+                raise _HTTPError(
+                    503,
+                    "the router has no model versions yet; deploy one with Serving.deploy",
+                    None,
+                )
             raw = await self._read_body(request)
             try:
                 body = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidRequestError(f"the body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})", field="body") from None
+                raise InvalidRequestError(
+                    f"the body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})",
+                    field="body",
+                ) from None
             records, key = _records_from_body(body)
-            chosen = sticky_choice(routing.weights, key) if key is not None else choose(routing.weights, random.random())
+            chosen = (
+                sticky_choice(routing.weights, key)
+                if key is not None
+                else choose(routing.weights, random.random())
+            )
             version = routing.versions[chosen]
             try:
                 predictions = [_jsonable(p) for p in version.bundle.predict_records(records)]
@@ -363,8 +410,13 @@ class Router:
                 raise
             except Exception as exc:  # the model itself failed: answer 500, keep the replica up
                 log.exception("model version %s failed on request %s", chosen, request_id)
-                raise _HTTPError(500, f"model version {chosen} failed: {type(exc).__name__}: {exc}", None) from exc
-            status, payload = 200, {"predictions": predictions, "model_version": chosen, "request_id": request_id}
+                raise _HTTPError(
+                    500, f"model version {chosen} failed: {type(exc).__name__}: {exc}", None
+                ) from exc
+            status, payload = (
+                200,
+                {"predictions": predictions, "model_version": chosen, "request_id": request_id},
+            )
             error = None
         except InvalidRequestError as exc:
             status = 400 if exc.field == "body" else 422
@@ -393,12 +445,20 @@ class Router:
     async def _read_body(self, request: Any) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise _HTTPError(413, f"the body is {int(declared)} bytes; the limit is {MAX_BODY_BYTES} (1 MiB). Send fewer records per request.", "body")
+            raise _HTTPError(
+                413,
+                f"the body is {int(declared)} bytes; the limit is {MAX_BODY_BYTES} (1 MiB). Send fewer records per request.",
+                "body",
+            )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise _HTTPError(413, f"the body exceeds {MAX_BODY_BYTES} bytes (1 MiB); send fewer records per request.", "body")
+                raise _HTTPError(
+                    413,
+                    f"the body exceeds {MAX_BODY_BYTES} bytes (1 MiB); send fewer records per request.",
+                    "body",
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 

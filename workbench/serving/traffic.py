@@ -93,7 +93,9 @@ def normalize(weights: Mapping[int, float]) -> dict[int, float]:
             f"at least one version needs a positive weight; got {dict(sorted(clean.items()))}."
         )
     if not math.isfinite(total):
-        raise ConfigError("traffic weights are too large to add up; scale them down (e.g. to fractions).")
+        raise ConfigError(
+            "traffic weights are too large to add up; scale them down (e.g. to fractions)."
+        )
     norm = {v: clean[v] / total for v in sorted(clean)}
     for v, w in norm.items():
         if w == 0 and clean[v] > 0:
@@ -203,7 +205,9 @@ def canary_schedule(
     """
     champion, challenger = _as_version(champion), _as_version(challenger)
     if champion == challenger:
-        raise ConfigError(f"champion and challenger are both version {champion}; pick two different versions.")
+        raise ConfigError(
+            f"champion and challenger are both version {champion}; pick two different versions."
+        )
     shares = [float(s) for s in steps]
     if not shares:
         raise ConfigError("a canary needs at least one step, e.g. steps=(0.1, 0.5, 1.0).")
