@@ -16,6 +16,9 @@ from workbench.registry import ModelRegistry
 
 if TYPE_CHECKING:
     from workbench.automation import Automation
+    from workbench.datasets import DatasetVersion
+    from workbench.experiments import SearchResult
+    from workbench.registry import ModelVersion
     from workbench.runtime import RayConnection
     from workbench.serving import Serving
 
@@ -75,6 +78,35 @@ class Workbench:
         return Automation(self)
 
     # --------------------------------------------------------------- shortcuts
+    def register_best(
+        self,
+        search: SearchResult,
+        *,
+        model: str,
+        train: DatasetVersion,
+        holdout: DatasetVersion,
+        alias: str | None = None,
+        seed: int = 0,
+        actor: str | None = None,
+        reason: str = "",
+    ) -> ModelVersion:
+        """Refit a search's best config on ``train``, score it on ``holdout``, register it (and set ``alias``).
+
+        The registered metrics are the holdout's; lineage records the
+        experiment, the training data and the holdout it was evaluated on.
+        """
+        bundle = self.experiments.fit_bundle(train, search.best_config, seed=seed)
+        metrics = self.experiments.evaluate(bundle, holdout)
+        mv = self.registry.register(
+            model, bundle, metrics=metrics, experiment_id=search.experiment_id, trial_id=search.best_trial_id,
+            dataset_version_id=train.id, actor=actor,
+        )
+        self.store.link("dataset_version", holdout.id, "evaluated", "model_version", mv.id)
+        if alias:
+            mv = self.registry.set_alias(model, alias, mv.version, actor=actor,
+                                         reason=reason or f"best trial {search.best_trial_id} of experiment {search.experiment_id}")
+        return mv
+
     def compare(self, model: str, challenger: int, *, holdout: Any, metric: str = "f1", tolerance: float = 0.0) -> dict[str, Any]:
         """Champion versus ``challenger`` of ``model``, both scored now on the same holdout dataset version."""
         champ = self.experiments.evaluate(self.registry.load(model, "champion"), holdout)

@@ -67,13 +67,8 @@ def run_demo(
 
         # 4. evaluate on holdout, register v1 as champion
         step(4, "evaluate the best trial on the holdout, register it as version 1 (champion)")
-        bundle = bench.experiments.fit_bundle(train, result.best_config, seed=seed)
-        metrics = bench.experiments.evaluate(bundle, holdout)
-        v1 = bench.registry.register(MODEL, bundle, metrics=metrics,
-                                     experiment_id=result.experiment_id, trial_id=result.best_trial_id,
-                                     dataset_version_id=train.id)
-        bench.store.link("dataset_version", holdout.id, "evaluated", "model_version", v1.id)
-        bench.registry.set_alias(MODEL, "champion", v1.version, reason="best trial of the first search")
+        v1 = bench.register_best(result, model=MODEL, train=train, holdout=holdout, alias="champion", seed=seed)
+        metrics = v1.metrics
         say("  " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) + f"  → {v1} [champion]")
 
         # 5. serve behind the traffic-splitting router
@@ -109,7 +104,7 @@ def run_demo(
         shifted = [rng.choice(malignant) if rng.random() < 0.85 else rng.choice(benign) for _ in range(100)]
         send(shifted)
         bench.serving.flush_logs(MODEL)
-        bench.store.add_feedback(labels)  # ground truth arrives for the logged requests
+        bench.monitoring.record_labels(labels)  # ground truth arrives for the logged requests
 
         # 7. retrain on drift, validate, canary, promote or roll back
         step(7, "drift schedules a retraining: new data version → search → holdout comparison → canary → decision")

@@ -128,20 +128,9 @@ class Automation:
 
         # 3. challenger versus champion on the same holdout
         champion = bench.registry.get(model, "champion")
-        challenger_bundle = bench.experiments.fit_bundle(new_train, result.best_config)
-        chall_metrics = bench.experiments.evaluate(challenger_bundle, holdout)
+        challenger = bench.register_best(result, model=model, train=new_train, holdout=holdout, actor=ACTOR)
         champ_metrics = bench.experiments.evaluate(bench.registry.load(model, champion.version), holdout)
-        verdict = compare(champ_metrics, chall_metrics, metric=policy.metric, tolerance=policy.tolerance)
-        challenger = bench.registry.register(
-            model,
-            challenger_bundle,
-            metrics=chall_metrics,
-            experiment_id=result.experiment_id,
-            trial_id=result.best_trial_id,
-            dataset_version_id=new_train.id,
-            actor=ACTOR,
-        )
-        store.link("dataset_version", holdout.id, "evaluated", "model_version", challenger.id)
+        verdict = compare(champ_metrics, challenger.metrics, metric=policy.metric, tolerance=policy.tolerance)
         detail: dict[str, Any] = {
             "new_rows": recent.height,
             "comparison": verdict.as_dict(),

@@ -67,6 +67,21 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _silent_reporter() -> Any:
+    """A Tune progress reporter that never reports: in a notebook Tune's own HTML table would
+    call ``clear_output`` on every update and wipe our progress widget with it."""
+    from ray.tune import ProgressReporter
+
+    class _Silent(ProgressReporter):
+        def should_report(self, trials: list, done: bool = False) -> bool:
+            return False
+
+        def report(self, trials: list, done: bool, *sys_info: Any) -> None:
+            return None
+
+    return _Silent()
+
+
 @contextmanager
 def _tune_console_quiet() -> Iterator[None]:
     """Keep Tune's console tables out of notebooks and terminals: our progress display replaces them.
@@ -202,6 +217,7 @@ class Experiments:
                 name=f"exp-{exp_id}-{name}",
                 storage_path=str(self.settings.home / "tune"),
                 callbacks=[callback],
+                progress_reporter=_silent_reporter(),
                 verbose=0,
             ),
         )

@@ -117,6 +117,13 @@ class Monitoring:
     def get(self, name: str) -> DriftMonitor:
         return DriftMonitor(self.store, self.datasets, self.store.get_monitor(name))
 
+    def record_labels(self, labels: dict[str, Any]) -> int:
+        """Attach ground truth that arrived later to logged requests (``{request_id: label}``).
+
+        Labelled requests feed accuracy monitoring and the next retraining's data.
+        """
+        return self.store.add_feedback(labels)
+
     def results(self, name: str | None = None, *, drift_only: bool = False) -> list[dict[str, Any]]:
         return self.store.drift_results(name, drift_only=drift_only)
 

@@ -168,7 +168,7 @@ class Serving:
                     )
                 if state == "RUNNING":
                     try:
-                        health = serve.get_app_handle(name).health.remote().result(timeout_s=10)
+                        health = _call_handle(lambda: serve.get_app_handle(name).health.remote(), 10)
                     except Exception as exc:  # replica still starting
                         last = f"RUNNING, router not answering yet ({exc})"
                     else:
@@ -317,7 +317,7 @@ class Serving:
         norm = normalize(weights)
         dep = self.store.get_deployment(name)
         specs = {v: self._version_spec(dep["model"], v) for v in norm}
-        current = self._handle(name).config.remote().result(timeout_s=30)
+        current = _call_handle(lambda: self._handle(name).config.remote(), 30)
         if not current:
             raise DeploymentError(
                 f"deployment {name!r} has no router config; deploy it again with serving.deploy(...)."
@@ -463,7 +463,7 @@ class Serving:
 
     def health(self, name: str) -> dict[str, Any]:
         """The router's view: loaded versions, weights, replica identity, log counters."""
-        return self._handle(name).health.remote().result(timeout_s=30)
+        return _call_handle(lambda: self._handle(name).health.remote(), 30)
 
     def flush_logs(self, name: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
         """Ship the router's buffered request logs to the store and wait until they are written.
@@ -476,7 +476,7 @@ class Serving:
         dict
             The replica's counters: ``buffered``, ``written``, ``lost``, ``dropped``.
         """
-        return self._handle(name).flush.remote().result(timeout_s=timeout_s)
+        return _call_handle(lambda: self._handle(name).flush.remote(), timeout_s)
 
     def status(self, name: str) -> dict[str, Any]:
         """The store's deployment row, its current weights and Ray Serve's live status.
@@ -555,3 +555,21 @@ def _running_http_options() -> tuple[str, int] | None:
         return None
     cfg = client.http_config
     return str(cfg.host), int(cfg.port)
+
+
+def _call_handle(call: Any, timeout_s: float) -> Any:
+    """Run a DeploymentHandle call and wait for its result, also from inside a running event loop.
+
+    Serve refuses blocking ``.result()`` on a thread that runs an asyncio loop,
+    which is the case in every Jupyter kernel; there the call and the wait
+    happen on a helper thread instead.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return call().result(timeout_s=timeout_s)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-serve") as pool:
+        return pool.submit(lambda: call().result(timeout_s=timeout_s)).result()
