@@ -31,7 +31,12 @@ def test_ingest_csv_and_parquet_give_the_same_content_hash(datasets, tmp_path):
 def test_failed_validation_records_nothing(datasets):
     df = pl.DataFrame({"x": [1.0, None, None, None], "y": ["a", None, "b", "a"]})
     with pytest.raises(DatasetValidationError) as info:
-        datasets.ingest(df, name="bad", target="y", checks=Checks(target="y", min_rows=10, max_null_fraction=0.5))
+        datasets.ingest(
+            df,
+            name="bad",
+            target="y",
+            checks=Checks(target="y", min_rows=10, max_null_fraction=0.5),
+        )
     failed = {(r["check"], r["column"]) for r in info.value.report if not r["passed"]}
     assert failed == {("row_count", None), ("target_nulls", "y"), ("nulls", "x")}
     assert "FAIL" in str(info.value) and "nothing was recorded" in str(info.value)
@@ -41,7 +46,9 @@ def test_failed_validation_records_nothing(datasets):
 def test_schema_and_numeric_checks_name_the_column(datasets):
     df = pl.DataFrame({"age": ["31", "forty", "52"], "y": ["a", "b", "a"]})
     checks = Checks(target="y", schema={"age": "Float64", "y": "String"}, numeric=["age"])
-    with pytest.raises(DatasetValidationError, match=r"\[age\].*non-numeric values such as 'forty'"):
+    with pytest.raises(
+        DatasetValidationError, match=r"\[age\].*non-numeric values such as 'forty'"
+    ):
         datasets.ingest(df, name="typed", target="y", checks=checks)
 
 
@@ -55,14 +62,18 @@ def test_unreadable_and_missing_files(datasets, tmp_path):
 
 
 def test_split_is_deterministic_stratified_and_lineaged(datasets, tmp_path):
-    dv = datasets.ingest(write_breast_cancer_csv(tmp_path / "bc.csv"), name="bc", target="diagnosis")
+    dv = datasets.ingest(
+        write_breast_cancer_csv(tmp_path / "bc.csv"), name="bc", target="diagnosis"
+    )
     parts = datasets.split(dv, {"train": 0.6, "holdout": 0.2, "live": 0.2}, seed=3)
     sizes = {k: v.n_rows for k, v in parts.items()}
     assert sum(sizes.values()) == 569 and abs(sizes["train"] - 341) <= 2
     frames = {k: datasets.load(v) for k, v in parts.items()}
     share = {k: (f["diagnosis"] == "malignant").mean() for k, f in frames.items()}
     assert max(share.values()) - min(share.values()) < 0.03  # stratified
-    assert frames["train"].join(frames["holdout"], on=frames["train"].columns, how="inner").height == 0
+    assert (
+        frames["train"].join(frames["holdout"], on=frames["train"].columns, how="inner").height == 0
+    )
     again = datasets.split(dv, {"train": 0.6, "holdout": 0.2, "live": 0.2}, seed=3)
     assert {k: v.id for k, v in again.items()} == {k: v.id for k, v in parts.items()}
     assert parts["train"].parent_id == dv.id

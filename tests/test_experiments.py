@@ -19,8 +19,13 @@ class _Display:
 
 
 def _trial(tid, status="RUNNING", last=None, error=None):
-    return SimpleNamespace(trial_id=tid, config={"family": "random_forest", "C": 1.0}, status=status,
-                           last_result=last or {}, get_error=lambda: error)
+    return SimpleNamespace(
+        trial_id=tid,
+        config={"family": "random_forest", "C": 1.0},
+        status=status,
+        last_result=last or {},
+        get_error=lambda: error,
+    )
 
 
 def test_tracking_callback_records_and_batches(tmp_path):
@@ -28,17 +33,35 @@ def test_tracking_callback_records_and_batches(tmp_path):
     from workbench.lineage import Store
 
     store = Store(tmp_path / "l.db")
-    exp = store.create_experiment(name="e", dataset_version_id=None, metric="f1", mode="max", num_samples=2,
-                                  search_space={}, search_alg="r", scheduler="f", seed=0, code_version={}, packages={})
+    exp = store.create_experiment(
+        name="e",
+        dataset_version_id=None,
+        metric="f1",
+        mode="max",
+        num_samples=2,
+        search_space={},
+        search_alg="r",
+        scheduler="f",
+        seed=0,
+        code_version={},
+        packages={},
+    )
     display = _Display()
-    cb = TrackingCallback(str(tmp_path / "l.db"), exp, metric="f1", mode="max", total=2, name="e", display=display)
+    cb = TrackingCallback(
+        str(tmp_path / "l.db"), exp, metric="f1", mode="max", total=2, name="e", display=display
+    )
     t1, t2 = _trial("t1"), _trial("t2")
     cb.on_trial_start(0, [t1, t2], t1)
     cb.on_trial_start(0, [t1, t2], t2)
-    cb.on_trial_result(0, [t1, t2], t1, {"f1": 0.8, "training_iteration": 1, "done": False, "pid": 7})
+    cb.on_trial_result(
+        0, [t1, t2], t1, {"f1": 0.8, "training_iteration": 1, "done": False, "pid": 7}
+    )
     assert store.list_trials(exp) == []  # buffered until the step ends
     cb.on_step_end(0, [t1, t2])
-    assert {t["trial_id"]: t["status"] for t in store.list_trials(exp)} == {"t1": "RUNNING", "t2": "RUNNING"}
+    assert {t["trial_id"]: t["status"] for t in store.list_trials(exp)} == {
+        "t1": "RUNNING",
+        "t2": "RUNNING",
+    }
     t1.last_result = {"f1": 0.8, "training_iteration": 1}
     t1.status = "TERMINATED"
     cb.on_trial_complete(1, [t1, t2], t1)
@@ -50,14 +73,18 @@ def test_tracking_callback_records_and_batches(tmp_path):
     assert rows["t1"]["status"] == "TERMINATED" and rows["t1"]["metrics"] == {"f1": 0.8}
     assert rows["t1"]["duration_s"] is not None
     assert rows["t2"]["status"] == "ERROR" and "bad hyperparameter" in rows["t2"]["error"]
-    assert [(m["name"], m["value"]) for m in store.trial_metrics(exp, "t1")] == [("f1", 0.8)]  # pid/done dropped
+    assert [(m["name"], m["value"]) for m in store.trial_metrics(exp, "t1")] == [
+        ("f1", 0.8)
+    ]  # pid/done dropped
     assert display.updates[-1]["done"] == 2 and display.updates[-1]["errored"] == 1
     assert display.updates[-1]["best"]["trial_id"] == "t1"
 
     # Tune pickles callbacks with its experiment state: the connection and display must not travel
     clone = pickle.loads(pickle.dumps(cb))
     assert clone.display is None and clone._store is None
-    restored = TrackingCallback(str(tmp_path / "l.db"), -1, metric="f1", mode="max", total=2, name="e")
+    restored = TrackingCallback(
+        str(tmp_path / "l.db"), -1, metric="f1", mode="max", total=2, name="e"
+    )
     restored.set_state(cb.get_state())
     assert restored.experiment_id == exp and restored._best["value"] == 0.8
 
@@ -69,7 +96,9 @@ def bench_with_data(tmp_path_factory, ray_cluster):
 
     home = tmp_path_factory.mktemp("wb")
     bench = Workbench(home)
-    dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis")
+    dv = bench.datasets.ingest(
+        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
+    )
     parts = bench.datasets.split(dv, {"train": 0.75, "holdout": 0.25})
     yield bench, parts
     bench.store.close()
@@ -91,18 +120,27 @@ def test_bad_arguments_fail_before_any_trial(bench_with_data):
 @pytest.mark.ray
 def test_search_records_every_trial_and_is_reproducible(bench_with_data):
     bench, parts = bench_with_data
-    first = bench.experiments.search(parts["train"], name="bc", num_samples=4, seed=7, progress=None)
+    first = bench.experiments.search(
+        parts["train"], name="bc", num_samples=4, seed=7, progress=None
+    )
     trials = bench.experiments.trials(first.experiment_id)
     assert len(trials) == 8
     assert {t["config"]["family"] for t in trials} == {"logistic_regression", "random_forest"}
-    assert all(t["status"] == "TERMINATED" and t["duration_s"] > 0 and 0.8 < t["metrics"]["f1"] <= 1 for t in trials)
+    assert all(
+        t["status"] == "TERMINATED" and t["duration_s"] > 0 and 0.8 < t["metrics"]["f1"] <= 1
+        for t in trials
+    )
     exp = bench.store.get_experiment(first.experiment_id)
     assert exp["status"] == "TERMINATED" and exp["best_trial_id"] == first.best_trial_id
-    assert exp["packages"]["ray"].startswith("2.60") and exp["dataset_version_id"] == parts["train"].id
+    assert (
+        exp["packages"]["ray"].startswith("2.60") and exp["dataset_version_id"] == parts["train"].id
+    )
     best_row = next(t for t in trials if t["trial_id"] == first.best_trial_id)
     assert best_row["metrics"]["f1"] == pytest.approx(max(t["metrics"]["f1"] for t in trials))
     # same seed → same configs and metrics
-    again = bench.experiments.search(parts["train"], name="bc", num_samples=4, seed=7, progress=None)
+    again = bench.experiments.search(
+        parts["train"], name="bc", num_samples=4, seed=7, progress=None
+    )
     key = lambda rows: sorted((r["config"]["family"], round(r["metrics"]["f1"], 10)) for r in rows)  # noqa: E731
     assert key(bench.experiments.trials(again.experiment_id)) == key(trials)
     # the best config refitted and scored on the holdout

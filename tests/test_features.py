@@ -37,7 +37,9 @@ def test_impute_scale_encode():
     assert names[0] == "age" and "city_paris" in names and "city_oslo" in names
     assert not np.isnan(out).any()
     assert math.isclose(out[:, 0].mean(), 0.0, abs_tol=1e-9)  # scaled
-    unseen = pre.transform(coerce_records([{"age": 33.0, "city": "lima", "member": True}], kinds, allow_missing=True))
+    unseen = pre.transform(
+        coerce_records([{"age": 33.0, "city": "lima", "member": True}], kinds, allow_missing=True)
+    )
     assert out.shape[1] == unseen.shape[1]
     assert unseen[0, names.index("city_paris")] == 0 and unseen[0, names.index("city_oslo")] == 0
 
@@ -51,7 +53,8 @@ def test_serving_path_equals_training_path():
     records = DF.drop("y").to_dicts()
     assert bundle.predict_records(records) == bundle.predict_frame(to_pandas(DF, kinds))
     np.testing.assert_allclose(
-        pipe.predict_proba(coerce_records(records, kinds, allow_missing=True)), pipe.predict_proba(to_pandas(DF, kinds))
+        pipe.predict_proba(coerce_records(records, kinds, allow_missing=True)),
+        pipe.predict_proba(to_pandas(DF, kinds)),
     )
 
 

@@ -14,7 +14,9 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster):
     from workbench.demo import MODEL, run_demo
 
     lines: list[str] = []
-    summary = run_demo(str(tmp_path / "home"), num_samples=2, serve_port=free_port(), say=lines.append)
+    summary = run_demo(
+        str(tmp_path / "home"), num_samples=2, serve_port=free_port(), say=lines.append
+    )
     text = "\n".join(lines)
     assert ray_cluster.started_here  # the demo joined the session's Ray and left it running
     import ray
@@ -29,15 +31,24 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster):
         assert "refused" in text and not any(n.startswith("breast-cancer-bad") for n, _ in names)
         # 3. both searches recorded every trial
         exps = bench.experiments.list()
-        assert [e["n_trials"] for e in exps] == [4, 4] and all(e["status"] == "TERMINATED" for e in exps)
+        assert [e["n_trials"] for e in exps] == [4, 4] and all(
+            e["status"] == "TERMINATED" for e in exps
+        )
         # 4. champion v1 was registered from experiment 1
         v1 = bench.registry.get(MODEL, 1)
-        assert v1.experiment_id == exps[0]["id"] and set(v1.metrics) == {"accuracy", "precision", "recall", "f1"}
+        assert v1.experiment_id == exps[0]["id"] and set(v1.metrics) == {
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+        }
         # 5. every answered request is logged with its version and latency
         logs = store.query("SELECT status_code, model_version_id, latency_ms FROM request_logs")
         ok = [r for r in logs if r["status_code"] == 200]
         assert len(ok) >= 200 and all(r["model_version_id"] and r["latency_ms"] > 0 for r in ok)
-        assert any(r["status_code"] == 422 for r in logs)  # the bad request was refused and recorded as such
+        assert any(
+            r["status_code"] == 422 for r in logs
+        )  # the bad request was refused and recorded as such
         # 6. a drift event after the shift, none before it
         results = store.drift_results()
         assert results[0]["is_drift"] == 0 and any(r["is_drift"] for r in results)
@@ -50,11 +61,20 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster):
         v2 = bench.registry.get(MODEL, 2)
         assert v2.dataset_version_id == job["new_dataset_version_id"]
         new_train = bench.datasets.by_id(job["new_dataset_version_id"])
-        assert new_train.name == "breast-cancer-train" and new_train.version == 2 and new_train.n_rows > v1_rows(bench)
+        assert (
+            new_train.name == "breast-cancer-train"
+            and new_train.version == 2
+            and new_train.n_rows > v1_rows(bench)
+        )
         history = store.traffic_history(MODEL)
         if job["status"] == "PROMOTED":
             assert bench.registry.get(MODEL, "champion").version == 2
-            assert [h["weights"] for h in history] == [{"1": 1.0}, {"1": 0.9, "2": 0.1}, {"1": 0.5, "2": 0.5}, {"1": 0.0, "2": 1.0}]
+            assert [h["weights"] for h in history] == [
+                {"1": 1.0},
+                {"1": 0.9, "2": 0.1},
+                {"1": 0.5, "2": 0.5},
+                {"1": 0.0, "2": 1.0},
+            ]
             assert all(h["actor"] == "automation" for h in history[1:])
         elif job["status"] == "ROLLED_BACK":
             assert history[-1]["weights"]["1"] == 1.0
@@ -73,9 +93,14 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster):
             ("retrain_job", "produced", "model_version"),
         }
         assert expected <= relations, expected - relations
-        assert "traffic history of deployment breast-cancer" in text and str(bench.settings.db_path) in text
+        assert (
+            "traffic history of deployment breast-cancer" in text
+            and str(bench.settings.db_path) in text
+        )
         # which version answered a given request, at what time: a query
-        rid = store.query_one("SELECT request_id FROM request_logs WHERE status_code = 200 ORDER BY id DESC LIMIT 1")
+        rid = store.query_one(
+            "SELECT request_id FROM request_logs WHERE status_code = 200 ORDER BY id DESC LIMIT 1"
+        )
         row = store.query_one(
             "SELECT v.version, r.at FROM request_logs r JOIN model_versions v ON v.id = r.model_version_id WHERE r.request_id = ?",
             [rid["request_id"]],

@@ -35,10 +35,16 @@ def test_false_alarm_rate_and_power(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_categorical_shift_detected(backend):
     rng = np.random.default_rng(1)
-    ref = np.column_stack([rng.normal(size=600), rng.choice([0, 1, 2], size=600, p=[0.6, 0.3, 0.1])])
+    ref = np.column_stack(
+        [rng.normal(size=600), rng.choice([0, 1, 2], size=600, p=[0.6, 0.3, 0.1])]
+    )
     det = make_detector(backend).fit(ref, categorical=[1])
-    same = np.column_stack([rng.normal(size=200), rng.choice([0, 1, 2], size=200, p=[0.6, 0.3, 0.1])])
-    moved = np.column_stack([rng.normal(size=200), rng.choice([0, 1, 2], size=200, p=[0.1, 0.3, 0.6])])
+    same = np.column_stack(
+        [rng.normal(size=200), rng.choice([0, 1, 2], size=200, p=[0.6, 0.3, 0.1])]
+    )
+    moved = np.column_stack(
+        [rng.normal(size=200), rng.choice([0, 1, 2], size=200, p=[0.1, 0.3, 0.6])]
+    )
     assert not det.test(same)["data"]["is_drift"]
     assert det.test(moved)["data"]["is_drift"]
 
@@ -57,18 +63,42 @@ def test_monitor_windows_over_logged_requests(tmp_path):
     rng = np.random.default_rng(2)
     ref = pl.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500), "y": ["x"] * 500})
     dv = datasets.ingest(ref, name="ref", target="y")
-    store.add_model_version("m", task="classification", artifact_hash="c" * 64, params={}, metrics={}, signature={},
-                            experiment_id=None, trial_id=None, dataset_version_id=dv.id)
+    store.add_model_version(
+        "m",
+        task="classification",
+        artifact_hash="c" * 64,
+        params={},
+        metrics={},
+        signature={},
+        experiment_id=None,
+        trial_id=None,
+        dataset_version_id=dv.id,
+    )
     store.upsert_deployment("svc", model="m", route_prefix="/svc", status="running")
 
     def log(rows, start):
-        store.log_requests([{"request_id": f"r{start + i}", "deployment": "svc", "features": [r], "prediction": ["x"],
-                             "latency_ms": 1.0} for i, r in enumerate(rows)])
+        store.log_requests(
+            [
+                {
+                    "request_id": f"r{start + i}",
+                    "deployment": "svc",
+                    "features": [r],
+                    "prediction": ["x"],
+                    "latency_ms": 1.0,
+                }
+                for i, r in enumerate(rows)
+            ]
+        )
 
     log([{"a": float(a), "b": float(b)} for a, b in rng.normal(size=(120, 2))], 0)
-    mon = Monitoring(store, datasets).drift_monitor("svc", reference=dv, window=50, p_val=0.05, backend="alibi")
+    mon = Monitoring(store, datasets).drift_monitor(
+        "svc", reference=dv, window=50, p_val=0.05, backend="alibi"
+    )
     first = mon.check()
-    assert [r["is_drift"] for r in first] == [False, False]  # 120 requests → two full windows, 20 wait
+    assert [r["is_drift"] for r in first] == [
+        False,
+        False,
+    ]  # 120 requests → two full windows, 20 wait
     log([{"a": float(a) + 1.0, "b": float(b)} for a, b in rng.normal(size=(80, 2))], 1000)
     second = mon.check()
     assert len(second) == 2 and second[-1]["is_drift"]

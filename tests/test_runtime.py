@@ -28,7 +28,9 @@ def test_import_workbench_is_fast_and_light():
         "d = time.perf_counter() - t; heavy = [m for m in ('ray', 'torch', 'alibi_detect', 'sklearn', 'polars') if m in sys.modules]; "
         "print(d, heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split(maxsplit=1)
     seconds, heavy = float(out[0]), out[1].strip()
     assert heavy == "[]", f"import workbench pulled in {heavy}"
     assert seconds < 1.0

@@ -55,14 +55,25 @@ def test_foreign_keys_enforced(store):
 
 
 def _dataset_kwargs(h: str) -> dict:
-    return dict(content_hash=h, artifact_hash="a" * 64, source="x", n_rows=1, n_cols=1, schema={"a": "Int64"},
-                target=None, validation=[])
+    return dict(
+        content_hash=h,
+        artifact_hash="a" * 64,
+        source="x",
+        n_rows=1,
+        n_cols=1,
+        schema={"a": "Int64"},
+        target=None,
+        validation=[],
+    )
 
 
 def test_dataset_versions_are_content_addressed(store):
     v1, created = store.add_dataset_version("d", **_dataset_kwargs("h1"))
     again, created_again = store.add_dataset_version("d", **_dataset_kwargs("h1"))
-    v2, _ = store.add_dataset_version("d", **_dataset_kwargs("h2"), )
+    v2, _ = store.add_dataset_version(
+        "d",
+        **_dataset_kwargs("h2"),
+    )
     assert (v1["version"], created) == (1, True)
     assert (again["id"], created_again) == (v1["id"], False)
     assert v2["version"] == 2
@@ -72,8 +83,17 @@ def test_dataset_versions_are_content_addressed(store):
 
 
 def _version(store, model="m"):
-    return store.add_model_version(model, task="classification", artifact_hash="b" * 64, params={}, metrics={"f1": 0.9},
-                                   signature={}, experiment_id=None, trial_id=None, dataset_version_id=None)
+    return store.add_model_version(
+        model,
+        task="classification",
+        artifact_hash="b" * 64,
+        params={},
+        metrics={"f1": 0.9},
+        signature={},
+        experiment_id=None,
+        trial_id=None,
+        dataset_version_id=None,
+    )
 
 
 def test_model_versions_aliases_and_history(store):
@@ -84,7 +104,10 @@ def test_model_versions_aliases_and_history(store):
     assert store.get_model_version("m", "champion")["version"] == 2
     assert store.get_model_version("m", "2")["aliases"] == ["champion"]
     hist = store.alias_history("m")
-    assert [(h["version"], h["previous_version"], h["actor"]) for h in hist] == [(1, None, "alice"), (2, 1, "bob")]
+    assert [(h["version"], h["previous_version"], h["actor"]) for h in hist] == [
+        (1, None, "alice"),
+        (2, 1, "bob"),
+    ]
     with pytest.raises(NotFoundError, match="versions: 1, 2"):
         store.get_model_version("m", 9)
     with pytest.raises(NotFoundError, match="known models: m"):
@@ -95,14 +118,30 @@ def test_traffic_requests_feedback_and_which_version_served(store):
     v1 = _version(store)
     store.upsert_deployment("svc", model="m", route_prefix="/svc", status="running")
     store.record_traffic("svc", {1: 1.0}, actor="ci", reason="initial")
-    n = store.log_requests([
-        {"request_id": f"r{i}", "deployment": "svc", "model_version_id": v1["id"], "features": [{"x": i}],
-         "prediction": ["a"], "latency_ms": 1.5, "status_code": 200}
-        for i in range(5)
-    ])
+    n = store.log_requests(
+        [
+            {
+                "request_id": f"r{i}",
+                "deployment": "svc",
+                "model_version_id": v1["id"],
+                "features": [{"x": i}],
+                "prediction": ["a"],
+                "latency_ms": 1.5,
+                "status_code": 200,
+            }
+            for i in range(5)
+        ]
+    )
     assert n == 5
-    assert store.log_requests([{"request_id": "r0", "deployment": "svc", "features": [], "latency_ms": 1}]) == 0
-    row = store.query_one("SELECT v.version, r.at FROM request_logs r JOIN model_versions v ON v.id = r.model_version_id WHERE request_id = 'r3'")
+    assert (
+        store.log_requests(
+            [{"request_id": "r0", "deployment": "svc", "features": [], "latency_ms": 1}]
+        )
+        == 0
+    )
+    row = store.query_one(
+        "SELECT v.version, r.at FROM request_logs r JOIN model_versions v ON v.id = r.model_version_id WHERE request_id = 'r3'"
+    )
     assert row["version"] == 1
     store.add_feedback({"r1": ["a"], "r2": ["b"]})
     assert [r["request_id"] for r in store.labeled_requests("svc")] == ["r1", "r2"]
@@ -115,13 +154,34 @@ def test_traffic_requests_feedback_and_which_version_served(store):
 
 
 def test_trial_events_batch_upsert(store):
-    exp = store.create_experiment(name="e", dataset_version_id=None, metric="f1", mode="max", num_samples=2,
-                                  search_space={}, search_alg="r", scheduler="f", seed=0, code_version={}, packages={})
-    store.write_trial_events(exp, [{"trial_id": "t1", "config": {"a": 1}, "status": "RUNNING"}], [("t1", 1, {"f1": 0.5})])
-    store.write_trial_events(exp, [{"trial_id": "t1", "status": "TERMINATED", "metrics": {"f1": 0.7}, "duration_s": 2.0}],
-                             [("t1", 2, {"f1": 0.7})])
+    exp = store.create_experiment(
+        name="e",
+        dataset_version_id=None,
+        metric="f1",
+        mode="max",
+        num_samples=2,
+        search_space={},
+        search_alg="r",
+        scheduler="f",
+        seed=0,
+        code_version={},
+        packages={},
+    )
+    store.write_trial_events(
+        exp, [{"trial_id": "t1", "config": {"a": 1}, "status": "RUNNING"}], [("t1", 1, {"f1": 0.5})]
+    )
+    store.write_trial_events(
+        exp,
+        [{"trial_id": "t1", "status": "TERMINATED", "metrics": {"f1": 0.7}, "duration_s": 2.0}],
+        [("t1", 2, {"f1": 0.7})],
+    )
     (t,) = store.list_trials(exp)
-    assert (t["status"], t["config"], t["metrics"], t["duration_s"]) == ("TERMINATED", {"a": 1}, {"f1": 0.7}, 2.0)
+    assert (t["status"], t["config"], t["metrics"], t["duration_s"]) == (
+        "TERMINATED",
+        {"a": 1},
+        {"f1": 0.7},
+        2.0,
+    )
     assert [(m["step"], m["value"]) for m in store.trial_metrics(exp, "t1")] == [(1, 0.5), (2, 0.7)]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from workbench._version import __version__
 from workbench.exceptions import (
     ArtifactCorruptError,
     DatasetValidationError,
@@ -20,8 +21,6 @@ from workbench.exceptions import (
     NotFoundError,
     WorkbenchError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Workbench",

@@ -44,7 +44,13 @@ class Workbench:
     >>> data = bench.datasets.ingest("cancer.csv", name="cancer", target="diagnosis")  # doctest: +SKIP
     """
 
-    def __init__(self, home: str | os.PathLike[str] | None = None, *, address: str | None = None, serve_port: int | None = None):
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        address: str | None = None,
+        serve_port: int | None = None,
+    ):
         self.settings = Settings.from_env(home)
         self.address = address
         self.serve_port = serve_port
@@ -52,7 +58,9 @@ class Workbench:
         self.artifacts = ArtifactStore(self.settings.artifacts_dir)
         self.datasets = Datasets(self.store, self.artifacts)
         self.registry = ModelRegistry(self.store, self.artifacts)
-        self.experiments = Experiments(self.store, self.datasets, self.settings, connect=self.connect)
+        self.experiments = Experiments(
+            self.store, self.datasets, self.settings, connect=self.connect
+        )
         self.monitoring = Monitoring(self.store, self.datasets)
         self._ray: RayConnection | None = None
 
@@ -98,16 +106,35 @@ class Workbench:
         bundle = self.experiments.fit_bundle(train, search.best_config, seed=seed)
         metrics = self.experiments.evaluate(bundle, holdout)
         mv = self.registry.register(
-            model, bundle, metrics=metrics, experiment_id=search.experiment_id, trial_id=search.best_trial_id,
-            dataset_version_id=train.id, actor=actor,
+            model,
+            bundle,
+            metrics=metrics,
+            experiment_id=search.experiment_id,
+            trial_id=search.best_trial_id,
+            dataset_version_id=train.id,
+            actor=actor,
         )
         self.store.link("dataset_version", holdout.id, "evaluated", "model_version", mv.id)
         if alias:
-            mv = self.registry.set_alias(model, alias, mv.version, actor=actor,
-                                         reason=reason or f"best trial {search.best_trial_id} of experiment {search.experiment_id}")
+            mv = self.registry.set_alias(
+                model,
+                alias,
+                mv.version,
+                actor=actor,
+                reason=reason
+                or f"best trial {search.best_trial_id} of experiment {search.experiment_id}",
+            )
         return mv
 
-    def compare(self, model: str, challenger: int, *, holdout: Any, metric: str = "f1", tolerance: float = 0.0) -> dict[str, Any]:
+    def compare(
+        self,
+        model: str,
+        challenger: int,
+        *,
+        holdout: Any,
+        metric: str = "f1",
+        tolerance: float = 0.0,
+    ) -> dict[str, Any]:
         """Champion versus ``challenger`` of ``model``, both scored now on the same holdout dataset version."""
         champ = self.experiments.evaluate(self.registry.load(model, "champion"), holdout)
         chall = self.experiments.evaluate(self.registry.load(model, challenger), holdout)
@@ -134,7 +161,9 @@ class Workbench:
             "model_versions": count("model_versions"),
             "deployments": count("deployments"),
             "requests_logged": count("request_logs"),
-            "drift_events": self.store.query_one("SELECT COUNT(*) AS n FROM drift_results WHERE is_drift = 1")["n"],
+            "drift_events": self.store.query_one(
+                "SELECT COUNT(*) AS n FROM drift_results WHERE is_drift = 1"
+            )["n"],
             "retrain_jobs": count("retrain_jobs"),
             "migrations": self.store.applied_migrations(),
         }

@@ -58,7 +58,9 @@ def _emit(rows: Any, columns: Sequence[str], as_json: bool) -> None:
 
 
 @click.group()
-@click.option("--home", envvar="WORKBENCH_HOME", default=None, help="Workbench home (default ./.workbench).")
+@click.option(
+    "--home", envvar="WORKBENCH_HOME", default=None, help="Workbench home (default ./.workbench)."
+)
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
     """workbench: notebook-first MLOps on Ray."""
@@ -102,7 +104,11 @@ def runs(ctx: click.Context, experiment_id: int | None, as_json: bool) -> None:
     with _bench(ctx) as bench:
         if experiment_id is None:
             rows = bench.experiments.list()
-            _emit(rows, ["id", "name", "status", "metric", "n_trials", "best_trial_id", "started_at"], as_json)
+            _emit(
+                rows,
+                ["id", "name", "status", "metric", "n_trials", "best_trial_id", "started_at"],
+                as_json,
+            )
         else:
             bench.store.get_experiment(experiment_id)
             rows = bench.experiments.trials(experiment_id)
@@ -141,13 +147,18 @@ def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Print the lineage chain of a model version (MODEL@VERSION or MODEL@ALIAS)."""
     model, sep, version = ref.partition("@")
     if not sep or not model or not version:
-        raise click.BadParameter("use MODEL@VERSION, e.g. breast-cancer@1 or breast-cancer@champion", param_hint="MODEL@VERSION")
+        raise click.BadParameter(
+            "use MODEL@VERSION, e.g. breast-cancer@1 or breast-cancer@champion",
+            param_hint="MODEL@VERSION",
+        )
     with _bench(ctx) as bench:
         if as_json:
             chain = bench.lineage(model, version)
             out = {
                 "root": list(chain["root"]),
-                "nodes": [{"type": t, "id": i, "label": label} for (t, i), label in chain["nodes"].items()],
+                "nodes": [
+                    {"type": t, "id": i, "label": label} for (t, i), label in chain["nodes"].items()
+                ],
                 "edges": chain["edges"],
             }
             click.echo(json.dumps(out, indent=2, default=str))

@@ -46,7 +46,9 @@ def run_demo(
         csv = write_breast_cancer_csv(bench.settings.home / "data" / "breast_cancer.csv")
         checks = Checks(target="diagnosis", min_rows=100, max_null_fraction=0.0)
         full = bench.datasets.ingest(csv, name="breast-cancer", target="diagnosis", checks=checks)
-        say(f"  {full}: {full.n_rows} rows, sha256 {full.content_hash[:12]}…, {len(full.validation)} checks passed")
+        say(
+            f"  {full}: {full.n_rows} rows, sha256 {full.content_hash[:12]}…, {len(full.validation)} checks passed"
+        )
         try:
             bad = bench.datasets.load(full).head(5).with_columns(diagnosis=None)
             bench.datasets.ingest(bad, name="breast-cancer-bad", target="diagnosis", checks=checks)
@@ -55,19 +57,30 @@ def run_demo(
             say(format_report(exc.report, only_failures=True))
         parts = bench.datasets.split(full, {"train": 0.6, "holdout": 0.2, "live": 0.2}, seed=seed)
         train, holdout, live = parts["train"], parts["holdout"], parts["live"]
-        say(f"  split: {train} ({train.n_rows}), {holdout} ({holdout.n_rows}), {live} ({live.n_rows} rows kept for live traffic)")
+        say(
+            f"  split: {train} ({train.n_rows}), {holdout} ({holdout.n_rows}), {live} ({live.n_rows} rows kept for live traffic)"
+        )
 
         # 2 + 3. preprocessing inside each trial, Tune search over two families
-        step(2, "preprocessing (impute, scale, one-hot) is fitted inside every trial and saved with the model")
+        step(
+            2,
+            "preprocessing (impute, scale, one-hot) is fitted inside every trial and saved with the model",
+        )
         step(3, f"Ray Tune search: 2 model families × {num_samples} samples, 3-fold CV")
-        result = bench.experiments.search(train, name="breast-cancer", num_samples=num_samples, seed=seed)
+        result = bench.experiments.search(
+            train, name="breast-cancer", num_samples=num_samples, seed=seed
+        )
         n_trials = len(result.trials)
-        say(f"  experiment #{result.experiment_id}: {n_trials} trials recorded; best {result.best_trial_id} "
-            f"{result.best_config['family']} cv f1={result.best_metrics['f1']:.4f}")
+        say(
+            f"  experiment #{result.experiment_id}: {n_trials} trials recorded; best {result.best_trial_id} "
+            f"{result.best_config['family']} cv f1={result.best_metrics['f1']:.4f}"
+        )
 
         # 4. evaluate on holdout, register v1 as champion
         step(4, "evaluate the best trial on the holdout, register it as version 1 (champion)")
-        v1 = bench.register_best(result, model=MODEL, train=train, holdout=holdout, alias="champion", seed=seed)
+        v1 = bench.register_best(
+            result, model=MODEL, train=train, holdout=holdout, alias="champion", seed=seed
+        )
         metrics = v1.metrics
         say("  " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) + f"  → {v1} [champion]")
 
@@ -91,36 +104,58 @@ def run_demo(
         except InvalidRequestError as exc:
             say(f"  a request without {features[0]!r} got a 4xx: {exc}")
         bench.serving.flush_logs(MODEL)
-        say(f"  100 requests answered and logged; {bench.store.request_stats(MODEL)['n']} rows in request_logs")
+        say(
+            f"  100 requests answered and logged; {bench.store.request_stats(MODEL)['n']} rows in request_logs"
+        )
 
         # 6. drift: the case mix shifts to mostly malignant referrals
-        step(6, "traffic shifts part-way (a referral clinic sends mostly malignant cases); alibi-detect watches windows")
+        step(
+            6,
+            "traffic shifts part-way (a referral clinic sends mostly malignant cases); alibi-detect watches windows",
+        )
         monitor = bench.monitoring.drift_monitor(MODEL, reference=train, window=100, p_val=0.05)
         first = monitor.check()
-        say(f"  window 1 (before the shift): drift={first[0]['is_drift']} min p={first[0]['p_val_min']:.3g} "
-            f"(threshold {first[0]['threshold']:.3g})" if first else "  no full window yet")
+        say(
+            f"  window 1 (before the shift): drift={first[0]['is_drift']} min p={first[0]['p_val_min']:.3g} "
+            f"(threshold {first[0]['threshold']:.3g})"
+            if first
+            else "  no full window yet"
+        )
         malignant = [r for r in live_rows if r[target] == "malignant"]
         benign = [r for r in live_rows if r[target] != "malignant"]
-        shifted = [rng.choice(malignant) if rng.random() < 0.85 else rng.choice(benign) for _ in range(100)]
+        shifted = [
+            rng.choice(malignant) if rng.random() < 0.85 else rng.choice(benign) for _ in range(100)
+        ]
         send(shifted)
         bench.serving.flush_logs(MODEL)
         bench.monitoring.record_labels(labels)  # ground truth arrives for the logged requests
 
         # 7. retrain on drift, validate, canary, promote or roll back
-        step(7, "drift schedules a retraining: new data version → search → holdout comparison → canary → decision")
+        step(
+            7,
+            "drift schedules a retraining: new data version → search → holdout comparison → canary → decision",
+        )
 
         def clients() -> None:
             send(rng.sample(live_rows, 40))
 
-        outcome = bench.automation.run_once(deployment=MODEL, model=MODEL, monitor=monitor, train=train,
-                                            holdout=holdout, traffic=clients)
+        outcome = bench.automation.run_once(
+            deployment=MODEL,
+            model=MODEL,
+            monitor=monitor,
+            train=train,
+            holdout=holdout,
+            traffic=clients,
+        )
         if outcome is None:
             say("  no drift detected in the shifted window; nothing to retrain")
         else:
             cmp_ = outcome["comparison"]
-            say(f"  drift detected → retrain job #{outcome['job_id']}: {outcome['new_rows']} new labelled rows, "
+            say(
+                f"  drift detected → retrain job #{outcome['job_id']}: {outcome['new_rows']} new labelled rows, "
                 f"challenger v{outcome['challenger_version']} {cmp_['metric']}={cmp_['challenger']:.4f} vs champion "
-                f"{cmp_['champion']:.4f} → {outcome['status']}")
+                f"{cmp_['champion']:.4f} → {outcome['status']}"
+            )
             for s in outcome.get("canary", []):
                 say(f"    canary {s['outcome']}: weights {s['weights']}")
         summary["outcome"] = outcome

@@ -85,11 +85,17 @@ class Automation:
         if self._last_run is not None and time.monotonic() - self._last_run < policy.cooldown_s:
             return {"status": "COOLDOWN", "drift_result_id": drifts[0]["id"]}
         self._last_run = time.monotonic()
-        job_id = self.bench.store.create_retrain_job(drift_result_id=drifts[0]["id"], detail={"policy": asdict(policy)})
+        job_id = self.bench.store.create_retrain_job(
+            drift_result_id=drifts[0]["id"], detail={"policy": asdict(policy)}
+        )
         try:
-            return self._retrain(job_id, deployment, model, monitor, train, holdout, policy, traffic)
+            return self._retrain(
+                job_id, deployment, model, monitor, train, holdout, policy, traffic
+            )
         except Exception as exc:
-            self.bench.store.update_retrain_job(job_id, status="FAILED", detail={"error": repr(exc)})
+            self.bench.store.update_retrain_job(
+                job_id, status="FAILED", detail={"error": repr(exc)}
+            )
             raise
 
     def _retrain(
@@ -116,21 +122,35 @@ class Automation:
             labels = r["label"] if isinstance(r["label"], list) else [r["label"]]
             rows += [{**rec, train.target: lab} for rec, lab in zip(records, labels, strict=False)]
         base = bench.datasets.load(train)
-        recent = pl.DataFrame(rows, schema=base.schema, orient="row").unique(maintain_order=True) if rows else base.clear()
+        recent = (
+            pl.DataFrame(rows, schema=base.schema, orient="row").unique(maintain_order=True)
+            if rows
+            else base.clear()
+        )
         new_train = bench.datasets.extend(train, recent)
         store.update_retrain_job(job_id, new_dataset_version_id=new_train.id)
 
         # 2. search again on it
         result = bench.experiments.search(
-            new_train, name=f"retrain-{job_id}", num_samples=policy.num_samples, metric=policy.metric, progress=None
+            new_train,
+            name=f"retrain-{job_id}",
+            num_samples=policy.num_samples,
+            metric=policy.metric,
+            progress=None,
         )
         store.update_retrain_job(job_id, experiment_id=result.experiment_id)
 
         # 3. challenger versus champion on the same holdout
         champion = bench.registry.get(model, "champion")
-        challenger = bench.register_best(result, model=model, train=new_train, holdout=holdout, actor=ACTOR)
-        champ_metrics = bench.experiments.evaluate(bench.registry.load(model, champion.version), holdout)
-        verdict = compare(champ_metrics, challenger.metrics, metric=policy.metric, tolerance=policy.tolerance)
+        challenger = bench.register_best(
+            result, model=model, train=new_train, holdout=holdout, actor=ACTOR
+        )
+        champ_metrics = bench.experiments.evaluate(
+            bench.registry.load(model, champion.version), holdout
+        )
+        verdict = compare(
+            champ_metrics, challenger.metrics, metric=policy.metric, tolerance=policy.tolerance
+        )
         detail: dict[str, Any] = {
             "new_rows": recent.height,
             "comparison": verdict.as_dict(),
@@ -165,21 +185,42 @@ class Automation:
             weights = dict(rollout.schedule[rollout.step])
             outcome = rollout.advance()
             if outcome != "waiting":
-                steps.append({"outcome": outcome, "weights": weights, "analysis": rollout.log[-1]["analysis"]})
+                steps.append(
+                    {
+                        "outcome": outcome,
+                        "weights": weights,
+                        "analysis": rollout.log[-1]["analysis"],
+                    }
+                )
             if outcome in ("completed", "rolled_back"):
                 break
         detail["canary"] = steps
         if outcome == "completed":
-            bench.registry.set_alias(model, "champion", challenger.version, actor=ACTOR,
-                                     reason=f"retrain job {job_id}: canary passed, {verdict.metric} {verdict.challenger:.4f} vs {verdict.champion:.4f}")
+            bench.registry.set_alias(
+                model,
+                "champion",
+                challenger.version,
+                actor=ACTOR,
+                reason=f"retrain job {job_id}: canary passed, {verdict.metric} {verdict.challenger:.4f} vs {verdict.champion:.4f}",
+            )
             bench.monitoring.drift_monitor(
-                deployment, reference=new_train, name=monitor.name, window=monitor.window,
-                p_val=monitor.config["p_val"], backend=monitor.config["backend"],
+                deployment,
+                reference=new_train,
+                name=monitor.name,
+                window=monitor.window,
+                p_val=monitor.config["p_val"],
+                backend=monitor.config["backend"],
             )
             store.update_retrain_job(job_id, status="PROMOTED", decision="promoted", detail=detail)
             return {"job_id": job_id, "status": "PROMOTED", **detail}
         if outcome != "rolled_back":
-            bench.serving.rollback(deployment, to_version=champion.version, actor=ACTOR,
-                                   reason=f"retrain job {job_id}: canary did not finish in {policy.max_canary_rounds} rounds")
-        store.update_retrain_job(job_id, status="ROLLED_BACK", decision="rolled_back", detail=detail)
+            bench.serving.rollback(
+                deployment,
+                to_version=champion.version,
+                actor=ACTOR,
+                reason=f"retrain job {job_id}: canary did not finish in {policy.max_canary_rounds} rounds",
+            )
+        store.update_retrain_job(
+            job_id, status="ROLLED_BACK", decision="rolled_back", detail=detail
+        )
         return {"job_id": job_id, "status": "ROLLED_BACK", **detail}

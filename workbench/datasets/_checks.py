@@ -50,33 +50,55 @@ def validate(df: pl.DataFrame, checks: Checks) -> list[dict[str, Any]]:
     if checks.schema is not None:
         missing = [c for c in checks.schema if c not in actual]
         extra = [c for c in actual if c not in checks.schema]
-        report.append(_result("columns", not missing and not extra,
-                              f"missing {missing}, unexpected {extra}" if missing or extra else "all expected columns present"))
+        report.append(
+            _result(
+                "columns",
+                not missing and not extra,
+                f"missing {missing}, unexpected {extra}"
+                if missing or extra
+                else "all expected columns present",
+            )
+        )
         for col, want in checks.schema.items():
             if col in actual:
                 ok = actual[col].lower() == want.lower()
                 report.append(_result("type", ok, f"expected {want}, found {actual[col]}", col))
     n = df.height
-    report.append(_result("row_count", n >= checks.min_rows, f"{n} rows (minimum {checks.min_rows})"))
+    report.append(
+        _result("row_count", n >= checks.min_rows, f"{n} rows (minimum {checks.min_rows})")
+    )
     if checks.target is not None:
         if checks.target not in actual:
-            report.append(_result("target", False, f"target column {checks.target!r} is absent", checks.target))
+            report.append(
+                _result(
+                    "target", False, f"target column {checks.target!r} is absent", checks.target
+                )
+            )
         else:
             nulls = df[checks.target].null_count()
-            report.append(_result("target_nulls", nulls == 0, f"{nulls} null labels", checks.target))
+            report.append(
+                _result("target_nulls", nulls == 0, f"{nulls} null labels", checks.target)
+            )
     for col in df.columns:
         if col == checks.target or n == 0:
             continue
         frac = df[col].null_count() / n
         report.append(
-            _result("nulls", frac <= checks.max_null_fraction, f"{frac:.1%} null (maximum {checks.max_null_fraction:.0%})", col)
+            _result(
+                "nulls",
+                frac <= checks.max_null_fraction,
+                f"{frac:.1%} null (maximum {checks.max_null_fraction:.0%})",
+                col,
+            )
         )
     for col in checks.numeric:
         if col in actual:
             ok = df.schema[col].is_numeric()
             detail = f"numeric ({actual[col]})" if ok else f"expected numbers, found {actual[col]}"
             if not ok and df.schema[col] == pl.String:
-                bad = df.filter(pl.col(col).is_not_null() & pl.col(col).cast(pl.Float64, strict=False).is_null())[col]
+                bad = df.filter(
+                    pl.col(col).is_not_null() & pl.col(col).cast(pl.Float64, strict=False).is_null()
+                )[col]
                 if bad.len():
                     detail += f"; non-numeric values such as {bad[0]!r}"
             report.append(_result("numeric", ok, detail, col))

@@ -146,7 +146,12 @@ class Datasets:
 
     # ------------------------------------------------------------- derivations
     def split(
-        self, dv: DatasetVersion, fractions: dict[str, float], *, seed: int = 0, stratify: bool = True
+        self,
+        dv: DatasetVersion,
+        fractions: dict[str, float],
+        *,
+        seed: int = 0,
+        stratify: bool = True,
     ) -> dict[str, DatasetVersion]:
         """Split a version into named parts (``{"train": .6, "holdout": .2, "live": .2}``), each a version of
         ``<name>-<part>`` derived from ``dv``. Deterministic for a given seed; stratified on the target."""
@@ -158,7 +163,11 @@ class Datasets:
             raise ConfigError(f"split fractions must be positive and sum to 1, got {fractions}")
         df = self.load(dv)
         rng = np.random.default_rng(seed)
-        groups = [df] if not (stratify and dv.target) else [g for _, g in sorted(df.group_by(dv.target), key=lambda kv: str(kv[0]))]
+        groups = (
+            [df]
+            if not (stratify and dv.target)
+            else [g for _, g in sorted(df.group_by(dv.target), key=lambda kv: str(kv[0]))]
+        )
         parts: dict[str, list[pl.DataFrame]] = {k: [] for k in fractions}
         for g in groups:
             order = rng.permutation(g.height)
@@ -198,5 +207,7 @@ def _read(path: Path) -> pl.DataFrame:
         if suffix in {".parquet", ".pq"}:
             return pl.read_parquet(path)
     except Exception as exc:
-        raise DatasetValidationError(f"could not read {path}: {exc}. Check that the file is valid {suffix[1:]}.") from exc
+        raise DatasetValidationError(
+            f"could not read {path}: {exc}. Check that the file is valid {suffix[1:]}."
+        ) from exc
     raise ConfigError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet.")

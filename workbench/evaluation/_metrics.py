@@ -23,7 +23,9 @@ def score(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, float]:
     """
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, average="macro", zero_division=0
+    )
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "precision": float(precision),
@@ -58,7 +60,11 @@ class Comparison:
 
 
 def compare(
-    champion: Mapping[str, float], challenger: Mapping[str, float], *, metric: str = "f1", tolerance: float = 0.0
+    champion: Mapping[str, float],
+    challenger: Mapping[str, float],
+    *,
+    metric: str = "f1",
+    tolerance: float = 0.0,
 ) -> Comparison:
     """The challenger wins when its ``metric`` is no worse than the champion's minus ``tolerance``.
 
@@ -72,8 +78,16 @@ def compare(
     False
     """
     if metric not in champion or metric not in challenger:
-        raise ConfigError(f"metric {metric!r} is missing from the metrics compared ({sorted(champion)})")
+        raise ConfigError(
+            f"metric {metric!r} is missing from the metrics compared ({sorted(champion)})"
+        )
     if tolerance < 0:
         raise ConfigError("tolerance must be >= 0")
     a, b = float(champion[metric]), float(challenger[metric])
-    return Comparison(metric=metric, champion=a, challenger=b, tolerance=tolerance, challenger_wins=b >= a - tolerance)
+    return Comparison(
+        metric=metric,
+        champion=a,
+        challenger=b,
+        tolerance=tolerance,
+        challenger_wins=b >= a - tolerance,
+    )

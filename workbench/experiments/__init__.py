@@ -3,4 +3,11 @@
 from workbench.experiments._estimators import FAMILIES, default_search_space
 from workbench.experiments._search import Experiments, SearchResult, code_version, package_versions
 
-__all__ = ["Experiments", "SearchResult", "FAMILIES", "default_search_space", "code_version", "package_versions"]
+__all__ = [
+    "Experiments",
+    "SearchResult",
+    "FAMILIES",
+    "default_search_space",
+    "code_version",
+    "package_versions",
+]

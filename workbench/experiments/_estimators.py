@@ -10,7 +10,15 @@ from workbench.exceptions import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FAMILIES", "METRICS", "default_search_space", "make_estimator", "family_params", "make_pipeline", "cross_validate"]
+__all__ = [
+    "FAMILIES",
+    "METRICS",
+    "default_search_space",
+    "make_estimator",
+    "family_params",
+    "make_pipeline",
+    "cross_validate",
+]
 
 # family → (import path, {config key: estimator parameter})
 FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
@@ -26,8 +34,9 @@ FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-
-def default_search_space(families: tuple[str, ...] = ("logistic_regression", "random_forest")) -> dict[str, Any]:
+def default_search_space(
+    families: tuple[str, ...] = ("logistic_regression", "random_forest"),
+) -> dict[str, Any]:
     """A Tune search space over model families; each trial samples every parameter, its family uses its own."""
     from ray import tune
 
@@ -72,10 +81,14 @@ def make_pipeline(config: dict[str, Any], kinds: dict[str, str], *, seed: int) -
 
     from workbench.features import build_preprocessor
 
-    return Pipeline([("preprocess", build_preprocessor(kinds)), ("model", make_estimator(config, seed=seed))])
+    return Pipeline(
+        [("preprocess", build_preprocessor(kinds)), ("model", make_estimator(config, seed=seed))]
+    )
 
 
-def cross_validate(config: dict[str, Any], X: pd.DataFrame, y: Any, kinds: dict[str, str], *, folds: int, seed: int) -> dict[str, float]:
+def cross_validate(
+    config: dict[str, Any], X: pd.DataFrame, y: Any, kinds: dict[str, str], *, folds: int, seed: int
+) -> dict[str, float]:
     """Mean metrics over stratified folds; the pipeline is refitted inside each fold (no leakage)."""
     import numpy as np
     from sklearn.model_selection import StratifiedKFold

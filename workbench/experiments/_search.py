@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.config import Settings
-from workbench.exceptions import ConfigError, ExperimentError
 from workbench.evaluation import METRICS, score
+from workbench.exceptions import ConfigError, ExperimentError
 from workbench.experiments._estimators import cross_validate, make_pipeline
 from workbench.lineage import Store
 from workbench.registry import ModelBundle
@@ -24,7 +24,16 @@ if TYPE_CHECKING:
 
 __all__ = ["Experiments", "SearchResult", "code_version", "package_versions"]
 
-_PACKAGES = ("workbench", "ray", "scikit-learn", "polars", "numpy", "pandas", "alibi-detect", "torch")
+_PACKAGES = (
+    "workbench",
+    "ray",
+    "scikit-learn",
+    "polars",
+    "numpy",
+    "pandas",
+    "alibi-detect",
+    "torch",
+)
 
 
 @dataclass
@@ -43,8 +52,19 @@ def code_version(path: str | Path | None = None) -> dict[str, Any]:
     """Git commit and dirty flag of the working directory's repository, else the running script's hash."""
     cwd = Path(path or os.getcwd())
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=5).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+        )
         return {"git_commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         pass
@@ -105,7 +125,9 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
     """One Tune trial: cross-validated metrics of one configured pipeline."""
     from ray import tune
 
-    metrics = cross_validate(config, data["X"], data["y"], data["kinds"], folds=data["folds"], seed=data["seed"])
+    metrics = cross_validate(
+        config, data["X"], data["y"], data["kinds"], folds=data["folds"], seed=data["seed"]
+    )
     tune.report(metrics)
 
 
@@ -132,7 +154,9 @@ class Experiments:
         from workbench.features import feature_kinds, to_pandas
 
         if not dv.target:
-            raise ConfigError(f"{dv} has no target column; ingest it with target=... to train on it.")
+            raise ConfigError(
+                f"{dv} has no target column; ingest it with target=... to train on it."
+            )
         df = self.datasets.load(dv)
         kinds = feature_kinds(dv.schema, dv.target)
         labels = df[dv.target].to_list()
@@ -177,13 +201,17 @@ class Experiments:
             raise ConfigError("num_samples must be at least 1")
         space = space if space is not None else default_search_space()
         if "family" not in space:
-            raise ConfigError("the search space needs a 'family' key (e.g. tune.grid_search(['logistic_regression', 'random_forest']))")
+            raise ConfigError(
+                "the search space needs a 'family' key (e.g. tune.grid_search(['logistic_regression', 'random_forest']))"
+            )
 
         self._connect()
         data = self.training_data(dataset)
         data.update(folds=folds, seed=seed)
         grid = space["family"]
-        n_families = len(grid["grid_search"]) if isinstance(grid, dict) and "grid_search" in grid else 1
+        n_families = (
+            len(grid["grid_search"]) if isinstance(grid, dict) and "grid_search" in grid else 1
+        )
         total = num_samples * n_families
         exp_id = self.store.create_experiment(
             name=name,
@@ -200,10 +228,18 @@ class Experiments:
         )
         display = make_progress(progress)
         callback = TrackingCallback(
-            self.store.path, exp_id, metric=metric, mode=mode, total=total, name=name, display=display
+            self.store.path,
+            exp_id,
+            metric=metric,
+            mode=mode,
+            total=total,
+            name=name,
+            display=display,
         )
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_trainable, data=data), {"cpu": cpus_per_trial}),
+            tune.with_resources(
+                tune.with_parameters(_trainable, data=data), {"cpu": cpus_per_trial}
+            ),
             param_space=space,
             tune_config=tune.TuneConfig(
                 metric=metric,
@@ -248,7 +284,9 @@ class Experiments:
             trials=self.store.list_trials(exp_id),
         )
 
-    def fit_bundle(self, dataset: DatasetVersion, config: dict[str, Any], *, seed: int = 0) -> ModelBundle:
+    def fit_bundle(
+        self, dataset: DatasetVersion, config: dict[str, Any], *, seed: int = 0
+    ) -> ModelBundle:
         """Fit preprocessing + estimator of ``config`` on the whole dataset version."""
         from workbench.experiments._estimators import family_params
 

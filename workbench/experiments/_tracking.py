@@ -14,9 +14,25 @@ __all__ = ["TrackingCallback"]
 
 # Fields Tune adds to every result; the step is stored separately and timings come from the trial record.
 _RESERVED = {
-    "config", "trial_id", "experiment_tag", "date", "timestamp", "pid", "hostname", "node_ip", "done",
-    "training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
-    "timesteps_total", "episodes_total", "timesteps_since_restore", "checkpoint_dir_name", "should_checkpoint",
+    "config",
+    "trial_id",
+    "experiment_tag",
+    "date",
+    "timestamp",
+    "pid",
+    "hostname",
+    "node_ip",
+    "done",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "timesteps_total",
+    "episodes_total",
+    "timesteps_since_restore",
+    "checkpoint_dir_name",
+    "should_checkpoint",
 }
 
 
@@ -30,7 +46,17 @@ class TrackingCallback(Callback):
     callback and reopened on first use.
     """
 
-    def __init__(self, db_path: str, experiment_id: int, *, metric: str, mode: str, total: int | None, name: str, display: Any = None):
+    def __init__(
+        self,
+        db_path: str,
+        experiment_id: int,
+        *,
+        metric: str,
+        mode: str,
+        total: int | None,
+        name: str,
+        display: Any = None,
+    ):
         self.db_path = db_path
         self.experiment_id = experiment_id
         self.metric = metric
@@ -54,7 +80,11 @@ class TrackingCallback(Callback):
         return state
 
     def get_state(self) -> dict[str, Any]:
-        return {"experiment_id": self.experiment_id, "status": dict(self._status), "best": self._best}
+        return {
+            "experiment_id": self.experiment_id,
+            "status": dict(self._status),
+            "best": self._best,
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.experiment_id = state["experiment_id"]
@@ -77,16 +107,29 @@ class TrackingCallback(Callback):
         row = self._trial(trial)
         row.update(config=_jsonable(trial.config), status="RUNNING", started_at=utcnow())
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         step = int(result.get("training_iteration", 0))
-        values = {k: float(v) for k, v in result.items() if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)}
+        values = {
+            k: float(v)
+            for k, v in result.items()
+            if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)
+        }
         self._pending_metrics.append((trial.trial_id, step, values))
         self._trial(trial)
         value = result.get(self.metric)
         if isinstance(value, int | float):
-            better = self._best is None or (value > self._best["value"] if self.mode == "max" else value < self._best["value"])
+            better = self._best is None or (
+                value > self._best["value"] if self.mode == "max" else value < self._best["value"]
+            )
             if better:
-                self._best = {"trial_id": trial.trial_id, "metric": self.metric, "value": float(value), "config": _jsonable(trial.config)}
+                self._best = {
+                    "trial_id": trial.trial_id,
+                    "metric": self.metric,
+                    "value": float(value),
+                    "config": _jsonable(trial.config),
+                }
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, "TERMINATED", error=None)
@@ -103,7 +146,11 @@ class TrackingCallback(Callback):
     def _finish(self, trial: Any, status: str, *, error: str | None) -> None:
         self._status[trial.trial_id] = status
         row = self._trial(trial)
-        last = {k: v for k, v in (trial.last_result or {}).items() if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)}
+        last = {
+            k: v
+            for k, v in (trial.last_result or {}).items()
+            if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)
+        }
         started = self._started.get(trial.trial_id)
         row.update(status=status, metrics=last, ended_at=utcnow())
         if started is not None:
@@ -125,7 +172,9 @@ class TrackingCallback(Callback):
     def flush(self) -> None:
         if not (self._pending_trials or self._pending_metrics):
             return
-        self.store.write_trial_events(self.experiment_id, list(self._pending_trials.values()), self._pending_metrics)
+        self.store.write_trial_events(
+            self.experiment_id, list(self._pending_trials.values()), self._pending_metrics
+        )
         self._pending_trials = {}
         self._pending_metrics = []
 

@@ -55,7 +55,13 @@ def build_preprocessor(kinds: Mapping[str, str]) -> ColumnTransformer:
     transformers = []
     if numeric:
         transformers.append(
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric)
+            (
+                "numeric",
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                ),
+                numeric,
+            )
         )
     if categorical:
         transformers.append(
@@ -99,7 +105,9 @@ def coerce_records(
     import pandas as pd
 
     if not isinstance(records, Sequence) or isinstance(records, str | bytes) or not records:
-        raise InvalidRequestError("send a non-empty list of records, e.g. {\"records\": [{...}]}", field="records")
+        raise InvalidRequestError(
+            'send a non-empty list of records, e.g. {"records": [{...}]}', field="records"
+        )
     columns: dict[str, list[Any]] = {c: [] for c in kinds}
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
@@ -107,7 +115,9 @@ def coerce_records(
         extra = set(rec) - set(kinds)
         if extra:
             name = sorted(extra)[0]
-            raise InvalidRequestError(f"record {i}: unknown feature {name!r}; expected {list(kinds)}", field=name)
+            raise InvalidRequestError(
+                f"record {i}: unknown feature {name!r}; expected {list(kinds)}", field=name
+            )
         for col, kind in kinds.items():
             if col not in rec:
                 raise InvalidRequestError(f"record {i}: missing feature {col!r}", field=col)
@@ -120,21 +130,26 @@ def coerce_records(
             if kind == NUMBER:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise InvalidRequestError(
-                        f"record {i}: feature {col!r} must be a number, got {type(value).__name__} {value!r}", field=col
+                        f"record {i}: feature {col!r} must be a number, got {type(value).__name__} {value!r}",
+                        field=col,
                     )
                 if not math.isfinite(value):
-                    raise InvalidRequestError(f"record {i}: feature {col!r} must be finite, got {value!r}", field=col)
+                    raise InvalidRequestError(
+                        f"record {i}: feature {col!r} must be finite, got {value!r}", field=col
+                    )
                 columns[col].append(float(value))
             elif kind == BOOLEAN:
                 if not isinstance(value, bool):
                     raise InvalidRequestError(
-                        f"record {i}: feature {col!r} must be true or false, got {value!r}", field=col
+                        f"record {i}: feature {col!r} must be true or false, got {value!r}",
+                        field=col,
                     )
                 columns[col].append(value)
             else:
                 if not isinstance(value, str):
                     raise InvalidRequestError(
-                        f"record {i}: feature {col!r} must be a string, got {type(value).__name__} {value!r}", field=col
+                        f"record {i}: feature {col!r} must be a string, got {type(value).__name__} {value!r}",
+                        field=col,
                     )
                 columns[col].append(value)
     frame = pd.DataFrame(columns, columns=list(kinds))

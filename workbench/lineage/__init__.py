@@ -4,4 +4,12 @@ from workbench.lineage._artifacts import ArtifactStore, sha256_bytes, sha256_fil
 from workbench.lineage._graph import format_chain, lineage_chain
 from workbench.lineage._store import Store, utcnow
 
-__all__ = ["Store", "ArtifactStore", "sha256_bytes", "sha256_file", "utcnow", "lineage_chain", "format_chain"]
+__all__ = [
+    "Store",
+    "ArtifactStore",
+    "sha256_bytes",
+    "sha256_file",
+    "utcnow",
+    "lineage_chain",
+    "format_chain",
+]

@@ -50,7 +50,9 @@ class ArtifactStore:
 
     def path_for(self, digest: str) -> Path:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise NotFoundError(f"{digest!r} is not a SHA-256 hex digest; artifact ids are 64 lowercase hex characters.")
+            raise NotFoundError(
+                f"{digest!r} is not a SHA-256 hex digest; artifact ids are 64 lowercase hex characters."
+            )
         return self.root / digest[:2] / digest[2:]
 
     def exists(self, digest: str) -> bool:

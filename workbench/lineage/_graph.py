@@ -17,12 +17,17 @@ def describe_node(store: Store, node_type: str, node_id: int) -> str:
         r = store.dataset_version_by_id(node_id)
         return f"dataset {r['dataset']} v{r['version']} ({r['n_rows']} rows, sha256 {r['content_hash'][:12]})"
     if node_type == "experiment":
-        r = q("SELECT e.*, (SELECT COUNT(*) FROM trials t WHERE t.experiment_id = e.id) AS n FROM experiments e WHERE id = ?", [node_id])
+        r = q(
+            "SELECT e.*, (SELECT COUNT(*) FROM trials t WHERE t.experiment_id = e.id) AS n FROM experiments e WHERE id = ?",
+            [node_id],
+        )
         if r:
             return f"experiment #{node_id} {r['name']} ({r['n']} trials, {r['status']}, best {r['best_trial_id']})"
     if node_type == "model_version":
         r = store.model_version_by_id(node_id)
-        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(r["metrics"].items()) if isinstance(v, int | float))
+        metrics = ", ".join(
+            f"{k}={v:.3f}" for k, v in sorted(r["metrics"].items()) if isinstance(v, int | float)
+        )
         alias = f" [{', '.join(r['aliases'])}]" if r["aliases"] else ""
         return f"model {r['model']} v{r['version']}{alias} ({metrics})"
     if node_type == "deployment":
@@ -45,7 +50,9 @@ def describe_node(store: Store, node_type: str, node_id: int) -> str:
     return f"{node_type} #{node_id}"
 
 
-def lineage_chain(store: Store, node_type: str, node_id: int, *, max_nodes: int = 500) -> dict[str, Any]:
+def lineage_chain(
+    store: Store, node_type: str, node_id: int, *, max_nodes: int = 500
+) -> dict[str, Any]:
     """Everything connected to a node through lineage edges, in the order the edges were recorded.
 
     Drift results that found no drift and caused nothing are left out: they are
@@ -58,7 +65,9 @@ def lineage_chain(store: Store, node_type: str, node_id: int, *, max_nodes: int 
         t, i = queue.popleft()
         for e in store.edges(src=(t, i)) + store.edges(dst=(t, i)):
             if e["dst_type"] == "drift_result":
-                r = store.query_one("SELECT is_drift FROM drift_results WHERE id = ?", [e["dst_id"]])
+                r = store.query_one(
+                    "SELECT is_drift FROM drift_results WHERE id = ?", [e["dst_id"]]
+                )
                 if r and not r["is_drift"]:
                     continue
             edges[e["id"]] = e
@@ -79,7 +88,7 @@ def format_chain(store: Store, chain: dict[str, Any]) -> str:
         src = nodes[(e["src_type"], e["src_id"])]
         dst = nodes[(e["dst_type"], e["dst_id"])]
         lines.append(f"{e['at'][:19]}  {src}\n{'':21}--{e['relation']}--> {dst}")
-    for (t, i) in sorted(n for n in nodes if n[0] == "deployment"):
+    for _type, i in sorted(n for n in nodes if n[0] == "deployment"):
         dep = store.query_one("SELECT name FROM deployments WHERE id = ?", [i])
         if dep:
             lines.append(f"traffic history of deployment {dep['name']}:")

@@ -126,14 +126,18 @@ class Store:
         with self._lock:
             return [_loads(r) for r in self.db.query(sql, params)]  # type: ignore[misc]
 
-    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+    def query_one(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> dict[str, Any] | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        cur = self.db.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
+        cur = self.db.conn.execute(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values())
+        )
         return int(cur.lastrowid or 0)
 
     # -------------------------------------------------------------- migrations
@@ -194,7 +198,9 @@ class Store:
                 (src_type, src_id, relation, dst_type, dst_id, utcnow()),
             )
 
-    def edges(self, *, src: tuple[str, int] | None = None, dst: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    def edges(
+        self, *, src: tuple[str, int] | None = None, dst: tuple[str, int] | None = None
+    ) -> list[dict[str, Any]]:
         where, params = [], []
         if src:
             where.append("src_type = ? AND src_id = ?")
@@ -238,7 +244,8 @@ class Store:
             if existing:
                 return self._dataset_version_row(existing["id"]), False
             (version,) = self.db.conn.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset_id = ?", [ds["id"]]
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset_id = ?",
+                [ds["id"]],
             ).fetchone()
             new_id = self._insert(
                 "dataset_versions",
@@ -259,7 +266,12 @@ class Store:
             )
             if parent_id is not None:
                 self.link("dataset_version", parent_id, "derived", "dataset_version", new_id)
-            self.audit("dataset_version.create", "dataset_version", new_id, {"name": name, "version": version})
+            self.audit(
+                "dataset_version.create",
+                "dataset_version",
+                new_id,
+                {"name": name, "version": version},
+            )
             return self._dataset_version_row(new_id), True
 
     def _dataset_version_row(self, dv_id: int) -> dict[str, Any]:
@@ -268,7 +280,9 @@ class Store:
             [dv_id],
         )
         if row is None:
-            raise NotFoundError(f"dataset version id {dv_id} does not exist; list them with `workbench datasets`.")
+            raise NotFoundError(
+                f"dataset version id {dv_id} does not exist; list them with `workbench datasets`."
+            )
         return row
 
     def get_dataset_version(self, name: str, version: int | None = None) -> dict[str, Any]:
@@ -282,7 +296,9 @@ class Store:
         row = self.query_one(sql, params)
         if row is None:
             what = f"{name}" + (f" version {version}" if version is not None else "")
-            raise NotFoundError(f"dataset {what} does not exist; ingest it first with wb.datasets.ingest(...).")
+            raise NotFoundError(
+                f"dataset {what} does not exist; ingest it first with wb.datasets.ingest(...)."
+            )
         return self._dataset_version_row(row["id"])
 
     def dataset_version_by_id(self, dv_id: int) -> dict[str, Any]:
@@ -334,7 +350,12 @@ class Store:
             return exp_id
 
     def finish_experiment(
-        self, experiment_id: int, *, status: str, best_trial_id: str | None = None, error: str | None = None
+        self,
+        experiment_id: int,
+        *,
+        status: str,
+        best_trial_id: str | None = None,
+        error: str | None = None,
     ) -> None:
         with self.transaction():
             self.db.conn.execute(
@@ -346,7 +367,9 @@ class Store:
     def get_experiment(self, experiment_id: int) -> dict[str, Any]:
         row = self.query_one("SELECT * FROM experiments WHERE id = ?", [experiment_id])
         if row is None:
-            raise NotFoundError(f"experiment {experiment_id} does not exist; list them with `workbench runs`.")
+            raise NotFoundError(
+                f"experiment {experiment_id} does not exist; list them with `workbench runs`."
+            )
         return row
 
     def list_experiments(self) -> list[dict[str, Any]]:
@@ -370,7 +393,8 @@ class Store:
             conn = self.db.conn
             for t in trials:
                 row = conn.execute(
-                    "SELECT id FROM trials WHERE experiment_id = ? AND trial_id = ?", (experiment_id, t["trial_id"])
+                    "SELECT id FROM trials WHERE experiment_id = ? AND trial_id = ?",
+                    (experiment_id, t["trial_id"]),
                 ).fetchone()
                 fields = {
                     "config_json": _dumps(t["config"]) if "config" in t else None,
@@ -386,17 +410,26 @@ class Store:
                     fields.setdefault("config_json", "{}")
                     fields.setdefault("status", "PENDING")
                     fields.setdefault("started_at", utcnow())
-                    self._insert("trials", {"experiment_id": experiment_id, "trial_id": t["trial_id"], **fields})
+                    self._insert(
+                        "trials",
+                        {"experiment_id": experiment_id, "trial_id": t["trial_id"], **fields},
+                    )
                 elif fields:
                     sets = ", ".join(f"{k} = ?" for k in fields)
-                    conn.execute(f"UPDATE trials SET {sets} WHERE id = ?", [*fields.values(), row[0]])
+                    conn.execute(
+                        f"UPDATE trials SET {sets} WHERE id = ?", [*fields.values(), row[0]]
+                    )
             rows = []
             for trial_id, step, values in metrics:
                 (pk,) = conn.execute(
-                    "SELECT id FROM trials WHERE experiment_id = ? AND trial_id = ?", (experiment_id, trial_id)
+                    "SELECT id FROM trials WHERE experiment_id = ? AND trial_id = ?",
+                    (experiment_id, trial_id),
                 ).fetchone()
                 rows += [(pk, step, k, float(v)) for k, v in values.items()]
-            conn.executemany("INSERT OR REPLACE INTO trial_metrics (trial_pk, step, name, value) VALUES (?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT OR REPLACE INTO trial_metrics (trial_pk, step, name, value) VALUES (?, ?, ?, ?)",
+                rows,
+            )
 
     def list_trials(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT t.*, e.name AS experiment FROM trials t JOIN experiments e ON e.id = t.experiment_id"
@@ -439,7 +472,8 @@ class Store:
         with self.transaction():
             m = self.get_or_create_model(model, task=task)
             (version,) = self.db.conn.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?", [m["id"]]
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?",
+                [m["id"]],
             ).fetchone()
             mv_id = self._insert(
                 "model_versions",
@@ -460,7 +494,13 @@ class Store:
                 self.link("experiment", experiment_id, "produced", "model_version", mv_id)
             if dataset_version_id is not None:
                 self.link("dataset_version", dataset_version_id, "trained", "model_version", mv_id)
-            self.audit("model_version.register", "model_version", mv_id, {"model": model, "version": version}, actor=actor)
+            self.audit(
+                "model_version.register",
+                "model_version",
+                mv_id,
+                {"model": model, "version": version},
+                actor=actor,
+            )
             return self.model_version_by_id(mv_id)
 
     def model_version_by_id(self, mv_id: int) -> dict[str, Any]:
@@ -469,9 +509,14 @@ class Store:
             [mv_id],
         )
         if row is None:
-            raise NotFoundError(f"model version id {mv_id} does not exist; list them with `workbench models`.")
+            raise NotFoundError(
+                f"model version id {mv_id} does not exist; list them with `workbench models`."
+            )
         row["aliases"] = [
-            r["alias"] for r in self.query("SELECT alias FROM aliases WHERE model_version_id = ? ORDER BY alias", [mv_id])
+            r["alias"]
+            for r in self.query(
+                "SELECT alias FROM aliases WHERE model_version_id = ? ORDER BY alias", [mv_id]
+            )
         ]
         return row
 
@@ -479,28 +524,51 @@ class Store:
         """Look a version up by number (``3``, ``"3"``) or alias (``"champion"``)."""
         m = self.query_one("SELECT * FROM models WHERE name = ?", [model])
         if m is None:
-            known = ", ".join(r["name"] for r in self.query("SELECT name FROM models ORDER BY name")) or "none yet"
-            raise NotFoundError(f"model {model!r} does not exist (known models: {known}); register one first.")
+            known = (
+                ", ".join(r["name"] for r in self.query("SELECT name FROM models ORDER BY name"))
+                or "none yet"
+            )
+            raise NotFoundError(
+                f"model {model!r} does not exist (known models: {known}); register one first."
+            )
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             row = self.query_one(
-                "SELECT id FROM model_versions WHERE model_id = ? AND version = ?", [m["id"], int(ref)]
+                "SELECT id FROM model_versions WHERE model_id = ? AND version = ?",
+                [m["id"], int(ref)],
             )
         else:
-            row = self.query_one("SELECT model_version_id AS id FROM aliases WHERE model_id = ? AND alias = ?", [m["id"], ref])
+            row = self.query_one(
+                "SELECT model_version_id AS id FROM aliases WHERE model_id = ? AND alias = ?",
+                [m["id"], ref],
+            )
         if row is None:
-            versions = [str(r["version"]) for r in self.query("SELECT version FROM model_versions WHERE model_id = ? ORDER BY version", [m["id"]])]
-            aliases = [r["alias"] for r in self.query("SELECT alias FROM aliases WHERE model_id = ? ORDER BY alias", [m["id"]])]
+            versions = [
+                str(r["version"])
+                for r in self.query(
+                    "SELECT version FROM model_versions WHERE model_id = ? ORDER BY version",
+                    [m["id"]],
+                )
+            ]
+            aliases = [
+                r["alias"]
+                for r in self.query(
+                    "SELECT alias FROM aliases WHERE model_id = ? ORDER BY alias", [m["id"]]
+                )
+            ]
             raise NotFoundError(
                 f"model {model!r} has no version {ref!r}; versions: {', '.join(versions) or 'none'}; "
                 f"aliases: {', '.join(aliases) or 'none'}. Run `workbench models` to list them."
             )
         return self.model_version_by_id(row["id"])
 
-    def set_alias(self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = "") -> None:
+    def set_alias(
+        self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = ""
+    ) -> None:
         with self.transaction():
             mv = self.get_model_version(model, version)
             prev = self.query_one(
-                "SELECT model_version_id FROM aliases WHERE model_id = ? AND alias = ?", [mv["model_id"], alias]
+                "SELECT model_version_id FROM aliases WHERE model_id = ? AND alias = ?",
+                [mv["model_id"], alias],
             )
             self.db.conn.execute(
                 "INSERT INTO aliases (model_id, alias, model_version_id) VALUES (?, ?, ?) "
@@ -519,7 +587,13 @@ class Store:
                     "at": utcnow(),
                 },
             )
-            self.audit("alias.set", "model_version", mv["id"], {"alias": alias, "reason": reason}, actor=actor)
+            self.audit(
+                "alias.set",
+                "model_version",
+                mv["id"],
+                {"alias": alias, "reason": reason},
+                actor=actor,
+            )
 
     def alias_history(self, model: str) -> list[dict[str, Any]]:
         return self.query(
@@ -535,14 +609,21 @@ class Store:
         if model:
             sql += " WHERE m.name = ?"
             params.append(model)
-        return [self.model_version_by_id(r["id"]) for r in self.query(sql + " ORDER BY m.name, v.version", params)]
+        return [
+            self.model_version_by_id(r["id"])
+            for r in self.query(sql + " ORDER BY m.name, v.version", params)
+        ]
 
     # ------------------------------------------------------------- deployments
-    def upsert_deployment(self, name: str, *, model: str, route_prefix: str, status: str) -> dict[str, Any]:
+    def upsert_deployment(
+        self, name: str, *, model: str, route_prefix: str, status: str
+    ) -> dict[str, Any]:
         with self.transaction():
             m = self.query_one("SELECT id FROM models WHERE name = ?", [model])
             if m is None:
-                raise NotFoundError(f"model {model!r} does not exist; register a version before deploying it.")
+                raise NotFoundError(
+                    f"model {model!r} does not exist; register a version before deploying it."
+                )
             now = utcnow()
             self.db.conn.execute(
                 "INSERT INTO deployments (name, model_id, route_prefix, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
@@ -551,28 +632,46 @@ class Store:
                 (name, m["id"], route_prefix, status, now, now),
             )
             dep = self.get_deployment(name)
-            self.audit("deployment.upsert", "deployment", dep["id"], {"status": status, "route_prefix": route_prefix})
+            self.audit(
+                "deployment.upsert",
+                "deployment",
+                dep["id"],
+                {"status": status, "route_prefix": route_prefix},
+            )
             return dep
 
     def set_deployment_status(self, name: str, status: str) -> None:
         with self.transaction():
             dep = self.get_deployment(name)
-            self.db.conn.execute("UPDATE deployments SET status = ?, updated_at = ? WHERE id = ?", (status, utcnow(), dep["id"]))
+            self.db.conn.execute(
+                "UPDATE deployments SET status = ?, updated_at = ? WHERE id = ?",
+                (status, utcnow(), dep["id"]),
+            )
             self.audit("deployment.status", "deployment", dep["id"], {"status": status})
 
     def get_deployment(self, name: str) -> dict[str, Any]:
         row = self.query_one(
-            "SELECT d.*, m.name AS model FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?", [name]
+            "SELECT d.*, m.name AS model FROM deployments d JOIN models m ON m.id = d.model_id WHERE d.name = ?",
+            [name],
         )
         if row is None:
-            raise NotFoundError(f"deployment {name!r} does not exist; list them with `workbench deployments`.")
+            raise NotFoundError(
+                f"deployment {name!r} does not exist; list them with `workbench deployments`."
+            )
         return row
 
     def list_deployments(self) -> list[dict[str, Any]]:
-        return self.query("SELECT d.*, m.name AS model FROM deployments d JOIN models m ON m.id = d.model_id ORDER BY d.id")
+        return self.query(
+            "SELECT d.*, m.name AS model FROM deployments d JOIN models m ON m.id = d.model_id ORDER BY d.id"
+        )
 
     def record_traffic(
-        self, deployment: str, weights: dict[int, float], *, actor: str | None = None, reason: str = ""
+        self,
+        deployment: str,
+        weights: dict[int, float],
+        *,
+        actor: str | None = None,
+        reason: str = "",
     ) -> int:
         """Record a traffic change (``{model_version_number: weight}``) for a deployment."""
         with self.transaction():
@@ -589,18 +688,27 @@ class Store:
                 },
             )
             self.db.conn.execute(
-                "UPDATE deployments SET weights_json = ?, updated_at = ? WHERE id = ?", (_dumps(as_text), utcnow(), dep["id"])
+                "UPDATE deployments SET weights_json = ?, updated_at = ? WHERE id = ?",
+                (_dumps(as_text), utcnow(), dep["id"]),
             )
             for version, weight in weights.items():
                 if weight > 0:
                     mv = self.get_model_version(dep["model"], int(version))
                     self.link("model_version", mv["id"], "deployed_to", "deployment", dep["id"])
-            self.audit("traffic.change", "deployment", dep["id"], {"weights": as_text, "reason": reason}, actor=actor)
+            self.audit(
+                "traffic.change",
+                "deployment",
+                dep["id"],
+                {"weights": as_text, "reason": reason},
+                actor=actor,
+            )
             return change_id
 
     def traffic_history(self, deployment: str) -> list[dict[str, Any]]:
         dep = self.get_deployment(deployment)
-        return self.query("SELECT * FROM traffic_changes WHERE deployment_id = ? ORDER BY id", [dep["id"]])
+        return self.query(
+            "SELECT * FROM traffic_changes WHERE deployment_id = ? ORDER BY id", [dep["id"]]
+        )
 
     # ---------------------------------------------------------------- requests
     def log_requests(self, rows: Sequence[dict[str, Any]]) -> int:
@@ -608,7 +716,9 @@ class Store:
         if not rows:
             return 0
         with self.transaction():
-            deployments = {r["name"]: r["id"] for r in self.query("SELECT id, name FROM deployments")}
+            deployments = {
+                r["name"]: r["id"] for r in self.query("SELECT id, name FROM deployments")
+            }
             values = []
             for r in rows:
                 dep_id = deployments.get(r["deployment"])
@@ -634,7 +744,9 @@ class Store:
             )
             return cur.rowcount
 
-    def requests_after(self, deployment: str, after_id: int = 0, *, limit: int | None = None, ok_only: bool = True) -> list[dict[str, Any]]:
+    def requests_after(
+        self, deployment: str, after_id: int = 0, *, limit: int | None = None, ok_only: bool = True
+    ) -> list[dict[str, Any]]:
         dep = self.get_deployment(deployment)
         sql = "SELECT r.*, v.version AS model_version FROM request_logs r LEFT JOIN model_versions v ON v.id = r.model_version_id WHERE r.deployment_id = ? AND r.id > ?"
         if ok_only:
@@ -644,7 +756,9 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return self.query(sql, [dep["id"], after_id])
 
-    def request_stats(self, deployment: str, *, since: str | None = None, model_version_id: int | None = None) -> dict[str, Any]:
+    def request_stats(
+        self, deployment: str, *, since: str | None = None, model_version_id: int | None = None
+    ) -> dict[str, Any]:
         dep = self.get_deployment(deployment)
         sql = "SELECT COUNT(*) AS n, SUM(status_code >= 500) AS errors, AVG(latency_ms) AS mean_latency_ms FROM request_logs WHERE deployment_id = ?"
         params: list[Any] = [dep["id"]]
@@ -655,17 +769,26 @@ class Store:
             sql += " AND model_version_id = ?"
             params.append(model_version_id)
         row = self.query_one(sql, params) or {}
-        return {"n": row.get("n") or 0, "errors": row.get("errors") or 0, "mean_latency_ms": row.get("mean_latency_ms")}
+        return {
+            "n": row.get("n") or 0,
+            "errors": row.get("errors") or 0,
+            "mean_latency_ms": row.get("mean_latency_ms"),
+        }
 
     def add_feedback(self, labels: dict[str, Any]) -> int:
         """Record ground-truth labels for logged requests (``{request_id: label}``)."""
         with self.transaction():
-            known = {
-                r["request_id"]
-                for r in self.query(
-                    f"SELECT request_id FROM request_logs WHERE request_id IN ({', '.join('?' for _ in labels)})", list(labels)
-                )
-            } if labels else set()
+            known = (
+                {
+                    r["request_id"]
+                    for r in self.query(
+                        f"SELECT request_id FROM request_logs WHERE request_id IN ({', '.join('?' for _ in labels)})",
+                        list(labels),
+                    )
+                }
+                if labels
+                else set()
+            )
             missing = set(labels) - known
             if missing:
                 raise NotFoundError(
@@ -689,7 +812,13 @@ class Store:
 
     # ---------------------------------------------------------------- monitors
     def create_monitor(
-        self, name: str, *, deployment: str, kind: str, reference_dataset_version_id: int, config: dict[str, Any]
+        self,
+        name: str,
+        *,
+        deployment: str,
+        kind: str,
+        reference_dataset_version_id: int,
+        config: dict[str, Any],
     ) -> dict[str, Any]:
         with self.transaction():
             dep = self.get_deployment(deployment)
@@ -712,17 +841,22 @@ class Store:
                         "created_at": utcnow(),
                     },
                 )
-            self.link("dataset_version", reference_dataset_version_id, "reference_of", "monitor", mon_id)
+            self.link(
+                "dataset_version", reference_dataset_version_id, "reference_of", "monitor", mon_id
+            )
             self.link("deployment", dep["id"], "monitored_by", "monitor", mon_id)
             self.audit("monitor.upsert", "monitor", mon_id, {"kind": kind})
             return self.get_monitor(name)
 
     def get_monitor(self, name: str) -> dict[str, Any]:
         row = self.query_one(
-            "SELECT m.*, d.name AS deployment FROM monitors m JOIN deployments d ON d.id = m.deployment_id WHERE m.name = ?", [name]
+            "SELECT m.*, d.name AS deployment FROM monitors m JOIN deployments d ON d.id = m.deployment_id WHERE m.name = ?",
+            [name],
         )
         if row is None:
-            raise NotFoundError(f"monitor {name!r} does not exist; create it with wb.monitoring.drift_monitor(...).")
+            raise NotFoundError(
+                f"monitor {name!r} does not exist; create it with wb.monitoring.drift_monitor(...)."
+            )
         return row
 
     def add_drift_result(
@@ -760,10 +894,18 @@ class Store:
             )
             self.link("monitor", mon["id"], "observed", "drift_result", result_id)
             if is_drift:
-                self.audit("drift.detected", "drift_result", result_id, {"monitor": monitor, "score": score}, actor="monitor")
+                self.audit(
+                    "drift.detected",
+                    "drift_result",
+                    result_id,
+                    {"monitor": monitor, "score": score},
+                    actor="monitor",
+                )
             return result_id
 
-    def drift_results(self, monitor: str | None = None, *, drift_only: bool = False) -> list[dict[str, Any]]:
+    def drift_results(
+        self, monitor: str | None = None, *, drift_only: bool = False
+    ) -> list[dict[str, Any]]:
         sql = "SELECT r.*, m.name AS monitor FROM drift_results r JOIN monitors m ON m.id = r.monitor_id WHERE 1"
         params: list[Any] = []
         if monitor:
@@ -774,7 +916,9 @@ class Store:
         return self.query(sql + " ORDER BY r.id", params)
 
     # -------------------------------------------------------------- retraining
-    def create_retrain_job(self, *, drift_result_id: int | None, detail: dict[str, Any] | None = None) -> int:
+    def create_retrain_job(
+        self, *, drift_result_id: int | None, detail: dict[str, Any] | None = None
+    ) -> int:
         with self.transaction():
             job_id = self._insert(
                 "retrain_jobs",
@@ -787,7 +931,13 @@ class Store:
             )
             if drift_result_id is not None:
                 self.link("drift_result", drift_result_id, "triggered", "retrain_job", job_id)
-            self.audit("retrain.schedule", "retrain_job", job_id, {"drift_result_id": drift_result_id}, actor="automation")
+            self.audit(
+                "retrain.schedule",
+                "retrain_job",
+                job_id,
+                {"drift_result_id": drift_result_id},
+                actor="automation",
+            )
             return job_id
 
     def update_retrain_job(self, job_id: int, **fields: Any) -> None:
@@ -797,7 +947,9 @@ class Store:
             if fields.get("status") in {"PROMOTED", "ROLLED_BACK", "REJECTED", "FAILED"}:
                 fields.setdefault("ended_at", utcnow())
             sets = ", ".join(f"{k} = ?" for k in fields)
-            self.db.conn.execute(f"UPDATE retrain_jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
+            self.db.conn.execute(
+                f"UPDATE retrain_jobs SET {sets} WHERE id = ?", [*fields.values(), job_id]
+            )
             links = {
                 "new_dataset_version_id": ("retrain_job", "produced", "dataset_version"),
                 "experiment_id": ("retrain_job", "ran", "experiment"),
@@ -806,7 +958,13 @@ class Store:
             for key, (src_type, rel, dst_type) in links.items():
                 if fields.get(key) is not None:
                     self.link(src_type, job_id, rel, dst_type, fields[key])
-            self.audit("retrain.update", "retrain_job", job_id, {k: v for k, v in fields.items() if k != "detail_json"}, actor="automation")
+            self.audit(
+                "retrain.update",
+                "retrain_job",
+                job_id,
+                {k: v for k, v in fields.items() if k != "detail_json"},
+                actor="automation",
+            )
 
     def get_retrain_job(self, job_id: int) -> dict[str, Any]:
         row = self.query_one("SELECT * FROM retrain_jobs WHERE id = ?", [job_id])

@@ -25,7 +25,9 @@ class DriftDetector(Protocol):
     def test(self, x: np.ndarray) -> dict[str, Any]: ...
 
 
-def encode_matrix(rows: list[Mapping[str, Any]], kinds: Mapping[str, str], vocab: dict[str, dict[Any, int]]) -> np.ndarray:
+def encode_matrix(
+    rows: list[Mapping[str, Any]], kinds: Mapping[str, str], vocab: dict[str, dict[Any, int]]
+) -> np.ndarray:
     """Numbers as floats, categories as integer codes from the reference vocabulary (unseen → new code)."""
     out = np.empty((len(rows), len(kinds)), dtype=np.float64)
     for j, (col, kind) in enumerate(kinds.items()):
@@ -51,7 +53,9 @@ class AlibiTabularDrift:
         try:
             from alibi_detect.cd import TabularDrift
         except ImportError as exc:  # optional engine
-            raise ConfigError("alibi-detect is not installed; pip install 'alibi-detect>=0.13,<0.14' or use backend='scipy'.") from exc
+            raise ConfigError(
+                "alibi-detect is not installed; pip install 'alibi-detect>=0.13,<0.14' or use backend='scipy'."
+            ) from exc
         self._cd = TabularDrift(
             _impute(x_ref, x_ref).astype(np.float32),
             p_val=self.p_val,
@@ -64,7 +68,12 @@ class AlibiTabularDrift:
     def test(self, x: np.ndarray) -> dict[str, Any]:
         if self._cd is None:
             raise ConfigError("fit the detector before testing a window")
-        pred = self._cd.predict(_impute(x, self._ref).astype(np.float32), drift_type="batch", return_p_val=True, return_distance=True)
+        pred = self._cd.predict(
+            _impute(x, self._ref).astype(np.float32),
+            drift_type="batch",
+            return_p_val=True,
+            return_distance=True,
+        )
         data = pred["data"]
         return {
             "data": {
@@ -73,7 +82,11 @@ class AlibiTabularDrift:
                 "threshold": float(data["threshold"]),
                 "distance": [float(d) for d in np.atleast_1d(data["distance"])],
             },
-            "meta": {"backend": self.backend, "test": "KS/Chi2 per feature", "correction": self.correction},
+            "meta": {
+                "backend": self.backend,
+                "test": "KS/Chi2 per feature",
+                "correction": self.correction,
+            },
         }
 
 
@@ -113,8 +126,17 @@ class ScipyKSDrift:
                 dists.append(float(res.statistic))
         threshold = self.p_val / max(len(p_vals), 1)
         return {
-            "data": {"is_drift": bool(min(p_vals) < threshold), "p_val": p_vals, "threshold": threshold, "distance": dists},
-            "meta": {"backend": self.backend, "test": "KS/Chi2 per feature", "correction": "bonferroni"},
+            "data": {
+                "is_drift": bool(min(p_vals) < threshold),
+                "p_val": p_vals,
+                "threshold": threshold,
+                "distance": dists,
+            },
+            "meta": {
+                "backend": self.backend,
+                "test": "KS/Chi2 per feature",
+                "correction": "bonferroni",
+            },
         }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-
 from workbench.exceptions import ConfigError
 from workbench.lineage import Store
 from workbench.monitoring._detectors import encode_matrix, make_detector
@@ -37,7 +36,9 @@ class DriftMonitor:
         ref_rows = self.datasets.load(self.reference).select(list(self.kinds)).to_dicts()
         x_ref = encode_matrix(ref_rows, self.kinds, self._vocab)
         categorical = [j for j, k in enumerate(self.kinds.values()) if k != "number"]
-        self.detector = make_detector(self.config["backend"], p_val=self.config["p_val"]).fit(x_ref, categorical)
+        self.detector = make_detector(self.config["backend"], p_val=self.config["p_val"]).fit(
+            x_ref, categorical
+        )
 
     @property
     def window(self) -> int:
@@ -72,9 +73,19 @@ class DriftMonitor:
             is_drift=data["is_drift"],
             score=p_min,
             threshold=float(data["threshold"]),
-            detail={"meta": out["meta"], "most_shifted": [{"feature": f, "p_val": p} for f, p in worst]},
+            detail={
+                "meta": out["meta"],
+                "most_shifted": [{"feature": f, "p_val": p} for f, p in worst],
+            },
         )
-        return {"id": result_id, "is_drift": data["is_drift"], "p_val_min": p_min, "threshold": data["threshold"], "n": len(rows), "most_shifted": worst}
+        return {
+            "id": result_id,
+            "is_drift": data["is_drift"],
+            "p_val_min": p_min,
+            "threshold": data["threshold"],
+            "n": len(rows),
+            "most_shifted": worst,
+        }
 
 
 class Monitoring:
@@ -126,4 +137,3 @@ class Monitoring:
 
     def results(self, name: str | None = None, *, drift_only: bool = False) -> list[dict[str, Any]]:
         return self.store.drift_results(name, drift_only=drift_only)
-

@@ -41,7 +41,12 @@ class ModelBundle:
 
     @property
     def signature(self) -> dict[str, Any]:
-        return {"features": dict(self.features), "target": self.target, "classes": list(self.classes), "task": self.task}
+        return {
+            "features": dict(self.features),
+            "target": self.target,
+            "classes": list(self.classes),
+            "task": self.task,
+        }
 
     def predict_frame(self, frame: Any) -> list[Any]:
         """Predict for a pandas frame of features; returns label values."""

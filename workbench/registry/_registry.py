@@ -77,7 +77,9 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Store the bundle as an artifact and record it as the next version of ``model``."""
         if not isinstance(bundle, ModelBundle):
-            raise ConfigError("register() takes a workbench.registry.ModelBundle; build one with wb.experiments.fit_bundle(...).")
+            raise ConfigError(
+                "register() takes a workbench.registry.ModelBundle; build one with wb.experiments.fit_bundle(...)."
+            )
         digest = self.artifacts.put_object(bundle)
         row = self.store.add_model_version(
             model,
@@ -105,10 +107,14 @@ class ModelRegistry:
         mv = self.get(model, ref)
         bundle = self.artifacts.get_object(mv.artifact_hash)
         if not isinstance(bundle, ModelBundle):
-            raise ArtifactCorruptError(f"artifact of {mv} is not a model bundle; re-register the model.")
+            raise ArtifactCorruptError(
+                f"artifact of {mv} is not a model bundle; re-register the model."
+            )
         return bundle
 
-    def set_alias(self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = "") -> ModelVersion:
+    def set_alias(
+        self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = ""
+    ) -> ModelVersion:
         self.store.set_alias(model, alias, version, actor=actor, reason=reason)
         return self.get(model, version)
 

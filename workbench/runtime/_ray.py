@@ -73,14 +73,23 @@ def connect(
         if _current is not None and ray.is_initialized():
             # Someone in this process connected first: share their Ray, never own it.
             return RayConnection(
-                address=_current.address, started_here=False, namespace=_current.namespace, local=_current.local
+                address=_current.address,
+                started_here=False,
+                namespace=_current.namespace,
+                local=_current.local,
             )
         if ray.is_initialized():
             ctx = ray.get_runtime_context()
-            _current = RayConnection(address=_gcs_address(), started_here=False, namespace=ctx.namespace)
+            _current = RayConnection(
+                address=_gcs_address(), started_here=False, namespace=ctx.namespace
+            )
             return _current
         target = address or os.environ.get("RAY_ADDRESS")
-        kwargs: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
+        kwargs: dict[str, Any] = {
+            "namespace": namespace,
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
         try:
             if target:
                 ray.init(address=target, **kwargs)
@@ -100,7 +109,9 @@ def connect(
                 f"could not reach a Ray cluster at {target!r}: {exc}. Check the address (ray status on the head node), "
                 "or unset RAY_ADDRESS to start a local cluster."
             ) from exc
-        _current = RayConnection(address=_gcs_address(), started_here=started, namespace=namespace, local=started)
+        _current = RayConnection(
+            address=_gcs_address(), started_here=started, namespace=namespace, local=started
+        )
         log.info("connected to Ray at %s (started here: %s)", _current.address, started)
         return _current
 

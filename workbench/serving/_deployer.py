@@ -114,7 +114,7 @@ class Serving:
 
         # On an external cluster the recorder must outlive this notebook; a local cluster
         # started by workbench ends with this process anyway.
-        get_or_create_recorder(self.settings.db_path, detached=not conn.started_here)
+        get_or_create_recorder(self.settings.db_path, detached=not conn.local)
 
     def _handle(self, name: str) -> Any:
         from ray import serve
@@ -168,7 +168,9 @@ class Serving:
                     )
                 if state == "RUNNING":
                     try:
-                        health = _call_handle(lambda: serve.get_app_handle(name).health.remote(), 10)
+                        health = _call_handle(
+                            lambda: serve.get_app_handle(name).health.remote(), 10
+                        )
                     except Exception as exc:  # replica still starting
                         last = f"RUNNING, router not answering yet ({exc})"
                     else:

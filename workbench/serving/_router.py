@@ -49,11 +49,9 @@ def _code_version() -> str:
     # deployed from Python, picks a random one per serve.run. Pinning it to this
     # file's bytes makes a user_config change a reconfigure(), while a new router
     # code still rolls the replicas.
-    import workbench
+    from workbench._version import __version__
 
-    digest = hashlib.sha256(
-        Path(__file__).read_bytes() + workbench.__version__.encode()
-    ).hexdigest()
+    digest = hashlib.sha256(Path(__file__).read_bytes() + __version__.encode()).hexdigest()
     return f"router-{digest[:16]}"
 
 

@@ -1,0 +1,3 @@
+"""The package version, importable without importing the API."""
+
+__version__ = "0.1.0"
