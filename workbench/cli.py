@@ -74,7 +74,11 @@ def cli(ctx: click.Context, home: str | None) -> None:
 @_errors
 def demo(ctx: click.Context, samples: int, port: int | None) -> None:
     """Run the whole loop on bundled data: ingest → tune → serve → drift → retrain → canary → lineage."""
+    import logging
+
     from workbench.demo import run_demo
+
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # keep Serve's INFO chatter out of the story
 
     run_demo(ctx.obj.get("home"), num_samples=samples, serve_port=port)
 
