@@ -41,3 +41,13 @@ def ray_cluster():
     except Exception:
         pass
     conn.shutdown()
+
+
+@pytest.fixture
+def serve_cleanup(ray_cluster):
+    """For tests that start Ray Serve in the session's cluster: shut Serve down afterwards, so the next
+    module can start it on its own port (Serve's HTTP options are fixed while it runs)."""
+    yield
+    from ray import serve
+
+    serve.shutdown()

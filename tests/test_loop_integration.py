@@ -9,7 +9,7 @@ from workbench.runtime import free_port
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster):
+def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_cleanup):
     from workbench.api import Workbench
     from workbench.demo import MODEL, run_demo
 

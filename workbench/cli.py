@@ -78,7 +78,8 @@ def demo(ctx: click.Context, samples: int, port: int | None) -> None:
 
     from workbench.demo import run_demo
 
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # keep Serve's INFO chatter out of the story
+    # keep Serve's INFO chatter out of the story the demo tells
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
     run_demo(ctx.obj.get("home"), num_samples=samples, serve_port=port)
 
