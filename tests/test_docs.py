@@ -25,6 +25,13 @@ STAGES = (
 )
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_has_a_docstring_and_all(stage):
+    mod = importlib.import_module(f"workbench.{stage}")
+    assert mod.__doc__ and mod.__doc__.strip()
+    assert isinstance(mod.__all__, list) and mod.__all__
+
+
 def test_every_cli_command_is_documented():
     from workbench.cli import cli
 
