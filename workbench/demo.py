@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.api import Workbench
+from workbench.automation import RetrainPolicy
 from workbench.datasets import Checks, format_report, write_breast_cancer_csv
 from workbench.exceptions import DatasetValidationError, InvalidRequestError
 
@@ -44,7 +45,15 @@ def run_demo(
         # 1. ingest with validation
         step(1, "ingest breast-cancer CSV with polars, validate, version it")
         csv = write_breast_cancer_csv(bench.settings.home / "data" / "breast_cancer.csv")
-        checks = Checks(target="diagnosis", min_rows=100, max_null_fraction=0.0)
+        header = csv.read_text().split("\n", 1)[0].split(",")
+        schema = {c: ("String" if c == "diagnosis" else "Float64") for c in header}
+        checks = Checks(
+            schema=schema,
+            target="diagnosis",
+            min_rows=100,
+            max_null_fraction=0.0,
+            numeric=header[:-1],
+        )
         full = bench.datasets.ingest(csv, name="breast-cancer", target="diagnosis", checks=checks)
         say(
             f"  {full}: {full.n_rows} rows, sha256 {full.content_hash[:12]}…, {len(full.validation)} checks passed"
@@ -139,12 +148,18 @@ def run_demo(
         def clients() -> None:
             send(rng.sample(live_rows, 40))
 
+        # The holdout has 115 rows: one misclassification moves F1 by about 0.01, so the challenger
+        # may trail the champion by up to two before it is rejected.
+        policy = RetrainPolicy(
+            metric="f1", tolerance=0.02, num_samples=2, canary_steps=(0.1, 0.5, 1.0)
+        )
         outcome = bench.automation.run_once(
             deployment=MODEL,
             model=MODEL,
             monitor=monitor,
             train=train,
             holdout=holdout,
+            policy=policy,
             traffic=clients,
         )
         if outcome is None:
