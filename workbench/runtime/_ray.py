@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from workbench.exceptions import ConfigError
@@ -67,6 +68,10 @@ def connect(
     """
     global _current
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target and not os.environ.get("RAY_AUTH_MODE") and _token_available():
+        # Ray reads the mode when it is imported, so this must come before `import ray`; see _join.
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     with _lock:
@@ -84,7 +89,6 @@ def connect(
                 address=_gcs_address(), started_here=False, namespace=ctx.namespace
             )
             return _current
-        target = address or os.environ.get("RAY_ADDRESS")
         kwargs: dict[str, Any] = {
             "namespace": namespace,
             "log_to_driver": False,
@@ -92,7 +96,7 @@ def connect(
         }
         try:
             if target:
-                ray.init(address=target, **kwargs)
+                _join(target, kwargs)
                 started = False
             else:
                 ray.init(
@@ -106,14 +110,37 @@ def connect(
                 started = True
         except ConnectionError as exc:
             raise ConfigError(
-                f"could not reach a Ray cluster at {target!r}: {exc}. Check the address (ray status on the head node), "
-                "or unset RAY_ADDRESS to start a local cluster."
+                f"could not reach a Ray cluster at {target!r}: {exc}. Check the address (ray status on the head node); "
+                "if the cluster uses token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or put the "
+                "token in ~/.ray/auth_token); or unset RAY_ADDRESS to start a local cluster."
             ) from exc
         _current = RayConnection(
             address=_gcs_address(), started_here=started, namespace=namespace, local=started
         )
         log.info("connected to Ray at %s (started here: %s)", _current.address, started)
         return _current
+
+
+def _token_available() -> bool:
+    """Whether a Ray auth token can be found the way Ray looks for one."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return (Path.home() / ".ray" / "auth_token").exists()
+
+
+def _join(address: str, kwargs: dict[str, Any]) -> None:
+    """Join an existing cluster.
+
+    A Ray 2.60 cluster started with token authentication refuses clients that
+    do not send the token, and Ray never turns token mode on by itself for an
+    explicit address (the client retries for ~40 s, then fails with a bare
+    "Failed to connect"). :func:`connect` therefore sets ``RAY_AUTH_MODE=token``
+    before Ray is first imported whenever a token is at hand; a token-mode
+    client also joins clusters without authentication (both seen with Ray 2.60.0).
+    """
+    import ray
+
+    ray.init(address=address, **kwargs)
 
 
 def _gcs_address() -> str:
