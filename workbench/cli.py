@@ -76,6 +76,8 @@ def demo(ctx: click.Context, samples: int, port: int | None) -> None:
     """Run the whole loop on bundled data: ingest → tune → serve → drift → retrain → canary → lineage."""
     import logging
 
+    import ray.serve  # noqa: F401  (configures its driver logger at import; quiet it afterwards)
+
     from workbench.demo import run_demo
 
     # keep Serve's INFO chatter out of the story the demo tells
