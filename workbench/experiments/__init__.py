@@ -1,6 +1,7 @@
 """Training and hyperparameter search on Ray Tune, every trial recorded."""
 
 from workbench.experiments._estimators import FAMILIES, default_search_space
+from workbench.experiments._options import SCHEDULERS, SEARCH_ALGS
 from workbench.experiments._search import Experiments, SearchResult, code_version, package_versions
 
 __all__ = [
@@ -10,4 +11,6 @@ __all__ = [
     "default_search_space",
     "code_version",
     "package_versions",
+    "SEARCH_ALGS",
+    "SCHEDULERS",
 ]

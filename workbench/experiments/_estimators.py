@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from workbench.evaluation import METRICS, score
@@ -18,6 +19,8 @@ __all__ = [
     "family_params",
     "make_pipeline",
     "cross_validate",
+    "fold_scores",
+    "mean_scores",
 ]
 
 # family → (import path, {config key: estimator parameter})
@@ -36,15 +39,37 @@ FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
 
 def default_search_space(
     families: tuple[str, ...] = ("logistic_regression", "random_forest"),
+    *,
+    search_alg: Any = "random",
 ) -> dict[str, Any]:
-    """A Tune search space over model families; each trial samples every parameter, its family uses its own."""
+    """A Tune search space over model families; each trial samples every parameter, its family uses its own.
+
+    ``search_alg`` shapes the space: ``"random"`` (default) crosses a
+    ``grid_search`` over the families with random parameter domains;
+    ``"grid"`` is a ``grid_search`` over the families with fixed, sensible
+    parameters (for a richer grid, pass your own space of ``grid_search``
+    values); ``"optuna"``, ``"hyperopt"`` or a ``Searcher`` instance get a
+    ``tune.choice`` over the families, because those searchers do not accept
+    ``grid_search``.
+    """
     from ray import tune
 
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ConfigError(f"unknown model family {unknown}; choose from {sorted(FAMILIES)}")
+    if search_alg == "grid":
+        return {
+            "family": tune.grid_search(list(families)),
+            "C": 1.0,
+            "n_estimators": 100,
+            "max_depth": 6,
+            "learning_rate": 0.1,
+        }
+    family = (
+        tune.grid_search(list(families)) if search_alg == "random" else tune.choice(list(families))
+    )
     return {
-        "family": tune.grid_search(list(families)),
+        "family": family,
         "C": tune.loguniform(1e-2, 1e2),
         "n_estimators": tune.randint(20, 120),
         "max_depth": tune.randint(2, 10),
@@ -86,17 +111,37 @@ def make_pipeline(config: dict[str, Any], kinds: dict[str, str], *, seed: int) -
     )
 
 
+def fold_scores(
+    config: dict[str, Any],
+    X: pd.DataFrame,
+    y: Any,
+    kinds: dict[str, str],
+    *,
+    folds: int,
+    seed: int,
+    start: int = 0,
+) -> Iterator[dict[str, float]]:
+    """Metrics of each stratified fold in turn, from fold ``start`` on; the pipeline is refitted inside
+    each fold (no leakage). The split depends only on ``seed``, so a resumed trial sees the same folds."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for i, (train_idx, test_idx) in enumerate(splitter.split(X, y)):
+        if i < start:
+            continue
+        pipe = make_pipeline(config, kinds, seed=seed)
+        pipe.fit(X.iloc[train_idx], y[train_idx])
+        yield score(y[test_idx], pipe.predict(X.iloc[test_idx]))
+
+
+def mean_scores(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    import numpy as np
+
+    return {k: float(np.mean([m[k] for m in per_fold])) for k in METRICS}
+
+
 def cross_validate(
     config: dict[str, Any], X: pd.DataFrame, y: Any, kinds: dict[str, str], *, folds: int, seed: int
 ) -> dict[str, float]:
     """Mean metrics over stratified folds; the pipeline is refitted inside each fold (no leakage)."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
-
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    per_fold = []
-    for train_idx, test_idx in splitter.split(X, y):
-        pipe = make_pipeline(config, kinds, seed=seed)
-        pipe.fit(X.iloc[train_idx], y[train_idx])
-        per_fold.append(score(y[test_idx], pipe.predict(X.iloc[test_idx])))
-    return {k: float(np.mean([m[k] for m in per_fold])) for k in METRICS}
+    return mean_scores(list(fold_scores(config, X, y, kinds, folds=folds, seed=seed)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.config import Settings
 from workbench.evaluation import METRICS, score
 from workbench.exceptions import ConfigError, ExperimentError
-from workbench.experiments._estimators import cross_validate, make_pipeline
+from workbench.experiments._estimators import make_pipeline
 from workbench.lineage import Store
 from workbench.registry import ModelBundle
 
@@ -122,13 +122,63 @@ def _tune_console_quiet() -> Iterator[None]:
 
 
 def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
-    """One Tune trial: cross-validated metrics of one configured pipeline."""
+    """One Tune trial: cross-validate one configured pipeline, reporting once per fold.
+
+    Step ``i`` reports the running mean of the metrics of folds ``1..i``, so
+    schedulers (ASHA, median stopping...) can stop a poor trial after a fold or
+    two; the last step is the full cross-validated score. With a scheduler that
+    pauses or clones trials (HyperBand, PBT) each step also saves a tiny
+    checkpoint (the per-fold scores), and a resumed trial continues from it.
+    """
+    import json
+    import tempfile
+
     from ray import tune
 
-    metrics = cross_validate(
-        config, data["X"], data["y"], data["kinds"], folds=data["folds"], seed=data["seed"]
-    )
-    tune.report(metrics)
+    from workbench.experiments._estimators import fold_scores, mean_scores
+
+    per_fold: list[dict[str, float]] = []
+    checkpoint = tune.get_checkpoint() if data.get("checkpoints") else None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            per_fold = json.loads((Path(d) / "folds.json").read_text())
+    for fold in fold_scores(
+        config,
+        data["X"],
+        data["y"],
+        data["kinds"],
+        folds=data["folds"],
+        seed=data["seed"],
+        start=len(per_fold),
+    ):
+        per_fold.append(fold)
+        metrics = mean_scores(per_fold)
+        if not data.get("checkpoints"):
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "folds.json").write_text(json.dumps(per_fold))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _user_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
+    """A user function ``fn(config, data)`` run as a Tune trial (it calls ``ray.tune.report``)."""
+    fn = data["fn"]
+    fn(config, data)
+
+
+def _qualname(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    from workbench.experiments._tracking import _RESERVED
+
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 class Experiments:
@@ -176,52 +226,112 @@ class Experiments:
         num_samples: int = 4,
         folds: int = 3,
         seed: int = 0,
-        cpus_per_trial: float = 1,
+        cpus_per_trial: float | None = None,
         max_concurrent_trials: int | None = None,
         progress: str | None = "auto",
+        search_alg: Any = "random",
+        scheduler: Any = "fifo",
+        resources: dict[str, float] | None = None,
+        time_budget_s: float | None = None,
+        max_failures: int = 0,
+        trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        max_steps: int | None = None,
     ) -> SearchResult:
         """Search model families and hyperparameters with Ray Tune; record the experiment and every trial.
 
-        With the default space, ``num_samples`` samples are drawn for each
-        model family (two families → ``2 * num_samples`` trials). Bad
-        arguments fail before any trial starts.
+        ``search_alg`` is ``"random"`` (default: Tune's seeded
+        BasicVariantGenerator, random domains crossed with any
+        ``grid_search``), ``"grid"`` (``grid_search`` values only),
+        ``"optuna"`` (TPE), ``"hyperopt"`` or a Tune ``Searcher``. With the
+        default space, ``num_samples`` samples are drawn for each model family
+        under random/grid (two families → ``2 * num_samples`` trials); Optuna
+        and HyperOpt pick the family themselves (``tune.choice``), so there
+        ``num_samples`` is the number of trials.
+
+        ``scheduler`` is ``"fifo"`` (default), ``"asha"``, ``"hyperband"``,
+        ``"median"``, ``"pbt"`` or a Tune ``TrialScheduler``; the built-in
+        trainable reports once per CV fold (running mean), so a scheduler can
+        stop a poor trial after its first folds. ``resources`` per trial
+        (``{"cpu": 1, "gpu": 0.5}``; ``cpus_per_trial`` is an alias) go through
+        ``tune.with_resources``. ``max_failures`` retries a failing trial;
+        ``time_budget_s`` ends the search. ``trainable=fn`` runs
+        ``fn(config, data)`` (it calls ``ray.tune.report``; ``data`` holds
+        ``X``, ``y``, ``kinds``, ``classes``, ``folds``, ``seed``) instead of
+        the built-in scikit-learn trainable; ``max_steps`` is how many steps
+        it reports (default ``folds``).
+
+        Bad arguments (unknown names, a metric never reported, a space the
+        search algorithm cannot take, resources no node of the cluster has)
+        fail with ``ConfigError`` before any trial starts or anything is recorded.
         """
         from ray import tune
-        from ray.tune.search.basic_variant import BasicVariantGenerator
 
+        from workbench.experiments import _options as opt
         from workbench.experiments._estimators import default_search_space
         from workbench.experiments._tracking import TrackingCallback
         from workbench.ui import make_progress
 
-        if metric not in METRICS:
+        if trainable is None and metric not in METRICS:
             raise ConfigError(f"metric {metric!r} is never reported; choose one of {list(METRICS)}")
+        if trainable is not None and not callable(trainable):
+            raise ConfigError(f"trainable must be a function fn(config, data), got {trainable!r}")
+        if not isinstance(metric, str) or not metric:
+            raise ConfigError(f"metric must be a metric name, got {metric!r}")
         if mode not in ("max", "min"):
             raise ConfigError(f"mode must be 'max' or 'min', got {mode!r}")
         if num_samples < 1:
             raise ConfigError("num_samples must be at least 1")
-        space = space if space is not None else default_search_space()
-        if "family" not in space:
+        if folds < 2:
+            raise ConfigError(f"folds must be at least 2, got {folds}")
+        if max_failures < 0:
+            raise ConfigError(f"max_failures must be >= 0, got {max_failures}")
+        if time_budget_s is not None and time_budget_s <= 0:
+            raise ConfigError(f"time_budget_s must be positive, got {time_budget_s}")
+        alg_name = opt.search_alg_name(search_alg)
+        sched_name = opt.scheduler_name(scheduler)
+        if space is None:
+            if trainable is not None:
+                raise ConfigError("a user trainable needs its search space: pass space={...}")
+            space = default_search_space(search_alg=search_alg)
+        if trainable is None and "family" not in space:
             raise ConfigError(
                 "the search space needs a 'family' key (e.g. tune.grid_search(['logistic_regression', 'random_forest']))"
             )
+        opt.check_space(space, search_alg)
+        per_trial = opt.normalize_resources(resources, cpus_per_trial)
+        steps = max_steps if max_steps is not None else folds
+        sched, sched_settings = opt.make_scheduler(scheduler, max_t=steps, space=space, seed=seed)
 
         self._connect()
+        opt.check_resources(per_trial)
         data = self.training_data(dataset)
-        data.update(folds=folds, seed=seed)
-        grid = space["family"]
-        n_families = (
-            len(grid["grid_search"]) if isinstance(grid, dict) and "grid_search" in grid else 1
-        )
-        total = num_samples * n_families
+        data.update(folds=folds, seed=seed, checkpoints=opt.needs_checkpoints(scheduler))
+        fn = _trainable
+        if trainable is not None:
+            data["fn"] = trainable
+            fn = _user_trainable
+        total = opt.count_trials(space, search_alg, num_samples)
+        searcher = opt.make_search_alg(search_alg, seed=seed)
+        recorded_space: dict[str, Any] = {k: repr(v) for k, v in space.items()}
+        recorded_space["_resources"] = per_trial
+        recorded_space["_options"] = {
+            "scheduler": sched_settings,
+            "folds": folds,
+            "max_steps": steps,
+            "max_failures": max_failures,
+            "time_budget_s": time_budget_s,
+            "max_concurrent_trials": max_concurrent_trials,
+            "trainable": "sklearn" if trainable is None else _qualname(trainable),
+        }
         exp_id = self.store.create_experiment(
             name=name,
             dataset_version_id=dataset.id,
             metric=metric,
             mode=mode,
             num_samples=total,
-            search_space={k: repr(v) for k, v in space.items()},
-            search_alg="random+grid (BasicVariantGenerator)",
-            scheduler="FIFO",
+            search_space=recorded_space,
+            search_alg=alg_name,
+            scheduler=sched_name,
             seed=seed,
             code_version=code_version(),
             packages=package_versions(),
@@ -237,16 +347,16 @@ class Experiments:
             display=display,
         )
         tuner = tune.Tuner(
-            tune.with_resources(
-                tune.with_parameters(_trainable, data=data), {"cpu": cpus_per_trial}
-            ),
+            tune.with_resources(tune.with_parameters(fn, data=data), opt.ray_resources(per_trial)),
             param_space=space,
             tune_config=tune.TuneConfig(
                 metric=metric,
                 mode=mode,
                 num_samples=num_samples,
-                search_alg=BasicVariantGenerator(random_state=seed),
+                search_alg=searcher,
+                scheduler=sched,
                 max_concurrent_trials=max_concurrent_trials,
+                time_budget_s=time_budget_s,
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
@@ -255,6 +365,10 @@ class Experiments:
                 callbacks=[callback],
                 progress_reporter=_silent_reporter(),
                 verbose=0,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=4)
+                if data["checkpoints"]
+                else None,
             ),
         )
         try:
@@ -266,21 +380,34 @@ class Experiments:
         finally:
             if display is not None:
                 display.close()
-        ok = [r for r in grid_result if r.error is None and r.metrics and metric in r.metrics]
+        ok = [
+            r
+            for r in grid_result
+            if r.error is None
+            and r.metrics
+            and isinstance(r.metrics.get(metric), int | float)
+            and r.metrics[metric] == r.metrics[metric]  # not NaN
+        ]
         if not ok:
             self.store.finish_experiment(exp_id, status="ERROR", error="no trial finished")
             raise ExperimentError(
                 f"no trial of experiment {exp_id} finished; inspect errors with `workbench runs {exp_id}`."
             )
-        best = grid_result.get_best_result(metric=metric, mode=mode, filter_nan_and_inf=True)
+        # A trial a scheduler stopped early reports a mean over fewer steps: prefer complete ones.
+        complete = [r for r in ok if r.metrics.get("training_iteration", 0) >= steps] or ok
+        sign = 1 if mode == "max" else -1
+        best = max(complete, key=lambda r: sign * float(r.metrics[metric]))
         best_id = best.metrics["trial_id"]
         self.store.finish_experiment(exp_id, status="TERMINATED", best_trial_id=best_id)
+        best_metrics = _numeric(best.metrics)
+        if trainable is None:
+            best_metrics = {k: best_metrics[k] for k in METRICS if k in best_metrics}
         return SearchResult(
             experiment_id=exp_id,
             name=name,
             best_trial_id=best_id,
             best_config={k: v for k, v in best.config.items()},
-            best_metrics={k: float(best.metrics[k]) for k in METRICS if k in best.metrics},
+            best_metrics=best_metrics,
             trials=self.store.list_trials(exp_id),
         )
 

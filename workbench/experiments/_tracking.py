@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 import traceback
 from typing import Any
@@ -135,13 +137,12 @@ class TrackingCallback(Callback):
         self._finish(trial, "TERMINATED", error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        err = None
-        try:
-            exc = trial.get_error()
-            err = "".join(traceback.format_exception(exc)) if exc else None
-        except Exception:  # error file unreadable: record what Tune told us
-            err = None
-        self._finish(trial, "ERROR", error=err or "trial failed (see Tune logs)")
+        self._finish(trial, "ERROR", error=_error_text(trial) or "trial failed (see Tune logs)")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed trial Tune is about to retry (``max_failures``): shown as pending again."""
+        self._status[trial.trial_id] = "PENDING"
+        self._trial(trial).update(status="PENDING")
 
     def _finish(self, trial: Any, status: str, *, error: str | None) -> None:
         self._status[trial.trial_id] = status
@@ -195,6 +196,27 @@ class TrackingCallback(Callback):
     def _show(self, trials: list, status: str) -> None:
         if self.display is not None:
             self.display.update(self.summary(trials, status))
+
+
+def _error_text(trial: Any) -> str | None:
+    """The trial's error with its traceback: every attempt from the trial's local error file (Tune
+    appends one entry per failure, so retries show), else its error object or text from storage."""
+    path = getattr(trial, "error_file", None)
+    try:
+        if isinstance(path, str) and os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read().strip()
+            if text:
+                return re.sub(r"\x1b\[[0-9;]*m", "", text)  # Ray colours the actor name
+    except OSError:
+        pass
+    try:
+        exc = trial.get_error()
+    except Exception:  # error file unreadable: record what Tune told us
+        return None
+    if isinstance(exc, BaseException):
+        return "".join(traceback.format_exception(exc))
+    return str(exc) if exc else None
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:

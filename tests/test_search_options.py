@@ -1,0 +1,236 @@
+"""Search algorithms, schedulers, resources and failures of `Experiments.search` on a real local Ray (2 CPUs)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from workbench.exceptions import ConfigError
+
+
+@pytest.fixture(scope="module")
+def bench_with_data(tmp_path_factory, ray_cluster):
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    home = tmp_path_factory.mktemp("wb")
+    bench = Workbench(home)
+    dv = bench.datasets.ingest(
+        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
+    )
+    yield bench, dv
+    bench.store.close()
+
+
+def _max_step(bench, exp_id, trial_id):
+    return max(m["step"] for m in bench.store.trial_metrics(exp_id, trial_id))
+
+
+def test_option_helpers_without_a_cluster():
+    from ray import tune
+
+    from workbench.experiments import default_search_space
+    from workbench.experiments._options import check_space, count_trials, normalize_resources
+
+    assert normalize_resources(None, None) == {"cpu": 1.0, "gpu": 0.0}
+    assert normalize_resources(None, 2) == {"cpu": 2.0, "gpu": 0.0}
+    assert normalize_resources({"CPU": 0.5, "gpu": 0.25}, None) == {"cpu": 0.5, "gpu": 0.25}
+    for bad in ({"gpu": 1.5}, {"cpu": -1}, {"cpu": 0, "gpu": 0}):
+        with pytest.raises(ConfigError):
+            normalize_resources(bad, None)
+    with pytest.raises(ConfigError, match="not both"):
+        normalize_resources({"cpu": 1}, 1)
+    # Optuna/HyperOpt choose the family themselves; random/grid enumerate it
+    assert "grid_search" not in default_search_space(search_alg="optuna")["family"]
+    assert default_search_space(search_alg="grid")["C"] == 1.0
+    random_space = default_search_space()
+    assert count_trials(random_space, "random", 3) == 6
+    assert count_trials(default_search_space(search_alg="hyperopt"), "hyperopt", 3) == 3
+    check_space(default_search_space(search_alg="optuna"), "optuna")
+    with pytest.raises(
+        ConfigError, match=r"does not accept tune.grid_search \(found at \['family'\]"
+    ):
+        check_space(random_space, "hyperopt")
+    with pytest.raises(ConfigError, match=r"\['C'\] are sampling domains"):
+        check_space(
+            {"family": tune.grid_search(["random_forest"]), "C": tune.uniform(0, 1)}, "grid"
+        )
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("alg", ["random", "grid", "optuna", "hyperopt"])
+def test_each_search_algorithm_runs_and_is_recorded(bench_with_data, alg):
+    from ray import tune
+
+    bench, dv = bench_with_data
+    if alg == "random":
+        space, n, expected = None, 1, 2  # default space: one sample per family
+    elif alg == "grid":
+        space = {
+            "family": tune.grid_search(["logistic_regression"]),
+            "C": tune.grid_search([0.1, 1.0]),
+        }
+        n, expected = 1, 2
+    else:
+        space = {
+            "family": tune.choice(["logistic_regression"]),
+            "C": tune.loguniform(1e-2, 1e1),
+        }
+        n, expected = 3, 3
+    t0 = time.perf_counter()
+    result = bench.experiments.search(
+        dv, name=f"alg-{alg}", space=space, num_samples=n, search_alg=alg, progress=None
+    )
+    print(f"{alg}: {expected} trials in {time.perf_counter() - t0:.1f} s")
+    exp = bench.store.get_experiment(result.experiment_id)
+    assert exp["search_alg"] == alg and exp["scheduler"] == "fifo"
+    assert exp["num_samples"] == expected and exp["status"] == "TERMINATED"
+    assert exp["search_space"]["_resources"] == {"cpu": 1.0, "gpu": 0.0}
+    trials = bench.experiments.trials(result.experiment_id)
+    assert len(trials) == expected
+    assert all(t["status"] == "TERMINATED" and 0.8 < t["metrics"]["f1"] <= 1 for t in trials)
+    if alg == "grid":
+        assert sorted(t["config"]["C"] for t in trials) == [0.1, 1.0]
+    assert set(result.best_metrics) == {"accuracy", "precision", "recall", "f1"}
+    # the built-in trainable reports once per fold (3 by default)
+    assert _max_step(bench, result.experiment_id, result.best_trial_id) == 3
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("scheduler", ["asha", "hyperband", "median", "pbt"])
+def test_each_scheduler_runs_the_builtin_trainable(bench_with_data, scheduler):
+    from ray import tune
+
+    bench, dv = bench_with_data
+    space = {"family": tune.grid_search(["logistic_regression"]), "C": tune.loguniform(1e-3, 1e1)}
+    t0 = time.perf_counter()
+    result = bench.experiments.search(
+        dv,
+        name=f"sched-{scheduler}",
+        space=space,
+        num_samples=4,
+        folds=5,
+        scheduler=scheduler,
+        progress=None,
+    )
+    print(f"{scheduler}: 4 trials × 5 folds in {time.perf_counter() - t0:.1f} s")
+    exp = bench.store.get_experiment(result.experiment_id)
+    assert exp["scheduler"] == scheduler and exp["search_alg"] == "random"
+    assert exp["search_space"]["_options"]["max_steps"] == 5
+    trials = bench.experiments.trials(result.experiment_id)
+    assert len(trials) == 4
+    steps = [_max_step(bench, result.experiment_id, t["trial_id"]) for t in trials]
+    assert all(1 <= s <= 5 for s in steps) and max(steps) == 5
+    assert _max_step(bench, result.experiment_id, result.best_trial_id) == 5
+    assert result.best_metrics["f1"] > 0.8
+
+
+@pytest.mark.ray
+def test_asha_stops_a_bad_trial_early(bench_with_data):
+    from ray import tune
+
+    bench, dv = bench_with_data
+
+    def fixed_quality(config, data):
+        from ray import tune as t
+
+        for _ in range(8):
+            t.report({"score": config["q"]})
+
+    result = bench.experiments.search(
+        dv,
+        name="asha-bad",
+        space={"q": tune.grid_search([0.9, 0.95, 0.97, 0.1])},  # the bad one comes last
+        metric="score",
+        num_samples=1,
+        scheduler="asha",
+        trainable=fixed_quality,
+        max_steps=8,
+        max_concurrent_trials=1,
+        progress=None,
+    )
+    trials = {t["config"]["q"]: t for t in bench.experiments.trials(result.experiment_id)}
+    steps = {q: _max_step(bench, result.experiment_id, t["trial_id"]) for q, t in trials.items()}
+    print(f"ASHA steps per trial quality: {steps}")
+    assert steps[0.1] < 8 and steps[0.95] == 8
+    assert result.best_config["q"] == 0.97 and result.best_metrics["score"] == 0.97
+    assert bench.store.get_experiment(result.experiment_id)["search_space"]["_options"][
+        "scheduler"
+    ] == {"time_attr": "training_iteration", "max_t": 8, "grace_period": 1, "reduction_factor": 2}
+
+
+@pytest.mark.ray
+def test_failing_trial_is_retried_and_recorded(bench_with_data, tmp_path):
+    from ray import tune
+
+    bench, dv = bench_with_data
+    counters = tmp_path
+
+    def flaky(config, data):
+        from pathlib import Path
+
+        from ray import tune as t
+
+        counter = Path(counters) / f"attempts-{config['x']}"
+        counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))
+        if config["x"] == 2:
+            raise ValueError(f"boom for x={config['x']}")
+        t.report({"score": float(config["x"])})
+
+    result = bench.experiments.search(
+        dv,
+        name="flaky",
+        space={"x": tune.grid_search([1, 2])},
+        metric="score",
+        num_samples=1,
+        max_failures=2,
+        trainable=flaky,
+        progress=None,
+    )
+    assert (tmp_path / "attempts-2").read_text() == "3"  # first try + 2 retries
+    assert (tmp_path / "attempts-1").read_text() == "1"
+    trials = {t["config"]["x"]: t for t in bench.experiments.trials(result.experiment_id)}
+    assert trials[2]["status"] == "ERROR"
+    error = trials[2]["error"]
+    # one entry per attempt, each with the remote traceback down to the user's line
+    assert "Failure # 3" in error and error.count("ValueError: boom for x=2") == 3
+    assert 'in flaky\n    raise ValueError(f"boom for x={config' in error and "\x1b[" not in error
+    assert trials[1]["status"] == "TERMINATED"
+    assert result.best_config["x"] == 1 and result.best_metrics == {"score": 1.0}
+    exp = bench.store.get_experiment(result.experiment_id)
+    assert exp["status"] == "TERMINATED" and exp["search_space"]["_options"]["max_failures"] == 2
+
+
+@pytest.mark.ray
+def test_bad_options_fail_before_any_trial_or_record(bench_with_data):
+    from ray import tune
+
+    bench, dv = bench_with_data
+    before = len(bench.experiments.list())
+    search = bench.experiments.search
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"gpu=1 but the Ray cluster has 0 GPU"):
+        search(dv, name="x", resources={"gpu": 1}, progress=None)
+    with pytest.raises(ConfigError, match=r"cpu=8 but the Ray cluster has 2 CPU"):
+        search(dv, name="x", resources={"cpu": 8}, progress=None)
+    with pytest.raises(ConfigError, match=r"cpu=3 but the Ray cluster has 2 CPU"):
+        search(dv, name="x", cpus_per_trial=3, progress=None)
+    print(f"resource checks: {time.perf_counter() - t0:.2f} s for 3 refusals")
+    with pytest.raises(
+        ConfigError, match=r"unknown search_alg 'bayes'.*'random', 'grid', 'optuna'"
+    ):
+        search(dv, name="x", search_alg="bayes", progress=None)
+    with pytest.raises(ConfigError, match=r"unknown scheduler 'ashaa'.*'fifo', 'asha'"):
+        search(dv, name="x", scheduler="ashaa", progress=None)
+    with pytest.raises(ConfigError, match="'optuna' does not accept tune.grid_search"):
+        space = {"family": tune.grid_search(["logistic_regression"]), "C": tune.uniform(0.1, 1)}
+        search(dv, name="x", space=space, search_alg="optuna", progress=None)
+    with pytest.raises(ConfigError, match="mode must be"):
+        search(dv, name="x", mode="maximize", progress=None)
+    with pytest.raises(ConfigError, match="needs its search space"):
+        search(dv, name="x", trainable=lambda c, d: None, metric="score", progress=None)
+    with pytest.raises(ConfigError, match="'pbt' mutates numeric"):
+        space = {"family": tune.grid_search(["logistic_regression"])}
+        search(dv, name="x", space=space, scheduler="pbt", progress=None)
+    assert len(bench.experiments.list()) == before
