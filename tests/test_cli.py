@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_experiment
 
 from workbench.cli import cli
 from workbench.lineage import Store
@@ -26,19 +27,7 @@ def populated(tmp_path):
         target="y",
         validation=[],
     )
-    exp = store.create_experiment(
-        name="search",
-        dataset_version_id=dv["id"],
-        metric="f1",
-        mode="max",
-        num_samples=1,
-        search_space={},
-        search_alg="random",
-        scheduler="FIFO",
-        seed=0,
-        code_version={},
-        packages={},
-    )
+    exp = make_experiment(store, name="search", dataset_version_id=dv["id"])
     store.write_trial_events(
         exp,
         [

@@ -6,6 +6,7 @@ import multiprocessing as mp
 import sqlite3
 
 import pytest
+from conftest import make_experiment
 
 from workbench.exceptions import NotFoundError, WorkbenchError
 from workbench.lineage import Store
@@ -154,19 +155,7 @@ def test_traffic_requests_feedback_and_which_version_served(store):
 
 
 def test_trial_events_batch_upsert(store):
-    exp = store.create_experiment(
-        name="e",
-        dataset_version_id=None,
-        metric="f1",
-        mode="max",
-        num_samples=2,
-        search_space={},
-        search_alg="r",
-        scheduler="f",
-        seed=0,
-        code_version={},
-        packages={},
-    )
+    exp = make_experiment(store)
     store.write_trial_events(
         exp, [{"trial_id": "t1", "config": {"a": 1}, "status": "RUNNING"}], [("t1", 1, {"f1": 0.5})]
     )
