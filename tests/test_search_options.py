@@ -234,3 +234,36 @@ def test_bad_options_fail_before_any_trial_or_record(bench_with_data):
         space = {"family": tune.grid_search(["logistic_regression"])}
         search(dv, name="x", space=space, scheduler="pbt", progress=None)
     assert len(bench.experiments.list()) == before
+
+
+@pytest.mark.ray
+def test_hyperband_resumes_paused_trials_from_their_fold_checkpoints(bench_with_data):
+    """HyperBand pauses trials between rungs; a resumed trial continues from its per-fold checkpoint
+    and ends with the score an uninterrupted (FIFO) run of the same config gets."""
+    from ray import tune
+
+    bench, dv = bench_with_data
+    space = {"family": tune.grid_search(["logistic_regression"]), "C": tune.loguniform(1e-3, 1e1)}
+    runs = {}
+    for scheduler in ("fifo", "hyperband"):
+        r = bench.experiments.search(
+            dv, name=f"hb-{scheduler}", space=space, num_samples=6, folds=5, seed=3,
+            scheduler=scheduler, progress=None,
+        )  # fmt: skip
+        runs[scheduler] = {
+            t["config"]["C"]: (
+                t["metrics"]["f1"],
+                _max_step(bench, r.experiment_id, t["trial_id"]),
+            )
+            for t in bench.experiments.trials(r.experiment_id)
+        }
+        runs[scheduler + "_id"] = r.experiment_id
+    fifo, hb = runs["fifo"], runs["hyperband"]
+    assert set(fifo) == set(hb)  # same seeded configurations
+    complete = [c for c, (_, steps) in hb.items() if steps == 5]
+    assert complete and len(complete) < 6  # some finished, some were stopped at a rung
+    assert all(hb[c][0] == fifo[c][0] for c in complete)
+    saved = list(
+        (bench.settings.home / "tune").glob(f"exp-{runs['hyperband_id']}-*/*/checkpoint_*")
+    )
+    assert saved, "HyperBand trials saved no checkpoint to resume from"

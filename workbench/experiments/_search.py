@@ -110,11 +110,19 @@ def _tune_console_quiet() -> Iterator[None]:
     banner; the legacy engine at ``verbose=0`` prints nothing. The variable is
     read when ``fit()`` starts and restored right after.
     """
+    import logging
+
     old = os.environ.get("RAY_AIR_NEW_OUTPUT")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # When PBT clones a trial, Tune's file loggers look for the donor's result.json in storage
+    # before it is synced and warn once per trial; the lineage store holds the results anyway.
+    file_loggers = logging.getLogger("ray.tune.logger.logger")
+    level = file_loggers.level
+    file_loggers.setLevel(logging.ERROR)
     try:
         yield
     finally:
+        file_loggers.setLevel(level)
         if old is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
@@ -366,9 +374,9 @@ class Experiments:
                 progress_reporter=_silent_reporter(),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=4)
-                if data["checkpoints"]
-                else None,
+                # keep every (tiny) per-fold checkpoint: with num_to_keep set, Tune snapshots its
+                # experiment state on every save and PBT may lose the checkpoint it clones
+                checkpoint_config=None,
             ),
         )
         try:

@@ -153,7 +153,8 @@ class TrackingCallback(Callback):
             if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)
         }
         started = self._started.get(trial.trial_id)
-        row.update(status=status, metrics=last, ended_at=utcnow())
+        # PBT changes a trial's config when it clones another: record the one it ended with
+        row.update(config=_jsonable(trial.config), status=status, metrics=last, ended_at=utcnow())
         if started is not None:
             row["duration_s"] = time.monotonic() - started
         if error:
