@@ -267,3 +267,50 @@ def test_hyperband_resumes_paused_trials_from_their_fold_checkpoints(bench_with_
         (bench.settings.home / "tune").glob(f"exp-{runs['hyperband_id']}-*/*/checkpoint_*")
     )
     assert saved, "HyperBand trials saved no checkpoint to resume from"
+
+
+@pytest.mark.ray
+def test_time_budget_and_searcher_and_scheduler_instances(bench_with_data):
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    bench, dv = bench_with_data
+
+    def slow(config, data):
+        import time as t
+
+        from ray import tune as rt
+
+        for step in range(100):
+            rt.report({"loss": config["lr"] / (step + 1)})
+            t.sleep(0.25)
+
+    t0 = time.perf_counter()
+    result = bench.experiments.search(
+        dv,
+        name="budget",
+        space={"lr": tune.uniform(0.1, 1.0)},
+        metric="loss",
+        mode="min",
+        num_samples=4,
+        search_alg=OptunaSearch(seed=1),
+        scheduler=FIFOScheduler(),
+        time_budget_s=8,
+        trainable=slow,
+        max_steps=100,
+        progress=None,
+    )
+    elapsed = time.perf_counter() - t0
+    print(f"time_budget_s=8: search returned after {elapsed:.1f} s")
+    assert elapsed < 20  # 4 full trials would take 2 × 25 s on 2 CPUs
+    exp = bench.store.get_experiment(result.experiment_id)
+    assert exp["search_alg"] == "OptunaSearch" and exp["scheduler"] == "FIFOScheduler"
+    assert exp["search_space"]["_options"]["time_budget_s"] == 8
+    steps = [
+        _max_step(bench, result.experiment_id, t["trial_id"])
+        for t in bench.experiments.trials(result.experiment_id)
+        if bench.store.trial_metrics(result.experiment_id, t["trial_id"])
+    ]
+    assert steps and max(steps) < 100
+    assert 0 < result.best_metrics["loss"] <= 1
