@@ -147,3 +147,24 @@ def test_search_records_every_trial_and_is_reproducible(bench_with_data):
     bundle = bench.experiments.fit_bundle(parts["train"], first.best_config)
     holdout = bench.experiments.evaluate(bundle, parts["holdout"])
     assert holdout["accuracy"] > 0.9 and set(holdout) == {"accuracy", "precision", "recall", "f1"}
+
+
+def test_best_so_far_compares_each_trials_latest_value(tmp_path):
+    from workbench.experiments._tracking import TrackingCallback
+
+    cb = TrackingCallback(str(tmp_path / "l.db"), 1, metric="f1", mode="max", total=2, name="e")
+    t1, t2 = _trial("t1"), _trial("t2")
+    cb.on_trial_result(0, [t1, t2], t1, {"f1": 0.9, "training_iteration": 1})  # a lucky first fold
+    cb.on_trial_result(0, [t1, t2], t2, {"f1": 0.8, "training_iteration": 1})
+    assert cb.summary([t1, t2], "RUNNING")["best"]["trial_id"] == "t1"
+    cb.on_trial_result(
+        0, [t1, t2], t1, {"f1": 0.7, "training_iteration": 2}
+    )  # its mean settles lower
+    best = cb.summary([t1, t2], "RUNNING")["best"]
+    assert (best["trial_id"], best["value"]) == ("t2", 0.8)
+    restored = TrackingCallback(
+        str(tmp_path / "l.db"), -1, metric="f1", mode="max", total=2, name="e"
+    )
+    restored.set_state(cb.get_state())
+    restored.on_trial_result(0, [t1, t2], t2, {"f1": 0.6, "training_iteration": 2})
+    assert restored.summary([t1, t2], "RUNNING")["best"]["trial_id"] == "t1"

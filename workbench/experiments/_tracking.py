@@ -72,6 +72,7 @@ class TrackingCallback(Callback):
         self._started: dict[str, float] = {}
         self._status: dict[str, str] = {}
         self._best: dict[str, Any] | None = None
+        self._latest: dict[str, dict[str, Any]] = {}
         self._t0 = time.monotonic()
 
     # pickling: Tune checkpoints callbacks with the experiment state
@@ -86,12 +87,14 @@ class TrackingCallback(Callback):
             "experiment_id": self.experiment_id,
             "status": dict(self._status),
             "best": self._best,
+            "latest": dict(self._latest),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.experiment_id = state["experiment_id"]
         self._status = dict(state.get("status", {}))
         self._best = state.get("best")
+        self._latest = dict(state.get("latest", {}))
 
     @property
     def store(self) -> Store:
@@ -122,16 +125,16 @@ class TrackingCallback(Callback):
         self._trial(trial)
         value = result.get(self.metric)
         if isinstance(value, int | float):
-            better = self._best is None or (
-                value > self._best["value"] if self.mode == "max" else value < self._best["value"]
-            )
-            if better:
-                self._best = {
-                    "trial_id": trial.trial_id,
-                    "metric": self.metric,
-                    "value": float(value),
-                    "config": _jsonable(trial.config),
-                }
+            # Best so far compares each trial's latest value (Tune's scope="last"), not its peak:
+            # a running mean over folds can start high and settle lower.
+            self._latest[trial.trial_id] = {
+                "trial_id": trial.trial_id,
+                "metric": self.metric,
+                "value": float(value),
+                "config": _jsonable(trial.config),
+            }
+            pick = max if self.mode == "max" else min
+            self._best = pick(self._latest.values(), key=lambda r: r["value"])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, "TERMINATED", error=None)
