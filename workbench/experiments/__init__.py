@@ -3,6 +3,7 @@
 from workbench.experiments._estimators import FAMILIES, default_search_space
 from workbench.experiments._options import SCHEDULERS, SEARCH_ALGS
 from workbench.experiments._search import Experiments, SearchResult, code_version, package_versions
+from workbench.experiments._torch import torch_mlp_space, torch_mlp_trainable
 
 __all__ = [
     "Experiments",
@@ -13,4 +14,6 @@ __all__ = [
     "package_versions",
     "SEARCH_ALGS",
     "SCHEDULERS",
+    "torch_mlp_trainable",
+    "torch_mlp_space",
 ]
