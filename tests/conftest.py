@@ -68,3 +68,18 @@ def serve_cleanup(ray_cluster):
     from ray import serve
 
     serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cancer_bench(tmp_path_factory, ray_cluster):
+    """A Workbench (one per test module) holding scikit-learn's breast-cancer data as version ``bc@1``."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    home = tmp_path_factory.mktemp("wb")
+    bench = Workbench(home)
+    dv = bench.datasets.ingest(
+        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
+    )
+    yield bench, dv
+    bench.store.close()

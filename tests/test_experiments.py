@@ -6,6 +6,7 @@ import pickle
 from types import SimpleNamespace
 
 import pytest
+from conftest import make_experiment
 
 from workbench.exceptions import ConfigError
 
@@ -33,19 +34,7 @@ def test_tracking_callback_records_and_batches(tmp_path):
     from workbench.lineage import Store
 
     store = Store(tmp_path / "l.db")
-    exp = store.create_experiment(
-        name="e",
-        dataset_version_id=None,
-        metric="f1",
-        mode="max",
-        num_samples=2,
-        search_space={},
-        search_alg="r",
-        scheduler="f",
-        seed=0,
-        code_version={},
-        packages={},
-    )
+    exp = make_experiment(store)
     display = _Display()
     cb = TrackingCallback(
         str(tmp_path / "l.db"), exp, metric="f1", mode="max", total=2, name="e", display=display
@@ -90,18 +79,9 @@ def test_tracking_callback_records_and_batches(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bench_with_data(tmp_path_factory, ray_cluster):
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    home = tmp_path_factory.mktemp("wb")
-    bench = Workbench(home)
-    dv = bench.datasets.ingest(
-        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
-    )
-    parts = bench.datasets.split(dv, {"train": 0.75, "holdout": 0.25})
-    yield bench, parts
-    bench.store.close()
+def bench_with_data(cancer_bench):
+    bench, dv = cancer_bench
+    return bench, bench.datasets.split(dv, {"train": 0.75, "holdout": 0.25})
 
 
 @pytest.mark.ray

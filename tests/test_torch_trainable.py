@@ -10,17 +10,8 @@ EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
-def bench_with_data(tmp_path_factory, ray_cluster):
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    home = tmp_path_factory.mktemp("wb")
-    bench = Workbench(home)
-    dv = bench.datasets.ingest(
-        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
-    )
-    yield bench, dv
-    bench.store.close()
+def bench_with_data(cancer_bench):
+    return cancer_bench
 
 
 def _sklearn_data(seed: int = 0) -> dict:
