@@ -305,3 +305,91 @@ def test_time_budget_and_searcher_and_scheduler_instances(bench_with_data):
     ]
     assert steps and max(steps) < 100
     assert 0 < result.best_metrics["loss"] <= 1
+    # trials the budget cut short are recorded as STOPPED, none is left looking alive
+    statuses = [t["status"] for t in bench.experiments.trials(result.experiment_id)]
+    assert "STOPPED" in statuses and not {"RUNNING", "PENDING", "PAUSED"} & set(statuses)
+
+
+def test_hyperband_stops_the_paused_trials_of_a_bracket_its_last_trials_finished():
+    """Ray 2.60's HyperBand leaves a bracket's paused trial PAUSED forever when the others end with a
+    final (done) result instead of a plain one: the removal that completes the bracket does nothing.
+    This is the hang CI hit with 4 trials × 5 folds (bracket of 3 trials with r0 = max_t = 5)."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import HyperBandScheduler
+
+    from workbench.experiments._schedulers import HyperBand
+
+    class Controller:
+        def __init__(self, scheduler):
+            self.scheduler, self.stopped = scheduler, []
+
+        def stop_trial(self, trial):
+            self.stopped.append(trial)
+            trial.status = Trial.TERMINATED
+            self.scheduler.on_trial_remove(self, trial)
+
+    outcome = {}
+    for cls in (HyperBandScheduler, HyperBand):
+        sched = cls(
+            time_attr="training_iteration", max_t=5, reduction_factor=2, metric="f1", mode="max"
+        )
+        ctl = Controller(sched)
+        trials = [Trial("__fake", stub=True) for _ in range(3)]
+        for t in trials:
+            sched.on_trial_add(ctl, t)
+            t.status = Trial.RUNNING
+        last = {"training_iteration": 5, "f1": 0.9}
+        assert sched.on_trial_result(ctl, trials[0], last) == "PAUSE"  # waits for the other two
+        trials[0].status = Trial.PAUSED
+        for t in trials[1:]:
+            sched.on_trial_complete(ctl, t, last)
+            t.status = Trial.TERMINATED
+        outcome[cls] = (trials[0].status, ctl.stopped)
+    assert outcome[HyperBandScheduler] == (Trial.PAUSED, [])  # the upstream bug, still there
+    status, stopped = outcome[HyperBand]
+    assert status == Trial.TERMINATED and len(stopped) == 1
+
+
+@pytest.mark.ray
+def test_hyperband_goes_on_when_a_trial_that_survived_a_halving_fails(bench_with_data):
+    """6 trials, max_t 4: x=0..2 fill a bracket that runs them to 4; x=3..5 a bracket halved at step 2.
+    x=5 leads there, survives with x=4, then raises at step 3. Stock Ray 2.60 HyperBand leaves x=4
+    PAUSED at step 4 waiting for it (measured: the search ran until its 90 s budget); ours ends."""
+    from ray import tune
+
+    bench, dv = bench_with_data
+
+    def trainable(config, data):
+        """Reports ``x + step`` for steps 1..4, checkpointed so HyperBand can pause and resume it."""
+        import json
+        import os
+        import tempfile
+
+        from ray import tune as rt
+
+        start = 0
+        if (ck := rt.get_checkpoint()) is not None:
+            with ck.as_directory() as d, open(os.path.join(d, "s.json")) as f:
+                start = json.load(f)["s"]
+        for step in range(start + 1, 5):
+            if config["x"] == 5 and step == 3:
+                raise RuntimeError("boom at step 3")
+            with tempfile.TemporaryDirectory() as d:
+                with open(os.path.join(d, "s.json"), "w") as f:
+                    json.dump({"s": step}, f)
+                rt.report({"score": config["x"] + step}, checkpoint=rt.Checkpoint.from_directory(d))
+
+    t0 = time.perf_counter()
+    r = bench.experiments.search(
+        dv, name="hb-error", space={"x": tune.grid_search(list(range(6)))}, trainable=trainable,
+        metric="score", mode="max", num_samples=1, scheduler="hyperband", max_steps=4,
+        time_budget_s=120, progress=None,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 100, f"HyperBand waited for the failed trial ({elapsed:.0f} s)"
+    trials = {t["config"]["x"]: t for t in bench.experiments.trials(r.experiment_id)}
+    assert trials[5]["status"] == "ERROR" and "boom at step 3" in trials[5]["error"]
+    assert {trials[x]["status"] for x in range(5)} == {"TERMINATED"}
+    steps = {x: _max_step(bench, r.experiment_id, t["trial_id"]) for x, t in trials.items()}
+    assert steps == {0: 4, 1: 4, 2: 4, 3: 2, 4: 4, 5: 2}
+    assert r.best_metrics["score"] == 8.0  # x=4 at step 4

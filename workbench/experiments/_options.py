@@ -184,8 +184,10 @@ def make_scheduler(
         settings = {"time_attr": t, "max_t": max_t, "grace_period": 1, "reduction_factor": 2}
         return s.ASHAScheduler(**settings), settings
     if scheduler == "hyperband":
+        from workbench.experiments._schedulers import HyperBand
+
         settings = {"time_attr": t, "max_t": max_t, "reduction_factor": 2}
-        return s.HyperBandScheduler(**settings), settings
+        return HyperBand(**settings), settings
     if scheduler == "median":
         settings = {"time_attr": t, "grace_period": 1, "min_samples_required": 2}
         return s.MedianStoppingRule(**settings), settings

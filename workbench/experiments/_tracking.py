@@ -170,6 +170,11 @@ class TrackingCallback(Callback):
         self._show(trials, "RUNNING")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Trials the search ended before they finished (time budget, stop(), a scheduler that left
+        # them paused) are not left looking alive: they are recorded as STOPPED with what they reported.
+        for trial in trials:
+            if self._status.get(trial.trial_id) not in ("TERMINATED", "ERROR"):
+                self._finish(trial, "STOPPED", error=None)
         self.flush()
         self._show(trials, "TERMINATED")
 
