@@ -9,12 +9,22 @@ from typing import TYPE_CHECKING, Any
 from workbench.config import Settings
 from workbench.datasets import Datasets
 from workbench.evaluation import compare
-from workbench.experiments import Experiments
+from workbench.experiments import (
+    Experiments,
+    compare_trials,
+    metric_curves,
+    plot_metric_curves,
+    plot_parallel_coordinates,
+)
 from workbench.lineage import ArtifactStore, Store, format_chain, lineage_chain
 from workbench.monitoring import Monitoring
 from workbench.registry import ModelRegistry
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.figure import Figure
+
     from workbench.automation import Automation
     from workbench.datasets import DatasetVersion
     from workbench.experiments import SearchResult
@@ -139,6 +149,66 @@ class Workbench:
         champ = self.experiments.evaluate(self.registry.load(model, "champion"), holdout)
         chall = self.experiments.evaluate(self.registry.load(model, challenger), holdout)
         return compare(champ, chall, metric=metric, tolerance=tolerance).as_dict()
+
+    # ------------------------------------------------------ trials across experiments
+    def compare_trials(
+        self,
+        experiments: int | str | Sequence[int | str] | None = None,
+        *,
+        where: str | Sequence[str] | None = None,
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        status: str | Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Trials of several experiments side by side, as flat rows (not :meth:`compare`, which
+        scores a champion against a challenger model version).
+
+        ``experiments`` are ids or names (default all); ``where`` conditions such as
+        ``"metrics.f1>=0.9"`` or ``"config.family==random_forest"`` must all hold; ``sort`` is a
+        column, ``-`` first for descending. Each row has ``experiment_id``, ``experiment``,
+        ``trial_id``, ``status``, ``duration_s``, ``config.<key>`` and ``metrics.<key>``; see
+        :func:`workbench.experiments.compare_trials`.
+
+        Examples
+        --------
+        >>> bench.compare_trials(["cancer", "cancer-mlp"], where="status==TERMINATED",
+        ...                      sort="-metrics.f1", limit=5)                     # doctest: +SKIP
+        """
+        return compare_trials(
+            self.store, experiments, where=where, sort=sort, limit=limit, status=status
+        )
+
+    def plot_trials(
+        self,
+        experiments: int | str | Sequence[int | str] | None = None,
+        *,
+        where: str | Sequence[str] | None = None,
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        status: str | Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        color: str | None = None,
+    ) -> Figure:
+        """Parallel-coordinates plot of the trials :meth:`compare_trials` selects: one axis per
+        hyperparameter (or ``columns``), one line per trial coloured by ``color`` (default the
+        first metric). Returns a matplotlib ``Figure``; a notebook shows it as the cell's value."""
+        rows = self.compare_trials(experiments, where=where, sort=sort, limit=limit, status=status)
+        return plot_parallel_coordinates(rows, columns, color)
+
+    def plot_curves(
+        self,
+        metric: str,
+        experiments: int | str | Sequence[int | str] | None = None,
+        *,
+        where: str | Sequence[str] | None = None,
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        status: str | Sequence[str] | None = None,
+    ) -> Figure:
+        """``metric`` per reported step, one line per trial :meth:`compare_trials` selects.
+        Returns a matplotlib ``Figure``."""
+        rows = self.compare_trials(experiments, where=where, sort=sort, limit=limit, status=status)
+        return plot_metric_curves(metric_curves(self.store, rows), metric)
 
     def lineage(self, model: str, version: int | str = "champion") -> dict[str, Any]:
         """Every record connected to a model version: data, experiment, deployments, drift, retraining."""

@@ -123,6 +123,75 @@ def runs(ctx: click.Context, experiment_id: int | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--experiment",
+    "-e",
+    "experiments",
+    multiple=True,
+    metavar="ID_OR_NAME",
+    help="Experiment id or name (repeat for several; default all).",
+)
+@click.option(
+    "--where",
+    "-w",
+    multiple=True,
+    metavar="EXPR",
+    help="Condition such as 'metrics.f1>=0.9' or 'config.family==random_forest' (repeat: all must hold).",
+)
+@click.option("--status", multiple=True, help="Keep trials with this status (repeatable).")
+@click.option(
+    "--sort", "sort", multiple=True, metavar="KEY", help="Sort column; '-' first for descending."
+)
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N rows.")
+@click.option("--columns", default=None, metavar="A,B,C", help="Columns to show, comma-separated.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def trials(
+    ctx: click.Context,
+    experiments: tuple[str, ...],
+    where: tuple[str, ...],
+    status: tuple[str, ...],
+    sort: tuple[str, ...],
+    limit: int | None,
+    columns: str | None,
+    as_json: bool,
+) -> None:
+    """Compare trials across experiments: filter, sort, pick columns."""
+    from workbench.experiments import trial_columns
+
+    with _bench(ctx) as bench:
+        rows = bench.compare_trials(
+            list(experiments) or None,
+            where=list(where),
+            sort=list(sort),
+            limit=limit,
+            status=list(status),
+        )
+    available = trial_columns(rows)
+    if columns:
+        chosen = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [c for c in chosen if rows and c not in available]
+        if unknown:
+            raise click.BadParameter(
+                f"no column {', '.join(unknown)}; columns: {', '.join(available)}",
+                param_hint="--columns",
+            )
+    else:
+        chosen = [
+            "experiment",
+            "trial_id",
+            "status",
+            "duration_s",
+            *(c for c in available if c.startswith("metrics.")),
+            *(c for c in available if c.startswith("config.")),
+        ]
+    if as_json:
+        rows = [{c: r.get(c) for c in chosen} for r in rows] if columns else rows
+    _emit(rows, chosen, as_json)
+
+
+@cli.command()
 @click.argument("model", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context

@@ -1,5 +1,12 @@
 """Training and hyperparameter search on Ray Tune, every trial recorded."""
 
+from workbench.experiments._compare import (
+    compare_trials,
+    metric_curves,
+    plot_metric_curves,
+    plot_parallel_coordinates,
+    trial_columns,
+)
 from workbench.experiments._estimators import FAMILIES, default_search_space
 from workbench.experiments._options import SCHEDULERS, SEARCH_ALGS
 from workbench.experiments._search import Experiments, SearchResult, code_version, package_versions
@@ -16,4 +23,9 @@ __all__ = [
     "SCHEDULERS",
     "torch_mlp_trainable",
     "torch_mlp_space",
+    "compare_trials",
+    "trial_columns",
+    "metric_curves",
+    "plot_parallel_coordinates",
+    "plot_metric_curves",
 ]
