@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,11 +17,13 @@ from workbench.config import Settings
 from workbench.evaluation import METRICS, score
 from workbench.exceptions import ConfigError, ExperimentError
 from workbench.experiments._estimators import make_pipeline
+from workbench.experiments._handle import SearchHandle
 from workbench.lineage import Store
 from workbench.registry import ModelBundle
 
 if TYPE_CHECKING:
     from workbench.datasets import Datasets, DatasetVersion
+    from workbench.experiments._stopper import StopFlag
 
 __all__ = ["Experiments", "SearchResult", "code_version", "package_versions"]
 
@@ -116,13 +119,19 @@ def _tune_console_quiet() -> Iterator[None]:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # When PBT clones a trial, Tune's file loggers look for the donor's result.json in storage
     # before it is synced and warn once per trial; the lineage store holds the results anyway.
-    file_loggers = logging.getLogger("ray.tune.logger.logger")
-    level = file_loggers.level
-    file_loggers.setLevel(logging.ERROR)
+    # A stopped search lists every trial that never started as "Failed to fetch metrics".
+    quiet = [
+        logging.getLogger("ray.tune.logger.logger"),
+        logging.getLogger("ray.tune.analysis.experiment_analysis"),
+    ]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        file_loggers.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
         if old is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
@@ -177,6 +186,23 @@ def _user_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
 
 def _qualname(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _import_qualname(qualname: str) -> Any:
+    """The function a recorded ``module.qualname`` names, or None when it cannot be imported
+    (defined in ``__main__``, a notebook cell, or inside another function)."""
+    import importlib
+
+    module, _, attr = qualname.rpartition(".")
+    if not module or module == "__main__" or "<locals>" in qualname:
+        return None
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return obj if callable(obj) else None
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
@@ -244,7 +270,8 @@ class Experiments:
         max_failures: int = 0,
         trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
         max_steps: int | None = None,
-    ) -> SearchResult:
+        wait: bool = True,
+    ) -> SearchResult | SearchHandle:
         """Search model families and hyperparameters with Ray Tune; record the experiment and every trial.
 
         ``search_alg`` is ``"random"`` (default: Tune's seeded
@@ -267,6 +294,12 @@ class Experiments:
         ``X``, ``y``, ``kinds``, ``classes``, ``folds``, ``seed``) instead of
         the built-in scikit-learn trainable; ``max_steps`` is how many steps
         it reports (default ``folds``).
+
+        ``wait=False`` returns a :class:`SearchHandle` at once (the search runs
+        in a background thread: ``status()``, ``best()``, ``wait()``, ``stop()``);
+        the default blocks and returns the :class:`SearchResult`. An
+        interrupted search (kernel or driver killed) continues with
+        :meth:`resume`.
 
         Bad arguments (unknown names, a metric never reported, a space the
         search algorithm cannot take, resources no node of the cluster has)
@@ -330,6 +363,7 @@ class Experiments:
             "time_budget_s": time_budget_s,
             "max_concurrent_trials": max_concurrent_trials,
             "trainable": "sklearn" if trainable is None else _qualname(trainable),
+            "checkpoints": data["checkpoints"],
         }
         exp_id = self.store.create_experiment(
             name=name,
@@ -353,7 +387,12 @@ class Experiments:
             total=total,
             name=name,
             display=display,
+            max_steps=steps,
         )
+        from workbench.experiments._stopper import StopFlag
+
+        stop_flag = StopFlag()
+        tune_dir = f"exp-{exp_id}-{name}"
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(fn, data=data), opt.ray_resources(per_trial)),
             param_space=space,
@@ -368,16 +407,160 @@ class Experiments:
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=f"exp-{exp_id}-{name}",
+                name=tune_dir,
                 storage_path=str(self.settings.home / "tune"),
                 callbacks=[callback],
                 progress_reporter=_silent_reporter(),
                 verbose=0,
+                stop=stop_flag,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 # keep every (tiny) per-fold checkpoint: with num_to_keep set, Tune snapshots its
                 # experiment state on every save and PBT may lose the checkpoint it clones
                 checkpoint_config=None,
             ),
+        )
+        self.store.set_experiment_tune_path(exp_id, str(self.settings.home / "tune" / tune_dir))
+        return self._launch(
+            tuner, callback, stop_flag, display, steps=steps, builtin=trainable is None, wait=wait
+        )
+
+    def resume(
+        self,
+        experiment_id: int,
+        *,
+        trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        progress: str | None = "auto",
+        wait: bool = True,
+    ) -> SearchResult | SearchHandle:
+        """Continue an interrupted search (its kernel or driver died) with ``Tuner.restore``.
+
+        Unfinished trials resume from their last checkpoint (or start again)
+        under the same trial ids and are marked ``INTERRUPTED`` with one more
+        attempt until they run; finished and errored trials are kept as
+        recorded (a trial that finished after Tune's last snapshot of its
+        state is re-run by Tune, but its record is not touched). A search that
+        ran a user function needs it again: ``trainable=fn``.
+        """
+        from ray import tune
+
+        from workbench.experiments import _options as opt
+        from workbench.experiments._stopper import StopFlag
+        from workbench.experiments._tracking import TrackingCallback
+        from workbench.ui import make_progress
+
+        exp = self.store.get_experiment(experiment_id)
+        if exp["status"] in ("TERMINATED", "STOPPED"):
+            raise ConfigError(
+                f"experiment {experiment_id} ended ({exp['status']}); there is nothing to resume. "
+                "Start a new search instead."
+            )
+        path = exp.get("tune_path")
+        if not path or not tune.Tuner.can_restore(path):
+            raise ExperimentError(
+                f"experiment {experiment_id} has no Tune state to resume from at {path or '(not recorded)'}; "
+                "Tune saves it a few seconds into a search, so one killed at once cannot resume: "
+                "start it again."
+            )
+        options = exp["search_space"].get("_options", {})
+        recorded = options.get("trainable", "sklearn")
+        data = self.training_data(self.datasets.by_id(exp["dataset_version_id"]))
+        data.update(
+            folds=options.get("folds", 3),
+            seed=exp["seed"] or 0,
+            checkpoints=options.get("checkpoints", opt.needs_checkpoints(exp["scheduler"])),
+        )
+        fn = _trainable
+        if recorded != "sklearn":
+            trainable = trainable or _import_qualname(recorded)
+            if trainable is None:
+                raise ConfigError(
+                    f"experiment {experiment_id} ran the user trainable {recorded}, which cannot be "
+                    "imported here; pass it again: resume(..., trainable=fn)"
+                )
+            data["fn"] = trainable
+            fn = _user_trainable
+        per_trial = exp["search_space"].get("_resources", {"cpu": 1.0, "gpu": 0.0})
+
+        self._connect()
+        opt.check_resources(per_trial)
+        tuner = tune.Tuner.restore(
+            path,
+            trainable=tune.with_resources(
+                tune.with_parameters(fn, data=data), opt.ray_resources(per_trial)
+            ),
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+        # Tune restores the run config it pickled: find our callback and stopper in it.
+        run_config = tuner._local_tuner.get_run_config()
+        callback = next(
+            (c for c in run_config.callbacks or [] if isinstance(c, TrackingCallback)), None
+        )
+        if callback is None:
+            raise ExperimentError(
+                f"the Tune state of experiment {experiment_id} at {path} has no workbench "
+                "tracking callback; it was not started by Experiments.search"
+            )
+        stop_flag = run_config.stop if isinstance(run_config.stop, StopFlag) else StopFlag()
+        finished = {
+            t["trial_id"]
+            for t in self.store.list_trials(experiment_id)
+            if t["status"] in ("TERMINATED", "ERROR", "STOPPED")
+        }
+        callback.freeze(finished)
+        self.store.begin_resume(experiment_id)
+        display = make_progress(progress)
+        callback.display = display
+        steps = options.get("max_steps") or options.get("folds", 3)
+        return self._launch(
+            tuner,
+            callback,
+            stop_flag,
+            display,
+            steps=steps,
+            builtin=recorded == "sklearn",
+            wait=wait,
+        )
+
+    def _launch(
+        self,
+        tuner: Any,
+        callback: Any,
+        stop_flag: StopFlag,
+        display: Any,
+        *,
+        steps: int,
+        builtin: bool,
+        wait: bool,
+    ) -> SearchResult | SearchHandle:
+        run = partial(self._fit, tuner, callback, stop_flag, display, steps=steps, builtin=builtin)
+        if wait:
+            return run()
+        return SearchHandle(
+            experiment_id=callback.experiment_id,
+            name=callback.name,
+            callback=callback,
+            stop_flag=stop_flag,
+            run=run,
+        )
+
+    def _fit(
+        self,
+        tuner: Any,
+        callback: Any,
+        stop_flag: StopFlag,
+        display: Any,
+        *,
+        steps: int,
+        builtin: bool,
+    ) -> SearchResult:
+        """Run the Tuner to the end and record the experiment's outcome."""
+        exp_id, name, metric, mode = (
+            callback.experiment_id,
+            callback.name,
+            callback.metric,
+            callback.mode,
         )
         try:
             with _tune_console_quiet():
@@ -397,7 +580,8 @@ class Experiments:
             and r.metrics[metric] == r.metrics[metric]  # not NaN
         ]
         if not ok:
-            self.store.finish_experiment(exp_id, status="ERROR", error="no trial finished")
+            status = "STOPPED" if stop_flag.requested else "ERROR"
+            self.store.finish_experiment(exp_id, status=status, error="no trial finished")
             raise ExperimentError(
                 f"no trial of experiment {exp_id} finished; inspect errors with `workbench runs {exp_id}`."
             )
@@ -406,9 +590,10 @@ class Experiments:
         sign = 1 if mode == "max" else -1
         best = max(complete, key=lambda r: sign * float(r.metrics[metric]))
         best_id = best.metrics["trial_id"]
-        self.store.finish_experiment(exp_id, status="TERMINATED", best_trial_id=best_id)
+        status = "STOPPED" if stop_flag.requested else "TERMINATED"
+        self.store.finish_experiment(exp_id, status=status, best_trial_id=best_id)
         best_metrics = _numeric(best.metrics)
-        if trainable is None:
+        if builtin:
             best_metrics = {k: best_metrics[k] for k in METRICS if k in best_metrics}
         return SearchResult(
             experiment_id=exp_id,

@@ -58,6 +58,7 @@ class TrackingCallback(Callback):
         total: int | None,
         name: str,
         display: Any = None,
+        max_steps: int | None = None,
     ):
         self.db_path = db_path
         self.experiment_id = experiment_id
@@ -66,6 +67,7 @@ class TrackingCallback(Callback):
         self.total = total
         self.name = name
         self.display = display
+        self.max_steps = max_steps
         self._store: Store | None = None
         self._pending_trials: dict[str, dict[str, Any]] = {}
         self._pending_metrics: list[tuple[str, int, dict[str, float]]] = []
@@ -74,6 +76,7 @@ class TrackingCallback(Callback):
         self._best: dict[str, Any] | None = None
         self._latest: dict[str, dict[str, Any]] = {}
         self._t0 = time.monotonic()
+        self._frozen: set[str] = set()
 
     # pickling: Tune checkpoints callbacks with the experiment state
     def __getstate__(self) -> dict[str, Any]:
@@ -96,6 +99,14 @@ class TrackingCallback(Callback):
         self._best = state.get("best")
         self._latest = dict(state.get("latest", {}))
 
+    def freeze(self, trial_ids: set[str]) -> None:
+        """Leave these (finished) trials' records alone: after a resume Tune may re-run a trial that
+        finished after its last snapshot of the experiment state."""
+        self._frozen = set(trial_ids)
+
+    def _skip(self, trial: Any) -> bool:
+        return trial.trial_id in getattr(self, "_frozen", ())
+
     @property
     def store(self) -> Store:
         if self._store is None:
@@ -107,14 +118,21 @@ class TrackingCallback(Callback):
         return self._pending_trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._skip(trial):
+            return
         self._started[trial.trial_id] = time.monotonic()
         self._status[trial.trial_id] = "RUNNING"
         row = self._trial(trial)
         row.update(config=_jsonable(trial.config), status="RUNNING", started_at=utcnow())
+        resources = _resources(trial)
+        if resources:
+            row["resources"] = resources
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        if self._skip(trial):
+            return
         step = int(result.get("training_iteration", 0))
         values = {
             k: float(v)
@@ -122,7 +140,9 @@ class TrackingCallback(Callback):
             if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)
         }
         self._pending_metrics.append((trial.trial_id, step, values))
-        self._trial(trial)
+        row = self._trial(trial)
+        if isinstance(result.get("node_ip"), str):
+            row["node"] = result["node_ip"]
         value = result.get(self.metric)
         if isinstance(value, int | float):
             # Best so far compares each trial's latest value (Tune's scope="last"), not its peak:
@@ -144,10 +164,14 @@ class TrackingCallback(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A failed trial Tune is about to retry (``max_failures``): shown as pending again."""
+        if self._skip(trial):
+            return
         self._status[trial.trial_id] = "PENDING"
-        self._trial(trial).update(status="PENDING")
+        self._trial(trial).update(status="PENDING", retry=True)
 
     def _finish(self, trial: Any, status: str, *, error: str | None) -> None:
+        if self._skip(trial):
+            return
         self._status[trial.trial_id] = status
         row = self._trial(trial)
         last = {
@@ -158,6 +182,13 @@ class TrackingCallback(Callback):
         started = self._started.get(trial.trial_id)
         # PBT changes a trial's config when it clones another: record the one it ended with
         row.update(config=_jsonable(trial.config), status=status, metrics=last, ended_at=utcnow())
+        steps = (trial.last_result or {}).get("training_iteration")
+        if status == "TERMINATED" and self.max_steps and isinstance(steps, int):
+            # a scheduler (ASHA, HyperBand, median stopping) ended it before its last step
+            row["stopped_early"] = steps < self.max_steps
+        checkpoint = getattr(trial, "checkpoint", None)
+        if checkpoint is not None and getattr(checkpoint, "path", None):
+            row["checkpoint_path"] = str(checkpoint.path)
         if started is not None:
             row["duration_s"] = time.monotonic() - started
         if error:
@@ -226,6 +257,15 @@ def _error_text(trial: Any) -> str | None:
     if isinstance(exc, BaseException):
         return "".join(traceback.format_exception(exc))
     return str(exc) if exc else None
+
+
+def _resources(trial: Any) -> dict[str, float]:
+    """The resources Tune reserved for the trial (its placement group's bundles, summed)."""
+    try:
+        required = trial.placement_group_factory.required_resources
+    except Exception:  # an unusual trial object: record nothing rather than fail the search
+        return {}
+    return {str(k): float(v) for k, v in required.items() if v}
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:

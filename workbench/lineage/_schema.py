@@ -198,4 +198,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX lineage_edges_by_dst ON lineage_edges (dst_type, dst_id);
         """,
     ),
+    (
+        "0002_trial_placement",
+        """
+        ALTER TABLE trials ADD COLUMN resources_json TEXT;
+        ALTER TABLE trials ADD COLUMN node TEXT;
+        ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE trials ADD COLUMN stopped_early INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE trials ADD COLUMN checkpoint_path TEXT;
+        ALTER TABLE experiments ADD COLUMN tune_path TEXT;
+        ALTER TABLE experiments ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

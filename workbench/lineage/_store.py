@@ -349,6 +349,43 @@ class Store:
             self.audit("experiment.start", "experiment", exp_id, {"name": name})
             return exp_id
 
+    def set_experiment_tune_path(self, experiment_id: int, path: str) -> None:
+        """Where Tune keeps the experiment's state (what ``Tuner.restore`` resumes from)."""
+        with self.transaction():
+            self.db.conn.execute(
+                "UPDATE experiments SET tune_path = ? WHERE id = ?", (path, experiment_id)
+            )
+
+    def begin_resume(self, experiment_id: int) -> list[str]:
+        """Mark an interrupted experiment RUNNING again and its unfinished trials INTERRUPTED.
+
+        Trials that had not ended (RUNNING, PENDING, PAUSED) when the driver died
+        get status ``INTERRUPTED`` and one more attempt; finished ones are left
+        as they are. Returns the interrupted trial ids (also in the audit log).
+        """
+        with self.transaction():
+            conn = self.db.conn
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT trial_id FROM trials WHERE experiment_id = ? AND status NOT IN "
+                    "('TERMINATED', 'ERROR', 'STOPPED') ORDER BY id",
+                    (experiment_id,),
+                )
+            ]
+            conn.executemany(
+                "UPDATE trials SET status = 'INTERRUPTED', attempts = attempts + 1 "
+                "WHERE experiment_id = ? AND trial_id = ?",
+                [(experiment_id, i) for i in ids],
+            )
+            conn.execute(
+                "UPDATE experiments SET status = 'RUNNING', resumes = resumes + 1, ended_at = NULL, "
+                "error = NULL WHERE id = ?",
+                (experiment_id,),
+            )
+            self.audit("experiment.resume", "experiment", experiment_id, {"interrupted": ids})
+            return ids
+
     def finish_experiment(
         self,
         experiment_id: int,
@@ -386,7 +423,9 @@ class Store:
         """Upsert trial rows and append per-step metrics, all in one transaction.
 
         ``trials`` items carry ``trial_id`` and any of ``config``, ``status``,
-        ``metrics``, ``error``, ``started_at``, ``ended_at``, ``duration_s``;
+        ``metrics``, ``error``, ``started_at``, ``ended_at``, ``duration_s``,
+        ``resources``, ``node``, ``attempts``, ``stopped_early``, ``checkpoint_path``
+        (``retry=True`` adds one to the stored attempts);
         ``metrics`` items are ``(trial_id, step, {name: value})``.
         """
         with self.transaction():
@@ -404,6 +443,11 @@ class Store:
                     "started_at": t.get("started_at"),
                     "ended_at": t.get("ended_at"),
                     "duration_s": t.get("duration_s"),
+                    "resources_json": _dumps(t["resources"]) if "resources" in t else None,
+                    "node": t.get("node"),
+                    "attempts": t.get("attempts"),
+                    "stopped_early": int(t["stopped_early"]) if "stopped_early" in t else None,
+                    "checkpoint_path": t.get("checkpoint_path"),
                 }
                 fields = {k: v for k, v in fields.items() if v is not None}
                 if row is None:
@@ -418,6 +462,10 @@ class Store:
                     sets = ", ".join(f"{k} = ?" for k in fields)
                     conn.execute(
                         f"UPDATE trials SET {sets} WHERE id = ?", [*fields.values(), row[0]]
+                    )
+                if row is not None and t.get("retry"):
+                    conn.execute(
+                        "UPDATE trials SET attempts = attempts + 1 WHERE id = ?", (row[0],)
                     )
             rows = []
             for trial_id, step, values in metrics:
