@@ -8,9 +8,45 @@ from typing import Any
 
 from workbench.exceptions import ConfigError
 
-__all__ = ["METRICS", "score", "compare", "Comparison"]
+__all__ = [
+    "METRICS",
+    "REGRESSION_METRICS",
+    "score",
+    "regression_score",
+    "task_metrics",
+    "compare",
+    "Comparison",
+]
 
 METRICS = ("accuracy", "precision", "recall", "f1")
+# name → mode: higher r2 is better, lower errors are
+REGRESSION_METRICS = {"r2": "max", "rmse": "min", "mae": "min"}
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """The metric names the built-in trainable reports for a task."""
+    if task == "classification":
+        return METRICS
+    if task == "regression":
+        return tuple(REGRESSION_METRICS)
+    raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
+
+
+def regression_score(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
+    """R², root-mean-square error and mean absolute error.
+
+    Examples
+    --------
+    >>> regression_score([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])["mae"]
+    0.3333333333333333
+    """
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "r2": float(r2_score(y_true, y_pred)),
+        "rmse": float(mean_squared_error(y_true, y_pred) ** 0.5),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+    }
 
 
 def score(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from workbench.evaluation import METRICS, score
+from workbench.evaluation import regression_score, score
 from workbench.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAMILIES",
-    "METRICS",
+    "TASK_FAMILIES",
+    "estimator_class",
+    "family_task",
     "default_search_space",
     "make_estimator",
     "family_params",
@@ -34,26 +36,93 @@ FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
         "sklearn.ensemble.HistGradientBoostingClassifier",
         {"learning_rate": "learning_rate", "max_depth": "max_depth"},
     ),
+    "ridge": ("sklearn.linear_model.Ridge", {"alpha": "alpha"}),
+    "random_forest_regressor": (
+        "sklearn.ensemble.RandomForestRegressor",
+        {"n_estimators": "n_estimators", "max_depth": "max_depth"},
+    ),
+    "gradient_boosting_regressor": (
+        "sklearn.ensemble.HistGradientBoostingRegressor",
+        {"learning_rate": "learning_rate", "max_depth": "max_depth"},
+    ),
+}
+# the families each task searches by default (automatic mode searches all of them)
+TASK_FAMILIES: dict[str, tuple[str, ...]] = {
+    "classification": ("logistic_regression", "random_forest", "gradient_boosting"),
+    "regression": ("ridge", "random_forest_regressor", "gradient_boosting_regressor"),
 }
 
 
+def estimator_class(family: Any) -> type:
+    """The scikit-learn estimator class a config's ``family`` names: a family of :data:`FAMILIES`,
+    an import path such as ``"sklearn.svm.SVC"``, or the class itself."""
+    import importlib
+
+    if isinstance(family, type):
+        cls = family
+    elif isinstance(family, str) and family in FAMILIES:
+        module, _, name = FAMILIES[family][0].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+    elif isinstance(family, str) and "." in family:
+        module, _, name = family.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            raise ConfigError(
+                f"unknown estimator {family!r}: no class {name!r} in module {module!r}"
+            ) from None
+    else:
+        raise ConfigError(
+            f"unknown model family {family!r}; choose from {sorted(FAMILIES)}, or give a "
+            "scikit-learn estimator class or import path such as 'sklearn.svm.SVC'"
+        )
+    if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "get_params")):
+        raise ConfigError(
+            f"{family!r} is not a scikit-learn estimator (it needs fit and get_params)"
+        )
+    return cls
+
+
+def family_task(family: Any) -> str:
+    """``classification`` or ``regression``, from the estimator's scikit-learn estimator type."""
+    cls = estimator_class(family)
+    kind = getattr(cls, "_estimator_type", None)
+    if kind is None:
+        try:
+            kind = cls().__sklearn_tags__().estimator_type
+        except Exception:  # an estimator that cannot be built without arguments
+            kind = None
+    if kind == "classifier":
+        return "classification"
+    if kind == "regressor":
+        return "regression"
+    raise ConfigError(f"{family!r} is neither a classifier nor a regressor")
+
+
 def default_search_space(
-    families: tuple[str, ...] = ("logistic_regression", "random_forest"),
+    families: tuple[str, ...] | None = None,
     *,
     search_alg: Any = "random",
+    task: str = "classification",
 ) -> dict[str, Any]:
     """A Tune search space over model families; each trial samples every parameter, its family uses its own.
 
-    ``search_alg`` shapes the space: ``"random"`` (default) crosses a
-    ``grid_search`` over the families with random parameter domains;
-    ``"grid"`` is a ``grid_search`` over the families with fixed, sensible
-    parameters (for a richer grid, pass your own space of ``grid_search``
-    values); ``"optuna"``, ``"hyperopt"`` or a ``Searcher`` instance get a
+    ``families`` defaults to logistic regression and random forest for
+    classification, ridge and random forest for regression. ``search_alg``
+    shapes the space: ``"random"`` (default) crosses a ``grid_search`` over
+    the families with random parameter domains; ``"grid"`` is a
+    ``grid_search`` over the families with fixed, sensible parameters (for a
+    richer grid, pass your own space of ``grid_search`` values);
+    ``"optuna"``, ``"hyperopt"`` or a ``Searcher`` instance get a
     ``tune.choice`` over the families, because those searchers do not accept
     ``grid_search``.
     """
     from ray import tune
 
+    if families is None:
+        families = TASK_FAMILIES[task][:2] if task in TASK_FAMILIES else ()
+        if not families:
+            raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ConfigError(f"unknown model family {unknown}; choose from {sorted(FAMILIES)}")
@@ -61,6 +130,7 @@ def default_search_space(
         return {
             "family": tune.grid_search(list(families)),
             "C": 1.0,
+            "alpha": 1.0,
             "n_estimators": 100,
             "max_depth": 6,
             "learning_rate": 0.1,
@@ -68,32 +138,38 @@ def default_search_space(
     family = (
         tune.grid_search(list(families)) if search_alg == "random" else tune.choice(list(families))
     )
-    return {
+    space = {
         "family": family,
         "C": tune.loguniform(1e-2, 1e2),
+        "alpha": tune.loguniform(1e-3, 1e2),
         "n_estimators": tune.randint(20, 120),
         "max_depth": tune.randint(2, 10),
         "learning_rate": tune.loguniform(1e-2, 3e-1),
     }
+    # keep only parameters some chosen family uses (C for logistic regression, alpha for ridge...)
+    used = {key for f in families for key in FAMILIES[f][1]}
+    return {k: v for k, v in space.items() if k == "family" or k in used}
 
 
 def family_params(config: dict[str, Any]) -> dict[str, Any]:
-    """The estimator parameters a config sets for its family (other sampled keys are ignored)."""
+    """The estimator parameters a config sets for its family (other sampled keys are ignored).
+
+    A named family maps config keys to its parameters; an estimator given by
+    class or import path takes every config key that is one of its parameters.
+    """
     family = config.get("family")
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown model family {family!r}; choose from {sorted(FAMILIES)}")
-    mapping = FAMILIES[family][1]
-    return {param: config[key] for key, param in mapping.items() if key in config}
+    if isinstance(family, str) and family in FAMILIES:
+        mapping = FAMILIES[family][1]
+        return {param: config[key] for key, param in mapping.items() if key in config}
+    accepted = estimator_class(family)().get_params()
+    return {k: v for k, v in config.items() if k != "family" and k in accepted}
 
 
 def make_estimator(config: dict[str, Any], *, seed: int) -> Any:
-    import importlib
-
-    path, _ = FAMILIES[config["family"]]
-    module, _, cls_name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module), cls_name)
+    cls = estimator_class(config.get("family"))
     params = family_params(config)
-    if "random_state" in cls().get_params():
+    defaults = cls().get_params()
+    if "random_state" in defaults and "random_state" not in params:
         params["random_state"] = seed
     if config["family"] == "logistic_regression":
         params["max_iter"] = 2000
@@ -120,28 +196,42 @@ def fold_scores(
     folds: int,
     seed: int,
     start: int = 0,
+    task: str = "classification",
 ) -> Iterator[dict[str, float]]:
-    """Metrics of each stratified fold in turn, from fold ``start`` on; the pipeline is refitted inside
-    each fold (no leakage). The split depends only on ``seed``, so a resumed trial sees the same folds."""
-    from sklearn.model_selection import StratifiedKFold
+    """Metrics of each fold in turn (stratified for classification), from fold ``start`` on; the
+    pipeline is refitted inside each fold (no leakage). The split depends only on ``seed``, so a
+    resumed trial sees the same folds."""
+    from sklearn.model_selection import KFold, StratifiedKFold
 
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    if task == "regression":
+        splitter: Any = KFold(n_splits=folds, shuffle=True, random_state=seed)
+        metric_fn: Any = regression_score
+    else:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        metric_fn = score
     for i, (train_idx, test_idx) in enumerate(splitter.split(X, y)):
         if i < start:
             continue
         pipe = make_pipeline(config, kinds, seed=seed)
         pipe.fit(X.iloc[train_idx], y[train_idx])
-        yield score(y[test_idx], pipe.predict(X.iloc[test_idx]))
+        yield metric_fn(y[test_idx], pipe.predict(X.iloc[test_idx]))
 
 
 def mean_scores(per_fold: list[dict[str, float]]) -> dict[str, float]:
     import numpy as np
 
-    return {k: float(np.mean([m[k] for m in per_fold])) for k in METRICS}
+    return {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
 
 
 def cross_validate(
-    config: dict[str, Any], X: pd.DataFrame, y: Any, kinds: dict[str, str], *, folds: int, seed: int
+    config: dict[str, Any],
+    X: pd.DataFrame,
+    y: Any,
+    kinds: dict[str, str],
+    *,
+    folds: int,
+    seed: int,
+    task: str = "classification",
 ) -> dict[str, float]:
-    """Mean metrics over stratified folds; the pipeline is refitted inside each fold (no leakage)."""
-    return mean_scores(list(fold_scores(config, X, y, kinds, folds=folds, seed=seed)))
+    """Mean metrics over the folds; the pipeline is refitted inside each fold (no leakage)."""
+    return mean_scores(list(fold_scores(config, X, y, kinds, folds=folds, seed=seed, task=task)))

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.config import Settings
-from workbench.evaluation import METRICS, score
-from workbench.exceptions import ConfigError, ExperimentError
+from workbench.evaluation import score
+from workbench.exceptions import ConfigError, ExperimentError, NotFoundError
 from workbench.experiments._estimators import make_pipeline
 from workbench.experiments._handle import SearchHandle
 from workbench.lineage import Store
@@ -167,6 +167,7 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
         folds=data["folds"],
         seed=data["seed"],
         start=len(per_fold),
+        task=data.get("task", "classification"),
     ):
         per_fold.append(fold)
         metrics = mean_scores(per_fold)
@@ -186,6 +187,27 @@ def _user_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
 
 def _qualname(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def infer_task(labels: list[Any]) -> str:
+    """``regression`` for a numeric target with fractional values or more than 20 distinct values,
+    else ``classification``."""
+    values = [v for v in labels if v is not None]
+    numeric = values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if not numeric:
+        return "classification"
+    fractional = any(float(v) != int(v) for v in values if v == v and abs(v) != float("inf"))
+    return "regression" if fractional or len(set(values)) > 20 else "classification"
+
+
+def _space_families(value: Any) -> list[Any]:
+    """The model families a search space's ``family`` entry can take."""
+    if isinstance(value, dict) and set(value) == {"grid_search"}:
+        return list(value["grid_search"])
+    categories = getattr(value, "categories", None)
+    if categories is not None:
+        return list(categories)
+    return [value]
 
 
 def _import_qualname(qualname: str) -> Any:
@@ -231,8 +253,9 @@ class Experiments:
         self.settings = settings
         self._connect = connect
 
-    def training_data(self, dv: DatasetVersion) -> dict[str, Any]:
-        """Features as pandas, labels as integer codes, feature kinds and class list for a dataset version."""
+    def training_data(self, dv: DatasetVersion, task: str = "auto") -> dict[str, Any]:
+        """Features as pandas, labels (integer class codes, or floats for regression), feature
+        kinds, class list and task for a dataset version; ``task="auto"`` infers it from the target."""
         import numpy as np
 
         from workbench.features import feature_kinds, to_pandas
@@ -244,10 +267,27 @@ class Experiments:
         df = self.datasets.load(dv)
         kinds = feature_kinds(dv.schema, dv.target)
         labels = df[dv.target].to_list()
-        classes = sorted({str(v) for v in labels})
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.array([index[str(v)] for v in labels])
-        return {"X": to_pandas(df, kinds), "y": y, "kinds": kinds, "classes": classes}
+        if task == "auto":
+            task = infer_task(labels)
+        elif task not in ("classification", "regression"):
+            raise ConfigError(
+                f"task must be 'auto', 'classification' or 'regression', got {task!r}"
+            )
+        if task == "regression":
+            try:
+                y = np.array(labels, dtype=float)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"task 'regression' needs a numeric target; {dv.target!r} of {dv} is not"
+                ) from None
+            if not np.isfinite(y).all():
+                raise ConfigError(f"target {dv.target!r} of {dv} has missing or infinite values")
+            classes: list[str] = []
+        else:
+            classes = sorted({str(v) for v in labels})
+            index = {c: i for i, c in enumerate(classes)}
+            y = np.array([index[str(v)] for v in labels])
+        return {"X": to_pandas(df, kinds), "y": y, "kinds": kinds, "classes": classes, "task": task}
 
     def search(
         self,
@@ -255,8 +295,8 @@ class Experiments:
         *,
         name: str,
         space: dict[str, Any] | None = None,
-        metric: str = "f1",
-        mode: str = "max",
+        metric: str | None = None,
+        mode: str | None = None,
         num_samples: int = 4,
         folds: int = 3,
         seed: int = 0,
@@ -271,6 +311,8 @@ class Experiments:
         trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
         max_steps: int | None = None,
         wait: bool = True,
+        task: str = "auto",
+        estimator: Any = None,
     ) -> SearchResult | SearchHandle:
         """Search model families and hyperparameters with Ray Tune; record the experiment and every trial.
 
@@ -295,6 +337,15 @@ class Experiments:
         the built-in scikit-learn trainable; ``max_steps`` is how many steps
         it reports (default ``folds``).
 
+        ``task`` is ``"classification"``, ``"regression"`` or ``"auto"``
+        (default: regression for a numeric target with fractional or more
+        than 20 distinct values). ``metric`` defaults to ``f1`` for
+        classification (also reported: accuracy, precision, recall) and
+        ``r2`` for regression (also: rmse, mae); ``mode`` follows the metric.
+        ``estimator`` searches one scikit-learn estimator, by class or import
+        path (``"sklearn.svm.SVC"``): the space's keys that are its parameters
+        are passed to it. A space's ``family`` may also hold import paths.
+
         ``wait=False`` returns a :class:`SearchHandle` at once (the search runs
         in a background thread: ``status()``, ``best()``, ``wait()``, ``stop()``);
         the default blocks and returns the :class:`SearchResult`. An
@@ -307,13 +358,38 @@ class Experiments:
         """
         from ray import tune
 
+        from workbench.evaluation import REGRESSION_METRICS, task_metrics
         from workbench.experiments import _options as opt
-        from workbench.experiments._estimators import default_search_space
+        from workbench.experiments._estimators import (
+            default_search_space,
+            estimator_class,
+            family_task,
+        )
         from workbench.experiments._tracking import TrackingCallback
         from workbench.ui import make_progress
 
-        if trainable is None and metric not in METRICS:
-            raise ConfigError(f"metric {metric!r} is never reported; choose one of {list(METRICS)}")
+        if task not in ("auto", "classification", "regression"):
+            raise ConfigError(
+                f"task must be 'auto', 'classification' or 'regression', got {task!r}"
+            )
+        if estimator is not None:
+            if trainable is not None:
+                raise ConfigError("give either estimator= or trainable=, not both")
+            cls = estimator_class(estimator)
+            space = {**(space or {}), "family": f"{cls.__module__}.{cls.__qualname__}"}
+        if trainable is None:
+            data = self.training_data(dataset, task=task)
+            task = data["task"]
+            metric = metric or ("f1" if task == "classification" else "r2")
+            if metric not in task_metrics(task):
+                raise ConfigError(
+                    f"metric {metric!r} is never reported for {task}; choose one of {list(task_metrics(task))}"
+                )
+        else:
+            if metric is None:
+                raise ConfigError("a user trainable needs metric=... (the name it reports)")
+            data = self.training_data(dataset, task=task)
+        mode = mode or REGRESSION_METRICS.get(metric, "max")
         if trainable is not None and not callable(trainable):
             raise ConfigError(f"trainable must be a function fn(config, data), got {trainable!r}")
         if not isinstance(metric, str) or not metric:
@@ -333,11 +409,18 @@ class Experiments:
         if space is None:
             if trainable is not None:
                 raise ConfigError("a user trainable needs its search space: pass space={...}")
-            space = default_search_space(search_alg=search_alg)
+            space = default_search_space(search_alg=search_alg, task=task)
         if trainable is None and "family" not in space:
             raise ConfigError(
                 "the search space needs a 'family' key (e.g. tune.grid_search(['logistic_regression', 'random_forest']))"
             )
+        if trainable is None:
+            for family in _space_families(space["family"]):
+                if family_task(family) != task:
+                    raise ConfigError(
+                        f"model family {family!r} is for {family_task(family)}, but this search is "
+                        f"{task} (target {dataset.target!r}); pass task=... or other families"
+                    )
         opt.check_space(space, search_alg)
         per_trial = opt.normalize_resources(resources, cpus_per_trial)
         steps = max_steps if max_steps is not None else folds
@@ -345,7 +428,6 @@ class Experiments:
 
         self._connect()
         opt.check_resources(per_trial)
-        data = self.training_data(dataset)
         data.update(folds=folds, seed=seed, checkpoints=opt.needs_checkpoints(scheduler))
         fn = _trainable
         if trainable is not None:
@@ -364,6 +446,7 @@ class Experiments:
             "max_concurrent_trials": max_concurrent_trials,
             "trainable": "sklearn" if trainable is None else _qualname(trainable),
             "checkpoints": data["checkpoints"],
+            "task": data["task"],
         }
         exp_id = self.store.create_experiment(
             name=name,
@@ -420,9 +503,122 @@ class Experiments:
             ),
         )
         self.store.set_experiment_tune_path(exp_id, str(self.settings.home / "tune" / tune_dir))
-        return self._launch(
-            tuner, callback, stop_flag, display, steps=steps, builtin=trainable is None, wait=wait
+        keep = task_metrics(data["task"]) if trainable is None else None
+        return self._launch(tuner, callback, stop_flag, display, steps=steps, keep=keep, wait=wait)
+
+    def auto(
+        self,
+        dataset: DatasetVersion,
+        *,
+        name: str,
+        task: str = "auto",
+        num_samples: int = 4,
+        time_budget_s: float | None = None,
+        seed: int = 0,
+        progress: str | None = "auto",
+        wait: bool = True,
+        resources: dict[str, float] | None = None,
+    ) -> SearchResult | SearchHandle:
+        """Search every built-in model family of the dataset's task with default spaces.
+
+        The task is inferred from the target unless given; classification
+        searches logistic regression, random forest and histogram gradient
+        boosting (metric F1), regression searches ridge, random forest and
+        histogram gradient boosting regressors (metric R²). Each family gets
+        ``num_samples`` random configurations; ASHA stops a configuration
+        whose first folds trail the others. Datasets of up to 2,000 rows are
+        scored with 5-fold cross-validation, larger ones with 3 folds (and
+        datasets over 50,000 rows leave out the random forest, the slowest to
+        fit on 2 cores at that size).
+        """
+        from workbench.experiments._estimators import TASK_FAMILIES, default_search_space
+
+        data_task = self.training_data(dataset, task=task)["task"]
+        families = TASK_FAMILIES[data_task]
+        if dataset.n_rows > 50_000:
+            families = tuple(f for f in families if not f.startswith("random_forest"))
+        folds = 5 if dataset.n_rows <= 2_000 else 3
+        return self.search(
+            dataset,
+            name=name,
+            space=default_search_space(families, task=data_task),
+            task=data_task,
+            num_samples=num_samples,
+            folds=folds,
+            seed=seed,
+            scheduler="asha",
+            time_budget_s=time_budget_s,
+            progress=progress,
+            wait=wait,
+            resources=resources,
         )
+
+    def reproduce(self, experiment_id: int, trial_id: str) -> dict[str, Any]:
+        """Re-run a recorded trial of the built-in trainable from its record alone, in this process.
+
+        The dataset version, configuration, folds, seed and task all come from
+        the store; the cross-validation is the trial's own code path. Returns
+        ``{"recorded": ..., "reproduced": ..., "max_abs_diff": ..., "match": bool}``
+        (match: every metric within 1e-9).
+        """
+        from itertools import islice
+
+        from workbench.experiments._estimators import fold_scores, mean_scores
+
+        exp = self.store.get_experiment(experiment_id)
+        trial = next(
+            (t for t in self.store.list_trials(experiment_id) if t["trial_id"] == trial_id), None
+        )
+        if trial is None:
+            raise NotFoundError(
+                f"experiment {experiment_id} has no trial {trial_id!r}; list them with "
+                f"`workbench runs {experiment_id}`"
+            )
+        options = exp["search_space"].get("_options", {})
+        if options.get("trainable", "sklearn") != "sklearn":
+            raise ConfigError(
+                f"trial {trial_id} ran the user trainable {options['trainable']}; reproduce() "
+                "re-runs the built-in scikit-learn trainable only"
+            )
+        data = self.training_data(
+            self.datasets.by_id(exp["dataset_version_id"]), task=options.get("task", "auto")
+        )
+        # a trial a scheduler stopped early recorded the mean of its first folds: re-run those
+        steps = max(
+            (m["step"] for m in self.store.trial_metrics(experiment_id, trial_id)), default=0
+        )
+        folds = options.get("folds", 3)
+        per_fold = list(
+            islice(
+                fold_scores(
+                    trial["config"],
+                    data["X"],
+                    data["y"],
+                    data["kinds"],
+                    folds=folds,
+                    seed=exp["seed"] or 0,
+                    task=data["task"],
+                ),
+                min(steps, folds) or folds,
+            )
+        )
+        again = mean_scores(per_fold)
+        recorded = {k: trial["metrics"][k] for k in again if k in trial["metrics"]}
+        if len(recorded) != len(again):
+            raise ExperimentError(
+                f"trial {trial_id} has no final metrics recorded (status {trial['status']}); "
+                "only a finished trial can be compared"
+            )
+        diff = max(abs(again[k] - recorded[k]) for k in again)
+        return {
+            "experiment_id": experiment_id,
+            "trial_id": trial_id,
+            "config": trial["config"],
+            "recorded": recorded,
+            "reproduced": again,
+            "max_abs_diff": diff,
+            "match": diff <= 1e-9,
+        }
 
     def resume(
         self,
@@ -443,6 +639,7 @@ class Experiments:
         """
         from ray import tune
 
+        from workbench.evaluation import task_metrics
         from workbench.experiments import _options as opt
         from workbench.experiments._stopper import StopFlag
         from workbench.experiments._tracking import TrackingCallback
@@ -463,7 +660,9 @@ class Experiments:
             )
         options = exp["search_space"].get("_options", {})
         recorded = options.get("trainable", "sklearn")
-        data = self.training_data(self.datasets.by_id(exp["dataset_version_id"]))
+        data = self.training_data(
+            self.datasets.by_id(exp["dataset_version_id"]), task=options.get("task", "auto")
+        )
         data.update(
             folds=options.get("folds", 3),
             seed=exp["seed"] or 0,
@@ -513,15 +712,8 @@ class Experiments:
         display = make_progress(progress)
         callback.display = display
         steps = options.get("max_steps") or options.get("folds", 3)
-        return self._launch(
-            tuner,
-            callback,
-            stop_flag,
-            display,
-            steps=steps,
-            builtin=recorded == "sklearn",
-            wait=wait,
-        )
+        keep = task_metrics(data["task"]) if recorded == "sklearn" else None
+        return self._launch(tuner, callback, stop_flag, display, steps=steps, keep=keep, wait=wait)
 
     def _launch(
         self,
@@ -531,10 +723,10 @@ class Experiments:
         display: Any,
         *,
         steps: int,
-        builtin: bool,
+        keep: tuple[str, ...] | None,
         wait: bool,
     ) -> SearchResult | SearchHandle:
-        run = partial(self._fit, tuner, callback, stop_flag, display, steps=steps, builtin=builtin)
+        run = partial(self._fit, tuner, callback, stop_flag, display, steps=steps, keep=keep)
         if wait:
             return run()
         return SearchHandle(
@@ -553,7 +745,7 @@ class Experiments:
         display: Any,
         *,
         steps: int,
-        builtin: bool,
+        keep: tuple[str, ...] | None,
     ) -> SearchResult:
         """Run the Tuner to the end and record the experiment's outcome."""
         exp_id, name, metric, mode = (
@@ -593,8 +785,8 @@ class Experiments:
         status = "STOPPED" if stop_flag.requested else "TERMINATED"
         self.store.finish_experiment(exp_id, status=status, best_trial_id=best_id)
         best_metrics = _numeric(best.metrics)
-        if builtin:
-            best_metrics = {k: best_metrics[k] for k in METRICS if k in best_metrics}
+        if keep:  # the built-in trainable: its metrics, not Tune's bookkeeping
+            best_metrics = {k: best_metrics[k] for k in keep if k in best_metrics}
         return SearchResult(
             experiment_id=exp_id,
             name=name,
@@ -608,9 +800,9 @@ class Experiments:
         self, dataset: DatasetVersion, config: dict[str, Any], *, seed: int = 0
     ) -> ModelBundle:
         """Fit preprocessing + estimator of ``config`` on the whole dataset version."""
-        from workbench.experiments._estimators import family_params
+        from workbench.experiments._estimators import family_params, family_task
 
-        data = self.training_data(dataset)
+        data = self.training_data(dataset, task=family_task(config["family"]))
         pipe = make_pipeline(config, data["kinds"], seed=seed)
         pipe.fit(data["X"], data["y"])
         return ModelBundle(
@@ -618,16 +810,22 @@ class Experiments:
             features=data["kinds"],
             target=dataset.target or "",
             classes=data["classes"],
+            task=data["task"],
             params={"family": config["family"], **family_params(config), "seed": seed},
         )
 
     def evaluate(self, bundle: ModelBundle, holdout: DatasetVersion) -> dict[str, float]:
-        """Accuracy, precision, recall and F1 (macro) of a bundle on a held-out dataset version."""
+        """Holdout metrics of a bundle: accuracy, precision, recall and F1 (macro) for a classifier,
+        R², RMSE and MAE for a regressor."""
+        from workbench.evaluation import regression_score
         from workbench.features import to_pandas
 
         df = self.datasets.load(holdout)
         preds = bundle.predict_frame(to_pandas(df, bundle.features))
-        return score([str(v) for v in df[holdout.target].to_list()], [str(p) for p in preds])
+        truth = df[holdout.target].to_list()
+        if bundle.task == "regression":
+            return regression_score([float(v) for v in truth], [float(p) for p in preds])
+        return score([str(v) for v in truth], [str(p) for p in preds])
 
     def trials(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
         return self.store.list_trials(experiment_id)

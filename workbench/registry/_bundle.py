@@ -27,9 +27,9 @@ class ModelBundle:
     target : str
         Name of the label column.
     classes : list
-        Label values, indexed by the estimator's integer classes.
+        Label values, indexed by the estimator's integer classes (empty for regression).
     task : str
-        ``classification`` (regression arrives with the experiments issue).
+        ``classification`` or ``regression``.
     """
 
     pipeline: Any
@@ -49,9 +49,11 @@ class ModelBundle:
         }
 
     def predict_frame(self, frame: Any) -> list[Any]:
-        """Predict for a pandas frame of features; returns label values."""
-        idx = self.pipeline.predict(frame)
-        return [self.classes[int(i)] for i in idx]
+        """Predict for a pandas frame of features; returns label values (floats for regression)."""
+        out = self.pipeline.predict(frame)
+        if self.task == "regression":
+            return [float(v) for v in out]
+        return [self.classes[int(i)] for i in out]
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> list[Any]:
         """Validate JSON-like records against the signature and predict (raises InvalidRequestError)."""
