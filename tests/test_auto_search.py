@@ -3,6 +3,9 @@ trial from its record alone, on a real local Ray."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from workbench.exceptions import ConfigError
@@ -82,6 +85,14 @@ def test_auto_mode_for_classification_and_an_estimator_by_import_path(cancer_ben
     for t in trials:  # the parameters reached the estimator: kernels give different scores
         assert bench.experiments.reproduce(svc.experiment_id, t["trial_id"])["match"]
     assert len({round(t["metrics"]["f1"], 6) for t in trials}) == 2
+    # the CLI gives the same verdict, in a process of its own (no Ray needed)
+    cli = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "--home", str(bench.settings.home), "reproduce",
+         str(svc.experiment_id), svc.best_trial_id],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert "max |difference| 0: match" in cli.stdout and "recorded" in cli.stdout
     bundle = bench.experiments.fit_bundle(dv, svc.best_config)
     assert type(bundle.pipeline.named_steps["model"]).__name__ == "SVC"
     assert bundle.pipeline.named_steps["model"].kernel == svc.best_config["kernel"]

@@ -93,6 +93,9 @@ def test_lineage_text_and_json(populated):
         (["lineage", "nope@1"], "model 'nope' does not exist"),
         (["lineage", "m"], "use MODEL@VERSION"),
         (["runs", "42"], "experiment 42 does not exist"),
+        (["reproduce", "1", "nope"], "experiment 1 has no trial 'nope'"),
+        (["resume", "1"], "experiment 1 ended (TERMINATED); there is nothing to resume"),
+        (["resume", "42"], "experiment 42 does not exist"),
     ],
 )
 def test_errors_say_what_to_do(populated, args, message):

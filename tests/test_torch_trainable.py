@@ -155,6 +155,8 @@ def test_asha_stops_a_torch_trial_that_cannot_learn(bench_with_data):
         lr: max(_epochs(bench, result.experiment_id, t["trial_id"])) for lr, t in trials.items()
     }
     print(f"ASHA epochs per lr: {steps}")
-    assert all(1 <= s <= epochs for s in steps.values()) and steps[1e-2] == epochs
+    # which good trial ASHA lets finish depends on which reached a rung first (Tune does not
+    # promise the grid's launch order); one of them runs every epoch, the hopeless one does not
+    assert all(1 <= s <= epochs for s in steps.values()) and max(steps.values()) == epochs
     assert steps[1e-7] < epochs
     assert result.best_config["lr"] != 1e-7

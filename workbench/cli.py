@@ -192,6 +192,47 @@ def trials(
 
 
 @cli.command()
+@click.argument("experiment_id", type=int)
+@click.option("--progress", type=click.Choice(["auto", "text", "none"]), default="auto")
+@click.pass_context
+@_errors
+def resume(ctx: click.Context, experiment_id: int, progress: str) -> None:
+    """Continue a search whose driver died (Tuner.restore); finished trials are kept as recorded."""
+    with _bench(ctx) as bench:
+        result = bench.experiments.resume(
+            experiment_id, progress=None if progress == "none" else progress
+        )
+    click.echo(
+        f"experiment {result.experiment_id} finished: best trial {result.best_trial_id} "
+        + json.dumps(result.best_metrics, sort_keys=True)
+    )
+
+
+@cli.command()
+@click.argument("experiment_id", type=int)
+@click.argument("trial_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def reproduce(ctx: click.Context, experiment_id: int, trial_id: str, as_json: bool) -> None:
+    """Re-run a recorded trial from its record alone and compare its metrics (exit 1 if they differ)."""
+    with _bench(ctx) as bench:
+        out = bench.experiments.reproduce(experiment_id, trial_id)
+    if as_json:
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        for k in out["reproduced"]:
+            click.echo(
+                f"{k:<10} recorded {out['recorded'][k]:.6f}  reproduced {out['reproduced'][k]:.6f}"
+            )
+        click.echo(
+            f"max |difference| {out['max_abs_diff']:.3g}: {'match' if out['match'] else 'MISMATCH'}"
+        )
+    if not out["match"]:
+        ctx.exit(1)
+
+
+@cli.command()
 @click.argument("model", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context

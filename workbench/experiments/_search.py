@@ -385,10 +385,9 @@ class Experiments:
                 raise ConfigError(
                     f"metric {metric!r} is never reported for {task}; choose one of {list(task_metrics(task))}"
                 )
-        else:
-            if metric is None:
-                raise ConfigError("a user trainable needs metric=... (the name it reports)")
+        else:  # a user trainable reports what it likes; f1/r2 is what the torch MLP reports
             data = self.training_data(dataset, task=task)
+            metric = metric or ("r2" if data["task"] == "regression" else "f1")
         mode = mode or REGRESSION_METRICS.get(metric, "max")
         if trainable is not None and not callable(trainable):
             raise ConfigError(f"trainable must be a function fn(config, data), got {trainable!r}")
