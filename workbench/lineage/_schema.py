@@ -210,4 +210,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE experiments ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        "0003_serving_strategies",
+        """
+        ALTER TABLE traffic_changes ADD COLUMN kind TEXT NOT NULL DEFAULT 'set';
+        ALTER TABLE traffic_changes ADD COLUMN detail_json TEXT NOT NULL DEFAULT '{}';
+        CREATE INDEX traffic_changes_by_deployment_at ON traffic_changes (deployment_id, at);
+        CREATE INDEX request_logs_by_version_at ON request_logs (deployment_id, model_version_id, at);
+        CREATE TABLE shadow_logs (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL UNIQUE,
+            deployment_id INTEGER NOT NULL REFERENCES deployments(id),
+            primary_version_id INTEGER REFERENCES model_versions(id),
+            shadow_version_id INTEGER NOT NULL REFERENCES model_versions(id),
+            primary_prediction_json TEXT,
+            shadow_prediction_json TEXT,
+            agree INTEGER,
+            primary_latency_ms REAL,
+            shadow_latency_ms REAL,
+            error TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX shadow_logs_by_deployment ON shadow_logs (deployment_id, id);
+        """,
+    ),
 ]

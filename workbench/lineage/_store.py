@@ -720,8 +720,16 @@ class Store:
         *,
         actor: str | None = None,
         reason: str = "",
+        kind: str = "set",
+        detail: dict[str, Any] | None = None,
     ) -> int:
-        """Record a traffic change (``{model_version_number: weight}``) for a deployment."""
+        """Record a traffic change (``{model_version_number: weight}``) for a deployment.
+
+        ``kind`` names the strategy step (``deploy``, ``set``, ``canary``,
+        ``rollback``, ``blue_green.stage``, ``blue_green.switch``, ``retire``,
+        ``shadow``); ``detail`` holds its evidence (a canary's analysis, the
+        version rolled back from, a shadow's share...).
+        """
         with self.transaction():
             dep = self.get_deployment(deployment)
             as_text = {str(k): float(v) for k, v in weights.items()}
@@ -732,6 +740,8 @@ class Store:
                     "weights_json": _dumps(as_text),
                     "actor": actor or default_actor(),
                     "reason": reason,
+                    "kind": kind,
+                    "detail_json": _dumps(detail or {}),
                     "at": utcnow(),
                 },
             )
@@ -747,7 +757,7 @@ class Store:
                 "traffic.change",
                 "deployment",
                 dep["id"],
-                {"weights": as_text, "reason": reason},
+                {"weights": as_text, "reason": reason, "kind": kind},
                 actor=actor,
             )
             return change_id
@@ -757,6 +767,108 @@ class Store:
         return self.query(
             "SELECT * FROM traffic_changes WHERE deployment_id = ? ORDER BY id", [dep["id"]]
         )
+
+    def traffic_at(self, deployment: str, at: str) -> dict[str, Any] | None:
+        """The traffic change in force at time ``at`` (ISO-8601 UTC), or ``None`` before the first.
+
+        A change is in force from its ``at`` (recorded once the router serves
+        it) until the next one's. ``transition`` is true when ``at`` falls
+        between the next change being requested (``detail.requested_at``) and
+        it being served: then either state may have answered.
+        """
+        dep = self.get_deployment(deployment)
+        row = self.query_one(
+            "SELECT * FROM traffic_changes WHERE deployment_id = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT 1",
+            [dep["id"], at],
+        )
+        if row is None:
+            return None
+        nxt = self.query_one(
+            "SELECT * FROM traffic_changes WHERE deployment_id = ? AND id > ? ORDER BY id LIMIT 1",
+            [dep["id"], row["id"]],
+        )
+        requested = ((nxt or {}).get("detail") or {}).get("requested_at")
+        row["transition"] = bool(requested and requested <= at)
+        return row
+
+    def which_version(self, deployment: str, request_id: str) -> dict[str, Any]:
+        """Which model version answered request ``request_id``, when, and the traffic state then.
+
+        Returns the request-log row (``model_version``, ``at``, ``status_code``,
+        ``latency_ms``...) with ``traffic``: the change in force when it was
+        answered (see :meth:`traffic_at`), and ``shadow``: the shadow's answer
+        to it when the request was mirrored.
+        """
+        dep = self.get_deployment(deployment)
+        row = self.query_one(
+            "SELECT r.*, v.version AS model_version FROM request_logs r LEFT JOIN model_versions v "
+            "ON v.id = r.model_version_id WHERE r.deployment_id = ? AND r.request_id = ?",
+            [dep["id"], request_id],
+        )
+        if row is None:
+            raise NotFoundError(
+                f"request {request_id!r} of deployment {deployment!r} is not in the request log; "
+                "logs reach the store within a second (serving.flush_logs(name) waits for them)."
+            )
+        row["traffic"] = self.traffic_at(deployment, row["at"])
+        row["shadow"] = self.query_one(
+            "SELECT s.*, v.version AS shadow_version FROM shadow_logs s JOIN model_versions v "
+            "ON v.id = s.shadow_version_id WHERE s.request_id = ?",
+            [request_id],
+        )
+        return row
+
+    def log_shadow(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Append shadow answers (one per mirrored request) in one transaction; duplicates are ignored."""
+        if not rows:
+            return 0
+        with self.transaction():
+            deployments = {
+                r["name"]: r["id"] for r in self.query("SELECT id, name FROM deployments")
+            }
+            values = [
+                (
+                    r["request_id"],
+                    deployments[r["deployment"]],
+                    r.get("primary_version_id"),
+                    r["shadow_version_id"],
+                    _dumps(r.get("primary_prediction")),
+                    _dumps(r.get("shadow_prediction")),
+                    None if r.get("agree") is None else int(bool(r["agree"])),
+                    r.get("primary_latency_ms"),
+                    r.get("shadow_latency_ms"),
+                    r.get("error"),
+                    r.get("at") or utcnow(),
+                )
+                for r in rows
+                if r["deployment"] in deployments
+            ]
+            cur = self.db.conn.executemany(
+                "INSERT OR IGNORE INTO shadow_logs (request_id, deployment_id, primary_version_id, shadow_version_id, "
+                "primary_prediction_json, shadow_prediction_json, agree, primary_latency_ms, shadow_latency_ms, error, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            return cur.rowcount
+
+    def shadow_logs(
+        self, deployment: str, *, since: str | None = None, shadow_version: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Shadow answers of a deployment, oldest first, with version numbers of both sides."""
+        dep = self.get_deployment(deployment)
+        sql = (
+            "SELECT s.*, pv.version AS primary_version, sv.version AS shadow_version FROM shadow_logs s "
+            "LEFT JOIN model_versions pv ON pv.id = s.primary_version_id "
+            "JOIN model_versions sv ON sv.id = s.shadow_version_id WHERE s.deployment_id = ?"
+        )
+        params: list[Any] = [dep["id"]]
+        if since:
+            sql += " AND s.at >= ?"
+            params.append(since)
+        if shadow_version is not None:
+            sql += " AND sv.version = ?"
+            params.append(int(shadow_version))
+        return self.query(sql + " ORDER BY s.id", params)
 
     # ---------------------------------------------------------------- requests
     def log_requests(self, rows: Sequence[dict[str, Any]]) -> int:
@@ -857,6 +969,22 @@ class Store:
             "JOIN feedback f ON f.request_id = r.request_id WHERE r.deployment_id = ? AND r.id > ? ORDER BY r.id",
             [dep["id"], after_id],
         )
+
+    def labeled_predictions(
+        self, deployment: str, *, model_version_id: int, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Answered requests of one version that have ground truth: ``prediction`` and ``label``."""
+        dep = self.get_deployment(deployment)
+        sql = (
+            "SELECT r.request_id, r.prediction_json, f.label_json, r.at FROM request_logs r "
+            "JOIN feedback f ON f.request_id = r.request_id "
+            "WHERE r.deployment_id = ? AND r.model_version_id = ? AND r.status_code = 200"
+        )
+        params: list[Any] = [dep["id"], model_version_id]
+        if since:
+            sql += " AND r.at >= ?"
+            params.append(since)
+        return self.query(sql + " ORDER BY r.id", params)
 
     # ---------------------------------------------------------------- monitors
     def create_monitor(

@@ -56,7 +56,15 @@ class Recorder:
         self._batches = 0
 
     def write(self, rows: list[dict[str, Any]]) -> int:
-        """Append ``rows`` (see ``Store.log_requests``); returns how many were inserted."""
+        """Append ``rows`` (see ``Store.log_requests``); returns how many were inserted.
+
+        Rows with ``"kind": "shadow"`` are a shadow version's answers and go to
+        ``Store.log_shadow`` instead.
+        """
+        shadow = [r for r in rows if r.get("kind") == "shadow"]
+        if shadow:
+            rows = [r for r in rows if r.get("kind") != "shadow"]
+            self._store.log_shadow(shadow)
         inserted = self._store.log_requests(rows)
         self._rows += len(rows)
         self._batches += 1

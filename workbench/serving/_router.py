@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 import uuid
 from collections import deque
@@ -30,7 +29,14 @@ from typing import Any
 from ray import serve
 
 from workbench.exceptions import ConfigError, InvalidRequestError
-from workbench.serving.traffic import choose, normalize, sticky_choice
+from workbench.serving._strategies import (
+    ShadowMirror,
+    sticky_key,
+    validate_shadow,
+    validate_warmup,
+    warm_up,
+)
+from workbench.serving.traffic import normalize, route
 
 __all__ = ["Router", "build_app", "validate_config", "ROUTER_CODE_VERSION", "MAX_BODY_BYTES"]
 
@@ -276,6 +282,8 @@ class Router:
         self._started_at = time.time()
         self._pid = os.getpid()
         self._reconfigures = 0
+        self._warmup: dict[int, dict[str, Any]] = {}  # version → result of its warm-up on load
+        self._shadow: ShadowMirror | None = None
         try:
             self._replica_id = serve.get_replica_context().replica_id.unique_id
         except Exception:  # outside a replica (unit use)
@@ -288,6 +296,8 @@ class Router:
         from workbench.registry import ModelBundle
 
         cfg = validate_config(config)
+        warmup_records = validate_warmup(cfg.get("warmup"))
+        shadow_spec = validate_shadow(cfg.get("shadow"), [int(k) for k in cfg["versions"]])
         if self._artifacts is None or str(self._artifacts.root) != cfg["artifacts_dir"]:
             self._artifacts = ArtifactStore(cfg["artifacts_dir"])
         loaded: dict[int, _Loaded] = {}
@@ -301,7 +311,18 @@ class Router:
                         f"artifact {sha[:12]}… of version {key} is not a ModelBundle; re-register it."
                     )
             loaded[int(key)] = _Loaded(int(key), sha, spec["model_version_id"], bundle)
+        # A version new to this replica answers real records before the new weights take
+        # effect (blue-green's green, a canary): its first client request meets a warm model.
+        self._warmup = {
+            v: (
+                self._warmup[v]
+                if v in self._warmup and lv.artifact in self._cache
+                else warm_up(lv.bundle, warmup_records)
+            )
+            for v, lv in loaded.items()
+        }
         self._cache = {v.artifact: v.bundle for v in loaded.values()}  # drops removed versions
+        self._set_shadow(cfg["deployment"], shadow_spec, loaded)
         if self._config.get("db_path") != cfg["db_path"]:
             self._recorder = None
         self._config = cfg
@@ -312,6 +333,28 @@ class Router:
         )
         self._reconfigures += 1
         log.info("router %s: versions %s", cfg["deployment"], self._routing.weights)
+
+    def _set_shadow(
+        self, deployment: str, spec: dict[str, Any] | None, loaded: dict[int, _Loaded]
+    ) -> None:
+        old = self._shadow
+        if spec is not None:
+            lv = loaded[spec["version"]]
+            if old is not None and old.same_as(lv.version, lv.artifact, spec["share"]):
+                return
+            self._shadow = ShadowMirror(
+                deployment=deployment,
+                version=lv.version,
+                model_version_id=lv.model_version_id,
+                artifact=lv.artifact,
+                bundle=lv.bundle,
+                share=spec["share"],
+                sink=self._log,
+            )
+        else:
+            self._shadow = None
+        if old is not None:
+            old.close()
 
     def config(self) -> dict[str, Any]:
         """The user_config this replica runs with (the deployer reuses it for the next change)."""
@@ -328,10 +371,15 @@ class Router:
                     "model_version_id": lv.model_version_id,
                     "artifact": lv.artifact,
                 }
+        for v, result in self._warmup.items():
+            if str(v) in versions:
+                versions[str(v)]["warmup"] = result
         return {
             "status": "ok" if routing else "not configured",
             "deployment": routing.deployment if routing else None,
             "versions": versions,
+            "revision": self._config.get("revision"),
+            "shadow": self._shadow.stats() if self._shadow is not None else None,
             "replica": {"id": self._replica_id, "pid": self._pid, "started_at": self._started_at},
             "reconfigures": self._reconfigures,
             "log": {
@@ -396,11 +444,7 @@ class Router:
                     field="body",
                 ) from None
             records, key = _records_from_body(body)
-            chosen = (
-                sticky_choice(routing.weights, key)
-                if key is not None
-                else choose(routing.weights, random.random())
-            )
+            chosen = route(routing.weights, sticky_key(request.headers, key))
             version = routing.versions[chosen]
             try:
                 predictions = [_jsonable(p) for p in version.bundle.predict_records(records)]
@@ -426,6 +470,15 @@ class Router:
         if version is not None:
             payload["model_version"] = version.version
         latency_ms = (time.perf_counter() - t0) * 1000.0
+        if status == 200 and self._shadow is not None and version is not None:
+            self._shadow.maybe_mirror(  # schedules only: the answer below does not wait for it
+                request_id=request_id,
+                records=records,
+                primary_version=version.version,
+                primary_version_id=version.model_version_id,
+                primary_prediction=predictions,
+                primary_latency_ms=latency_ms,
+            )
         self._log(
             {
                 "request_id": request_id,
@@ -530,6 +583,8 @@ class Router:
 
     async def flush(self) -> dict[str, Any]:
         """Ship buffered request logs now and wait until the store has them; returns the log counters."""
+        if self._shadow is not None:
+            await self._shadow.drain()  # shadow answers scheduled so far join this flush
         self._send()
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
