@@ -28,17 +28,32 @@ class CanaryRollout:
     """Move a deployment from ``champion`` to ``challenger`` in steps, rolling back on errors.
 
     Each step's evidence is the request log since that step began: per version,
-    the number of requests, the error rate (status >= 500) and p50/p99 latency.
-    :meth:`advance` rolls back to 100% champion as soon as the challenger's
-    error rate must exceed ``max_error_rate`` (already above it over at least
-    ``min_requests`` requests, or so many errors that even a clean remainder up to
-    ``min_requests`` cannot bring it under); otherwise, once the challenger has
-    served ``min_requests`` at this step, it moves to the next step. At the last
-    step (100% challenger) a healthy analysis completes the rollout. Moving the
-    ``champion`` alias afterwards is the caller's decision.
+    the number of requests, the error rate (status >= 500) and p50/p99 latency;
+    and, since the rollout started, accuracy on the requests whose labels have
+    arrived (``monitoring.record_labels``). :meth:`advance` rolls back to 100%
+    champion (challenger at 0%, still loaded) as soon as one check fails:
 
-    Every traffic change goes through :meth:`Serving.set_traffic`, so it is a
-    store record with the actor and a reason holding the evidence.
+    - errors: the challenger's error rate must exceed ``max_error_rate``
+      (already above it over at least ``min_requests`` requests, or so many
+      errors that even a clean remainder up to ``min_requests`` cannot bring it
+      under);
+    - latency (when set): with ``min_requests`` challenger requests at this
+      step, its p99 is above ``max_p99_ms``, or above ``max_p99_ratio`` times
+      the champion's p99 since the rollout started;
+    - accuracy: with at least ``min_labels`` labelled requests on each side,
+      the challenger's accuracy trails the champion's by more than
+      ``max_accuracy_drop``.
+
+    Otherwise, once the challenger has served ``min_requests`` at this step, it
+    moves to the next step. At the last step (100% challenger) a healthy
+    analysis completes the rollout. Moving the ``champion`` alias afterwards is
+    the caller's decision.
+
+    Every traffic change is a store record (``kind="canary"`` per step,
+    ``kind="rollback"`` with the full analysis as evidence), with the actor and
+    a reason; a rollback is also an audit entry ``canary.rolled_back``.
+    ``decided_at`` is when the rollback took effect: no request is routed to
+    the challenger after it.
 
     Parameters
     ----------
@@ -53,6 +68,13 @@ class CanaryRollout:
         Highest tolerated share of challenger requests answered with 5xx.
     min_requests : int
         Challenger requests needed at a step before it is judged healthy.
+    max_p99_ms, max_p99_ratio : float, optional
+        Latency limits on the challenger's p99 (absolute, and relative to the
+        champion's); off by default, since latency on a shared machine is noisy.
+    max_accuracy_drop : float
+        Largest tolerated accuracy gap (champion minus challenger) on labelled requests.
+    min_labels : int
+        Labelled requests needed on each side before accuracy is judged.
     actor : str, optional
         Recorded with every traffic change (default ``"canary"``).
 
@@ -75,12 +97,23 @@ class CanaryRollout:
         steps: tuple[float, ...] = (0.1, 0.5, 1.0),
         max_error_rate: float = 0.02,
         min_requests: int = 20,
+        max_p99_ms: float | None = None,
+        max_p99_ratio: float | None = None,
+        max_accuracy_drop: float = 0.05,
+        min_labels: int = 30,
         actor: str | None = None,
     ):
         if not 0.0 <= float(max_error_rate) < 1.0:
             raise ConfigError(f"max_error_rate must be in [0, 1), got {max_error_rate!r}.")
         if int(min_requests) < 1:
             raise ConfigError(f"min_requests must be at least 1, got {min_requests!r}.")
+        for label, value in (("max_p99_ms", max_p99_ms), ("max_p99_ratio", max_p99_ratio)):
+            if value is not None and not (math.isfinite(float(value)) and float(value) > 0):
+                raise ConfigError(f"{label} must be a positive number or None, got {value!r}.")
+        if not 0.0 <= float(max_accuracy_drop) <= 1.0:
+            raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {max_accuracy_drop!r}.")
+        if int(min_labels) < 1:
+            raise ConfigError(f"min_labels must be at least 1, got {min_labels!r}.")
         self.serving = serving
         self.name = name
         self.champion = int(champion)
@@ -88,14 +121,22 @@ class CanaryRollout:
         self.schedule = canary_schedule(self.champion, self.challenger, steps)
         self.max_error_rate = float(max_error_rate)
         self.min_requests = int(min_requests)
+        self.max_p99_ms = None if max_p99_ms is None else float(max_p99_ms)
+        self.max_p99_ratio = None if max_p99_ratio is None else float(max_p99_ratio)
+        self.max_accuracy_drop = float(max_accuracy_drop)
+        self.min_labels = int(min_labels)
         self.actor = actor or "canary"
         self.step = -1
         self.state = "pending"
+        self.started_at: str | None = None
         self.step_started_at: str | None = None
+        self.decided_at: str | None = None  # when a rollback took effect
         self.log: list[dict[str, Any]] = []  # every decision with its analysis
 
     # ------------------------------------------------------------------ steps
-    def _apply_step(self, index: int, why: str) -> dict[int, float]:
+    def _apply_step(
+        self, index: int, why: str, evidence: dict[str, Any] | None = None
+    ) -> dict[int, float]:
         from workbench.lineage import utcnow
 
         weights = self.schedule[index]
@@ -104,9 +145,24 @@ class CanaryRollout:
             f"canary step {index + 1}/{len(self.schedule)}: challenger v{self.challenger} at {share:.0%}, "
             f"champion v{self.champion} at {1 - share:.0%} ({why})"
         )
-        applied = self.serving.set_traffic(self.name, weights, actor=self.actor, reason=reason)
+        applied = self.serving._change(
+            self.name,
+            weights,
+            actor=self.actor,
+            reason=reason,
+            kind="canary",
+            detail={
+                "step": index + 1,
+                "steps": len(self.schedule),
+                "champion": self.champion,
+                "challenger": self.challenger,
+                "evidence": evidence,
+            },
+        )["weights"]
         self.step = index
         self.step_started_at = utcnow()
+        if self.started_at is None:
+            self.started_at = self.step_started_at
         return applied
 
     def start(self) -> dict[int, float]:
@@ -128,8 +184,11 @@ class CanaryRollout:
         Returns
         -------
         dict
-            ``{"step", "weights", "since", "versions": {version: {"requests", "errors",
-            "error_rate", "p50_ms", "p99_ms"}}}``.
+            ``{"step", "weights", "since", "started_at", "versions": {version: {"requests",
+            "errors", "error_rate", "p50_ms", "p99_ms", "p99_ms_since_start", "labels",
+            "accuracy"}}}``; ``labels``/``accuracy`` count the records of this version's
+            requests since the rollout started whose ground truth has arrived
+            (``accuracy`` is ``None`` without labels).
         """
         if self.step_started_at is None:
             raise ConfigError("the canary has not started; call start() first.")
@@ -146,19 +205,95 @@ class CanaryRollout:
                 self.name, since=self.step_started_at, model_version_id=mv_id
             )
             n, errors = int(stats["n"]), int(stats["errors"])
+            since_start = _latencies(
+                store,
+                self.name,
+                since=self.started_at or self.step_started_at,
+                model_version_id=mv_id,
+            )
+            labels, correct = _label_counts(
+                store.labeled_predictions(
+                    self.name, model_version_id=mv_id, since=self.started_at or self.step_started_at
+                )
+            )
             versions[version] = {
                 "requests": n,
                 "errors": errors,
                 "error_rate": errors / n if n else 0.0,
                 "p50_ms": _percentile(latencies, 50),
                 "p99_ms": _percentile(latencies, 99),
+                "p99_ms_since_start": _percentile(since_start, 99),
+                "labels": labels,
+                "accuracy": correct / labels if labels else None,
             }
         return {
             "step": self.step,
             "weights": dict(self.schedule[self.step]),
             "since": self.step_started_at,
+            "started_at": self.started_at,
             "versions": versions,
         }
+
+    def checks(self, analysis: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each rollback check on ``analysis``: ``{"check", "failed", "detail"}`` (``failed`` is None
+        while there is not enough evidence to judge)."""
+        ch = analysis["versions"][self.challenger]
+        champ = analysis["versions"][self.champion]
+        out: list[dict[str, Any]] = []
+        # Errors over max(n, min_requests) is a lower bound on the rate the challenger will
+        # show at min_requests, so crossing the threshold here is already conclusive.
+        bound = ch["errors"] / max(ch["requests"], self.min_requests)
+        out.append(
+            {
+                "check": "error_rate",
+                "failed": bool(ch["errors"] and bound > self.max_error_rate),
+                "detail": (
+                    f"challenger v{self.challenger} error rate {ch['error_rate']:.1%} "
+                    f"({ch['errors']}/{ch['requests']} requests with 5xx), max {self.max_error_rate:.1%}; "
+                    f"champion v{self.champion} {champ['errors']}/{champ['requests']}"
+                ),
+            }
+        )
+        enough = ch["requests"] >= self.min_requests
+        if self.max_p99_ms is not None:
+            out.append(
+                {
+                    "check": "p99_ms",
+                    "failed": (ch["p99_ms"] > self.max_p99_ms) if enough else None,
+                    "detail": f"challenger p99 {_ms(ch['p99_ms'])}, max {_ms(self.max_p99_ms)}",
+                }
+            )
+        if self.max_p99_ratio is not None:
+            base = champ["p99_ms_since_start"]
+            judged = enough and base is not None
+            out.append(
+                {
+                    "check": "p99_ratio",
+                    "failed": (ch["p99_ms"] > self.max_p99_ratio * base) if judged else None,
+                    "detail": (
+                        f"challenger p99 {_ms(ch['p99_ms'])} vs champion p99 {_ms(base)} since the start, "
+                        f"max ratio {self.max_p99_ratio:g}"
+                    ),
+                }
+            )
+        judged = min(ch["labels"], champ["labels"]) >= self.min_labels
+        gap = (
+            champ["accuracy"] - ch["accuracy"]
+            if ch["accuracy"] is not None and champ["accuracy"] is not None
+            else None
+        )
+        out.append(
+            {
+                "check": "accuracy",
+                "failed": (gap is not None and gap > self.max_accuracy_drop) if judged else None,
+                "detail": (
+                    f"accuracy on labelled requests: challenger {_pct(ch['accuracy'])} ({ch['labels']} labels), "
+                    f"champion {_pct(champ['accuracy'])} ({champ['labels']} labels), max drop "
+                    f"{self.max_accuracy_drop:.1%}, judged from {self.min_labels} labels per side"
+                ),
+            }
+        )
+        return out
 
     def advance(self) -> str:
         """Judge the current step and act: ``advanced``, ``completed``, ``rolled_back`` or ``waiting``.
@@ -172,22 +307,42 @@ class CanaryRollout:
             raise ConfigError("the canary has not started; call start() first.")
         analysis = self.analyze()
         ch = analysis["versions"][self.challenger]
-        # Errors over max(n, min_requests) is a lower bound on the rate the challenger will
-        # show at min_requests, so crossing the threshold here is already conclusive.
-        bound = ch["errors"] / max(ch["requests"], self.min_requests)
-        if ch["errors"] and bound > self.max_error_rate:
+        checks = self.checks(analysis)
+        analysis["checks"] = checks
+        failed = [c for c in checks if c["failed"]]
+        if failed:
             champ = analysis["versions"][self.champion]
             reason = (
-                f"canary rollback at step {self.step + 1}/{len(self.schedule)}: challenger v{self.challenger} "
-                f"error rate {ch['error_rate']:.1%} ({ch['errors']}/{ch['requests']} requests with 5xx) exceeds "
-                f"max_error_rate {self.max_error_rate:.1%}; p99 {_ms(ch['p99_ms'])}; champion v{self.champion} "
-                f"{champ['errors']}/{champ['requests']} errors, p99 {_ms(champ['p99_ms'])}"
+                f"canary rollback at step {self.step + 1}/{len(self.schedule)}: challenger v{self.challenger} failed "
+                + "; ".join(f"{c['check']} ({c['detail']})" for c in failed)
+                + f"; challenger p99 {_ms(ch['p99_ms'])}, champion p99 {_ms(champ['p99_ms'])}"
             )
-            self.serving.set_traffic(
+            if not any(c["check"] == "error_rate" for c in failed):
+                # keep the error-rate evidence in the reason too
+                reason += f"; error rate {ch['error_rate']:.1%} ({ch['errors']}/{ch['requests']})"
+            evidence = _plain(analysis)
+            out = self.serving._rollback_canary(
                 self.name,
-                {self.champion: 1.0, self.challenger: 0.0},
+                self.champion,
+                self.challenger,
                 actor=self.actor,
                 reason=reason,
+                evidence=evidence,
+            )
+            self.decided_at = out["change"]["at"]
+            dep = self.serving.store.get_deployment(self.name)
+            self.serving.store.audit(
+                "canary.rolled_back",
+                "deployment",
+                dep["id"],
+                {
+                    "champion": self.champion,
+                    "challenger": self.challenger,
+                    "failed": [c["check"] for c in failed],
+                    "traffic_change_id": out["change"]["id"],
+                    "analysis": evidence,
+                },
+                actor=self.actor,
             )
             return self._decide("rolled_back", analysis)
         if ch["requests"] < self.min_requests:
@@ -209,9 +364,10 @@ class CanaryRollout:
             return self._decide("completed", analysis)
         why = (
             f"step {self.step + 1} healthy: {ch['requests']} challenger requests, "
-            f"error rate {ch['error_rate']:.1%}, p99 {_ms(ch['p99_ms'])}"
+            f"error rate {ch['error_rate']:.1%}, p99 {_ms(ch['p99_ms'])}, "
+            f"accuracy {_pct(ch['accuracy'])} on {ch['labels']} labels"
         )
-        self._apply_step(self.step + 1, why)
+        self._apply_step(self.step + 1, why, _plain(analysis))
         self.log.append({"decision": "advanced", "analysis": analysis})
         return "advanced"
 
@@ -223,6 +379,28 @@ class CanaryRollout:
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _label_counts(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """Labelled records and correct predictions among logged requests with ground truth.
+
+    A request's ``prediction`` is the list of its records' predictions; its
+    label is one value per record (a list) or one value for a one-record request.
+    """
+    total = correct = 0
+    for r in rows:
+        preds = r.get("prediction")
+        labels = r.get("label")
+        preds = preds if isinstance(preds, list) else [preds]
+        labels = labels if isinstance(labels, list) else [labels]
+        for p, y in zip(preds, labels, strict=False):
+            total += 1
+            correct += int(p == y or str(p) == str(y))
+    return total, correct
 
 
 def _plain(analysis: dict[str, Any]) -> dict[str, Any]:

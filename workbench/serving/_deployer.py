@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError, DeploymentError, InvalidRequestError, NotFoundError
+from workbench.serving._rollouts import StrategiesMixin
 from workbench.serving.traffic import main_version, normalize
 
 if TYPE_CHECKING:
@@ -21,9 +22,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_KEEP = object()  # "leave the running shadow as it is"
 
 
-class Serving:
+class Serving(StrategiesMixin):
     """Deployments of registered model versions behind Ray Serve, with weighted traffic.
 
     Each deployment is one Serve application whose ingress router holds the
@@ -139,12 +141,20 @@ class Serving:
 
     def _run(
         self, name: str, route_prefix: str, config: dict[str, Any], *, timeout_s: float
-    ) -> None:
-        """Deploy ``config`` as app ``name`` and wait until its router serves exactly these weights."""
+    ) -> dict[str, Any]:
+        """Deploy ``config`` as app ``name`` and wait until its router serves exactly these weights.
+
+        Each config carries a fresh ``revision``; the wait ends when the router
+        reports it, so a change that keeps the weights (a shadow, a warm-up) is
+        also waited for. Returns the router's health at that moment.
+        """
+        import uuid
+
         from ray import serve
 
         from workbench.serving._router import build_app, validate_config
 
+        config = {**config, "revision": uuid.uuid4().hex}
         app = build_app(config)
         want = {k: v["weight"] for k, v in validate_config(config)["versions"].items()}
         try:
@@ -175,10 +185,12 @@ class Serving:
                         last = f"RUNNING, router not answering yet ({exc})"
                     else:
                         got = {k: v["weight"] for k, v in health["versions"].items()}
-                        if got.keys() == want.keys() and all(
-                            abs(got[k] - want[k]) < 1e-9 for k in want
+                        if (
+                            got.keys() == want.keys()
+                            and all(abs(got[k] - want[k]) < 1e-9 for k in want)
+                            and health.get("revision") == config["revision"]
                         ):
-                            return
+                            return health
                         last = f"RUNNING, router still on weights {got}"
             time.sleep(0.2)
         raise DeploymentError(
@@ -263,17 +275,29 @@ class Serving:
             "num_replicas": num_replicas,
             "num_cpus": num_cpus,
         }
+        from workbench.lineage import utcnow
+
+        requested_at = utcnow()
         self.store.upsert_deployment(
             name, model=model, route_prefix=route_prefix, status="deploying"
         )
+        config["warmup"] = self._warmup_records(name, [spec["model_version_id"]])
         try:
-            self._run(name, route_prefix, config, timeout_s=timeout_s)
+            health = self._run(name, route_prefix, config, timeout_s=timeout_s)
         except BaseException:
             self.store.set_deployment_status(name, "failed")
             raise
         self.store.set_deployment_status(name, "running")
         weights = {spec["version"]: 1.0}
-        self.store.record_traffic(name, weights, actor=actor, reason=reason)
+        warmup = health["versions"][str(spec["version"])].get("warmup")
+        self.store.record_traffic(
+            name,
+            weights,
+            actor=actor,
+            reason=reason,
+            kind="deploy",
+            detail={"requested_at": requested_at, "warmup": {str(spec["version"]): warmup}},
+        )
         return {
             "name": name,
             "model": model,
@@ -316,14 +340,50 @@ class Serving:
         >>> serving.set_traffic("cancer", {1: 9, 2: 1}, reason="canary v2")   # doctest: +SKIP
         {1: 0.9, 2: 0.1}
         """
+        return self._change(
+            name, weights, actor=actor, reason=reason, kind="set", timeout_s=timeout_s
+        )["weights"]
+
+    def _change(
+        self,
+        name: str,
+        weights: dict[int, float],
+        *,
+        actor: str | None,
+        reason: str,
+        kind: str,
+        detail: dict[str, Any] | None = None,
+        shadow: Any = _KEEP,
+        warmup_records: list[dict[str, Any]] | None = None,
+        timeout_s: float = 120.0,
+    ) -> dict[str, Any]:
+        """Apply weights (and a shadow, if given) in one ``reconfigure``, then record the change.
+
+        A running shadow stays on (its version loaded at weight 0) unless
+        ``shadow`` is given (``None`` turns it off). Versions new to the router
+        are warmed up on ``warmup_records`` (default: recent logged requests).
+
+        Returns
+        -------
+        dict
+            ``weights`` served, ``health`` of the router right after, ``change``
+            (the recorded traffic change row).
+        """
+        from workbench.lineage import utcnow
+
+        requested_at = utcnow()
         norm = normalize(weights)
         dep = self.store.get_deployment(name)
-        specs = {v: self._version_spec(dep["model"], v) for v in norm}
         current = _call_handle(lambda: self._handle(name).config.remote(), 30)
         if not current:
             raise DeploymentError(
                 f"deployment {name!r} has no router config; deploy it again with serving.deploy(...)."
             )
+        shadow_spec = current.get("shadow") if shadow is _KEEP else shadow
+        if shadow_spec is not None and int(shadow_spec["version"]) not in norm:
+            norm = {**norm, int(shadow_spec["version"]): 0.0}  # the shadow stays loaded
+            norm = {v: norm[v] for v in sorted(norm)}
+        specs = {v: self._version_spec(dep["model"], v) for v in norm}
         config = dict(current)
         config["versions"] = {
             str(v): {
@@ -333,9 +393,67 @@ class Serving:
             }
             for v, s in specs.items()
         }
-        self._run(name, dep["route_prefix"], config, timeout_s=timeout_s)
-        self.store.record_traffic(name, norm, actor=actor, reason=reason)
-        return norm
+        config.pop("shadow", None)
+        if shadow_spec is not None:
+            config["shadow"] = dict(shadow_spec)
+        config["warmup"] = (
+            warmup_records
+            if warmup_records is not None
+            else self._warmup_records(name, [s["model_version_id"] for s in specs.values()])
+        )
+        health = self._run(name, dep["route_prefix"], config, timeout_s=timeout_s)
+        warmed = {
+            int(v): h["warmup"]
+            for v, h in health["versions"].items()
+            if (h.get("warmup") or {}).get("at", "") >= requested_at
+        }
+        record = {"requested_at": requested_at, **(detail or {})}
+        if warmed:
+            record["warmup"] = {str(v): w for v, w in warmed.items()}
+        if shadow_spec is not None:
+            record["shadow"] = dict(shadow_spec)
+        change_id = self.store.record_traffic(
+            name, norm, actor=actor, reason=reason, kind=kind, detail=record
+        )
+        change = next(r for r in self.store.traffic_history(name) if r["id"] == change_id)
+        return {"weights": norm, "health": health, "change": change, "warmed": warmed}
+
+    def _warmup_records(self, name: str, model_version_ids: list[int]) -> list[dict[str, Any]]:
+        """A few real records to warm new versions on: recent answered requests, else training rows."""
+        from workbench.serving._strategies import MAX_WARMUP_RECORDS
+
+        want = min(8, MAX_WARMUP_RECORDS)
+        dep = self.store.get_deployment(name)
+        rows = self.store.query(
+            "SELECT features_json FROM request_logs WHERE deployment_id = ? AND status_code = 200 "
+            "ORDER BY id DESC LIMIT ?",
+            [dep["id"], want],
+        )
+        records: list[dict[str, Any]] = []
+        for row in rows:
+            feats = row["features"]
+            batch = feats if isinstance(feats, list) else [feats]
+            records += [r for r in batch if isinstance(r, dict)]
+        if records:
+            return _json_safe(records[:want])
+        # No traffic yet: rows of the data the version was trained on.
+        for mv_id in model_version_ids:
+            dv_id = self.store.model_version_by_id(mv_id).get("dataset_version_id")
+            if dv_id is None:
+                continue
+            try:
+                import io
+
+                import polars as pl
+
+                dv = self.store.dataset_version_by_id(dv_id)
+                frame = pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(dv["artifact_hash"])))
+                if dv.get("target") in frame.columns:
+                    frame = frame.drop(dv["target"])
+                return _json_safe(frame.head(want).to_dicts())
+            except Exception as exc:  # warm-up is best effort; the switch checks its result
+                log.warning("no warm-up rows from dataset version %s: %s", dv_id, exc)
+        return []
 
     def traffic(self, name: str) -> dict[int, float]:
         """The weights last recorded for ``name``."""
@@ -354,12 +472,16 @@ class Serving:
         actor: str | None = None,
         reason: str = "rollback",
     ) -> dict[int, float]:
-        """Send 100% of traffic back to one version.
+        """Send 100% of traffic back to the last known good version, in one reconfigure.
 
-        The target is ``to_version`` if given; otherwise the main version of
-        the most recent earlier traffic state whose main version differs from
-        the current one; otherwise the model's ``champion`` alias. Versions
-        loaded now stay loaded at weight 0.
+        The target is ``to_version`` if given; otherwise :meth:`last_known_good`:
+        the version that most recently held 100% of traffic (unless it holds
+        100% now), skipping versions that a later rollback moved away from;
+        failing that, the model's ``champion`` alias. Versions loaded now
+        stay loaded at weight 0, so rolling forward again is as instant.
+
+        The change is recorded with ``kind="rollback"`` and
+        ``detail = {"from": ..., "to": ..., "rule": ...}``, with who and why.
 
         Returns
         -------
@@ -368,38 +490,94 @@ class Serving:
 
         Examples
         --------
-        >>> serving.rollback("cancer")             # doctest: +SKIP
+        >>> serving.rollback("cancer", reason="v2 p99 too high")   # doctest: +SKIP
         {1: 1.0, 2: 0.0}
         """
-        dep = self.store.get_deployment(name)
         current = self.traffic(name)
-        now_main = main_version(current)
-        target = to_version
-        if target is None:
-            for row in reversed(self.store.traffic_history(name)[:-1]):
-                earlier = {int(k): float(v) for k, v in row["weights"].items()}
-                if main_version(earlier) != now_main:
-                    target = main_version(earlier)
-                    break
-        if target is None:
-            try:
-                target = int(self.store.get_model_version(dep["model"], "champion")["version"])
-            except NotFoundError:
-                target = None
-            if target == now_main:
-                target = None
+        if to_version is not None:
+            target, rule = int(to_version), "to_version"
+        else:
+            target, rule = self._last_known_good(name)
         if target is None:
             raise ConfigError(
-                f"deployment {name!r} has no earlier traffic state or champion to roll back to "
-                f"(it serves version {now_main}); pass to_version=..."
+                f"deployment {name!r} has no earlier version that held all traffic, and no champion that "
+                f"does not already (it serves {_fmt(current)}); pass to_version=..."
             )
+        losing = {v: w for v, w in current.items() if v != target and w > 0}
+        return self._rollback_to(
+            name,
+            target,
+            actor=actor,
+            reason=f"{reason}: 100% to version {target} (was {_fmt(current)})",
+            detail={
+                "from": main_version(losing) if losing else None,
+                "left": sorted(losing),
+                "to": target,
+                "rule": rule,
+            },
+        )["weights"]
+
+    def _rollback_to(
+        self,
+        name: str,
+        target: int,
+        *,
+        actor: str | None,
+        reason: str,
+        detail: dict[str, Any],
+        timeout_s: float = 120.0,
+    ) -> dict[str, Any]:
+        current = self.traffic(name)
         weights = {v: 0.0 for v in current} | {int(target): 1.0}
-        return self.set_traffic(
+        return self._change(
             name,
             weights,
             actor=actor,
-            reason=f"{reason}: 100% to version {target} (was {_fmt(current)})",
+            reason=reason,
+            kind="rollback",
+            detail=detail,
+            timeout_s=timeout_s,
         )
+
+    def last_known_good(self, name: str) -> int | None:
+        """The version :meth:`rollback` would go back to now, or ``None`` when there is none.
+
+        Walking the traffic history from the newest change back: the first
+        version that held 100% of traffic, does not hold 100% now, and was not
+        rolled back from afterwards; else the ``champion`` alias if it does not
+        hold 100% now and was not rolled back from.
+
+        Examples
+        --------
+        >>> serving.last_known_good("cancer")    # doctest: +SKIP
+        1
+        """
+        return self._last_known_good(name)[0]
+
+    def _last_known_good(self, name: str) -> tuple[int | None, str]:
+        dep = self.store.get_deployment(name)
+        history = self.store.traffic_history(name)
+        if not history:
+            raise NotFoundError(
+                f"deployment {name!r} has no traffic record yet; deploy it with serving.deploy(...)."
+            )
+        # The version holding all traffic now, if one does: rolling back to it would change nothing.
+        now_full = _full({int(k): float(v) for k, v in history[-1]["weights"].items()})
+        bad: set[int] = set()
+        # Newest first, so a rollback taints every older state of the version it left.
+        for row in reversed(history):
+            if row.get("kind") == "rollback" and (row.get("detail") or {}).get("from") is not None:
+                bad.add(int(row["detail"]["from"]))
+            full = _full({int(k): float(v) for k, v in row["weights"].items()})
+            if full is not None and full != now_full and full not in bad:
+                return full, "last version that held 100% of traffic"
+        try:
+            champion = int(self.store.get_model_version(dep["model"], "champion")["version"])
+        except NotFoundError:
+            return None, "none"
+        if champion != now_full and champion not in bad:
+            return champion, "champion alias"
+        return None, "none"
 
     def url(self, name: str) -> str:
         """HTTP base URL of the deployment (append ``/predict`` or ``/health``)."""
@@ -539,6 +717,18 @@ class Serving:
         if self._http_client is not None:
             self._http_client.close()
             self._http_client = None
+
+
+def _full(weights: dict[int, float]) -> int | None:
+    """The version holding all the traffic, or None."""
+    full = [v for v, w in weights.items() if w >= 1.0 - 1e-9]
+    return full[0] if full else None
+
+
+def _json_safe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    import json
+
+    return list(json.loads(json.dumps(records, default=str)))
 
 
 def _fmt(weights: dict[int, float]) -> str:
