@@ -49,6 +49,11 @@ class Serving(StrategiesMixin):
         Port of Serve's HTTP proxy; default ``$WORKBENCH_SERVE_PORT`` or 8000.
         Serve fixes host and port when it first starts in a cluster; if it is
         already running elsewhere, its port is used and a warning is logged.
+    token : str, optional
+        Bearer token clients must send (``Authorization: Bearer <token>``);
+        default ``$WORKBENCH_SERVE_TOKEN``. Required when ``http_host`` is
+        beyond loopback; when given, enforced on loopback too. Replicas get
+        only its SHA-256; :meth:`predict` sends it.
 
     Examples
     --------
@@ -67,7 +72,11 @@ class Serving(StrategiesMixin):
         *,
         http_host: str = "127.0.0.1",
         http_port: int | None = None,
+        token: str | None = None,
     ):
+        from workbench.serving._auth import resolve_token
+
+        self._token = resolve_token(http_host, token)  # raises beyond loopback without one
         self.store = store
         self.artifacts = artifacts
         self.settings = settings
@@ -210,6 +219,8 @@ class Serving(StrategiesMixin):
         reason: str = "initial deployment",
         num_replicas: int = 1,
         num_cpus: float = 0.5,
+        non_finite: str = "reject",
+        max_body_bytes: int | None = None,
         timeout_s: float = 180.0,
     ) -> dict[str, Any]:
         """Serve one model version (100% of traffic) over HTTP and record the deployment.
@@ -228,6 +239,11 @@ class Serving(StrategiesMixin):
             Recorded with the deployment's first traffic change.
         num_replicas, num_cpus : int, float
             Router replicas and CPUs per replica.
+        non_finite : str
+            NaN/inf in a request: ``"reject"`` (422 naming row and feature) or
+            ``"impute"`` (treated as missing, filled by the model's imputer).
+        max_body_bytes : int, optional
+            Larger request bodies get 413; default 1 MiB.
         timeout_s : float
             How long to wait for the app to serve before raising.
 
@@ -260,6 +276,11 @@ class Serving(StrategiesMixin):
             )
         spec = self._version_spec(model, version)
         conn = self._ensure_serve()
+        from workbench.serving._auth import resolve_token, token_digest
+        from workbench.serving._validation import validation_options
+
+        # Serve may already listen elsewhere (its host wins): check the token for that host.
+        resolve_token(self.http_host, self._token)
         self._ensure_recorder(conn)
         config = {
             "deployment": name,
@@ -274,6 +295,8 @@ class Serving(StrategiesMixin):
             },
             "num_replicas": num_replicas,
             "num_cpus": num_cpus,
+            **validation_options({"non_finite": non_finite, "max_body_bytes": max_body_bytes}),
+            "token_sha256": token_digest(self._token) if self._token else None,
         }
         from workbench.lineage import utcnow
 
@@ -621,7 +644,12 @@ class Serving(StrategiesMixin):
             self._http_client = httpx.Client(timeout=timeout_s)
         target = self.url(name) + "/predict"
         try:
-            resp = self._http_client.post(target, json=body, timeout=timeout_s)
+            resp = self._http_client.post(
+                target,
+                json=body,
+                timeout=timeout_s,
+                headers={"authorization": f"Bearer {self._token}"} if self._token else None,
+            )
         except httpx.HTTPError as exc:
             raise DeploymentError(
                 f"could not reach {target} ({exc}); check serving.status({name!r})."

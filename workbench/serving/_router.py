@@ -29,12 +29,21 @@ from typing import Any
 from ray import serve
 
 from workbench.exceptions import ConfigError, InvalidRequestError
+from workbench.serving._auth import auth_options, authorization_error
+from workbench.serving._codecs import HTTPError as _HTTPError
+from workbench.serving._codecs import JSONCodec
+from workbench.serving._codecs import records_from_body as _records_from_body  # noqa: F401 (moved)
 from workbench.serving._strategies import (
     ShadowMirror,
     sticky_key,
     validate_shadow,
     validate_warmup,
     warm_up,
+)
+from workbench.serving._validation import (
+    DEFAULT_MAX_BODY_BYTES,
+    sanitize_predictions,
+    validation_options,
 )
 from workbench.serving.traffic import normalize, route
 
@@ -54,10 +63,13 @@ def _code_version() -> str:
     # Serve restarts replicas whenever the deployment "version" changes and, for apps
     # deployed from Python, picks a random one per serve.run. Pinning it to this
     # file's bytes makes a user_config change a reconfigure(), while a new router
-    # code still rolls the replicas.
+    # code still rolls the replicas. The router's code is this package's modules (codecs,
+    # validation, auth, strategies, traffic), so all of them count.
     from workbench._version import __version__
 
-    digest = hashlib.sha256(Path(__file__).read_bytes() + __version__.encode()).hexdigest()
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    code = b"".join(f.name.encode() + f.read_bytes() for f in sources)
+    digest = hashlib.sha256(code + __version__.encode()).hexdigest()
     return f"router-{digest[:16]}"
 
 
@@ -73,6 +85,9 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         ``{"deployment": name, "db_path": ..., "artifacts_dir": ..., "versions":
         {"1": {"artifact": sha256, "model_version_id": id, "weight": 0.9}, ...}}``;
         ``versions`` may also be a JSON string (as ``serve run key=value`` passes it).
+        Optional: ``non_finite`` (``"reject"``/``"impute"``) and ``max_body_bytes``
+        (see :mod:`workbench.serving._validation`), ``token_sha256`` (see
+        :mod:`workbench.serving._auth`).
 
     Returns
     -------
@@ -132,6 +147,8 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for version, weight in weights.items():
         clean[str(version)]["weight"] = weight
     out["versions"] = {str(v): clean[str(v)] for v in weights}
+    out.update(validation_options(out))  # non_finite, max_body_bytes
+    out.update(auth_options(out))  # token_sha256 (a digest; the token never reaches a replica)
     return out
 
 
@@ -194,61 +211,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _records_from_body(body: Any) -> tuple[list[Any], str | None]:
-    """Records and sticky key from a parsed request body; raises InvalidRequestError naming the field."""
-    if not isinstance(body, dict):
-        raise InvalidRequestError(
-            'the body must be a JSON object such as {"records": [{...}]} or {"columns": {...}}',
-            field="body",
-        )
-    unknown = sorted(set(body) - {"records", "columns", "key"})
-    if unknown:
-        raise InvalidRequestError(
-            f"unknown field {unknown[0]!r} in the body; send 'records' or 'columns', and optionally 'key'",
-            field=unknown[0],
-        )
-    key = body.get("key")
-    if key is not None and not isinstance(key, str):
-        raise InvalidRequestError(
-            f"'key' must be a string (a user or session id), got {key!r}", field="key"
-        )
-    if ("records" in body) == ("columns" in body):
-        raise InvalidRequestError(
-            'send exactly one of "records" (a list of objects) or "columns" (an object of equal-length lists)',
-            field="records",
-        )
-    if "records" in body:
-        records = body["records"]
-        if not isinstance(records, list) or not records:
-            raise InvalidRequestError(
-                '"records" must be a non-empty list of objects', field="records"
-            )
-        return records, key
-    columns = body["columns"]
-    if not isinstance(columns, dict) or not columns:
-        raise InvalidRequestError(
-            '"columns" must be a non-empty object {feature: [values...]}', field="columns"
-        )
-    lengths = {}
-    for name, values in columns.items():
-        if not isinstance(values, list):
-            raise InvalidRequestError(f"column {name!r} must be a list of values", field=name)
-        lengths[name] = len(values)
-    n = max(lengths.values())
-    short = sorted(c for c, m in lengths.items() if m != n)
-    if short:
-        raise InvalidRequestError(
-            f"column {short[0]!r} has {lengths[short[0]]} values but others have {n}; columns must be equally long",
-            field=short[0],
-        )
-    if n == 0:
-        raise InvalidRequestError(
-            '"columns" hold no values; send at least one row', field="columns"
-        )
-    names = list(columns)
-    return [{c: columns[c][i] for c in names} for i in range(n)], key
-
-
 @serve.deployment(
     name="Router", max_ongoing_requests=16, ray_actor_options={"num_cpus": DEFAULT_NUM_CPUS}
 )
@@ -260,9 +222,12 @@ class Router:
     - ``POST /predict`` with ``{"records": [{feature: value}, ...]}`` or
       ``{"columns": {feature: [values]}}`` and an optional ``"key"`` for sticky
       routing → ``{"predictions", "model_version", "request_id"}``;
-    - ``GET /health`` → loaded versions, weights and this replica's identity.
+    - ``GET /health`` → loaded versions, weights and this replica's identity;
+    - ``/v2/...``: the Open Inference Protocol v2 (see :mod:`workbench.serving._v2`).
 
-    Every ``/predict`` call, answered or rejected, is logged to a bounded
+    With ``token_sha256`` in the config, every route but the v2 liveness and
+    readiness probes needs ``Authorization: Bearer <token>`` (401 otherwise).
+    Every ``/predict`` and v2 infer call, answered or rejected, is logged to a bounded
     in-memory buffer that a background task ships to the recorder actor.
     """
 
@@ -398,6 +363,16 @@ class Router:
         path = request.url.path
         sub = path[len(root) :] if root and path.startswith(root) else path
         sub = "/" + sub.strip("/")
+        is_v2 = sub == "/v2" or sub.startswith("/v2/")
+        denied = authorization_error(
+            sub, request.headers.get("authorization"), self._config.get("token_sha256")
+        )
+        if denied is not None:
+            return self._unauthorized(sub, denied, is_v2)
+        if is_v2:
+            from workbench.serving import _v2
+
+            return await _v2.handle(self, request, sub)
         if sub == "/health":
             if request.method != "GET":
                 return JSONResponse(
@@ -410,7 +385,9 @@ class Router:
                     {"error": "use POST for /predict", "field": None}, status_code=405
                 )
             self._ensure_flusher()
-            return await self._predict(request)
+            return await self._predict(
+                request, JSONCodec(non_finite=self._config.get("non_finite", "reject"))
+            )
         return JSONResponse(
             {
                 "error": f"no route {path!r}; use POST {root}/predict or GET {root}/health",
@@ -419,10 +396,35 @@ class Router:
             status_code=404,
         )
 
-    async def _predict(self, request: Any) -> Any:
-        from starlette.responses import JSONResponse
+    def _unauthorized(self, sub: str, message: str, is_v2: bool) -> Any:
+        """401 without a hint of the presented token; prediction routes also log the attempt."""
+        from workbench.serving._v2 import error_response
 
+        request_id = uuid.uuid4().hex
+        headers = {"www-authenticate": "Bearer", "workbench-request-id": request_id}
+        if sub == "/predict" or (is_v2 and sub.endswith("/infer")):
+            self._ensure_flusher()
+            self._log(
+                {
+                    "request_id": request_id,
+                    "deployment": self._config.get("deployment", ""),
+                    "model_version_id": None,
+                    "features": None,
+                    "prediction": None,
+                    "latency_ms": 0.0,
+                    "status_code": 401,
+                    "error": message,
+                }
+            )
+        if is_v2:
+            return error_response(401, message, headers)
+        return JSONCodec().respond(
+            401, {"error": message, "field": "authorization", "request_id": request_id}, headers
+        )
+
+    async def _predict(self, request: Any, codec: Any = None) -> Any:
         t0 = time.perf_counter()
+        codec = codec if codec is not None else JSONCodec()
         request_id = uuid.uuid4().hex
         routing = self._routing
         version: _Loaded | None = None
@@ -436,14 +438,7 @@ class Router:
                     None,
                 )
             raw = await self._read_body(request)
-            try:
-                body = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidRequestError(
-                    f"the body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})",
-                    field="body",
-                ) from None
-            records, key = _records_from_body(body)
+            records, key = codec.decode(raw, request.headers, routing)  # JSON or v2, validated
             chosen = route(routing.weights, sticky_key(request.headers, key))
             version = routing.versions[chosen]
             try:
@@ -455,10 +450,14 @@ class Router:
                 raise _HTTPError(
                     500, f"model version {chosen} failed: {type(exc).__name__}: {exc}", None
                 ) from exc
+            # NaN/inf predictions become null with a warning: never a 500 from JSON encoding.
+            predictions, warnings = sanitize_predictions(predictions)
             status, payload = (
                 200,
                 {"predictions": predictions, "model_version": chosen, "request_id": request_id},
             )
+            if warnings:
+                payload["warnings"] = warnings
             error = None
         except InvalidRequestError as exc:
             status = 400 if exc.field == "body" else 422
@@ -491,23 +490,24 @@ class Router:
                 "error": error,
             }
         )
-        return JSONResponse(payload, status_code=status)
+        return codec.respond(status, payload)
 
     async def _read_body(self, request: Any) -> bytes:
+        limit = int(self._config.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _HTTPError(
                 413,
-                f"the body is {int(declared)} bytes; the limit is {MAX_BODY_BYTES} (1 MiB). Send fewer records per request.",
+                f"the body is {int(declared)} bytes; the limit is {limit} (max_body_bytes). Send fewer records per request.",
                 "body",
             )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
+            if size > limit:
                 raise _HTTPError(
                     413,
-                    f"the body exceeds {MAX_BODY_BYTES} bytes (1 MiB); send fewer records per request.",
+                    f"the body exceeds {limit} bytes (max_body_bytes); send fewer records per request.",
                     "body",
                 )
             chunks.append(chunk)
@@ -596,9 +596,3 @@ class Router:
             await self.flush()
         except Exception:
             log.exception("could not flush request logs on shutdown")
-
-
-class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, field: str | None):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field

@@ -1,0 +1,117 @@
+"""Helpers for the serving protocol tests: register bundles, start Serve on a free loopback port, deploy."""
+
+from __future__ import annotations
+
+import contextlib
+from types import SimpleNamespace
+from typing import Any
+
+
+def cancer_bundle() -> tuple[Any, list[dict[str, float]]]:
+    """Logistic regression on scikit-learn's breast-cancer data (30 numbers → 'malignant'/'benign')."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from workbench.features import build_preprocessor
+    from workbench.registry import ModelBundle
+
+    data = load_breast_cancer(as_frame=True)
+    X, y = data.data, data.target.to_numpy()
+    kinds = {c: "number" for c in X.columns}
+    pipe = Pipeline(
+        [("preprocess", build_preprocessor(kinds)), ("model", LogisticRegression(max_iter=1000))]
+    ).fit(X, y)
+    bundle = ModelBundle(
+        pipeline=pipe,
+        features=kinds,
+        target="diagnosis",
+        classes=[str(c) for c in data.target_names],
+    )
+    records = [{c: float(v) for c, v in row.items()} for row in X.to_dict(orient="records")]
+    return bundle, records
+
+
+def mixed_bundle() -> tuple[Any, list[dict[str, Any]]]:
+    """A regression on a number, a string and a boolean feature whose prediction is NaN for very negative x.
+
+    The target transform's inverse is ``log``: where the linear model predicts a
+    negative value (x far below the training range) the prediction is NaN, as a
+    real model with a log-target can do in production.
+    """
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    from workbench.features import build_preprocessor
+    from workbench.registry import ModelBundle
+
+    kinds = {"x": "number", "colour": "string", "flag": "boolean"}
+    rng = np.random.default_rng(0)
+    n = 200
+    X = pd.DataFrame(
+        {
+            "x": rng.uniform(0, 10, n),
+            "colour": rng.choice(["red", "green", "blue"], n).astype(object),
+            "flag": rng.choice([True, False], n).astype(object),
+        }
+    )
+    y = X["x"] + (X["colour"] == "red") * 2 + X["flag"].astype(float)
+    model = TransformedTargetRegressor(
+        regressor=LinearRegression(), func=np.exp, inverse_func=np.log, check_inverse=False
+    )
+    pipe = Pipeline([("preprocess", build_preprocessor(kinds)), ("model", model)]).fit(X, y)
+    bundle = ModelBundle(pipeline=pipe, features=kinds, target="y", classes=[], task="regression")
+    records = [
+        {"x": float(x), "colour": str(c), "flag": bool(f)}
+        for x, c, f in zip(X["x"][:20], X["colour"][:20], X["flag"][:20], strict=True)
+        if x > 5  # far from where the log-target model turns NaN
+    ]
+    return bundle, records
+
+
+def serve_env(tmp_path_factory, name: str, bundles: list[Any], **serving_kwargs: Any) -> Any:
+    """A store with ``bundles`` registered as versions 1..n of model ``name``, and Serve on a free port."""
+    from ray import serve
+
+    from workbench.config import Settings
+    from workbench.lineage import ArtifactStore, Store
+    from workbench.runtime import free_port
+    from workbench.serving import Serving
+
+    settings = Settings.from_env(tmp_path_factory.mktemp(f"serve-{name}") / "wbhome")
+    store = Store(settings.db_path)
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    for bundle in bundles:
+        store.add_model_version(
+            name,
+            task=bundle.task,
+            artifact_hash=artifacts.put_object(bundle),
+            params={},
+            metrics={},
+            signature=bundle.signature,
+            experiment_id=None,
+            trial_id=None,
+            dataset_version_id=None,
+        )
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serving = Serving(store, artifacts, settings, http_port=port, **serving_kwargs)
+    return SimpleNamespace(
+        settings=settings, store=store, artifacts=artifacts, serving=serving, port=port
+    )
+
+
+def close_env(env: Any) -> None:
+    from ray import serve
+
+    from workbench.serving._recorder import kill_recorder
+
+    env.serving.close()
+    with contextlib.suppress(Exception):
+        serve.shutdown()
+    with contextlib.suppress(Exception):
+        kill_recorder(env.settings.db_path)
+    env.store.close()

@@ -1,0 +1,153 @@
+"""Wire formats of a deployment's HTTP routes: decode a body into records, encode the answer.
+
+Two protocols share one prediction path in the router (pick a version, validate,
+predict, log): the workbench JSON protocol on ``/predict`` (this module) and the
+Open Inference Protocol v2 on ``/v2/...`` (:mod:`workbench.serving._v2`). A codec
+is made per request; it turns the raw body into records and a sticky-routing
+key, and the router's outcome (a status and a payload) into a response.
+
+The JSON protocol, relative to the deployment's route prefix::
+
+    POST /predict  {"records": [{"mean radius": 14.1, ...}, ...], "key": "user-7"}
+    POST /predict  {"columns": {"mean radius": [14.1, 20.6], ...}}
+
+``records`` is row-oriented (one object per row); ``columns`` is column-oriented
+(one equally long list per feature; row *i* takes the *i*-th value of every
+list). ``key`` is optional. The answer is ``{"predictions": [...],
+"model_version": 2, "request_id": "..."}`` plus ``"warnings"`` when a
+prediction was NaN/inf (returned as ``null``); errors are ``{"error",
+"field", "request_id"}`` with 400 (not JSON), 401 (token), 413 (too large) or
+422 (does not match the signature).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from workbench.exceptions import InvalidRequestError
+from workbench.serving._validation import apply_non_finite_policy
+
+__all__ = ["HTTPError", "JSONCodec", "records_from_body"]
+
+
+class HTTPError(Exception):
+    """A request outcome with its own HTTP status (413, 415, 503, 500...)."""
+
+    def __init__(self, status: int, message: str, field: str | None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body; anything that is not JSON is an InvalidRequestError on field ``body``.
+
+    ``RecursionError`` counts too: a body of 100k nested brackets fits in 1 MiB.
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidRequestError(
+            "the body nests too deeply to be a request", field="body"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(
+            f"the body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})",
+            field="body",
+        ) from None
+
+
+def records_from_body(body: Any) -> tuple[list[Any], str | None]:
+    """Records and sticky key from a parsed request body; raises InvalidRequestError naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidRequestError(
+            'the body must be a JSON object such as {"records": [{...}]} or {"columns": {...}}',
+            field="body",
+        )
+    unknown = sorted(set(body) - {"records", "columns", "key"})
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field {unknown[0]!r} in the body; send 'records' or 'columns', and optionally 'key'",
+            field=unknown[0],
+        )
+    key = body.get("key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequestError(
+            f"'key' must be a string (a user or session id), got {key!r}", field="key"
+        )
+    if ("records" in body) == ("columns" in body):
+        raise InvalidRequestError(
+            'send exactly one of "records" (a list of objects) or "columns" (an object of equal-length lists)',
+            field="records",
+        )
+    if "records" in body:
+        records = body["records"]
+        if not isinstance(records, list) or not records:
+            raise InvalidRequestError(
+                '"records" must be a non-empty list of objects', field="records"
+            )
+        return records, key
+    columns = body["columns"]
+    if not isinstance(columns, dict) or not columns:
+        raise InvalidRequestError(
+            '"columns" must be a non-empty object {feature: [values...]}', field="columns"
+        )
+    lengths = {}
+    for name, values in columns.items():
+        if not isinstance(values, list):
+            raise InvalidRequestError(f"column {name!r} must be a list of values", field=name)
+        lengths[name] = len(values)
+    n = max(lengths.values())
+    short = sorted(c for c, m in lengths.items() if m != n)
+    if short:
+        raise InvalidRequestError(
+            f"column {short[0]!r} has {lengths[short[0]]} values but others have {n}; columns must be equally long",
+            field=short[0],
+        )
+    if n == 0:
+        raise InvalidRequestError(
+            '"columns" hold no values; send at least one row', field="columns"
+        )
+    names = list(columns)
+    return [{c: columns[c][i] for c in names} for i in range(n)], key
+
+
+class JSONCodec:
+    """The workbench JSON protocol on ``POST /predict`` (see the module docstring).
+
+    Parameters
+    ----------
+    non_finite : str
+        ``"reject"`` or ``"impute"``: what to do with NaN/inf in the records.
+    """
+
+    protocol = "json"
+
+    def __init__(self, *, non_finite: str = "reject"):
+        self.non_finite = non_finite
+
+    def decode(
+        self, raw: bytes, headers: Mapping[str, str], routing: Any
+    ) -> tuple[list[Any], str | None]:
+        """Records and sticky key from the raw body; raises InvalidRequestError naming the field."""
+        records, key = records_from_body(parse_json(raw))
+        return apply_non_finite_policy(records, self.non_finite), key
+
+    def respond(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Any:
+        """A JSONResponse; a payload JSON cannot hold becomes a 500 that says so, never a crash."""
+        from starlette.responses import JSONResponse
+
+        try:
+            return JSONResponse(payload, status_code=status, headers=headers)
+        except (TypeError, ValueError) as exc:
+            return JSONResponse(
+                {
+                    "error": f"the answer could not be encoded as JSON ({type(exc).__name__}: {exc})",
+                    "field": None,
+                    "request_id": payload.get("request_id"),
+                },
+                status_code=500,
+            )
