@@ -434,7 +434,6 @@ def test_failing_canary_rolls_back_and_no_request_reaches_it_after_the_decision(
 def test_canary_rolls_back_when_labelled_accuracy_trails_the_champion(env):
     import httpx
 
-    from workbench.monitoring import Monitoring
     from workbench.serving import CanaryRollout
 
     canary = CanaryRollout(
@@ -455,7 +454,9 @@ def test_canary_rolls_back_when_labelled_accuracy_trails_the_champion(env):
             payload = client.post("/predict", json={"records": [env.records[i]]}).json()
             labels[payload["request_id"]] = [env.labels[i]]
     env.serving.flush_logs(NAME)
-    Monitoring(env.store, None).record_labels(labels)  # ground truth arrives
+    env.store.add_feedback(
+        labels
+    )  # ground truth arrives (what bench.monitoring.record_labels stores)
     assert canary.advance() == "rolled_back"
     analysis = canary.log[-1]["analysis"]
     acc = {v: analysis["versions"][v]["accuracy"] for v in (1, 4)}

@@ -461,7 +461,8 @@ class Serving(StrategiesMixin):
             return _json_safe(records[:want])
         # No traffic yet: rows of the data the version was trained on.
         for mv_id in model_version_ids:
-            dv_id = self.store.model_version_by_id(mv_id).get("dataset_version_id")
+            mv = self.store.model_version_by_id(mv_id)
+            dv_id = mv.get("dataset_version_id")
             if dv_id is None:
                 continue
             try:
@@ -471,9 +472,10 @@ class Serving(StrategiesMixin):
 
                 dv = self.store.dataset_version_by_id(dv_id)
                 frame = pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(dv["artifact_hash"])))
-                if dv.get("target") in frame.columns:
-                    frame = frame.drop(dv["target"])
-                return _json_safe(frame.head(want).to_dicts())
+                features = list((mv.get("signature") or {}).get("features") or {})
+                keep = [c for c in frame.columns if c in features] if features else frame.columns
+                keep = [c for c in keep if c != dv.get("target")]
+                return _json_safe(frame.select(keep).head(want).to_dicts())
             except Exception as exc:  # warm-up is best effort; the switch checks its result
                 log.warning("no warm-up rows from dataset version %s: %s", dv_id, exc)
         return []
