@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-fast lint bench lock clean-venv
+.PHONY: demo test test-fast lint bench bench-search lock clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,20 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/demo_footprint.py
+
+# The same small search as plain Ray Tune, the workbench, Tune + MLflow and Optuna, side by side
+# (~25 min; BENCH_ARGS=--quick for < 3 min). mlflow-skinny is for this benchmark only: it goes into
+# bench/.deps (git-ignored), never into the venv, pyproject.toml or constraints.txt.
+MLFLOW_SKINNY ?= mlflow-skinny==3.17.2
+BENCH_DEPS    := bench/.deps
+BENCH_ARGS    ?= --out bench/.deps/search_overhead.json
+
+$(BENCH_DEPS)/.installed:
+	$(BIN)/python -m pip install --quiet --upgrade --target $(BENCH_DEPS) "$(MLFLOW_SKINNY)"
+	@touch $@
+
+bench-search: $(STAMP) $(BENCH_DEPS)/.installed
+	$(BIN)/python bench/search_overhead.py $(BENCH_ARGS)
 
 # Re-resolve every pin (run after changing dependencies in pyproject.toml, then commit constraints.txt).
 lock:
