@@ -234,4 +234,26 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX shadow_logs_by_deployment ON shadow_logs (deployment_id, id);
         """,
     ),
+    (
+        "0004_monitoring_alerts",
+        """
+        ALTER TABLE monitors ADD COLUMN state_json TEXT NOT NULL DEFAULT '{}';
+        CREATE INDEX drift_results_by_monitor ON drift_results (monitor_id, id);
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            monitor_id INTEGER REFERENCES monitors(id),
+            drift_result_id INTEGER REFERENCES drift_results(id),
+            dedup_key TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            title TEXT NOT NULL,
+            detail_json TEXT NOT NULL DEFAULT '{}',
+            count INTEGER NOT NULL DEFAULT 1,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            deliveries_json TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX alerts_by_key ON alerts (dedup_key, id);
+        CREATE INDEX alerts_by_monitor ON alerts (monitor_id, id);
+        """,
+    ),
 ]

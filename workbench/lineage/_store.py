@@ -1154,6 +1154,159 @@ class Store:
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", [limit])
 
+    # ---------------------------------------------- monitoring: windows, labels, alerts (0004)
+    # Added with migration 0004_monitoring_alerts for workbench.monitoring.
+    def set_monitor_state(
+        self, name: str, state: dict[str, Any], *, last_request_log_id: int | None = None
+    ) -> None:
+        """Save a monitor's running state (online detector, label cursor) and, optionally, its position."""
+        with self.transaction():
+            mon = self.get_monitor(name)
+            self.db.conn.execute(
+                "UPDATE monitors SET state_json = ?, last_request_log_id = MAX(last_request_log_id, ?) WHERE id = ?",
+                (_dumps(state), int(last_request_log_id or 0), mon["id"]),
+            )
+
+    def record_monitor_window(
+        self,
+        monitor: str,
+        *,
+        first_request_log_id: int,
+        last_request_log_id: int,
+        n: int,
+        is_drift: bool,
+        score: float | None,
+        threshold: float,
+        detail: dict[str, Any],
+        state: dict[str, Any] | None = None,
+    ) -> int:
+        """One window's result, the monitor's new position and state, and an audit entry for bad input, atomically."""
+        with self.transaction():
+            result_id = self.add_drift_result(
+                monitor,
+                first_request_log_id=first_request_log_id,
+                last_request_log_id=last_request_log_id,
+                n=n,
+                is_drift=is_drift,
+                score=score,
+                threshold=threshold,
+                detail=detail,
+            )
+            verdict = detail.get("verdict")
+            if verdict in ("insufficient data", "schema mismatch"):
+                self.audit(
+                    "monitor.bad_input",
+                    "drift_result",
+                    result_id,
+                    {"monitor": monitor, "verdict": verdict, "reason": detail.get("reason")},
+                    actor="monitor",
+                )
+            if state is not None:
+                self.set_monitor_state(monitor, state)
+            return result_id
+
+    def labeled_after(
+        self, deployment: str, after: int = 0, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Labelled requests in the order their labels arrived (``label_seq``), after ``after``.
+
+        A label recorded again for the same request gets a new ``label_seq``.
+        """
+        dep = self.get_deployment(deployment)
+        sql = (
+            "SELECT f.rowid AS label_seq, f.label_json, f.at AS labeled_at, r.id, r.request_id, "
+            "r.model_version_id, v.version AS model_version, r.prediction_json, r.status_code, r.at "
+            "FROM feedback f JOIN request_logs r ON r.request_id = f.request_id "
+            "LEFT JOIN model_versions v ON v.id = r.model_version_id "
+            "WHERE r.deployment_id = ? AND f.rowid > ? ORDER BY f.rowid"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self.query(sql, [dep["id"], int(after)])
+
+    def raise_alert(
+        self,
+        *,
+        dedup_key: str,
+        severity: str,
+        title: str,
+        detail: dict[str, Any],
+        cooldown_s: float,
+        monitor: str | None = None,
+        drift_result_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Record an alert, or fold it into the last one with the same key raised within ``cooldown_s``.
+
+        Returns the alert row with ``deliver``: true for a new alert (send it),
+        false for a duplicate (its ``count`` and ``last_at`` were updated).
+        """
+        from datetime import timedelta
+
+        with self.transaction():
+            now = utcnow()
+            cutoff = (datetime.now(UTC) - timedelta(seconds=max(cooldown_s, 0.0))).isoformat(
+                timespec="microseconds"
+            )
+            last = self.query_one(
+                "SELECT * FROM alerts WHERE dedup_key = ? ORDER BY id DESC LIMIT 1", [dedup_key]
+            )
+            if last is not None and cooldown_s > 0 and last["first_at"] >= cutoff:
+                self.db.conn.execute(
+                    "UPDATE alerts SET count = count + 1, last_at = ? WHERE id = ?",
+                    (now, last["id"]),
+                )
+                row = self.query_one("SELECT * FROM alerts WHERE id = ?", [last["id"]]) or {}
+                return {**row, "deliver": False}
+            mon_id = self.get_monitor(monitor)["id"] if monitor else None
+            alert_id = self._insert(
+                "alerts",
+                {
+                    "monitor_id": mon_id,
+                    "drift_result_id": drift_result_id,
+                    "dedup_key": dedup_key,
+                    "severity": severity,
+                    "title": title,
+                    "detail_json": _dumps(detail),
+                    "count": 1,
+                    "first_at": now,
+                    "last_at": now,
+                },
+            )
+            if drift_result_id is not None:
+                self.link("drift_result", drift_result_id, "raised", "alert", alert_id)
+            self.audit(
+                "alert.raise",
+                "alert",
+                alert_id,
+                {"severity": severity, "title": title, "dedup_key": dedup_key},
+                actor="monitor",
+            )
+            row = self.query_one("SELECT * FROM alerts WHERE id = ?", [alert_id]) or {}
+            return {**row, "deliver": True}
+
+    def record_alert_delivery(self, alert_id: int, deliveries: dict[str, Any]) -> None:
+        """Store how each channel took an alert (``{"log": "ok", "webhook": "failed: ..."}``)."""
+        with self.transaction():
+            self.db.conn.execute(
+                "UPDATE alerts SET deliveries_json = ? WHERE id = ?", (_dumps(deliveries), alert_id)
+            )
+
+    def alerts(
+        self, monitor: str | None = None, *, severity: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Alerts, newest first, with the monitor's name."""
+        sql = "SELECT a.*, m.name AS monitor FROM alerts a LEFT JOIN monitors m ON m.id = a.monitor_id WHERE 1"
+        params: list[Any] = []
+        if monitor:
+            sql += " AND m.name = ?"
+            params.append(monitor)
+        if severity:
+            sql += " AND a.severity = ?"
+            params.append(severity)
+        return self.query(sql + " ORDER BY a.id DESC LIMIT ?", [*params, int(limit)])
+
+    # ------------------------------------------ end of monitoring block (0004)
+
 
 def _split_sql(script: str) -> list[str]:
     """Split a migration script on ``;`` (our migrations hold no literal semicolons)."""
