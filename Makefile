@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-fast lint bench bench-search lock clean-venv
+.PHONY: demo test test-fast lint bench bench-search bench-monitoring lock clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ $(BENCH_DEPS)/.installed:
 
 bench-search: $(STAMP) $(BENCH_DEPS)/.installed
 	$(BIN)/python bench/search_overhead.py $(BENCH_ARGS)
+
+# Drift monitors: the workbench wrapper versus alibi-detect called directly versus scipy, on the same
+# 10,000 x 50 windows, plus MMD and the online detector (~3 min; MONITORING_ARGS=--quick for < 1 min).
+MONITORING_ARGS ?=
+bench-monitoring: $(STAMP)
+	$(BIN)/python bench/monitoring_overhead.py $(MONITORING_ARGS)
 
 # Re-resolve every pin (run after changing dependencies in pyproject.toml, then commit constraints.txt).
 lock:
