@@ -228,6 +228,15 @@ def test_time_windows_close_after_their_end_and_late_rows_join_the_next(env):
     assert mon.check() == []  # the open window is still open
 
 
+def test_window_specs():
+    assert parse_window(250) == parse_window("250") and parse_window(250).kind == "count"
+    assert parse_window(timedelta(hours=1)).size == 3600 == parse_window("1h").size
+    assert parse_window("30s").describe() == "30 s" and parse_window("2d").size == 172800
+    for bad in ("soon", "0min", True, -1.5, "15 parsecs"):
+        with pytest.raises(ConfigError, match="window"):
+            parse_window(bad)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_restart_loads_the_saved_detector_and_never_refits_silently(env, backend):
     mon = env.monitoring.drift_monitor("svc", name="d", window=150, backend=backend)
@@ -249,6 +258,23 @@ def test_restart_loads_the_saved_detector_and_never_refits_silently(env, backend
     refitted = env.monitoring.refit("d")
     assert refitted.config["detector_artifact"] == artifact  # same data, same bytes
     assert "monitor.refit" in [a["action"] for a in env.store.audit_log(10)]
+
+
+def test_a_monitor_of_the_first_api_is_refitted_only_when_asked(env):
+    """Monitors recorded before detectors were saved (config without a detector artifact)."""
+    env.store.create_monitor(
+        "old",
+        deployment="svc",
+        kind="data_drift",
+        reference_dataset_version_id=env.train.id,
+        config={"window": 100, "p_val": 0.05, "backend": "scipy"},
+    )
+    with pytest.raises(ConfigError, match=r"refit\('old'\)"):
+        env.monitoring.get("old")
+    mon = env.monitoring.refit("old")
+    assert mon.window == 100 and mon.config["detector"] == "tabular"
+    env.log(env.rows(100))
+    assert [r["verdict"] for r in env.monitoring.get("old").check()] == ["ok"]
 
 
 def test_reference_moves_to_the_new_version_after_a_promotion(env):

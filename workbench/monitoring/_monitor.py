@@ -83,10 +83,9 @@ class _Monitor:
         return parse_window(self.config["window"])
 
     @property
-    def window(self) -> int:
-        """Records per window (count windows); kept for callers of the first API."""
-        spec = self.spec
-        return int(spec.size) if spec.kind == "count" else 0
+    def window(self) -> int | str:
+        """The window as configured: a number of records, or a duration such as ``"15min"``."""
+        return self.config["window"]
 
     @property
     def min_rows(self) -> int:
@@ -177,6 +176,7 @@ class DriftMonitor(_Monitor):
     def __init__(self, monitoring: Monitoring, record: dict[str, Any], detector: Any = None):
         super().__init__(monitoring, record)
         self.kind = record.get("kind") or "data_drift"
+        _require_saved(record)
         self.encoder = Encoder.from_json(self.config["encoder"])
         self.kinds = self.encoder.kinds
         self.detector = detector if detector is not None else monitoring._load_detector(record)
@@ -278,6 +278,7 @@ class OnlineDriftMonitor(_Monitor):
 
     def __init__(self, monitoring: Monitoring, record: dict[str, Any], detector: Any = None):
         super().__init__(monitoring, record)
+        _require_saved(record)
         self.encoder = Encoder.from_json(self.config["encoder"])
         self.kinds = self.encoder.kinds
         self.detector = detector if detector is not None else monitoring._load_detector(record)
@@ -1082,6 +1083,14 @@ class Monitoring:
             extra={"from_dataset_version_id": old, "model_version": (mv or {}).get("version")},
         )
         monitor.__dict__.update(fresh.__dict__)
+
+
+def _require_saved(record: dict[str, Any]) -> None:
+    if "encoder" not in record["config"] or not record["config"].get("detector_artifact"):
+        raise ConfigError(
+            f"monitor {record['name']!r} was created before detectors were saved with their "
+            f"monitor; fit it once more, explicitly, with Monitoring.refit({record['name']!r})."
+        )
 
 
 def _alerts_config(alerts: Mapping[str, Any] | None) -> dict[str, Any]:
