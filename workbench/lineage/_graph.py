@@ -47,6 +47,13 @@ def describe_node(store: Store, node_type: str, node_id: int) -> str:
         r = q("SELECT * FROM retrain_jobs WHERE id = ?", [node_id])
         if r:
             return f"retrain job #{node_id} ({r['status']}, decision: {r['decision']})"
+    if node_type == "retrain_step":
+        r = q("SELECT * FROM retrain_steps WHERE id = ?", [node_id])
+        if r:
+            summary = r["detail"].get("summary", "")
+            return f"step {r['step']} of retrain job #{r['job_id']}: {r['status']}" + (
+                f" ({summary})" if summary else ""
+            )
     return f"{node_type} #{node_id}"
 
 

@@ -256,4 +256,38 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX alerts_by_monitor ON alerts (monitor_id, id);
         """,
     ),
+    (
+        "0005_automation",
+        """
+        ALTER TABLE retrain_jobs ADD COLUMN event_key TEXT;
+        ALTER TABLE retrain_jobs ADD COLUMN policy TEXT;
+        ALTER TABLE retrain_jobs ADD COLUMN approval TEXT;
+        ALTER TABLE retrain_jobs ADD COLUMN compute_s REAL NOT NULL DEFAULT 0;
+        ALTER TABLE retrain_jobs ADD COLUMN runner TEXT;
+        CREATE UNIQUE INDEX retrain_jobs_by_event ON retrain_jobs (event_key);
+        CREATE INDEX retrain_jobs_by_policy ON retrain_jobs (policy, id);
+        CREATE TABLE automation_policies (
+            name TEXT PRIMARY KEY,
+            config_json TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            state_json TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE automation_state (
+            key TEXT PRIMARY KEY,
+            value_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE retrain_steps (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES retrain_jobs(id),
+            step TEXT NOT NULL,
+            status TEXT NOT NULL,
+            detail_json TEXT NOT NULL DEFAULT '{}',
+            at TEXT NOT NULL
+        );
+        CREATE INDEX retrain_steps_by_job ON retrain_steps (job_id, id);
+        """,
+    ),
 ]

@@ -1307,6 +1307,145 @@ class Store:
 
     # ------------------------------------------ end of monitoring block (0004)
 
+    # ------------------------------------------ automation: policies, jobs, steps (0005)
+    # Added with migration 0005_automation for workbench.automation.
+    def save_policy(self, name: str, config: dict[str, Any], *, enabled: bool = True) -> None:
+        with self.transaction():
+            now = utcnow()
+            self.db.conn.execute(
+                "INSERT INTO automation_policies (name, config_json, enabled, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET config_json = excluded.config_json, "
+                "enabled = excluded.enabled, updated_at = excluded.updated_at",
+                (name, _dumps(config), int(enabled), now, now),
+            )
+            self.audit("policy.save", "automation_policy", None, {"name": name, "enabled": enabled})
+
+    def get_policy(self, name: str) -> dict[str, Any]:
+        row = self.query_one("SELECT * FROM automation_policies WHERE name = ?", [name])
+        if row is None:
+            raise NotFoundError(
+                f"retraining policy {name!r} does not exist; add it with add_policy()."
+            )
+        return row
+
+    def list_policies(self, *, enabled_only: bool = False) -> list[dict[str, Any]]:
+        where = " WHERE enabled = 1" if enabled_only else ""
+        return self.query(f"SELECT * FROM automation_policies{where} ORDER BY name")
+
+    def set_policy_state(self, name: str, state: dict[str, Any]) -> None:
+        with self.transaction():
+            self.db.conn.execute(
+                "UPDATE automation_policies SET state_json = ?, updated_at = ? WHERE name = ?",
+                (_dumps(state), utcnow(), name),
+            )
+
+    def claim_retrain_job(
+        self,
+        event_key: str,
+        *,
+        policy: str,
+        status: str,
+        drift_result_id: int | None = None,
+        approval: str | None = None,
+        decision: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int | None:
+        """Create the one retrain job of ``event_key``; None if one exists already.
+
+        The UNIQUE index on ``event_key`` makes this hold across processes,
+        actor restarts and concurrent schedulers, not just in one memory.
+        """
+        with self.transaction():
+            now = utcnow()
+            cur = self.db.conn.execute(
+                "INSERT OR IGNORE INTO retrain_jobs (drift_result_id, status, detail_json, started_at, "
+                "event_key, policy, approval, decision, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    drift_result_id,
+                    status,
+                    _dumps(detail or {}),
+                    now,
+                    event_key,
+                    policy,
+                    approval,
+                    decision,
+                    now if status in {"SKIPPED", "REJECTED", "FAILED"} else None,
+                ),
+            )
+            if cur.rowcount != 1:
+                return None
+            job_id = int(cur.lastrowid or 0)
+            if drift_result_id is not None:
+                self.link("drift_result", drift_result_id, "triggered", "retrain_job", job_id)
+            self.audit(
+                "retrain.schedule",
+                "retrain_job",
+                job_id,
+                {"event_key": event_key, "policy": policy, "status": status, "decision": decision},
+                actor="automation",
+            )
+            return job_id
+
+    def transition_retrain_job(
+        self, job_id: int, *, from_status: Sequence[str], to_status: str, **fields: Any
+    ) -> bool:
+        """Move a job to ``to_status`` only if it is in one of ``from_status`` (atomic); True if it moved."""
+        with self.transaction():
+            marks = ", ".join("?" for _ in from_status)
+            sets = ", ".join(f"{k} = ?" for k in ("status", *fields))
+            cur = self.db.conn.execute(
+                f"UPDATE retrain_jobs SET {sets} WHERE id = ? AND status IN ({marks})",
+                [to_status, *fields.values(), job_id, *from_status],
+            )
+            if cur.rowcount != 1:
+                return False
+            self.audit(
+                "retrain.transition",
+                "retrain_job",
+                job_id,
+                {"from": list(from_status), "to": to_status, **fields},
+                actor=str(fields.get("runner") or "automation"),
+            )
+            return True
+
+    def record_retrain_step(
+        self, job_id: int, step: str, status: str, detail: dict[str, Any] | None = None
+    ) -> int:
+        """One step of a retraining (snapshot, validation, search, ...), linked to its job."""
+        with self.transaction():
+            step_id = self._insert(
+                "retrain_steps",
+                {
+                    "job_id": job_id,
+                    "step": step,
+                    "status": status,
+                    "detail_json": _dumps(detail or {}),
+                    "at": utcnow(),
+                },
+            )
+            self.link("retrain_job", job_id, "step", "retrain_step", step_id)
+            return step_id
+
+    def retrain_steps(self, job_id: int) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM retrain_steps WHERE job_id = ? ORDER BY id", [job_id])
+
+    def policy_jobs(self, policy: str) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM retrain_jobs WHERE policy = ? ORDER BY id", [policy])
+
+    def set_automation_state(self, key: str, value: dict[str, Any]) -> None:
+        with self.transaction():
+            self.db.conn.execute(
+                "INSERT INTO automation_state (key, value_json, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
+                (key, _dumps(value), utcnow()),
+            )
+
+    def get_automation_state(self, key: str) -> dict[str, Any] | None:
+        row = self.query_one("SELECT * FROM automation_state WHERE key = ?", [key])
+        return None if row is None else row["value"]
+
+    # ------------------------------------------ end of automation block (0005)
+
 
 def _split_sql(script: str) -> list[str]:
     """Split a migration script on ``;`` (our migrations hold no literal semicolons)."""

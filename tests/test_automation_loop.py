@@ -1,0 +1,250 @@
+"""The store-driven loop: one job per event (UNIQUE in the store), cooldown/budget, approval, a full
+warm-started retraining with every step in the lineage, and the detached scheduler actor surviving a kill."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from workbench.automation import Budget, DriftTrigger, Gate, LoopPolicy
+
+
+def _drift(store, monitor, flags):
+    ids = []
+    for f in flags:
+        ids.append(
+            store.add_drift_result(
+                monitor,
+                first_request_log_id=0,
+                last_request_log_id=0,
+                n=10,
+                is_drift=f,
+                score=0.001 if f else 0.5,
+                threshold=0.05,
+                detail={},
+            )
+        )
+    return ids
+
+
+@pytest.fixture
+def loop_bench(home):
+    """A Workbench with a champion (logistic regression on bc-train), a deployment row and a monitor; no Ray."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    bench = Workbench(home)
+    dv = bench.datasets.ingest(
+        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
+    )
+    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
+    config = {"family": "logistic_regression", "C": 1.0}
+    bundle = bench.experiments.fit_bundle(parts["train"], config)
+    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
+    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
+    bench.registry.set_alias("bc", "champion", 1)
+    bench.store.upsert_deployment("bc", model="bc", route_prefix="/bc", status="RUNNING")
+    bench.store.create_monitor(
+        "bc-drift",
+        deployment="bc",
+        kind="drift",
+        reference_dataset_version_id=parts["train"].id,
+        config={},
+    )
+    yield bench
+    bench.close()
+
+
+def policy(**kw):
+    base = dict(
+        name="bc",
+        model="bc",
+        deployment="bc",
+        train="bc-train",
+        holdout="bc-holdout",
+        triggers=[DriftTrigger("bc-drift", windows=2)],
+        cooldown_s=0,
+        canary=False,
+        num_samples=1,
+    )
+    return LoopPolicy(**{**base, **kw})
+
+
+def test_one_job_per_event_enforced_by_the_store(loop_bench):
+    import sqlite3
+
+    from workbench.lineage import Store
+
+    bench = loop_bench
+    bench.automation.add_policy(policy())
+    ids = _drift(bench.store, "bc-drift", [True, False, True, True, True, True])
+    out = bench.automation.tick(run=False)
+    jobs = bench.automation.jobs("bc")
+    assert out["created"] == [j["id"] for j in jobs] and len(jobs) == 2
+    assert [j["drift_result_id"] for j in jobs] == [ids[3], ids[5]]
+    assert all(j["status"] == "SCHEDULED" for j in jobs)
+    # a second tick, and another process on the same file, create nothing more
+    assert bench.automation.tick(run=False)["created"] == []
+    other = Store(bench.settings.db_path)
+    assert other.claim_retrain_job(jobs[0]["event_key"], policy="bc", status="SCHEDULED") is None
+    with pytest.raises(
+        sqlite3.IntegrityError
+    ):  # the guarantee is the UNIQUE index, not our pre-check
+        with other.transaction():
+            other.db.conn.execute(
+                "INSERT INTO retrain_jobs (status, started_at, event_key) VALUES ('X', 'now', ?)",
+                [jobs[0]["event_key"]],
+            )
+    other.close()
+    # the drift event links to its job in the lineage
+    assert {
+        (e["src_type"], e["relation"])
+        for e in bench.store.edges(dst=("retrain_job", jobs[0]["id"]))
+    } == {("drift_result", "triggered")}
+
+
+def test_cooldown_and_budget_skip_and_are_recorded(loop_bench):
+    bench = loop_bench
+    bench.automation.add_policy(
+        policy(triggers=[DriftTrigger("bc-drift", windows=1)], cooldown_s=3600)
+    )
+    _drift(bench.store, "bc-drift", [True, True, True])
+    bench.automation.tick(run=False)
+    jobs = bench.automation.jobs("bc")
+    assert [j["status"] for j in jobs] == ["SCHEDULED", "SKIPPED", "SKIPPED"]
+    assert jobs[1]["decision"] == "cooldown" and jobs[1]["ended_at"]
+    bench.automation.add_policy(
+        policy(
+            name="bc2", triggers=[DriftTrigger("bc-drift", windows=1)], budget=Budget(max_per_day=2)
+        )
+    )
+    bench.automation.tick(run=False)
+    assert [j["status"] for j in bench.automation.jobs("bc2")] == [
+        "SCHEDULED",
+        "SCHEDULED",
+        "SKIPPED",
+    ]
+    assert bench.automation.jobs("bc2")[2]["decision"] == "budget"
+
+
+def test_approval_from_python(loop_bench):
+    from workbench.exceptions import WorkbenchError
+
+    bench = loop_bench
+    bench.automation.add_policy(
+        policy(triggers=[DriftTrigger("bc-drift", windows=1)], approval=True)
+    )
+    _drift(bench.store, "bc-drift", [True, True])
+    bench.automation.tick(run=False)
+    a, b = bench.automation.pending()
+    assert a["approval"] == "PENDING"
+    # pending jobs never run on their own
+    assert bench.automation.tick()["ran"] == []
+    rejected = bench.automation.reject(b["id"], actor="alice", reason="not now")
+    assert rejected["status"] == "REJECTED" and rejected["decision"] == "not_approved"
+    assert bench.automation.approve(a["id"], actor="alice")["status"] == "APPROVED"
+    with pytest.raises(WorkbenchError):
+        bench.automation.approve(b["id"])
+    actions = {(r["action"], r["actor"]) for r in bench.store.audit_log(50)}
+    assert {("retrain.approve", "alice"), ("retrain.reject", "alice")} <= actions
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_full_retraining_is_warm_started_gated_and_in_the_lineage(loop_bench, ray_cluster):
+    bench = loop_bench
+    bench.automation.add_policy(
+        policy(
+            gate=Gate("f1", margin=-1.0, guarded=("recall",), tolerance=1.0),
+            snapshot="sliding",
+            window=200,
+        )
+    )
+    drift_ids = _drift(bench.store, "bc-drift", [True, True])
+    out = bench.automation.tick()
+    (job,) = bench.automation.jobs("bc")
+    assert out["ran"][0]["job_id"] == job["id"] and job["status"] == "PROMOTED", job
+    steps = [s["step"] for s in bench.automation.steps(job["id"])]
+    assert steps == [
+        "snapshot",
+        "validation",
+        "search",
+        "evaluation",
+        "gate",
+        "registration",
+        "promotion",
+    ]
+    search = bench.automation.steps(job["id"])[2]["detail"]
+    assert {"family": "logistic_regression", "C": 1.0}.items() <= search["warm_start"].items()
+    exp = bench.store.get_experiment(job["experiment_id"])
+    trials = bench.store.list_trials(exp["id"])
+    assert exp["search_alg"] == "BasicVariantGenerator"
+    assert any(t["config"].get("C") == 1.0 for t in trials)  # the champion's config was a trial
+    assert all(t["config"]["family"] == "logistic_regression" for t in trials)
+    snap = bench.datasets.by_id(job["new_dataset_version_id"])
+    assert snap.name == "bc-train" and snap.n_rows == 200  # sliding window
+    assert bench.registry.get("bc", "champion").version == 2
+    assert job["compute_s"] > 0
+    # every step hangs off the job, the job off the drift event
+    text = bench.lineage_text("bc", "champion")
+    for s in steps:
+        assert f"step {s} of retrain job #{job['id']}" in text
+    assert f"drift result #{drift_ids[1]}" in text
+    # a finished job never runs again
+    assert (
+        bench.automation.tick()["ran"] == []
+        and bench.automation.jobs("bc")[0]["status"] == "PROMOTED"
+    )
+
+
+@pytest.mark.ray
+def test_detached_scheduler_survives_a_kill_without_duplicates(loop_bench, ray_cluster):
+    import ray
+
+    bench = loop_bench
+    bench.automation.add_policy(
+        policy(triggers=[DriftTrigger("bc-drift", windows=1)], approval=True)
+    )
+    ns = f"wb-test-{time.monotonic_ns()}"
+    handle = bench.automation.start_scheduler(interval_s=0.5, namespace=ns)
+    try:
+        _drift(bench.store, "bc-drift", [True, True])
+        deadline = time.monotonic() + 60
+        while len(bench.automation.jobs("bc")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert len(bench.automation.jobs("bc")) == 2
+        first = bench.automation.scheduler_status(namespace=ns)
+        assert first["running"] and first["stored"]["state"] == "running"
+        # same name, get_if_exists: a second start finds the running actor
+        assert (
+            bench.automation.start_scheduler(interval_s=0.5, namespace=ns)._actor_id
+            == handle._actor_id
+        )
+        ray.kill(handle)
+        handle = bench.automation.start_scheduler(interval_s=0.5, namespace=ns)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st = bench.automation.scheduler_status(namespace=ns)
+            if (
+                st["actor"]["incarnation"] != first["actor"]["incarnation"]
+                and st["actor"]["ticks"] >= 3
+            ):
+                break
+            time.sleep(0.3)
+        assert st["actor"]["ticks"] >= 3
+        assert len(bench.automation.jobs("bc")) == 2  # the old events produced no second job
+        _drift(bench.store, "bc-drift", [True])
+        deadline = time.monotonic() + 60
+        while len(bench.automation.jobs("bc")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        jobs = bench.automation.jobs("bc")
+        assert len(jobs) == 3 and len({j["event_key"] for j in jobs}) == 3
+        assert bench.automation.stop_scheduler(namespace=ns)
+        assert bench.store.get_automation_state("scheduler")["state"] == "stopped"
+    finally:
+        try:
+            ray.kill(ray.get_actor("workbench-scheduler", namespace=ns))
+        except ValueError:
+            pass
+    assert not bench.automation.scheduler_status(namespace=ns)["running"]

@@ -1,0 +1,403 @@
+"""Pure policy logic of the closed loop: triggers, cron, cooldown, budget, gate, warm start, snapshots.
+
+Nothing here imports Ray or touches the store; the scheduler feeds it rows it
+read and acts on what it returns, so every rule is unit-tested on plain data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from workbench.exceptions import ConfigError
+
+__all__ = [
+    "CronSchedule",
+    "DriftTrigger",
+    "ScheduleTrigger",
+    "PerformanceTrigger",
+    "Budget",
+    "Gate",
+    "GateVerdict",
+    "LoopPolicy",
+    "drift_trigger_ids",
+    "performance_dropped",
+    "admission",
+    "warm_start_space",
+    "snapshot_rows",
+]
+
+DAY_S = 86400.0
+
+# ----------------------------------------------------------------------- cron
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 6))
+
+
+def _parse_field(text: str, lo: int, hi: int, name: str) -> frozenset[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            if not step_text.isdigit() or int(step_text) < 1:
+                raise ConfigError(f"cron {name}: bad step {step_text!r}")
+            step = int(step_text)
+        if part == "*":
+            start, end = lo, hi
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            if not (a.isdigit() and b.isdigit()):
+                raise ConfigError(f"cron {name}: bad range {part!r}")
+            start, end = int(a), int(b)
+        elif part.isdigit():
+            start = end = int(part)
+            if step != 1:
+                end = hi
+        else:
+            raise ConfigError(f"cron {name}: cannot read {part!r} (use *, N, N-M, */S, lists)")
+        top = 7 if name == "weekday" else hi  # 7 is Sunday too
+        if not (lo <= start <= end <= top):
+            raise ConfigError(f"cron {name}: {part!r} is outside {lo}-{hi}")
+        values.update(range(start, end + 1, step))
+    return frozenset(v % 7 if name == "weekday" else v for v in values)
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    """A 5-field cron expression (minute hour day month weekday; ``*``, ``N``, ``N-M``, ``*/S``, lists), in UTC.
+
+    As in Vixie cron, when both day-of-month and day-of-week are restricted a
+    time matches if either does.
+
+    Examples
+    --------
+    >>> s = CronSchedule("0 3 * * 1-5")
+    >>> s.next_after(datetime(2025, 1, 3, 4, 0, tzinfo=UTC)).isoformat()   # a Friday
+    '2025-01-06T03:00:00+00:00'
+    """
+
+    expr: str
+
+    def __post_init__(self) -> None:
+        parts = self.expr.split()
+        if len(parts) != 5:
+            raise ConfigError(
+                f"a cron schedule has 5 fields (minute hour day month weekday), got {self.expr!r}"
+            )
+        fields = tuple(
+            _parse_field(p, lo, hi, name) for p, (name, lo, hi) in zip(parts, _FIELDS, strict=True)
+        )
+        object.__setattr__(self, "_fields", fields)
+        object.__setattr__(self, "_stars", (parts[2] == "*", parts[4] == "*"))
+
+    @property
+    def fields(self) -> tuple[frozenset[int], ...]:
+        return self._fields  # type: ignore[attr-defined,no-any-return]
+
+    def matches(self, t: datetime) -> bool:
+        minute, hour, day, month, weekday = self.fields
+        dom_star, dow_star = self._stars  # type: ignore[attr-defined]
+        dom_ok, dow_ok = t.day in day, (t.isoweekday() % 7) in weekday
+        day_ok = (dom_ok or dow_ok) if not (dom_star or dow_star) else (dom_ok and dow_ok)
+        return t.minute in minute and t.hour in hour and t.month in month and day_ok
+
+    def next_after(self, t: datetime) -> datetime:
+        """The first matching minute strictly after ``t``."""
+        t = t.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        minute, hour, *_ = self.fields
+        end = t + timedelta(days=366 * 4 + 1)
+        while t < end:
+            if t.hour not in hour:
+                t = (t + timedelta(hours=1)).replace(minute=0)
+                continue
+            if self.matches(t):
+                return t
+            t += timedelta(minutes=1)
+        raise ConfigError(f"cron schedule {self.expr!r} never fires")
+
+    def last_fire(self, since: datetime, now: datetime) -> datetime | None:
+        """The latest fire time in ``(since, now]`` (missed fires collapse into one), else None."""
+        last = None
+        t = since
+        while True:
+            nxt = self.next_after(t)
+            if nxt > now:
+                return last
+            last, t = nxt, nxt
+
+
+# ------------------------------------------------------------------- triggers
+@dataclass(frozen=True)
+class DriftTrigger:
+    """Retrain when ``monitor`` reports drift in ``windows`` consecutive windows."""
+
+    monitor: str
+    windows: int = 1
+
+    def __post_init__(self) -> None:
+        if self.windows < 1:
+            raise ConfigError("DriftTrigger.windows must be at least 1")
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """Retrain on a cron schedule (UTC)."""
+
+    cron: str
+
+    def __post_init__(self) -> None:
+        CronSchedule(self.cron)
+
+
+@dataclass(frozen=True)
+class PerformanceTrigger:
+    """Retrain when the champion's ``metric`` on the latest ``min_labels`` labelled requests
+    falls more than ``drop`` below its registered holdout value."""
+
+    metric: str = "f1"
+    drop: float = 0.05
+    min_labels: int = 50
+
+
+def drift_trigger_ids(results: Iterable[tuple[int, bool]], windows: int) -> list[int]:
+    """Ids of the drift results that complete a run of ``windows`` consecutive drifting windows.
+
+    After a run fires, counting starts again: 3 in a row with ``windows=3``
+    fire once, 6 in a row fire twice. ``results`` are ``(id, is_drift)`` in id order.
+    """
+    fired, run = [], 0
+    for rid, is_drift in results:
+        run = run + 1 if is_drift else 0
+        if run >= windows:
+            fired.append(rid)
+            run = 0
+    return fired
+
+
+def performance_dropped(champion: float, recent: float, *, drop: float, mode: str = "max") -> bool:
+    """True when ``recent`` is worse than ``champion`` by more than ``drop`` (absolute)."""
+    return (champion - recent if mode == "max" else recent - champion) > drop
+
+
+# --------------------------------------------------------- cooldown and budget
+@dataclass(frozen=True)
+class Budget:
+    """At most ``max_per_day`` retrainings and ``max_compute_s`` seconds of retraining in any 24 hours."""
+
+    max_per_day: int | None = None
+    max_compute_s: float | None = None
+
+
+def admission(
+    now: float,
+    history: Sequence[dict[str, Any]],
+    *,
+    cooldown_s: float,
+    budget: Budget,
+) -> tuple[bool, str]:
+    """May a new retraining start at ``now`` (epoch seconds)?
+
+    ``history`` holds the policy's earlier retrainings that counted (not
+    skipped, not rejected by a person): ``{"started": epoch_s, "compute_s": float}``.
+    Returns ``(True, "ok")`` or ``(False, reason)``.
+    """
+    if history and cooldown_s > 0:
+        last = max(h["started"] for h in history)
+        if now - last < cooldown_s:
+            return False, f"cooldown: last retraining {now - last:.0f}s ago < {cooldown_s:.0f}s"
+    day = [h for h in history if now - h["started"] < DAY_S]
+    if budget.max_per_day is not None and len(day) >= budget.max_per_day:
+        return False, f"budget: {len(day)} retrainings in 24h (max {budget.max_per_day})"
+    used = sum(float(h.get("compute_s") or 0.0) for h in day)
+    if budget.max_compute_s is not None and used >= budget.max_compute_s:
+        return False, f"budget: {used:.0f}s compute in 24h (max {budget.max_compute_s:.0f}s)"
+    return True, "ok"
+
+
+# ----------------------------------------------------------------------- gate
+@dataclass(frozen=True)
+class GateVerdict:
+    passed: bool
+    metric: str
+    champion: float
+    challenger: float
+    margin: float
+    regressions: dict[str, dict[str, float]]
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The challenger must beat the champion by ``margin`` on ``metric`` and lose no more than
+    ``tolerance`` on any ``guarded`` metric. ``lower_is_better`` names metrics where less wins (rmse...)."""
+
+    metric: str = "f1"
+    margin: float = 0.0
+    guarded: tuple[str, ...] = ()
+    tolerance: float = 0.0
+    lower_is_better: tuple[str, ...] = ("rmse", "mae", "log_loss")
+
+    def _gain(self, name: str, champion: float, challenger: float) -> float:
+        return champion - challenger if name in self.lower_is_better else challenger - champion
+
+    def judge(self, champion: dict[str, float], challenger: dict[str, float]) -> GateVerdict:
+        missing = [
+            m for m in (self.metric, *self.guarded) if m not in champion or m not in challenger
+        ]
+        if missing:
+            raise ConfigError(f"gate metrics {missing} are not in both evaluations")
+        gain = self._gain(self.metric, champion[self.metric], challenger[self.metric])
+        regressions = {}
+        for g in self.guarded:
+            loss = -self._gain(g, champion[g], challenger[g])
+            if loss > self.tolerance + 1e-12:
+                regressions[g] = {
+                    "champion": champion[g],
+                    "challenger": challenger[g],
+                    "loss": loss,
+                }
+        beats = gain >= self.margin - 1e-12 and not (self.margin > 0 and gain <= 0)
+        if not beats:
+            reason = f"{self.metric} gain {gain:+.4f} < margin {self.margin}"
+        elif regressions:
+            reason = f"regressed beyond {self.tolerance} on {sorted(regressions)}"
+        else:
+            reason = (
+                f"{self.metric} gain {gain:+.4f} >= margin {self.margin}, no guarded regression"
+            )
+        return GateVerdict(
+            passed=beats and not regressions,
+            metric=self.metric,
+            champion=champion[self.metric],
+            challenger=challenger[self.metric],
+            margin=self.margin,
+            regressions=regressions,
+            reason=reason,
+        )
+
+
+# ------------------------------------------------------------------ warm start
+def warm_start_space(config: dict[str, Any], *, factor: float = 3.0) -> dict[str, Any]:
+    """A Tune space centred on ``config``: its family fixed, floats ``loguniform(v/factor, v*factor)``,
+    positive ints ``randint`` over ``[v/factor, v*factor]``; other keys kept as they are."""
+    from ray import tune
+
+    if factor <= 1:
+        raise ConfigError("warm-start factor must be > 1")
+    space: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, bool) or key == "family" or key.startswith("_"):
+            space[key] = value
+        elif isinstance(value, float) and value > 0:
+            space[key] = tune.loguniform(value / factor, value * factor)
+        elif isinstance(value, int) and value > 0:
+            lo = max(1, math.floor(value / factor))
+            space[key] = tune.randint(lo, max(lo + 1, math.ceil(value * factor)) + 1)
+        else:
+            space[key] = value
+    return space
+
+
+# -------------------------------------------------------------------- snapshot
+def snapshot_rows(n_base: int, n_new: int, *, mode: str, window: int | None) -> tuple[int, int]:
+    """How many base rows and new rows go into the retraining snapshot: ``(keep_base, keep_new)``.
+
+    ``cumulative`` keeps everything; ``sliding`` keeps the latest ``window``
+    rows (new rows first, then the newest base rows; default window = ``n_base``,
+    the size the champion was trained on).
+    """
+    if mode == "cumulative":
+        return n_base, n_new
+    if mode != "sliding":
+        raise ConfigError(f"snapshot must be 'sliding' or 'cumulative', got {mode!r}")
+    w = n_base if window is None else window
+    if w < 1:
+        raise ConfigError("a sliding window needs at least one row")
+    keep_new = min(n_new, w)
+    return min(n_base, w - keep_new), keep_new
+
+
+# ---------------------------------------------------------------------- policy
+@dataclass
+class LoopPolicy:
+    """A named retraining policy the scheduler evaluates; stored in the lineage store.
+
+    Parameters
+    ----------
+    name, model, deployment
+        The policy's name; the registered model whose champion it retrains; the deployment
+        serving it (its labelled requests are the new data).
+    train, holdout
+        Dataset names; the latest version of each is used (``holdout`` should be fresh data).
+    triggers
+        Any of :class:`DriftTrigger`, :class:`ScheduleTrigger`, :class:`PerformanceTrigger`.
+    cooldown_s, budget, approval
+        No retraining within ``cooldown_s`` of the last; at most ``budget`` per day; with
+        ``approval=True`` a job waits for ``approve(job_id)`` / ``reject(job_id)``.
+    gate
+        What a challenger must achieve against the champion on the holdout.
+    snapshot, window
+        ``"cumulative"`` or ``"sliding"`` (latest ``window`` rows).
+    num_samples, warm_start_factor
+        Trials of the warm-started search, and how far around the champion's config it looks.
+    canary
+        Roll out through a canary on the deployment (needs Ray Serve running it); otherwise
+        the champion alias moves directly once the gate passes.
+    """
+
+    name: str
+    model: str
+    deployment: str
+    train: str
+    holdout: str
+    triggers: list[Any] = field(default_factory=list)
+    cooldown_s: float = 3600.0
+    budget: Budget = field(default_factory=Budget)
+    approval: bool = False
+    gate: Gate = field(default_factory=Gate)
+    snapshot: str = "cumulative"
+    window: int | None = None
+    min_rows: int = 20
+    num_samples: int = 2
+    warm_start_factor: float = 3.0
+    seed: int = 0
+    canary: bool = True
+    canary_steps: tuple[float, ...] = (0.1, 0.5, 1.0)
+    max_error_rate: float = 0.02
+    min_requests: int = 30
+    max_canary_rounds: int = 50
+
+    def __post_init__(self) -> None:
+        snapshot_rows(1, 0, mode=self.snapshot, window=self.window)
+        for t in self.triggers:
+            if not isinstance(t, DriftTrigger | ScheduleTrigger | PerformanceTrigger):
+                raise ConfigError(f"unknown trigger {t!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["triggers"] = [{"kind": type(t).__name__, **asdict(t)} for t in self.triggers]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopPolicy:
+        kinds = {c.__name__: c for c in (DriftTrigger, ScheduleTrigger, PerformanceTrigger)}
+        d = dict(d)
+        d["triggers"] = [
+            kinds[t["kind"]](**{k: v for k, v in t.items() if k != "kind"}) for t in d["triggers"]
+        ]
+        d["budget"] = Budget(**d["budget"])
+        g = dict(d["gate"])
+        g["guarded"], g["lower_is_better"] = tuple(g["guarded"]), tuple(g["lower_is_better"])
+        d["gate"] = Gate(**g)
+        d["canary_steps"] = tuple(d["canary_steps"])
+        return cls(**d)
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

@@ -1,0 +1,84 @@
+"""The scheduler: a named, detached Ray actor that ticks the engine on an interval; its state is in the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+__all__ = ["SCHEDULER_NAME", "NAMESPACE", "SchedulerActor"]
+
+SCHEDULER_NAME = "workbench-scheduler"
+NAMESPACE = "workbench"
+
+
+class SchedulerActor:
+    """Runs :meth:`Engine.tick` every ``interval_s`` seconds in a background thread.
+
+    Nothing it knows lives only in this process: policies, their last check,
+    cooldowns, budget use and job states are rows of the lineage store, so a
+    killed and restarted actor (or a restarted driver) continues where it was
+    and never runs a job twice. The UNIQUE event key guards job creation; an
+    atomic status transition guards running.
+    """
+
+    def __init__(self, home: str, interval_s: float, factory: Any):
+        # ``factory`` is the Workbench class, passed in: automation sits below workbench.api
+        from workbench.automation._engine import Engine
+
+        self.incarnation = f"scheduler:{uuid.uuid4().hex[:8]}"
+        self.bench = factory(home)
+        self.engine = Engine(self.bench, runner=self.incarnation)
+        self.interval_s = interval_s
+        self.ticks = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self.interrupted = self.engine.interrupt_orphans("scheduler:")
+        self._save("running")
+        self._thread = threading.Thread(target=self._loop, name="wb-scheduler", daemon=True)
+        self._thread.start()
+
+    def _save(self, state: str) -> None:
+        self.bench.store.set_automation_state(
+            "scheduler",
+            {
+                "state": state,
+                "incarnation": self.incarnation,
+                "interval_s": self.interval_s,
+                "ticks": self.ticks,
+                "last_error": self.last_error,
+                "heartbeat": time.time(),
+            },
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(self.interval_s)
+
+    def tick(self) -> dict[str, Any]:
+        try:
+            out = self.engine.tick()
+            self.last_error = None
+        except Exception as exc:  # keep polling; the error is visible in scheduler_status()
+            out = {"error": repr(exc)}
+            self.last_error = repr(exc)
+        self.ticks += 1
+        self._save("running")
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "incarnation": self.incarnation,
+            "ticks": self.ticks,
+            "interval_s": self.interval_s,
+            "last_error": self.last_error,
+            "interrupted_on_start": self.interrupted,
+            "alive": self._thread.is_alive(),
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self._save("stopped")
