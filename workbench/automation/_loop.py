@@ -324,14 +324,9 @@ class Automation:
                 actor=ACTOR,
                 reason=f"retrain job {job_id}: canary passed, {verdict.metric} {verdict.challenger:.4f} vs {verdict.champion:.4f}",
             )
-            bench.monitoring.drift_monitor(
-                deployment,
-                reference=new_train,
-                name=monitor.name,
-                window=monitor.window,
-                p_val=monitor.config["p_val"],
-                backend=monitor.config["backend"],
-            )
+            # the reference moves to the new version's training data; the monitor keeps its
+            # detector kind, backend, correction, features and alert settings
+            bench.monitoring.refit(monitor.name, reference=new_train)
             store.update_retrain_job(job_id, status="PROMOTED", decision="promoted", detail=detail)
             return {"job_id": job_id, "status": "PROMOTED", **detail}
         if outcome != "rolled_back":
