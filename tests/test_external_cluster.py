@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,28 +48,47 @@ def test_address_joins_and_close_leaves_the_cluster_running(tmp_path):
     head_env = {**env, "RAY_AUTH_MODE": "token"}
     # Ray's Unix sockets live under the temp dir and must stay under 108 bytes: pytest's tmp_path is too deep.
     temp_dir = tempfile.mkdtemp(prefix="wbray-", dir="/tmp")
-    head = subprocess.Popen(
-        [
-            str(ray_bin),
-            "start",
-            "--head",
-            f"--port={port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            f"--temp-dir={temp_dir}",
-            "--block",
-        ],
-        env=head_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+
+    def start_head(port: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                str(ray_bin),
+                "start",
+                "--head",
+                f"--port={port}",
+                "--num-cpus=1",
+                "--include-dashboard=false",
+                f"--temp-dir={temp_dir}",
+                "--block",
+            ],
+            env=head_env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "head.err").open("w"),
+            start_new_session=True,
+        )
+
+    # free_port() can lose its port to another process before Ray binds it (other Ray clusters on
+    # a busy machine): a head that exits at once is started again on a new port, at most 3 times.
+    for _attempt in range(3):
+        head = start_head(port)
+        deadline = time.monotonic() + 60
+        while head.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        if head.poll() is None:
+            break
+        port = free_port()
     address = f"127.0.0.1:{port}"
     try:
         outputs = []
         for _ in range(2):  # the second run proves the first one's close() left the cluster up
             deadline = time.monotonic() + 120
             while True:
+                if head.poll() is not None:  # fail now, not after the probes time out
+                    err = (tmp_path / "head.err").read_text()[-2000:]
+                    raise AssertionError(f"`ray start --head` exited with {head.returncode}: {err}")
                 out = subprocess.run(
                     [sys.executable, "-c", PROBE, str(tmp_path / "home"), address],
                     env=env,
