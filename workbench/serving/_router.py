@@ -33,6 +33,7 @@ from workbench.serving._auth import auth_options, authorization_error
 from workbench.serving._codecs import HTTPError as _HTTPError
 from workbench.serving._codecs import JSONCodec
 from workbench.serving._codecs import records_from_body as _records_from_body  # noqa: F401 (moved)
+from workbench.serving._scaling import deployment_options, scaling_options
 from workbench.serving._strategies import (
     ShadowMirror,
     sticky_key,
@@ -149,6 +150,7 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out["versions"] = {str(v): clean[str(v)] for v in weights}
     out.update(validation_options(out))  # non_finite, max_body_bytes
     out.update(auth_options(out))  # token_sha256 (a digest; the token never reaches a replica)
+    out.update(scaling_options(out))  # replicas/autoscaling, CPUs/GPUs, batching
     return out
 
 
@@ -159,7 +161,9 @@ def build_app(args: Mapping[str, Any]) -> Any:
     ----------
     args : mapping
         The router ``user_config`` (see :func:`validate_config`), plus optional
-        ``num_replicas`` (default 1) and ``num_cpus`` per replica (default 0.5).
+        ``num_replicas`` (default 1) or ``autoscaling_config``, ``num_cpus`` per
+        replica (default 0.5), ``num_gpus``, ``max_ongoing_requests`` (default 16)
+        and batching (see :mod:`workbench.serving._scaling`).
 
     Returns
     -------
@@ -170,21 +174,16 @@ def build_app(args: Mapping[str, Any]) -> Any:
     >>> app = build_app({"deployment": "cancer", ...})      # doctest: +SKIP
     >>> serve.run(app, name="cancer", route_prefix="/cancer")  # doctest: +SKIP
     """
-    config = validate_config(args)
-    num_replicas = int(config.get("num_replicas", DEFAULT_NUM_REPLICAS))
-    num_cpus = float(config.get("num_cpus", DEFAULT_NUM_CPUS))
-    if num_replicas < 1 or num_cpus < 0:
-        raise ConfigError(
-            f"num_replicas must be >= 1 and num_cpus >= 0; got {num_replicas}, {num_cpus}."
+    config = validate_config(args)  # also checks replicas, resources and batching
+    try:
+        deployment = Router.options(  # type: ignore[attr-defined]
+            version=ROUTER_CODE_VERSION,
+            _internal=True,  # `version` is internal in Ray 2.60; see _code_version for why we pin it
+            user_config=config,
+            **deployment_options(config),
         )
-    config["num_replicas"], config["num_cpus"] = num_replicas, num_cpus
-    deployment = Router.options(  # type: ignore[attr-defined]
-        version=ROUTER_CODE_VERSION,
-        _internal=True,  # `version` is internal in Ray 2.60; see _code_version for why we pin it
-        user_config=config,
-        num_replicas=num_replicas,
-        ray_actor_options={"num_cpus": num_cpus},
-    )
+    except (TypeError, ValueError) as exc:  # Serve's own checks, e.g. an unknown autoscaling key
+        raise ConfigError(f"Ray Serve refused the deployment options: {exc}") from exc
     return deployment.bind()
 
 
@@ -249,8 +248,15 @@ class Router:
         self._reconfigures = 0
         self._warmup: dict[int, dict[str, Any]] = {}  # version → result of its warm-up on load
         self._shadow: ShadowMirror | None = None
+        self._batch_size: int | None = None  # None: each request predicts on its own
+        self._batch_wait_s = 0.0
+        self._batcher: Any = None  # this replica's @serve.batch queue, made on first use
+        self._batch_sizes: dict[int, int] = {}  # batch size → how many batches of it ran
+        self._actor_name: str | None = None  # the replica's Ray actor, in namespace "serve"
         try:
-            self._replica_id = serve.get_replica_context().replica_id.unique_id
+            replica = serve.get_replica_context().replica_id
+            self._replica_id = replica.unique_id
+            self._actor_name = replica.to_full_id_str()
         except Exception:  # outside a replica (unit use)
             self._replica_id = f"local-{self._pid}"
 
@@ -288,6 +294,7 @@ class Router:
         }
         self._cache = {v.artifact: v.bundle for v in loaded.values()}  # drops removed versions
         self._set_shadow(cfg["deployment"], shadow_spec, loaded)
+        self._set_batching(cfg["max_batch_size"], cfg["batch_wait_timeout_s"])
         if self._config.get("db_path") != cfg["db_path"]:
             self._recorder = None
         self._config = cfg
@@ -345,8 +352,19 @@ class Router:
             "versions": versions,
             "revision": self._config.get("revision"),
             "shadow": self._shadow.stats() if self._shadow is not None else None,
-            "replica": {"id": self._replica_id, "pid": self._pid, "started_at": self._started_at},
+            "replica": {
+                "id": self._replica_id,
+                "pid": self._pid,
+                "started_at": self._started_at,
+                "actor": self._actor_name,
+            },
             "reconfigures": self._reconfigures,
+            "batching": {
+                "max_batch_size": self._batch_size,
+                "batch_wait_timeout_s": self._config.get("batch_wait_timeout_s"),
+                "batches": sum(self._batch_sizes.values()),
+                "sizes": {str(k): n for k, n in sorted(self._batch_sizes.items())},
+            },
             "log": {
                 "buffered": len(self._buffer),
                 "written": self._written,
@@ -442,7 +460,7 @@ class Router:
             chosen = route(routing.weights, sticky_key(request.headers, key))
             version = routing.versions[chosen]
             try:
-                predictions = [_jsonable(p) for p in version.bundle.predict_records(records)]
+                predictions = await self._infer(version, records)
             except InvalidRequestError:
                 raise
             except Exception as exc:  # the model itself failed: answer 500, keep the replica up
@@ -491,6 +509,66 @@ class Router:
             }
         )
         return codec.respond(status, payload)
+
+    # ------------------------------------------------------------- batching
+    def _set_batching(self, max_batch_size: int | None, wait_s: float) -> None:
+        self._batch_size, self._batch_wait_s = max_batch_size, wait_s
+        if max_batch_size is not None and self._batcher is not None:
+            # Serve's setters act in place, from the next batch on.
+            self._batcher.set_max_batch_size(max_batch_size)
+            self._batcher.set_batch_wait_timeout_s(wait_s)
+
+    async def _infer(self, version: _Loaded, records: list[Any]) -> list[Any]:
+        """One request's predictions: directly, or through the replica's batch queue when batching is on."""
+        if self._batch_size is None:
+            return [_jsonable(p) for p in version.bundle.predict_records(records)]
+        if self._batcher is None:
+            # Made per router, inside the replica's event loop (the queue binds to the loop
+            # that first uses it): a class-level @serve.batch would be shared by every router
+            # of the process, e.g. several apps under Serve's local testing mode.
+            self._batcher = serve.batch(
+                max_batch_size=self._batch_size, batch_wait_timeout_s=self._batch_wait_s
+            )(self._predict_batch)
+        ok, value = await self._batcher((version, records))
+        if not ok:
+            raise value
+        return list(value)
+
+    async def _predict_batch(
+        self, items: list[tuple[_Loaded, list[Any]]]
+    ) -> list[tuple[bool, Any]]:
+        """Predict the requests Serve gathered, one model call per version; ``(ok, predictions or error)`` each.
+
+        If a version's joint call fails (one request's records do not match the
+        signature, say), its requests are predicted one by one, so each gets its
+        own answer or its own error, exactly as without batching.
+        """
+        n = len(items)
+        self._batch_sizes[n] = self._batch_sizes.get(n, 0) + 1
+        out: list[tuple[bool, Any]] = [(False, None)] * n
+        groups: dict[tuple[int, str], list[int]] = {}
+        for i, (version, _) in enumerate(items):
+            groups.setdefault((version.version, version.artifact), []).append(i)
+        for idx in groups.values():
+            bundle = items[idx[0]][0].bundle
+            rows = [r for i in idx for r in items[i][1]]
+            try:
+                preds = [_jsonable(p) for p in bundle.predict_records(rows)]
+                if len(preds) != len(rows):
+                    raise ValueError(f"the model answered {len(preds)} rows for {len(rows)}")
+            except Exception:
+                for i in idx:
+                    try:
+                        out[i] = (True, [_jsonable(p) for p in bundle.predict_records(items[i][1])])
+                    except Exception as exc:
+                        out[i] = (False, exc)
+                continue
+            start = 0
+            for i in idx:
+                size = len(items[i][1])
+                out[i] = (True, preds[start : start + size])
+                start += size
+        return out
 
     async def _read_body(self, request: Any) -> bytes:
         limit = int(self._config.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
