@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-fast lint bench bench-search bench-monitoring lock clean-venv
+.PHONY: demo test test-fast lint bench bench-search bench-monitoring bench-serving lock clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ bench-search: $(STAMP) $(BENCH_DEPS)/.installed
 MONITORING_ARGS ?=
 bench-monitoring: $(STAMP)
 	$(BIN)/python bench/monitoring_overhead.py $(MONITORING_ARGS)
+
+# Serving: FastAPI/uvicorn, a plain Ray Serve deployment and the workbench router (100/0, 90/10,
+# 50/50, and with batching) on the same model and client, side by side (~5 min; SERVING_ARGS=--quick
+# for ~2 min).
+SERVING_ARGS ?=
+bench-serving: $(STAMP)
+	$(BIN)/python bench/serving_overhead.py $(SERVING_ARGS)
 
 # Re-resolve every pin (run after changing dependencies in pyproject.toml, then commit constraints.txt).
 lock:
