@@ -248,3 +248,30 @@ def test_detached_scheduler_survives_a_kill_without_duplicates(loop_bench, ray_c
         except ValueError:
             pass
     assert not bench.automation.scheduler_status(namespace=ns)["running"]
+
+
+def test_a_cron_trigger_through_tick_makes_one_job_per_fire_time(loop_bench):
+    """The schedule trigger end to end through the store: no job until a fire time passes, one job
+    per fire time however often the engine ticks, and missed fire times collapse into one job."""
+    from datetime import UTC, datetime
+
+    from workbench.automation import ScheduleTrigger
+
+    bench = loop_bench
+    bench.automation.add_policy(policy(triggers=[ScheduleTrigger("0 * * * *")]))
+
+    def at(hh, mm):
+        return datetime(2026, 11, 27, hh, mm, tzinfo=UTC).timestamp()
+
+    def keys():
+        return [j["event_key"] for j in bench.automation.jobs("bc")]
+
+    assert bench.automation.tick(run=False, now=at(10, 30))["created"] == []  # first look
+    assert bench.automation.tick(run=False, now=at(10, 50))["created"] == []  # no fire yet
+    assert len(bench.automation.tick(run=False, now=at(11, 10))["created"]) == 1
+    assert bench.automation.tick(run=False, now=at(11, 15))["created"] == []  # same hour again
+    assert bench.automation.tick(run=False, now=at(11, 15))["created"] == []
+    assert len(bench.automation.tick(run=False, now=at(13, 40))["created"]) == 1  # 12:00, 13:00
+    assert len(keys()) == 2 and keys()[0].endswith("11:00:00+00:00")
+    assert keys()[1].endswith("13:00:00+00:00")
+    assert {j["status"] for j in bench.automation.jobs("bc")} == {"SCHEDULED"}
