@@ -202,7 +202,9 @@ def infer_task(labels: list[Any]) -> str:
 
 def _space_families(value: Any) -> list[Any]:
     """The model families a search space's ``family`` entry can take."""
-    if isinstance(value, dict) and set(value) == {"grid_search"}:
+    from workbench.experiments._options import _is_grid
+
+    if _is_grid(value):
         return list(value["grid_search"])
     categories = getattr(value, "categories", None)
     if categories is not None:
@@ -377,17 +379,14 @@ class Experiments:
                 raise ConfigError("give either estimator= or trainable=, not both")
             cls = estimator_class(estimator)
             space = {**(space or {}), "family": f"{cls.__module__}.{cls.__qualname__}"}
-        if trainable is None:
-            data = self.training_data(dataset, task=task)
-            task = data["task"]
-            metric = metric or ("f1" if task == "classification" else "r2")
-            if metric not in task_metrics(task):
-                raise ConfigError(
-                    f"metric {metric!r} is never reported for {task}; choose one of {list(task_metrics(task))}"
-                )
-        else:  # a user trainable reports what it likes; f1/r2 is what the torch MLP reports
-            data = self.training_data(dataset, task=task)
-            metric = metric or ("r2" if data["task"] == "regression" else "f1")
+        data = self.training_data(dataset, task=task)
+        task = data["task"]
+        # a user trainable reports what it likes; f1/r2 is also what the torch MLP reports
+        metric = metric or ("r2" if task == "regression" else "f1")
+        if trainable is None and metric not in task_metrics(task):
+            raise ConfigError(
+                f"metric {metric!r} is never reported for {task}; choose one of {list(task_metrics(task))}"
+            )
         mode = mode or REGRESSION_METRICS.get(metric, "max")
         if trainable is not None and not callable(trainable):
             raise ConfigError(f"trainable must be a function fn(config, data), got {trainable!r}")

@@ -427,7 +427,7 @@ class PerformanceMonitor(_Monitor):
         return [(row.get("model_version"), p, y) for p, y in zip(preds, labels, strict=True)]
 
     def _evaluate(self, w: Window) -> dict[str, Any]:
-        from workbench.evaluation import regression_score, score
+        from workbench.evaluation import REGRESSION_METRICS, regression_score, score
 
         metric, task = self.config["metric"], self.config["task"]
         pairs = [
@@ -467,7 +467,7 @@ class PerformanceMonitor(_Monitor):
 
         value = measure(pairs)
         bound = float(self.config["bound"])
-        lower_is_better = metric in ("rmse", "mae")
+        lower_is_better = REGRESSION_METRICS.get(metric) == "min"
         degraded = value > bound if lower_is_better else value < bound
         by_version: dict[str, Any] = {}
         for version in sorted({str(v) for v, _, _ in pairs}):
@@ -793,20 +793,21 @@ class Monitoring:
         alerts: Mapping[str, Any] | None = None,
     ) -> PerformanceMonitor:
         """Accuracy/F1 (or R²/RMSE/MAE) per window of labelled requests; see :class:`PerformanceMonitor`."""
-        from workbench.evaluation import METRICS, REGRESSION_METRICS
+        from workbench.evaluation import REGRESSION_METRICS, task_metrics
 
         spec = parse_window(window)
         mv = self._deployed_version(deployment)
         task = mv["task"] if mv else "classification"
         metric = metric or ("f1" if task == "classification" else "rmse")
-        allowed = METRICS if task == "classification" else tuple(REGRESSION_METRICS)
+        allowed = task_metrics(task)
         if metric not in allowed:
             raise ConfigError(f"metric for a {task} model must be one of {allowed}, got {metric!r}")
         baseline = (mv or {}).get("metrics", {}).get(metric)
         if min_value is not None:
             bound = float(min_value)
         elif baseline is not None:
-            bound = baseline + tolerance if metric in ("rmse", "mae") else baseline - tolerance
+            lower_is_better = REGRESSION_METRICS.get(metric) == "min"
+            bound = baseline + tolerance if lower_is_better else baseline - tolerance
         else:
             raise ConfigError(
                 f"the deployed version of {deployment!r} has no registered {metric!r} to compare with; "
