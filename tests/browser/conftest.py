@@ -1,0 +1,90 @@
+"""Browser fixtures: a real JupyterLab started per test session, and Debian's chromium driven by Playwright.
+
+- ``lab``: a running JupyterLab (``.url``, ``.token``, ``.home`` = its ``WORKBENCH_HOME``,
+  ``.root_dir``) whose server and kernels join the session's local Ray (``RAY_ADDRESS``), so a
+  deployment made by the test process is visible to the server extension and to notebooks.
+- ``page``: a Playwright page logged in to ``lab`` with JupyterLab started; a screenshot of it is
+  saved to ``tests/browser/artifacts/<test>.png`` when the test ends.
+
+Chromium is the system one (``/usr/bin/chromium``, ``executable_path``); nothing downloads a
+browser. Helpers to open a notebook and run a cell are in ``tests/browser/_lab.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.browser._lab import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    open_lab,
+    screenshot,
+    start_lab,
+    stop_lab,
+)
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(
+            f"{CHROMIUM} not found: install Debian's chromium (`apt-get install -y chromium`; "
+            ".ci/run does it) or point WORKBENCH_CHROMIUM at a Chromium binary."
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory, ray_cluster):
+    """A real JupyterLab on a free loopback port, with a token, for the whole session."""
+    root = tmp_path_factory.mktemp("lab")
+    home = root / ".workbench"
+    home.mkdir()
+    server = start_lab(root, home, extra_env={"RAY_ADDRESS": ray_cluster.address})
+    yield server
+    stop_lab(server)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, lab, request):
+    """A fresh browser context and page, logged in to ``lab``, JupyterLab started."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    open_lab(pg, lab)
+    yield pg
+    try:
+        screenshot(pg, request.node.name)
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_artifacts():
+    """Start each session with an empty artifacts folder, so screenshots are this run's."""
+    from tests.browser._lab import ARTIFACTS
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir()
+    yield
