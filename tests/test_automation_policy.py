@@ -17,8 +17,10 @@ from workbench.automation import (
     PerformanceTrigger,
     ScheduleTrigger,
     admission,
+    compute_used,
     drift_trigger_ids,
     performance_dropped,
+    search_budget,
     snapshot_rows,
     warm_start_space,
 )
@@ -120,6 +122,48 @@ def test_cooldown_and_budget():
     assert admission(now, old, cooldown_s=3600, budget=Budget(max_per_day=1, max_compute_s=10))[0]
 
 
+def test_compute_budget_arithmetic():
+    now = 1_000_000.0
+    hist = [
+        {"started": now - 100, "compute_s": 40.0},
+        {"started": now - 50_000, "compute_s": 35.5},
+        {"started": now - 86_399, "compute_s": None},  # admitted, never ran: no compute
+        {"started": now - 86_401, "compute_s": 1_000.0},  # older than 24 h
+    ]
+    assert compute_used(now, hist) == pytest.approx(75.5)
+    assert search_budget(now, hist, Budget()) is None  # no limit at all
+    assert search_budget(now, hist, Budget(max_job_s=60)) == 60.0
+    assert search_budget(now, hist, Budget(max_compute_s=100)) == pytest.approx(24.5)
+    assert search_budget(now, hist, Budget(max_compute_s=100, max_job_s=10)) == 10.0
+    assert search_budget(now, hist, Budget(max_compute_s=70, max_job_s=10)) == 0.0  # spent
+    ok, why = admission(now, hist, cooldown_s=0, budget=Budget(max_compute_s=75.5))
+    assert not ok and why == "budget: 75.5s of retraining compute in 24h (max 75.5s)"
+    assert admission(now, hist, cooldown_s=0, budget=Budget(max_compute_s=75.6)) == (True, "ok")
+    # a job leaves the rolling window 24 h after it started, and frees its compute
+    assert compute_used(now + 36_399, hist) == pytest.approx(75.5)
+    assert compute_used(now + 36_401, hist) == pytest.approx(40.0)
+    for bad in ({"max_per_day": 0}, {"max_compute_s": -1.0}, {"max_job_s": 0.0}):
+        with pytest.raises(ConfigError):
+            Budget(**bad)
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 200_000), st.floats(0, 5_000) | st.none()), max_size=12),
+    st.floats(1, 10_000),
+    st.floats(1, 10_000) | st.none(),
+)
+def test_search_budget_never_exceeds_what_is_left(jobs, max_compute, max_job):
+    now = 300_000.0
+    hist = [{"started": now - age, "compute_s": c} for age, c in jobs]
+    left = search_budget(now, hist, Budget(max_compute_s=max_compute, max_job_s=max_job))
+    used = compute_used(now, hist)
+    assert left is not None and 0.0 <= left <= max(0.0, max_compute - used) + 1e-9
+    if max_job is not None:
+        assert left <= max_job
+    admitted = admission(now, hist, cooldown_s=0, budget=Budget(max_compute_s=max_compute))[0]
+    assert admitted == (used < max_compute) and (not admitted or left > 0)
+
+
 def test_gate_margin_and_guarded_metrics():
     champ = {"f1": 0.90, "recall": 0.92, "precision": 0.88, "rmse": 1.0}
     g = Gate("f1", margin=0.01, guarded=("recall",), tolerance=0.005)
@@ -173,8 +217,9 @@ def test_policy_round_trips_through_json():
             DriftTrigger("mon", windows=2),
             ScheduleTrigger("0 3 * * *"),
             PerformanceTrigger("f1", 0.1),
+            PerformanceTrigger("accuracy", monitor="d-performance"),
         ],
-        budget=Budget(max_per_day=2, max_compute_s=600),
+        budget=Budget(max_per_day=2, max_compute_s=600, max_job_s=120),
         gate=Gate("f1", margin=0.01, guarded=("recall",)),
         approval=True,
         snapshot="sliding",

@@ -19,8 +19,10 @@ from workbench.automation._policy import (
     PerformanceTrigger,
     ScheduleTrigger,
     admission,
+    compute_used,
     drift_trigger_ids,
     performance_dropped,
+    search_budget,
     snapshot_rows,
     warm_start_space,
 )
@@ -97,11 +99,44 @@ class Engine:
                             "trigger": f"schedule {trig.cron}",
                         }
                     )
+            elif isinstance(trig, PerformanceTrigger) and trig.monitor:
+                for r in self.store.drift_results(trig.monitor, drift_only=True):
+                    d = r.get("detail") or {}
+                    value, bound = d.get("value"), d.get("bound")
+                    what = (
+                        f"{d.get('metric', trig.metric)} {value:.4f} under its floor {bound:.4f}"
+                        if isinstance(value, float) and isinstance(bound, float)
+                        else "quality below its bound"
+                    )
+                    events.append(
+                        {
+                            "key": f"{policy.name}:performance:{r['id']}",
+                            "drift_result_id": r["id"],
+                            "trigger": f"{what} in a window of {r['n']} labelled records of {trig.monitor}",
+                        }
+                    )
             elif isinstance(trig, PerformanceTrigger):
                 ev = self._performance_event(policy, trig)
                 if ev:
                     events.append(ev)
         return events
+
+    @staticmethod
+    def _monitors(policy: LoopPolicy) -> list[str]:
+        names = [t.monitor for t in policy.triggers if isinstance(t, DriftTrigger)]
+        names += [t.monitor for t in policy.triggers if isinstance(t, PerformanceTrigger)]
+        return [n for n in names if n]
+
+    def check_monitors(self, names: list[str]) -> dict[str, Any]:
+        """Run ``check()`` on the named monitors (new windows become results); errors are returned, not raised."""
+        out: dict[str, Any] = {}
+        for name in dict.fromkeys(names):
+            try:
+                results = self.bench.monitoring.get(name).check()
+                out[name] = [{k: r.get(k) for k in ("id", "verdict", "is_drift")} for r in results]
+            except Exception as exc:  # one broken monitor must not stop the loop
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return out
 
     def _performance_event(
         self, policy: LoopPolicy, trig: PerformanceTrigger
@@ -130,12 +165,21 @@ class Engine:
         }
 
     # ------------------------------------------------------------------- tick
-    def tick(self, *, now: float | None = None, run: bool = True) -> dict[str, Any]:
-        """Evaluate every enabled policy once: new events become jobs; runnable jobs run (if ``run``)."""
+    def tick(
+        self, *, now: float | None = None, run: bool = True, check: bool = True
+    ) -> dict[str, Any]:
+        """Evaluate every enabled policy once: first the monitors its triggers name check their new
+        windows (if ``check``), then new events become jobs, then runnable jobs run (if ``run``)."""
+        rows = self.store.list_policies(enabled_only=True)
+        checked: dict[str, Any] = {}
+        if check:
+            checked = self.check_monitors(
+                [m for row in rows for m in self._monitors(LoopPolicy.from_dict(row["config"]))]
+            )
         now = time.time() if now is None else now
         created: list[int] = []
         ran: list[dict[str, Any]] = []
-        for row in self.store.list_policies(enabled_only=True):
+        for row in rows:
             policy = LoopPolicy.from_dict(row["config"])
             state = dict(row["state"] or {})
             for ev in self._events(policy, state, now):
@@ -152,16 +196,20 @@ class Engine:
                 out = self.run_job(job["id"])
                 if out is not None:
                     ran.append(out)
-        return {"created": created, "ran": ran, "at": now}
+        return {"checked": checked, "created": created, "ran": ran, "at": now}
+
+    def _history(self, policy: str, *, exclude: int | None = None) -> list[dict[str, Any]]:
+        """The policy's jobs that count against cooldown and budget, as :func:`admission` reads them."""
+        return [
+            {"started": _epoch(j["started_at"]), "compute_s": j["compute_s"]}
+            for j in self.store.policy_jobs(policy)
+            if j["status"] in _COUNTED and j["approval"] != "REJECTED" and j["id"] != exclude
+        ]
 
     def _admit(self, policy: LoopPolicy, ev: dict[str, Any], now: float) -> int | None:
         if self.store.query_one("SELECT id FROM retrain_jobs WHERE event_key = ?", [ev["key"]]):
             return None  # seen before: cheap path; the UNIQUE index is what guarantees it
-        history = [
-            {"started": _epoch(j["started_at"]), "compute_s": j["compute_s"]}
-            for j in self.store.policy_jobs(policy.name)
-            if j["status"] in _COUNTED and j["approval"] != "REJECTED"
-        ]
+        history = self._history(policy.name)
         ok, reason = admission(now, history, cooldown_s=policy.cooldown_s, budget=policy.budget)
         detail = {"trigger": ev["trigger"], "admission": reason, "policy": policy.to_dict()}
         if not ok:
@@ -211,26 +259,64 @@ class Engine:
 
     # ---------------------------------------------------------------- running
     def run_job(self, job_id: int) -> dict[str, Any] | None:
-        """Run one SCHEDULED/APPROVED job; None if another runner took it (each job runs at most once)."""
+        """Run one SCHEDULED/APPROVED job; None if another runner took it (each job runs at most once).
+
+        The compute budget is checked again here, against what the policy's other jobs used
+        since this one was admitted: a job over budget ends ``SKIPPED`` (decision ``budget``)
+        with the figures in its detail, and a job within budget gives its search only what is left.
+        """
         if not self.store.transition_retrain_job(
             job_id, from_status=RUNNABLE, to_status="RUNNING", runner=self.runner
         ):
             return None
         job = self.store.get_retrain_job(job_id)
         policy = LoopPolicy.from_dict(job["detail"]["policy"])
+        now = time.time()
+        history = self._history(policy.name, exclude=job_id)
+        budget = policy.budget
+        used = compute_used(now, history)
+        allowed = search_budget(now, history, budget)
+        figures = {
+            "max_per_day": budget.max_per_day,
+            "max_compute_s": budget.max_compute_s,
+            "max_job_s": budget.max_job_s,
+            "compute_used_24h_s": round(used, 3),
+            "search_budget_s": None if allowed is None else round(allowed, 3),
+        }
+        detail = {**job["detail"], "budget": figures}
+        if budget.max_compute_s is not None and used >= budget.max_compute_s:
+            reason = (
+                f"budget: {used:.1f}s of retraining compute used in 24h by earlier jobs "
+                f"(max {budget.max_compute_s:g}s)"
+            )
+            self.store.record_retrain_step(
+                job_id, "budget", "refused", {"summary": reason, **figures}
+            )
+            self.store.update_retrain_job(
+                job_id,
+                status="SKIPPED",
+                decision="budget",
+                ended_at=_now_iso(),
+                detail={**detail, "admission": reason},
+            )
+            return {"job_id": job_id, "status": "SKIPPED", "decision": "budget", "reason": reason}
+        self.store.update_retrain_job(job_id, detail=detail)
+        job["detail"] = detail
         t0 = time.monotonic()
         try:
-            out = Pipeline(self.bench, job, policy).run()
+            out = Pipeline(self.bench, job, policy, search_budget_s=allowed).run()
         except Exception as exc:
             self.store.record_retrain_step(job_id, "error", "failed", {"summary": repr(exc)[:300]})
             self.store.update_retrain_job(
                 job_id,
                 status="FAILED",
                 compute_s=time.monotonic() - t0,
-                detail={**job["detail"], "error": repr(exc)},
+                detail={**detail, "error": repr(exc)},
             )
             return {"job_id": job_id, "status": "FAILED", "error": repr(exc)}
-        self.store.update_retrain_job(job_id, compute_s=time.monotonic() - t0)
+        compute = time.monotonic() - t0
+        self.store.update_retrain_job(job_id, compute_s=compute)
+        out["compute_s"] = compute
         return out
 
     def interrupt_orphans(self, runner_prefix: str) -> list[int]:
@@ -254,8 +340,16 @@ def _now_iso() -> str:
 class Pipeline:
     """snapshot → validate → warm-started search → evaluate → gate → register → canary → promote/rollback."""
 
-    def __init__(self, bench: Workbench, job: dict[str, Any], policy: LoopPolicy):
+    def __init__(
+        self,
+        bench: Workbench,
+        job: dict[str, Any],
+        policy: LoopPolicy,
+        *,
+        search_budget_s: float | None = None,
+    ):
         self.bench, self.job, self.policy = bench, job, policy
+        self.search_budget_s = search_budget_s
         self.store = bench.store
         self.id = job["id"]
         self.detail: dict[str, Any] = dict(job["detail"])
@@ -338,6 +432,7 @@ class Pipeline:
             if champ_config
             else "random"
         )
+        t_search = time.monotonic()
         result = bench.experiments.search(
             snap,
             name=f"retrain-{self.id}",
@@ -347,16 +442,30 @@ class Pipeline:
             seed=p.seed,
             search_alg=alg,
             progress=None,
+            time_budget_s=self.search_budget_s,
         )
+        search_s = time.monotonic() - t_search
         self.store.update_retrain_job(self.id, experiment_id=result.experiment_id)
+        budget_note = (
+            f", time budget {self.search_budget_s:.0f}s" if self.search_budget_s is not None else ""
+        )
         self.step(
             "search",
             "ok",
-            f"experiment #{result.experiment_id}: {len(result.trials)} trials warm-started from v{champion.version}, "
+            f"experiment #{result.experiment_id}: {len(result.trials)} trials warm-started from v{champion.version} "
+            f"in {search_s:.1f}s{budget_note}, "
             f"best cv {p.gate.metric}={result.best_metrics.get(p.gate.metric, float('nan')):.4f}",
             warm_start=champ_config,
             experiment_id=result.experiment_id,
+            search_s=search_s,
+            time_budget_s=self.search_budget_s,
         )
+        self.detail["search"] = {
+            "experiment_id": result.experiment_id,
+            "trials": len(result.trials),
+            "search_s": round(search_s, 3),
+            "time_budget_s": self.search_budget_s,
+        }
 
         # 4. evaluate both on the fresh holdout
         holdout = bench.datasets.get(p.holdout)
@@ -405,10 +514,52 @@ class Pipeline:
         if not p.canary:
             bench.registry.set_alias(p.model, "champion", mv.version, actor=ACTOR, reason=reason)
             self.step("promotion", "ok", f"champion -> v{mv.version} (no canary)")
+            self._move_references(snap)
             return self.finish("PROMOTED", "promoted")
-        return self._canary(champion.version, mv.version, reason)
+        return self._canary(champion.version, mv.version, reason, snap)
 
-    def _canary(self, champion: int, challenger: int, reason: str) -> dict[str, Any]:
+    def _move_references(self, snap: Any) -> None:
+        """After a promotion, the drift monitors of the policy's triggers are refitted on the new
+        version's training data (the snapshot), keeping their detector, backend and settings."""
+        moved = []
+        for trig in self.policy.triggers:
+            if not isinstance(trig, DriftTrigger):
+                continue
+            record = self.store.get_monitor(trig.monitor)
+            if record["kind"] not in ("data_drift", "prediction_drift", "online_drift"):
+                continue
+            old = record["reference_dataset_version_id"]
+            self.bench.monitoring.refit(trig.monitor, reference=snap)
+            moved.append({"monitor": trig.monitor, "from": old, "to": snap.id})
+        if moved:
+            self.detail["references"] = moved
+            self.step(
+                "reference",
+                "ok",
+                "; ".join(
+                    f"{m['monitor']}: reference dataset version #{m['from']} -> #{m['to']} ({snap})"
+                    for m in moved
+                ),
+                moved=moved,
+            )
+
+    @staticmethod
+    def _summary(entry: dict[str, Any], weights: dict[Any, float]) -> dict[str, Any]:
+        analysis = entry["analysis"]
+        return {
+            "decision": entry["decision"],
+            "weights": {str(k): float(v) for k, v in weights.items()},
+            "versions": {
+                str(v): {
+                    k: a.get(k)
+                    for k in ("requests", "errors", "error_rate", "p99_ms", "labels", "accuracy")
+                }
+                for v, a in analysis["versions"].items()
+            },
+            "failed": [c["check"] for c in analysis.get("checks", []) if c.get("failed")],
+        }
+
+    def _canary(self, champion: int, challenger: int, reason: str, snap: Any) -> dict[str, Any]:
         from workbench.serving import CanaryRollout
 
         bench, p = self.bench, self.policy
@@ -420,29 +571,59 @@ class Pipeline:
             steps=p.canary_steps,
             max_error_rate=p.max_error_rate,
             min_requests=p.min_requests,
+            max_accuracy_drop=p.max_accuracy_drop,
+            min_labels=p.min_labels,
             actor=ACTOR,
         )
-        rollout.start()
-        outcome = "waiting"
+        started = rollout.start()
+        self.step(
+            "canary",
+            "started",
+            f"challenger v{challenger} at {({int(k): v for k, v in started.items()})[challenger]:.0%}",
+            weights={str(k): v for k, v in started.items()},
+        )
+        outcome, steps = "waiting", []
         for _ in range(p.max_canary_rounds):
-            bench.serving.flush_logs(p.deployment)
+            weights = dict(rollout.schedule[rollout.step])
             outcome = rollout.advance()
+            if outcome != "waiting":
+                s = self._summary(rollout.log[-1], weights)
+                steps.append(s)
+                ch = s["versions"][str(challenger)]
+                self.step(
+                    "canary",
+                    outcome,
+                    f"at {weights[challenger]:.0%}: challenger {ch['requests']} requests, "
+                    f"{ch['errors']} errors, accuracy "
+                    + ("n/a" if ch["accuracy"] is None else f"{ch['accuracy']:.3f}")
+                    + f" on {ch['labels']} labels"
+                    + (f"; failed {s['failed']}" if s["failed"] else ""),
+                    **s,
+                )
             if outcome in ("completed", "rolled_back"):
                 break
-            time.sleep(1.0)  # real clients send the requests the analysis waits for
-        self.step("canary", outcome, f"{len(rollout.log)} analysed steps", log=rollout.log[-3:])
+            time.sleep(p.canary_poll_s)  # real clients send the requests the analysis waits for
+        self.detail["canary"] = steps
         if outcome == "completed":
             bench.registry.set_alias(p.model, "champion", challenger, actor=ACTOR, reason=reason)
             self.step("promotion", "ok", f"champion -> v{challenger}")
+            self._move_references(snap)
             return self.finish("PROMOTED", "promoted")
         if outcome != "rolled_back":
             bench.serving.rollback(
                 p.deployment,
                 to_version=champion,
                 actor=ACTOR,
-                reason=f"retrain job {self.id}: canary did not finish",
+                reason=f"retrain job {self.id}: canary did not finish in {p.max_canary_rounds} rounds",
             )
-        self.step("rollback", "ok", f"traffic back to v{champion}")
+        last = self.store.traffic_history(p.deployment)[-1]
+        self.detail["rollback"] = {"reason": last["reason"], "traffic_change_id": last["id"]}
+        self.step(
+            "rollback",
+            "ok",
+            f"traffic back to v{champion}: {last['reason']}",
+            traffic_change_id=last["id"],
+        )
         return self.finish("ROLLED_BACK", "rolled_back")
 
 

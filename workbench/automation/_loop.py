@@ -93,11 +93,20 @@ class Automation:
         row = self.bench.store.get_policy(name)
         self.bench.store.save_policy(name, row["config"], enabled=False)
 
-    def tick(self, *, run: bool = True, now: float | None = None) -> dict[str, Any]:
-        """Evaluate every policy once in this process (what the scheduler does each interval)."""
+    def tick(
+        self, *, run: bool = True, now: float | None = None, check: bool = True
+    ) -> dict[str, Any]:
+        """Evaluate every policy once in this process (what the scheduler does each interval).
+
+        With ``check`` the monitors named by the policies' triggers first test their new
+        windows; then new events become jobs and (with ``run``) runnable jobs run, each to
+        its end (a canary waits for live requests between its steps).
+
+        Returns ``{"checked": {monitor: results}, "created": [job ids], "ran": [outcomes], "at"}``.
+        """
         from workbench.automation._engine import Engine
 
-        return Engine(self.bench).tick(run=run, now=now)
+        return Engine(self.bench).tick(run=run, now=now, check=check)
 
     def jobs(self, policy: str | None = None) -> list[dict[str, Any]]:
         """Retrain jobs (all, or one policy's), oldest first."""

@@ -26,6 +26,8 @@ __all__ = [
     "drift_trigger_ids",
     "performance_dropped",
     "admission",
+    "compute_used",
+    "search_budget",
     "warm_start_space",
     "snapshot_rows",
 ]
@@ -154,12 +156,20 @@ class ScheduleTrigger:
 
 @dataclass(frozen=True)
 class PerformanceTrigger:
-    """Retrain when the champion's ``metric`` on the latest ``min_labels`` labelled requests
-    falls more than ``drop`` below its registered holdout value."""
+    """Retrain when live quality drops.
+
+    With ``monitor`` (the name of a :meth:`Monitoring.performance_monitor`), each
+    ``degraded`` window of that monitor (labels joined to logged requests by
+    request id, metric under its floor) is one event, linked to that window's
+    result in the lineage. Without it, the champion's ``metric`` on its latest
+    ``min_labels`` labelled requests must fall more than ``drop`` below its
+    registered holdout value.
+    """
 
     metric: str = "f1"
     drop: float = 0.05
     min_labels: int = 50
+    monitor: str | None = None
 
 
 def drift_trigger_ids(results: Iterable[tuple[int, bool]], windows: int) -> list[int]:
@@ -185,10 +195,53 @@ def performance_dropped(champion: float, recent: float, *, drop: float, mode: st
 # --------------------------------------------------------- cooldown and budget
 @dataclass(frozen=True)
 class Budget:
-    """At most ``max_per_day`` retrainings and ``max_compute_s`` seconds of retraining in any 24 hours."""
+    """Limits on retraining: how many, and how much compute.
+
+    Parameters
+    ----------
+    max_per_day
+        At most this many admitted retrainings in any rolling 24 hours.
+    max_compute_s
+        At most this many seconds of retraining (wall seconds of each job's run,
+        recorded as ``retrain_jobs.compute_s``) in any rolling 24 hours. A job is
+        refused once the day's use reaches it, and a job's search never gets more
+        than what is left.
+    max_job_s
+        The search of one job stops after this many seconds (Tune's
+        ``time_budget_s``); the best trial found so far is used.
+
+    Examples
+    --------
+    >>> search_budget(0.0, [{"started": -10.0, "compute_s": 250.0}],
+    ...               Budget(max_compute_s=300, max_job_s=120))
+    50.0
+    """
 
     max_per_day: int | None = None
     max_compute_s: float | None = None
+    max_job_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_per_day", "max_compute_s", "max_job_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"Budget.{name} must be positive (or None), got {value!r}")
+
+
+def compute_used(now: float, history: Sequence[dict[str, Any]]) -> float:
+    """Seconds of retraining recorded in the 24 hours before ``now``."""
+    return sum(float(h.get("compute_s") or 0.0) for h in history if now - h["started"] < DAY_S)
+
+
+def search_budget(now: float, history: Sequence[dict[str, Any]], budget: Budget) -> float | None:
+    """Seconds the next job's search may run: ``max_job_s`` capped by what is left of
+    ``max_compute_s`` today; None when neither is set (no limit)."""
+    limits = []
+    if budget.max_job_s is not None:
+        limits.append(float(budget.max_job_s))
+    if budget.max_compute_s is not None:
+        limits.append(max(0.0, float(budget.max_compute_s) - compute_used(now, history)))
+    return min(limits) if limits else None
 
 
 def admission(
@@ -211,9 +264,12 @@ def admission(
     day = [h for h in history if now - h["started"] < DAY_S]
     if budget.max_per_day is not None and len(day) >= budget.max_per_day:
         return False, f"budget: {len(day)} retrainings in 24h (max {budget.max_per_day})"
-    used = sum(float(h.get("compute_s") or 0.0) for h in day)
+    used = compute_used(now, history)
     if budget.max_compute_s is not None and used >= budget.max_compute_s:
-        return False, f"budget: {used:.0f}s compute in 24h (max {budget.max_compute_s:.0f}s)"
+        return (
+            False,
+            f"budget: {used:.1f}s of retraining compute in 24h (max {budget.max_compute_s:g}s)",
+        )
     return True, "ok"
 
 
@@ -349,6 +405,12 @@ class LoopPolicy:
     canary
         Roll out through a canary on the deployment (needs Ray Serve running it); otherwise
         the champion alias moves directly once the gate passes.
+    canary_steps, max_error_rate, min_requests, max_accuracy_drop, min_labels
+        The canary's steps and its rollback checks (see ``CanaryRollout``): the challenger's
+        5xx rate, requests per step, and accuracy on requests whose labels arrived.
+    max_canary_rounds, canary_poll_s
+        The canary is judged every ``canary_poll_s`` seconds, at most ``max_canary_rounds``
+        times; a canary that has not finished by then is rolled back.
     """
 
     name: str
@@ -371,7 +433,10 @@ class LoopPolicy:
     canary_steps: tuple[float, ...] = (0.1, 0.5, 1.0)
     max_error_rate: float = 0.02
     min_requests: int = 30
+    max_accuracy_drop: float = 0.05
+    min_labels: int = 30
     max_canary_rounds: int = 50
+    canary_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         snapshot_rows(1, 0, mode=self.snapshot, window=self.window)
