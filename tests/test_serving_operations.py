@@ -64,6 +64,8 @@ def test_scaling_defaults_match_what_the_router_ran_with_before():
         "max_ongoing_requests": 16,
         "max_batch_size": None,
         "batch_wait_timeout_s": 0.01,
+        "isolate": False,
+        "router_replicas": 1,
     }
     assert deployment_options(opts) == {
         "num_replicas": 1,
@@ -71,6 +73,44 @@ def test_scaling_defaults_match_what_the_router_ran_with_before():
         "ray_actor_options": {"num_cpus": 0.5},
     }
     assert scaling_options({"max_batch_size": 1})["max_batch_size"] is None  # 1 = no batching
+
+
+def test_isolated_versions_take_the_replicas_and_the_router_stays_light():
+    from workbench.serving._scaling import deployment_options, router_options, scaling_options
+
+    opts = scaling_options({"isolate": True, "num_replicas": 3, "num_gpus": 0.5})
+    # the versions get what the user asked for...
+    assert deployment_options(opts)["num_replicas"] == 3
+    assert deployment_options(opts)["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.5}
+    # ...the router forwards: its own replica count, a quarter CPU, no GPU, room for 3 replicas' requests
+    assert router_options(opts) == {
+        "num_replicas": 1,
+        "ray_actor_options": {"num_cpus": 0.25},
+        "max_ongoing_requests": 48,
+    }
+    assert (
+        router_options(scaling_options({"isolate": True, "router_replicas": 2}))["num_replicas"]
+        == 2
+    )
+    # without isolate the router is the model server: same options as before
+    plain = scaling_options({"num_replicas": 2})
+    assert router_options(plain) == deployment_options(plain)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"isolate": "yes"}, "isolate must be True or False"),
+        ({"isolate": True, "max_batch_size": 4}, "not available with isolate=True"),
+        ({"isolate": True, "router_replicas": 0}, "router_replicas must be an integer >= 1"),
+    ],
+)
+def test_isolate_options_are_checked_before_serve(bad, match):
+    from workbench.exceptions import ConfigError
+    from workbench.serving._scaling import scaling_options
+
+    with pytest.raises(ConfigError, match=match):
+        scaling_options(bad)
 
 
 @pytest.mark.parametrize(

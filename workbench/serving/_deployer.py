@@ -228,6 +228,8 @@ class Serving(StrategiesMixin):
         batch_wait_timeout_s: float = 0.01,
         non_finite: str = "reject",
         max_body_bytes: int | None = None,
+        isolate: bool = False,
+        router_replicas: int | None = None,
         timeout_s: float = 180.0,
         wait: bool = True,
     ) -> dict[str, Any]:
@@ -266,6 +268,16 @@ class Serving(StrategiesMixin):
             ``"impute"`` (treated as missing, filled by the model's imputer).
         max_body_bytes : int, optional
             Larger request bodies get 413; default 1 MiB.
+        isolate : bool
+            Run each model version as its own Serve deployment (``num_replicas``,
+            ``autoscaling_config``, ``num_cpus``, ``num_gpus`` and
+            ``max_ongoing_requests`` then apply to each version) behind a light
+            router of ``router_replicas`` replicas (default 1). The router retries
+            a request whose version replica died on a live one, so a crashed
+            replica costs no client request; each request makes a second hop
+            (see docs/serving.md for the measured cost). No batching with it.
+        router_replicas : int, optional
+            Router replicas with ``isolate`` (default 1).
         timeout_s : float
             How long to wait for the app to serve before raising.
         wait : bool
@@ -322,6 +334,8 @@ class Serving(StrategiesMixin):
                 "max_ongoing_requests": max_ongoing_requests,
                 "max_batch_size": max_batch_size,
                 "batch_wait_timeout_s": batch_wait_timeout_s,
+                "isolate": isolate,
+                "router_replicas": router_replicas,
             }
         )
         spec = self._version_spec(model, version)

@@ -1,8 +1,9 @@
 """The Serve app: one ingress ``Router`` replica that holds every model version and splits traffic by weight.
 
 Small model versions live inside the router's own replica, so a request costs
-one hop (proxy → router); separate per-version deployments are for versions
-that need their own resources and are not built yet. Weights, versions and
+one hop (proxy → router). With ``isolate`` each version is its own deployment
+(its own replicas and resources, e.g. a GPU) that the router calls through a
+handle, retrying a request whose replica died (see :mod:`workbench.serving._isolated`). Weights, versions and
 paths arrive as the deployment's ``user_config``; ``reconfigure()`` applies a
 change in place, without restarting the replica.
 
@@ -33,7 +34,13 @@ from workbench.serving._auth import auth_options, authorization_error
 from workbench.serving._codecs import HTTPError as _HTTPError
 from workbench.serving._codecs import JSONCodec
 from workbench.serving._codecs import records_from_body as _records_from_body  # noqa: F401 (moved)
-from workbench.serving._scaling import deployment_options, scaling_options
+from workbench.serving._isolated import (
+    ModelVersionError,
+    call_version,
+    version_apps,
+    version_deployment_name,
+)
+from workbench.serving._scaling import router_options, scaling_options
 from workbench.serving._strategies import (
     ShadowMirror,
     sticky_key,
@@ -180,10 +187,15 @@ def build_app(args: Mapping[str, Any]) -> Any:
             version=ROUTER_CODE_VERSION,
             _internal=True,  # `version` is internal in Ray 2.60; see _code_version for why we pin it
             user_config=config,
-            **deployment_options(config),
+            **router_options(config),
         )
     except (TypeError, ValueError) as exc:  # Serve's own checks, e.g. an unknown autoscaling key
         raise ConfigError(f"Ray Serve refused the deployment options: {exc}") from exc
+    if config["isolate"]:
+        # Bound as an argument only so Serve deploys them as part of this app; the router
+        # looks each handle up by name in reconfigure(), since a pinned version means a
+        # changed argument never reaches a running router.
+        return deployment.bind(version_apps(config, ROUTER_CODE_VERSION))
     return deployment.bind()
 
 
@@ -193,6 +205,7 @@ class _Loaded:
     artifact: str
     model_version_id: int
     bundle: Any
+    remote: Any = None  # the version's DeploymentHandle when the app isolates versions
 
 
 @dataclass(frozen=True)
@@ -230,7 +243,8 @@ class Router:
     in-memory buffer that a background task ships to the recorder actor.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, versions: Any = None) -> None:
+        del versions  # isolated versions' handles: looked up by name in reconfigure()
         self._routing: _Routing | None = None
         self._config: dict[str, Any] = {}
         self._cache: dict[str, Any] = {}  # artifact sha → bundle, so re-weighting never reloads
@@ -246,6 +260,7 @@ class Router:
         self._started_at = time.time()
         self._pid = os.getpid()
         self._reconfigures = 0
+        self._retries = 0  # requests re-sent because an isolated version's replica died
         self._warmup: dict[int, dict[str, Any]] = {}  # version → result of its warm-up on load
         self._shadow: ShadowMirror | None = None
         self._batch_size: int | None = None  # None: each request predicts on its own
@@ -281,7 +296,12 @@ class Router:
                     raise ConfigError(
                         f"artifact {sha[:12]}… of version {key} is not a ModelBundle; re-register it."
                     )
-            loaded[int(key)] = _Loaded(int(key), sha, spec["model_version_id"], bundle)
+            remote = None
+            if cfg["isolate"]:
+                remote = serve.get_deployment_handle(
+                    version_deployment_name(key), app_name=self._app_name()
+                )
+            loaded[int(key)] = _Loaded(int(key), sha, spec["model_version_id"], bundle, remote)
         # A version new to this replica answers real records before the new weights take
         # effect (blue-green's green, a canary): its first client request meets a warm model.
         self._warmup = {
@@ -305,6 +325,13 @@ class Router:
         )
         self._reconfigures += 1
         log.info("router %s: versions %s", cfg["deployment"], self._routing.weights)
+
+    def _count_retry(self, exc: BaseException) -> None:
+        self._retries += 1
+
+    @staticmethod
+    def _app_name() -> str:
+        return serve.get_replica_context().app_name
 
     def _set_shadow(
         self, deployment: str, spec: dict[str, Any] | None, loaded: dict[int, _Loaded]
@@ -343,6 +370,8 @@ class Router:
                     "model_version_id": lv.model_version_id,
                     "artifact": lv.artifact,
                 }
+                if lv.remote is not None:
+                    versions[str(v)]["deployment"] = version_deployment_name(v)
         for v, result in self._warmup.items():
             if str(v) in versions:
                 versions[str(v)]["warmup"] = result
@@ -351,6 +380,8 @@ class Router:
             "deployment": routing.deployment if routing else None,
             "versions": versions,
             "revision": self._config.get("revision"),
+            "isolate": bool(self._config.get("isolate")),
+            "retries": self._retries,
             "shadow": self._shadow.stats() if self._shadow is not None else None,
             "replica": {
                 "id": self._replica_id,
@@ -463,6 +494,8 @@ class Router:
                 predictions = await self._infer(version, records)
             except InvalidRequestError:
                 raise
+            except ModelVersionError as exc:  # an isolated version's model failed, or kept dying
+                raise _HTTPError(500, str(exc), None) from exc
             except Exception as exc:  # the model itself failed: answer 500, keep the replica up
                 log.exception("model version %s failed on request %s", chosen, request_id)
                 raise _HTTPError(
@@ -519,7 +552,11 @@ class Router:
             self._batcher.set_batch_wait_timeout_s(wait_s)
 
     async def _infer(self, version: _Loaded, records: list[Any]) -> list[Any]:
-        """One request's predictions: directly, or through the replica's batch queue when batching is on."""
+        """One request's predictions: directly, through the batch queue, or from the isolated version."""
+        if version.remote is not None:
+            return await call_version(
+                version.remote, records, version=version.version, on_retry=self._count_retry
+            )
         if self._batch_size is None:
             return [_jsonable(p) for p in version.bundle.predict_records(records)]
         if self._batcher is None:

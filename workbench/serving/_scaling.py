@@ -14,6 +14,13 @@ them into the keyword arguments of Serve's ``Deployment.options``:
   above 1, concurrent requests of a replica are grouped by Serve's
   ``@serve.batch`` and each model version predicts a batch in one call.
   These two are applied by ``reconfigure()``, in place.
+- ``isolate``: each model version runs as its own Serve deployment (with the
+  replicas, resources and ``max_ongoing_requests`` above) behind a light
+  router of ``router_replicas`` replicas, which calls it through a
+  deployment handle and retries a request whose replica died on a live one.
+  It costs a second hop per request; in exchange a crashed model replica
+  loses no request, and a version gets its own resources (a GPU). Batching
+  is done in the router, so it is not available with ``isolate``.
 """
 
 from __future__ import annotations
@@ -28,14 +35,17 @@ __all__ = [
     "DEFAULT_NUM_CPUS",
     "DEFAULT_MAX_ONGOING_REQUESTS",
     "DEFAULT_BATCH_WAIT_TIMEOUT_S",
+    "ROUTER_NUM_CPUS_ISOLATED",
     "scaling_options",
     "deployment_options",
+    "router_options",
 ]
 
 DEFAULT_NUM_REPLICAS = 1
 DEFAULT_NUM_CPUS = 0.5
 DEFAULT_MAX_ONGOING_REQUESTS = 16
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.01
+ROUTER_NUM_CPUS_ISOLATED = 0.25  # the router only parses, validates and forwards
 _MAX_WAIT_S = 10.0  # a batch wait beyond this is a mistake, not a tuning choice
 
 
@@ -52,12 +62,13 @@ def scaling_options(config: Mapping[str, Any]) -> dict[str, Any]:
         May hold ``num_replicas`` (int >= 1) or ``autoscaling_config`` (a
         mapping), ``num_cpus`` and ``num_gpus`` (>= 0), ``max_ongoing_requests``
         (int >= 1), ``max_batch_size`` (``None`` or 1 = no batching, else an int
-        up to ``max_ongoing_requests``) and ``batch_wait_timeout_s`` (0..10).
+        up to ``max_ongoing_requests``), ``batch_wait_timeout_s`` (0..10),
+        ``isolate`` (bool) and ``router_replicas`` (int >= 1, used with ``isolate``).
 
     Returns
     -------
     dict
-        All seven keys, defaults filled in (``num_replicas`` is ``None`` under
+        All nine keys, defaults filled in (``num_replicas`` is ``None`` under
         autoscaling, ``max_batch_size`` is ``None`` without batching).
 
     Raises
@@ -130,6 +141,22 @@ def scaling_options(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"batch_wait_timeout_s must be a number of seconds in 0..{_MAX_WAIT_S:g}; got {wait!r}."
         )
+    isolate = config.get("isolate", False)
+    if not isinstance(isolate, bool):
+        raise ConfigError(f"isolate must be True or False; got {isolate!r}.")
+    if isolate and batch is not None:
+        raise ConfigError(
+            "max_batch_size is not available with isolate=True: batching runs inside the router's "
+            "replica, and isolated versions answer in their own. Drop one of the two."
+        )
+    router_replicas = config.get("router_replicas")
+    router_replicas = DEFAULT_NUM_REPLICAS if router_replicas is None else router_replicas
+    if (
+        isinstance(router_replicas, bool)
+        or not isinstance(router_replicas, int)
+        or router_replicas < 1
+    ):
+        raise ConfigError(f"router_replicas must be an integer >= 1; got {router_replicas!r}.")
     return {
         "num_replicas": num_replicas,
         "autoscaling_config": autoscaling,
@@ -137,6 +164,8 @@ def scaling_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "max_ongoing_requests": ongoing,
         "max_batch_size": batch,
         "batch_wait_timeout_s": float(wait),
+        "isolate": isolate,
+        "router_replicas": router_replicas,
     }
 
 
@@ -163,3 +192,30 @@ def deployment_options(config: Mapping[str, Any]) -> dict[str, Any]:
     else:
         out["num_replicas"] = opts["num_replicas"]
     return out
+
+
+def router_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for the router's ``Deployment.options``.
+
+    Without ``isolate`` the router *is* the model server: it gets the
+    replicas and resources of :func:`deployment_options`. With ``isolate`` it
+    only forwards: ``router_replicas`` replicas of a quarter CPU each, and as
+    many ongoing requests as its versions can hold together.
+
+    Examples
+    --------
+    >>> router_options(scaling_options({"num_replicas": 2}))["num_replicas"]
+    2
+    >>> opts = router_options(scaling_options({"num_replicas": 2, "isolate": True}))
+    >>> opts["num_replicas"], opts["ray_actor_options"]
+    (1, {'num_cpus': 0.25})
+    """
+    opts = scaling_options(config)
+    if not opts["isolate"]:
+        return deployment_options(opts)
+    per_version = opts["num_replicas"] or (opts["autoscaling_config"] or {}).get("max_replicas", 1)
+    return {
+        "num_replicas": opts["router_replicas"],
+        "ray_actor_options": {"num_cpus": ROUTER_NUM_CPUS_ISOLATED},
+        "max_ongoing_requests": max(opts["max_ongoing_requests"] * per_version, 16),
+    }
