@@ -19,6 +19,7 @@ from workbench.experiments import (
 from workbench.lineage import ArtifactStore, Store, format_chain, lineage_chain
 from workbench.monitoring import Monitoring
 from workbench.registry import ModelRegistry
+from workbench.ui import register_displays
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from workbench.registry import ModelVersion
     from workbench.runtime import RayConnection
     from workbench.serving import Serving
+    from workbench.ui import Widgets
 
 __all__ = ["Workbench"]
 
@@ -73,6 +75,7 @@ class Workbench:
         )
         self.monitoring = Monitoring(self.store, self.datasets)
         self._ray: RayConnection | None = None
+        register_displays()  # in a notebook kernel, model versions display their widget
 
     # ------------------------------------------------------------------ Ray
     def connect(self) -> RayConnection:
@@ -94,6 +97,14 @@ class Workbench:
         from workbench.automation import Automation
 
         return Automation(self)
+
+    @cached_property
+    def widgets(self) -> Widgets:
+        """Notebook widgets on this store: ``experiment(id)``, ``registry(model)``, ``deployment(name)``,
+        ``monitor(name)``, ``lineage(model)`` (see docs/widgets.md)."""
+        from workbench.ui import Widgets
+
+        return Widgets(self)
 
     # --------------------------------------------------------------- shortcuts
     def register_best(

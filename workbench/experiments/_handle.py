@@ -113,5 +113,21 @@ class SearchHandle:
         """Ask the search to end (returns at once; ``wait()`` for the result)."""
         self._stop_flag.request()
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+        """In a notebook kernel, show the live experiment widget (with a working stop button)."""
+        from workbench.ui import in_notebook_kernel
+
+        if not in_notebook_kernel():
+            return None  # plain Python: IPython falls back to __repr__
+        widget = getattr(self, "_widget", None)
+        if widget is None:
+            from workbench.lineage import Store
+            from workbench.ui import ExperimentWidget
+
+            widget = self._widget = ExperimentWidget(
+                Store(self._callback.db_path), self.experiment_id, handle=self
+            )
+        return widget._repr_mimebundle_(include=include, exclude=exclude)
+
     def __repr__(self) -> str:
         return f"SearchHandle(experiment_id={self.experiment_id}, name={self.name!r}, state={self.state()!r})"

@@ -49,6 +49,10 @@ class ModelVersion:
     def __str__(self) -> str:
         return f"{self.model}@{self.version}"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The registry attached for display holds a database connection: never pickle it.
+        return {k: v for k, v in self.__dict__.items() if k != "_registry"}
+
 
 class ModelRegistry:
     """Versions of named models, with aliases whose every move is recorded.
@@ -93,14 +97,20 @@ class ModelRegistry:
             dataset_version_id=dataset_version_id,
             actor=actor,
         )
-        return ModelVersion.from_row(row)
+        return self._bind(ModelVersion.from_row(row))
+
+    def _bind(self, mv: ModelVersion) -> ModelVersion:
+        # Not a dataclass field (equality and repr are unchanged): lets a notebook show the version's
+        # registry widget (workbench.ui.register_displays).
+        object.__setattr__(mv, "_registry", self)
+        return mv
 
     def get(self, model: str, ref: int | str = "champion") -> ModelVersion:
         """A version by number or alias; raises NotFoundError listing what exists."""
-        return ModelVersion.from_row(self.store.get_model_version(model, ref))
+        return self._bind(ModelVersion.from_row(self.store.get_model_version(model, ref)))
 
     def list(self, model: str | None = None) -> list[ModelVersion]:
-        return [ModelVersion.from_row(r) for r in self.store.list_model_versions(model)]
+        return [self._bind(ModelVersion.from_row(r)) for r in self.store.list_model_versions(model)]
 
     def load(self, model: str, ref: int | str = "champion") -> ModelBundle:
         """Load a version's bundle after verifying its artifact's SHA-256."""

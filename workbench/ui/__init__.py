@@ -1,9 +1,10 @@
-"""Live progress displays for Tune searches: a terminal line, a notebook widget, or nothing."""
+"""Notebook and terminal displays: Tune progress, and live widgets for experiments, registry, deployments, monitors, lineage."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from workbench.ui._display import register_displays
 from workbench.ui._factory import in_notebook_kernel, make_progress
 from workbench.ui._format import format_progress_line
 from workbench.ui._terminal import NullProgress, ProgressDisplay, TerminalProgress
@@ -16,10 +17,34 @@ __all__ = [
     "make_progress",
     "in_notebook_kernel",
     "format_progress_line",
+    "register_displays",
+    "ExperimentWidget",
+    "RegistryWidget",
+    "DeploymentWidget",
+    "MonitorWidget",
+    "LineageWidget",
+    "Widgets",
 ]
+
+_WIDGETS = {
+    "ExperimentWidget",
+    "RegistryWidget",
+    "DeploymentWidget",
+    "MonitorWidget",
+    "LineageWidget",
+    "Widgets",
+}
 
 if TYPE_CHECKING:
     from workbench.ui._widget import ProgressWidget
+    from workbench.ui._widgets import (
+        DeploymentWidget,
+        ExperimentWidget,
+        LineageWidget,
+        MonitorWidget,
+        RegistryWidget,
+        Widgets,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +53,8 @@ def __getattr__(name: str) -> Any:
         from workbench.ui._widget import ProgressWidget
 
         return ProgressWidget
+    if name in _WIDGETS:
+        from workbench.ui import _widgets
+
+        return getattr(_widgets, name)
     raise AttributeError(f"module 'workbench.ui' has no attribute {name!r}")

@@ -1,0 +1,581 @@
+"""The notebook widgets (workbench.ui): state built from a real store, throttling, actions through the public API.
+
+Unit tests use a real SQLite store; the tests marked ``ray`` run a real search
+(stop button, state after a restart) and a real Serve deployment (sliders,
+rollback) in the session's Ray. What the browser draws is checked in
+tests/browser/test_widgets_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import make_experiment
+
+from workbench.exceptions import ConfigError, NotFoundError
+
+
+def _wait(pred, timeout=10.0, interval=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
+
+
+def _trials(store, eid, n, *, seed=0, running=0):
+    rng = random.Random(seed)
+    trials, metrics = [], []
+    for i in range(n):
+        tid = f"t{i:04d}"
+        f1 = rng.random()
+        status = (
+            "RUNNING" if i >= n - running else rng.choice(["TERMINATED"] * 8 + ["ERROR", "STOPPED"])
+        )
+        trials.append(
+            {
+                "trial_id": tid,
+                "config": {
+                    "family": rng.choice(["random_forest", "logistic"]),
+                    "C": 10 ** rng.uniform(-3, 2),
+                    "depth": rng.randint(1, 10),
+                },
+                "status": status,
+                "metrics": {"f1": f1, "accuracy": f1 * 0.9},
+                "duration_s": 1.0 + i / 100,
+                "ended_at": None
+                if status == "RUNNING"
+                else f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}",
+            }
+        )
+        metrics += [(tid, step, {"f1": f1 * (step + 1) / 3}) for step in range(3)]
+    store.write_trial_events(eid, trials, metrics)
+    return trials
+
+
+# ------------------------------------------------------------------ experiment state
+def test_experiment_state_has_compact_rows_curves_and_best_so_far(store):
+    from workbench.ui import ExperimentWidget
+
+    eid = make_experiment(store, name="demo")
+    trials = _trials(store, eid, 30, running=2)
+    w = ExperimentWidget(store, eid, autostart=False)
+    w.refresh(force=True)
+    assert w.kind == "experiment" and w.experiment["name"] == "demo"
+    assert w.columns[:4] == ["trial_id", "status", "f1", "duration_s"]
+    assert {"config.C", "config.depth", "config.family", "metrics.accuracy"} <= set(w.columns)
+    assert len(w.rows) == 30 and all(len(r) == len(w.columns) for r in w.rows)
+    by_id = {r[0]: r for r in w.rows}
+    for t in trials:
+        assert by_id[t["trial_id"]][2] == pytest.approx(t["metrics"]["f1"])
+        assert by_id[t["trial_id"]][1] == t["status"]
+    best = max(trials, key=lambda t: t["metrics"]["f1"])
+    assert w.best["trial_id"] == best["trial_id"] and w.best["value"] == pytest.approx(
+        best["metrics"]["f1"]
+    )
+    # Best so far only grows (mode max) and counts only finished trials.
+    values = [p[1] for p in w.best_curve]
+    assert values == sorted(values)
+    assert len(w.best_curve) == sum(t["status"] != "RUNNING" for t in trials)
+    assert w.curves["t0000"] == [
+        [0.0, pytest.approx(trials[0]["metrics"]["f1"] / 3)],
+        [1.0, pytest.approx(trials[0]["metrics"]["f1"] * 2 / 3)],
+        [2.0, pytest.approx(trials[0]["metrics"]["f1"])],
+    ]
+    assert w.experiment["counts"]["RUNNING"] == 2
+    assert not w.can_stop, "no search handle: no stop button"
+    json.dumps(w.get_state())  # everything synced is JSON
+
+
+def test_experiment_min_mode_and_nan_metrics(store):
+    from workbench.ui import ExperimentWidget
+
+    eid = store.create_experiment(
+        name="reg",
+        dataset_version_id=None,
+        metric="rmse",
+        mode="min",
+        num_samples=3,
+        search_space={},
+        search_alg="random",
+        scheduler="FIFO",
+        seed=0,
+        code_version={},
+        packages={},
+    )
+    store.write_trial_events(
+        eid,
+        [
+            {
+                "trial_id": "a",
+                "status": "TERMINATED",
+                "metrics": {"rmse": 3.0},
+                "ended_at": "2026-01-01T00:00:01",
+            },
+            {
+                "trial_id": "b",
+                "status": "TERMINATED",
+                "metrics": {"rmse": 1.5},
+                "ended_at": "2026-01-01T00:00:02",
+            },
+            {
+                "trial_id": "c",
+                "status": "ERROR",
+                "metrics": {"rmse": float("nan")},
+                "ended_at": "2026-01-01T00:00:03",
+            },
+        ],
+    )
+    w = ExperimentWidget(store, eid, autostart=False)
+    w.refresh(force=True)
+    assert w.best["trial_id"] == "b"
+    assert [p[1] for p in w.best_curve] == [3.0, 1.5]
+    assert {r[0]: r[2] for r in w.rows}["c"] is None  # NaN cannot cross the JSON comm
+
+
+def test_unknown_experiment_fails_at_once(store):
+    from workbench.ui import ExperimentWidget
+
+    with pytest.raises(NotFoundError, match="experiment 99"):
+        ExperimentWidget(store, 99, autostart=False)
+
+
+def test_a_thousand_trials_refresh_cheaply_and_finished_curves_are_read_once(store):
+    from workbench.ui import ExperimentWidget
+
+    eid = make_experiment(store, name="big")
+    _trials(store, eid, 1000)
+    w = ExperimentWidget(store, eid, autostart=False, min_interval=0)
+    calls = []
+    original = store.trial_metrics
+    store.trial_metrics = lambda *a, **k: calls.append(a) or original(*a, **k)
+    t0 = time.perf_counter()
+    w.refresh(force=True)
+    first_ms = (time.perf_counter() - t0) * 1000
+    assert len(calls) == 1000 and len(w.rows) == 1000
+    calls.clear()
+    timings = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        w.refresh(force=True)
+        timings.append((time.perf_counter() - t0) * 1000)
+    assert calls == [], "curves of finished trials are cached"
+    # One update of 1,000 trials: the store read runs on the poller thread, the push (what the
+    # kernel's comm sees) is the small part. Generous bounds for a loaded 2-core machine.
+    assert min(timings) < 250, timings
+    assert w.stats["push_ms"] < 50, w.stats
+    print(
+        f"\n1,000 trials: first refresh {first_ms:.1f} ms, later {min(timings):.1f}-{max(timings):.1f} ms, push {w.stats['push_ms']:.2f} ms"
+    )
+
+
+def test_updates_are_throttled_to_a_few_per_second(store):
+    from workbench.ui import ExperimentWidget
+
+    eid = make_experiment(store)
+    _trials(store, eid, 5, running=5)
+    w = ExperimentWidget(store, eid, autostart=False, min_interval=0.25)
+    sent = []
+    w.observe(lambda ch: sent.append(time.monotonic()), names=["rows"])
+    t0 = time.monotonic()
+    for i in range(40):  # 40 changes within ~0.4 s
+        store.write_trial_events(eid, [{"trial_id": "t0000", "metrics": {"f1": i / 100}}])
+        w.refresh()
+        time.sleep(0.01)
+    assert _wait(lambda: not w._throttle.has_pending, 2)
+    elapsed = time.monotonic() - t0
+    assert 2 <= len(sent) <= elapsed / 0.25 + 2, (len(sent), elapsed)
+    assert all(b - a >= 0.2 for a, b in zip(sent, sent[1:], strict=False)), sent
+    # The trailing push carries the latest value: the display is never left stale.
+    assert {r[0]: r[2] for r in w.rows}["t0000"] == pytest.approx(0.39)
+
+
+def test_poller_thread_pushes_new_trials_and_stops_when_the_experiment_ends(store):
+    from workbench.ui import ExperimentWidget
+
+    eid = make_experiment(store)
+    w = ExperimentWidget(store, eid, poll_interval=0.05, min_interval=0.05)
+    try:
+        assert w.polling
+        _trials(store, eid, 3, running=3)
+        assert _wait(lambda: len(w.rows) == 3, 5)
+        store.finish_experiment(eid, status="TERMINATED", best_trial_id="t0001")
+        assert _wait(lambda: not w.polling, 5), "polling ends once the experiment has ended"
+        assert w.experiment["status"] == "TERMINATED"
+    finally:
+        w.close()
+
+
+def test_stop_without_a_running_search_says_what_to_do(store):
+    from workbench.ui import ExperimentWidget
+
+    eid = make_experiment(store)
+    w = ExperimentWidget(store, eid, autostart=False)
+    with pytest.raises(ConfigError, match="resume"):
+        w.act("stop")
+    with pytest.raises(ConfigError, match="no action 'explode'"):
+        w.act("explode")
+
+
+# ------------------------------------------------------------------ registry
+@pytest.fixture
+def registry(tmp_path):
+    from workbench.lineage import ArtifactStore, Store
+    from workbench.registry import ModelRegistry
+
+    store = Store(tmp_path / "lineage.db")
+    dv, _ = store.add_dataset_version(
+        "cancer",
+        content_hash="c" * 64,
+        artifact_hash="a" * 64,
+        source="x.csv",
+        n_rows=569,
+        n_cols=31,
+        schema={},
+        target="diagnosis",
+        validation=[],
+    )
+    for i, f1 in enumerate([0.95, 0.97, 0.93], start=1):
+        store.add_model_version(
+            "cancer",
+            task="classification",
+            artifact_hash=f"{i}" * 64,
+            params={"C": i},
+            metrics={"f1": f1, "accuracy": f1 - 0.01},
+            signature={},
+            experiment_id=None,
+            trial_id=None,
+            dataset_version_id=dv["id"],
+        )
+    store.set_alias("cancer", "champion", 1, actor="tester", reason="first")
+    yield ModelRegistry(store, ArtifactStore(tmp_path / "artifacts"))
+    store.close()
+
+
+def test_registry_state_lists_versions_metrics_data_and_aliases(registry):
+    from workbench.ui import RegistryWidget
+
+    w = RegistryWidget(registry, "cancer", autostart=False, highlight=2)
+    w.refresh(force=True)
+    assert [v["version"] for v in w.versions] == [1, 2, 3]
+    assert w.versions[1]["metrics"] == {"f1": 0.97, "accuracy": pytest.approx(0.96)}
+    assert w.versions[0]["dataset"] == "cancer v1"
+    assert w.metric_names == ["f1", "accuracy"] or w.metric_names == ["accuracy", "f1"]
+    assert w.aliases == {"champion": 1}
+    assert w.data_versions[0]["label"] == "cancer v1" and w.data_versions[0]["rows"] == 569
+    assert w.rollback == {"champion": None}, "champion never moved: nothing to roll back to"
+    with pytest.raises(NotFoundError, match="known models: cancer"):
+        RegistryWidget(registry, "nope", autostart=False)
+
+
+def test_promote_needs_confirmation_then_moves_the_alias_and_audits_it(registry):
+    from workbench.ui import RegistryWidget
+
+    w = RegistryWidget(registry, "cancer", autostart=False, actor="alice (widget)")
+    with pytest.raises(ConfigError, match="confirm=True"):
+        w.act("promote", version=2)
+    assert registry.get("cancer", "champion").version == 1
+    w.act("promote", version=2, confirm=True, reason="better f1")
+    assert registry.get("cancer", "champion").version == 2
+    last = registry.history("cancer")[-1]
+    assert (last["version"], last["previous_version"], last["actor"], last["reason"]) == (
+        2,
+        1,
+        "alice (widget)",
+        "better f1",
+    )
+    audit = registry.store.audit_log(5)
+    assert any(a["action"] == "alias.set" and a["actor"] == "alice (widget)" for a in audit)
+    assert w.aliases == {"champion": 2} and w.rollback == {"champion": 1}  # refreshed after acting
+
+    with pytest.raises(ConfigError, match="confirm=True"):
+        w.act("rollback")
+    w.act("rollback", confirm=True)
+    assert registry.get("cancer", "champion").version == 1
+    assert registry.history("cancer")[-1]["reason"].startswith("rolled back from version 2")
+
+
+def test_a_click_arrives_as_a_custom_message_and_runs_off_the_kernel_thread(registry):
+    from workbench.ui import RegistryWidget
+
+    w = RegistryWidget(registry, "cancer", autostart=False)
+    threads = []
+    original = registry.set_alias
+    registry.set_alias = lambda *a, **k: (
+        threads.append(__import__("threading").current_thread().name) or original(*a, **k)
+    )
+    t0 = time.perf_counter()
+    w._on_custom_msg(w, {"action": "promote", "params": {"version": 3, "confirm": True}}, [])
+    handler_ms = (time.perf_counter() - t0) * 1000
+    assert handler_ms < 20, f"the kernel-thread handler took {handler_ms:.1f} ms"
+    assert _wait(lambda: registry.get("cancer", "champion").version == 3, 5)
+    assert threads and threads[0].startswith("workbench-registry-action")
+    assert _wait(lambda: w.notice.get("text") == "champion is now version 3", 5), w.notice
+    # A failing action shows its error in the widget instead of raising in the kernel.
+    w._on_custom_msg(w, {"action": "promote", "params": {"version": 9, "confirm": True}}, [])
+    assert _wait(lambda: w.notice.get("level") == "error", 5)
+    assert "no version 9" in w.notice["text"]
+    w._on_custom_msg(w, "garbage", [])  # ignored, no exception in the kernel
+
+
+# ------------------------------------------------------------------ deployment state (no Ray)
+@pytest.fixture
+def deployed(registry):
+    store = registry.store
+    store.upsert_deployment("cancer", model="cancer", route_prefix="/cancer", status="running")
+    store.record_traffic("cancer", {1: 1.0}, actor="t", reason="deploy", kind="deploy")
+    store.record_traffic(
+        "cancer",
+        {1: 0.9, 2: 0.1},
+        actor="t",
+        reason="canary step 1/3",
+        kind="canary",
+        detail={"step": 1, "steps": 3, "champion": 1, "challenger": 2, "evidence": {}},
+    )
+    from workbench.lineage import utcnow
+
+    rows = [
+        {
+            "request_id": f"r{i}",
+            "deployment": "cancer",
+            "model_version_id": 1,
+            "features": {},
+            "latency_ms": float(i),
+            "status_code": 500 if i % 10 == 0 else 200,
+            "at": utcnow(),
+        }
+        for i in range(1, 41)
+    ]
+    store.log_requests(rows)
+    return registry
+
+
+def test_deployment_state_from_the_store(deployed):
+    from workbench.ui import DeploymentWidget
+
+    w = DeploymentWidget(
+        deployed, "cancer", autostart=False, bucket_s=60
+    )  # store only: no Serve call
+    w.refresh(force=True)
+    assert w.weights == {"1": 0.9, "2": 0.1}
+    assert w.versions == [1, 2, 3]
+    assert [c["kind"] for c in w.history] == ["deploy", "canary"]
+    assert w.canary["step"] == 1 and w.canary["steps"] == 3 and w.canary["active"] is True
+    assert w.canary["share"] == pytest.approx(0.1)
+    assert sum(p["n"] for p in w.requests) == 40
+    errors = sum(p["error_rate"] * p["n"] for p in w.requests)
+    assert errors == pytest.approx(4)
+    assert w.deployment["totals"]["n"] == 40
+    # Incremental: the next refresh reads only new log rows.
+    cursor = w._series.cursor
+    w.refresh(force=True)
+    assert w._series.cursor == cursor and sum(p["n"] for p in w.requests) == 40
+
+
+def test_bad_slider_weights_are_refused_with_a_clear_error(deployed):
+    from workbench.ui import DeploymentWidget
+
+    w = DeploymentWidget(
+        deployed, "cancer", autostart=False
+    )  # a registry is no Serving: never reached
+    with pytest.raises(ConfigError, match="positive total"):
+        w.act("set_traffic", weights={"1": 0, "2": 0})
+    with pytest.raises(ConfigError, match="version numbers"):
+        w.act("set_traffic", weights={"one": 1})
+    with pytest.raises(ConfigError, match="confirm=True"):
+        w.act("rollback")
+
+
+# ------------------------------------------------------------------ monitor and lineage
+@pytest.fixture
+def monitored(deployed):
+    store = deployed.store
+    dv = store.get_dataset_version("cancer")
+    store.create_monitor(
+        "cancer-drift",
+        deployment="cancer",
+        kind="data_drift",
+        reference_dataset_version_id=dv["id"],
+        config={"p_val": 0.05, "correction": "bonferroni", "features": ["a", "b"]},
+    )
+    ids = []
+    for i, (drift, pa) in enumerate([(False, 0.6), (False, 0.3), (True, 1e-6)]):
+        ids.append(
+            store.record_monitor_window(
+                "cancer-drift",
+                first_request_log_id=i * 10 + 1,
+                last_request_log_id=i * 10 + 10,
+                n=10,
+                is_drift=drift,
+                score=pa,
+                threshold=0.025,
+                detail={
+                    "verdict": "drift" if drift else "ok",
+                    "most_shifted": [{"feature": "a", "p_val": pa}, {"feature": "b", "p_val": 0.9}],
+                },
+            )
+        )
+    store.raise_alert(
+        dedup_key="k",
+        severity="warning",
+        title="data drift on cancer: a",
+        detail={},
+        cooldown_s=0,
+        monitor="cancer-drift",
+        drift_result_id=ids[-1],
+    )
+    job = store.claim_retrain_job(
+        "drift:1", policy="p", status="PENDING_APPROVAL", drift_result_id=ids[-1]
+    )
+    return deployed, ids, job
+
+
+def test_monitor_state_has_p_values_alerts_and_retraining(monitored):
+    from workbench.ui import MonitorWidget
+
+    registry, ids, job = monitored
+    w = MonitorWidget(registry.store, "cancer-drift", autostart=False)
+    w.refresh(force=True)
+    assert w.features == ["a", "b"]
+    assert [x["is_drift"] for x in w.windows] == [False, False, True]
+    assert w.windows[2]["p_values"] == {"a": 1e-6, "b": 0.9}
+    assert (
+        w.alerts[0]["title"].startswith("data drift") and w.alerts[0]["drift_result_id"] == ids[-1]
+    )
+    assert len(w.jobs) == 1 and w.jobs[0]["id"] == job and w.jobs[0]["status"] == "PENDING_APPROVAL"
+    assert not w.can_approve
+    with pytest.raises(ConfigError, match="automation"):
+        w.act("approve", job_id=job, confirm=True)
+
+
+def test_monitor_approve_goes_through_automation(monitored):
+    from workbench.ui import MonitorWidget
+
+    registry, _, job = monitored
+    answered = []
+
+    class FakeAutomation:  # records the call; the real Automation is exercised in test_automation_*
+        def approve(self, job_id, *, actor, reason):
+            answered.append(("approve", job_id, actor))
+            return {"id": job_id}
+
+        def reject(self, job_id, *, actor, reason):
+            answered.append(("reject", job_id, actor))
+            return {"id": job_id}
+
+    w = MonitorWidget(
+        registry.store, "cancer-drift", automation=FakeAutomation(), autostart=False, actor="bob"
+    )
+    assert w.can_approve
+    with pytest.raises(ConfigError, match="confirm=True"):
+        w.act("approve", job_id=job)
+    w.act("reject", job_id=job, confirm=True)
+    assert answered == [("reject", job, "bob")]
+
+
+def test_lineage_graph_and_node_records(monitored):
+    from workbench.ui import LineageWidget
+
+    registry, ids, job = monitored
+    mv = registry.get("cancer", 1)
+    w = LineageWidget(registry.store, "model_version", mv.id, autostart=False)
+    w.refresh(force=True)
+    keys = {n["key"] for n in w.nodes}
+    assert w.root == f"model_version:{mv.id}"
+    assert {
+        f"model_version:{mv.id}",
+        "deployment:1",
+        "monitor:1",
+        f"drift_result:{ids[-1]}",
+        f"retrain_job:{job}",
+    } <= keys
+    assert f"drift_result:{ids[0]}" not in keys, (
+        "windows without drift that caused nothing are left out"
+    )
+    assert all(e["src"] in keys and e["dst"] in keys for e in w.edges)
+    for key in sorted(keys):
+        w.selected = key  # what a click in the browser does
+        assert w.record["type"] == key.split(":")[0] and w.record["description"], key
+        json.dumps(w.record)
+    w.selected = f"model_version:{mv.id}"
+    assert w.record["record"]["version"] == 1 and "cancer v1" in w.record["description"]
+
+
+# ------------------------------------------------------------------ display hooks and packaging
+def test_displays_only_in_a_kernel(monkeypatch, registry):
+    import IPython
+
+    from workbench.ui import register_displays
+
+    assert register_displays() is False
+    mv = registry.get("cancer", 1)
+    assert mv.__dict__["_registry"] is registry
+    assert mv == registry.get("cancer", 1) and "_registry" not in repr(mv)
+
+    class ZMQInteractiveShell:  # stands in for ipykernel's shell
+        def __init__(self):
+            from IPython.core.formatters import DisplayFormatter
+
+            self.display_formatter = DisplayFormatter()
+
+    shell = ZMQInteractiveShell()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    assert register_displays() is True
+    bundle, _ = shell.display_formatter.format(mv)
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    from workbench.registry import ModelVersion
+
+    plain = ModelVersion.from_row({**registry.store.get_model_version("cancer", 1)})
+    bundle, _ = shell.display_formatter.format(plain)  # not from a registry: the plain repr
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
+
+
+def test_plain_python_imports_no_widget_library():
+    code = (
+        "import sys, workbench, workbench.api, workbench.ui;"
+        "from workbench.experiments import SearchHandle;"
+        "heavy = [m for m in ('anywidget', 'ipywidgets', 'IPython', 'ray') if m in sys.modules];"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_es_module_and_css_ship_as_package_data():
+    import tomllib
+    from pathlib import Path
+
+    from workbench.ui._widgets import CSS_PATH, ESM_PATH
+
+    assert ESM_PATH.is_file() and CSS_PATH.is_file()
+    patterns = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["workbench"]
+    assert "ui/*.js" in patterns and "ui/*.css" in patterns
+    text = ESM_PATH.read_text()
+    assert (
+        "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
+    )
+    assert "import " not in text.split("export default")[0].replace("import(", ""), (
+        "no imports: anywidget loads one file"
+    )
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_es_module_loads_and_exports_render():
+    from workbench.ui._widgets import ESM_PATH
+
+    code = (
+        f"import('{ESM_PATH.resolve().as_uri()}').then(m => console.log(typeof m.default.render))"
+    )
+    out = subprocess.run(["node", "-e", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "function"

@@ -1,0 +1,570 @@
+"""What each workbench widget shows, built from the lineage store: plain, JSON-safe dicts and lists.
+
+Pure functions (and one small incremental aggregator) with no widget or
+Ray import, so they are tested without a browser and a widget re-created
+after a kernel restart shows exactly what the store holds. Everything here
+only reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from workbench.lineage import Store, lineage_chain
+from workbench.lineage._graph import describe_node
+
+__all__ = [
+    "STATUSES",
+    "ExperimentReader",
+    "RequestSeries",
+    "registry_state",
+    "deployment_state",
+    "monitor_state",
+    "lineage_state",
+    "node_record",
+    "rollback_target",
+    "clean",
+]
+
+#: Trial statuses in the order the experiment widget lists them.
+STATUSES = ("RUNNING", "PENDING", "TERMINATED", "STOPPED", "INTERRUPTED", "ERROR")
+_FINAL_TRIAL = {"TERMINATED", "STOPPED", "ERROR"}
+
+
+def clean(value: Any) -> Any:
+    """``value`` with NaN/inf replaced by ``None`` (the comm is JSON, which has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    try:
+        return clean(float(value))  # numpy scalars
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: numbers stay numbers, everything else becomes short text."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    n = _num(value)
+    if n is not None or isinstance(value, int | float):
+        return n
+    return str(value)
+
+
+# ------------------------------------------------------------------ experiment
+class ExperimentReader:
+    """Builds the experiment widget's state from the store, re-reading only what can still change.
+
+    Metric curves of finished trials are read once and cached; trials that
+    are still running are re-read on every call. With 1,000 finished trials a
+    refresh is one ``list_trials`` query plus nothing per trial.
+
+    Parameters
+    ----------
+    store : Store
+        The lineage store the search records into.
+    experiment_id : int
+        The experiment to show.
+    """
+
+    def __init__(self, store: Store, experiment_id: int):
+        self.store = store
+        self.experiment_id = int(experiment_id)
+        self._curves: dict[str, list[list[float]]] = {}
+        self._final: set[str] = set()
+
+    def read(self) -> dict[str, Any]:
+        """The whole state: ``experiment``, ``columns``, ``rows``, ``curves``, ``best``, ``best_curve``."""
+        exp = self.store.get_experiment(self.experiment_id)
+        trials = self.store.list_trials(self.experiment_id)
+        metric, mode = exp["metric"], exp["mode"]
+        sign = 1.0 if mode == "max" else -1.0
+
+        config_keys: list[str] = []
+        metric_keys: list[str] = []
+        for t in trials:
+            for k in t.get("config") or {}:
+                if k not in config_keys:
+                    config_keys.append(k)
+            for k in t.get("metrics") or {}:
+                if k != metric and k not in metric_keys:
+                    metric_keys.append(k)
+        columns = [
+            "trial_id",
+            "status",
+            metric,
+            "duration_s",
+            *(f"config.{k}" for k in config_keys),
+            *(f"metrics.{k}" for k in metric_keys),
+        ]
+        rows: list[list[Any]] = []
+        counts: dict[str, int] = {}
+        best: dict[str, Any] | None = None
+        finished: list[tuple[str, str, float]] = []
+        for t in trials:
+            config, metrics = t.get("config") or {}, t.get("metrics") or {}
+            value = _num(metrics.get(metric))
+            status = str(t.get("status") or "PENDING")
+            counts[status] = counts.get(status, 0) + 1
+            rows.append(
+                [
+                    t["trial_id"],
+                    status,
+                    value,
+                    _num(t.get("duration_s")),
+                    *(_cell(config.get(k)) for k in config_keys),
+                    *(_cell(metrics.get(k)) for k in metric_keys),
+                ]
+            )
+            if value is not None and (best is None or sign * value > sign * best["value"]):
+                best = {"trial_id": t["trial_id"], "value": value, "config": clean(config)}
+            if status in _FINAL_TRIAL and value is not None:
+                finished.append(
+                    (str(t.get("ended_at") or t.get("started_at") or ""), t["trial_id"], value)
+                )
+            self._read_curve(t["trial_id"], status, metric)
+
+        # Best so far, in the order trials finished.
+        best_curve: list[list[Any]] = []
+        running_best: float | None = None
+        for i, (_, trial_id, value) in enumerate(sorted(finished), start=1):
+            if running_best is None or sign * value > sign * running_best:
+                running_best = value
+            best_curve.append([i, running_best, trial_id])
+
+        experiment = {
+            "id": exp["id"],
+            "name": exp["name"],
+            "status": exp["status"],
+            "metric": metric,
+            "mode": mode,
+            "num_samples": exp["num_samples"],
+            "search_alg": exp["search_alg"],
+            "scheduler": exp["scheduler"],
+            "started_at": exp["started_at"],
+            "ended_at": exp.get("ended_at"),
+            "n_trials": len(trials),
+            "counts": counts,
+        }
+        known = {t["trial_id"] for t in trials}
+        curves = {k: v for k, v in self._curves.items() if k in known}
+        return clean(
+            {
+                "experiment": experiment,
+                "columns": columns,
+                "rows": rows,
+                "curves": curves,
+                "best": best or {},
+                "best_curve": best_curve,
+            }
+        )
+
+    def _read_curve(self, trial_id: str, status: str, metric: str) -> None:
+        if trial_id in self._final:
+            return
+        points = [
+            [float(m["step"]), float(m["value"])]
+            for m in self.store.trial_metrics(self.experiment_id, trial_id)
+            if m["name"] == metric and _num(m["value"]) is not None
+        ]
+        self._curves[trial_id] = points
+        if status in _FINAL_TRIAL:
+            self._final.add(trial_id)
+
+
+# -------------------------------------------------------------------- registry
+def _dataset_label(store: Store, dv_id: int | None, cache: dict[int, str]) -> str | None:
+    if dv_id is None:
+        return None
+    if dv_id not in cache:
+        try:
+            dv = store.dataset_version_by_id(dv_id)
+            cache[dv_id] = f"{dv['dataset']} v{dv['version']}"
+        except Exception:  # a dangling id: show the id rather than fail the whole widget
+            cache[dv_id] = f"dataset version #{dv_id}"
+    return cache[dv_id]
+
+
+def registry_state(registry: Any, model: str) -> dict[str, Any]:
+    """Versions of ``model`` (metrics, aliases, data version), alias history and data versions.
+
+    ``registry`` is a :class:`~workbench.registry.ModelRegistry` (anything
+    with ``list(model)``, ``history(model)`` and ``store``).
+    """
+    store: Store = registry.store
+    versions = registry.list(model)
+    if not versions:
+        # Ask for the model through the store so the error names the known models.
+        store.get_model_version(model, 1)
+    cache: dict[int, str] = {}
+    metric_names: list[str] = []
+    rows = []
+    for mv in versions:
+        for k, v in (mv.metrics or {}).items():
+            if _num(v) is not None and k not in metric_names:
+                metric_names.append(k)
+        rows.append(
+            {
+                "version": mv.version,
+                "aliases": list(mv.aliases),
+                "metrics": {
+                    k: _num(v) for k, v in (mv.metrics or {}).items() if _num(v) is not None
+                },
+                "params": {k: _cell(v) for k, v in (mv.params or {}).items()},
+                "dataset": _dataset_label(store, mv.dataset_version_id, cache),
+                "dataset_version_id": mv.dataset_version_id,
+                "experiment_id": mv.experiment_id,
+                "trial_id": mv.trial_id,
+                "created_at": mv.created_at,
+                "artifact": mv.artifact_hash[:12],
+            }
+        )
+    datasets = {
+        cache[i].rsplit(" v", 1)[0] for i in cache if not cache[i].startswith("dataset version #")
+    }
+    data_versions = [
+        {
+            "id": dv["id"],
+            "label": f"{dv['dataset']} v{dv['version']}",
+            "rows": dv["n_rows"],
+            "cols": dv["n_cols"],
+            "hash": str(dv["content_hash"])[:12],
+            "created_at": dv["created_at"],
+            "parent_id": dv.get("parent_id"),
+        }
+        for dv in store.list_dataset_versions()
+        if dv["dataset"] in datasets
+    ]
+    history = [
+        {
+            "alias": h["alias"],
+            "version": h["version"],
+            "previous_version": h["previous_version"],
+            "actor": h["actor"],
+            "reason": h["reason"],
+            "at": h["at"],
+        }
+        for h in registry.history(model)
+    ]
+    aliases: dict[str, int] = {}
+    for r in rows:
+        for a in r["aliases"]:
+            aliases[a] = r["version"]
+    return clean(
+        {
+            "model": model,
+            "versions": rows,
+            "metric_names": metric_names,
+            "aliases": aliases,
+            "history": history,
+            "data_versions": data_versions,
+            "rollback": {a: rollback_target(history, a, aliases.get(a)) for a in aliases},
+        }
+    )
+
+
+def rollback_target(
+    history: Iterable[Mapping[str, Any]], alias: str, current: int | None
+) -> int | None:
+    """The version ``alias`` pointed at before its latest move (``None`` if it never moved)."""
+    for h in reversed(list(history)):
+        if h["alias"] == alias:
+            prev = h.get("previous_version")
+            return None if prev is None or prev == current else int(prev)
+    return None
+
+
+# ------------------------------------------------------------------ deployment
+def _ts(at: str) -> float:
+    return datetime.fromisoformat(at).timestamp()
+
+
+class RequestSeries:
+    """Request rate, latency and errors of a deployment per time bucket, fed incrementally from the log.
+
+    Each :meth:`update` reads only the request-log rows written since the
+    last one (``store.requests_after`` with a cursor) and keeps the last
+    ``window_s`` seconds in buckets of ``bucket_s`` seconds.
+
+    Parameters
+    ----------
+    store : Store
+        The lineage store the router logs requests into.
+    deployment : str
+        Deployment name.
+    window_s, bucket_s : float
+        How much history to keep, and the bucket width.
+    """
+
+    def __init__(
+        self, store: Store, deployment: str, *, window_s: float = 300.0, bucket_s: float = 5.0
+    ):
+        if bucket_s <= 0 or window_s < bucket_s:
+            raise ValueError("bucket_s must be positive and window_s at least one bucket")
+        self.store = store
+        self.deployment = deployment
+        self.window_s = float(window_s)
+        self.bucket_s = float(bucket_s)
+        self.cursor = 0
+        self.total = 0
+        self._buckets: dict[int, dict[str, Any]] = {}
+
+    def update(self, *, now: float | None = None, batch: int = 5000) -> None:
+        while True:
+            rows = self.store.requests_after(
+                self.deployment, self.cursor, limit=batch, ok_only=False
+            )
+            for r in rows:
+                self.cursor = max(self.cursor, int(r["id"]))
+                key = int(_ts(r["at"]) // self.bucket_s)
+                b = self._buckets.setdefault(key, {"n": 0, "errors": 0, "lat": [], "versions": {}})
+                b["n"] += 1
+                b["errors"] += int(int(r["status_code"]) >= 500)
+                b["lat"].append(float(r["latency_ms"]))
+                v = r.get("model_version")
+                if v is not None:
+                    b["versions"][str(v)] = b["versions"].get(str(v), 0) + 1
+            self.total += len(rows)
+            if len(rows) < batch:
+                break
+        now = datetime.now().timestamp() if now is None else now
+        oldest = int((now - self.window_s) // self.bucket_s)
+        for key in [k for k in self._buckets if k < oldest]:
+            del self._buckets[key]
+
+    def series(self) -> list[dict[str, Any]]:
+        """One point per non-empty bucket: ``t`` (epoch s), ``rps``, ``p50``, ``p95``, ``error_rate``, ``versions``."""
+        out = []
+        for key in sorted(self._buckets):
+            b = self._buckets[key]
+            lat = sorted(b["lat"])
+            out.append(
+                {
+                    "t": key * self.bucket_s,
+                    "n": b["n"],
+                    "rps": round(b["n"] / self.bucket_s, 3),
+                    "p50": _quantile(lat, 0.5),
+                    "p95": _quantile(lat, 0.95),
+                    "error_rate": b["errors"] / b["n"] if b["n"] else 0.0,
+                    "versions": dict(b["versions"]),
+                }
+            )
+        return out
+
+
+def _quantile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return round(sorted_values[i], 3)
+
+
+def deployment_state(
+    store: Store, name: str, series: RequestSeries | None = None
+) -> dict[str, Any]:
+    """Current weights, versions that can take traffic, traffic history, canary progress, request series."""
+    dep = store.get_deployment(name)
+    weights = {str(int(k)): float(v) for k, v in (dep.get("weights") or {}).items()}
+    versions = [mv["version"] for mv in store.list_model_versions(dep["model"])]
+    history = []
+    for c in store.traffic_history(name):
+        history.append(
+            {
+                "at": c["at"],
+                "t": _ts(c["at"]),
+                "weights": {str(k): float(v) for k, v in (c.get("weights") or {}).items()},
+                "kind": c.get("kind") or "set",
+                "actor": c["actor"],
+                "reason": c["reason"],
+                "detail": {k: v for k, v in (c.get("detail") or {}).items() if k != "evidence"},
+            }
+        )
+    canary = None
+    for c in reversed(history):
+        if c["kind"] == "canary":
+            d = c["detail"]
+            canary = {
+                "step": d.get("step"),
+                "steps": d.get("steps"),
+                "champion": d.get("champion"),
+                "challenger": d.get("challenger"),
+                "share": c["weights"].get(str(d.get("challenger")), 0.0),
+                "at": c["at"],
+                "active": c is history[-1] and (d.get("step") or 0) < (d.get("steps") or 0),
+                "reason": c["reason"],
+            }
+            break
+        if c["kind"] == "rollback" and canary is None:
+            # A rollback after a canary ends it; keep looking to say which canary it ended.
+            continue
+    if canary is not None and history and history[-1]["kind"] == "rollback":
+        canary["rolled_back"] = history[-1]["at"] > canary["at"]
+    stats = store.request_stats(name)
+    return clean(
+        {
+            "name": name,
+            "model": dep["model"],
+            "status": dep["status"],
+            "route_prefix": dep["route_prefix"],
+            "weights": weights,
+            "versions": versions,
+            "history": history[-200:],
+            "canary": canary or {},
+            "requests": series.series() if series is not None else [],
+            "totals": {
+                "n": stats["n"],
+                "errors": stats["errors"],
+                "mean_latency_ms": stats["mean_latency_ms"],
+            },
+        }
+    )
+
+
+# --------------------------------------------------------------------- monitor
+def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict[str, Any]:
+    """Drift windows (p-values per feature), alerts and the retraining each drift caused."""
+    mon = store.get_monitor(monitor)
+    config = mon.get("config") or {}
+    results = store.drift_results(monitor)[-max_windows:]
+    windows = []
+    features: list[str] = list(config.get("features") or [])
+    for r in results:
+        detail = r.get("detail") or {}
+        pvals = {}
+        for item in detail.get("most_shifted") or []:
+            f, p = item.get("feature"), _num(item.get("p_val"))
+            if f is not None and p is not None:
+                pvals[str(f)] = p
+                if str(f) not in features:
+                    features.append(str(f))
+        windows.append(
+            {
+                "id": r["id"],
+                "at": r["at"],
+                "n": r["n"],
+                "is_drift": bool(r["is_drift"]),
+                "score": _num(r.get("score")),
+                "threshold": _num(r.get("threshold")),
+                "verdict": detail.get("verdict") or ("drift" if r["is_drift"] else "ok"),
+                "p_values": pvals,
+            }
+        )
+    ids = {w["id"] for w in windows}
+    jobs = []
+    for j in store.list_retrain_jobs():
+        if j.get("drift_result_id") in ids:
+            jobs.append(
+                {
+                    "id": j["id"],
+                    "drift_result_id": j["drift_result_id"],
+                    "status": j["status"],
+                    "decision": j.get("decision"),
+                    "policy": j.get("policy"),
+                    "started_at": j["started_at"],
+                    "ended_at": j.get("ended_at"),
+                    "challenger_version_id": j.get("challenger_version_id"),
+                }
+            )
+    alerts = [
+        {
+            "id": a["id"],
+            "severity": a["severity"],
+            "title": a["title"],
+            "count": a["count"],
+            "first_at": a["first_at"],
+            "last_at": a["last_at"],
+            "drift_result_id": a.get("drift_result_id"),
+        }
+        for a in store.alerts(monitor, limit=50)
+    ]
+    return clean(
+        {
+            "name": monitor,
+            "deployment": mon["deployment"],
+            "kind": mon["kind"],
+            "p_val": _num(config.get("p_val")),
+            "correction": config.get("correction"),
+            "features": features,
+            "windows": windows,
+            "alerts": alerts,
+            "jobs": jobs,
+        }
+    )
+
+
+# --------------------------------------------------------------------- lineage
+_TABLES = {
+    "deployment": "deployments",
+    "monitor": "monitors",
+    "drift_result": "drift_results",
+    "alert": "alerts",
+    "retrain_step": "retrain_steps",
+}
+
+
+def node_record(store: Store, node_type: str, node_id: int) -> dict[str, Any]:
+    """The stored record behind one lineage node (JSON-safe), for the lineage widget's detail pane."""
+    node_id = int(node_id)
+    if node_type == "dataset_version":
+        row = store.dataset_version_by_id(node_id)
+        row.pop("schema", None)
+    elif node_type == "experiment":
+        row = store.get_experiment(node_id)
+        row.pop("packages", None)
+    elif node_type == "model_version":
+        row = store.model_version_by_id(node_id)
+    elif node_type == "retrain_job":
+        row = store.get_retrain_job(node_id)
+    elif node_type in _TABLES:
+        # Read-only lookup of one row by id; the table name comes from the fixed map above.
+        row = store.query_one(f"SELECT * FROM {_TABLES[node_type]} WHERE id = ?", [node_id]) or {}
+    else:
+        row = {}
+    return clean(
+        {
+            "type": node_type,
+            "id": node_id,
+            "description": describe_node(store, node_type, node_id),
+            "record": row,
+        }
+    )
+
+
+def lineage_state(
+    store: Store, node_type: str, node_id: int, *, max_nodes: int = 500
+) -> dict[str, Any]:
+    """Nodes and edges connected to one node, ready for the layered graph."""
+    chain = lineage_chain(store, node_type, int(node_id), max_nodes=max_nodes)
+    nodes = [
+        {"key": f"{t}:{i}", "type": t, "id": i, "label": label}
+        for (t, i), label in sorted(chain["nodes"].items(), key=lambda kv: (kv[0][0], kv[0][1]))
+    ]
+    edges = [
+        {
+            "src": f"{e['src_type']}:{e['src_id']}",
+            "dst": f"{e['dst_type']}:{e['dst_id']}",
+            "relation": e["relation"],
+            "at": e["at"],
+        }
+        for e in chain["edges"]
+    ]
+    return clean({"root": f"{node_type}:{int(node_id)}", "nodes": nodes, "edges": edges})

@@ -1,0 +1,703 @@
+"""Notebook widgets for experiments, the registry, deployments, monitors and lineage (anywidget).
+
+Each widget reads the lineage store on a background thread, pushes what
+changed as synced traits (throttled), and turns clicks in the browser into
+calls of the public API on another background thread, so the kernel thread
+is never blocked by either. Imported only when a widget is asked for.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import anywidget
+import traitlets
+
+from workbench.exceptions import ConfigError
+from workbench.lineage import Store
+from workbench.lineage._store import default_actor
+from workbench.ui._state import (
+    ExperimentReader,
+    RequestSeries,
+    deployment_state,
+    lineage_state,
+    monitor_state,
+    node_record,
+    registry_state,
+    rollback_target,
+)
+from workbench.ui._throttle import Throttle
+
+__all__ = [
+    "ExperimentWidget",
+    "RegistryWidget",
+    "DeploymentWidget",
+    "MonitorWidget",
+    "LineageWidget",
+    "Widgets",
+]
+
+_HERE = pathlib.Path(__file__).parent
+ESM_PATH = _HERE / "widgets.js"
+CSS_PATH = _HERE / "widgets.css"
+
+
+class LiveWidget(anywidget.AnyWidget):
+    """Base of the store-backed widgets: polling thread, throttled pushes, actions off the kernel thread.
+
+    Parameters
+    ----------
+    poll_interval : float
+        Seconds between two reads of the store.
+    min_interval : float
+        Minimum seconds between two pushes to the browser (default 0.25: at most 4/s).
+    autostart : bool
+        Start the polling thread at once (``False``: call :meth:`refresh` or :meth:`start`).
+    actor : str, optional
+        Recorded as who acted, for every action taken from the widget
+        (default: ``"<user> (widget)"``).
+    """
+
+    _esm = ESM_PATH
+    _css = CSS_PATH
+
+    kind = traitlets.Unicode("").tag(sync=True)
+    notice = traitlets.Dict({}).tag(sync=True)
+    busy = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        *,
+        poll_interval: float = 1.0,
+        min_interval: float = 0.25,
+        autostart: bool = True,
+        actor: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.poll_interval = float(poll_interval)
+        self.actor = actor or f"{default_actor()} (widget)"
+        self.stats: dict[str, float] = {"reads": 0, "read_ms": 0.0, "pushes": 0, "push_ms": 0.0}
+        self._throttle: Throttle[dict[str, Any]] = Throttle(
+            self._push, min_interval=min_interval, trailing=True
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._notice_seq = 0
+        self._last: dict[str, Any] = {}
+        self.on_msg(self._on_custom_msg)
+        if autostart:
+            self.start()
+
+    # ------------------------------------------------------------ reading
+    def _read(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _finished(self) -> bool:
+        """True once nothing shown can change any more (polling then stops)."""
+        return False
+
+    def refresh(self, *, force: bool = False) -> dict[str, Any]:
+        """Read the store now and push the state (at once if ``force``, else throttled); return it."""
+        t0 = time.perf_counter()
+        try:
+            state = self._read()
+        except Exception as exc:  # shown in the widget; the poller keeps going
+            self._throttle.submit({"error": f"{type(exc).__name__}: {exc}"}, force=force)
+            raise
+        self.stats["reads"] += 1
+        self.stats["read_ms"] = (time.perf_counter() - t0) * 1000
+        state["error"] = ""
+        self._last = state
+        self._throttle.submit(state, force=force)
+        return state
+
+    def _push(self, state: Mapping[str, Any]) -> None:
+        t0 = time.perf_counter()
+        # One comm message; traitlets skips values equal to what was sent before.
+        with self.hold_sync():
+            for name, value in state.items():
+                setattr(self, name, value)
+        self.stats["pushes"] += 1
+        self.stats["push_ms"] = (time.perf_counter() - t0) * 1000
+
+    def start(self) -> None:
+        """Start polling the store on a daemon thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._poll, name=f"workbench-{self.kind}-widget", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (the widget stays on screen with its last state)."""
+        self._stop.set()
+        self._throttle.flush()
+
+    @property
+    def polling(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:
+                pass  # already shown as the widget's error; try again next interval
+            if self._finished():
+                self.refresh(force=True)
+                break
+            self._stop.wait(self.poll_interval)
+
+    def close(self) -> None:
+        """Stop polling and close the widget's comm."""
+        stop = getattr(self, "_stop", None)  # ipywidgets may call close() on a half-built widget
+        if stop is not None:
+            stop.set()
+            self._throttle.stop()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+        super().close()
+
+    # ------------------------------------------------------------ actions
+    def _actions(self) -> dict[str, Callable[..., Any]]:
+        return {}
+
+    def act(self, action: str, **params: Any) -> Any:
+        """Run one action (what a click in the widget does) in this thread, then refresh.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown action, or a promotion/rollback without ``confirm=True``.
+        """
+        actions = self._actions()
+        if action not in actions:
+            raise ConfigError(
+                f"{type(self).__name__} has no action {action!r}; it has: {', '.join(sorted(actions)) or 'none'}."
+            )
+        result = actions[action](**params)
+        try:
+            self.refresh(force=True)
+        except Exception:
+            pass
+        return result
+
+    def submit(self, action: str, **params: Any) -> Future:
+        """Run an action on the widget's worker thread; the result or error shows as its notice."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                1, thread_name_prefix=f"workbench-{self.kind}-action"
+            )
+        return self._executor.submit(self._run_action, action, params)
+
+    def _run_action(self, action: str, params: dict[str, Any]) -> Any:
+        self.busy = action
+        try:
+            result = self.act(action, **params)
+        except Exception as exc:
+            self._set_notice("error", f"{action} failed: {exc}")
+            raise
+        else:
+            self._set_notice("ok", self._describe(action, params, result))
+            return result
+        finally:
+            self.busy = ""
+
+    def _describe(self, action: str, params: dict[str, Any], result: Any) -> str:
+        return f"{action}: done"
+
+    def _set_notice(self, level: str, text: str) -> None:
+        self._notice_seq += 1
+        self.notice = {"level": level, "text": text, "seq": self._notice_seq}
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # Runs on the kernel thread: validate the shape and hand the work over at once.
+        if not isinstance(content, dict) or not isinstance(content.get("action"), str):
+            return
+        params = content.get("params") if isinstance(content.get("params"), dict) else {}
+        self.submit(content["action"], **params)
+
+
+def _confirmed(confirm: Any, what: str) -> None:
+    if confirm is not True:
+        raise ConfigError(
+            f"{what} changes what is served: pass confirm=True (the widget asks first)."
+        )
+
+
+# ---------------------------------------------------------------- experiment
+class ExperimentWidget(LiveWidget):
+    """Live view of one experiment: trial table, metric curves, parallel coordinates, best so far, stop.
+
+    Parameters
+    ----------
+    store : Store
+        The lineage store the search records into (the widget reads only that,
+        so one built after a kernel restart shows the same trials).
+    experiment_id : int
+        The experiment to show.
+    handle : SearchHandle, optional
+        The running search (``search(..., wait=False)``); with it the stop
+        button ends the search through ``handle.stop()``.
+    **kwargs
+        ``poll_interval`` (default 0.5 s), ``min_interval``, ``autostart``, ``actor``.
+
+    Examples
+    --------
+    >>> handle = bench.experiments.search(train, name="demo", wait=False)    # doctest: +SKIP
+    >>> handle          # last expression of a cell: shows the widget          # doctest: +SKIP
+    >>> ExperimentWidget(bench.store, handle.experiment_id, handle=handle)     # doctest: +SKIP
+    """
+
+    experiment = traitlets.Dict({}).tag(sync=True)
+    columns = traitlets.List([]).tag(sync=True)
+    rows = traitlets.List([]).tag(sync=True)
+    curves = traitlets.Dict({}).tag(sync=True)
+    best = traitlets.Dict({}).tag(sync=True)
+    best_curve = traitlets.List([]).tag(sync=True)
+    can_stop = traitlets.Bool(False).tag(sync=True)
+    stop_requested = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, store: Store, experiment_id: int, *, handle: Any = None, **kwargs: Any):
+        kwargs.setdefault("poll_interval", 0.5)
+        self._store = store
+        self._handle = handle
+        self._reader = ExperimentReader(store, experiment_id)
+        store.get_experiment(int(experiment_id))  # NotFoundError now, not in the poller
+        super().__init__(kind="experiment", **kwargs)
+
+    @property
+    def experiment_id(self) -> int:
+        return self._reader.experiment_id
+
+    def _read(self) -> dict[str, Any]:
+        state = self._reader.read()
+        running = self._handle is not None and not getattr(self._handle, "done", True)
+        state["can_stop"] = bool(running)
+        if self._handle is not None and self._handle_state() in ("STOPPING", "STOPPED"):
+            state["stop_requested"] = True
+        return state
+
+    def _handle_state(self) -> str | None:
+        try:
+            return str(self._handle.state())
+        except Exception:
+            return None
+
+    def _finished(self) -> bool:
+        status = (self._last.get("experiment") or {}).get("status")
+        if self._handle is not None:
+            return bool(getattr(self._handle, "done", True)) and status != "RUNNING"
+        return bool(status) and status != "RUNNING"
+
+    def _actions(self) -> dict[str, Callable[..., Any]]:
+        return {"stop": self._stop_search}
+
+    def _stop_search(self, reason: str = "stopped from the experiment widget") -> str:
+        if self._handle is None:
+            raise ConfigError(
+                "this widget was not given the running search (after a kernel restart the search's driver is "
+                "gone); stop it where it runs, or resume it with bench.experiments.resume(id)."
+            )
+        if getattr(self._handle, "done", False):
+            raise ConfigError(
+                f"experiment {self.experiment_id} has already ended; nothing to stop."
+            )
+        self._handle.stop()
+        self._store.audit(
+            "experiment.stop",
+            "experiment",
+            self.experiment_id,
+            {"reason": reason, "via": "widget"},
+            actor=self.actor,
+        )
+        self.stop_requested = True
+        return "STOPPING"
+
+    def _describe(self, action: str, params: dict[str, Any], result: Any) -> str:
+        return "stop requested: running trials end and are recorded as STOPPED"
+
+
+# ------------------------------------------------------------------ registry
+class RegistryWidget(LiveWidget):
+    """Versions of one model with their metrics, data versions and aliases; promote and roll back.
+
+    Parameters
+    ----------
+    registry : ModelRegistry
+        ``bench.registry``; promotions go through ``registry.set_alias``.
+    model : str
+        The registered model to show.
+    highlight : int, optional
+        A version to mark (the one whose display opened the widget).
+    store : Store, optional
+        Where to read from (default ``registry.store``).
+    **kwargs
+        ``poll_interval`` (default 2 s), ``min_interval``, ``autostart``, ``actor``.
+    """
+
+    model_name = traitlets.Unicode("").tag(sync=True)
+    versions = traitlets.List([]).tag(sync=True)
+    metric_names = traitlets.List([]).tag(sync=True)
+    aliases = traitlets.Dict({}).tag(sync=True)
+    history = traitlets.List([]).tag(sync=True)
+    data_versions = traitlets.List([]).tag(sync=True)
+    rollback = traitlets.Dict({}).tag(sync=True)
+    highlight = traitlets.Int(None, allow_none=True).tag(sync=True)
+
+    def __init__(
+        self,
+        registry: Any,
+        model: str,
+        *,
+        highlight: int | None = None,
+        store: Store | None = None,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("poll_interval", 2.0)
+        self._registry = registry
+        self._view = _StoreView(registry, store)
+        self._model = model
+        registry_state(self._view, model)  # NotFoundError now, naming the known models
+        super().__init__(kind="registry", model_name=model, highlight=highlight, **kwargs)
+
+    def _read(self) -> dict[str, Any]:
+        state = registry_state(self._view, self._model)
+        state.pop("model")
+        return state
+
+    def _actions(self) -> dict[str, Callable[..., Any]]:
+        return {"promote": self._promote, "rollback": self._rollback}
+
+    def _promote(
+        self, version: int, alias: str = "champion", reason: str = "", confirm: bool = False
+    ) -> dict[str, Any]:
+        _confirmed(confirm, f"moving alias {alias!r} of {self._model!r}")
+        mv = self._registry.set_alias(
+            self._model,
+            str(alias),
+            int(version),
+            actor=self.actor,
+            reason=reason or f"promoted to {alias} from the registry widget",
+        )
+        return {"alias": alias, "version": mv.version}
+
+    def _rollback(
+        self, alias: str = "champion", reason: str = "", confirm: bool = False
+    ) -> dict[str, Any]:
+        _confirmed(confirm, f"rolling back alias {alias!r} of {self._model!r}")
+        current = self._registry.get(self._model, alias).version
+        target = rollback_target(self._registry.history(self._model), alias, current)
+        if target is None:
+            raise ConfigError(
+                f"alias {alias!r} of {self._model!r} never pointed at another version; promote one instead."
+            )
+        self._registry.set_alias(
+            self._model,
+            alias,
+            target,
+            actor=self.actor,
+            reason=reason or f"rolled back from version {current} in the registry widget",
+        )
+        return {"alias": alias, "version": target, "from": current}
+
+    def _describe(self, action: str, params: dict[str, Any], result: Any) -> str:
+        if action == "rollback":
+            return f"{result['alias']} rolled back: version {result['from']} → {result['version']}"
+        return f"{result['alias']} is now version {result['version']}"
+
+
+class _StoreView:
+    """A registry whose reads go through another store connection (the widget's own)."""
+
+    def __init__(self, registry: Any, store: Store | None):
+        self._registry = registry
+        self.store = store if store is not None else registry.store
+
+    def list(self, model: str) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [
+            SimpleNamespace(
+                version=r["version"],
+                metrics=r["metrics"],
+                params=r["params"],
+                dataset_version_id=r.get("dataset_version_id"),
+                aliases=tuple(r["aliases"]),
+                experiment_id=r.get("experiment_id"),
+                trial_id=r.get("trial_id"),
+                created_at=r["created_at"],
+                artifact_hash=r["artifact_hash"],
+            )
+            for r in self.store.list_model_versions(model)
+        ]
+
+    def history(self, model: str) -> list[dict[str, Any]]:
+        return self.store.alias_history(model)
+
+
+# ---------------------------------------------------------------- deployment
+class DeploymentWidget(LiveWidget):
+    """A deployment: traffic weights as sliders that reconfigure the router, request charts, canary progress.
+
+    Parameters
+    ----------
+    serving : Serving
+        ``bench.serving``; slider changes call ``serving.set_traffic`` and the
+        rollback button ``serving.rollback`` (both on a worker thread).
+    name : str
+        Deployment name.
+    store : Store, optional
+        Where to read from (default ``serving.store``); the charts come from
+        the request log, so they work without Ray (e.g. after a restart).
+    window_s, bucket_s : float
+        Seconds of request history in the charts, and the bucket width.
+    **kwargs
+        ``poll_interval`` (default 1 s), ``min_interval``, ``autostart``, ``actor``.
+    """
+
+    deployment = traitlets.Dict({}).tag(sync=True)
+    weights = traitlets.Dict({}).tag(sync=True)
+    versions = traitlets.List([]).tag(sync=True)
+    history = traitlets.List([]).tag(sync=True)
+    canary = traitlets.Dict({}).tag(sync=True)
+    requests = traitlets.List([]).tag(sync=True)
+    bucket_s = traitlets.Float(5.0).tag(sync=True)
+
+    def __init__(
+        self,
+        serving: Any,
+        name: str,
+        *,
+        store: Store | None = None,
+        window_s: float = 300.0,
+        bucket_s: float = 5.0,
+        **kwargs: Any,
+    ):
+        self._serving = serving
+        self._store = store if store is not None else serving.store
+        self._name = name
+        self._store.get_deployment(name)  # NotFoundError now
+        self._series = RequestSeries(self._store, name, window_s=window_s, bucket_s=bucket_s)
+        super().__init__(kind="deployment", bucket_s=bucket_s, **kwargs)
+
+    def _read(self) -> dict[str, Any]:
+        self._series.update()
+        s = deployment_state(self._store, self._name, self._series)
+        return {
+            "deployment": {k: s[k] for k in ("name", "model", "status", "route_prefix", "totals")},
+            "weights": s["weights"],
+            "versions": s["versions"],
+            "history": s["history"],
+            "canary": s["canary"],
+            "requests": s["requests"],
+        }
+
+    def _actions(self) -> dict[str, Callable[..., Any]]:
+        return {"set_traffic": self._set_traffic, "rollback": self._rollback}
+
+    def _set_traffic(self, weights: Mapping[Any, Any], reason: str = "") -> dict[int, float]:
+        try:
+            parsed = {int(v): float(w) for v, w in dict(weights).items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"traffic weights must map version numbers to numbers, e.g. {{1: 0.9, 2: 0.1}}; got {weights!r}"
+            ) from exc
+        if not parsed or any(w < 0 for w in parsed.values()) or sum(parsed.values()) <= 0:
+            raise ConfigError(
+                f"traffic weights must be non-negative with a positive total; got {parsed}. Give at least one "
+                "version some traffic."
+            )
+        return self._serving.set_traffic(
+            self._name,
+            parsed,
+            actor=self.actor,
+            reason=reason or "traffic set from the deployment widget",
+        )
+
+    def _rollback(
+        self, to_version: int | None = None, reason: str = "", confirm: bool = False
+    ) -> dict[int, float]:
+        _confirmed(confirm, f"rolling back deployment {self._name!r}")
+        return self._serving.rollback(
+            self._name,
+            to_version=None if to_version is None else int(to_version),
+            actor=self.actor,
+            reason=reason or "rolled back from the deployment widget",
+        )
+
+    def _describe(self, action: str, params: dict[str, Any], result: Any) -> str:
+        shares = ", ".join(f"v{v} {w:.0%}" for v, w in sorted(dict(result).items()))
+        return f"{'rolled back' if action == 'rollback' else 'traffic set'}: {shares}"
+
+
+# ------------------------------------------------------------------- monitor
+class MonitorWidget(LiveWidget):
+    """A drift monitor: p-values per feature over windows, drift alerts and the retraining they caused.
+
+    Parameters
+    ----------
+    store : Store
+        The lineage store.
+    monitor : str
+        Monitor name.
+    automation : Automation, optional
+        ``bench.automation``; with it, retrain jobs waiting for approval get
+        approve/reject buttons (``automation.approve``/``reject``).
+    **kwargs
+        ``poll_interval`` (default 2 s), ``min_interval``, ``autostart``, ``actor``.
+    """
+
+    monitor = traitlets.Dict({}).tag(sync=True)
+    features = traitlets.List([]).tag(sync=True)
+    windows = traitlets.List([]).tag(sync=True)
+    alerts = traitlets.List([]).tag(sync=True)
+    jobs = traitlets.List([]).tag(sync=True)
+    can_approve = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, store: Store, monitor: str, *, automation: Any = None, **kwargs: Any):
+        kwargs.setdefault("poll_interval", 2.0)
+        self._store = store
+        self._name = monitor
+        self._automation = automation
+        store.get_monitor(monitor)  # NotFoundError now
+        super().__init__(kind="monitor", can_approve=automation is not None, **kwargs)
+
+    def _read(self) -> dict[str, Any]:
+        s = monitor_state(self._store, self._name)
+        return {
+            "monitor": {k: s[k] for k in ("name", "deployment", "kind", "p_val", "correction")},
+            "features": s["features"],
+            "windows": s["windows"],
+            "alerts": s["alerts"],
+            "jobs": s["jobs"],
+        }
+
+    def _actions(self) -> dict[str, Callable[..., Any]]:
+        return {"approve": self._answer(True), "reject": self._answer(False)}
+
+    def _answer(self, approve: bool) -> Callable[..., Any]:
+        def answer(job_id: int, reason: str = "", confirm: bool = False) -> Any:
+            _confirmed(confirm, f"{'approving' if approve else 'rejecting'} retrain job {job_id}")
+            if self._automation is None:
+                raise ConfigError(
+                    "this widget was built without automation=bench.automation; it cannot answer jobs."
+                )
+            method = self._automation.approve if approve else self._automation.reject
+            return method(
+                int(job_id), actor=self.actor, reason=reason or "answered in the monitor widget"
+            )
+
+        return answer
+
+
+# ------------------------------------------------------------------- lineage
+class LineageWidget(LiveWidget):
+    """The lineage graph around one record, laid out in layers; clicking a node shows its record.
+
+    Parameters
+    ----------
+    store : Store
+        The lineage store.
+    node_type, node_id : str, int
+        The record to start from (``"model_version"``, ``"dataset_version"``,
+        ``"deployment"``, ``"drift_result"``...).
+    **kwargs
+        ``poll_interval`` (default 5 s), ``min_interval``, ``autostart``, ``actor``.
+    """
+
+    root = traitlets.Unicode("").tag(sync=True)
+    nodes = traitlets.List([]).tag(sync=True)
+    edges = traitlets.List([]).tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
+    record = traitlets.Dict({}).tag(sync=True)
+
+    def __init__(
+        self, store: Store, node_type: str, node_id: int, *, max_nodes: int = 500, **kwargs: Any
+    ):
+        kwargs.setdefault("poll_interval", 5.0)
+        self._store = store
+        self._node = (str(node_type), int(node_id))
+        self._max_nodes = max_nodes
+        super().__init__(kind="lineage", **kwargs)
+        self.observe(self._on_select, names=["selected"])
+
+    def _read(self) -> dict[str, Any]:
+        s = lineage_state(self._store, *self._node, max_nodes=self._max_nodes)
+        return {"root": s["root"], "nodes": s["nodes"], "edges": s["edges"]}
+
+    def _on_select(self, change: Mapping[str, Any]) -> None:
+        key = str(change["new"] or "")
+        if ":" not in key:
+            self.record = {}
+            return
+        node_type, _, node_id = key.rpartition(":")
+        try:
+            self.record = node_record(self._store, node_type, int(node_id))
+        except Exception as exc:
+            self.record = {
+                "type": node_type,
+                "id": node_id,
+                "description": f"cannot read it: {exc}",
+                "record": {},
+            }
+
+
+# ------------------------------------------------------------------- factory
+class Widgets:
+    """``bench.widgets``: one method per widget, wired to a :class:`~workbench.Workbench`.
+
+    The widgets read through their own store connection, so their polling
+    never waits on the kernel's.
+
+    Examples
+    --------
+    >>> bench.widgets.registry("cancer")            # doctest: +SKIP
+    >>> bench.widgets.deployment("cancer")          # doctest: +SKIP
+    """
+
+    def __init__(self, bench: Any):
+        self._bench = bench
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self._bench.settings.db_path)
+        return self._store
+
+    def experiment(self, experiment: Any, *, handle: Any = None, **kwargs: Any) -> ExperimentWidget:
+        """The experiment widget of an id, a ``SearchHandle`` (stop works) or a ``SearchResult``."""
+        if hasattr(experiment, "experiment_id"):
+            if handle is None and hasattr(experiment, "stop") and hasattr(experiment, "state"):
+                handle = experiment
+            experiment = experiment.experiment_id
+        return ExperimentWidget(self.store, int(experiment), handle=handle, **kwargs)
+
+    def registry(self, model: str, **kwargs: Any) -> RegistryWidget:
+        """Versions, aliases and data versions of ``model``, with promote and roll back."""
+        return RegistryWidget(self._bench.registry, model, store=self.store, **kwargs)
+
+    def deployment(self, name: str, **kwargs: Any) -> DeploymentWidget:
+        """Traffic sliders, request charts and canary progress of deployment ``name``."""
+        return DeploymentWidget(self._bench.serving, name, store=self.store, **kwargs)
+
+    def monitor(self, name: str, **kwargs: Any) -> MonitorWidget:
+        """Drift p-values, alerts and retraining of monitor ``name`` (approve/reject pending jobs)."""
+        kwargs.setdefault("automation", self._bench.automation)
+        return MonitorWidget(self.store, name, **kwargs)
+
+    def lineage(self, model: str, version: int | str = "champion", **kwargs: Any) -> LineageWidget:
+        """The lineage graph around a model version (data → experiment → model → deployments → drift)."""
+        mv = self._bench.registry.get(model, version)
+        return LineageWidget(self.store, "model_version", mv.id, **kwargs)
