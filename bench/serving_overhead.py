@@ -18,7 +18,10 @@ machinery around it:
   ``Serving.set_traffic``, i.e. ``reconfigure``, before each run);
 - ``router_batch``  a second router app, one version, with request batching
   on (``max_batch_size=8``, ``batch_wait_timeout_s=0.005``): not part of the
-  like-for-like comparison, it shows what ``@serve.batch`` buys here.
+  like-for-like comparison, it shows what ``@serve.batch`` buys here;
+- ``router_isolated`` a third router app whose version runs as its own
+  deployment (``isolate=True``): the cost of the second hop that makes a
+  crashed version replica lose no request.
 
 Throughput and latency under queueing come from ``--clients`` concurrent
 clients per run. Latency without queueing (where an added millisecond shows as
@@ -66,7 +69,15 @@ TARGET_THROUGHPUT_RATIO = 0.9  # router / plain Serve (better ≥ 1.0)
 TARGET_ADDED_P50_MS = 1.0  # router p50 − plain Serve p50
 TARGET_WEIGHT_CHANGE_S = 1.0
 
-VARIANTS = ("fastapi", "serve_plain", "router_100", "router_90_10", "router_50_50", "router_batch")
+VARIANTS = (
+    "fastapi",
+    "serve_plain",
+    "router_100",
+    "router_90_10",
+    "router_50_50",
+    "router_batch",
+    "router_isolated",
+)
 ROUTER_WEIGHTS = {
     "router_100": {1: 1.0, 2: 0.0},
     "router_90_10": {1: 0.9, 2: 0.1},
@@ -79,6 +90,7 @@ LABELS = {
     "router_90_10": "workbench router 90/10",
     "router_50_50": "workbench router 50/50",
     "router_batch": "workbench router, batching (8, 5 ms)",
+    "router_isolated": "workbench router, isolated version (2 hops)",
 }
 BATCH = {"max_batch_size": 8, "batch_wait_timeout_s": 0.005}
 
@@ -322,6 +334,8 @@ def _role(proc: Any, fastapi_pid: int | None) -> str:
         return "other"
     for key, role in (
         ("ServeReplica:wbb:", "batching router replica"),
+        ("ServeReplica:wbi:version-", "isolated version replica"),
+        ("ServeReplica:wbi:", "isolated router replica"),
         ("ServeReplica:wb:", "router replica"),
         ("ServeReplica:plain:", "plain replica"),
         ("ProxyActor", "serve proxy"),
@@ -625,6 +639,11 @@ def main() -> int:
         if "router_batch" in variants:
             serving.deploy("bench", 1, name="wbb", reason="bench: batching", **BATCH)
         paths["router_batch"] = "/wbb/predict"
+        if "router_isolated" in variants:
+            # version 1 in its own deployment behind the router: the second hop that buys
+            # zero lost requests when a version replica crashes (docs/serving.md)
+            serving.deploy("bench", 1, name="wbi", reason="bench: isolated", isolate=True)
+        paths["router_isolated"] = "/wbi/predict"
         if child is not None:
             deadline = time.monotonic() + 60
             while True:
@@ -643,8 +662,8 @@ def main() -> int:
         def target(variant: str) -> tuple[int, str, dict[str, str]]:
             if variant in ROUTER_WEIGHTS:
                 return serve_port, "/wb/predict", headers
-            if variant == "router_batch":
-                return serve_port, paths["router_batch"], headers
+            if variant in ("router_batch", "router_isolated"):
+                return serve_port, paths[variant], headers
             if variant == "fastapi":
                 return fastapi_port, paths["fastapi"], {}
             return serve_port, paths["serve_plain"], {}
