@@ -275,3 +275,53 @@ def test_a_cron_trigger_through_tick_makes_one_job_per_fire_time(loop_bench):
     assert len(keys()) == 2 and keys()[0].endswith("11:00:00+00:00")
     assert keys()[1].endswith("13:00:00+00:00")
     assert {j["status"] for j in bench.automation.jobs("bc")} == {"SCHEDULED"}
+
+
+@pytest.mark.ray
+def test_a_compute_budget_caps_the_search_and_stops_the_next_job(loop_bench, ray_cluster):
+    """Budget(max_compute_s=15): the first job's search gets the 15 s that are left (Tune's
+    time_budget_s cuts a 1,500-trial search), its run is recorded as compute; the second job,
+    admitted at the same moment, is stopped when it comes to run, and a later event is refused."""
+    bench = loop_bench
+    bench.automation.add_policy(
+        policy(
+            triggers=[DriftTrigger("bc-drift", windows=1)],
+            budget=Budget(max_compute_s=15.0),
+            num_samples=1500,
+            gate=Gate("f1", margin=-1.0, tolerance=1.0),
+        )
+    )
+    _drift(bench.store, "bc-drift", [True, True])
+    created = bench.automation.tick(run=False, check=False)["created"]
+    assert len(created) == 2  # nothing used yet: both admitted
+    bench.automation.tick(check=False)
+    first, second = bench.automation.jobs("bc")
+    assert first["status"] == "PROMOTED", first["detail"].get("error")
+    assert first["detail"]["budget"]["search_budget_s"] == 15.0
+    assert first["detail"]["budget"]["compute_used_24h_s"] == 0.0
+    exp = bench.store.get_experiment(first["experiment_id"])
+    assert exp["search_space"]["_options"]["time_budget_s"] == 15.0
+    assert 1 <= len(bench.store.list_trials(exp["id"])) < 1500  # the budget ended the search
+    search = first["detail"]["search"]
+    assert search["time_budget_s"] == 15.0 and search["search_s"] >= 15.0
+    assert first["compute_s"] >= search["search_s"]
+
+    assert (second["status"], second["decision"]) == ("SKIPPED", "budget") and second["ended_at"]
+    assert second["detail"]["admission"].startswith("budget: ")
+    assert second["detail"]["budget"]["compute_used_24h_s"] == pytest.approx(
+        first["compute_s"], abs=1e-3
+    )
+    assert [(s["step"], s["status"]) for s in bench.automation.steps(second["id"])] == [
+        ("budget", "refused")
+    ]
+    assert second["experiment_id"] is None and bench.registry.get("bc", "champion").version == 2
+    # a new event while the day's compute is spent: refused at admission, with the reason
+    _drift(bench.store, "bc-drift", [True])
+    (new,) = bench.automation.tick(check=False)["created"]
+    refused = bench.store.get_retrain_job(new)
+    assert (refused["status"], refused["decision"]) == ("SKIPPED", "budget")
+    assert "compute in 24h" in refused["detail"]["admission"]
+    print(
+        f"\nbudget: search cut at {search['search_s']:.1f}s after "
+        f"{len(bench.store.list_trials(exp['id']))} trials; job {first['compute_s']:.1f}s; next job refused"
+    )
