@@ -579,3 +579,131 @@ def test_es_module_loads_and_exports_render():
     out = subprocess.run(["node", "-e", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "function"
+
+
+# ------------------------------------------------------------------ real Ray: a search, a deployment
+@pytest.mark.ray
+def test_stop_button_ends_a_running_search_and_a_new_process_sees_the_same_widget(cancer_bench):
+    from ray import tune
+
+    from workbench.ui import ExperimentWidget
+
+    bench, dv = cancer_bench
+
+    def slow(config, data):  # defined here: Ray pickles it by value
+        import time as t
+
+        from ray import tune as rt
+
+        for step in range(1, 41):
+            rt.report({"score": config["x"] * step})
+            t.sleep(0.25)
+
+    handle = bench.experiments.search(
+        dv, name="widget-stop", space={"x": tune.grid_search([1, 2, 3, 4])}, trainable=slow,
+        metric="score", mode="max", num_samples=1, max_steps=40, progress=None, wait=False,
+    )  # fmt: skip
+    w = bench.widgets.experiment(handle, poll_interval=0.2, actor="carol (widget)")
+    try:
+        assert isinstance(w, ExperimentWidget) and w._handle is handle
+        assert _wait(lambda: w.can_stop and any(r[1] == "RUNNING" for r in w.rows), 60), w.rows
+        assert _wait(lambda: any(len(c) >= 2 for c in w.curves.values()), 30), "live curves"
+        # The click: a custom message; the kernel-thread handler returns at once.
+        t0 = time.perf_counter()
+        w._on_custom_msg(w, {"action": "stop"}, [])
+        assert (time.perf_counter() - t0) < 0.02
+        handle.wait(timeout=60)
+        assert handle.state() == "STOPPED"
+        assert bench.store.get_experiment(handle.experiment_id)["status"] == "STOPPED"
+        stops = [a for a in bench.store.audit_log(50) if a["action"] == "experiment.stop"]
+        assert (
+            stops
+            and stops[0]["entity_id"] == handle.experiment_id
+            and stops[0]["actor"] == "carol (widget)"
+        )
+        assert _wait(lambda: not w.polling, 10), "polling ends with the search"
+        assert w.stop_requested and not w.can_stop
+        assert w.experiment["status"] == "STOPPED"
+        assert {r[1] for r in w.rows} <= {"TERMINATED", "STOPPED"}
+        here = {
+            k: w.get_state()[k]
+            for k in ("experiment", "columns", "rows", "curves", "best", "best_curve")
+        }
+    finally:
+        w.close()
+
+    # "After a kernel restart": a fresh process builds the widget from the store alone.
+    code = (
+        "import json, sys\n"
+        "from workbench.lineage import Store\n"
+        "from workbench.ui import ExperimentWidget\n"
+        "w = ExperimentWidget(Store(sys.argv[1]), int(sys.argv[2]), autostart=False)\n"
+        "w.refresh(force=True)\n"
+        "s = w.get_state()\n"
+        "print(json.dumps({k: s[k] for k in ('experiment', 'columns', 'rows', 'curves', 'best', 'best_curve')}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(bench.settings.db_path), str(handle.experiment_id)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    there = json.loads(out.stdout)
+    assert there == json.loads(json.dumps(here))
+    assert len(there["rows"]) == 4 and there["best"]["trial_id"]
+
+
+@pytest.fixture(scope="module")
+def serve_widgets(tmp_path_factory, ray_cluster):
+    from _serve_env import cancer_bundle, close_env, serve_env
+
+    bundle, records = cancer_bundle()
+    env = serve_env(tmp_path_factory, "wcancer", [bundle, bundle])
+    env.store.set_alias("wcancer", "champion", 1, actor="tester", reason="first")
+    env.serving.deploy("wcancer", 1, name="wcancer", actor="tester")
+    env.records = records
+    try:
+        yield env
+    finally:
+        close_env(env)
+
+
+@pytest.mark.ray
+def test_sliders_reconfigure_the_live_router_and_rollback_restores_it(serve_widgets):
+    from workbench.ui import DeploymentWidget
+
+    env = serve_widgets
+    w = DeploymentWidget(env.serving, "wcancer", poll_interval=0.2, actor="dave (widget)")
+    try:
+        for _ in range(10):
+            env.serving.predict("wcancer", env.records[:2])
+        env.serving.flush_logs("wcancer")
+        assert _wait(lambda: sum(p["n"] for p in w.requests) >= 10, 10), w.requests
+        assert w.weights == {"1": 1.0}
+        # A slider released in the browser: weights as the page sends them (string keys, 0..1).
+        fut = w.submit("set_traffic", weights={"1": 0.7, "2": 0.3})
+        served = fut.result(timeout=120)
+        assert served == {1: pytest.approx(0.7), 2: pytest.approx(0.3)}
+        live = env.serving.health("wcancer")["versions"]  # what the router serves now
+        assert {v: x["weight"] for v, x in live.items()} == {
+            "1": pytest.approx(0.7),
+            "2": pytest.approx(0.3),
+        }
+        change = env.store.traffic_history("wcancer")[-1]
+        assert (change["actor"], change["kind"]) == ("dave (widget)", "set")
+        assert any(
+            a["action"] == "traffic.change" and a["actor"] == "dave (widget)"
+            for a in env.store.audit_log(20)
+        )
+        assert _wait(lambda: w.weights == {"1": 0.7, "2": 0.3}, 10)
+        assert w.notice["level"] == "ok" and "v1 70%" in w.notice["text"]
+        # Rollback asks first, then sends everything back to the last version that held 100%.
+        with pytest.raises(ConfigError, match="confirm=True"):
+            w.act("rollback")
+        w.submit("rollback", confirm=True).result(timeout=120)
+        assert env.serving.status("wcancer")["weights"] == {1: 1.0, 2: 0.0}
+        last = env.store.traffic_history("wcancer")[-1]
+        assert (last["kind"], last["actor"]) == ("rollback", "dave (widget)")
+        assert _wait(lambda: w.weights.get("1") == 1.0, 10)
+        assert [c["kind"] for c in w.history][-2:] == ["set", "rollback"]
+    finally:
+        w.close()
