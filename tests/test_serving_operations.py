@@ -529,3 +529,62 @@ def test_a_bad_option_fails_before_serve_is_touched(served):
 
     with pytest.raises(NotFoundError):
         served.store.get_deployment("ops-bad")
+
+
+@pytest.mark.ray
+def test_serve_autoscaling_adds_a_replica_under_load_and_removes_it_after(served):
+    """Serve's own autoscaler, configured through deploy(): 1 replica idle, 2 under load, 1 again."""
+    import httpx
+
+    serving = served.serving
+    info = serving.deploy(
+        NAME,
+        1,
+        name=NAME,
+        num_cpus=0.25,
+        max_ongoing_requests=4,
+        autoscaling_config={
+            "min_replicas": 1,
+            "max_replicas": 2,
+            "target_ongoing_requests": 1,
+            "upscale_delay_s": 0.5,
+            "downscale_delay_s": 3,
+        },
+    )
+
+    def running():
+        return serving.status(NAME)["serve"]["deployments"]["Router"]["replicas"].get("RUNNING", 0)
+
+    assert running() == 1
+    stop, codes = threading.Event(), []
+
+    def client(i):
+        deadline = time.monotonic() + 90  # bounded whatever happens
+        with httpx.Client(base_url=info["url"], timeout=60) as c:
+            while not stop.is_set() and time.monotonic() < deadline:
+                rec = served.records[i % len(served.records)]
+                codes.append(c.post("/predict", json={"records": [rec] * 20}).status_code)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    try:
+        while running() < 2 and time.monotonic() - t0 < 60:
+            time.sleep(0.25)
+        up_s = time.monotonic() - t0
+        assert running() == 2, "Serve did not add a replica under 6 busy clients within 60 s"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    t1 = time.monotonic()
+    while running() > 1 and time.monotonic() - t1 < 90:
+        time.sleep(0.5)
+    down_s = time.monotonic() - t1
+    assert running() == 1, "Serve did not remove the idle replica within 90 s"
+    assert codes and set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
+    print(
+        f"\n2 replicas {up_s:.1f}s into the load, back to 1 {down_s:.1f}s after it; {len(codes)} requests"
+    )
+    serving.undeploy(NAME)
