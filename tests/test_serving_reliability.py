@@ -11,6 +11,8 @@ Serve retries a request on another replica only while it is being assigned
 replica had already accepted is not retried (Serve cannot know whether it ran).
 So the failures this test can see are bounded by what was in flight on that
 replica at the moment of the kill, and none may come after Serve noticed.
+This is the default, in-router mode; with ``deploy(..., isolate=True)`` the
+router re-sends such a request and none fails (``tests/test_serving_isolated.py``).
 """
 
 from __future__ import annotations
@@ -159,8 +161,9 @@ def test_killing_one_of_two_replicas_under_load(env):
     )
     for r in failed:
         print(f"  failed, sent at kill{r['sent'] - t_kill:+.3f}s: {r['status']} {r['error']}")
-    # Zero failures is not reachable with Serve 2.60: a request the killed replica had already
-    # accepted is lost with it (Serve retries only the assignment, never an accepted request).
+    # Zero failures is not reachable in this mode with Serve 2.60: a request the killed replica had
+    # already accepted is lost with it (Serve retries only the assignment, never an accepted
+    # request); isolate=True puts a router that retries between the proxy and the model.
     # What must hold: only requests in flight when the process died failed (at most one per
     # client, each has one outstanding), and not one request sent after it died failed.
     assert len(failed) <= CLIENTS, failed
