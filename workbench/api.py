@@ -229,6 +229,34 @@ class Workbench:
     def lineage_text(self, model: str, version: int | str = "champion") -> str:
         return format_chain(self.store, self.lineage(model, version))
 
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every recorded deployment with its model and the traffic weights last recorded for it.
+
+        Read from the store only (no Ray): ``weights`` maps version numbers to shares (empty before
+        the first traffic record); ``serving.health(name)`` asks the running router instead.
+
+        Examples
+        --------
+        >>> [(d["name"], d["weights"]) for d in bench.deployments()]         # doctest: +SKIP
+        [('cancer', {1: 0.9, 2: 0.1})]
+        """
+        out = []
+        for row in self.store.list_deployments():
+            history = self.store.traffic_history(row["name"])
+            weights = history[-1]["weights"] if history else {}
+            out.append(
+                {
+                    **row,
+                    "weights": {int(k): float(v) for k, v in weights.items()},
+                    "traffic_changed_at": history[-1]["at"] if history else None,
+                }
+            )
+        return out
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit entries (who did what to which record, and when), newest first."""
+        return self.store.audit_log(int(limit))
+
     def status(self) -> dict[str, Any]:
         """Counts of what the store holds, and where it lives."""
         count = lambda table: self.store.query_one(f"SELECT COUNT(*) AS n FROM {table}")["n"]  # noqa: E731

@@ -1,0 +1,338 @@
+"""REST handlers of the workbench server extension: thin adapters over the public ``workbench`` API.
+
+Every handler is ``@tornado.web.authenticated`` and a Jupyter ``APIHandler`` (so a cookie-authenticated
+POST without the ``_xsrf`` token is refused); every route is in :data:`ROUTES`, the one route table,
+and is described in ``openapi.yaml``. Actions pass the Jupyter user's name as ``actor=`` so the
+audit log records who did it. No SQL, Ray or Serve call sits here: each handler calls one public
+method of :class:`workbench.Workbench` in a worker thread and turns ``WorkbenchError`` into HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado.ioloop import IOLoop
+
+from jupyterlab_workbench._version import API_VERSION, __version__
+
+__all__ = ["ROUTES", "NAMESPACE", "WorkbenchService", "setup_handlers"]
+
+NAMESPACE = "workbench"
+
+
+class WorkbenchService:
+    """One ``Workbench`` for the server, created on first use in the worker thread that uses it.
+
+    Calls run one at a time in that thread: the store is SQLite, and a traffic change waits for the
+    router; the server's event loop never blocks on either.
+    """
+
+    def __init__(self, home: str | None = None):
+        self.home = home
+        self._bench: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-api")
+        self._lock = threading.Lock()
+
+    @property
+    def bench(self) -> Any:
+        with self._lock:
+            if self._bench is None:
+                from workbench import Workbench
+
+                self._bench = Workbench(self.home)
+            return self._bench
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            return fn(self.bench, *args, **kwargs)
+
+        return await IOLoop.current().run_in_executor(self._executor, run)
+
+    def close(self) -> None:
+        if self._bench is not None:
+            self._bench.close()
+        self._executor.shutdown(wait=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/inf; the panel shows a dash
+    if isinstance(value, bytes):
+        return None
+    return value
+
+
+class BaseHandler(APIHandler):
+    """JSON in, JSON out; ``WorkbenchError`` becomes 400/404/409 with ``{"error": message}``."""
+
+    @property
+    def service(self) -> WorkbenchService:
+        return self.settings["workbench_service"]
+
+    @property
+    def actor(self) -> str:
+        user = self.current_user
+        return getattr(user, "username", None) or getattr(user, "name", None) or str(user)
+
+    def body(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise tornado.web.HTTPError(400, reason=f"body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise tornado.web.HTTPError(400, reason="body must be a JSON object")
+        return data
+
+    def send(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(_jsonable(payload), default=str))
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from workbench.exceptions import (
+            ConfigError,
+            DatasetValidationError,
+            InvalidRequestError,
+            NotFoundError,
+            WorkbenchError,
+        )
+
+        try:
+            return await self.service.call(fn, *args, **kwargs)
+        except NotFoundError as exc:
+            raise _Error(404, str(exc)) from exc
+        except (ConfigError, InvalidRequestError, DatasetValidationError, ValueError) as exc:
+            raise _Error(400, str(exc)) from exc
+        except WorkbenchError as exc:
+            raise _Error(409, str(exc)) from exc
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, _Error):
+            message = exc.message
+        elif isinstance(exc, tornado.web.HTTPError):
+            message = exc.reason or exc.log_message or self._reason
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "status": status_code}))
+
+
+class _Error(tornado.web.HTTPError):
+    def __init__(self, status: int, message: str):
+        super().__init__(status, reason=message.splitlines()[0][:200] if message else None)
+        self.message = message
+
+
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _Error(400, f"{what} must be an integer, got {value!r}") from None
+
+
+# ---------------------------------------------------------------------------- handlers
+class VersionHandler(BaseHandler):
+    """The extension's version: the panel calls it first and says "server extension missing" on 404."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        from workbench import __version__ as wb_version
+
+        self.send(
+            {
+                "extension": __version__,
+                "api": API_VERSION,
+                "workbench": wb_version,
+            }
+        )
+
+
+class ExperimentsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.send({"experiments": await self.call(lambda b: b.experiments.list())})
+
+
+class TrialsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self, experiment_id: str) -> None:
+        eid = _int(experiment_id, "experiment id")
+        rows = await self.call(lambda b: b.experiments.trials(eid))
+        self.send({"experiment_id": eid, "trials": rows})
+
+
+class ModelsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.send({"versions": await self.call(lambda b: b.registry.list())})
+
+
+class AliasesHandler(BaseHandler):
+    """GET: the model's alias history. POST ``{"alias", "version", "reason"}``: move an alias (promote)."""
+
+    @tornado.web.authenticated
+    async def get(self, model: str) -> None:
+        self.send({"model": model, "history": await self.call(lambda b: b.registry.history(model))})
+
+    @tornado.web.authenticated
+    async def post(self, model: str) -> None:
+        data = self.body()
+        alias = data.get("alias") or "champion"
+        if not isinstance(alias, str):
+            raise _Error(400, "alias must be a string such as 'champion'")
+        version = _int(data.get("version"), "version")
+        reason = str(data.get("reason") or "set from the JupyterLab panel")
+        actor = self.actor
+        mv = await self.call(
+            lambda b: b.registry.set_alias(model, alias, version, actor=actor, reason=reason)
+        )
+        self.send({"model_version": mv})
+
+
+class DeploymentsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.send({"deployments": await self.call(lambda b: b.deployments())})
+
+
+class TrafficHandler(BaseHandler):
+    """POST ``{"weights": {"1": 0.9, "2": 0.1}, "reason"}``: split traffic between versions, in place."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        data = self.body()
+        raw = data.get("weights")
+        if not isinstance(raw, dict) or not raw:
+            raise _Error(400, 'weights must be an object of version → weight, e.g. {"1": 0.9}')
+        weights: dict[int, float] = {}
+        for key, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _Error(400, f"weight of version {key} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise _Error(400, f"weight of version {key} must be finite and >= 0, got {value}")
+            weights[_int(key, "version")] = float(value)
+        if sum(weights.values()) <= 0:
+            raise _Error(400, "at least one weight must be > 0")
+        reason = str(data.get("reason") or "set from the JupyterLab panel")
+        actor = self.actor
+        served = await self.call(
+            lambda b: b.serving.set_traffic(name, weights, actor=actor, reason=reason)
+        )
+        self.send({"deployment": name, "weights": served})
+
+
+class RollbackHandler(BaseHandler):
+    """POST ``{"to_version": null, "reason"}``: all traffic back to the last known good version."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        data = self.body()
+        to = data.get("to_version")
+        to_version = None if to is None else _int(to, "to_version")
+        reason = str(data.get("reason") or "rollback from the JupyterLab panel")
+        actor = self.actor
+        served = await self.call(
+            lambda b: b.serving.rollback(name, to_version=to_version, actor=actor, reason=reason)
+        )
+        self.send({"deployment": name, "weights": served})
+
+
+class MonitorsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        def read(b: Any) -> dict[str, Any]:
+            monitors = b.monitoring.list()
+            for m in monitors:  # the saved detector is binary and of no use to the panel
+                m.pop("detector", None)
+                m.pop("state", None)
+            return {"monitors": monitors, "alerts": b.monitoring.alerts(limit=50)}
+
+        self.send(await self.call(read))
+
+
+class RetrainsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        jobs = await self.call(lambda b: b.automation.jobs())
+        self.send(
+            {"jobs": jobs, "pending": [j for j in jobs if j.get("status") == "PENDING_APPROVAL"]}
+        )
+
+
+class RetrainAnswerHandler(BaseHandler):
+    """POST ``{"reason"}`` to ``.../approve`` or ``.../reject`` a retraining waiting for a person."""
+
+    @tornado.web.authenticated
+    async def post(self, job_id: str, answer: str) -> None:
+        jid = _int(job_id, "job id")
+        reason = str(self.body().get("reason") or f"{answer} from the JupyterLab panel")
+        actor = self.actor
+        if answer == "approve":
+            job = await self.call(lambda b: b.automation.approve(jid, actor=actor, reason=reason))
+        else:
+            job = await self.call(lambda b: b.automation.reject(jid, actor=actor, reason=reason))
+        self.send({"job": job})
+
+
+class LineageHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self, model: str, version: str) -> None:
+        ref: int | str = int(version) if version.isdigit() else version
+
+        def read(b: Any) -> dict[str, Any]:
+            return {"chain": b.lineage(model, ref), "text": b.lineage_text(model, ref)}
+
+        self.send({"model": model, "version": ref, **(await self.call(read))})
+
+
+class AuditHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        limit = _int(self.get_argument("limit", "100"), "limit")
+        if not 0 < limit <= 10_000:
+            raise _Error(400, f"limit must be in 1..10000, got {limit}")
+        self.send({"entries": await self.call(lambda b: b.audit_log(limit))})
+
+
+#: The one route table: (path under ``/workbench/``, handler). ``openapi.yaml`` describes each.
+ROUTES: list[tuple[str, type[BaseHandler]]] = [
+    (r"version", VersionHandler),
+    (r"experiments", ExperimentsHandler),
+    (r"experiments/(\d+)/trials", TrialsHandler),
+    (r"models", ModelsHandler),
+    (r"models/([^/]+)/aliases", AliasesHandler),
+    (r"deployments", DeploymentsHandler),
+    (r"deployments/([^/]+)/traffic", TrafficHandler),
+    (r"deployments/([^/]+)/rollback", RollbackHandler),
+    (r"monitors", MonitorsHandler),
+    (r"retrains", RetrainsHandler),
+    (r"retrains/(\d+)/(approve|reject)", RetrainAnswerHandler),
+    (r"lineage/([^/]+)/([^/]+)", LineageHandler),
+    (r"audit", AuditHandler),
+]
+
+
+def setup_handlers(web_app: Any, *, home: str | None = None) -> WorkbenchService:
+    """Add :data:`ROUTES` under ``<base_url>workbench/`` to the Tornado app; returns the service."""
+    service = WorkbenchService(home)
+    web_app.settings["workbench_service"] = service
+    base = url_path_join(web_app.settings["base_url"], NAMESPACE)
+    web_app.add_handlers(
+        ".*$", [(url_path_join(base, pattern) + "/?$", handler) for pattern, handler in ROUTES]
+    )
+    return service

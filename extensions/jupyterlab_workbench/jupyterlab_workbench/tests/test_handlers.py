@@ -1,0 +1,317 @@
+"""The REST handlers against a real Jupyter server that requires authentication (pytest-jupyter)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from jupyterlab_workbench.handlers import ROUTES
+from tornado.httpclient import HTTPClientError
+
+OPENAPI = Path(__file__).parents[1] / "openapi.yaml"
+NO_AUTH = {"Authorization": ""}  # overrides the token header jp_fetch adds
+
+
+def seed(home: Path) -> dict:
+    """An experiment with three trials and a model with two versions (v1 champion), no Ray."""
+    from tests._serve_env import cancer_bundle
+    from workbench import Workbench
+
+    bench = Workbench(home)
+    eid = bench.store.create_experiment(
+        name="cancer",
+        dataset_version_id=None,
+        metric="f1",
+        mode="max",
+        num_samples=3,
+        search_space={},
+        search_alg="random",
+        scheduler="FIFO",
+        seed=0,
+        code_version={},
+        packages={},
+    )
+    bench.store.write_trial_events(
+        eid,
+        [
+            {"trial_id": f"t{i}", "status": "TERMINATED", "config": {"C": i}, "metrics": {"f1": f}}
+            for i, f in enumerate([0.91, 0.95, 0.93])
+        ],
+    )
+    bundle, _ = cancer_bundle()
+    v1 = bench.registry.register(
+        "cancer", bundle, metrics={"f1": 0.95}, experiment_id=eid, trial_id="t1", actor="seed"
+    )
+    bench.registry.register("cancer", bundle, metrics={"f1": 0.96}, actor="seed")
+    bench.registry.set_alias("cancer", "champion", v1.version, actor="seed")
+    bench.close()
+    return {"experiment_id": eid}
+
+
+def aliases(home: Path) -> dict[int, list[str]]:
+    from workbench import Workbench
+
+    with Workbench(home) as bench:
+        return {mv.version: list(mv.aliases) for mv in bench.registry.list("cancer")}
+
+
+async def call(jp_fetch, *parts, method="GET", body=None, headers=None):
+    kwargs = {"method": method, "headers": headers}
+    if body is not None or method == "POST":
+        kwargs["body"] = json.dumps(body if body is not None else {})
+    try:
+        r = await jp_fetch("workbench", *parts, **kwargs)
+    except HTTPClientError as exc:
+        return exc.code, json.loads(exc.response.body or b"null")
+    return r.code, json.loads(r.body)
+
+
+async def test_version_endpoint(jp_fetch):
+    code, body = await call(jp_fetch, "version")
+    assert code == 200
+    assert body["api"] == 1 and body["extension"] == "0.1.0"
+
+
+def _sample_path(pattern: str) -> list[str]:
+    samples = iter(["1", "approve"])
+    path = re.sub(r"\(\\d\+\)|\(approve\|reject\)", lambda m: next(samples), pattern)
+    return re.sub(r"\(\[\^/\]\+\)", "cancer", path).split("/")
+
+
+@pytest.mark.parametrize("pattern,handler", ROUTES, ids=[p for p, _ in ROUTES])
+async def test_every_route_refuses_requests_without_auth(jp_fetch, wb_home, pattern, handler):
+    seed(wb_home)
+    before = aliases(wb_home)
+    methods = [m for m in ("GET", "POST") if m.lower() in handler.__dict__]
+    assert methods, f"{handler.__name__} serves nothing"
+    for method in methods:
+        body = (
+            {"alias": "champion", "version": 2, "weights": {"2": 1.0}} if method == "POST" else None
+        )
+        code, out = await call(
+            jp_fetch, *_sample_path(pattern), method=method, body=body, headers=dict(NO_AUTH)
+        )
+        assert code == 403, (method, pattern, code, out)
+    assert aliases(wb_home) == before  # nothing changed
+
+
+async def test_cookie_login_without_xsrf_is_refused_and_changes_nothing(
+    jp_fetch, jp_serverapp, wb_home
+):
+    seed(wb_home)
+    # Log in as a browser does: the token once in the URL sets the login cookie.
+    r = await jp_fetch(
+        "api",
+        "status",
+        params={"token": jp_serverapp.identity_provider.token},
+        headers=dict(NO_AUTH),
+    )
+    cookie = "; ".join(c.split(";", 1)[0] for c in r.headers.get_list("Set-Cookie"))
+    assert cookie, "the token login set no cookie"
+    code, _ = await call(jp_fetch, "version", headers={**NO_AUTH, "Cookie": cookie})
+    assert code == 200  # the cookie alone authenticates a GET
+
+    promote = {"alias": "champion", "version": 2}
+    code, out = await call(
+        jp_fetch,
+        "models",
+        "cancer",
+        "aliases",
+        method="POST",
+        body=promote,
+        headers={**NO_AUTH, "Cookie": cookie},
+    )
+    assert code == 403 and "xsrf" in json.dumps(out).lower(), out
+    assert aliases(wb_home) == {1: ["champion"], 2: []}
+
+    # the same request with the _xsrf cookie echoed in X-XSRFToken (what JupyterLab sends) works
+    xsrf = "0123456789abcdef0123456789abcdef"
+    code, out = await call(
+        jp_fetch,
+        "models",
+        "cancer",
+        "aliases",
+        method="POST",
+        body=promote,
+        headers={**NO_AUTH, "Cookie": f"{cookie}; _xsrf={xsrf}", "X-XSRFToken": xsrf},
+    )
+    assert code == 200, out
+    assert aliases(wb_home) == {1: [], 2: ["champion"]}
+
+
+async def test_experiments_and_trials(jp_fetch, wb_home):
+    eid = seed(wb_home)["experiment_id"]
+    code, body = await call(jp_fetch, "experiments")
+    assert code == 200
+    assert [(e["id"], e["name"], e["n_trials"]) for e in body["experiments"]] == [
+        (eid, "cancer", 3)
+    ]
+    code, body = await call(jp_fetch, "experiments", str(eid), "trials")
+    assert code == 200
+    assert [(t["trial_id"], t["metrics"]["f1"]) for t in body["trials"]] == [
+        ("t0", 0.91),
+        ("t1", 0.95),
+        ("t2", 0.93),
+    ]
+    code, body = await call(jp_fetch, "experiments", "999", "trials")
+    assert code == 200 and body["trials"] == []
+
+
+async def test_promote_records_the_jupyter_user_in_the_audit_log(jp_fetch, jp_serverapp, wb_home):
+    seed(wb_home)
+    code, body = await call(
+        jp_fetch,
+        "models",
+        "cancer",
+        "aliases",
+        method="POST",
+        body={"alias": "champion", "version": 2, "reason": "better f1"},
+    )
+    assert code == 200, body
+    assert body["model_version"]["version"] == 2 and body["model_version"]["aliases"] == [
+        "champion"
+    ]
+    assert aliases(wb_home) == {1: [], 2: ["champion"]}
+
+    code, body = await call(jp_fetch, "audit", headers=None)
+    assert code == 200
+    entry = next(e for e in body["entries"] if "alias" in e["action"])
+    assert entry["actor"] not in ("seed", "", None)
+    # the identity the server gave this request's user
+    code, me = await call(jp_fetch, "models", "cancer", "aliases")
+    history = me["history"]
+    assert history[-1]["reason"] == "better f1"
+    assert history[-1]["actor"] == entry["actor"]
+
+
+async def test_actor_is_the_identity_providers_username(
+    jp_fetch, jp_serverapp, wb_home, monkeypatch
+):
+    """With a named identity (as JupyterHub gives), the audit log names that user."""
+    import inspect
+
+    from jupyter_server.auth import User
+
+    idp = jp_serverapp.identity_provider
+    real_get_user = idp.get_user
+
+    async def get_user(handler):  # the token still authenticates; the user is renamed
+        user = real_get_user(handler)
+        if inspect.isawaitable(user):
+            user = await user
+        return User(username="alice", name="Alice") if user else None
+
+    monkeypatch.setattr(idp, "get_user", get_user)
+    seed(wb_home)
+    code, body = await call(
+        jp_fetch,
+        "models",
+        "cancer",
+        "aliases",
+        method="POST",
+        body={"alias": "staging", "version": 2},
+    )
+    assert code == 200, body
+    from workbench import Workbench
+
+    with Workbench(wb_home) as bench:
+        entries = bench.audit_log(10)
+    moved = [e for e in entries if "alias" in e["action"] and e["actor"] == "alice"]
+    assert moved, entries
+
+
+@pytest.mark.parametrize(
+    "parts,body,status,words",
+    [
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": "two"}, 400, "integer"),
+        (("models", "nope", "aliases"), {"alias": "champion", "version": 1}, 404, "nope"),
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": 9}, 404, "9"),
+        (("deployments", "cancer", "traffic"), {"weights": {"1": "x"}}, 400, "number"),
+        (("deployments", "cancer", "traffic"), {"weights": {"1": -1}}, 400, ">= 0"),
+        (("deployments", "cancer", "traffic"), {"weights": {"1": 0}}, 400, "> 0"),
+        (("deployments", "cancer", "traffic"), {"weights": []}, 400, "weights"),
+        (("deployments", "ghost", "traffic"), {"weights": {"1": 1}}, 404, "ghost"),
+        (("retrains", "77", "approve"), {}, 404, "77"),
+    ],
+)
+async def test_bad_requests_get_a_clear_error_and_change_nothing(
+    jp_fetch, wb_home, parts, body, status, words
+):
+    seed(wb_home)
+    before = aliases(wb_home)
+    code, out = await call(jp_fetch, *parts, method="POST", body=body)
+    assert code == status, out
+    assert words in out["error"], out
+    assert aliases(wb_home) == before
+
+
+async def test_body_must_be_a_json_object(jp_fetch, wb_home):
+    seed(wb_home)
+    try:
+        await jp_fetch("workbench", "models", "cancer", "aliases", method="POST", body="not json")
+    except HTTPClientError as exc:
+        assert exc.code == 400
+        assert "JSON" in json.loads(exc.response.body)["error"]
+    else:
+        pytest.fail("a body that is not JSON was accepted")
+
+
+async def test_empty_store_lists_nothing(jp_fetch, wb_home):
+    for parts, key in [
+        (("experiments",), "experiments"),
+        (("models",), "versions"),
+        (("deployments",), "deployments"),
+        (("monitors",), "monitors"),
+        (("retrains",), "jobs"),
+        (("audit",), "entries"),
+    ]:
+        code, body = await call(jp_fetch, *parts)
+        assert code == 200, (parts, body)
+        assert body[key] == [], (parts, body)
+
+
+async def test_lineage_of_the_champion(jp_fetch, wb_home):
+    seed(wb_home)
+    code, body = await call(jp_fetch, "lineage", "cancer", "champion")
+    assert code == 200, body
+    assert "cancer" in body["text"] and body["chain"]
+    code, body = await call(jp_fetch, "lineage", "cancer", "7")
+    assert code == 404
+
+
+def test_openapi_describes_exactly_the_route_table():
+    import yaml
+
+    spec = yaml.safe_load(OPENAPI.read_text())
+    documented = {}
+    for path, ops in spec["paths"].items():
+        documented[path] = sorted(m.upper() for m in ops if m in ("get", "post"))
+    # the OpenAPI name of each path parameter, in order, by the route's first segment
+    params = {
+        "experiments": ["{experiment_id}"],
+        "models": ["{model}"],
+        "deployments": ["{name}"],
+        "retrains": ["{job_id}", "{answer}"],
+        "lineage": ["{model}", "{version}"],
+    }
+    served = {}
+    for pattern, handler in ROUTES:
+        names = iter(params.get(pattern.split("/")[0], []))
+        path = re.sub(r"\([^)]*\)", lambda m, names=names: next(names), pattern)
+        served["/workbench/" + path] = sorted(
+            m for m in ("GET", "POST") if m.lower() in handler.__dict__
+        )
+    assert documented == served
+
+
+def test_every_handler_method_is_authenticated():
+    for _pattern, handler in ROUTES:
+        for method in ("get", "post", "put", "delete", "patch"):
+            fn = handler.__dict__.get(method)
+            if fn is not None:
+                # tornado.web.authenticated wraps with functools.wraps
+                assert hasattr(fn, "__wrapped__"), (
+                    f"{handler.__name__}.{method} is not authenticated"
+                )

@@ -1,0 +1,427 @@
+/**
+ * The side panel's model: what it shows, when it polls, and the actions it sends.
+ *
+ * Pure logic, no DOM and no JupyterLab import, so it is unit-tested with node alone. The view
+ * (panel.ts) renders `state` and calls the methods; the network goes through an injected
+ * `Fetcher`, time through an injected `Clock`.
+ */
+
+export type TabId = 'experiments' | 'models' | 'deployments' | 'monitors' | 'lineage';
+export const TABS: { id: TabId; label: string }[] = [
+  { id: 'experiments', label: 'Experiments' },
+  { id: 'models', label: 'Models' },
+  { id: 'deployments', label: 'Deployments' },
+  { id: 'monitors', label: 'Monitors' },
+  { id: 'lineage', label: 'Lineage' }
+];
+
+/** The REST API version this panel speaks (the server's `GET /workbench/version` `api`). */
+export const API_VERSION = 1;
+
+/** An HTTP error from the server extension: `status` 0 means the request never got an answer. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+export type Fetcher = (
+  path: string,
+  init?: { method?: string; body?: string }
+) => Promise<any>;
+
+export interface Clock {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realClock: Clock = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: handle => clearTimeout(handle as ReturnType<typeof setTimeout>)
+};
+
+/** Exponential back-off: `base` after a success, doubling after each failure, capped at `max`. */
+export class Backoff {
+  private failures = 0;
+  constructor(
+    public readonly base = 2000,
+    public readonly max = 60000,
+    public readonly factor = 2
+  ) {}
+  /** Record the outcome of a poll; returns the delay before the next one, in ms. */
+  next(ok: boolean): number {
+    this.failures = ok ? 0 : this.failures + 1;
+    return Math.min(this.max, this.base * Math.pow(this.factor, this.failures));
+  }
+  get failureCount(): number {
+    return this.failures;
+  }
+}
+
+export type Status = 'checking' | 'ready' | 'missing' | 'error';
+
+export interface PanelState {
+  status: Status;
+  message: string;
+  tab: TabId;
+  visible: boolean;
+  version: any;
+  experiments: any[] | null;
+  selectedExperiment: number | null;
+  trials: any[] | null;
+  models: any[] | null;
+  deployments: any[] | null;
+  monitors: any[] | null;
+  alerts: any[] | null;
+  retrains: any[] | null;
+  lineage: { model: string; version: string; text: string } | null;
+  /** Traffic weights being edited, per deployment and version (percent, not yet applied). */
+  drafts: Record<string, Record<string, number>>;
+  /** The last action's outcome, shown under the tabs. */
+  notice: { ok: boolean; text: string } | null;
+  busy: boolean;
+  lastPollMs: number | null;
+}
+
+export function initialState(): PanelState {
+  return {
+    status: 'checking',
+    message: 'connecting to the workbench server extension…',
+    tab: 'experiments',
+    visible: true,
+    version: null,
+    experiments: null,
+    selectedExperiment: null,
+    trials: null,
+    models: null,
+    deployments: null,
+    monitors: null,
+    alerts: null,
+    retrains: null,
+    lineage: null,
+    drafts: {},
+    notice: null,
+    busy: false,
+    lastPollMs: null
+  };
+}
+
+/** Percent weights (0..100, any sum) → the shares the API takes, keyed by version. */
+export function draftToWeights(draft: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const [version, value] of Object.entries(draft)) {
+    const v = Number(value);
+    if (!Number.isFinite(v) || v < 0) {
+      throw new Error(`weight of version ${version} must be a number >= 0`);
+    }
+    out[version] = v;
+    total += v;
+  }
+  if (total <= 0) {
+    throw new Error('at least one version needs a weight above 0');
+  }
+  for (const k of Object.keys(out)) {
+    out[k] = out[k] / total;
+  }
+  return out;
+}
+
+/** The metric value of a trial for its experiment's metric, or null. */
+export function trialMetric(trial: any, metric: string): number | null {
+  const m = trial && trial.metrics;
+  const v = m && typeof m === 'object' ? m[metric] : undefined;
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+export type Listener = (state: PanelState) => void;
+
+export class PanelModel {
+  state: PanelState = initialState();
+  private listeners: Listener[] = [];
+  private timer: unknown = null;
+  private inFlight = false;
+  private seen: Record<string, string> = {};
+  readonly backoff: Backoff;
+
+  constructor(
+    private fetcher: Fetcher,
+    private clock: Clock = realClock,
+    options: { baseMs?: number; maxMs?: number } = {}
+  ) {
+    this.backoff = new Backoff(options.baseMs ?? 2000, options.maxMs ?? 60000);
+  }
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      this.listeners = this.listeners.filter(l => l !== listener);
+    };
+  }
+
+  private set(patch: Partial<PanelState>): void {
+    this.state = { ...this.state, ...patch };
+    for (const l of this.listeners) {
+      l(this.state);
+    }
+  }
+
+  /** Check the server extension (version endpoint), then poll while visible. */
+  async start(): Promise<void> {
+    try {
+      const version = await this.fetcher('version');
+      if (!version || version.api !== API_VERSION) {
+        this.set({
+          status: 'missing',
+          message: `the workbench server extension speaks API ${version && version.api}, this panel API ${API_VERSION}: reinstall jupyterlab_workbench and restart JupyterLab.`
+        });
+        return;
+      }
+      this.set({ status: 'ready', message: '', version });
+    } catch (err) {
+      const status = err instanceof ApiError ? err.status : 0;
+      this.set({
+        status: status === 404 ? 'missing' : 'error',
+        message:
+          status === 404
+            ? 'server extension missing: `pip install jupyterlab_workbench` (make does it), check `jupyter server extension list`, then restart JupyterLab.'
+            : `cannot reach the workbench server extension: ${(err as Error).message}`
+      });
+      if (status === 404) {
+        return;
+      }
+    }
+    await this.poll();
+  }
+
+  /** Stop polling (the panel was disposed). */
+  stop(): void {
+    this.cancel();
+    this.listeners = [];
+  }
+
+  private cancel(): void {
+    if (this.timer !== null) {
+      this.clock.clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private schedule(ms: number): void {
+    this.cancel();
+    if (this.state.visible && this.state.status !== 'missing') {
+      this.timer = this.clock.setTimeout(() => {
+        this.timer = null;
+        void this.poll();
+      }, ms);
+    }
+  }
+
+  /** Hidden panels do not poll; showing one polls at once. */
+  setVisible(visible: boolean): void {
+    if (visible === this.state.visible) {
+      return;
+    }
+    this.set({ visible });
+    if (!visible) {
+      this.cancel();
+    } else {
+      void this.poll();
+    }
+  }
+
+  get polling(): boolean {
+    return this.timer !== null;
+  }
+
+  selectTab(tab: TabId): void {
+    this.set({ tab, notice: null });
+    void this.poll();
+  }
+
+  selectExperiment(id: number): void {
+    this.set({ selectedExperiment: id, trials: null });
+    void this.poll();
+  }
+
+  /** Fetch what the current tab shows; a change of data (not every poll) re-renders. */
+  async poll(): Promise<void> {
+    if (this.inFlight || this.state.status === 'missing') {
+      return;
+    }
+    if (this.state.status !== 'ready') {
+      // the version check failed (server down?): try it again with back-off
+      this.inFlight = true;
+      try {
+        const version = await this.fetcher('version');
+        this.set({ status: 'ready', message: '', version });
+      } catch {
+        this.inFlight = false;
+        this.schedule(this.backoff.next(false));
+        return;
+      }
+      this.inFlight = false;
+    }
+    this.inFlight = true;
+    let ok = true;
+    const t0 = Date.now();
+    try {
+      await this.load(this.state.tab);
+      if (this.state.message) {
+        this.set({ message: '' });
+      }
+    } catch (err) {
+      ok = false;
+      this.set({ message: `refresh failed (retrying): ${(err as Error).message}` });
+    } finally {
+      this.inFlight = false;
+    }
+    this.state.lastPollMs = Date.now() - t0;
+    this.schedule(this.backoff.next(ok));
+  }
+
+  private changed(key: string, value: any): boolean {
+    const text = JSON.stringify(value);
+    if (this.seen[key] === text) {
+      return false;
+    }
+    this.seen[key] = text;
+    return true;
+  }
+
+  private async load(tab: TabId): Promise<void> {
+    if (tab === 'experiments') {
+      const { experiments } = await this.fetcher('experiments');
+      let selected = this.state.selectedExperiment;
+      if (
+        experiments.length &&
+        (selected === null || !experiments.some((e: any) => e.id === selected))
+      ) {
+        selected = experiments[experiments.length - 1].id;
+      }
+      const patch: Partial<PanelState> = {};
+      if (this.changed('experiments', experiments)) {
+        patch.experiments = experiments;
+      }
+      if (selected !== this.state.selectedExperiment) {
+        patch.selectedExperiment = selected;
+      }
+      if (selected !== null) {
+        const { trials } = await this.fetcher(`experiments/${selected}/trials`);
+        if (this.changed(`trials/${selected}`, trials) || this.state.trials === null) {
+          patch.trials = trials;
+        }
+      }
+      if (Object.keys(patch).length) {
+        this.set(patch);
+      }
+    } else if (tab === 'models') {
+      const { versions } = await this.fetcher('models');
+      if (this.changed('models', versions)) {
+        this.set({ models: versions });
+      }
+    } else if (tab === 'deployments') {
+      const { deployments } = await this.fetcher('deployments');
+      if (this.changed('deployments', deployments)) {
+        this.set({ deployments });
+      }
+    } else if (tab === 'monitors') {
+      const m = await this.fetcher('monitors');
+      const r = await this.fetcher('retrains');
+      if (this.changed('monitors', [m, r])) {
+        this.set({ monitors: m.monitors, alerts: m.alerts, retrains: r.jobs });
+      }
+    } else if (tab === 'lineage') {
+      const { versions } = await this.fetcher('models');
+      if (this.changed('models', versions)) {
+        this.set({ models: versions });
+      }
+      if (!this.state.lineage && versions.length) {
+        const champion = versions.find((v: any) => (v.aliases || []).includes('champion'));
+        const pick = champion || versions[versions.length - 1];
+        await this.showLineage(pick.model, champion ? 'champion' : String(pick.version));
+      }
+    }
+  }
+
+  async showLineage(model: string, version: string): Promise<void> {
+    const out = await this.fetcher(
+      `lineage/${encodeURIComponent(model)}/${encodeURIComponent(version)}`
+    );
+    this.set({ lineage: { model, version, text: out.text } });
+  }
+
+  /** Edit a traffic weight (percent) without sending it; `applyTraffic` sends the draft. */
+  setDraft(deployment: string, version: string, percent: number): void {
+    const current = this.state.deployments?.find(d => d.name === deployment);
+    const base: Record<string, number> = {};
+    for (const [v, w] of Object.entries(current?.weights ?? {})) {
+      base[v] = Math.round(Number(w) * 100);
+    }
+    const drafts = {
+      ...this.state.drafts,
+      [deployment]: { ...base, ...(this.state.drafts[deployment] || {}), [version]: percent }
+    };
+    this.set({ drafts });
+  }
+
+  private async act(label: string, fn: () => Promise<any>): Promise<any> {
+    this.set({ busy: true, notice: null });
+    try {
+      const out = await fn();
+      this.set({ busy: false, notice: { ok: true, text: label } });
+      this.seen = {}; // show the new state at once
+      await this.poll();
+      return out;
+    } catch (err) {
+      this.set({ busy: false, notice: { ok: false, text: `${label} failed: ${(err as Error).message}` } });
+      return null;
+    }
+  }
+
+  applyTraffic(deployment: string): Promise<any> {
+    const draft = this.state.drafts[deployment];
+    return this.act(`traffic of ${deployment} changed`, async () => {
+      if (!draft) {
+        throw new Error('move a weight first');
+      }
+      const weights = draftToWeights(draft);
+      const out = await this.fetcher(`deployments/${encodeURIComponent(deployment)}/traffic`, {
+        method: 'POST',
+        body: JSON.stringify({ weights })
+      });
+      const drafts = { ...this.state.drafts };
+      delete drafts[deployment];
+      this.set({ drafts });
+      return out;
+    });
+  }
+
+  rollback(deployment: string): Promise<any> {
+    return this.act(`${deployment} rolled back`, () =>
+      this.fetcher(`deployments/${encodeURIComponent(deployment)}/rollback`, {
+        method: 'POST',
+        body: '{}'
+      })
+    );
+  }
+
+  promote(model: string, version: number, alias = 'champion'): Promise<any> {
+    return this.act(`${model} v${version} is now ${alias}`, () =>
+      this.fetcher(`models/${encodeURIComponent(model)}/aliases`, {
+        method: 'POST',
+        body: JSON.stringify({ alias, version })
+      })
+    );
+  }
+
+  answerRetrain(jobId: number, approve: boolean): Promise<any> {
+    const answer = approve ? 'approve' : 'reject';
+    return this.act(`retraining ${jobId}: ${answer}d`, () =>
+      this.fetcher(`retrains/${jobId}/${answer}`, { method: 'POST', body: '{}' })
+    );
+  }
+}

@@ -1,0 +1,318 @@
+import { Widget } from '@lumino/widgets';
+import { Message } from '@lumino/messaging';
+
+import { PanelModel, PanelState, TABS, TabId, trialMetric } from './model';
+
+/** Escape text for innerHTML. */
+function esc(value: unknown): string {
+  return String(value ?? '').replace(
+    /[&<>"']/g,
+    c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string
+  );
+}
+
+function num(value: unknown, digits = 4): string {
+  return typeof value === 'number' && Number.isFinite(value) ? value.toFixed(digits) : '–';
+}
+
+function configText(config: any): string {
+  if (!config || typeof config !== 'object') {
+    return '';
+  }
+  return Object.entries(config)
+    .map(([k, v]) => `${k}=${typeof v === 'number' ? Number(v.toPrecision(4)) : v}`)
+    .join(' ');
+}
+
+/**
+ * The workbench side panel: tabs over the model's state. Rendering is a function of the state;
+ * clicks call the model. Hidden (collapsed sidebar or hidden browser tab) means no polling.
+ */
+export class WorkbenchPanel extends Widget {
+  readonly model: PanelModel;
+  private body: HTMLElement;
+  private rendered = '';
+
+  constructor(model: PanelModel) {
+    super();
+    this.model = model;
+    this.id = 'jp-workbench-panel';
+    this.addClass('jp-WorkbenchPanel');
+    this.title.caption = 'workbench';
+    this.node.innerHTML =
+      '<div class="jp-WorkbenchPanel-tabs" role="tablist">' +
+      TABS.map(
+        t =>
+          `<button class="jp-WorkbenchPanel-tab" role="tab" data-tab="${t.id}">${t.label}</button>`
+      ).join('') +
+      '</div><div class="jp-WorkbenchPanel-body"></div>';
+    this.body = this.node.querySelector('.jp-WorkbenchPanel-body') as HTMLElement;
+    this.node.addEventListener('click', this.onClick);
+    this.node.addEventListener('input', this.onInput);
+    model.subscribe(state => this.render(state));
+    document.addEventListener('visibilitychange', this.onVisibility);
+    this.render(model.state);
+  }
+
+  dispose(): void {
+    document.removeEventListener('visibilitychange', this.onVisibility);
+    this.model.stop();
+    super.dispose();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    this.model.setVisible(!document.hidden);
+  }
+
+  protected onAfterHide(msg: Message): void {
+    this.model.setVisible(false);
+  }
+
+  private onVisibility = (): void => {
+    this.model.setVisible(this.isVisible && !document.hidden);
+  };
+
+  private onClick = (event: Event): void => {
+    const target = (event.target as HTMLElement).closest('[data-tab],[data-action]') as
+      | HTMLElement
+      | null;
+    if (!target) {
+      return;
+    }
+    const d = target.dataset;
+    if (d.tab) {
+      this.model.selectTab(d.tab as TabId);
+      return;
+    }
+    switch (d.action) {
+      case 'experiment':
+        this.model.selectExperiment(Number(d.id));
+        break;
+      case 'promote':
+        void this.model.promote(d.model as string, Number(d.version), d.alias || 'champion');
+        break;
+      case 'apply-traffic':
+        void this.model.applyTraffic(d.deployment as string);
+        break;
+      case 'rollback':
+        void this.model.rollback(d.deployment as string);
+        break;
+      case 'approve':
+      case 'reject':
+        void this.model.answerRetrain(Number(d.job), d.action === 'approve');
+        break;
+      case 'lineage': {
+        const form = target.closest('.jp-WorkbenchPanel-lineageForm') as HTMLElement;
+        const model = (form.querySelector('[name=model]') as HTMLSelectElement).value;
+        const version = (form.querySelector('[name=version]') as HTMLInputElement).value;
+        void this.model.showLineage(model, version || 'champion');
+        break;
+      }
+    }
+  };
+
+  private onInput = (event: Event): void => {
+    const input = event.target as HTMLInputElement;
+    if (input.dataset.action === 'weight') {
+      this.model.setDraft(
+        input.dataset.deployment as string,
+        input.dataset.version as string,
+        Number(input.value)
+      );
+    }
+  };
+
+  /** Rebuild the body from the state (skipped when the HTML would be the same). */
+  render(state: PanelState): void {
+    for (const button of Array.from(this.node.querySelectorAll('.jp-WorkbenchPanel-tab'))) {
+      button.classList.toggle('jp-mod-active', (button as HTMLElement).dataset.tab === state.tab);
+      button.setAttribute('aria-selected', String((button as HTMLElement).dataset.tab === state.tab));
+    }
+    const html = this.bodyHtml(state);
+    if (html === this.rendered) {
+      return;
+    }
+    this.rendered = html;
+    this.body.innerHTML = html;
+    this.node.dataset.status = state.status;
+  }
+
+  private bodyHtml(s: PanelState): string {
+    const head =
+      (s.message
+        ? `<div class="jp-WorkbenchPanel-message jp-WorkbenchPanel-${esc(s.status)}">${esc(s.message)}</div>`
+        : '') +
+      (s.notice
+        ? `<div class="jp-WorkbenchPanel-notice ${s.notice.ok ? 'jp-mod-ok' : 'jp-mod-error'}">${esc(s.notice.text)}</div>`
+        : '');
+    if (s.status === 'missing' || s.status === 'checking') {
+      return head;
+    }
+    switch (s.tab) {
+      case 'experiments':
+        return head + this.experimentsHtml(s);
+      case 'models':
+        return head + this.modelsHtml(s);
+      case 'deployments':
+        return head + this.deploymentsHtml(s);
+      case 'monitors':
+        return head + this.monitorsHtml(s);
+      case 'lineage':
+        return head + this.lineageHtml(s);
+    }
+  }
+
+  private experimentsHtml(s: PanelState): string {
+    if (s.experiments === null) {
+      return '<p class="jp-WorkbenchPanel-empty">loading…</p>';
+    }
+    if (!s.experiments.length) {
+      return '<p class="jp-WorkbenchPanel-empty">No experiments yet: run <code>bench.experiments.search(...)</code> in a notebook.</p>';
+    }
+    const exps = s.experiments
+      .slice()
+      .reverse()
+      .map(
+        e =>
+          `<tr class="jp-WorkbenchPanel-experiment${e.id === s.selectedExperiment ? ' jp-mod-selected' : ''}" data-action="experiment" data-id="${esc(e.id)}">` +
+          `<td>${esc(e.id)}</td><td>${esc(e.name)}</td><td>${esc(e.status)}</td><td>${esc(e.n_trials)}</td></tr>`
+      )
+      .join('');
+    const exp = s.experiments.find(e => e.id === s.selectedExperiment);
+    let trials = '';
+    if (exp) {
+      const metric = exp.metric || 'f1';
+      const rows = (s.trials || [])
+        .map(
+          t =>
+            `<tr class="jp-WorkbenchPanel-trial" data-trial="${esc(t.trial_id)}"><td>${esc(t.trial_id)}</td>` +
+            `<td>${esc(t.status)}</td><td>${num(trialMetric(t, metric))}</td>` +
+            `<td class="jp-WorkbenchPanel-config">${esc(configText(t.config))}</td></tr>`
+        )
+        .join('');
+      trials =
+        `<h3>Trials of ${esc(exp.name)} (#${esc(exp.id)}, ${esc(metric)} ${esc(exp.mode || '')})</h3>` +
+        `<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-trials"><thead><tr><th>trial</th><th>status</th><th>${esc(metric)}</th><th>config</th></tr></thead>` +
+        `<tbody>${rows || '<tr><td colspan="4">no trials yet</td></tr>'}</tbody></table>`;
+    }
+    return (
+      '<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-experiments"><thead><tr><th>#</th><th>name</th><th>status</th><th>trials</th></tr></thead>' +
+      `<tbody>${exps}</tbody></table>${trials}`
+    );
+  }
+
+  private modelsHtml(s: PanelState): string {
+    if (s.models === null) {
+      return '<p class="jp-WorkbenchPanel-empty">loading…</p>';
+    }
+    if (!s.models.length) {
+      return '<p class="jp-WorkbenchPanel-empty">No registered models yet: <code>bench.register_best(...)</code>.</p>';
+    }
+    const rows = s.models
+      .map(v => {
+        const aliases = (v.aliases || []) as string[];
+        const metrics = Object.entries(v.metrics || {})
+          .filter(([, x]) => typeof x === 'number')
+          .slice(0, 3)
+          .map(([k, x]) => `${esc(k)} ${num(x, 3)}`)
+          .join(', ');
+        const promote = aliases.includes('champion')
+          ? ''
+          : `<button class="jp-WorkbenchPanel-button" data-action="promote" data-model="${esc(v.model)}" data-version="${esc(v.version)}">Promote</button>`;
+        return (
+          `<tr class="jp-WorkbenchPanel-version" data-model="${esc(v.model)}" data-version="${esc(v.version)}">` +
+          `<td>${esc(v.model)}</td><td>v${esc(v.version)}</td><td>${aliases.map(a => `<span class="jp-WorkbenchPanel-alias">${esc(a)}</span>`).join(' ')}</td>` +
+          `<td>${metrics}</td><td>${promote}</td></tr>`
+        );
+      })
+      .join('');
+    return `<table class="jp-WorkbenchPanel-table"><thead><tr><th>model</th><th>version</th><th>aliases</th><th>metrics</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+
+  private deploymentsHtml(s: PanelState): string {
+    if (s.deployments === null) {
+      return '<p class="jp-WorkbenchPanel-empty">loading…</p>';
+    }
+    if (!s.deployments.length) {
+      return '<p class="jp-WorkbenchPanel-empty">No deployments yet: <code>bench.serving.deploy(model)</code>.</p>';
+    }
+    return s.deployments
+      .map(d => {
+        const draft = s.drafts[d.name] || {};
+        const sliders = Object.entries(d.weights || {})
+          .map(([version, w]) => {
+            const value = draft[version] ?? Math.round(Number(w) * 100);
+            return (
+              `<label class="jp-WorkbenchPanel-weight">v${esc(version)} ` +
+              `<input type="range" min="0" max="100" step="1" value="${esc(value)}" data-action="weight" data-deployment="${esc(d.name)}" data-version="${esc(version)}" aria-label="weight of version ${esc(version)}"> ` +
+              `<span>${esc(value)}%</span> <small>(serving ${Math.round(Number(w) * 100)}%)</small></label>`
+            );
+          })
+          .join('');
+        return (
+          `<section class="jp-WorkbenchPanel-deployment" data-deployment="${esc(d.name)}">` +
+          `<h3>${esc(d.name)} <small>${esc(d.model)} · ${esc(d.status)}</small></h3>${sliders}` +
+          `<div class="jp-WorkbenchPanel-actions"><button class="jp-WorkbenchPanel-button" data-action="apply-traffic" data-deployment="${esc(d.name)}"${s.drafts[d.name] && !s.busy ? '' : ' disabled'}>Apply traffic</button>` +
+          `<button class="jp-WorkbenchPanel-button" data-action="rollback" data-deployment="${esc(d.name)}"${s.busy ? ' disabled' : ''}>Roll back</button></div></section>`
+        );
+      })
+      .join('');
+  }
+
+  private monitorsHtml(s: PanelState): string {
+    if (s.monitors === null) {
+      return '<p class="jp-WorkbenchPanel-empty">loading…</p>';
+    }
+    const monitors = s.monitors.length
+      ? s.monitors
+          .map(
+            m =>
+              `<tr class="jp-WorkbenchPanel-monitor"><td>${esc(m.name)}</td><td>${esc(m.kind)}</td><td>${esc(m.deployment)}</td></tr>`
+          )
+          .join('')
+      : '<tr><td colspan="3">no monitors: <code>bench.monitoring.drift_monitor(deployment)</code></td></tr>';
+    const alerts = (s.alerts || [])
+      .slice(0, 20)
+      .map(
+        a =>
+          `<li class="jp-WorkbenchPanel-alert jp-mod-${esc(a.severity)}">${esc(a.at || a.created_at || '')} ${esc(a.monitor || '')}: ${esc(a.message || a.title || '')}</li>`
+      )
+      .join('');
+    const jobs = (s.retrains || [])
+      .slice(-20)
+      .reverse()
+      .map(j => {
+        const pending = j.status === 'PENDING_APPROVAL';
+        const buttons = pending
+          ? `<button class="jp-WorkbenchPanel-button" data-action="approve" data-job="${esc(j.id)}">Approve</button>` +
+            `<button class="jp-WorkbenchPanel-button" data-action="reject" data-job="${esc(j.id)}">Reject</button>`
+          : '';
+        return `<tr class="jp-WorkbenchPanel-job"><td>${esc(j.id)}</td><td>${esc(j.status)}</td><td>${esc(j.decision || '')}</td><td>${buttons}</td></tr>`;
+      })
+      .join('');
+    return (
+      `<table class="jp-WorkbenchPanel-table"><thead><tr><th>monitor</th><th>kind</th><th>deployment</th></tr></thead><tbody>${monitors}</tbody></table>` +
+      `<h3>Alerts</h3><ul class="jp-WorkbenchPanel-alerts">${alerts || '<li>none</li>'}</ul>` +
+      `<h3>Retraining</h3><table class="jp-WorkbenchPanel-table"><thead><tr><th>job</th><th>status</th><th>decision</th><th></th></tr></thead><tbody>${jobs || '<tr><td colspan="4">no jobs</td></tr>'}</tbody></table>`
+    );
+  }
+
+  private lineageHtml(s: PanelState): string {
+    const models = Array.from(new Set((s.models || []).map(v => v.model as string)));
+    if (!models.length) {
+      return '<p class="jp-WorkbenchPanel-empty">No registered models yet.</p>';
+    }
+    const current = s.lineage;
+    const options = models
+      .map(
+        m => `<option value="${esc(m)}"${current && current.model === m ? ' selected' : ''}>${esc(m)}</option>`
+      )
+      .join('');
+    return (
+      `<div class="jp-WorkbenchPanel-lineageForm"><select name="model">${options}</select> ` +
+      `<input name="version" size="9" value="${esc(current ? current.version : 'champion')}" aria-label="version or alias"> ` +
+      '<button class="jp-WorkbenchPanel-button" data-action="lineage">Show</button></div>' +
+      `<pre class="jp-WorkbenchPanel-lineage">${esc(current ? current.text || 'no lineage recorded for this version' : '')}</pre>`
+    );
+  }
+}

@@ -1,0 +1,208 @@
+// Unit tests of the panel's model (src/model.ts, compiled to lib-test/ by tsconfig.test.json):
+// node's own test runner, a fake fetcher and a fake clock; no DOM, no JupyterLab.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Backoff, PanelModel, ApiError, draftToWeights, trialMetric } = require('../lib-test/model.js');
+
+class FakeClock {
+  constructor() {
+    this.now = 0;
+    this.timers = [];
+    this.seq = 0;
+  }
+  setTimeout(fn, ms) {
+    const t = { id: ++this.seq, at: this.now + ms, fn };
+    this.timers.push(t);
+    return t.id;
+  }
+  clearTimeout(id) {
+    this.timers = this.timers.filter(t => t.id !== id);
+  }
+  get pending() {
+    return this.timers.map(t => t.at - this.now);
+  }
+  async advance(ms) {
+    this.now += ms;
+    for (;;) {
+      const due = this.timers.filter(t => t.at <= this.now);
+      if (!due.length) break;
+      this.timers = this.timers.filter(t => t.at > this.now);
+      for (const t of due) t.fn();
+      await flush();
+    }
+  }
+}
+
+const flush = () => new Promise(resolve => setImmediate(resolve));
+
+function server(routes) {
+  const calls = [];
+  const fetcher = async (path, init = {}) => {
+    calls.push({ path, method: init.method || 'GET', body: init.body });
+    const route = routes[path];
+    if (route === undefined) throw new ApiError(404, `no route ${path}`);
+    const out = typeof route === 'function' ? route(init) : route;
+    if (out instanceof Error) throw out;
+    return JSON.parse(JSON.stringify(out));
+  };
+  return { fetcher, calls };
+}
+
+const EXPS = { experiments: [{ id: 1, name: 'a', metric: 'f1' }, { id: 2, name: 'b', metric: 'f1' }] };
+const TRIALS = { trials: [{ trial_id: 't1', status: 'TERMINATED', metrics: { f1: 0.9 } }] };
+
+test('back-off doubles after each failure, is capped, and resets after a success', () => {
+  const b = new Backoff(1000, 8000);
+  assert.deepEqual([b.next(false), b.next(false), b.next(false), b.next(false), b.next(false)], [2000, 4000, 8000, 8000, 8000]);
+  assert.equal(b.next(true), 1000);
+  assert.equal(b.failureCount, 0);
+});
+
+test('percent drafts become shares that sum to one; bad drafts are refused', () => {
+  assert.deepEqual(draftToWeights({ 1: 75, 2: 25 }), { 1: 0.75, 2: 0.25 });
+  assert.deepEqual(draftToWeights({ 1: 30, 2: 30 }), { 1: 0.5, 2: 0.5 });
+  assert.throws(() => draftToWeights({ 1: 0, 2: 0 }), /above 0/);
+  assert.throws(() => draftToWeights({ 1: -5, 2: 10 }), />= 0/);
+  assert.equal(trialMetric({ metrics: { f1: 0.5 } }, 'f1'), 0.5);
+  assert.equal(trialMetric({ metrics: {} }, 'f1'), null);
+});
+
+test('a missing server extension (404 on version) says so and never polls', async () => {
+  const clock = new FakeClock();
+  const { fetcher, calls } = server({});
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  assert.equal(m.state.status, 'missing');
+  assert.match(m.state.message, /server extension missing/);
+  assert.equal(m.polling, false);
+  await clock.advance(60000);
+  assert.equal(calls.length, 1);
+});
+
+test('an extension speaking another API version counts as missing', async () => {
+  const { fetcher } = server({ version: { api: 99 } });
+  const m = new PanelModel(fetcher, new FakeClock());
+  await m.start();
+  assert.equal(m.state.status, 'missing');
+  assert.match(m.state.message, /API 99/);
+});
+
+test('ready: shows the newest experiment and its trials, then polls at the base interval', async () => {
+  const clock = new FakeClock();
+  const { fetcher, calls } = server({ version: { api: 1 }, experiments: EXPS, 'experiments/2/trials': TRIALS });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  assert.equal(m.state.status, 'ready');
+  assert.equal(m.state.selectedExperiment, 2);
+  assert.deepEqual(m.state.trials.map(t => t.trial_id), ['t1']);
+  assert.deepEqual(clock.pending, [1000]);
+  const before = calls.length;
+  await clock.advance(1000);
+  assert.equal(calls.length, before + 2); // experiments + trials again
+});
+
+test('failures back off exponentially and a success resets the interval', async () => {
+  const clock = new FakeClock();
+  let fail = true;
+  const { fetcher } = server({
+    version: { api: 1 },
+    experiments: () => (fail ? new ApiError(500, 'boom') : EXPS),
+    'experiments/2/trials': TRIALS
+  });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000, maxMs: 5000 });
+  await m.start();
+  assert.deepEqual(clock.pending, [2000]);
+  assert.match(m.state.message, /refresh failed.*boom/);
+  await clock.advance(2000);
+  assert.deepEqual(clock.pending, [4000]);
+  await clock.advance(4000);
+  assert.deepEqual(clock.pending, [5000]); // capped
+  fail = false;
+  await clock.advance(5000);
+  assert.deepEqual(clock.pending, [1000]);
+  assert.equal(m.state.message, '');
+});
+
+test('hidden: no timer and no requests; shown again: polls at once', async () => {
+  const clock = new FakeClock();
+  const { fetcher, calls } = server({ version: { api: 1 }, experiments: EXPS, 'experiments/2/trials': TRIALS });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  m.setVisible(false);
+  assert.equal(m.polling, false);
+  const before = calls.length;
+  await clock.advance(600000);
+  assert.equal(calls.length, before);
+  m.setVisible(true);
+  await flush();
+  assert.equal(calls.length, before + 2);
+  assert.equal(m.polling, true);
+});
+
+test('listeners hear about changed data only', async () => {
+  const clock = new FakeClock();
+  let trials = TRIALS;
+  const { fetcher } = server({ version: { api: 1 }, experiments: EXPS, 'experiments/2/trials': () => trials });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  let changes = 0;
+  m.subscribe(() => changes++);
+  await clock.advance(1000);
+  assert.equal(changes, 0);
+  trials = { trials: [...TRIALS.trials, { trial_id: 't2', status: 'RUNNING', metrics: {} }] };
+  await clock.advance(1000);
+  assert.equal(changes, 1);
+  assert.equal(m.state.trials.length, 2);
+});
+
+test('traffic: a moved slider is sent as normalised weights, and an error is shown, not thrown', async () => {
+  const clock = new FakeClock();
+  let posted = null;
+  const { fetcher } = server({
+    version: { api: 1 },
+    deployments: { deployments: [{ name: 'cancer', model: 'cancer', weights: { 1: 1.0, 2: 0.0 } }] },
+    'deployments/cancer/traffic': init => {
+      posted = JSON.parse(init.body);
+      return { weights: posted.weights };
+    }
+  });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  m.selectTab('deployments');
+  await flush();
+  m.setDraft('cancer', '2', 50);
+  assert.deepEqual(m.state.drafts.cancer, { 1: 100, 2: 50 });
+  m.setDraft('cancer', '1', 50);
+  await m.applyTraffic('cancer');
+  assert.deepEqual(posted.weights, { 1: 0.5, 2: 0.5 });
+  assert.equal(m.state.notice.ok, true);
+  assert.equal(m.state.drafts.cancer, undefined);
+
+  m.setDraft('cancer', '1', 0);
+  m.setDraft('cancer', '2', 0);
+  await m.applyTraffic('cancer');
+  assert.equal(m.state.notice.ok, false);
+  assert.match(m.state.notice.text, /above 0/);
+});
+
+test('actions post to the API: promote, rollback, approve', async () => {
+  const { fetcher, calls } = server({
+    version: { api: 1 },
+    experiments: { experiments: [] },
+    'models/cancer/aliases': { model_version: {} },
+    'deployments/cancer/rollback': { weights: { 1: 1 } },
+    'retrains/7/approve': { job: {} }
+  });
+  const m = new PanelModel(fetcher, new FakeClock());
+  await m.start();
+  await m.promote('cancer', 2);
+  await m.rollback('cancer');
+  await m.answerRetrain(7, true);
+  const posts = calls.filter(c => c.method === 'POST').map(c => [c.path, JSON.parse(c.body)]);
+  assert.deepEqual(posts, [
+    ['models/cancer/aliases', { alias: 'champion', version: 2 }],
+    ['deployments/cancer/rollback', {}],
+    ['retrains/7/approve', {}]
+  ]);
+});
