@@ -79,7 +79,9 @@ SCRIPT = textwrap.dedent(
         from workbench.exceptions import ConfigError
         from workbench.experiments import torch_mlp_space
 
-        wb = Workbench(home, address=cluster.address)
+        from workbench.runtime import free_port
+
+        wb = Workbench(home, address=cluster.address, serve_port=free_port())
         conn = wb.connect()
         out["started_here"] = conn.started_here
         out["driver_cuda"] = torch.cuda.is_available()
@@ -128,6 +130,30 @@ SCRIPT = textwrap.dedent(
             meta = Path(row["checkpoint_path"] or "/nonexistent") / "meta.json"
             out["meta"][row["trial_id"]] = json.loads(meta.read_text()) if meta.exists() else None
         out["marks"] = {p.stem: json.loads(p.read_text()) for p in marks.glob("*.json")}
+
+        # Serving: a version that asks for a GPU share runs on the GPU node, behind a CPU router.
+        import urllib.request
+
+        from ray import serve
+
+        bundle = wb.experiments.fit_bundle(dv, {"family": "logistic_regression", "C": 1.0})
+        wb.registry.register("bc", bundle, metrics={})
+        t = time.monotonic()
+        dep = wb.serving.deploy("bc", 1, isolate=True, num_cpus=0.5, num_gpus=0.5, timeout_s=120)
+        out["deploy_s"] = time.monotonic() - t
+        ident = serve.get_deployment_handle("version-1", app_name="bc").identity.remote().result()
+        out["served_by"] = {"node_id": ident["node_id"], "gpu_ids": ident["gpu_ids"]}
+        out["serve_status"] = wb.serving.status("bc")["serve"]
+        record = wb.datasets.load(dv).drop("diagnosis").head(2).to_dicts()
+        req = urllib.request.Request(
+            dep["url"] + "/predict",
+            data=json.dumps({"records": record}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            out["predict"] = {"status": resp.status, "body": json.loads(resp.read())}
+        wb.serving.undeploy("bc")
+        serve.shutdown()
         wb.close()
     finally:
         import ray
@@ -256,3 +282,9 @@ def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(tm
         assert t["node"] == node_ip, t
         assert t["attempts"] == 1 and t["stopped_early"] == 0, t
         assert t["metrics"]["epoch"] == EPOCHS and 0.5 < t["metrics"]["f1"] <= 1.0, t
+
+    # An isolated version with num_gpus=0.5 was placed on the GPU node with GPU 0, and answered.
+    assert out["served_by"] == {"node_id": gpu_node, "gpu_ids": ["0"]}, out["served_by"]
+    assert out["predict"]["status"] == 200 and out["predict"]["body"]["model_version"] == 1
+    assert len(out["predict"]["body"]["predictions"]) == 2
+    print(f"isolated GPU version deployed in {out['deploy_s']:.1f}s")

@@ -108,8 +108,12 @@ class ModelServer:
             return ("error", f"{type(exc).__name__}: {exc}")
 
     def identity(self) -> dict[str, Any]:
-        """Which process serves this version (tests kill one by its actor name)."""
+        """Which process and node serve this version (tests kill one by its actor name)."""
+        import ray
+
         return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "version": self._version,
             "pid": self._pid,
             "actor": self._actor_name,
