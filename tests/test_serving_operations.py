@@ -513,6 +513,9 @@ def test_deploy_without_waiting_then_two_replicas_batch_concurrent_requests(serv
 
     # a traffic change keeps the replica count and batching (they live in user_config)
     serving.set_traffic(NAME, {1: 1.0}, reason="same weights, new revision")
+    # set_traffic returned: every replica runs the new config, not just the one that answered first
+    revisions = {h["revision"] for h in _replica_healths(info["url"], 2).values()}
+    assert len(revisions) == 1, revisions
     h = serving.health(NAME)
     assert h["batching"]["max_batch_size"] == 4
     assert serving.status(NAME)["serve"]["deployments"]["Router"]["replicas"] == {"RUNNING": 2}

@@ -199,8 +199,12 @@ class Serving(StrategiesMixin):
                             and all(abs(got[k] - want[k]) < 1e-9 for k in want)
                             and health.get("revision") == config["revision"]
                         ):
-                            return health
-                        last = f"RUNNING, router still on weights {got}"
+                            replicas = _router_replicas(app_status)
+                            if _all_replicas_on(name, config["revision"], health, replicas):
+                                return health
+                            last = f"RUNNING, not every one of {replicas} router replicas reconfigured yet"
+                        else:
+                            last = f"RUNNING, router still on weights {got}"
             # Serve's controller applies a reconfigure in ~0.2-0.4 s here: polling every 50 ms
             # returns within 50 ms of it (at 0.2 s, set_traffic took 0.48 s where 0.28 s would do).
             time.sleep(0.05)
@@ -878,6 +882,35 @@ def _running_http_options() -> tuple[str, int] | None:
         return None
     cfg = client.http_config
     return str(cfg.host), int(cfg.port)
+
+
+def _router_replicas(app_status: Any) -> int:
+    """RUNNING replicas of the app's router deployment (1 when Serve does not say)."""
+    try:
+        return int(app_status.deployments["Router"].replica_states.get("RUNNING", 1))
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return 1
+
+
+def _all_replicas_on(name: str, revision: str, first: dict[str, Any], replicas: int) -> bool:
+    """Whether ``replicas`` distinct router replicas report ``revision`` (``first`` already did).
+
+    Serve reconfigures replicas one by one, so one replica on the new config says
+    nothing of the others; a traffic change returns only once each of them has it.
+    Health calls spread over replicas at random: a few per replica reach them all,
+    and one answer on an older revision ends the round (the caller polls again).
+    """
+    from ray import serve
+
+    seen = {first["replica"]["id"]}
+    for _ in range(8 * replicas):
+        if len(seen) >= replicas:
+            return True
+        health = _call_handle(lambda: serve.get_app_handle(name).health.remote(), 10)
+        if health.get("revision") != revision:
+            return False
+        seen.add(health["replica"]["id"])
+    return len(seen) >= replicas
 
 
 def _call_handle(call: Any, timeout_s: float) -> Any:
