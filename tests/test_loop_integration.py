@@ -31,7 +31,7 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
         assert "refused" in text and not any(n.startswith("breast-cancer-bad") for n, _ in names)
         # 3. both searches recorded every trial
         exps = bench.experiments.list()
-        assert [e["n_trials"] for e in exps] == [4, 4] and all(
+        assert [e["n_trials"] for e in exps] == [4, 2] and all(
             e["status"] == "TERMINATED" for e in exps
         )
         # 4. champion v1 was registered from experiment 1
@@ -52,12 +52,19 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
         # 6. a drift event after the shift, none before it
         results = store.drift_results()
         assert results[0]["is_drift"] == 0 and any(r["is_drift"] for r in results)
-        # 7. a retraining was scheduled by the drift event and decided
+        # 7. the policy engine made one job for the drift event and ran it to a decision
         (job,) = store.list_retrain_jobs()
         drift = next(r for r in results if r["is_drift"])
-        assert job["drift_result_id"] == drift["id"]
+        assert job["drift_result_id"] == drift["id"] and job["policy"] == MODEL
+        assert job["event_key"] == f"{MODEL}:drift:{drift['id']}"
         assert job["status"] in {"PROMOTED", "ROLLED_BACK", "REJECTED"} and job["ended_at"]
-        assert job["detail"]["comparison"]["metric"] == "f1"
+        assert job["detail"]["gate"]["metric"] == "f1" and job["compute_s"] > 0
+        assert summary["outcome"]["status"] == job["status"]
+        steps = [s["step"] for s in bench.automation.steps(job["id"])]
+        assert steps[:5] == ["snapshot", "validation", "search", "evaluation", "gate"]
+        retrain = store.get_experiment(job["experiment_id"])
+        assert retrain["search_alg"] == "BasicVariantGenerator"  # warm-started from v1
+        assert f"retrain job #{job['id']}:" in text and "gate" in text
         v2 = bench.registry.get(MODEL, 2)
         assert v2.dataset_version_id == job["new_dataset_version_id"]
         new_train = bench.datasets.by_id(job["new_dataset_version_id"])
@@ -76,6 +83,12 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
                 {"1": 0.0, "2": 1.0},
             ]
             assert all(h["actor"] == "automation" for h in history[1:])
+            assert [c["decision"] for c in job["detail"]["canary"]] == [
+                "advanced",
+                "advanced",
+                "completed",
+            ]
+            assert "canary" in text and "PROMOTED" in text
         elif job["status"] == "ROLLED_BACK":
             assert history[-1]["weights"]["1"] == 1.0
         # 8. the chain from the champion reaches back to the first dataset and forward through the drift event
@@ -91,6 +104,7 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
             ("retrain_job", "produced", "dataset_version"),
             ("retrain_job", "ran", "experiment"),
             ("retrain_job", "produced", "model_version"),
+            ("retrain_job", "step", "retrain_step"),
         }
         assert expected <= relations, expected - relations
         assert (

@@ -7,12 +7,13 @@ public API; nothing here is special to the demo except the simulated clients.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from workbench.api import Workbench
-from workbench.automation import RetrainPolicy
+from workbench.automation import Budget, DriftTrigger, Gate, LoopPolicy
 from workbench.datasets import Checks, format_report, write_breast_cancer_csv
 from workbench.exceptions import DatasetValidationError, InvalidRequestError
 
@@ -30,6 +31,10 @@ def run_demo(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run ingest → tune → register → serve → drift → retrain → canary → promote, and print the lineage chain.
+
+    The retraining is the store-driven engine users are told to run: a
+    :class:`~workbench.automation.LoopPolicy` and ``bench.automation.tick()`` (what the
+    scheduler actor does every interval), with clients sending requests during the canary.
 
     Returns a summary with the ids and figures of each step.
     """
@@ -100,14 +105,16 @@ def run_demo(
         live_rows = bench.datasets.load(live).to_dicts()
         target = train.target or "diagnosis"
         features = [c for c in live_rows[0] if c != target]
-        labels: dict[str, Any] = {}
 
-        def send(rows: list[dict[str, Any]]) -> None:
+        def send(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            """POST each row over HTTP; returns the ground truth by request id, to be sent later."""
+            labels = {}
             for row in rows:
                 out = bench.serving.predict(MODEL, [{f: row[f] for f in features}])
                 labels[out["request_id"]] = row[target]
+            return labels
 
-        send(rng.sample(live_rows, 100))
+        labels = send(rng.sample(live_rows, 100))
         try:
             bench.serving.predict(MODEL, [{f: live_rows[0][f] for f in features[1:]}])
         except InvalidRequestError as exc:
@@ -120,59 +127,102 @@ def run_demo(
         # 6. drift: the case mix shifts to mostly malignant referrals
         step(
             6,
-            "traffic shifts part-way (a referral clinic sends mostly malignant cases); alibi-detect watches windows",
+            "a retraining policy watches the deployment; traffic shifts part-way (a referral clinic sends mostly malignant cases)",
         )
-        monitor = bench.monitoring.drift_monitor(MODEL, reference=train, window=100, p_val=0.05)
-        first = monitor.check()
+        monitor = bench.monitoring.drift_monitor(MODEL, window=100, p_val=0.05)
+        # The holdout has 115 rows: one misclassification moves F1 by about 0.01, so the
+        # challenger may trail the champion by up to two before the gate refuses it.
+        policy = bench.automation.add_policy(
+            LoopPolicy(
+                MODEL,
+                model=MODEL,
+                deployment=MODEL,
+                train=train.name,
+                holdout=holdout.name,
+                triggers=[DriftTrigger(monitor.name, windows=1)],
+                cooldown_s=3600,
+                budget=Budget(max_per_day=3, max_compute_s=900, max_job_s=120),
+                gate=Gate("f1", margin=-0.02, guarded=("recall",), tolerance=0.05),
+                snapshot="sliding",
+                window=400,
+                num_samples=2,
+                seed=seed,
+                canary_steps=(0.1, 0.5, 1.0),
+                min_requests=20,
+                min_labels=20,
+                max_accuracy_drop=0.1,
+                canary_poll_s=0.5,
+            )
+        )
         say(
-            f"  window 1 (before the shift): drift={first[0]['is_drift']} min p={first[0]['p_val_min']:.3g} "
-            f"(threshold {first[0]['threshold']:.3g})"
-            if first
-            else "  no full window yet"
+            f"  policy {policy.name!r}: drift in 1 window of {monitor.name} (alibi-detect, windows of 100) → "
+            f"retrain; gate f1 margin {policy.gate.margin:+g}, recall may drop ≤ {policy.gate.tolerance}; "
+            f"canary {'/'.join(f'{s:.0%}' for s in policy.canary_steps)}"
         )
+        bench.monitoring.record_labels(labels)  # ground truth arrives for the logged requests
+        quiet = bench.automation.tick()
+        for r in quiet["checked"].get(monitor.name, []):
+            say(f"  window {r['id']} (before the shift): {r['verdict']}, no job")
         malignant = [r for r in live_rows if r[target] == "malignant"]
         benign = [r for r in live_rows if r[target] != "malignant"]
         shifted = [
             rng.choice(malignant) if rng.random() < 0.85 else rng.choice(benign) for _ in range(100)
         ]
-        send(shifted)
+        labels = send(shifted)
         bench.serving.flush_logs(MODEL)
-        bench.monitoring.record_labels(labels)  # ground truth arrives for the logged requests
+        bench.monitoring.record_labels(labels)
 
-        # 7. retrain on drift, validate, canary, promote or roll back
+        # 7. the engine: monitor check → job → pipeline → canary under live traffic → decision
         step(
             7,
-            "drift schedules a retraining: new data version → search → holdout comparison → canary → decision",
+            "tick(): the monitor finds the drift, the policy makes one job, the job runs (live clients keep sending)",
         )
+        stop = threading.Event()
 
-        def clients() -> None:
-            send(rng.sample(live_rows, 40))
+        def clients() -> None:  # live clients: requests over HTTP, their labels a little later
+            crng = random.Random(seed + 1)
+            while not stop.is_set():
+                late = send(crng.sample(live_rows, 10))
+                bench.serving.flush_logs(MODEL)
+                bench.monitoring.record_labels(late)
 
-        # The holdout has 115 rows: one misclassification moves F1 by about 0.01, so the challenger
-        # may trail the champion by up to two before it is rejected.
-        policy = RetrainPolicy(
-            metric="f1", tolerance=0.02, num_samples=2, canary_steps=(0.1, 0.5, 1.0)
-        )
-        outcome = bench.automation.run_once(
-            deployment=MODEL,
-            model=MODEL,
-            monitor=monitor,
-            train=train,
-            holdout=holdout,
-            policy=policy,
-            traffic=clients,
-        )
-        if outcome is None:
+        traffic = threading.Thread(target=clients, name="demo-clients", daemon=True)
+        traffic.start()
+        try:
+            out = bench.automation.tick()
+        finally:
+            stop.set()
+            traffic.join(timeout=60)
+        for r in out["checked"].get(monitor.name, []):
+            p_min = r.get("p_val_min")
+            say(
+                f"  window {r['id']}: {r['verdict']}"
+                + (f" (min p {p_min:.2g} < {r['threshold']:.2g})" if r["is_drift"] else "")
+            )
+        outcome = None
+        if not out["created"]:
             say("  no drift detected in the shifted window; nothing to retrain")
         else:
-            cmp_ = outcome["comparison"]
+            job = bench.store.get_retrain_job(out["created"][0])
+            say(f"  → retrain job #{job['id']}: {job['detail']['trigger']}")
+            for s in bench.automation.steps(job["id"]):
+                say(f"    {s['step']:<12} {s['status']:<11} {s['detail'].get('summary', '')}")
+            gate = job["detail"].get("gate", {})
+            outcome = {
+                "job_id": job["id"],
+                "status": job["status"],
+                "gate": gate,
+                "canary": job["detail"].get("canary", []),
+                "compute_s": job["compute_s"],
+            }
             say(
-                f"  drift detected → retrain job #{outcome['job_id']}: {outcome['new_rows']} new labelled rows, "
-                f"challenger v{outcome['challenger_version']} {cmp_['metric']}={cmp_['challenger']:.4f} vs champion "
-                f"{cmp_['champion']:.4f} → {outcome['status']}"
+                f"  job #{job['id']}: {job['status']} in {job['compute_s'] or 0:.1f}s"
+                + (
+                    f" (gate f1 challenger {gate['challenger']:.4f} vs champion {gate['champion']:.4f})"
+                    if gate
+                    else ""
+                )
             )
-            for s in outcome.get("canary", []):
-                say(f"    canary {s['outcome']}: weights {s['weights']}")
         summary["outcome"] = outcome
 
         # 8. lineage

@@ -133,7 +133,9 @@ class Engine:
         for name in dict.fromkeys(names):
             try:
                 results = self.bench.monitoring.get(name).check()
-                out[name] = [{k: r.get(k) for k in ("id", "verdict", "is_drift")} for r in results]
+                keep = ("id", "verdict", "is_drift", "reason", "p_val_min", "threshold")
+                keep += ("metric", "value", "bound", "n")
+                out[name] = [{k: r[k] for k in keep if k in r} for r in results]
             except Exception as exc:  # one broken monitor must not stop the loop
                 out[name] = {"error": f"{type(exc).__name__}: {exc}"}
         return out
