@@ -71,6 +71,8 @@ export interface PanelState {
   version: any;
   experiments: any[] | null;
   selectedExperiment: number | null;
+  /** Until the user picks an experiment, the newest one is shown (a search just started appears). */
+  followNewest: boolean;
   trials: any[] | null;
   models: any[] | null;
   deployments: any[] | null;
@@ -95,6 +97,7 @@ export function initialState(): PanelState {
     version: null,
     experiments: null,
     selectedExperiment: null,
+    followNewest: true,
     trials: null,
     models: null,
     deployments: null,
@@ -194,7 +197,9 @@ export class PanelModel {
         return;
       }
     }
-    await this.poll();
+    if (this.state.visible) {
+      await this.poll(); // a hidden panel loads nothing until it is shown
+    }
   }
 
   /** Stop polling (the panel was disposed). */
@@ -243,7 +248,7 @@ export class PanelModel {
   }
 
   selectExperiment(id: number): void {
-    this.set({ selectedExperiment: id, trials: null });
+    this.set({ selectedExperiment: id, followNewest: false, trials: null });
     void this.poll();
   }
 
@@ -298,7 +303,9 @@ export class PanelModel {
       let selected = this.state.selectedExperiment;
       if (
         experiments.length &&
-        (selected === null || !experiments.some((e: any) => e.id === selected))
+        (this.state.followNewest ||
+          selected === null ||
+          !experiments.some((e: any) => e.id === selected))
       ) {
         selected = experiments[experiments.length - 1].id;
       }

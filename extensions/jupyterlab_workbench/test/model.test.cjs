@@ -206,3 +206,41 @@ test('actions post to the API: promote, rollback, approve', async () => {
     ['retrains/7/approve', {}]
   ]);
 });
+
+test('the newest experiment is followed until the user picks one', async () => {
+  const clock = new FakeClock();
+  let exps = { experiments: [{ id: 1, name: 'a' }] };
+  const { fetcher } = server({
+    version: { api: 1 },
+    experiments: () => exps,
+    'experiments/1/trials': TRIALS,
+    'experiments/2/trials': TRIALS,
+    'experiments/3/trials': TRIALS
+  });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  assert.equal(m.state.selectedExperiment, 1);
+  exps = { experiments: [{ id: 1, name: 'a' }, { id: 2, name: 'b' }] };
+  await clock.advance(1000);
+  assert.equal(m.state.selectedExperiment, 2);
+  m.selectExperiment(1);
+  await flush();
+  exps = { experiments: [{ id: 1, name: 'a' }, { id: 2, name: 'b' }, { id: 3, name: 'c' }] };
+  await clock.advance(1000);
+  assert.equal(m.state.selectedExperiment, 1);
+});
+
+test('a panel started hidden checks the version only, and loads when first shown', async () => {
+  const clock = new FakeClock();
+  const { fetcher, calls } = server({ version: { api: 1 }, experiments: EXPS, 'experiments/2/trials': TRIALS });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  m.setVisible(false);
+  await m.start();
+  assert.equal(m.state.status, 'ready');
+  assert.deepEqual(calls.map(c => c.path), ['version']);
+  assert.equal(m.polling, false);
+  m.setVisible(true);
+  await flush();
+  assert.deepEqual(calls.map(c => c.path), ['version', 'experiments', 'experiments/2/trials']);
+  assert.equal(m.state.trials.length, 1);
+});
