@@ -707,3 +707,18 @@ def test_sliders_reconfigure_the_live_router_and_rollback_restores_it(serve_widg
         assert [c["kind"] for c in w.history][-2:] == ["set", "rollback"]
     finally:
         w.close()
+
+
+def test_a_running_trial_shows_its_latest_reported_value(store):
+    from workbench.ui import ExperimentWidget
+
+    eid = make_experiment(store)
+    store.write_trial_events(
+        eid,
+        [{"trial_id": "r", "status": "RUNNING"}],
+        [("r", 1, {"f1": 0.5}), ("r", 2, {"f1": 0.7})],
+    )
+    w = ExperimentWidget(store, eid, autostart=False)
+    w.refresh(force=True)
+    assert w.rows[0][2] == 0.7 and w.best["trial_id"] == "r"
+    assert w.best_curve == [], "best so far counts finished trials only"

@@ -122,8 +122,11 @@ class ExperimentReader:
         finished: list[tuple[str, str, float]] = []
         for t in trials:
             config, metrics = t.get("config") or {}, t.get("metrics") or {}
-            value = _num(metrics.get(metric))
             status = str(t.get("status") or "PENDING")
+            self._read_curve(t["trial_id"], status, metric)
+            value = _num(metrics.get(metric))
+            if value is None and status not in _FINAL_TRIAL and self._curves.get(t["trial_id"]):
+                value = self._curves[t["trial_id"]][-1][1]  # still running: its latest report
             counts[status] = counts.get(status, 0) + 1
             rows.append(
                 [
@@ -141,7 +144,6 @@ class ExperimentReader:
                 finished.append(
                     (str(t.get("ended_at") or t.get("started_at") or ""), t["trial_id"], value)
                 )
-            self._read_curve(t["trial_id"], status, metric)
 
         # Best so far, in the order trials finished.
         best_curve: list[list[Any]] = []

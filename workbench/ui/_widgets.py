@@ -8,6 +8,7 @@ is never blocked by either. Imported only when a widget is asked for.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import threading
 import time
@@ -116,8 +117,26 @@ class LiveWidget(anywidget.AnyWidget):
         self.stats["read_ms"] = (time.perf_counter() - t0) * 1000
         state["error"] = ""
         self._last = state
-        self._throttle.submit(state, force=force)
+        self._throttle.submit(self._pack(state), force=force)
         return state
+
+    #: Traits kept in Python as lists and sent to the browser as one JSON string each (``<name>_json``).
+    _packed: tuple[str, ...] = ()
+
+    def _pack(self, state: dict[str, Any]) -> dict[str, Any]:
+        # Large nested lists cost ipywidgets a Python walk of every element on each send (~17 ms for
+        # 1,000 trials, holding the GIL in 5 ms slices). Encoded here, on the poller thread, in one C
+        # call, they cross the comm as one string; unchanged ones are not re-encoded.
+        out = dict(state)
+        for name in self._packed:
+            if name in out:
+                if out[name] != getattr(self, name):
+                    out[f"{name}_json"] = json.dumps(
+                        out[name], separators=(",", ":"), allow_nan=False
+                    )
+                else:
+                    del out[name]
+        return out
 
     def _push(self, state: Mapping[str, Any]) -> None:
         t0 = time.perf_counter()
@@ -261,10 +280,16 @@ class ExperimentWidget(LiveWidget):
 
     experiment = traitlets.Dict({}).tag(sync=True)
     columns = traitlets.List([]).tag(sync=True)
-    rows = traitlets.List([]).tag(sync=True)
-    curves = traitlets.Dict({}).tag(sync=True)
+    #: One compact row per trial, in ``columns`` order (sent as ``rows_json``).
+    rows = traitlets.List([])
+    #: ``{trial_id: [[step, value], ...]}`` of the search metric (sent as ``curves_json``).
+    curves = traitlets.Dict({})
+    rows_json = traitlets.Unicode("[]").tag(sync=True)
+    curves_json = traitlets.Unicode("{}").tag(sync=True)
     best = traitlets.Dict({}).tag(sync=True)
     best_curve = traitlets.List([]).tag(sync=True)
+
+    _packed = ("rows", "curves")
     can_stop = traitlets.Bool(False).tag(sync=True)
     stop_requested = traitlets.Bool(False).tag(sync=True)
 

@@ -71,6 +71,18 @@ function listen(model, names, fn) {
   return () => { for (const ev of events) model.off(ev, fn); };
 }
 
+// Large tables arrive as one JSON string trait ("rows_json"): parse once per change.
+function packed(model, name, empty) {
+  const raw = model.get(`${name}_json`);
+  const cache = (model.__wbPacked ||= {});
+  if (!cache[name] || cache[name].raw !== raw) {
+    let value = empty;
+    try { value = raw ? JSON.parse(raw) : empty; } catch (e) { value = empty; }
+    cache[name] = { raw, value };
+  }
+  return cache[name].value;
+}
+
 function send(model, action, params) { model.send({ action, params: params || {} }); }
 
 // An inline confirmation (no window.confirm: it blocks the page and is invisible in tests).
@@ -114,7 +126,7 @@ function extent(values, pad = 0) {
   const v = values.filter((x) => typeof x === "number" && isFinite(x));
   if (!v.length) return [0, 1];
   let lo = Math.min(...v), hi = Math.max(...v);
-  if (lo === hi) { const d = Math.abs(lo) * 0.05 || 1; lo -= d; hi += d; }
+  if (lo === hi) { const d = Number.isInteger(lo) ? 1 : Math.abs(lo) * 0.05 || 1; lo -= d; hi += d; }
   const p = (hi - lo) * pad;
   return [lo - p, hi + p];
 }
@@ -250,7 +262,7 @@ function renderExperiment(model, root) {
 
   function visibleRows() {
     const cols = model.get("columns") || [];
-    const rows = (model.get("rows") || []).filter((r) => matches(r, cols));
+    const rows = (packed(model, "rows", [])).filter((r) => matches(r, cols));
     const exp = model.get("experiment") || {};
     const desc = ui.desc ?? (ui.sort === 2 ? exp.mode !== "min" : false);
     const k = ui.sort;
@@ -281,7 +293,7 @@ function renderExperiment(model, root) {
         : h("td", { class: typeof c === "number" ? "wb-num" : "" , text: fmt(c) }))));
     table.replaceChildren(h("thead", {}, thead), h("tbody", {}, body));
     pager.replaceChildren(
-      h("span", { text: `${rows.length} of ${(model.get("rows") || []).length} trials · page ${ui.page + 1}/${pages} ` }),
+      h("span", { text: `${rows.length} of ${(packed(model, "rows", [])).length} trials · page ${ui.page + 1}/${pages} ` }),
       h("button", { class: "wb-btn", text: "‹", disabled: ui.page === 0, onclick: () => { ui.page--; drawTable(); } }),
       h("button", { class: "wb-btn", text: "›", disabled: ui.page >= pages - 1, onclick: () => { ui.page++; drawTable(); } }),
     );
@@ -313,9 +325,9 @@ function renderExperiment(model, root) {
 
   function drawCharts() {
     const exp = model.get("experiment") || {};
-    const curves = model.get("curves") || {};
+    const curves = packed(model, "curves", {});
     const cols = model.get("columns") || [];
-    const status = Object.fromEntries((model.get("rows") || []).map((r) => [r[0], r[1]]));
+    const status = Object.fromEntries((packed(model, "rows", [])).map((r) => [r[0], r[1]]));
     const best = (model.get("best") || {}).trial_id;
     const ids = Object.keys(curves).filter((k) => curves[k].length);
     const many = ids.length > 60;
@@ -406,7 +418,7 @@ function renderExperiment(model, root) {
   }
 
   const all = scheduler(() => { drawHead(); drawCharts(); drawTable(); });
-  const off = listen(model, ["experiment", "columns", "rows", "curves", "best", "best_curve", "can_stop", "stop_requested"], all);
+  const off = listen(model, ["experiment", "columns", "rows_json", "curves_json", "best", "best_curve", "can_stop", "stop_requested"], all);
   drawHead(); drawCharts(); drawTable();
   return () => { off(); offNotice(); box.remove(); };
 }
@@ -544,7 +556,7 @@ function renderDeployment(model, root) {
     const addable = versions.filter((v) => !(String(v) in draft));
     const add = addable.length ? h("select", { class: "wb-add", onchange: (e) => { if (e.target.value) { extra.add(e.target.value); drawTraffic(); } } },
       h("option", { value: "", text: "add a version…" }), addable.map((v) => h("option", { value: v, text: `v${v}` }))) : null;
-    traffic.replaceChildren(h("div", { class: "wb-subtitle", text: "traffic weights (release a slider to reconfigure the router)" }), rows, h("div", { class: "wb-row" }, add,
+    traffic.replaceChildren(h("div", { class: "wb-subtitle", text: "traffic weights (release a slider to reconfigure the router)" }), ...rows, h("div", { class: "wb-row" }, add,
       h("button", { class: "wb-btn wb-danger", "data-action": "rollback", text: "Roll back", disabled: !!busy, onclick: () => confirmBar(confirmHost, `Send 100% of ${model.get("deployment").name} back to its last known good version?`, () => send(model, "rollback", { confirm: true })) })));
   }
 
@@ -615,9 +627,9 @@ function renderMonitor(model, root) {
 
   function heat(features, windows, threshold) {
     const cw = Math.max(6, Math.min(28, 640 / Math.max(1, windows.length))), ch = 18, left = 150, top = 26;
-    const width = left + cw * windows.length + 20, height = top + ch * features.length + 36;
+    const width = Math.max(left + cw * windows.length + 20, 560), height = top + ch * features.length + 36;
     const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "wb-chart" });
-    svg.append(s("text", { x: 4, y: 15, class: "wb-chart-title", text: "p-value per feature and window (red: below the threshold; grey: not among the most shifted)" }));
+    svg.append(s("text", { x: 4, y: 15, class: "wb-chart-title", text: "p-value per feature and window" }));
     features.forEach((f, r) => svg.append(s("text", { x: left - 6, y: top + r * ch + 13, "text-anchor": "end", class: "wb-pc-tick", text: f.slice(0, 22) })));
     windows.forEach((w, c) => {
       features.forEach((f, r) => {
@@ -627,7 +639,7 @@ function renderMonitor(model, root) {
       });
       if (w.is_drift) svg.append(s("text", { x: left + c * cw + cw / 2, y: top + features.length * ch + 12, "text-anchor": "middle", class: "wb-drift-mark", text: "▲" }));
     });
-    svg.append(s("text", { x: left, y: height - 6, class: "wb-axis-label", text: `windows, oldest → newest (▲ drift)` }));
+    svg.append(s("text", { x: left, y: height - 6, class: "wb-axis-label", text: "windows, oldest → newest · ▲ drift · red: p below the threshold · grey: not among the most shifted" }));
     return svg;
   }
 
@@ -676,10 +688,28 @@ function renderMonitor(model, root) {
 // ------------------------------------------------------------------ lineage
 // Layered layout: longest path from the sources gives the column, then a few
 // barycentre sweeps order each column to cut crossings.
+const TYPE_RANK = {
+  dataset_version: 0, experiment: 1, model_version: 2, deployment: 3, monitor: 4,
+  drift_result: 5, alert: 6, retrain_job: 6, retrain_step: 7,
+};
+
+// An edge is drawn left to right when it goes forward in the lifecycle; the closed loop
+// (a retrain job producing data and a model that feed the same deployment) makes cycles,
+// so edges back in the lifecycle are left out of the layering and drawn as arcs.
+function forwardEdge(e, byKey) {
+  const a = byKey[e.src], b = byKey[e.dst];
+  const ra = TYPE_RANK[a.type] ?? 8, rb = TYPE_RANK[b.type] ?? 8;
+  return ra < rb || (ra === rb && (a.type < b.type || (a.type === b.type && a.id < b.id)));
+}
+
 function layoutDag(nodes, edges) {
+  const byKey = Object.fromEntries(nodes.map((n) => [n.key, n]));
   const keys = nodes.map((n) => n.key);
   const out = new Map(keys.map((k) => [k, []])), inc = new Map(keys.map((k) => [k, []]));
-  for (const e of edges) if (out.has(e.src) && out.has(e.dst) && e.src !== e.dst) { out.get(e.src).push(e.dst); inc.get(e.dst).push(e.src); }
+  for (const e of edges) {
+    if (!byKey[e.src] || !byKey[e.dst] || e.src === e.dst || !forwardEdge(e, byKey)) continue;
+    out.get(e.src).push(e.dst); inc.get(e.dst).push(e.src);
+  }
   const layer = new Map();
   const indeg = new Map(keys.map((k) => [k, inc.get(k).length]));
   const queue = keys.filter((k) => indeg.get(k) === 0);
@@ -692,21 +722,22 @@ function layoutDag(nodes, edges) {
       if (indeg.get(d) === 0) queue.push(d);
     }
   }
-  for (const k of keys) if (!layer.has(k)) layer.set(k, 0); // on a cycle: put it first
+  for (const k of keys) if (!layer.has(k)) layer.set(k, 0);
   const cols = [];
   for (const k of keys) (cols[layer.get(k)] ||= []).push(k);
+  for (let i = 0; i < cols.length; i++) cols[i] ||= [];
   const pos = new Map();
   const place = () => cols.forEach((c) => c.forEach((k, i) => pos.set(k, i)));
   place();
   for (let sweep = 0; sweep < 4; sweep++) {
     for (const c of cols) {
       const bc = (k) => { const nb = [...inc.get(k), ...out.get(k)]; return nb.length ? nb.reduce((a, n) => a + pos.get(n), 0) / nb.length : pos.get(k); };
-      const score = new Map((c || []).map((k) => [k, bc(k)]));
-      (c || []).sort((a, b) => score.get(a) - score.get(b));
+      const score = new Map(c.map((k) => [k, bc(k)]));
+      c.sort((a, b) => score.get(a) - score.get(b));
       place();
     }
   }
-  return { layer, pos, cols };
+  return { layer, pos, cols, byKey };
 }
 
 function renderLineage(model, root) {
@@ -715,7 +746,7 @@ function renderLineage(model, root) {
   const head = h("div", { class: "wb-head" });
   const graph = h("div", { class: "wb-card wb-scroll wb-graph" });
   const detail = h("div", { class: "wb-card wb-detail" });
-  box.append(head, h("div", { class: "wb-charts" }, graph, detail));
+  box.append(head, graph, detail);
 
   function draw() {
     const nodes = model.get("nodes") || [];
@@ -724,11 +755,10 @@ function renderLineage(model, root) {
     const selected = model.get("selected");
     head.replaceChildren(h("span", { class: "wb-title", text: "lineage" }), h("span", { class: "wb-muted", text: ` ${nodes.length} records, ${edges.length} links · click a node to see its record` }));
     if (!nodes.length) { graph.replaceChildren(h("div", { class: "wb-empty", text: "nothing recorded yet" })); return; }
-    const { layer, pos, cols } = layoutDag(nodes, edges);
+    const { layer, pos, cols, byKey } = layoutDag(nodes, edges);
     const NW = 190, NH = 44, GX = 70, GY = 16, pad = 14;
     const rows = Math.max(...cols.map((c) => (c || []).length));
     const width = pad * 2 + cols.length * NW + (cols.length - 1) * GX, height = pad * 2 + rows * NH + (rows - 1) * GY + 10;
-    const byKey = Object.fromEntries(nodes.map((n) => [n.key, n]));
     const xy = (k) => {
       const c = cols[layer.get(k)];
       const off = ((rows - c.length) * (NH + GY)) / 2;
@@ -740,9 +770,9 @@ function renderLineage(model, root) {
       if (!byKey[e.src] || !byKey[e.dst]) continue;
       const [x1, y1] = xy(e.src), [x2, y2] = xy(e.dst);
       const sx = x1 + NW, sy = y1 + NH / 2, tx = x2, ty = y2 + NH / 2;
-      const back = tx <= sx;
+      const back = tx <= sx || !forwardEdge(e, byKey);
       const d = back ? `M${x1 + NW / 2},${y1 + NH} C${x1 + NW / 2},${y1 + NH + 30} ${x2 + NW / 2},${y2 + NH + 30} ${x2 + NW / 2},${y2 + NH}` : `M${sx},${sy} C${sx + GX / 2},${sy} ${tx - GX / 2},${ty} ${tx},${ty}`;
-      svg.append(s("path", { d, class: "wb-edge", "marker-end": "url(#wbarrow)" }, s("title", { text: `${e.relation} (${shortTime(e.at)})` })));
+      svg.append(s("path", { d, class: back ? "wb-edge wb-edge-back" : "wb-edge", "marker-end": "url(#wbarrow)" }, s("title", { text: `${byKey[e.src].type} #${byKey[e.src].id} ${e.relation} ${byKey[e.dst].type} #${byKey[e.dst].id} (${shortTime(e.at)})` })));
       if (!back && edges.length < 40) svg.append(s("text", { x: (sx + tx) / 2, y: (sy + ty) / 2 - 3, "text-anchor": "middle", class: "wb-edge-label", text: e.relation }));
     }
     for (const n of nodes) {

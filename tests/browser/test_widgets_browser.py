@@ -1,0 +1,385 @@
+"""The workbench widgets in a real JupyterLab and Debian's chromium: they render readable charts, and
+clicks (stop, promote with confirmation, a lineage node) reach the kernel and act through the API.
+
+The store is seeded from this process (1,000 trials, three model versions, a deployment with a
+canary and request logs, a drift monitor with alerts and a retrain job); the notebook's kernel
+reads the same WORKBENCH_HOME. Screenshots of each widget land in tests/browser/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.browser._lab import ARTIFACTS, open_notebook, run_cell
+
+pytestmark = pytest.mark.ray
+
+FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area", "mean smoothness"]
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat(timespec="microseconds")
+
+
+@pytest.fixture(scope="module")
+def seeded(lab):
+    """Records of every kind in the lab's store; returns their ids."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    bench = Workbench(lab.home)
+    store = bench.store
+    dv = bench.datasets.ingest(
+        write_breast_cancer_csv(lab.root_dir / "bc.csv"), name="bc", target="diagnosis"
+    )
+    eid = store.create_experiment(
+        name="big-search", dataset_version_id=dv.id, metric="f1", mode="max", num_samples=1000,
+        search_space={}, search_alg="optuna", scheduler="ASHA", seed=0, code_version={}, packages={},
+    )  # fmt: skip
+    rng = random.Random(1)
+    trials, metrics = [], []
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(1000):
+        family = rng.choice(["random_forest", "logistic_regression", "hist_gradient_boosting"])
+        c = 10 ** rng.uniform(-3, 2)
+        depth = rng.randint(2, 12)
+        f1 = (
+            0.85
+            + 0.1 * (1 - abs(rng.gauss(0, 0.4)))
+            - (0.03 if family == "logistic_regression" and c < 0.01 else 0)
+        )
+        status = rng.choices(["TERMINATED", "STOPPED", "ERROR"], [90, 8, 2])[0]
+        config = (
+            {"family": family, "C": c}
+            if family == "logistic_regression"
+            else {"family": family, "max_depth": depth}
+        )
+        trials.append({
+            "trial_id": f"trial_{i:04d}", "config": config, "status": status, "duration_s": rng.uniform(1, 9),
+            "metrics": {"f1": f1, "accuracy": f1 + 0.01}, "ended_at": _iso(t0 + timedelta(seconds=i)),
+        })  # fmt: skip
+        steps = 1 if status == "STOPPED" else 3
+        metrics += [
+            (f"trial_{i:04d}", s, {"f1": f1 - 0.02 * (steps - 1 - s)}) for s in range(steps)
+        ]
+    store.write_trial_events(eid, trials, metrics)
+    store.finish_experiment(eid, status="TERMINATED", best_trial_id="trial_0001")
+    mvs = []
+    for v, f1 in enumerate([0.951, 0.968, 0.962], start=1):
+        mvs.append(store.add_model_version(
+            "bc-model", task="classification", artifact_hash=f"{v}" * 64, params={"max_depth": v + 3},
+            metrics={"f1": f1, "accuracy": f1 + 0.008, "precision": f1 - 0.01}, signature={},
+            experiment_id=eid, trial_id=f"trial_{v:04d}", dataset_version_id=dv.id,
+        ))  # fmt: skip
+    store.set_alias("bc-model", "champion", 1, actor="alice", reason="first model")
+    store.set_alias("bc-model", "champion", 2, actor="alice", reason="better f1")
+    store.upsert_deployment(
+        "bc-model", model="bc-model", route_prefix="/bc-model", status="running"
+    )
+    store.record_traffic(
+        "bc-model", {2: 1.0}, actor="alice", reason="initial deployment", kind="deploy"
+    )
+    for step, share in enumerate([0.1, 0.25], start=1):
+        store.record_traffic(
+            "bc-model", {2: 1 - share, 3: share}, actor="canary", reason=f"canary step {step}/4", kind="canary",
+            detail={"step": step, "steps": 4, "champion": 2, "challenger": 3, "evidence": {}},
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(900):
+        at = now - timedelta(seconds=180 * (1 - i / 900))
+        rows.append({
+            "request_id": f"req-{i}", "deployment": "bc-model", "model_version_id": mvs[1 if i % 5 else 2]["id"],
+            "features": {}, "latency_ms": 4 + 3 * rng.random() + (20 if i % 97 == 0 else 0),
+            "status_code": 500 if i % 61 == 0 else 200, "at": _iso(at),
+        })  # fmt: skip
+    store.log_requests(rows)
+    store.create_monitor(
+        "bc-drift", deployment="bc-model", kind="data_drift", reference_dataset_version_id=dv.id,
+        config={"p_val": 0.05, "correction": "bonferroni", "features": FEATURES},
+    )  # fmt: skip
+    drift_ids = []
+    for w in range(14):
+        drift = w in (9, 10, 12)
+        pvals = {
+            f: (rng.uniform(1e-6, 1e-3) if drift and k < 2 else rng.uniform(0.05, 0.9))
+            for k, f in enumerate(FEATURES)
+        }
+        worst = sorted(pvals.items(), key=lambda kv: kv[1])[:5]
+        rid = store.record_monitor_window(
+            "bc-drift", first_request_log_id=w * 50 + 1, last_request_log_id=w * 50 + 50, n=50, is_drift=drift,
+            score=worst[0][1], threshold=0.01,
+            detail={"verdict": "drift" if drift else "ok", "most_shifted": [{"feature": f, "p_val": p} for f, p in worst]},
+        )  # fmt: skip
+        drift_ids.append(rid)
+        if drift:
+            store.raise_alert(
+                dedup_key=f"drift-{w}", severity="warning", title=f"data drift on bc-model: {worst[0][0]} (p={worst[0][1]:.1g})",
+                detail={}, cooldown_s=0, monitor="bc-drift", drift_result_id=rid,
+            )  # fmt: skip
+    job = store.claim_retrain_job(
+        "drift:9", policy="on-drift", status="PROMOTED", drift_result_id=drift_ids[9]
+    )
+    store.update_retrain_job(
+        job, challenger_version_id=mvs[2]["id"], decision="promoted: f1 +0.011"
+    )
+    store.claim_retrain_job(
+        "drift:12", policy="on-drift", status="PENDING_APPROVAL", drift_result_id=drift_ids[12]
+    )
+    ids = {"experiment": eid, "dataset": dv.id, "model_versions": [m["id"] for m in mvs]}
+    bench.close()
+    return ids
+
+
+@pytest.fixture(scope="module")
+def notebook(lab, seeded):
+    return lab.write_notebook(
+        "widgets.ipynb", ["from workbench import Workbench\nbench = Workbench()"]
+    )
+
+
+def _shot(page, selector, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(selector).last.screenshot(path=str(ARTIFACTS / f"widget_{name}.png"))
+    if os.environ.get("WORKBENCH_WIDGET_SHOTS"):  # a second copy, e.g. outside the shared folder
+        page.locator(selector).last.screenshot(
+            path=os.path.join(os.environ["WORKBENCH_WIDGET_SHOTS"], f"{name}.png")
+        )
+
+
+def _start(page, notebook):
+    open_notebook(page, notebook)
+    # JupyterLab's "get notified about news?" toast would cover the widgets in screenshots.
+    page.add_style_tag(content=".Toastify { display: none !important; }")
+    run_cell(
+        page, "from workbench import Workbench\nbench = Workbench()\nimport time, threading, json"
+    )
+
+
+def test_experiment_widget_sorts_filters_and_pages_a_thousand_trials(page, lab, seeded, notebook):
+    _start(page, notebook)
+    run_cell(page, f"w = bench.widgets.experiment({seeded['experiment']})\nw")
+    page.wait_for_selector(".wb-experiment .wb-table tbody tr", timeout=60_000)
+    rows = page.locator(".wb-experiment .wb-table tbody tr")
+    assert rows.count() == 50
+    assert "1000 of 1000 trials" in page.locator(".wb-experiment .wb-pager").inner_text()
+    # Charts: curves, best so far, parallel coordinates (an SVG each, with axis labels).
+    svgs = page.locator(".wb-experiment svg.wb-chart")
+    assert svgs.count() == 3
+    text = page.locator(".wb-experiment").inner_text()
+    assert "f1 per step" in text and "best f1 so far" in text and "parallel coordinates" in text
+    assert page.locator(".wb-experiment .wb-pc-lines path").count() >= 900
+    # Sorted by f1, best first (mode max): the first row is the best trial.
+    first = rows.first.locator("td").nth(2).inner_text()
+    values = [float(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(5)]
+    assert values == sorted(values, reverse=True), values
+    # Sorting 1,000 rows in the browser stays fast.
+    ms = page.evaluate(
+        """() => { const th = [...document.querySelectorAll('.wb-experiment .wb-table th')].find(t => t.textContent.startsWith('duration_s'));
+                  const t0 = performance.now(); th.click(); return performance.now() - t0; }"""
+    )
+    assert ms < 500, f"sorting 1,000 trials took {ms:.0f} ms"
+    durations = [float(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(5)]
+    assert durations == sorted(durations)
+    page.fill(".wb-experiment .wb-filter", "status=ERROR")
+    page.wait_for_function(
+        "() => /^\\d+ of 1000 trials/.test(document.querySelector('.wb-experiment .wb-pager').textContent)"
+    )
+    shown = int(
+        re.match(r"(\d+) of", page.locator(".wb-experiment .wb-pager").inner_text()).group(1)
+    )
+    assert 0 < shown < 100
+    assert all(
+        rows.nth(i).locator(".wb-status").inner_text() == "ERROR" for i in range(min(shown, 5))
+    )
+    page.fill(".wb-experiment .wb-filter", "")
+    th = page.locator(".wb-experiment .wb-table th", has_text="f1").first
+    th.click()
+    _shot(page, ".wb-experiment", "experiment")
+    assert first
+
+
+def test_a_widget_update_blocks_the_kernel_thread_only_briefly(page, lab, seeded, notebook):
+    """1,000 trials, real comm: the kernel thread keeps ticking while updates are pushed."""
+    _start(page, notebook)
+    code = f"""
+from workbench.ui import ExperimentWidget
+from workbench.lineage import Store
+w = ExperimentWidget(Store(bench.settings.db_path), {seeded["experiment"]}, autostart=False, min_interval=0)
+display(w)
+time.sleep(1.0)
+def measure(update, n=20):
+    done, cost = threading.Event(), []
+    def pump():
+        for i in range(n):
+            t0 = time.perf_counter(); update(i); cost.append((time.perf_counter() - t0) * 1000)
+        done.set()
+    gaps, last = [], time.perf_counter()
+    threading.Thread(target=pump).start() if update else threading.Timer(2.0, done.set).start()
+    while not done.is_set():
+        time.sleep(0.001); now = time.perf_counter(); gaps.append((now - last) * 1000 - 1); last = now
+    gaps.sort()
+    return {{"update_ms": sorted(cost)[len(cost) // 2] if cost else None, "push_ms": round(w.stats["push_ms"], 2),
+            "p50_gap_ms": round(gaps[len(gaps) // 2], 2), "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)], 2),
+            "max_gap_ms": round(gaps[-1], 2)}}
+def typical(i):  # one trial changed: the table is sent again, cached curves are not
+    w._reader.store.write_trial_events({seeded["experiment"]}, [{{"trial_id": "trial_0000", "duration_s": 1 + i}}])
+    w.refresh(force=True)
+def worst(i):  # every curve re-read and the whole table sent again
+    w._reader._final.clear(); w.rows = []; w.refresh(force=True)
+out = {{"idle": measure(None), "typical": measure(typical), "worst": measure(worst)}}
+print("STATS" + json.dumps(out))
+"""
+    out = run_cell(page, code, timeout_s=240)
+    stats = json.loads(out.split("STATS", 1)[1].strip())
+    print(
+        "\nkernel-thread gaps beyond a 1 ms sleep while a 1,000-trial widget updates 20 times:",
+        stats,
+    )
+    # The poller does the work; the kernel thread only waits for the GIL now and then. Bounds are
+    # generous for a 2-core machine shared with a browser, JupyterLab and Ray.
+    # A thread doing pure-Python work instead puts the median gap at the 5 ms switch interval.
+    assert stats["typical"]["p50_gap_ms"] < 2, stats
+    assert stats["worst"]["p50_gap_ms"] < 2, stats
+    assert stats["typical"]["p99_gap_ms"] < 250, stats
+    assert stats["typical"]["push_ms"] < 50, stats
+
+
+def test_registry_widget_promotes_after_confirmation(page, lab, seeded, notebook):
+    from workbench.lineage import Store
+
+    _start(page, notebook)
+    run_cell(page, 'bench.registry.get("bc-model", 2)')  # a model version displays its widget
+    page.wait_for_selector(".wb-registry .wb-table tbody tr")
+    assert page.locator(".wb-registry .wb-table tbody tr").count() == 3
+    assert page.locator(".wb-registry svg.wb-chart rect").count() >= 9  # 3 versions x 3 metrics
+    assert "champion → v2" in page.locator(".wb-registry .wb-head").inner_text()
+    page.locator('.wb-registry button[data-action="promote"][data-version="3"]').click()
+    confirm = page.locator(".wb-registry .wb-confirm")
+    assert "Point champion of bc-model at v3 (now v2)?" in confirm.inner_text()
+    _shot(page, ".wb-registry", "registry_confirm")
+    confirm.locator("button", has_text="Confirm").click()
+    page.wait_for_function(
+        "() => document.querySelector('.wb-registry .wb-notice').textContent.includes('champion is now version 3')",
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        "() => document.querySelector('.wb-registry .wb-head').textContent.includes('champion → v3')"
+    )
+    store = Store(lab.home / "lineage.db")
+    try:
+        assert store.get_model_version("bc-model", "champion")["version"] == 3
+        last = store.alias_history("bc-model")[-1]
+        assert last["actor"].endswith("(widget)") and last["previous_version"] == 2
+        assert store.audit_log(5)[0]["action"] == "alias.set"
+    finally:
+        store.close()
+    _shot(page, ".wb-registry", "registry")
+
+
+def test_deployment_widget_shows_traffic_requests_and_canary(page, lab, seeded, notebook):
+    _start(page, notebook)
+    run_cell(page, 'bench.widgets.deployment("bc-model")')
+    page.wait_for_selector(".wb-deployment .wb-slider")
+    assert page.locator(".wb-deployment .wb-slider").count() == 2
+    text = page.locator(".wb-deployment").inner_text()
+    assert "canary v2 → v3: step 2/4 (in progress)" in text
+    assert (
+        "request rate" in text
+        and "latency" in text
+        and "error rate" in text
+        and "traffic share per version" in text
+    )
+    assert "900 requests logged" in text
+    # Moving a slider updates the normalised shares at once (before anything is sent).
+    page.locator('.wb-deployment .wb-slider[data-version="3"]').evaluate(
+        "el => { el.value = 75; el.dispatchEvent(new Event('input')); }"
+    )
+    shares = page.locator(".wb-deployment .wb-share").all_inner_texts()
+    assert shares == ["50%", "50%"], shares
+    _shot(page, ".wb-deployment", "deployment")
+
+
+def test_monitor_widget_shows_p_values_alerts_and_retraining(page, lab, seeded, notebook):
+    _start(page, notebook)
+    run_cell(page, 'bench.widgets.monitor("bc-drift")')
+    page.wait_for_selector(".wb-monitor svg.wb-chart")
+    text = page.locator(".wb-monitor").inner_text()
+    assert "14 windows · 3 with drift · 3 alerts · 2 retrain jobs" in text
+    assert "PENDING_APPROVAL" in text and "promoted: f1 +0.011" in text
+    assert page.locator(".wb-monitor button[data-action='approve']").count() == 1
+    assert page.locator(".wb-monitor rect").count() >= 14 * len(FEATURES)
+    _shot(page, ".wb-monitor", "monitor")
+
+
+def test_lineage_widget_shows_the_record_of_a_clicked_node(page, lab, seeded, notebook):
+    _start(page, notebook)
+    run_cell(page, 'bench.widgets.lineage("bc-model", 3)')
+    page.wait_for_selector(".wb-lineage .wb-node")
+    keys = page.locator(".wb-lineage .wb-node").evaluate_all("els => els.map(e => e.dataset.key)")
+    assert (
+        f"dataset_version:{seeded['dataset']}" in keys
+        and f"experiment:{seeded['experiment']}" in keys
+    )
+    assert any(k.startswith("deployment:") for k in keys) and any(
+        k.startswith("retrain_job:") for k in keys
+    )
+    page.locator(f".wb-lineage .wb-node[data-key='experiment:{seeded['experiment']}']").click()
+    page.wait_for_function(
+        "() => document.querySelector('.wb-lineage .wb-detail').textContent.includes('big-search')",
+        timeout=30_000,
+    )
+    assert "optuna" in page.locator(".wb-lineage .wb-detail").inner_text()
+    _shot(page, ".wb-lineage", "lineage")
+
+
+def test_stop_button_ends_a_search_running_in_the_kernel(page, lab, seeded, notebook):
+    from workbench.lineage import Store
+
+    _start(page, notebook)
+    code = """
+from ray import tune
+def slow(config, data):
+    import time as t
+    from ray import tune as rt
+    for step in range(1, 61):
+        rt.report({"score": config["x"] * step})
+        t.sleep(0.25)
+dv = bench.datasets.get("bc")
+handle = bench.experiments.search(dv, name="browser-stop", space={"x": tune.grid_search([1, 2, 3, 4])},
+    trainable=slow, metric="score", mode="max", num_samples=1, max_steps=60, progress=None, wait=False)
+handle
+"""
+    run_cell(page, code, timeout_s=180)
+    stop = page.locator(".wb-experiment .wb-stop").last
+    page.wait_for_function(
+        "() => { const b = [...document.querySelectorAll('.wb-experiment .wb-stop')].pop();"
+        " return b && b.style.display !== 'none' && !b.disabled &&"
+        " [...document.querySelectorAll('.wb-experiment')].pop().querySelectorAll('path[data-series]').length > 0; }",
+        timeout=120_000,
+    )
+    _shot(page, ".wb-experiment", "experiment_running")
+    stop.click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.wb-experiment')].pop().querySelector('.wb-head').textContent.includes('STOPPED')",
+        timeout=120_000,
+    )
+    store = Store(lab.home / "lineage.db")
+    try:
+        exp = [e for e in store.list_experiments() if e["name"] == "browser-stop"][-1]
+        assert exp["status"] == "STOPPED"
+        audit = [
+            a
+            for a in store.audit_log(50)
+            if a["action"] == "experiment.stop" and a["entity_id"] == exp["id"]
+        ]
+        assert audit and audit[0]["actor"].endswith("(widget)")
+    finally:
+        store.close()
+    _shot(page, ".wb-experiment", "experiment_stopped")
