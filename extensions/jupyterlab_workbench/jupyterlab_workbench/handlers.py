@@ -50,6 +50,13 @@ class WorkbenchService:
                 self._bench = Workbench(self.home)
             return self._bench
 
+    def warm(self) -> None:
+        """Import the workbench API in the worker thread now (~1 s here), so the panel's first
+        request does not wait for it. Nothing is opened or created until a request comes."""
+        import importlib
+
+        self._executor.submit(importlib.import_module, "workbench.api")
+
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         def run() -> Any:
             return fn(self.bench, *args, **kwargs)
@@ -331,6 +338,7 @@ def setup_handlers(web_app: Any, *, home: str | None = None) -> WorkbenchService
     """Add :data:`ROUTES` under ``<base_url>workbench/`` to the Tornado app; returns the service."""
     service = WorkbenchService(home)
     web_app.settings["workbench_service"] = service
+    service.warm()
     base = url_path_join(web_app.settings["base_url"], NAMESPACE)
     web_app.add_handlers(
         ".*$", [(url_path_join(base, pattern) + "/?$", handler) for pattern, handler in ROUTES]

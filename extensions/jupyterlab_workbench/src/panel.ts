@@ -187,7 +187,7 @@ export class WorkbenchPanel extends Widget {
           t =>
             `<tr class="jp-WorkbenchPanel-trial" data-trial="${esc(t.trial_id)}"><td>${esc(t.trial_id)}</td>` +
             `<td>${esc(t.status)}</td><td>${num(trialMetric(t, metric))}</td>` +
-            `<td class="jp-WorkbenchPanel-config">${esc(configText(t.config))}</td></tr>`
+            `<td class="jp-WorkbenchPanel-config" title="${esc(configText(t.config))}">${esc(configText(t.config))}</td></tr>`
         )
         .join('');
       trials =
