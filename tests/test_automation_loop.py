@@ -325,3 +325,38 @@ def test_a_compute_budget_caps_the_search_and_stops_the_next_job(loop_bench, ray
         f"\nbudget: search cut at {search['search_s']:.1f}s after "
         f"{len(bench.store.list_trials(exp['id']))} trials; job {first['compute_s']:.1f}s; next job refused"
     )
+
+
+def test_a_window_tested_against_an_old_reference_does_not_retrain(loop_bench):
+    """Two drifting windows checked in one tick make two jobs; once the first job's promotion moves
+    the monitor's reference, the second window's evidence is stale: its job ends SKIPPED, unrun."""
+    bench = loop_bench
+    bench.automation.add_policy(policy(triggers=[DriftTrigger("bc-drift", windows=1)]))
+    ref = bench.store.get_monitor("bc-drift")["reference_dataset_version_id"]
+    ids = []
+    for tested in (ref, ref + 100):  # the second was tested against a reference since left
+        ids.append(
+            bench.store.add_drift_result(
+                "bc-drift",
+                first_request_log_id=0,
+                last_request_log_id=0,
+                n=10,
+                is_drift=True,
+                score=0.001,
+                threshold=0.05,
+                detail={"reference_dataset_version_id": tested},
+            )
+        )
+    bench.automation.tick(run=False, check=False)
+    fresh, old = bench.automation.jobs("bc")
+    from workbench.automation._engine import Engine
+
+    out = Engine(bench).run_job(old["id"])
+    assert out["status"] == "SKIPPED" and out["decision"] == "stale"
+    job = bench.store.get_retrain_job(old["id"])
+    assert (job["status"], job["decision"]) == ("SKIPPED", "stale") and job["ended_at"]
+    assert f"#{ref + 100}" in job["detail"]["admission"] and f"#{ref}" in job["detail"]["admission"]
+    assert [(s["step"], s["status"]) for s in bench.automation.steps(old["id"])] == [
+        ("trigger", "stale")
+    ]
+    assert Engine(bench)._stale(fresh) is None  # tested against the current reference

@@ -286,6 +286,17 @@ class Engine:
             "search_budget_s": None if allowed is None else round(allowed, 3),
         }
         detail = {**job["detail"], "budget": figures}
+        stale = self._stale(job)
+        if stale:
+            self.store.record_retrain_step(job_id, "trigger", "stale", {"summary": stale})
+            self.store.update_retrain_job(
+                job_id,
+                status="SKIPPED",
+                decision="stale",
+                ended_at=_now_iso(),
+                detail={**detail, "admission": stale},
+            )
+            return {"job_id": job_id, "status": "SKIPPED", "decision": "stale", "reason": stale}
         if budget.max_compute_s is not None and used >= budget.max_compute_s:
             reason = (
                 f"budget: {used:.1f}s of retraining compute used in 24h by earlier jobs "
@@ -320,6 +331,31 @@ class Engine:
         self.store.update_retrain_job(job_id, compute_s=compute)
         out["compute_s"] = compute
         return out
+
+    def _stale(self, job: dict[str, Any]) -> str | None:
+        """Why a drift job's evidence no longer holds, else None.
+
+        A window tested against a reference the monitor has since left (a promotion by an
+        earlier job moved it to the new training data) says nothing about the model now
+        served: retraining on it would repeat the job that just finished.
+        """
+        rid = job.get("drift_result_id")
+        if rid is None:
+            return None
+        row = self.store.query_one(
+            "SELECT r.detail_json, m.name, m.kind, m.reference_dataset_version_id AS ref "
+            "FROM drift_results r JOIN monitors m ON m.id = r.monitor_id WHERE r.id = ?",
+            [rid],
+        )
+        if row is None or row["kind"] in ("performance", "operational"):
+            return None
+        tested = (row.get("detail") or {}).get("reference_dataset_version_id")
+        if tested is None or tested == row["ref"]:
+            return None
+        return (
+            f"stale: drift result #{rid} was tested against reference dataset version #{tested}; "
+            f"monitor {row['name']} has moved to #{row['ref']} since (a promotion)"
+        )
 
     def interrupt_orphans(self, runner_prefix: str) -> list[int]:
         """Jobs left RUNNING by an earlier incarnation of a runner are marked INTERRUPTED, never rerun."""
