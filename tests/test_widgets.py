@@ -659,7 +659,7 @@ def serve_widgets(tmp_path_factory, ray_cluster):
     bundle, records = cancer_bundle()
     env = serve_env(tmp_path_factory, "wcancer", [bundle, bundle])
     env.store.set_alias("wcancer", "champion", 1, actor="tester", reason="first")
-    env.serving.deploy("wcancer", 1, name="wcancer", actor="tester")
+    env.info = env.serving.deploy("wcancer", 1, name="wcancer", actor="tester")
     env.records = records
     try:
         yield env
@@ -722,3 +722,26 @@ def test_a_running_trial_shows_its_latest_reported_value(store):
     w.refresh(force=True)
     assert w.rows[0][2] == 0.7 and w.best["trial_id"] == "r"
     assert w.best_curve == [], "best so far counts finished trials only"
+
+
+@pytest.mark.ray
+def test_what_deploy_returns_is_a_dict_that_displays_the_deployment_widget(
+    serve_widgets, monkeypatch
+):
+    import copy
+    import pickle
+
+    import IPython
+
+    info = serve_widgets.info
+    assert isinstance(info, dict) and info["name"] == "wcancer" and info["status"] == "running"
+    assert info._repr_mimebundle_() is None  # plain Python: the dict's repr
+    assert type(pickle.loads(pickle.dumps(info))) is dict and copy.copy(info) == info
+
+    class ZMQInteractiveShell:  # stands in for ipykernel's shell
+        pass
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: ZMQInteractiveShell())
+    bundle = info._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata) is allowed too
+    assert "application/vnd.jupyter.widget-view+json" in data

@@ -154,6 +154,7 @@ def _shot(page, selector, name):
 
 
 def _start(page, notebook):
+    page.set_viewport_size({"width": 2000, "height": 2400})  # whole widgets in one screenshot
     open_notebook(page, notebook)
     # JupyterLab's "get notified about news?" toast would cover the widgets in screenshots.
     page.add_style_tag(content=".Toastify { display: none !important; }")

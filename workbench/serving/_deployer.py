@@ -401,10 +401,13 @@ class Serving(StrategiesMixin):
             return {**info, "status": "running"}
 
         if wait:
-            return finish()
+            return Deployed(finish(), serving=self)
         from workbench.serving._progress import DeployProgress
 
-        return {**info, "status": "deploying", "progress": DeployProgress(self, name, finish)}
+        return Deployed(
+            {**info, "status": "deploying", "progress": DeployProgress(self, name, finish)},
+            serving=self,
+        )
 
     def set_traffic(
         self,
@@ -831,6 +834,28 @@ class Serving(StrategiesMixin):
         if self._http_client is not None:
             self._http_client.close()
             self._http_client = None
+
+
+class Deployed(dict):  # type: ignore[type-arg]
+    """What :meth:`Serving.deploy` returns: a plain dict to every caller, which in a notebook kernel
+    shows the deployment widget (workbench.ui) when it is the last expression of a cell."""
+
+    def __init__(self, info: dict[str, Any], *, serving: Serving):
+        super().__init__(info)
+        self._serving = serving
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))  # copies and pickles are plain dicts, without the Serving
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+        from workbench.ui import in_notebook_kernel
+
+        if not in_notebook_kernel():
+            return None  # plain Python: IPython falls back to the dict's repr
+        from workbench.ui import DeploymentWidget
+
+        widget = DeploymentWidget(self._serving, self["name"])
+        return widget._repr_mimebundle_(include=include, exclude=exclude)
 
 
 def _full(weights: dict[int, float]) -> int | None:

@@ -359,7 +359,10 @@ function renderExperiment(model, root) {
     axes.push(mi);
     const withMetric = rows.filter((r) => typeof r[mi] === "number");
     if (axes.length < 2 || withMetric.length < 2) { pc.replaceChildren(); return; }
-    const width = Math.max(520, 130 * axes.length), height = 260, top = 30, bottom = 30, left = 60, right = 60;
+    // Text ticks sit left of their axis: leave room for the first axis' labels.
+    const firstText = rows.some((r) => typeof r[axes[0]] === "string");
+    const left = firstText ? 130 : 60, top = 30, bottom = 30, right = 60, height = 260;
+    const width = Math.max(520, left + right + 150 * (axes.length - 1));
     const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "wb-chart" });
     svg.append(s("text", { x: 8, y: 16, class: "wb-chart-title", text: `parallel coordinates: ${withMetric.length} trials, coloured by ${cols[mi]}` }));
     const ax = axes.map((i, j) => {
@@ -404,7 +407,7 @@ function renderExperiment(model, root) {
       const shown = a.ticks.length > 12 ? a.ticks.filter((_, k) => k % Math.ceil(a.ticks.length / 12) === 0) : a.ticks;
       for (const t of shown) {
         g.append(s("line", { x1: a.x - 3, x2: a.x, y1: a.y(t), y2: a.y(t) }));
-        g.append(s("text", { x: a.x - 5, y: a.y(t) + 3, "text-anchor": "end", class: "wb-pc-tick", text: a.numeric ? fmt(t, 3) : String(t).slice(0, 18) }));
+        g.append(s("text", { x: a.x - 5, y: a.y(t) + 3, "text-anchor": "end", class: "wb-pc-tick", text: a.numeric ? fmt(t, 3) : String(t).length > 20 ? `${String(t).slice(0, 19)}…` : String(t) }));
       }
       svg.append(g);
     }
