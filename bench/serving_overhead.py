@@ -454,10 +454,15 @@ def in_replica_profile(
 
     def summary(times: dict[str, list[float]]) -> dict[str, Any]:
         med = {k: statistics.median(v) for k, v in times.items()}
+        paired = [a - b for a, b in zip(times["router"], times["nolog"], strict=True)]
         return {
             "median_us": {k: round(v, 1) for k, v in med.items()},
+            "p99_us": {k: round(pct(v, 0.99) or 0.0, 1) for k, v in times.items()},
             "router_minus_bare_us": round(med["router"] - med["bare"], 1),
             "logging_us": round(med["router"] - med["nolog"], 1),
+            # per-request logging cost, paired within each round (router − the same without _log)
+            "logging_paired_p50_us": round(pct(paired, 0.50) or 0.0, 1),
+            "logging_paired_p99_us": round(pct(paired, 0.99) or 0.0, 1),
         }
 
     real = summary(asyncio.run(rounds(n)))
