@@ -1,10 +1,12 @@
 """Browser fixtures: a real JupyterLab started per test session, and Debian's chromium driven by Playwright.
 
-- ``lab``: a running JupyterLab (``.url``, ``.token``, ``.home`` = its ``WORKBENCH_HOME``,
-  ``.root_dir``) whose server and kernels join the session's local Ray (``RAY_ADDRESS``), so a
-  deployment made by the test process is visible to the server extension and to notebooks.
+- ``lab``: a running JupyterLab per test module (``.url``, ``.token``, ``.home`` = its
+  ``WORKBENCH_HOME``, ``.root_dir``) whose server and kernels join the session's local Ray
+  (``RAY_ADDRESS``), so a deployment made by the test process is visible to the server extension
+  and to notebooks.
 - ``page``: a Playwright page logged in to ``lab`` with JupyterLab started; a screenshot of it is
-  saved to ``tests/browser/artifacts/<test>.png`` when the test ends.
+  saved to ``tests/browser/artifacts/<test>.png`` when the test ends, and the kernels it started
+  are shut down.
 
 Chromium is the system one (``/usr/bin/chromium``, ``executable_path``); nothing downloads a
 browser. Helpers to open a notebook and run a cell are in ``tests/browser/_lab.py``.
@@ -45,9 +47,12 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory, ray_cluster):
-    """A real JupyterLab on a free loopback port, with a token, for the whole session."""
+    """A real JupyterLab on a free loopback port, with a token, and a fresh store, per test module.
+
+    It starts in ~2 s; one per module keeps one module's records out of another's assertions.
+    """
     root = tmp_path_factory.mktemp("lab")
     home = root / ".workbench"
     home.mkdir()
@@ -56,8 +61,10 @@ def lab(tmp_path_factory, ray_cluster):
     stop_lab(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path):
+    """Chromium per module (~1 s): Playwright's sync API keeps an asyncio loop running while it is
+    open, which breaks any later test that uses asyncio, so it must end with the module."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -78,6 +85,10 @@ def page(browser, lab, request):
         screenshot(pg, request.node.name)
     finally:
         context.close()
+        # End the kernels this test started: an idle kernel that joined Ray would otherwise hold
+        # its memory (and its Ray driver) until the module ends.
+        for kernel in lab.api("GET", "api/kernels") or []:
+            lab.api("DELETE", f"api/kernels/{kernel['id']}")
 
 
 @pytest.fixture(scope="session", autouse=True)

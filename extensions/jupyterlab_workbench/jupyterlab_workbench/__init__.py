@@ -23,3 +23,10 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 
     setup_handlers(server_app.web_app)
     server_app.log.info("jupyterlab_workbench %s: REST API under /workbench/", __version__)
+
+
+def _unload_jupyter_server_extension(server_app: Any) -> None:
+    """Close the extension's Workbench (its store; Ray only if it started it) when the server stops."""
+    service = server_app.web_app.settings.get("workbench_service")
+    if service is not None:
+        service.close()
