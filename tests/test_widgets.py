@@ -504,6 +504,9 @@ def test_lineage_graph_and_node_records(monitored):
         w.selected = key  # what a click in the browser does
         assert w.record["type"] == key.split(":")[0] and w.record["description"], key
         json.dumps(w.record)
+    shorts = {n["key"]: n["short"] for n in w.nodes}
+    assert shorts[f"model_version:{mv.id}"] == "cancer v1 [champion]"
+    assert shorts[f"drift_result:{ids[-1]}"] == "DRIFT on 10 requests"
     w.selected = f"model_version:{mv.id}"
     assert w.record["record"]["version"] == 1 and "cancer v1" in w.record["description"]
 

@@ -9,6 +9,7 @@ only reads.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -551,13 +552,29 @@ def node_record(store: Store, node_type: str, node_id: int) -> dict[str, Any]:
     )
 
 
+def short_label(node_type: str, description: str) -> str:
+    """A node's description cut to what fits in a graph box: ``"bc-model v3 [champion]"``, ``"DRIFT on 50 requests"``."""
+    text = description
+    prefix = re.match(
+        r"^(dataset|experiment #\d+|model|deployment|monitor|drift result #\d+:|retrain job #\d+|step)\s+",
+        text,
+    )
+    if prefix:
+        text = text[prefix.end() :]
+    if text.startswith("("):
+        text = text[1:].split(",")[0].rstrip(")")
+    elif node_type != "retrain_step":
+        text = text.split(" (")[0]
+    return text.strip() or description
+
+
 def lineage_state(
     store: Store, node_type: str, node_id: int, *, max_nodes: int = 500
 ) -> dict[str, Any]:
     """Nodes and edges connected to one node, ready for the layered graph."""
     chain = lineage_chain(store, node_type, int(node_id), max_nodes=max_nodes)
     nodes = [
-        {"key": f"{t}:{i}", "type": t, "id": i, "label": label}
+        {"key": f"{t}:{i}", "type": t, "id": i, "label": label, "short": short_label(t, label)}
         for (t, i), label in sorted(chain["nodes"].items(), key=lambda kv: (kv[0][0], kv[0][1]))
     ]
     edges = [

@@ -122,6 +122,16 @@ function niceTicks(lo, hi, n = 5) {
   return out;
 }
 
+// Tick labels with as many decimals as the step between ticks needs (0.949, 0.95 not 0.95, 0.95).
+function tickFormat(ticks) {
+  if (ticks.length < 2) return (t) => fmt(t, 3);
+  const step = Math.abs(ticks[1] - ticks[0]);
+  const big = Math.max(...ticks.map(Math.abs));
+  if (big >= 1e5 || (big > 0 && big < 1e-3)) return (t) => (t === 0 ? "0" : t.toPrecision(2));
+  const decimals = Math.max(0, Math.min(8, Math.ceil(-Math.log10(step) - 1e-9)));
+  return (t) => t.toFixed(decimals);
+}
+
 function extent(values, pad = 0) {
   const v = values.filter((x) => typeof x === "number" && isFinite(x));
   if (!v.length) return [0, 1];
@@ -139,7 +149,7 @@ function scale(domain, range, log = false) {
 }
 
 // A chart frame: axes with ticks and labels; returns {svg, x, y, plot} for drawing.
-function frame({ width = 420, height = 220, xDomain, yDomain, xLabel, yLabel, yLog = false, xTime = false, title, xTickFmt, yTickFmt }) {
+function frame({ width = 420, height = 220, xDomain, yDomain, xLabel, yLabel, yLog = false, xTime = false, xInt = false, title, xTickFmt, yTickFmt }) {
   const m = { l: 58, r: 12, t: title ? 24 : 10, b: 40 };
   const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "wb-chart", role: "img" });
   if (title) svg.append(s("text", { x: m.l, y: 15, class: "wb-chart-title", text: title }));
@@ -148,10 +158,12 @@ function frame({ width = 420, height = 220, xDomain, yDomain, xLabel, yLabel, yL
   const axis = s("g", { class: "wb-axis" });
   axis.append(s("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b }));
   axis.append(s("line", { x1: m.l, x2: m.l, y1: m.t, y2: height - m.b }));
-  const xt = xTime ? niceTicks(xDomain[0], xDomain[1], 4) : niceTicks(xDomain[0], xDomain[1], 5);
+  let xt = xTime ? niceTicks(xDomain[0], xDomain[1], 4) : niceTicks(xDomain[0], xDomain[1], 5);
+  if (xInt) xt = xt.filter((t) => Number.isInteger(t));
+  const xf = tickFormat(xt);
   for (const t of xt) {
     axis.append(s("line", { x1: x(t), x2: x(t), y1: height - m.b, y2: height - m.b + 4 }));
-    axis.append(s("text", { x: x(t), y: height - m.b + 15, "text-anchor": "middle", text: xTickFmt ? xTickFmt(t) : xTime ? clock(t) : fmt(t, 3) }));
+    axis.append(s("text", { x: x(t), y: height - m.b + 15, "text-anchor": "middle", text: xTickFmt ? xTickFmt(t) : xTime ? clock(t) : xf(t) }));
   }
   let yt;
   if (yLog) {
@@ -161,9 +173,10 @@ function frame({ width = 420, height = 220, xDomain, yDomain, xLabel, yLabel, yL
       if (v >= yDomain[0] * 0.999 && v <= yDomain[1] * 1.001) yt.push(v);
     }
   } else yt = niceTicks(yDomain[0], yDomain[1], 4);
+  const yf = tickFormat(yt);
   for (const t of yt) {
     axis.append(s("line", { x1: m.l, x2: width - m.r, y1: y(t), y2: y(t), class: "wb-grid" }));
-    axis.append(s("text", { x: m.l - 5, y: y(t) + 4, "text-anchor": "end", text: yTickFmt ? yTickFmt(t) : yLog ? t.toExponential(0) : fmt(t, 3) }));
+    axis.append(s("text", { x: m.l - 5, y: y(t) + 4, "text-anchor": "end", text: yTickFmt ? yTickFmt(t) : yLog ? t.toExponential(0) : yf(t) }));
   }
   if (xLabel) axis.append(s("text", { x: (m.l + width - m.r) / 2, y: height - 6, "text-anchor": "middle", class: "wb-axis-label", text: xLabel }));
   if (yLabel) axis.append(s("text", { x: 12, y: (m.t + height - m.b) / 2, "text-anchor": "middle", class: "wb-axis-label", transform: `rotate(-90 12 ${(m.t + height - m.b) / 2})`, text: yLabel }));
@@ -211,9 +224,8 @@ function lineChart(opts) {
     f.plot.append(s("text", { x: f.x(v.x) + 3, y: f.m.t + 10, class: "wb-hline-label", fill: v.color, text: v.short || "" }));
   }
   for (const se of opts.series) {
-    const d = pathOf(opts.yLog ? se.points.filter((p) => p[1] > 0) : se.points, f.x, f.y);
-    if (!d) continue;
-    f.plot.append(s("path", { d, fill: "none", stroke: se.color, "stroke-width": se.width || 1.5, "stroke-opacity": se.opacity ?? 1, "stroke-dasharray": se.dash, "data-series": se.name }, s("title", { text: se.name })));
+    const d = se.width === 0 ? "" : pathOf(opts.yLog ? se.points.filter((p) => p[1] > 0) : se.points, f.x, f.y);
+    if (d) f.plot.append(s("path", { d, fill: "none", stroke: se.color, "stroke-width": se.width ?? 1.5, "stroke-opacity": se.opacity ?? 1, "stroke-dasharray": se.dash, "data-series": se.name }, s("title", { text: se.name })));
     if (se.dots) for (const [px, py, c] of se.points) {
       if (py === null || (opts.yLog && !(py > 0))) continue;
       f.plot.append(s("circle", { cx: f.x(px), cy: f.y(py), r: 3, fill: c || se.color }, s("title", { text: `${se.name}: ${fmt(py)}` })));
@@ -318,7 +330,7 @@ function renderExperiment(model, root) {
       : "best: no result yet";
     const canStop = model.get("can_stop");
     const stopping = model.get("stop_requested");
-    stopBtn.style.display = canStop || stopping ? "" : "none";
+    stopBtn.style.display = canStop || (stopping && exp.status === "RUNNING") ? "" : "none";
     stopBtn.disabled = !canStop || stopping;
     stopBtn.textContent = stopping ? "Stopping…" : "Stop search";
   }
@@ -338,11 +350,11 @@ function renderExperiment(model, root) {
     if (best && curves[best]) series.push({ name: `${best} (best)`, color: "#000", points: curves[best], width: 3, dots: curves[best].length < 12 });
     const metric = exp.metric || cols[2] || "metric";
     const curveChart = series.length
-      ? lineChart({ title: `${metric} per step, one line per trial`, series, xLabel: "step (fold / iteration)", yLabel: metric, width: 460 })
+      ? lineChart({ title: `${metric} per step, one line per trial`, series, xLabel: "step (fold / iteration)", yLabel: metric, width: 460, xInt: true })
       : h("div", { class: "wb-empty", text: "no metrics reported yet" });
     const bc = model.get("best_curve") || [];
     const bestChart = bc.length
-      ? lineChart({ title: `best ${metric} so far`, series: [{ name: "best so far", color: "#2ca02c", points: bc.flatMap((p, i) => i ? [[p[0] - 0.0001, bc[i - 1][1]], [p[0], p[1]]] : [[p[0], p[1]]]), width: 2.5 }, { name: "finished trials", color: "#2ca02c", points: bc.map((p) => [p[0], p[1]]), width: 0, dots: true }], xLabel: "finished trials", yLabel: metric, width: 340, xDomain: [Math.min(1, bc[0][0]), Math.max(2, bc[bc.length - 1][0])] })
+      ? lineChart({ title: `best ${metric} so far`, series: [{ name: "best so far", color: "#2ca02c", points: bc.flatMap((p, i) => i ? [[p[0] - 0.0001, bc[i - 1][1]], [p[0], p[1]]] : [[p[0], p[1]]]), width: 2.5 }, { name: "finished trials", color: "#2ca02c", points: bc.map((p) => [p[0], p[1]]), width: 0, dots: true }], xLabel: "finished trials", yLabel: metric, width: 340, xInt: true, xDomain: [Math.min(1, bc[0][0]), Math.max(2, bc[bc.length - 1][0])] })
       : h("div", { class: "wb-empty", text: "no finished trial yet" });
     charts.replaceChildren(h("div", { class: "wb-card" }, curveChart, legend(Object.keys(STATUS_COLORS).filter((k) => Object.values(status).includes(k)).map((k) => [k, STATUS_COLORS[k]]).concat(best ? [["best trial", "#000"]] : []))), h("div", { class: "wb-card" }, bestChart));
   }
@@ -376,6 +388,8 @@ function renderExperiment(model, root) {
         const dom = lo === hi ? [lo - 1, hi + 1] : [lo, hi];
         y = scale(dom, [height - bottom, top], log);
         ticks = log ? [lo, Math.sqrt(lo * hi), hi] : niceTicks(dom[0], dom[1], 4);
+        const tf = log ? (t) => t.toPrecision(2) : tickFormat(ticks);
+        return { i, x, y, ticks, numeric, tf };
       } else {
         const cats = [...new Set(vals.map(String))].sort();
         const step = (height - top - bottom) / Math.max(1, cats.length - 1);
@@ -393,11 +407,11 @@ function renderExperiment(model, root) {
       let d = "", pen = false;
       for (const a of ax) {
         const v = r[a.i];
-        if (v === null || v === undefined) { pen = false; continue; }
+        if (v === null || v === undefined) continue; // another family's hyperparameter: skip the axis
         d += `${pen ? "L" : "M"}${a.x.toFixed(1)},${a.y(v).toFixed(1)}`;
         pen = true;
       }
-      lines.append(s("path", { d, fill: "none", stroke: color(r[mi]), "stroke-width": thin ? 0.8 : 1.6, "stroke-opacity": thin ? 0.45 : 0.85 }, s("title", { text: `${r[0]}: ${cols[mi]}=${fmt(r[mi])}` })));
+      lines.append(s("path", { d, fill: "none", stroke: color(r[mi]), "stroke-width": thin ? 0.8 : 1.6, "stroke-opacity": thin ? 0.35 : 0.85 }, s("title", { text: `${r[0]}: ${cols[mi]}=${fmt(r[mi])}` })));
     }
     svg.append(lines);
     for (const a of ax) {
@@ -407,7 +421,7 @@ function renderExperiment(model, root) {
       const shown = a.ticks.length > 12 ? a.ticks.filter((_, k) => k % Math.ceil(a.ticks.length / 12) === 0) : a.ticks;
       for (const t of shown) {
         g.append(s("line", { x1: a.x - 3, x2: a.x, y1: a.y(t), y2: a.y(t) }));
-        g.append(s("text", { x: a.x - 5, y: a.y(t) + 3, "text-anchor": "end", class: "wb-pc-tick", text: a.numeric ? fmt(t, 3) : String(t).length > 20 ? `${String(t).slice(0, 19)}…` : String(t) }));
+        g.append(s("text", { x: a.x - 5, y: a.y(t) + 3, "text-anchor": "end", class: "wb-pc-tick", text: a.numeric ? a.tf(t) : String(t).length > 20 ? `${String(t).slice(0, 19)}…` : String(t) }));
       }
       svg.append(g);
     }
@@ -759,7 +773,7 @@ function renderLineage(model, root) {
     head.replaceChildren(h("span", { class: "wb-title", text: "lineage" }), h("span", { class: "wb-muted", text: ` ${nodes.length} records, ${edges.length} links · click a node to see its record` }));
     if (!nodes.length) { graph.replaceChildren(h("div", { class: "wb-empty", text: "nothing recorded yet" })); return; }
     const { layer, pos, cols, byKey } = layoutDag(nodes, edges);
-    const NW = 190, NH = 44, GX = 70, GY = 16, pad = 14;
+    const NW = 168, NH = 44, GX = 46, GY = 14, pad = 12;
     const rows = Math.max(...cols.map((c) => (c || []).length));
     const width = pad * 2 + cols.length * NW + (cols.length - 1) * GX, height = pad * 2 + rows * NH + (rows - 1) * GY + 10;
     const xy = (k) => {
@@ -786,7 +800,8 @@ function renderLineage(model, root) {
       g.append(s("rect", { x, y, width: NW, height: NH, rx: 6, fill: "#fff", stroke: color, "stroke-width": n.key === selected ? 3 : n.key === rootKey ? 2.5 : 1.5 }));
       g.append(s("rect", { x, y, width: 6, height: NH, rx: 2, fill: color }));
       g.append(s("text", { x: x + 12, y: y + 16, class: "wb-node-type", text: `${n.type.replace(/_/g, " ")} #${n.id}` }));
-      const label = n.label.length > 30 ? `${n.label.slice(0, 29)}…` : n.label;
+      const short = n.short || n.label;
+      const label = short.length > 26 ? `${short.slice(0, 25)}…` : short;
       g.append(s("text", { x: x + 12, y: y + 33, class: "wb-node-label", text: label }));
       g.append(s("title", { text: n.label }));
       svg.append(g);
