@@ -360,3 +360,63 @@ def test_a_window_tested_against_an_old_reference_does_not_retrain(loop_bench):
         ("trigger", "stale")
     ]
     assert Engine(bench)._stale(fresh) is None  # tested against the current reference
+
+
+DRIVER = """
+import sys
+
+import ray
+
+from workbench.api import Workbench
+
+bench = Workbench(sys.argv[1], address=sys.argv[2])
+handle = bench.automation.start_scheduler(interval_s=0.5, namespace=sys.argv[3])
+print(ray.get(handle.status.remote(), timeout=60)["incarnation"])
+bench.close()
+"""
+
+
+@pytest.mark.ray
+def test_the_scheduler_outlives_the_driver_that_started_it(loop_bench, ray_cluster):
+    """A driver process (a notebook kernel, a script) starts the scheduler and exits; the detached
+    actor keeps ticking in the cluster and turns the next drift event into a job."""
+    import os
+    import subprocess
+    import sys
+
+    import ray
+
+    bench = loop_bench
+    bench.automation.add_policy(
+        policy(triggers=[DriftTrigger("bc-drift", windows=1)], approval=True)
+    )
+    ns = f"wb-driver-{time.monotonic_ns()}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", DRIVER, str(bench.settings.home), ray_cluster.address, ns],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        incarnation = out.stdout.strip().splitlines()[-1]
+        assert incarnation.startswith("scheduler:")
+        # the driver is gone; a drift event now still becomes a job, made by its scheduler
+        _drift(bench.store, "bc-drift", [True])
+        deadline = time.monotonic() + 60
+        while not bench.automation.jobs("bc") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        (job,) = bench.automation.jobs("bc")
+        assert job["status"] == "PENDING_APPROVAL"
+        status = bench.automation.scheduler_status(namespace=ns)
+        assert status["running"] and status["actor"]["incarnation"] == incarnation
+        assert status["stored"]["incarnation"] == incarnation and status["actor"]["ticks"] >= 1
+        assert bench.automation.stop_scheduler(namespace=ns)
+    finally:
+        try:
+            ray.kill(ray.get_actor("workbench-scheduler", namespace=ns))
+        except ValueError:
+            pass
