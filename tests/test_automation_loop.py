@@ -420,3 +420,25 @@ def test_the_scheduler_outlives_the_driver_that_started_it(loop_bench, ray_clust
             ray.kill(ray.get_actor("workbench-scheduler", namespace=ns))
         except ValueError:
             pass
+
+
+def test_a_window_recorded_twice_by_two_checkers_is_one_event(loop_bench):
+    """A notebook's tick() and the scheduler's may check a monitor at the same moment and both record
+    the same window of requests; the copy is not a second event, so there is one job."""
+    bench = loop_bench
+    bench.automation.add_policy(policy(triggers=[DriftTrigger("bc-drift", windows=1)]))
+    for first, last in ((1, 100), (1, 100), (101, 200)):
+        bench.store.add_drift_result(
+            "bc-drift",
+            first_request_log_id=first,
+            last_request_log_id=last,
+            n=100,
+            is_drift=True,
+            score=0.001,
+            threshold=0.05,
+            detail={},
+        )
+    results = bench.store.drift_results("bc-drift")
+    bench.automation.tick(run=False, check=False)
+    jobs = bench.automation.jobs("bc")
+    assert [j["drift_result_id"] for j in jobs] == [results[0]["id"], results[2]["id"]]

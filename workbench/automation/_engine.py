@@ -73,7 +73,7 @@ class Engine:
         events: list[dict[str, Any]] = []
         for trig in policy.triggers:
             if isinstance(trig, DriftTrigger):
-                results = self.store.drift_results(trig.monitor)
+                results = _distinct(self.store.drift_results(trig.monitor))
                 ids = drift_trigger_ids(
                     ((r["id"], bool(r["is_drift"])) for r in results), trig.windows
                 )
@@ -100,7 +100,7 @@ class Engine:
                         }
                     )
             elif isinstance(trig, PerformanceTrigger) and trig.monitor:
-                for r in self.store.drift_results(trig.monitor, drift_only=True):
+                for r in _distinct(self.store.drift_results(trig.monitor, drift_only=True)):
                     d = r.get("detail") or {}
                     value, bound = d.get("value"), d.get("bound")
                     what = (
@@ -369,6 +369,21 @@ class Engine:
             ):
                 out.append(j["id"])
         return out
+
+
+def _distinct(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per window of requests: when two processes checked a monitor at the same moment
+    (a notebook's ``tick()`` beside the scheduler's), the same window may have been recorded twice;
+    the later copy is not a second event."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for r in results:
+        span = (int(r["first_request_log_id"]), int(r["last_request_log_id"]))
+        if span[1] > 0 and span in seen:
+            continue
+        seen.add(span)
+        out.append(r)
+    return out
 
 
 def _now_iso() -> str:
