@@ -315,3 +315,36 @@ def test_every_handler_method_is_authenticated():
                 assert hasattr(fn, "__wrapped__"), (
                     f"{handler.__name__}.{method} is not authenticated"
                 )
+
+
+async def test_approve_and_reject_a_pending_retraining(jp_fetch, wb_home):
+    from workbench import Workbench
+
+    with Workbench(wb_home) as bench:
+        jobs = []
+        for _ in range(2):
+            jid = bench.store.create_retrain_job(drift_result_id=None)
+            bench.store.update_retrain_job(jid, status="PENDING_APPROVAL", approval="PENDING")
+            jobs.append(jid)
+    code, body = await call(jp_fetch, "retrains")
+    assert code == 200 and [j["id"] for j in body["pending"]] == jobs
+
+    code, body = await call(jp_fetch, "retrains", str(jobs[0]), "approve", method="POST")
+    assert code == 200, body
+    assert (body["job"]["status"], body["job"]["approval"]) == ("APPROVED", "APPROVED")
+    code, body = await call(
+        jp_fetch, "retrains", str(jobs[1]), "reject", method="POST", body={"reason": "not now"}
+    )
+    assert code == 200 and body["job"]["status"] == "REJECTED", body
+
+    # a second answer is refused (409) with the reason, and changes nothing
+    code, body = await call(jp_fetch, "retrains", str(jobs[0]), "reject", method="POST")
+    assert code == 409 and "not waiting for approval" in body["error"], body
+    with Workbench(wb_home) as bench:
+        assert [bench.store.get_retrain_job(j)["status"] for j in jobs] == ["APPROVED", "REJECTED"]
+        answers = [e for e in bench.audit_log(20) if e["action"].startswith("retrain.")]
+    actors = {e["action"]: e["actor"] for e in answers}
+    # the Jupyter user's name (a token request without the login cookie is a new anonymous user
+    # each time, so the two differ here; a browser's cookie keeps one name)
+    assert set(actors) == {"retrain.approve", "retrain.reject"}
+    assert all(a and a not in ("automation", "seed") for a in actors.values()), actors
