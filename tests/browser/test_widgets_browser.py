@@ -185,6 +185,7 @@ def test_experiment_widget_sorts_filters_and_pages_a_thousand_trials(page, lab, 
         """() => { const th = [...document.querySelectorAll('.wb-experiment .wb-table th')].find(t => t.textContent.startsWith('duration_s'));
                   const t0 = performance.now(); th.click(); return performance.now() - t0; }"""
     )
+    print(f"\nsorting 1,000 trials in the browser (click to redrawn page): {ms:.1f} ms")
     assert ms < 500, f"sorting 1,000 trials took {ms:.0f} ms"
     durations = [float(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(5)]
     assert durations == sorted(durations)
