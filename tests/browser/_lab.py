@@ -110,6 +110,12 @@ def start_lab(
     private = root_dir / ".jupyter-test"
     for sub in ("config", "runtime", "workspaces", "settings", "ipython"):
         (private / sub).mkdir(parents=True, exist_ok=True)
+    # no "official Jupyter news?" toast over the screenshots, and no attempt to fetch news
+    notification = private / "settings" / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True, exist_ok=True)
+    (notification / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     bindir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
