@@ -385,3 +385,71 @@ handle
     finally:
         store.close()
     _shot(page, ".wb-experiment", "experiment_stopped")
+
+
+@pytest.fixture(scope="module")
+def live_deployment(lab, seeded):
+    """A real Serve deployment ("live", versions 1 and 2) recorded in the lab's store."""
+    import contextlib
+
+    from ray import serve
+
+    from tests._serve_env import cancer_bundle
+    from workbench.config import Settings
+    from workbench.lineage import ArtifactStore, Store
+    from workbench.runtime import free_port
+    from workbench.serving import Serving
+    from workbench.serving._recorder import kill_recorder
+
+    settings = Settings.from_env(lab.home)
+    store = Store(settings.db_path)
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    bundle, records = cancer_bundle()
+    for _ in range(2):
+        store.add_model_version(
+            "live", task=bundle.task, artifact_hash=artifacts.put_object(bundle), params={}, metrics={},
+            signature=bundle.signature, experiment_id=None, trial_id=None, dataset_version_id=None,
+        )  # fmt: skip
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serving = Serving(store, artifacts, settings, http_port=port)
+    serving.deploy("live", 1, name="live", actor="tester")
+    for _ in range(5):
+        serving.predict("live", records[:3])
+    try:
+        yield serving
+    finally:
+        serving.close()
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        with contextlib.suppress(Exception):
+            kill_recorder(settings.db_path)
+        store.close()
+
+
+def test_a_slider_reconfigures_the_live_router(page, lab, live_deployment, notebook):
+    serving = live_deployment
+    _start(page, notebook)
+    run_cell(page, 'bench.widgets.deployment("live")')
+    page.wait_for_selector(".wb-deployment .wb-slider[data-version='1']")
+    # Put version 2 on a slider, then release it at 30: weights {1: 1.0, 2: 0.3} -> 77% / 23%.
+    page.locator(".wb-deployment select.wb-add").last.select_option("2")
+    slider = page.locator(".wb-deployment .wb-slider[data-version='2']").last
+    slider.evaluate(
+        "el => { el.value = 30; el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change')); }"
+    )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.wb-deployment .wb-notice')].pop().textContent.startsWith('traffic set')",
+        timeout=120_000,
+    )
+    notice = page.locator(".wb-deployment .wb-notice").last.inner_text()
+    assert notice == "traffic set: v1 77%, v2 23%", notice
+    live = serving.health("live")["versions"]  # what the router serves now
+    assert live["2"]["weight"] == pytest.approx(0.3 / 1.3)
+    last = serving.store.traffic_history("live")[-1]
+    assert last["actor"].endswith("(widget)") and last["kind"] == "set"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.wb-deployment .wb-share')].map(e => e.textContent).join(' ') === '77% 23%'",
+        timeout=30_000,
+    )
+    _shot(page, ".wb-deployment", "deployment_live")

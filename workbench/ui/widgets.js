@@ -132,6 +132,15 @@ function tickFormat(ticks) {
   return (t) => t.toFixed(decimals);
 }
 
+// Clock ticks on round seconds/minutes/hours, at most about n of them.
+function timeTicks(lo, hi, n = 4) {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+  const step = steps.find((st) => (hi - lo) / st <= n) || 86400 * Math.ceil((hi - lo) / n / 86400);
+  const out = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi; t += step) out.push(t);
+  return out;
+}
+
 function extent(values, pad = 0) {
   const v = values.filter((x) => typeof x === "number" && isFinite(x));
   if (!v.length) return [0, 1];
@@ -158,7 +167,7 @@ function frame({ width = 420, height = 220, xDomain, yDomain, xLabel, yLabel, yL
   const axis = s("g", { class: "wb-axis" });
   axis.append(s("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b }));
   axis.append(s("line", { x1: m.l, x2: m.l, y1: m.t, y2: height - m.b }));
-  let xt = xTime ? niceTicks(xDomain[0], xDomain[1], 4) : niceTicks(xDomain[0], xDomain[1], 5);
+  let xt = xTime ? timeTicks(xDomain[0], xDomain[1], 4) : niceTicks(xDomain[0], xDomain[1], 5);
   if (xInt) xt = xt.filter((t) => Number.isInteger(t));
   const xf = tickFormat(xt);
   for (const t of xt) {
@@ -603,7 +612,7 @@ function renderDeployment(model, root) {
     const cards = [];
     if (pts.length) {
       cards.push(lineChart({ title: "request rate", series: [{ name: "requests/s", color: "#1f77b4", points: pts.map((p) => [p.t, p.rps]), width: 2, dots: pts.length < 40 }], xTime: true, xDomain, yLabel: "req/s", yZero: true, width: 330, height: 200 }));
-      cards.push(h("div", {}, lineChart({ title: "latency", series: [{ name: "p50", color: "#2ca02c", points: pts.map((p) => [p.t, p.p50]), width: 2 }, { name: "p95", color: "#ff7f0e", points: pts.map((p) => [p.t, p.p95]), width: 2 }], xTime: true, xDomain, yLabel: "ms", yZero: true, width: 330, height: 200 }), legend([["p50", "#2ca02c"], ["p95", "#ff7f0e"]])));
+      cards.push(h("div", {}, lineChart({ title: "latency", series: [{ name: "p50", color: "#2ca02c", points: pts.map((p) => [p.t, p.p50]), width: 2, dots: pts.length < 40 }, { name: "p95", color: "#ff7f0e", points: pts.map((p) => [p.t, p.p95]), width: 2, dots: pts.length < 40 }], xTime: true, xDomain, yLabel: "ms", yZero: true, width: 330, height: 200 }), legend([["p50", "#2ca02c"], ["p95", "#ff7f0e"]])));
       cards.push(lineChart({ title: "error rate", series: [{ name: "errors", color: "#d62728", points: pts.map((p) => [p.t, p.error_rate]), width: 2, dots: true }], xTime: true, xDomain, yLabel: "share of requests", yDomain: [0, Math.max(0.05, ...pts.map((p) => p.error_rate)) * 1.1], yTickFmt: (t) => pct(t), width: 330, height: 200 }));
     } else cards.push(h("div", { class: "wb-empty", text: "no requests in the last minutes" }));
     if (hist.length) {
