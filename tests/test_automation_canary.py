@@ -153,6 +153,7 @@ def test_drift_job_goes_through_a_canary_on_serve_and_is_promoted(live):
             gate=Gate("f1", margin=-0.05, guarded=("recall",), tolerance=0.1),
             snapshot="sliding",
             max_accuracy_drop=0.2,
+            canary_wait_for_labels=True,
         )
     )
     _send(live, live.rng.sample(live.rows, 60))
@@ -248,6 +249,7 @@ def test_late_labels_degrade_a_performance_window_and_the_canary_rolls_back_a_ba
             snapshot="sliding",
             window=40,  # the 40 latest labelled requests: the broken labels
             max_accuracy_drop=0.2,
+            canary_wait_for_labels=True,  # labels lag requests: judge accuracy before moving on
         )
     )
     # labels so far are right: every complete window is ok; top up the partial one

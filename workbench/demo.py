@@ -151,6 +151,7 @@ def run_demo(
                 min_requests=20,
                 min_labels=20,
                 max_accuracy_drop=0.1,
+                canary_wait_for_labels=True,
                 canary_poll_s=0.5,
             )
         )

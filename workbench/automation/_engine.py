@@ -612,6 +612,14 @@ class Pipeline:
             "failed": [c["check"] for c in analysis.get("checks", []) if c.get("failed")],
         }
 
+    @staticmethod
+    def _labels_judged(rollout: Any) -> bool:
+        """True once the canary's accuracy check has its labels (or another check already failed)."""
+        checks = rollout.checks(rollout.analyze())
+        if any(c["failed"] for c in checks):
+            return True  # let advance() roll back now
+        return all(c["failed"] is not None for c in checks if c["check"] == "accuracy")
+
     def _canary(self, champion: int, challenger: int, reason: str, snap: Any) -> dict[str, Any]:
         from workbench.serving import CanaryRollout
 
@@ -638,6 +646,10 @@ class Pipeline:
         outcome, steps = "waiting", []
         for _ in range(p.max_canary_rounds):
             weights = dict(rollout.schedule[rollout.step])
+            if p.canary_wait_for_labels and not self._labels_judged(rollout):
+                outcome = "waiting"  # no step moves on before its accuracy can be judged
+                time.sleep(p.canary_poll_s)
+                continue
             outcome = rollout.advance()
             if outcome != "waiting":
                 s = self._summary(rollout.log[-1], weights)

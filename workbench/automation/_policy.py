@@ -411,6 +411,10 @@ class LoopPolicy:
     max_canary_rounds, canary_poll_s
         The canary is judged every ``canary_poll_s`` seconds, at most ``max_canary_rounds``
         times; a canary that has not finished by then is rolled back.
+    canary_wait_for_labels
+        Hold each canary step until its accuracy check has ``min_labels`` labels on each side
+        (labels arrive later than requests); without it a step moves on once the challenger
+        served ``min_requests`` requests, judged on accuracy only if the labels are there.
     """
 
     name: str
@@ -437,6 +441,7 @@ class LoopPolicy:
     min_labels: int = 30
     max_canary_rounds: int = 50
     canary_poll_s: float = 1.0
+    canary_wait_for_labels: bool = False
 
     def __post_init__(self) -> None:
         snapshot_rows(1, 0, mode=self.snapshot, window=self.window)
