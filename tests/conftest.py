@@ -18,23 +18,6 @@ def store():
     s.close()
 
 
-def make_experiment(store, *, name: str = "e", dataset_version_id: int | None = None) -> int:
-    """Record a bare experiment (for tests of the store and its adapters)."""
-    return store.create_experiment(
-        name=name,
-        dataset_version_id=dataset_version_id,
-        metric="f1",
-        mode="max",
-        num_samples=2,
-        search_space={},
-        search_alg="random",
-        scheduler="FIFO",
-        seed=0,
-        code_version={},
-        packages={},
-    )
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh WORKBENCH_HOME for one test."""

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_experiment
 
+from tests._factories import make_experiment
 from workbench.cli import cli
 from workbench.lineage import Store
 

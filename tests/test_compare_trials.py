@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_experiment
 
+from tests._factories import make_experiment
 from workbench.cli import cli
 from workbench.exceptions import ConfigError, NotFoundError
 from workbench.experiments import (
@@ -376,7 +376,7 @@ def test_plots_leave_pyplot_alone(tmp_path):
     """No global pyplot state, no display backend: pyplot is never imported."""
     code = (
         "import sys; sys.path.insert(0, 'tests')\n"
-        "from conftest import make_experiment\n"
+        "from _factories import make_experiment\n"
         "from test_compare_trials import fill\n"
         "from workbench.lineage import Store\n"
         "from workbench.experiments import *\n"

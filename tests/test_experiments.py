@@ -6,8 +6,8 @@ import pickle
 from types import SimpleNamespace
 
 import pytest
-from conftest import make_experiment
 
+from tests._factories import make_experiment
 from workbench.exceptions import ConfigError
 
 

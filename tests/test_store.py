@@ -6,8 +6,8 @@ import multiprocessing as mp
 import sqlite3
 
 import pytest
-from conftest import make_experiment
 
+from tests._factories import make_experiment
 from workbench.exceptions import NotFoundError, WorkbenchError
 from workbench.lineage import Store
 from workbench.lineage._schema import MIGRATIONS

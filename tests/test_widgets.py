@@ -16,8 +16,8 @@ import sys
 import time
 
 import pytest
-from conftest import make_experiment
 
+from tests._factories import make_experiment
 from workbench.exceptions import ConfigError, NotFoundError
 
 

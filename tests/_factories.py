@@ -1,0 +1,21 @@
+"""Record factories for tests of the store and its adapters (importable, unlike conftest.py:
+several conftest.py files in one session share that module name)."""
+
+from __future__ import annotations
+
+
+def make_experiment(store, *, name: str = "e", dataset_version_id: int | None = None) -> int:
+    """Record a bare experiment (for tests of the store and its adapters)."""
+    return store.create_experiment(
+        name=name,
+        dataset_version_id=dataset_version_id,
+        metric="f1",
+        mode="max",
+        num_samples=2,
+        search_space={},
+        search_alg="random",
+        scheduler="FIFO",
+        seed=0,
+        code_version={},
+        packages={},
+    )
