@@ -259,7 +259,13 @@ class RollbackHandler(BaseHandler):
         self.send({"deployment": name, "weights": served})
 
 
+#: Windows (drift results) per monitor sent to the panel, newest first.
+RESULTS_PER_MONITOR = 10
+
+
 class MonitorsHandler(BaseHandler):
+    """Monitors, the newest windows each one tested (verdict, p-value, threshold), and alerts."""
+
     @tornado.web.authenticated
     async def get(self) -> None:
         def read(b: Any) -> dict[str, Any]:
@@ -267,7 +273,15 @@ class MonitorsHandler(BaseHandler):
             for m in monitors:  # the saved detector is binary and of no use to the panel
                 m.pop("detector", None)
                 m.pop("state", None)
-            return {"monitors": monitors, "alerts": b.monitoring.alerts(limit=50)}
+            results = {
+                m["name"]: b.monitoring.results(m["name"])[-RESULTS_PER_MONITOR:][::-1]
+                for m in monitors
+            }
+            return {
+                "monitors": monitors,
+                "results": results,
+                "alerts": b.monitoring.alerts(limit=50),
+            }
 
         self.send(await self.call(read))
 

@@ -63,6 +63,12 @@ export class Backoff {
 
 export type Status = 'checking' | 'ready' | 'missing' | 'error';
 
+/** An action waiting for the user's confirmation (promote, roll back, answer a retraining). */
+export type Confirmation =
+  | { kind: 'promote'; model: string; version: number; alias: string; text: string }
+  | { kind: 'rollback'; deployment: string; text: string }
+  | { kind: 'retrain'; job: number; approve: boolean; text: string };
+
 export interface PanelState {
   status: Status;
   message: string;
@@ -77,6 +83,8 @@ export interface PanelState {
   models: any[] | null;
   deployments: any[] | null;
   monitors: any[] | null;
+  /** The newest drift results (windows) of each monitor, newest first. */
+  results: Record<string, any[]> | null;
   alerts: any[] | null;
   retrains: any[] | null;
   lineage: { model: string; version: string; text: string } | null;
@@ -84,6 +92,8 @@ export interface PanelState {
   drafts: Record<string, Record<string, number>>;
   /** The last action's outcome, shown under the tabs. */
   notice: { ok: boolean; text: string } | null;
+  /** An action the user clicked and has not confirmed or cancelled yet; nothing is sent before. */
+  confirm: Confirmation | null;
   busy: boolean;
   lastPollMs: number | null;
 }
@@ -102,11 +112,13 @@ export function initialState(): PanelState {
     models: null,
     deployments: null,
     monitors: null,
+    results: null,
     alerts: null,
     retrains: null,
     lineage: null,
     drafts: {},
     notice: null,
+    confirm: null,
     busy: false,
     lastPollMs: null
   };
@@ -243,7 +255,7 @@ export class PanelModel {
   }
 
   selectTab(tab: TabId): void {
-    this.set({ tab, notice: null });
+    this.set({ tab, notice: null, confirm: null });
     void this.poll();
   }
 
@@ -339,7 +351,12 @@ export class PanelModel {
       const m = await this.fetcher('monitors');
       const r = await this.fetcher('retrains');
       if (this.changed('monitors', [m, r])) {
-        this.set({ monitors: m.monitors, alerts: m.alerts, retrains: r.jobs });
+        this.set({
+          monitors: m.monitors,
+          results: m.results || {},
+          alerts: m.alerts,
+          retrains: r.jobs
+        });
       }
     } else if (tab === 'lineage') {
       const { versions } = await this.fetcher('models');
@@ -387,6 +404,67 @@ export class PanelModel {
       this.set({ busy: false, notice: { ok: false, text: `${label} failed: ${(err as Error).message}` } });
       return null;
     }
+  }
+
+  /** Ask before promoting: nothing is sent until `confirmPending()`. */
+  askPromote(model: string, version: number, alias = 'champion'): void {
+    this.set({
+      notice: null,
+      confirm: {
+        kind: 'promote',
+        model,
+        version,
+        alias,
+        text: `Make ${model} v${version} the ${alias}? The alias moves away from the version that holds it now.`
+      }
+    });
+  }
+
+  /** Ask before rolling back: nothing is sent until `confirmPending()`. */
+  askRollback(deployment: string): void {
+    this.set({
+      notice: null,
+      confirm: {
+        kind: 'rollback',
+        deployment,
+        text: `Roll ${deployment} back? All traffic goes to its last known good version at once.`
+      }
+    });
+  }
+
+  /** Ask before approving or rejecting a retraining: nothing is sent until `confirmPending()`. */
+  askRetrain(jobId: number, approve: boolean): void {
+    this.set({
+      notice: null,
+      confirm: {
+        kind: 'retrain',
+        job: jobId,
+        approve,
+        text: approve
+          ? `Approve retraining #${jobId}? It runs at the next tick of the loop.`
+          : `Reject retraining #${jobId}? It will never run.`
+      }
+    });
+  }
+
+  cancelPending(): void {
+    this.set({ confirm: null });
+  }
+
+  /** Send the action the user confirmed. */
+  confirmPending(): Promise<any> {
+    const c = this.state.confirm;
+    if (!c) {
+      return Promise.resolve(null);
+    }
+    this.set({ confirm: null });
+    if (c.kind === 'promote') {
+      return this.promote(c.model, c.version, c.alias);
+    }
+    if (c.kind === 'rollback') {
+      return this.rollback(c.deployment);
+    }
+    return this.answerRetrain(c.job, c.approve);
   }
 
   applyTraffic(deployment: string): Promise<any> {

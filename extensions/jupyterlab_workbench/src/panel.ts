@@ -24,6 +24,74 @@ function configText(config: any): string {
     .join(' ');
 }
 
+/** A p-value: 2 significant digits, under 0.001 in exponent form. */
+function pValue(value: unknown): string {
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    return '–';
+  }
+  if (value === 0) {
+    return '0'; // under float precision: the test could not tell it from 0
+  }
+  return Math.abs(value) < 0.001 ? value.toExponential(1) : value.toPrecision(2);
+}
+
+/** "2026-11-27T13:44:11.123+00:00" → "11-27 13:44:11". */
+function shortTime(value: unknown): string {
+  const m = /^\d{4}-(\d\d-\d\d)[T ](\d\d:\d\d:\d\d)/.exec(String(value ?? ''));
+  return m ? `${m[1]} ${m[2]}` : String(value ?? '');
+}
+
+/** A drift result's verdict (recorded in its detail), else drift/ok from its flag. */
+function resultVerdict(r: any): string {
+  const v = r && r.detail && r.detail.verdict;
+  return typeof v === 'string' && v ? v : r && r.is_drift ? 'drift' : 'ok';
+}
+
+/**
+ * `bench.lineage_text` as blocks that read in a narrow sidebar: each edge is its source with its
+ * time, then "↳ relation → target" indented under it (the text's 21-space alignment would wrap
+ * into noise); the traffic history lines follow as a list.
+ */
+function lineageHtml(text: string): string {
+  if (!text) {
+    return '<p class="jp-WorkbenchPanel-empty">no lineage recorded for this version</p>';
+  }
+  const out: string[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const head = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\s\s(.*)$/.exec(line);
+    const edge = i + 1 < lines.length ? /^\s+--(\S+?)-->\s(.*)$/.exec(lines[i + 1]) : null;
+    if (head && edge) {
+      out.push(
+        `<div class="jp-WorkbenchPanel-edge" data-relation="${esc(edge[1])}">` +
+          `<div class="jp-WorkbenchPanel-node">${esc(head[2])} <small>${esc(shortTime(head[1]))}</small></div>` +
+          `<div class="jp-WorkbenchPanel-relation">↳ <b>${esc(edge[1])}</b> → ${esc(edge[2])}</div></div>`
+      );
+      i++;
+    } else if (/^traffic history of /.test(line)) {
+      out.push(`<h4 class="jp-WorkbenchPanel-trafficHead">${esc(line.replace(/:$/, ''))}</h4>`);
+    } else if (line.trim()) {
+      out.push(`<div class="jp-WorkbenchPanel-trafficLine">${esc(line.trim())}</div>`);
+    }
+  }
+  return out.join('');
+}
+
+function confirmLabel(s: PanelState): string {
+  const c = s.confirm;
+  if (!c) {
+    return '';
+  }
+  if (c.kind === 'promote') {
+    return `Promote v${c.version}`;
+  }
+  if (c.kind === 'rollback') {
+    return 'Roll back';
+  }
+  return c.approve ? 'Approve' : 'Reject';
+}
+
 /**
  * The workbench side panel: tabs over the model's state. Rendering is a function of the state;
  * clicks call the model. Hidden (collapsed sidebar or hidden browser tab) means no polling.
@@ -89,17 +157,23 @@ export class WorkbenchPanel extends Widget {
         this.model.selectExperiment(Number(d.id));
         break;
       case 'promote':
-        void this.model.promote(d.model as string, Number(d.version), d.alias || 'champion');
+        this.model.askPromote(d.model as string, Number(d.version), d.alias || 'champion');
         break;
       case 'apply-traffic':
         void this.model.applyTraffic(d.deployment as string);
         break;
       case 'rollback':
-        void this.model.rollback(d.deployment as string);
+        this.model.askRollback(d.deployment as string);
         break;
       case 'approve':
       case 'reject':
-        void this.model.answerRetrain(Number(d.job), d.action === 'approve');
+        this.model.askRetrain(Number(d.job), d.action === 'approve');
+        break;
+      case 'confirm':
+        void this.model.confirmPending();
+        break;
+      case 'cancel':
+        this.model.cancelPending();
         break;
       case 'lineage': {
         const form = target.closest('.jp-WorkbenchPanel-lineageForm') as HTMLElement;
@@ -144,6 +218,11 @@ export class WorkbenchPanel extends Widget {
         : '') +
       (s.notice
         ? `<div class="jp-WorkbenchPanel-notice ${s.notice.ok ? 'jp-mod-ok' : 'jp-mod-error'}">${esc(s.notice.text)}</div>`
+        : '') +
+      (s.confirm
+        ? `<div class="jp-WorkbenchPanel-confirm" role="alertdialog" data-kind="${esc(s.confirm.kind)}"><p>${esc(s.confirm.text)}</p>` +
+          `<button class="jp-WorkbenchPanel-button jp-mod-accept" data-action="confirm">${esc(confirmLabel(s))}</button>` +
+          '<button class="jp-WorkbenchPanel-button" data-action="cancel">Cancel</button></div>'
         : '');
     if (s.status === 'missing' || s.status === 'checking') {
       return head;
@@ -221,12 +300,13 @@ export class WorkbenchPanel extends Widget {
           : `<button class="jp-WorkbenchPanel-button" data-action="promote" data-model="${esc(v.model)}" data-version="${esc(v.version)}">Promote</button>`;
         return (
           `<tr class="jp-WorkbenchPanel-version" data-model="${esc(v.model)}" data-version="${esc(v.version)}">` +
-          `<td>${esc(v.model)}</td><td>v${esc(v.version)}</td><td>${aliases.map(a => `<span class="jp-WorkbenchPanel-alias">${esc(a)}</span>`).join(' ')}</td>` +
-          `<td>${metrics}</td><td>${promote}</td></tr>`
+          `<td>${esc(v.model)} <b>v${esc(v.version)}</b><div class="jp-WorkbenchPanel-sub">${metrics}</div></td>` +
+          `<td>${aliases.map(a => `<span class="jp-WorkbenchPanel-alias">${esc(a)}</span>`).join(' ')}</td>` +
+          `<td>${promote}</td></tr>`
         );
       })
       .join('');
-    return `<table class="jp-WorkbenchPanel-table"><thead><tr><th>model</th><th>version</th><th>aliases</th><th>metrics</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+    return `<table class="jp-WorkbenchPanel-table"><thead><tr><th>version · metrics</th><th>aliases</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
   }
 
   private deploymentsHtml(s: PanelState): string {
@@ -265,17 +345,43 @@ export class WorkbenchPanel extends Widget {
     }
     const monitors = s.monitors.length
       ? s.monitors
-          .map(
-            m =>
-              `<tr class="jp-WorkbenchPanel-monitor"><td>${esc(m.name)}</td><td>${esc(m.kind)}</td><td>${esc(m.deployment)}</td></tr>`
-          )
+          .map(m => {
+            const windows = ((s.results || {})[m.name] || []).slice(0, 10);
+            const rows = windows
+              .map(r => {
+                const verdict = resultVerdict(r);
+                const detail = r.detail || {};
+                const shifted = (detail.most_shifted || [])
+                  .slice(0, 2)
+                  .map((f: any) => (Array.isArray(f) ? f[0] : f && (f.feature ?? f.name ?? f)))
+                  .join(', ');
+                return (
+                  `<tr class="jp-WorkbenchPanel-window jp-mod-${esc(verdict.replace(/ /g, '-'))}" data-monitor="${esc(m.name)}" data-result="${esc(r.id)}" data-verdict="${esc(verdict)}" title="tested ${esc(shortTime(r.at || r.created_at))} UTC, ${esc(r.n)} records">` +
+                  `<td>#${esc(r.id)}</td><td class="jp-WorkbenchPanel-verdict">${esc(verdict)}</td>` +
+                  `<td>${pValue(r.score)}</td><td>${pValue(r.threshold)}</td><td>${esc(r.n)}</td></tr>` +
+                  (verdict !== 'ok' && shifted
+                    ? `<tr class="jp-WorkbenchPanel-shifted"><td></td><td colspan="4">most shifted: ${esc(shifted)}</td></tr>`
+                    : '')
+                );
+              })
+              .join('');
+            const table = rows
+              ? `<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-windows"><thead><tr><th>window</th><th>verdict</th><th title="smallest p-value">p</th><th title="drift below this">α</th><th>n</th></tr></thead><tbody>${rows}</tbody></table>`
+              : '<p class="jp-WorkbenchPanel-empty">no window tested yet</p>';
+            return (
+              `<section class="jp-WorkbenchPanel-monitor" data-monitor="${esc(m.name)}"><h3>${esc(m.name)} ` +
+              `<small>${esc(m.kind)} · ${esc(m.deployment)}</small></h3>${table}</section>`
+            );
+          })
           .join('')
-      : '<tr><td colspan="3">no monitors: <code>bench.monitoring.drift_monitor(deployment)</code></td></tr>';
+      : '<p class="jp-WorkbenchPanel-empty">No monitors: <code>bench.monitoring.drift_monitor(deployment)</code>.</p>';
     const alerts = (s.alerts || [])
       .slice(0, 20)
       .map(
         a =>
-          `<li class="jp-WorkbenchPanel-alert jp-mod-${esc(a.severity)}">${esc(a.at || a.created_at || '')} ${esc(a.monitor || '')}: ${esc(a.message || a.title || '')}</li>`
+          `<li class="jp-WorkbenchPanel-alert jp-mod-${esc(a.severity)}" data-alert="${esc(a.id)}"><span class="jp-WorkbenchPanel-severity">${esc(a.severity)}</span> ` +
+          `${esc(shortTime(a.last_at || a.at || a.created_at))} <b>${esc(a.monitor || '')}</b>: ${esc(a.title || a.message || '')}` +
+          `${Number(a.count) > 1 ? ` <small>(×${esc(a.count)})</small>` : ''}</li>`
       )
       .join('');
     const jobs = (s.retrains || [])
@@ -287,13 +393,18 @@ export class WorkbenchPanel extends Widget {
           ? `<button class="jp-WorkbenchPanel-button" data-action="approve" data-job="${esc(j.id)}">Approve</button>` +
             `<button class="jp-WorkbenchPanel-button" data-action="reject" data-job="${esc(j.id)}">Reject</button>`
           : '';
-        return `<tr class="jp-WorkbenchPanel-job"><td>${esc(j.id)}</td><td>${esc(j.status)}</td><td>${esc(j.decision || '')}</td><td>${buttons}</td></tr>`;
+        const cause = j.drift_result_id ? `drift result #${j.drift_result_id}` : j.event_key || '';
+        return (
+          `<tr class="jp-WorkbenchPanel-job" data-job="${esc(j.id)}" data-status="${esc(j.status)}">` +
+          `<td>#${esc(j.id)} ${esc(j.policy || '')}<div class="jp-WorkbenchPanel-sub">${esc(cause)}</div></td>` +
+          `<td>${esc(j.status)}<div class="jp-WorkbenchPanel-sub">${esc(j.decision || '')}</div>${buttons ? `<div>${buttons}</div>` : ''}</td></tr>`
+        );
       })
       .join('');
     return (
-      `<table class="jp-WorkbenchPanel-table"><thead><tr><th>monitor</th><th>kind</th><th>deployment</th></tr></thead><tbody>${monitors}</tbody></table>` +
+      monitors +
       `<h3>Alerts</h3><ul class="jp-WorkbenchPanel-alerts">${alerts || '<li>none</li>'}</ul>` +
-      `<h3>Retraining</h3><table class="jp-WorkbenchPanel-table"><thead><tr><th>job</th><th>status</th><th>decision</th><th></th></tr></thead><tbody>${jobs || '<tr><td colspan="4">no jobs</td></tr>'}</tbody></table>`
+      `<h3>Retraining</h3><table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-jobs"><thead><tr><th>job · cause</th><th>status · decision</th></tr></thead><tbody>${jobs || '<tr><td colspan="2">no jobs</td></tr>'}</tbody></table>`
     );
   }
 
@@ -312,7 +423,7 @@ export class WorkbenchPanel extends Widget {
       `<div class="jp-WorkbenchPanel-lineageForm"><select name="model">${options}</select> ` +
       `<input name="version" size="9" value="${esc(current ? current.version : 'champion')}" aria-label="version or alias"> ` +
       '<button class="jp-WorkbenchPanel-button" data-action="lineage">Show</button></div>' +
-      `<pre class="jp-WorkbenchPanel-lineage">${esc(current ? current.text || 'no lineage recorded for this version' : '')}</pre>`
+      `<div class="jp-WorkbenchPanel-lineage">${current ? lineageHtml(current.text) : ''}</div>`
     );
   }
 }

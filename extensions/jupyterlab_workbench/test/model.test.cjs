@@ -207,6 +207,63 @@ test('actions post to the API: promote, rollback, approve', async () => {
   ]);
 });
 
+test('promote, rollback and retraining answers wait for a confirmation; cancel sends nothing', async () => {
+  const { fetcher, calls } = server({
+    version: { api: 1 },
+    experiments: { experiments: [] },
+    'models/cancer/aliases': { model_version: {} },
+    'deployments/cancer/rollback': { weights: { 1: 1 } },
+    'retrains/7/reject': { job: {} }
+  });
+  const m = new PanelModel(fetcher, new FakeClock());
+  await m.start();
+  const posts = () => calls.filter(c => c.method === 'POST').map(c => [c.path, JSON.parse(c.body)]);
+
+  m.askPromote('cancer', 2);
+  assert.equal(m.state.confirm.kind, 'promote');
+  assert.match(m.state.confirm.text, /cancer v2 the champion/);
+  m.cancelPending();
+  assert.equal(m.state.confirm, null);
+  assert.equal(await m.confirmPending(), null); // nothing left to confirm
+  assert.deepEqual(posts(), []);
+
+  m.askPromote('cancer', 2);
+  await m.confirmPending();
+  assert.equal(m.state.confirm, null);
+  assert.equal(m.state.notice.text, 'cancer v2 is now champion');
+  m.askRollback('cancer');
+  assert.match(m.state.confirm.text, /Roll cancer back/);
+  await m.confirmPending();
+  m.askRetrain(7, false);
+  assert.match(m.state.confirm.text, /Reject retraining #7/);
+  // switching tabs drops a question the user walked away from
+  m.selectTab('models');
+  assert.equal(m.state.confirm, null);
+  m.askRetrain(7, false);
+  await m.confirmPending();
+  assert.deepEqual(posts(), [
+    ['models/cancer/aliases', { alias: 'champion', version: 2 }],
+    ['deployments/cancer/rollback', {}],
+    ['retrains/7/reject', {}]
+  ]);
+});
+
+test('the monitors tab keeps each monitor\'s windows from the server', async () => {
+  const results = { drift: [{ id: 2, is_drift: 1, score: 1e-9 }, { id: 1, is_drift: 0, score: 0.4 }] };
+  const { fetcher } = server({
+    version: { api: 1 },
+    experiments: { experiments: [] },
+    monitors: { monitors: [{ name: 'drift', kind: 'data_drift' }], results, alerts: [] },
+    retrains: { jobs: [], pending: [] }
+  });
+  const m = new PanelModel(fetcher, new FakeClock());
+  await m.start();
+  m.selectTab('monitors');
+  await flush();
+  assert.deepEqual(m.state.results, results);
+  assert.equal(m.state.monitors.length, 1);
+});
+
 test('the newest experiment is followed until the user picks one', async () => {
   const clock = new FakeClock();
   let exps = { experiments: [{ id: 1, name: 'a' }] };

@@ -350,3 +350,46 @@ async def test_approve_and_reject_a_pending_retraining(jp_fetch, wb_home):
     # each time, so the two differ here; a browser's cookie keeps one name)
     assert len(answers) == 2 and set(actors) == {"retrain.approve", "retrain.reject"}
     assert all(a and a not in ("automation", "seed") for a in actors.values()), actors
+
+
+async def test_monitors_carry_their_newest_windows(jp_fetch, wb_home):
+    from workbench import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    seed(wb_home)
+    with Workbench(wb_home) as bench:
+        dv = bench.datasets.ingest(
+            write_breast_cancer_csv(wb_home / "bc.csv"), name="bc", target="diagnosis"
+        )
+        bench.store.upsert_deployment("cancer", model="cancer", route_prefix="/c", status="RUNNING")
+        bench.store.create_monitor(
+            "cancer-drift",
+            deployment="cancer",
+            kind="data_drift",
+            reference_dataset_version_id=dv.id,
+            config={},
+        )
+        ids = [
+            bench.store.add_drift_result(
+                "cancer-drift",
+                first_request_log_id=10 * i,
+                last_request_log_id=10 * i + 9,
+                n=10,
+                is_drift=i == 11,
+                score=0.001 if i == 11 else 0.5,
+                threshold=0.05,
+                detail={"verdict": "drift" if i == 11 else "ok"},
+            )
+            for i in range(12)
+        ]
+    code, body = await call(jp_fetch, "monitors")
+    assert code == 200, body
+    assert [m["name"] for m in body["monitors"]] == ["cancer-drift"]
+    windows = body["results"]["cancer-drift"]
+    assert [w["id"] for w in windows] == ids[::-1][:10]  # the ten newest, newest first
+    assert (windows[0]["is_drift"], windows[0]["score"], windows[0]["threshold"]) == (
+        1,
+        0.001,
+        0.05,
+    )
+    assert windows[0]["detail"]["verdict"] == "drift"
