@@ -2,10 +2,11 @@
 
 One store is seeded through the public ``workbench`` API in the lab's WORKBENCH_HOME: a dataset
 split into train/holdout, model ``panel-actions`` v1 (champion) and v2 registered on it, deployed on
-real Serve with v2 at 50% (a canary), a drift monitor (scipy backend) that has tested two windows of
-real requests sent over HTTP (one as in training, one shifted), and a retraining policy with
-``approval=True`` whose ``tick(run=False)`` left a job waiting for a person. In chromium the tests
-then promote v2 (through the confirmation), roll the deployment back, reject the retraining, and
+real Serve with v2 at 50% (a canary), a drift monitor (scipy backend) that has tested three windows
+of real requests sent over HTTP (one as in training, two shifted), and a retraining policy with
+``approval=True`` whose ``tick(run=False)`` left two jobs waiting for a person. In chromium the
+tests then promote v2 (through the confirmation), roll the deployment back, approve one retraining
+and reject the other, and
 read the Monitors and Lineage tabs; each action is checked through the API (aliases, the router's
 weights, the job) and in the audit log, where the actor must be the Jupyter user of the lab, not
 the seeding process. Screenshots land in tests/browser/artifacts/.
@@ -50,13 +51,13 @@ def seeded(lab, ray_cluster):
     bench.serving.deploy(MODEL, "champion", name=DEPLOYMENT)
     bench.serving.set_traffic(DEPLOYMENT, {1: 0.5, 2: 0.5}, reason="canary v2")
 
-    # Requests over HTTP: one window as in training, then one with every feature tripled.
+    # Requests over HTTP: one window as in training, then two with every feature tripled.
     rows = bench.datasets.load(holdout).drop("diagnosis").to_dicts()
     assert len(rows) >= WINDOW
     normal = rows[:WINDOW]
     shifted = [{k: v * 3 for k, v in r.items()} for r in rows[:WINDOW]]
     bench.monitoring.drift_monitor(DEPLOYMENT, name=MONITOR, window=WINDOW, backend="scipy")
-    for batch in (normal, shifted):
+    for batch in (normal, shifted, shifted):
         for i in range(0, WINDOW, 10):
             bench.serving.predict(DEPLOYMENT, batch[i : i + 10])
     bench.serving.flush_logs(DEPLOYMENT)
@@ -70,16 +71,17 @@ def seeded(lab, ray_cluster):
             holdout="bc-holdout",
             triggers=[DriftTrigger(MONITOR, windows=1)],
             approval=True,
+            cooldown_s=0,  # each drifting window is its own job: one to approve, one to reject
             canary=False,
             num_samples=1,
         )
     )
-    ticked = bench.automation.tick(run=False)  # checks the monitor's two windows, files the job
+    ticked = bench.automation.tick(run=False)  # checks the monitor's 3 windows, files the jobs
     results = bench.monitoring.results(MONITOR)
-    assert [r["is_drift"] for r in results] == [False, True], results
+    assert [r["is_drift"] for r in results] == [False, True, True], results
     pending = bench.automation.pending()
-    assert [j["id"] for j in pending] == ticked["created"] and len(pending) == 1, ticked
-    yield {"bench": bench, "job": pending[0], "results": results, "train": train, "dataset": dv}
+    assert [j["id"] for j in pending] == ticked["created"] and len(pending) == 2, ticked
+    yield {"bench": bench, "jobs": pending, "results": results}
     try:
         serve.shutdown()  # the next module may start Serve on its own port
     finally:
@@ -181,29 +183,32 @@ def test_rollback_sends_all_traffic_to_the_last_good_version(page, seeded):
     screenshot(page, "panel-rolled-back")
 
 
-def test_reject_the_pending_retraining(page, seeded):
-    bench, job = seeded["bench"], seeded["job"]
-    assert bench.automation.pending()[0]["id"] == job["id"]
+@pytest.mark.parametrize("answer", ["approve", "reject"])
+def test_approve_or_reject_a_pending_retraining(page, seeded, answer):
+    bench = seeded["bench"]
+    job = seeded["jobs"][0 if answer == "approve" else 1]
+    status = {"approve": "APPROVED", "reject": "REJECTED"}[answer]
+    assert bench.store.get_retrain_job(job["id"])["status"] == "PENDING_APPROVAL"
     panel = open_tab(page, "monitors")
     row = panel.locator(f'.jp-WorkbenchPanel-job[data-job="{job["id"]}"]')
     row.wait_for()
     assert "PENDING_APPROVAL" in row.inner_text()
-    row.locator('[data-action="reject"]').click()
+    row.locator(f'[data-action="{answer}"]').click()
     confirm = panel.locator(".jp-WorkbenchPanel-confirm")
     confirm.wait_for()
-    assert f"#{job['id']}" in confirm.inner_text()
-    screenshot(page, "panel-reject-confirm")
+    assert f"retraining #{job['id']}" in confirm.inner_text()
+    screenshot(page, f"panel-{answer}-confirm")
     confirm.locator('[data-action="confirm"]').click()
     panel.locator(".jp-WorkbenchPanel-notice.jp-mod-ok").wait_for(timeout=60_000)
 
     got = bench.store.get_retrain_job(job["id"])
-    assert (got["status"], got["approval"]) == ("REJECTED", "REJECTED"), got
-    assert bench.automation.pending() == []
-    (entry,) = audit(bench, "retrain.reject")
+    assert (got["status"], got["approval"]) == (status, status), got
+    assert job["id"] not in [j["id"] for j in bench.automation.pending()]
+    (entry,) = [e for e in audit(bench, f"retrain.{answer}") if e["entity_id"] == job["id"]]
     assert entry["actor"] == lab_user(page), entry
-    row.get_by_text("REJECTED").wait_for()
+    row.get_by_text(status).wait_for()
     assert row.locator('[data-action="approve"]').count() == 0
-    screenshot(page, "panel-rejected")
+    screenshot(page, f"panel-{answer}d")
 
 
 def test_monitors_tab_shows_windows_p_values_and_alerts(page, seeded):
@@ -228,15 +233,17 @@ def test_monitors_tab_shows_windows_p_values_and_alerts(page, seeded):
         )
         for r in reversed(results)
     ], shown
-    assert results[1]["score"] < results[1]["threshold"] < results[0]["score"]
-    # under the drifting window: the features the detector found most shifted
-    top = results[1]["detail"]["most_shifted"][0]["feature"]
-    shifted = panel.locator(".jp-WorkbenchPanel-shifted").inner_text()
+    assert results[-1]["score"] < results[-1]["threshold"] < results[0]["score"]
+    # under the newest drifting window: the features the detector found most shifted
+    top = results[-1]["detail"]["most_shifted"][0]["feature"]
+    shifted = panel.locator(".jp-WorkbenchPanel-shifted").first.inner_text()
     assert top in shifted, (top, shifted)
     alerts = bench.monitoring.alerts(MONITOR)
     assert alerts, "the drifting window raised no alert"
     alert_text = panel.locator(".jp-WorkbenchPanel-alerts").inner_text()
     assert alerts[0]["title"] in alert_text, alert_text
+    # the second drifting window was folded into the first alert (cooldown): shown as a count
+    assert alerts[0]["count"] == 2 and "(×2)" in alert_text, (alerts[0], alert_text)
     screenshot(page, "panel-monitors")
 
 
