@@ -167,7 +167,10 @@ def test_rollback_sends_all_traffic_to_the_last_good_version(page, seeded):
     section.locator('[data-action="rollback"]').click()
     confirm = panel.locator(".jp-WorkbenchPanel-confirm")
     confirm.wait_for()
-    assert DEPLOYMENT in confirm.inner_text()
+    # the question names the version the rollback will send all traffic to
+    assert f"Roll {DEPLOYMENT} back to v1?" in confirm.inner_text(), confirm.inner_text()
+    assert bench.serving.last_known_good(DEPLOYMENT) == 1
+    screenshot(page, "panel-rollback-confirm")
     confirm.locator('[data-action="confirm"]').click()
     panel.locator(".jp-WorkbenchPanel-notice").wait_for(timeout=120_000)
     notice = panel.locator(".jp-WorkbenchPanel-notice").inner_text()

@@ -212,9 +212,24 @@ class AliasesHandler(BaseHandler):
 
 
 class DeploymentsHandler(BaseHandler):
+    """Deployments with their recorded weights and ``rollback_to``: the version a rollback would
+    send all traffic to now (``serving.last_known_good``, read from the store), or null."""
+
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.send({"deployments": await self.call(lambda b: b.deployments())})
+        def read(b: Any) -> list[dict[str, Any]]:
+            from workbench.exceptions import NotFoundError
+
+            out = []
+            for d in b.deployments():
+                try:
+                    target = b.serving.last_known_good(d["name"])
+                except NotFoundError:  # no traffic recorded yet: nothing to roll back to
+                    target = None
+                out.append({**d, "rollback_to": target})
+            return out
+
+        self.send({"deployments": await self.call(read)})
 
 
 class TrafficHandler(BaseHandler):

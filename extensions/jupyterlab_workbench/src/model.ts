@@ -422,12 +422,17 @@ export class PanelModel {
 
   /** Ask before rolling back: nothing is sent until `confirmPending()`. */
   askRollback(deployment: string): void {
+    const d = this.state.deployments?.find(x => x.name === deployment);
+    const to = d && d.rollback_to !== null && d.rollback_to !== undefined ? d.rollback_to : null;
     this.set({
       notice: null,
       confirm: {
         kind: 'rollback',
         deployment,
-        text: `Roll ${deployment} back? All traffic goes to its last known good version at once.`
+        text:
+          to === null
+            ? `Roll ${deployment} back? All traffic goes to its last known good version at once.`
+            : `Roll ${deployment} back to v${to}? All traffic goes to v${to} at once; the other versions stay loaded at 0%.`
       }
     });
   }

@@ -333,7 +333,11 @@ export class WorkbenchPanel extends Widget {
           `<section class="jp-WorkbenchPanel-deployment" data-deployment="${esc(d.name)}">` +
           `<h3>${esc(d.name)} <small>${esc(d.model)} · ${esc(d.status)}</small></h3>${sliders}` +
           `<div class="jp-WorkbenchPanel-actions"><button class="jp-WorkbenchPanel-button" data-action="apply-traffic" data-deployment="${esc(d.name)}"${s.drafts[d.name] && !s.busy ? '' : ' disabled'}>Apply traffic</button>` +
-          `<button class="jp-WorkbenchPanel-button" data-action="rollback" data-deployment="${esc(d.name)}"${s.busy ? ' disabled' : ''}>Roll back</button></div></section>`
+          `<button class="jp-WorkbenchPanel-button" data-action="rollback" data-deployment="${esc(d.name)}"` +
+          (d.rollback_to === null
+            ? ' disabled title="no earlier version held all traffic, and no champion to go back to"'
+            : `${s.busy ? ' disabled' : ''}${d.rollback_to !== undefined ? ` title="all traffic to v${esc(d.rollback_to)}"` : ''}`) +
+          '>Roll back</button></div></section>'
         );
       })
       .join('');

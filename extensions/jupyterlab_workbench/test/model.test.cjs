@@ -232,7 +232,10 @@ test('promote, rollback and retraining answers wait for a confirmation; cancel s
   assert.equal(m.state.confirm, null);
   assert.equal(m.state.notice.text, 'cancer v2 is now champion');
   m.askRollback('cancer');
-  assert.match(m.state.confirm.text, /Roll cancer back/);
+  assert.match(m.state.confirm.text, /Roll cancer back\?/); // target unknown (deployments not loaded)
+  m.state.deployments = [{ name: 'cancer', weights: { 1: 0.5, 2: 0.5 }, rollback_to: 1 }];
+  m.askRollback('cancer');
+  assert.match(m.state.confirm.text, /Roll cancer back to v1\?/);
   await m.confirmPending();
   m.askRetrain(7, false);
   assert.match(m.state.confirm.text, /Reject retraining #7/);

@@ -393,3 +393,21 @@ async def test_monitors_carry_their_newest_windows(jp_fetch, wb_home):
         0.05,
     )
     assert windows[0]["detail"]["verdict"] == "drift"
+
+
+async def test_deployments_say_where_a_rollback_would_go(jp_fetch, wb_home):
+    from workbench import Workbench
+
+    seed(wb_home)
+    with Workbench(wb_home) as bench:
+        for name in ("staged", "fresh"):
+            bench.store.upsert_deployment(
+                name, model="cancer", route_prefix=f"/{name}", status="RUNNING"
+            )
+        bench.store.record_traffic("staged", {1: 1.0}, kind="deploy")
+        bench.store.record_traffic("staged", {1: 0.5, 2: 0.5}, kind="canary")
+    code, body = await call(jp_fetch, "deployments")
+    assert code == 200, body
+    got = {d["name"]: (d["weights"], d["rollback_to"]) for d in body["deployments"]}
+    # v1 held all traffic before the canary; "fresh" has no traffic record, so nowhere to go
+    assert got == {"staged": ({"1": 0.5, "2": 0.5}, 1), "fresh": ({}, None)}, got
