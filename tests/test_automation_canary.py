@@ -307,3 +307,45 @@ def test_late_labels_degrade_a_performance_window_and_the_canary_rolls_back_a_ba
         f"\nrolled back: challenger v{challenger} accuracy {ch['accuracy']:.3f} on {ch['labels']} labels, "
         f"champion v{champion} {champ['accuracy']:.3f} on {champ['labels']}"
     )
+
+
+def test_without_a_canary_a_promotion_switches_the_live_deployment(live):
+    """canary=False: once the gate passes, the router serves the new version (old one kept at 0%)."""
+    bench = live.bench
+    for policy in bench.automation.policies():  # earlier tests' policies would act on this traffic
+        bench.automation.disable_policy(policy["name"])
+    before = bench.registry.get(NAME, "champion").version
+    mon = bench.monitoring.drift_monitor(
+        NAME,
+        name="no-canary-drift",
+        reference=bench.datasets.get("bc-train"),  # the original training data
+        window=60,
+        p_val=0.01,
+        backend="scipy",
+    )
+    mon.check()  # the requests earlier tests logged: judged before the policy exists
+    bench.automation.add_policy(
+        _policy(
+            "no-canary",
+            [DriftTrigger(mon.name, windows=1)],
+            gate=Gate("f1", margin=-1.0),  # this test is about the switch, not the gate
+            canary=False,
+        )
+    )
+    _send(live, _shifted(live, 120))  # at least one window of shifted traffic alone
+    out = bench.automation.tick()
+    assert "drift" in [r["verdict"] for r in out["checked"][mon.name]], out["checked"]
+    promoted = [j for j in bench.automation.jobs("no-canary") if j["status"] == "PROMOTED"]
+    assert promoted, bench.automation.jobs("no-canary")
+    job = promoted[-1]
+    new = bench.registry.get(NAME, "champion").version
+    assert new == job["detail"]["challenger_version"] and new != before
+    # the job's champion stays loaded at 0% for an instant rollback
+    assert _weights(bench) == {job["detail"]["champion_version"]: 0.0, new: 1.0}
+    last = bench.store.traffic_history(NAME)[-1]
+    assert last["actor"] == "automation" and last["reason"].startswith(f"retrain job {job['id']}")
+    promotion = [s for s in bench.automation.steps(job["id"]) if s["step"] == "promotion"]
+    assert promotion and f"{NAME} now serves it" in promotion[0]["detail"]["summary"]
+    answers = _send(live, live.rng.sample(live.rows, 10))
+    assert {a["model_version"] for a in answers} == {new}
+    bench.automation.disable_policy("no-canary")

@@ -565,11 +565,38 @@ class Pipeline:
 
         reason = f"retrain job {self.id} ({self.detail.get('trigger', '')}): {verdict.reason}"
         if not p.canary:
+            # Traffic first: if the live deployment cannot take the new version, the job fails
+            # and the champion alias still names what clients are served.
+            try:
+                switched = self._switch_traffic(champion.version, mv.version, reason)
+            except Exception as exc:
+                self.step(
+                    "promotion", "failed", f"switching {p.deployment} to v{mv.version}: {exc}"
+                )
+                return self.finish("FAILED", "traffic_switch_failed")
             bench.registry.set_alias(p.model, "champion", mv.version, actor=ACTOR, reason=reason)
-            self.step("promotion", "ok", f"champion -> v{mv.version} (no canary)")
+            served = f"; {p.deployment} now serves it" if switched else ""
+            self.step("promotion", "ok", f"champion -> v{mv.version} (no canary){served}")
             self._move_references(snap)
             return self.finish("PROMOTED", "promoted")
         return self._canary(champion.version, mv.version, reason, snap)
+
+    def _switch_traffic(self, champion: int, version: int, reason: str) -> bool:
+        """Send all of the policy's running deployment to ``version``, keeping the old champion
+        loaded at 0% for an instant rollback; False when the deployment is not running."""
+        from workbench.exceptions import NotFoundError
+
+        p = self.policy
+        try:
+            dep = self.store.get_deployment(p.deployment)
+        except NotFoundError:
+            return False
+        if dep.get("status") != "running":
+            return False
+        self.bench.serving.set_traffic(
+            p.deployment, {champion: 0.0, version: 1.0}, actor=ACTOR, reason=reason
+        )
+        return True
 
     def _move_references(self, snap: Any) -> None:
         """After a promotion, the drift monitors of the policy's triggers are refitted on the new
