@@ -195,3 +195,34 @@ def test_concurrent_writers_never_fail_with_locked(tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert Store(path).query_one("SELECT COUNT(*) AS c FROM datasets")["c"] == 100
+
+
+def test_drift_results_limit_keeps_the_latest_windows_in_order(store):
+    dv, _ = store.add_dataset_version("d", **_dataset_kwargs("h1"))
+    _version(store)
+    store.upsert_deployment("dep", model="m", route_prefix="/dep", status="running")
+    store.create_monitor(
+        "mon", deployment="dep", kind="data_drift", reference_dataset_version_id=dv["id"], config={}
+    )
+    ids = [
+        store.record_monitor_window(
+            "mon",
+            first_request_log_id=i * 10 + 1,
+            last_request_log_id=i * 10 + 10,
+            n=10,
+            is_drift=i % 2 == 1,
+            score=0.5,
+            threshold=0.05,
+            detail={},
+        )
+        for i in range(7)
+    ]
+    assert [r["id"] for r in store.drift_results("mon")] == ids
+    assert [r["id"] for r in store.drift_results("mon", limit=3)] == ids[-3:]
+    assert [r["id"] for r in store.drift_results("mon", drift_only=True, limit=2)] == [
+        ids[3],
+        ids[5],
+    ]
+    assert [r["id"] for r in store.drift_results("mon", limit=100)] == ids
+    with pytest.raises(ValueError, match="positive integer"):
+        store.drift_results("mon", limit=0)

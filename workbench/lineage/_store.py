@@ -1080,8 +1080,9 @@ class Store:
             return result_id
 
     def drift_results(
-        self, monitor: str | None = None, *, drift_only: bool = False
+        self, monitor: str | None = None, *, drift_only: bool = False, limit: int | None = None
     ) -> list[dict[str, Any]]:
+        """Monitor windows in the order they were recorded; with ``limit``, only the latest ones."""
         sql = "SELECT r.*, m.name AS monitor FROM drift_results r JOIN monitors m ON m.id = r.monitor_id WHERE 1"
         params: list[Any] = []
         if monitor:
@@ -1089,7 +1090,12 @@ class Store:
             params.append(monitor)
         if drift_only:
             sql += " AND r.is_drift = 1"
-        return self.query(sql + " ORDER BY r.id", params)
+        if limit is None:
+            return self.query(sql + " ORDER BY r.id", params)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer or None; got {limit!r}.")
+        rows = self.query(sql + " ORDER BY r.id DESC LIMIT ?", [*params, limit])
+        return rows[::-1]
 
     # -------------------------------------------------------------- retraining
     def create_retrain_job(

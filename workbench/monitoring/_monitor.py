@@ -120,8 +120,11 @@ class _Monitor:
             extra_sinks=extra,
         )
 
-    def results(self, *, drift_only: bool = False) -> list[dict[str, Any]]:
-        return self.store.drift_results(self.name, drift_only=drift_only)
+    def results(
+        self, *, drift_only: bool = False, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """This monitor's windows, oldest first (with ``limit``: the latest ``limit``)."""
+        return self.store.drift_results(self.name, drift_only=drift_only, limit=limit)
 
     def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
         return self.store.alerts(self.name, limit=limit)
@@ -906,8 +909,16 @@ class Monitoring:
         """
         return self.store.add_feedback(labels)
 
-    def results(self, name: str | None = None, *, drift_only: bool = False) -> list[dict[str, Any]]:
-        return self.store.drift_results(name, drift_only=drift_only)
+    def results(
+        self, name: str | None = None, *, drift_only: bool = False, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Recorded windows (verdict, p-value, threshold, detail), oldest first.
+
+        ``limit`` keeps only the latest ``limit`` windows, read with one indexed
+        query however long the monitor has run (what a UI polling for the newest
+        windows wants).
+        """
+        return self.store.drift_results(name, drift_only=drift_only, limit=limit)
 
     def alerts(
         self, name: str | None = None, *, severity: str | None = None, limit: int = 100

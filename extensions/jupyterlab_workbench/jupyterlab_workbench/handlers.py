@@ -289,7 +289,7 @@ class MonitorsHandler(BaseHandler):
                 m.pop("detector", None)
                 m.pop("state", None)
             results = {
-                m["name"]: b.monitoring.results(m["name"])[-RESULTS_PER_MONITOR:][::-1]
+                m["name"]: b.monitoring.results(m["name"], limit=RESULTS_PER_MONITOR)[::-1]
                 for m in monitors
             }
             return {
