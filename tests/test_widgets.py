@@ -97,19 +97,7 @@ def test_experiment_state_has_compact_rows_curves_and_best_so_far(store):
 def test_experiment_min_mode_and_nan_metrics(store):
     from workbench.ui import ExperimentWidget
 
-    eid = store.create_experiment(
-        name="reg",
-        dataset_version_id=None,
-        metric="rmse",
-        mode="min",
-        num_samples=3,
-        search_space={},
-        search_alg="random",
-        scheduler="FIFO",
-        seed=0,
-        code_version={},
-        packages={},
-    )
+    eid = make_experiment(store, name="reg", metric="rmse", mode="min", num_samples=3)
     store.write_trial_events(
         eid,
         [

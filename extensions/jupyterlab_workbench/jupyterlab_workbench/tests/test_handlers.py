@@ -16,23 +16,12 @@ NO_AUTH = {"Authorization": ""}  # overrides the token header jp_fetch adds
 
 def seed(home: Path) -> dict:
     """An experiment with three trials and a model with two versions (v1 champion), no Ray."""
+    from tests._factories import make_experiment
     from tests._serve_env import cancer_bundle
     from workbench import Workbench
 
     bench = Workbench(home)
-    eid = bench.store.create_experiment(
-        name="cancer",
-        dataset_version_id=None,
-        metric="f1",
-        mode="max",
-        num_samples=3,
-        search_space={},
-        search_alg="random",
-        scheduler="FIFO",
-        seed=0,
-        code_version={},
-        packages={},
-    )
+    eid = make_experiment(bench.store, name="cancer", num_samples=3)
     bench.store.write_trial_events(
         eid,
         [
