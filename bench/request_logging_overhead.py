@@ -93,26 +93,7 @@ def main() -> int:
     settings = Settings.from_env(root / "wbhome")
     store = Store(settings.db_path)
     artifacts = ArtifactStore(settings.artifacts_dir)
-    shas: dict[int, str] = {}
-    record: dict[str, float] = {}
-    mv_id = 0
-    for C in (1.0, 0.5):
-        bundle, records = sb.build_bundle(C)
-        record = records[0]
-        sha = artifacts.put_object(bundle)
-        row = store.add_model_version(
-            "bench",
-            task="classification",
-            artifact_hash=sha,
-            params={"C": C},
-            metrics={},
-            signature=bundle.signature,
-            experiment_id=None,
-            trial_id=None,
-            dataset_version_id=None,
-        )
-        shas[int(row["version"])] = sha
-        mv_id = mv_id or int(row["id"])
+    shas, record, mv_id = sb.register_versions(store, artifacts)
     load = os.getloadavg()[0]
     profile = sb.in_replica_profile(artifacts, str(settings.db_path), shas, record, args.n)
     writes = write_cost(store, mv_id, record, args.batches, args.batch)

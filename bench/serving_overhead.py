@@ -135,6 +135,32 @@ def build_bundle(C: float) -> tuple[Any, list[dict[str, float]]]:
     return bundle, records
 
 
+def register_versions(store: Any, artifacts: Any) -> tuple[dict[int, str], dict[str, float], int]:
+    """Store and register model "bench" v1 (C=1.0) and v2 (C=0.5): ({version: artifact sha},
+    one input record, the first version's row id)."""
+    shas: dict[int, str] = {}
+    record: dict[str, float] = {}
+    first_id = 0
+    for C in (1.0, 0.5):
+        bundle, records = build_bundle(C)
+        record = records[0]
+        sha = artifacts.put_object(bundle)
+        row = store.add_model_version(
+            "bench",
+            task="classification",
+            artifact_hash=sha,
+            params={"C": C},
+            metrics={},
+            signature=bundle.signature,
+            experiment_id=None,
+            trial_id=None,
+            dataset_version_id=None,
+        )
+        shas[int(row["version"])] = sha
+        first_id = first_id or int(row["id"])
+    return shas, record, first_id
+
+
 def _jsonable(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
@@ -572,24 +598,7 @@ def main() -> int:
     settings = Settings.from_env(root / "wbhome")
     store = Store(settings.db_path)
     artifacts = ArtifactStore(settings.artifacts_dir)
-    shas: dict[int, str] = {}
-    record: dict[str, float] = {}
-    for C in (1.0, 0.5):
-        bundle, records = build_bundle(C)
-        record = records[0]
-        sha = artifacts.put_object(bundle)
-        row = store.add_model_version(
-            "bench",
-            task="classification",
-            artifact_hash=sha,
-            params={"C": C},
-            metrics={},
-            signature=bundle.signature,
-            experiment_id=None,
-            trial_id=None,
-            dataset_version_id=None,
-        )
-        shas[int(row["version"])] = sha
+    shas, record, _ = register_versions(store, artifacts)
     payload = json.dumps({"records": [record]}).encode()
 
     results: dict[str, Any] = {
