@@ -26,15 +26,6 @@ __all__ = [
     "Widgets",
 ]
 
-_WIDGETS = {
-    "ExperimentWidget",
-    "RegistryWidget",
-    "DeploymentWidget",
-    "MonitorWidget",
-    "LineageWidget",
-    "Widgets",
-}
-
 if TYPE_CHECKING:
     from workbench.ui._widget import ProgressWidget
     from workbench.ui._widgets import (
@@ -53,7 +44,8 @@ def __getattr__(name: str) -> Any:
         from workbench.ui._widget import ProgressWidget
 
         return ProgressWidget
-    if name in _WIDGETS:
+    # names of __all__ bound above never get here: the rest are the live widgets
+    if name in __all__:
         from workbench.ui import _widgets
 
         return getattr(_widgets, name)
