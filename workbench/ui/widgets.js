@@ -109,6 +109,16 @@ function noticeLine(model) {
   return { line, off: listen(model, ["notice", "busy", "error"], update) };
 }
 
+// a widget with confirmed actions: its box (appended to root), head, confirmation host and notice line
+function actionFrame(model, root, kind) {
+  const box = h("div", { class: `wb-widget wb-${kind}` });
+  root.append(box);
+  const head = h("div", { class: "wb-head" });
+  const confirmHost = h("div", {});
+  const { line: notice, off: offNotice } = noticeLine(model);
+  return { box, head, confirmHost, notice, offNotice };
+}
+
 // ------------------------------------------------------------------ scales and axes
 function niceTicks(lo, hi, n = 5) {
   if (!(isFinite(lo) && isFinite(hi))) return [];
@@ -480,11 +490,7 @@ function barChart({ title, groups, keys, width = 460, height = 230, yLabel }) {
 }
 
 function renderRegistry(model, root) {
-  const box = h("div", { class: "wb-widget wb-registry" });
-  root.append(box);
-  const head = h("div", { class: "wb-head" });
-  const confirmHost = h("div", {});
-  const { line: notice, off: offNotice } = noticeLine(model);
+  const { box, head, confirmHost, notice, offNotice } = actionFrame(model, root, "registry");
   const body = h("div", {});
   box.append(head, confirmHost, notice, body);
   const aliasInput = h("input", { class: "wb-alias", value: "champion", size: 10, title: "alias to move" });
@@ -547,11 +553,7 @@ function renderRegistry(model, root) {
 
 // ------------------------------------------------------------------ deployment
 function renderDeployment(model, root) {
-  const box = h("div", { class: "wb-widget wb-deployment" });
-  root.append(box);
-  const head = h("div", { class: "wb-head" });
-  const confirmHost = h("div", {});
-  const { line: notice, off: offNotice } = noticeLine(model);
+  const { box, head, confirmHost, notice, offNotice } = actionFrame(model, root, "deployment");
   const traffic = h("div", { class: "wb-card wb-traffic" });
   const canary = h("div", { class: "wb-canary" });
   const charts = h("div", { class: "wb-charts" });
@@ -643,11 +645,7 @@ function renderDeployment(model, root) {
 
 // ------------------------------------------------------------------ monitor
 function renderMonitor(model, root) {
-  const box = h("div", { class: "wb-widget wb-monitor" });
-  root.append(box);
-  const head = h("div", { class: "wb-head" });
-  const confirmHost = h("div", {});
-  const { line: notice, off: offNotice } = noticeLine(model);
+  const { box, head, confirmHost, notice, offNotice } = actionFrame(model, root, "monitor");
   const body = h("div", {});
   box.append(head, confirmHost, notice, body);
 
