@@ -286,3 +286,23 @@ def run_cell(page: Any, code: str, *, timeout_s: float = 120, wait: bool = True)
         tail = re.sub(r"\x1b\[[0-9;]*m", "", result["errors"][0])[-3000:]
         raise AssertionError(f"cell raised:\n{tail}")
     return result["text"]
+
+
+def bench_with_split(lab: Lab, train: float) -> tuple[Any, Any, Any]:
+    """A ``Workbench`` in the lab's WORKBENCH_HOME (Serve on a free port) with the breast-cancer
+    data ingested as ``bc`` and split into ``train`` and ``holdout`` (seed 0): (bench, train, holdout)."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    bench = Workbench(lab.home, serve_port=free_port())
+    dv = bench.datasets.ingest(
+        write_breast_cancer_csv(lab.root_dir / "bc.csv"), name="bc", target="diagnosis"
+    )
+    parts = bench.datasets.split(dv, {"train": train, "holdout": round(1 - train, 6)}, seed=0)
+    return bench, parts["train"], parts["holdout"]
+
+
+def open_panel(page: Any) -> None:
+    """Click the workbench panel's tab in the left sidebar, as a user does."""
+    page.locator('.jp-SideBar [data-id="jp-workbench-panel"]').first.click()
+    page.wait_for_selector("#jp-workbench-panel:not(.lm-mod-hidden) .jp-WorkbenchPanel-tab")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser._lab import free_port, screenshot
+from tests.browser._lab import bench_with_split, open_panel, screenshot
 
 pytestmark = pytest.mark.ray
 
@@ -29,16 +29,9 @@ WINDOW = 40
 def seeded(lab, ray_cluster):
     from ray import serve
 
-    from workbench.api import Workbench
     from workbench.automation import DriftTrigger, LoopPolicy
-    from workbench.datasets import write_breast_cancer_csv
 
-    bench = Workbench(lab.home, serve_port=free_port())
-    dv = bench.datasets.ingest(
-        write_breast_cancer_csv(lab.root_dir / "bc.csv"), name="bc", target="diagnosis"
-    )
-    parts = bench.datasets.split(dv, {"train": 0.7, "holdout": 0.3}, seed=0)
-    train, holdout = parts["train"], parts["holdout"]
+    bench, train, holdout = bench_with_split(lab, 0.7)
     for c in (1.0, 0.05):
         bundle = bench.experiments.fit_bundle(train, {"family": "logistic_regression", "C": c})
         bench.registry.register(
@@ -90,8 +83,7 @@ def seeded(lab, ray_cluster):
 
 def open_tab(page, tab: str):
     """Open the panel from the left sidebar and click one of its tabs, as a user does."""
-    page.locator('.jp-SideBar [data-id="jp-workbench-panel"]').first.click()
-    page.wait_for_selector("#jp-workbench-panel:not(.lm-mod-hidden) .jp-WorkbenchPanel-tab")
+    open_panel(page)
     panel = page.locator("#jp-workbench-panel")
     panel.locator(f'[data-tab="{tab}"]').click()
     return panel

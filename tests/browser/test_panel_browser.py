@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.browser._lab import free_port, open_notebook, run_cell, screenshot
+from tests.browser._lab import bench_with_split, open_notebook, open_panel, run_cell, screenshot
 
 pytestmark = pytest.mark.ray
 
@@ -26,15 +26,7 @@ def seeded(lab, ray_cluster):
     """A finished 2-trial search, model ``panel-cancer`` v1 (champion) and v2, deployed with v2 at 0%."""
     from ray import serve
 
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    bench = Workbench(lab.home, serve_port=free_port())
-    dv = bench.datasets.ingest(
-        write_breast_cancer_csv(lab.root_dir / "bc.csv"), name="bc", target="diagnosis"
-    )
-    parts = bench.datasets.split(dv, {"train": 0.8, "holdout": 0.2}, seed=0)
-    train, holdout = parts["train"], parts["holdout"]
+    bench, train, holdout = bench_with_split(lab, 0.8)
     space = {"family": "logistic_regression", "C": 1.0}
     result = bench.experiments.search(
         train, name="panel-search", space=space, num_samples=2, folds=2, progress=None
@@ -50,12 +42,6 @@ def seeded(lab, ray_cluster):
         serve.shutdown()  # the next module may start Serve on its own port
     finally:
         bench.store.close()
-
-
-def open_panel(page) -> None:
-    """Click the panel's tab in the left sidebar, as a user does."""
-    page.locator('.jp-SideBar [data-id="jp-workbench-panel"]').first.click()
-    page.wait_for_selector("#jp-workbench-panel:not(.lm-mod-hidden) .jp-WorkbenchPanel-tab")
 
 
 def test_side_panel_shows_an_experiments_trials(page, seeded):
