@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -115,3 +116,17 @@ def close_env(env: Any) -> None:
     with contextlib.suppress(Exception):
         kill_recorder(env.settings.db_path)
     env.store.close()
+
+
+@contextlib.contextmanager
+def champion_env(tmp_path_factory, name: str, *, versions: int, reason: str) -> Iterator[Any]:
+    """``serve_env`` with ``cancer_bundle`` as versions 1..``versions`` of model ``name``, v1 its
+    ``champion`` (moved by "tester" with ``reason``) and ``env.records``; closed on exit."""
+    bundle, records = cancer_bundle()
+    env = serve_env(tmp_path_factory, name, [bundle] * versions)
+    env.records = records
+    env.store.set_alias(name, "champion", 1, actor="tester", reason=reason)
+    try:
+        yield env
+    finally:
+        close_env(env)

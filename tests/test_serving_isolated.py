@@ -97,16 +97,10 @@ def test_a_replica_that_keeps_dying_ends_in_a_clear_error():
 
 @pytest.fixture(scope="module")
 def env(ray_cluster, tmp_path_factory):
-    from tests._serve_env import cancer_bundle, close_env, serve_env
+    from tests._serve_env import champion_env
 
-    bundle, records = cancer_bundle()
-    env = serve_env(tmp_path_factory, NAME, [bundle, bundle])  # versions 1 and 2
-    env.records = records
-    env.store.set_alias(NAME, "champion", 1, actor="tester", reason="isolation test")
-    try:
+    with champion_env(tmp_path_factory, NAME, versions=2, reason="isolation test") as env:
         yield env
-    finally:
-        close_env(env)
 
 
 def _version_replicas(want: int, tries: int = 60) -> dict[str, dict]:

@@ -31,16 +31,10 @@ MAX_S = 90.0  # hard bound on the load, whatever happens
 
 @pytest.fixture(scope="module")
 def env(ray_cluster, tmp_path_factory):
-    from tests._serve_env import cancer_bundle, close_env, serve_env
+    from tests._serve_env import champion_env
 
-    bundle, records = cancer_bundle()
-    env = serve_env(tmp_path_factory, NAME, [bundle])
-    env.records = records
-    env.store.set_alias(NAME, "champion", 1, actor="tester", reason="reliability test")
-    try:
+    with champion_env(tmp_path_factory, NAME, versions=1, reason="reliability test") as env:
         yield env
-    finally:
-        close_env(env)
 
 
 class Load:
