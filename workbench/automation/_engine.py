@@ -288,31 +288,13 @@ class Engine:
         detail = {**job["detail"], "budget": figures}
         stale = self._stale(job)
         if stale:
-            self.store.record_retrain_step(job_id, "trigger", "stale", {"summary": stale})
-            self.store.update_retrain_job(
-                job_id,
-                status="SKIPPED",
-                decision="stale",
-                ended_at=_now_iso(),
-                detail={**detail, "admission": stale},
-            )
-            return {"job_id": job_id, "status": "SKIPPED", "decision": "stale", "reason": stale}
+            return self._skip(job_id, detail, ("trigger", "stale"), "stale", stale)
         if budget.max_compute_s is not None and used >= budget.max_compute_s:
             reason = (
                 f"budget: {used:.1f}s of retraining compute used in 24h by earlier jobs "
                 f"(max {budget.max_compute_s:g}s)"
             )
-            self.store.record_retrain_step(
-                job_id, "budget", "refused", {"summary": reason, **figures}
-            )
-            self.store.update_retrain_job(
-                job_id,
-                status="SKIPPED",
-                decision="budget",
-                ended_at=_now_iso(),
-                detail={**detail, "admission": reason},
-            )
-            return {"job_id": job_id, "status": "SKIPPED", "decision": "budget", "reason": reason}
+            return self._skip(job_id, detail, ("budget", "refused"), "budget", reason, figures)
         self.store.update_retrain_job(job_id, detail=detail)
         job["detail"] = detail
         t0 = time.monotonic()
@@ -331,6 +313,27 @@ class Engine:
         self.store.update_retrain_job(job_id, compute_s=compute)
         out["compute_s"] = compute
         return out
+
+    def _skip(
+        self,
+        job_id: int,
+        detail: dict[str, Any],
+        step: tuple[str, str],
+        decision: str,
+        reason: str,
+        figures: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """End a job ``SKIPPED`` before it runs: one step (name, status) with the reason (and
+        figures), the reason as the job's admission."""
+        self.store.record_retrain_step(job_id, *step, {"summary": reason, **(figures or {})})
+        self.store.update_retrain_job(
+            job_id,
+            status="SKIPPED",
+            decision=decision,
+            ended_at=_now_iso(),
+            detail={**detail, "admission": reason},
+        )
+        return {"job_id": job_id, "status": "SKIPPED", "decision": decision, "reason": reason}
 
     def _stale(self, job: dict[str, Any]) -> str | None:
         """Why a drift job's evidence no longer holds, else None.
