@@ -332,7 +332,12 @@ def test_without_a_canary_a_promotion_switches_the_live_deployment(live):
             canary=False,
         )
     )
-    _send(live, _shifted(live, 120))  # at least one window of shifted traffic alone
+    # every feature tripled: drift beyond doubt (this test is about what follows it)
+    tripled = [
+        {k: v * 3 if k != TARGET else v for k, v in row.items()}
+        for row in live.rng.sample(live.rows, 120)
+    ]
+    _send(live, tripled)  # at least one window of shifted traffic alone
     out = bench.automation.tick()
     assert "drift" in [r["verdict"] for r in out["checked"][mon.name]], out["checked"]
     promoted = [j for j in bench.automation.jobs("no-canary") if j["status"] == "PROMOTED"]
