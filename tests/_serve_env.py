@@ -8,8 +8,15 @@ from types import SimpleNamespace
 from typing import Any
 
 
-def cancer_bundle() -> tuple[Any, list[dict[str, float]]]:
-    """Logistic regression on scikit-learn's breast-cancer data (30 numbers → 'malignant'/'benign')."""
+def cancer_bundle(
+    estimator: Any = None, *, broken: bool = False
+) -> tuple[Any, list[dict[str, float]]]:
+    """A model of scikit-learn's breast-cancer data (30 numbers → 'malignant'/'benign').
+
+    ``estimator`` (default ``LogisticRegression(max_iter=1000)``) is fitted after the
+    workbench preprocessor; ``broken=True`` gives a model fitted on 5 of the 30
+    preprocessed columns, whose ``predict`` raises ValueError on every request.
+    """
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -20,9 +27,14 @@ def cancer_bundle() -> tuple[Any, list[dict[str, float]]]:
     data = load_breast_cancer(as_frame=True)
     X, y = data.data, data.target.to_numpy()
     kinds = {c: "number" for c in X.columns}
-    pipe = Pipeline(
-        [("preprocess", build_preprocessor(kinds)), ("model", LogisticRegression(max_iter=1000))]
-    ).fit(X, y)
+    pre = build_preprocessor(kinds)
+    if broken:
+        pre.fit(X)
+        model = LogisticRegression(max_iter=500).fit(pre.transform(X)[:, :5], y)
+        pipe = Pipeline([("preprocess", pre), ("model", model)])
+    else:
+        est = estimator if estimator is not None else LogisticRegression(max_iter=1000)
+        pipe = Pipeline([("preprocess", pre), ("model", est)]).fit(X, y)
     bundle = ModelBundle(
         pipeline=pipe,
         features=kinds,
@@ -31,6 +43,45 @@ def cancer_bundle() -> tuple[Any, list[dict[str, float]]]:
     )
     records = [{c: float(v) for c, v in row.items()} for row in X.to_dict(orient="records")]
     return bundle, records
+
+
+def cancer_labels() -> list[str]:
+    """The true class of each record :func:`cancer_bundle` returns, in the same order."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    return [str(data.target_names[i]) for i in data.target]
+
+
+def starlette_request(body: Any, headers: Any = ()) -> Any:
+    """A POST ``/d/predict`` request with a JSON body, for calling a Router in-process."""
+    import json
+
+    from starlette.requests import Request
+
+    raw = json.dumps(body).encode()
+    done = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal done
+        if done:
+            return {"type": "http.disconnect"}
+        done = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/d/predict",
+        "root_path": "/d",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+            *[(k.lower().encode(), v.encode()) for k, v in headers],
+        ],
+    }
+    return Request(scope, receive)
 
 
 def mixed_bundle() -> tuple[Any, list[dict[str, Any]]]:

@@ -20,37 +20,11 @@ NAME = "cancer"
 
 
 def _bundle(C: float, *, broken: bool = False):
-    """A real sklearn bundle on breast-cancer data; ``broken`` builds one whose predict always raises."""
-    from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
 
-    from workbench.features import build_preprocessor
-    from workbench.registry import ModelBundle
+    from tests._serve_env import cancer_bundle
 
-    data = load_breast_cancer(as_frame=True)
-    X, y = data.data, data.target.to_numpy()
-    kinds = {c: "number" for c in X.columns}
-    if broken:
-        # Fitted on 5 of the 30 preprocessed columns: predict raises ValueError on every request.
-        pre = build_preprocessor(kinds).fit(X)
-        model = LogisticRegression(max_iter=500).fit(pre.transform(X)[:, :5], y)
-        pipe = Pipeline([("preprocess", pre), ("model", model)])
-    else:
-        pipe = Pipeline(
-            [
-                ("preprocess", build_preprocessor(kinds)),
-                ("model", LogisticRegression(C=C, max_iter=1000)),
-            ]
-        ).fit(X, y)
-    bundle = ModelBundle(
-        pipeline=pipe,
-        features=kinds,
-        target="diagnosis",
-        classes=[str(c) for c in data.target_names],
-    )
-    records = [{c: float(v) for c, v in row.items()} for row in X.to_dict(orient="records")]
-    return bundle, records
+    return cancer_bundle(LogisticRegression(C=C, max_iter=1000), broken=broken)
 
 
 @pytest.fixture(scope="module")

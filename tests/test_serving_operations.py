@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests._serve_env import starlette_request
 from workbench.exceptions import ConfigError, InvalidRequestError
 from workbench.registry import ModelBundle
 
@@ -217,35 +218,8 @@ def replica_context(monkeypatch):
     monkeypatch.setattr(serve, "get_replica_context", lambda: ctx)
 
 
-def _request(body):
-    from starlette.requests import Request
-
-    raw = json.dumps(body).encode()
-    done = False
-
-    async def receive():
-        nonlocal done
-        if done:
-            return {"type": "http.disconnect"}
-        done = True
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/d/predict",
-        "root_path": "/d",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(raw)).encode()),
-        ],
-    }
-    return Request(scope, receive)
-
-
 async def _predict(router, xs):
-    resp = await router._predict(_request({"records": [{"x": x} for x in xs]}))
+    resp = await router._predict(starlette_request({"records": [{"x": x} for x in xs]}))
     return resp.status_code, json.loads(resp.body)
 
 
@@ -356,7 +330,7 @@ def test_a_stuck_recorder_never_holds_up_a_request(local):
         answers = []
         for _ in range(3):
             for _ in range(70):  # > FLUSH_ROWS: wakes the flusher
-                resp = await router(_request({"records": [{"x": 1.0}]}))
+                resp = await router(starlette_request({"records": [{"x": 1.0}]}))
                 answers.append(resp.status_code)
             await asyncio.sleep(0.3)  # > FLUSH_INTERVAL_S: the flusher ships what is buffered
         return answers, len(router._inflight)

@@ -26,38 +26,21 @@ NAME = "strategies"
 
 
 def _bundle(kind: str):
-    from sklearn.datasets import load_breast_cancer
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
 
-    from workbench.features import build_preprocessor
-    from workbench.registry import ModelBundle
+    from tests._serve_env import cancer_bundle, cancer_labels
 
-    data = load_breast_cancer(as_frame=True)
-    X, y = data.data, data.target.to_numpy()
-    kinds = {c: "number" for c in X.columns}
-    pre = build_preprocessor(kinds)
     if kind == "broken":  # fitted on 5 of 30 columns: predict raises ValueError on every request
-        pre.fit(X)
-        model = LogisticRegression(max_iter=500).fit(pre.transform(X)[:, :5], y)
-        pipe = Pipeline([("preprocess", pre), ("model", model)])
+        bundle, records = cancer_bundle(broken=True)
     else:
         est = {
             "lr": LogisticRegression(C=1.0, max_iter=1000),
             "lr-weak": LogisticRegression(C=0.002, max_iter=1000),
             "majority": DummyClassifier(strategy="most_frequent"),
         }[kind]
-        pipe = Pipeline([("preprocess", pre), ("model", est)]).fit(X, y)
-    bundle = ModelBundle(
-        pipeline=pipe,
-        features=kinds,
-        target="diagnosis",
-        classes=[str(c) for c in data.target_names],
-    )
-    records = [{c: float(v) for c, v in row.items()} for row in X.to_dict(orient="records")]
-    labels = [str(data.target_names[i]) for i in y]
-    return bundle, records, labels
+        bundle, records = cancer_bundle(est)
+    return bundle, records, cancer_labels()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests._serve_env import starlette_request
 from workbench.exceptions import ConfigError
 
 # ------------------------------------------------------------------ helpers
@@ -101,36 +102,8 @@ def local(tmp_path):
         router._shadow.close()
 
 
-def _request(body, headers=()):
-    from starlette.requests import Request
-
-    raw = json.dumps(body).encode()
-    done = False
-
-    async def receive():
-        nonlocal done
-        if done:
-            return {"type": "http.disconnect"}
-        done = True
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/d/predict",
-        "root_path": "/d",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(raw)).encode()),
-            *[(k.lower().encode(), v.encode()) for k, v in headers],
-        ],
-    }
-    return Request(scope, receive)
-
-
 async def _call(router, body, headers=()):
-    resp = await router._predict(_request(body, headers))
+    resp = await router._predict(starlette_request(body, headers))
     return resp.status_code, json.loads(resp.body)
 
 
