@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-fast lint bench bench-search bench-monitoring bench-serving bench-panel labextension lock clean-venv
+.PHONY: demo test test-fast system-packages lint bench bench-search bench-monitoring bench-serving bench-panel labextension lock clean-venv
 
 # The JupyterLab extension is installed after workbench; its labextension is prebuilt and committed,
 # so installing it needs no node (SKIP_JUPYTER_BUILDER), and `make labextension` rebuilds it.
@@ -25,7 +25,12 @@ $(STAMP): pyproject.toml constraints.txt $(EXT)/pyproject.toml
 demo: $(STAMP)
 	$(BIN)/workbench demo
 
-test: $(STAMP)
+# The Debian packages the suite needs (chromium, postgresql, mosquitto): installed when missing and
+# running as root, else it stops with the one command to run.
+system-packages:
+	@scripts/system-packages
+
+test: system-packages $(STAMP)
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)
