@@ -205,7 +205,7 @@ def main() -> None:
         final = bench.automation.tick(run=False)
         ticks.append({"after_request": stream.sent, "checked": final["checked"].get(monitor.name)})
 
-        results = bench.store.drift_results(monitor.name)
+        results = bench.store.monitors.list_windows(monitor.name)
         window_of = {
             r["id"]: k for k, r in enumerate(results)
         }  # count windows: k-th result = window k

@@ -69,7 +69,7 @@ def main() -> None:
             if t.get("checkpoint_path"):
                 path = Path(t["checkpoint_path"]) / "meta.json"
                 meta = json.loads(path.read_text()) if path.exists() else None
-            steps = wb.store.trial_metrics(result.experiment_id, t["trial_id"])
+            steps = wb.store.experiments.list_trial_metrics(result.experiment_id, t["trial_id"])
             trials.append(
                 {
                     "trial_id": t["trial_id"],

@@ -160,7 +160,7 @@ def monitor_path(rows: int, backend: str) -> dict[str, Any]:
     cols = [f"f{j}" for j in range(FEATURES)]
     ref = pl.DataFrame(dict(zip(cols, _data(rng, ROWS).T, strict=True)) | {"y": ["a"] * ROWS})
     dv = datasets.ingest(ref, name="ref", target="y")
-    store.add_model_version(
+    store.models.add_version(
         "m",
         task="classification",
         artifact_hash="c" * 64,
@@ -171,13 +171,13 @@ def monitor_path(rows: int, backend: str) -> dict[str, Any]:
         trial_id=None,
         dataset_version_id=dv.id,
     )
-    store.upsert_deployment("svc", model="m", route_prefix="/svc", status="running")
+    store.deployments.add("svc", model="m", route_prefix="/svc", status="running")
     mon = Monitoring(store, datasets, alerting=Alerts(store, sinks=[])).drift_monitor(
         "svc", reference=dv, window=rows, backend=backend
     )
     x = _data(rng, rows)
     batch = [dict(zip(cols, map(float, r), strict=True)) for r in x]
-    store.log_requests(
+    store.deployments.record_requests(
         [
             {
                 "request_id": f"r{i}",
@@ -189,7 +189,7 @@ def monitor_path(rows: int, backend: str) -> dict[str, Any]:
             for i in range(0, rows, 100)
         ]
     )
-    t_read, pending = _timed(lambda: store.requests_after("svc"))
+    t_read, pending = _timed(lambda: store.deployments.list_requests("svc"))
     records = [r for req in pending for r in req["features"]]
     t_encode, enc = _timed(lambda: mon.encoder.encode(records, min_rows=30))
     t_test, _ = _timed(lambda: mon.detector.test(enc.x))

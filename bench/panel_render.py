@@ -59,7 +59,7 @@ def seed(home: Path, n: int) -> int:
 
     rng = random.Random(0)
     with Workbench(home) as bench:
-        eid = bench.store.create_experiment(
+        eid = bench.store.experiments.add(
             name="bench-1000", dataset_version_id=None, metric="f1", mode="max", num_samples=n,
             search_space={}, search_alg="random", scheduler="FIFO", seed=0, code_version={},
             packages={},
@@ -77,7 +77,7 @@ def seed(home: Path, n: int) -> int:
                 {"trial_id": f"t{i:05d}", "status": "TERMINATED", "config": config,
                  "metrics": metrics, "duration_s": rng.uniform(1, 30)}
             )  # fmt: skip
-        bench.store.write_trial_events(eid, trials)
+        bench.store.experiments.record_trial_events(eid, trials)
     return eid
 
 

@@ -47,7 +47,7 @@ def write_cost(
     """µs per row of ``Store.log_requests`` (what the recorder actor runs), p50/p99 over batches."""
     from workbench.lineage import utcnow
 
-    store.upsert_deployment("bench", model="bench", route_prefix="/bench", status="RUNNING")
+    store.deployments.add("bench", model="bench", route_prefix="/bench", status="RUNNING")
     per_row = []
     for _ in range(batches):
         rows = [
@@ -64,7 +64,7 @@ def write_cost(
             for _ in range(size)
         ]
         t = time.perf_counter()
-        store.log_requests(rows)
+        store.deployments.record_requests(rows)
         per_row.append((time.perf_counter() - t) / size * 1e6)
     per_row.sort()
     return {

@@ -177,11 +177,13 @@ def instrument_workbench() -> None:
         try:
             original_write(self, experiment_id, trials, metrics)
         finally:
-            TIMERS.seconds["store.write_trial_events"] = (
-                TIMERS.seconds.get("store.write_trial_events", 0.0) + time.perf_counter() - t
+            TIMERS.seconds["store.experiments.record_trial_events"] = (
+                TIMERS.seconds.get("store.experiments.record_trial_events", 0.0)
+                + time.perf_counter()
+                - t
             )
-            TIMERS.calls["store.write_trial_events"] = (
-                TIMERS.calls.get("store.write_trial_events", 0) + 1
+            TIMERS.calls["store.experiments.record_trial_events"] = (
+                TIMERS.calls.get("store.experiments.record_trial_events", 0) + 1
             )
 
     Store.write_trial_events = write  # type: ignore[method-assign]
@@ -416,9 +418,9 @@ class Bench:
                 sum(v for k, v in TIMERS.seconds.items() if k.startswith("callback.")), 3
             ),
             "driver_time_in_store_writes_s": round(
-                TIMERS.seconds.get("store.write_trial_events", 0.0), 3
+                TIMERS.seconds.get("store.experiments.record_trial_events", 0.0), 3
             ),
-            "store_transactions": TIMERS.calls.get("store.write_trial_events", 0),
+            "store_transactions": TIMERS.calls.get("store.experiments.record_trial_events", 0),
             "metric_rows_written": TIMERS.rows,
         }
 
@@ -526,7 +528,7 @@ def write_rate(root: Path, trials: int, steps: int, mlflow_n: int) -> dict[str, 
     out: dict[str, Any] = {"metrics_per_result": len(names)}
     for mode in ("per_result", "per_search"):
         store = Store(root / f"rate-{mode}.db")
-        exp = store.create_experiment(
+        exp = store.experiments.add(
             name=mode,
             dataset_version_id=None,
             metric="f1",
@@ -547,11 +549,11 @@ def write_rate(root: Path, trials: int, steps: int, mlflow_n: int) -> dict[str, 
         t = time.perf_counter()
         if mode == "per_result":
             for tid, step, values in events:
-                store.write_trial_events(
+                store.experiments.record_trial_events(
                     exp, [{"trial_id": tid, "status": "RUNNING"}], [(tid, step, values)]
                 )
         else:
-            store.write_trial_events(
+            store.experiments.record_trial_events(
                 exp, [{"trial_id": f"t{i:05d}", "status": "RUNNING"} for i in range(trials)], events
             )
         dt = time.perf_counter() - t

@@ -145,7 +145,7 @@ def register_versions(store: Any, artifacts: Any) -> tuple[dict[int, str], dict[
         bundle, records = build_bundle(C)
         record = records[0]
         sha = artifacts.put_object(bundle)
-        row = store.add_model_version(
+        row = store.models.add_version(
             "bench",
             task="classification",
             artifact_hash=sha,

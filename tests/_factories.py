@@ -14,7 +14,7 @@ def make_experiment(
     num_samples: int = 2,
 ) -> int:
     """Record a bare experiment (for tests of the store and its adapters)."""
-    return store.create_experiment(
+    return store.experiments.add(
         name=name,
         dataset_version_id=dataset_version_id,
         metric=metric,

@@ -137,7 +137,7 @@ def serve_env(tmp_path_factory, name: str, bundles: list[Any], **serving_kwargs:
     store = Store(settings.db_path)
     artifacts = ArtifactStore(settings.artifacts_dir)
     for bundle in bundles:
-        store.add_model_version(
+        store.models.add_version(
             name,
             task=bundle.task,
             artifact_hash=artifacts.put_object(bundle),
@@ -176,7 +176,7 @@ def champion_env(tmp_path_factory, name: str, *, versions: int, reason: str) -> 
     bundle, records = cancer_bundle()
     env = serve_env(tmp_path_factory, name, [bundle] * versions)
     env.records = records
-    env.store.set_alias(name, "champion", 1, actor="tester", reason=reason)
+    env.store.models.set_alias(name, "champion", 1, actor="tester", reason=reason)
     try:
         yield env
     finally:

@@ -39,7 +39,7 @@ def test_auto_mode_searches_every_regression_family_and_registers_a_regressor(
 ):
     bench, _ = cancer_bench
     result = bench.experiments.auto(diabetes, name="auto-reg", num_samples=1, progress=None)
-    exp = bench.store.get_experiment(result.experiment_id)
+    exp = bench.store.experiments.get(result.experiment_id)
     options = exp["search_space"]["_options"]
     assert exp["metric"] == "r2" and exp["mode"] == "max" and exp["scheduler"] == "asha"
     assert options["task"] == "regression" and options["folds"] == 5  # 442 rows ≤ 2,000

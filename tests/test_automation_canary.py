@@ -98,7 +98,7 @@ class Clients(threading.Thread):
     def run(self) -> None:
         bench, deadline = self.env.bench, time.monotonic() + self.max_s
         while self.after_step and not self.stop.is_set() and time.monotonic() < deadline:
-            if bench.store.query_one(
+            if bench.store._db.row(
                 "SELECT id FROM retrain_steps WHERE step = ?", [self.after_step]
             ):
                 break
@@ -199,12 +199,12 @@ def test_drift_job_goes_through_a_canary_on_serve_and_is_promoted(live):
     # aliases, weights served by the router, traffic history, audit
     assert bench.registry.get(NAME, "champion").version == 2
     assert _weights(bench) == {1: 0.0, 2: 1.0}
-    history = bench.store.traffic_history(NAME)
+    history = bench.store.deployments.list_traffic(NAME)
     assert [h["weights"] for h in history[-2:]] == [{"1": 0.5, "2": 0.5}, {"1": 0.0, "2": 1.0}]
     assert all(h["actor"] == "automation" and h["kind"] == "canary" for h in history[-2:])
     actions = [(a["action"], a["actor"]) for a in bench.store.audit_log(200)]
     assert ("canary.completed", "automation") in actions
-    alias = bench.store.alias_history(NAME)[-1]
+    alias = bench.store.models.list_alias_history(NAME)[-1]
     assert (alias["alias"], alias["version"], alias["previous_version"]) == ("champion", 2, 1)
     assert alias["actor"] == "automation" and alias["reason"].startswith(f"retrain job {job['id']}")
     assert ("alias.set", "automation") in actions
@@ -225,7 +225,7 @@ def test_drift_job_goes_through_a_canary_on_serve_and_is_promoted(live):
     assert v2.dataset_version_id == job["new_dataset_version_id"]
     # the monitor's reference moved to the new version's training data
     assert (
-        bench.store.get_monitor(mon.name)["reference_dataset_version_id"] == v2.dataset_version_id
+        bench.store.monitors.get(mon.name)["reference_dataset_version_id"] == v2.dataset_version_id
     )
     bench.automation.disable_policy("on-drift")
     print(
@@ -254,8 +254,8 @@ def test_late_labels_degrade_a_performance_window_and_the_canary_rolls_back_a_ba
     )
     # labels so far are right: every complete window is ok; top up the partial one
     assert all(r["verdict"] == "ok" for r in perf.check())
-    state = bench.store.get_monitor(perf.name)["state"] or {}
-    pending = len(bench.store.labeled_after(NAME, int(state.get("label_seq", 0))))
+    state = bench.store.monitors.get(perf.name)["state"] or {}
+    pending = len(bench.store.monitors.list_labels_after(NAME, int(state.get("label_seq", 0))))
     _send(live, live.rng.sample(live.rows, 40 - pending))
     _send(live, live.rng.sample(live.rows, 40), flip=True)  # a broken labelling feed
 
@@ -264,7 +264,7 @@ def test_late_labels_degrade_a_performance_window_and_the_canary_rolls_back_a_ba
     assert not clients.errors, clients.errors[:3]
     verdicts = [r["verdict"] for r in out["checked"][perf.name]]
     assert verdicts == ["ok", "degraded"], verdicts
-    window = bench.store.drift_results(perf.name)[-1]
+    window = bench.store.monitors.list_windows(perf.name)[-1]
     assert window["is_drift"] and window["detail"]["value"] < window["detail"]["bound"]
     (job,) = bench.automation.jobs("on-quality")
     assert out["created"] == [job["id"]] and job["drift_result_id"] == window["id"]
@@ -283,11 +283,11 @@ def test_late_labels_degrade_a_performance_window_and_the_canary_rolls_back_a_ba
 
     # the champion keeps its alias and 100% of the traffic; the challenger stays registered
     assert bench.registry.get(NAME, "champion").version == champion
-    assert bench.store.alias_history(NAME)[-1]["version"] == champion
+    assert bench.store.models.list_alias_history(NAME)[-1]["version"] == champion
     assert bench.registry.get(NAME, challenger).version == challenger
     weights = _weights(bench)
     assert weights[champion] == 1.0 and weights.get(challenger, 0.0) == 0.0
-    last = bench.store.traffic_history(NAME)[-1]
+    last = bench.store.deployments.list_traffic(NAME)[-1]
     assert last["kind"] == "rollback" and last["actor"] == "automation"
     assert last["weights"][str(champion)] == 1.0 and "accuracy" in last["reason"]
     assert any(
@@ -347,7 +347,7 @@ def test_without_a_canary_a_promotion_switches_the_live_deployment(live):
     assert new == job["detail"]["challenger_version"] and new != before
     # the job's champion stays loaded at 0% for an instant rollback
     assert _weights(bench) == {job["detail"]["champion_version"]: 0.0, new: 1.0}
-    last = bench.store.traffic_history(NAME)[-1]
+    last = bench.store.deployments.list_traffic(NAME)[-1]
     assert last["actor"] == "automation" and last["reason"].startswith(f"retrain job {job['id']}")
     promotion = [s for s in bench.automation.steps(job["id"]) if s["step"] == "promotion"]
     assert promotion and f"{NAME} now serves it" in promotion[0]["detail"]["summary"]

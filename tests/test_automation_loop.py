@@ -14,7 +14,7 @@ def _drift(store, monitor, flags):
     ids = []
     for f in flags:
         ids.append(
-            store.add_drift_result(
+            store.monitors.record_window(
                 monitor,
                 first_request_log_id=0,
                 last_request_log_id=0,
@@ -44,8 +44,8 @@ def loop_bench(home):
     metrics = bench.experiments.evaluate(bundle, parts["holdout"])
     bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
     bench.registry.set_alias("bc", "champion", 1)
-    bench.store.upsert_deployment("bc", model="bc", route_prefix="/bc", status="RUNNING")
-    bench.store.create_monitor(
+    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
+    bench.store.monitors.add(
         "bc-drift",
         deployment="bc",
         kind="drift",
@@ -87,12 +87,12 @@ def test_one_job_per_event_enforced_by_the_store(loop_bench):
     # a second tick, and another process on the same file, create nothing more
     assert bench.automation.tick(run=False)["created"] == []
     other = Store(bench.settings.db_path)
-    assert other.claim_retrain_job(jobs[0]["event_key"], policy="bc", status="SCHEDULED") is None
+    assert other.retraining.claim_job(jobs[0]["event_key"], policy="bc", status="SCHEDULED") is None
     with pytest.raises(
         sqlite3.IntegrityError
     ):  # the guarantee is the UNIQUE index, not our pre-check
         with other.transaction():
-            other.db.conn.execute(
+            other._db.conn.execute(
                 "INSERT INTO retrain_jobs (status, started_at, event_key) VALUES ('X', 'now', ?)",
                 [jobs[0]["event_key"]],
             )
@@ -177,8 +177,8 @@ def test_full_retraining_is_warm_started_gated_and_in_the_lineage(loop_bench, ra
     ]
     search = bench.automation.steps(job["id"])[2]["detail"]
     assert {"family": "logistic_regression", "C": 1.0}.items() <= search["warm_start"].items()
-    exp = bench.store.get_experiment(job["experiment_id"])
-    trials = bench.store.list_trials(exp["id"])
+    exp = bench.store.experiments.get(job["experiment_id"])
+    trials = bench.store.experiments.list_trials(exp["id"])
     assert exp["search_alg"] == "BasicVariantGenerator"
     assert any(t["config"].get("C") == 1.0 for t in trials)  # the champion's config was a trial
     assert all(t["config"]["family"] == "logistic_regression" for t in trials)
@@ -241,7 +241,7 @@ def test_detached_scheduler_survives_a_kill_without_duplicates(loop_bench, ray_c
         jobs = bench.automation.jobs("bc")
         assert len(jobs) == 3 and len({j["event_key"] for j in jobs}) == 3
         assert bench.automation.stop_scheduler(namespace=ns)
-        assert bench.store.get_automation_state("scheduler")["state"] == "stopped"
+        assert bench.store.retraining.get_scheduler_state("scheduler")["state"] == "stopped"
     finally:
         try:
             ray.kill(ray.get_actor("workbench-scheduler", namespace=ns))
@@ -299,9 +299,11 @@ def test_a_compute_budget_caps_the_search_and_stops_the_next_job(loop_bench, ray
     assert first["status"] == "PROMOTED", first["detail"].get("error")
     assert first["detail"]["budget"]["search_budget_s"] == 15.0
     assert first["detail"]["budget"]["compute_used_24h_s"] == 0.0
-    exp = bench.store.get_experiment(first["experiment_id"])
+    exp = bench.store.experiments.get(first["experiment_id"])
     assert exp["search_space"]["_options"]["time_budget_s"] == 15.0
-    assert 1 <= len(bench.store.list_trials(exp["id"])) < 1500  # the budget ended the search
+    assert (
+        1 <= len(bench.store.experiments.list_trials(exp["id"])) < 1500
+    )  # the budget ended the search
     search = first["detail"]["search"]
     assert search["time_budget_s"] == 15.0 and search["search_s"] >= 15.0
     assert first["compute_s"] >= search["search_s"]
@@ -318,12 +320,12 @@ def test_a_compute_budget_caps_the_search_and_stops_the_next_job(loop_bench, ray
     # a new event while the day's compute is spent: refused at admission, with the reason
     _drift(bench.store, "bc-drift", [True])
     (new,) = bench.automation.tick(check=False)["created"]
-    refused = bench.store.get_retrain_job(new)
+    refused = bench.store.retraining.get_job(new)
     assert (refused["status"], refused["decision"]) == ("SKIPPED", "budget")
     assert "compute in 24h" in refused["detail"]["admission"]
     print(
         f"\nbudget: search cut at {search['search_s']:.1f}s after "
-        f"{len(bench.store.list_trials(exp['id']))} trials; job {first['compute_s']:.1f}s; next job refused"
+        f"{len(bench.store.experiments.list_trials(exp['id']))} trials; job {first['compute_s']:.1f}s; next job refused"
     )
 
 
@@ -332,11 +334,11 @@ def test_a_window_tested_against_an_old_reference_does_not_retrain(loop_bench):
     the monitor's reference, the second window's evidence is stale: its job ends SKIPPED, unrun."""
     bench = loop_bench
     bench.automation.add_policy(policy(triggers=[DriftTrigger("bc-drift", windows=1)]))
-    ref = bench.store.get_monitor("bc-drift")["reference_dataset_version_id"]
+    ref = bench.store.monitors.get("bc-drift")["reference_dataset_version_id"]
     ids = []
     for tested in (ref, ref + 100):  # the second was tested against a reference since left
         ids.append(
-            bench.store.add_drift_result(
+            bench.store.monitors.record_window(
                 "bc-drift",
                 first_request_log_id=0,
                 last_request_log_id=0,
@@ -353,7 +355,7 @@ def test_a_window_tested_against_an_old_reference_does_not_retrain(loop_bench):
 
     out = Engine(bench).run_job(old["id"])
     assert out["status"] == "SKIPPED" and out["decision"] == "stale"
-    job = bench.store.get_retrain_job(old["id"])
+    job = bench.store.retraining.get_job(old["id"])
     assert (job["status"], job["decision"]) == ("SKIPPED", "stale") and job["ended_at"]
     assert f"#{ref + 100}" in job["detail"]["admission"] and f"#{ref}" in job["detail"]["admission"]
     assert [(s["step"], s["status"]) for s in bench.automation.steps(old["id"])] == [
@@ -428,7 +430,7 @@ def test_a_window_recorded_twice_by_two_checkers_is_one_event(loop_bench):
     bench = loop_bench
     bench.automation.add_policy(policy(triggers=[DriftTrigger("bc-drift", windows=1)]))
     for first, last in ((1, 100), (1, 100), (101, 200)):
-        bench.store.add_drift_result(
+        bench.store.monitors.record_window(
             "bc-drift",
             first_request_log_id=first,
             last_request_log_id=last,
@@ -438,7 +440,7 @@ def test_a_window_recorded_twice_by_two_checkers_is_one_event(loop_bench):
             threshold=0.05,
             detail={},
         )
-    results = bench.store.drift_results("bc-drift")
+    results = bench.store.monitors.list_windows("bc-drift")
     bench.automation.tick(run=False, check=False)
     jobs = bench.automation.jobs("bc")
     assert [j["drift_result_id"] for j in jobs] == [results[0]["id"], results[2]["id"]]

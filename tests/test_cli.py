@@ -16,7 +16,7 @@ from workbench.lineage import Store
 def populated(tmp_path):
     home = tmp_path / "home"
     store = Store(home / "lineage.db")
-    dv, _ = store.add_dataset_version(
+    dv, _ = store.datasets.add_version(
         "d",
         content_hash="h",
         artifact_hash="a" * 64,
@@ -28,7 +28,7 @@ def populated(tmp_path):
         validation=[],
     )
     exp = make_experiment(store, name="search", dataset_version_id=dv["id"])
-    store.write_trial_events(
+    store.experiments.record_trial_events(
         exp,
         [
             {
@@ -40,8 +40,8 @@ def populated(tmp_path):
             }
         ],
     )
-    store.finish_experiment(exp, status="TERMINATED", best_trial_id="t1")
-    store.add_model_version(
+    store.experiments.set_finished(exp, status="TERMINATED", best_trial_id="t1")
+    store.models.add_version(
         "m",
         task="classification",
         artifact_hash="b" * 64,
@@ -52,9 +52,9 @@ def populated(tmp_path):
         trial_id="t1",
         dataset_version_id=dv["id"],
     )
-    store.set_alias("m", "champion", 1, reason="test")
-    store.upsert_deployment("m", model="m", route_prefix="/m", status="running")
-    store.record_traffic("m", {1: 1.0}, reason="initial")
+    store.models.set_alias("m", "champion", 1, reason="test")
+    store.deployments.add("m", model="m", route_prefix="/m", status="running")
+    store.deployments.record_traffic("m", {1: 1.0}, reason="initial")
     store.close()
     return home
 

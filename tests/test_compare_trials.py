@@ -31,7 +31,7 @@ def fill(store: Store) -> dict[str, int]:
     rf = make_experiment(store, name="cancer")
     mlp = make_experiment(store, name="cancer-mlp")
     rerun = make_experiment(store, name="cancer")
-    store.write_trial_events(
+    store.experiments.record_trial_events(
         rf,
         [
             {
@@ -63,7 +63,7 @@ def fill(store: Store) -> dict[str, int]:
             ("lr1", 2, {"f1": 0.95}),
         ],
     )
-    store.write_trial_events(
+    store.experiments.record_trial_events(
         mlp,
         [
             {
@@ -89,8 +89,8 @@ def fill(store: Store) -> dict[str, int]:
         ],
     )
     # a trial Tune has not started: nothing but its id, which the mlp experiment also uses
-    store.write_trial_events(rerun, [{"trial_id": "m2"}])
-    store.write_trial_events(
+    store.experiments.record_trial_events(rerun, [{"trial_id": "m2"}])
+    store.experiments.record_trial_events(
         rerun,
         [
             {
@@ -136,9 +136,9 @@ def test_rows_are_flat_with_config_metrics_and_experiment(filled):
 def test_trial_columns_added_later_appear_without_code_changes(filled):
     """Rows come from ``t.*``: a column a later migration adds (JSON or plain) shows up, flattened."""
     store, exp = filled
-    store.db.conn.execute("ALTER TABLE trials ADD COLUMN placement_json TEXT")
-    store.db.conn.execute("ALTER TABLE trials ADD COLUMN host TEXT")
-    store.db.conn.execute(
+    store._db.conn.execute("ALTER TABLE trials ADD COLUMN placement_json TEXT")
+    store._db.conn.execute("ALTER TABLE trials ADD COLUMN host TEXT")
+    store._db.conn.execute(
         "UPDATE trials SET placement_json = ?, host = 'n1' WHERE trial_id = 'rf1'",
         [json.dumps({"cpu": 2, "gpu": 0.5})],
     )

@@ -60,11 +60,13 @@ def test_a_killed_search_resumes_without_duplicates_and_leaves_finished_trials_a
     try:
 
         def progressed():
-            exps = [e for e in watcher.list_experiments() if e["name"] == "killed"]
+            exps = [e for e in watcher.experiments.list() if e["name"] == "killed"]
             if not exps or not exps[0]["tune_path"]:
                 return None
             exp = exps[0]
-            done = [t for t in watcher.list_trials(exp["id"]) if t["status"] == "TERMINATED"]
+            done = [
+                t for t in watcher.experiments.list_trials(exp["id"]) if t["status"] == "TERMINATED"
+            ]
             snapshot = list(Path(exp["tune_path"]).glob("experiment_state-*.json"))
             return exp if len(done) >= 3 and snapshot else None
 
@@ -74,7 +76,7 @@ def test_a_killed_search_resumes_without_duplicates_and_leaves_finished_trials_a
         proc.wait(timeout=30)
         watcher.close()
     exp_id = exp["id"]
-    assert bench.store.get_experiment(exp_id)["status"] == "RUNNING"  # nobody got to close it
+    assert bench.store.experiments.get(exp_id)["status"] == "RUNNING"  # nobody got to close it
     before = {t["trial_id"]: t for t in bench.experiments.trials(exp_id)}
     finished = {i: t for i, t in before.items() if t["status"] == "TERMINATED"}
     unfinished = sorted(i for i, t in before.items() if t["status"] not in ("TERMINATED", "ERROR"))
@@ -83,7 +85,7 @@ def test_a_killed_search_resumes_without_duplicates_and_leaves_finished_trials_a
     result = bench.experiments.resume(exp_id, progress=None)
 
     after = {t["trial_id"]: t for t in bench.experiments.trials(exp_id)}
-    exp = bench.store.get_experiment(exp_id)
+    exp = bench.store.experiments.get(exp_id)
     assert exp["status"] == "TERMINATED" and exp["resumes"] == 1
     assert len(after) == exp["num_samples"] == 16  # every trial once: no duplicates, none lost
     assert {t["status"] for t in after.values()} == {"TERMINATED"}
@@ -96,9 +98,9 @@ def test_a_killed_search_resumes_without_duplicates_and_leaves_finished_trials_a
         )
     for trial_id in unfinished:  # interrupted ones ran again under the same id
         assert after[trial_id]["attempts"] == 2
-        steps = {m["step"] for m in bench.store.trial_metrics(exp_id, trial_id)}
+        steps = {m["step"] for m in bench.store.experiments.list_trial_metrics(exp_id, trial_id)}
         assert steps == {1, 2, 3, 4, 5}
-    audit = bench.store.query(
+    audit = bench.store._db.rows(
         "SELECT detail_json FROM audit_log WHERE action = 'experiment.resume' AND entity_id = ?",
         [exp_id],
     )
@@ -143,7 +145,7 @@ def test_a_search_runs_in_the_background_reports_live_and_stops(cancer_bench):
     stopped_at = time.perf_counter() - t0
     assert handle.state() == "STOPPED" and handle.status()["state"] == "STOPPED"
     assert stopped_at < 30  # four 10 s trials on 2 CPUs would take 20 s + start-up
-    exp = bench.store.get_experiment(handle.experiment_id)
+    exp = bench.store.experiments.get(handle.experiment_id)
     assert exp["status"] == "STOPPED" and exp["best_trial_id"] == result.best_trial_id
     trials = bench.experiments.trials(handle.experiment_id)
     assert "STOPPED" in {t["status"] for t in trials}

@@ -45,9 +45,9 @@ def test_tracking_callback_records_and_batches(tmp_path):
     cb.on_trial_result(
         0, [t1, t2], t1, {"f1": 0.8, "training_iteration": 1, "done": False, "pid": 7}
     )
-    assert store.list_trials(exp) == []  # buffered until the step ends
+    assert store.experiments.list_trials(exp) == []  # buffered until the step ends
     cb.on_step_end(0, [t1, t2])
-    assert {t["trial_id"]: t["status"] for t in store.list_trials(exp)} == {
+    assert {t["trial_id"]: t["status"] for t in store.experiments.list_trials(exp)} == {
         "t1": "RUNNING",
         "t2": "RUNNING",
     }
@@ -58,11 +58,11 @@ def test_tracking_callback_records_and_batches(tmp_path):
     t2.get_error = lambda: ValueError("bad hyperparameter")
     cb.on_trial_error(1, [t1, t2], t2)
     cb.on_experiment_end([t1, t2])
-    rows = {t["trial_id"]: t for t in store.list_trials(exp)}
+    rows = {t["trial_id"]: t for t in store.experiments.list_trials(exp)}
     assert rows["t1"]["status"] == "TERMINATED" and rows["t1"]["metrics"] == {"f1": 0.8}
     assert rows["t1"]["duration_s"] is not None
     assert rows["t2"]["status"] == "ERROR" and "bad hyperparameter" in rows["t2"]["error"]
-    assert [(m["name"], m["value"]) for m in store.trial_metrics(exp, "t1")] == [
+    assert [(m["name"], m["value"]) for m in store.experiments.list_trial_metrics(exp, "t1")] == [
         ("f1", 0.8)
     ]  # pid/done dropped
     assert display.updates[-1]["done"] == 2 and display.updates[-1]["errored"] == 1
@@ -110,7 +110,7 @@ def test_search_records_every_trial_and_is_reproducible(bench_with_data):
         t["status"] == "TERMINATED" and t["duration_s"] > 0 and 0.8 < t["metrics"]["f1"] <= 1
         for t in trials
     )
-    exp = bench.store.get_experiment(first.experiment_id)
+    exp = bench.store.experiments.get(first.experiment_id)
     assert exp["status"] == "TERMINATED" and exp["best_trial_id"] == first.best_trial_id
     assert (
         exp["packages"]["ray"].startswith("2.60") and exp["dataset_version_id"] == parts["train"].id

@@ -43,17 +43,17 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
             "f1",
         }
         # 5. every answered request is logged with its version and latency
-        logs = store.query("SELECT status_code, model_version_id, latency_ms FROM request_logs")
+        logs = store._db.rows("SELECT status_code, model_version_id, latency_ms FROM request_logs")
         ok = [r for r in logs if r["status_code"] == 200]
         assert len(ok) >= 200 and all(r["model_version_id"] and r["latency_ms"] > 0 for r in ok)
         assert any(
             r["status_code"] == 422 for r in logs
         )  # the bad request was refused and recorded as such
         # 6. a drift event after the shift, none before it
-        results = store.drift_results()
+        results = store.monitors.list_windows()
         assert results[0]["is_drift"] == 0 and any(r["is_drift"] for r in results)
         # 7. the policy engine made one job for the drift event and ran it to a decision
-        (job,) = store.list_retrain_jobs()
+        (job,) = store.retraining.list_jobs()
         drift = next(r for r in results if r["is_drift"])
         assert job["drift_result_id"] == drift["id"] and job["policy"] == MODEL
         assert job["event_key"] == f"{MODEL}:drift:{drift['id']}"
@@ -62,7 +62,7 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
         assert summary["outcome"]["status"] == job["status"]
         steps = [s["step"] for s in bench.automation.steps(job["id"])]
         assert steps[:5] == ["snapshot", "validation", "search", "evaluation", "gate"]
-        retrain = store.get_experiment(job["experiment_id"])
+        retrain = store.experiments.get(job["experiment_id"])
         assert retrain["search_alg"] == "BasicVariantGenerator"  # warm-started from v1
         assert f"retrain job #{job['id']}:" in text and "gate" in text
         v2 = bench.registry.get(MODEL, 2)
@@ -73,7 +73,7 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
             and new_train.version == 2
             and new_train.n_rows > v1_rows(bench)
         )
-        history = store.traffic_history(MODEL)
+        history = store.deployments.list_traffic(MODEL)
         if job["status"] == "PROMOTED":
             assert bench.registry.get(MODEL, "champion").version == 2
             assert [h["weights"] for h in history] == [
@@ -112,10 +112,10 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_clean
             and str(bench.settings.db_path) in text
         )
         # which version answered a given request, at what time: a query
-        rid = store.query_one(
+        rid = store._db.row(
             "SELECT request_id FROM request_logs WHERE status_code = 200 ORDER BY id DESC LIMIT 1"
         )
-        row = store.query_one(
+        row = store._db.row(
             "SELECT v.version, r.at FROM request_logs r JOIN model_versions v ON v.id = r.model_version_id WHERE r.request_id = ?",
             [rid["request_id"]],
         )

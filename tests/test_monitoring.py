@@ -63,7 +63,7 @@ def test_monitor_windows_over_logged_requests(tmp_path):
     rng = np.random.default_rng(2)
     ref = pl.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500), "y": ["x"] * 500})
     dv = datasets.ingest(ref, name="ref", target="y")
-    store.add_model_version(
+    store.models.add_version(
         "m",
         task="classification",
         artifact_hash="c" * 64,
@@ -74,10 +74,10 @@ def test_monitor_windows_over_logged_requests(tmp_path):
         trial_id=None,
         dataset_version_id=dv.id,
     )
-    store.upsert_deployment("svc", model="m", route_prefix="/svc", status="running")
+    store.deployments.add("svc", model="m", route_prefix="/svc", status="running")
 
     def log(rows, start):
-        store.log_requests(
+        store.deployments.record_requests(
             [
                 {
                     "request_id": f"r{start + i}",
@@ -104,6 +104,6 @@ def test_monitor_windows_over_logged_requests(tmp_path):
     assert len(second) == 2 and second[-1]["is_drift"]
     assert second[-1]["most_shifted"][0][0] == "a"
     assert mon.check() == []  # nothing tested twice
-    drift = store.drift_results("svc-drift", drift_only=True)
+    drift = store.monitors.list_windows("svc-drift", drift_only=True)
     assert drift and store.edges(dst=("drift_result", drift[0]["id"]))[0]["src_type"] == "monitor"
     assert store.audit_log()[0]["action"] in {"drift.detected", "monitor.upsert"}

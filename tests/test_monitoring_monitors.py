@@ -81,8 +81,8 @@ class Env:
             metrics={"f1": 0.9, "accuracy": 0.9},
             dataset_version_id=self.train.id,
         )
-        self.store.upsert_deployment("svc", model="m", route_prefix="/svc", status="running")
-        self.store.record_traffic("svc", {1: 1.0})
+        self.store.deployments.add("svc", model="m", route_prefix="/svc", status="running")
+        self.store.deployments.record_traffic("svc", {1: 1.0})
         self.received: list[dict] = []
         sinks = [CallbackSink(self.received.append)] if sinks is None else sinks
         self.monitoring = self.restart(sinks)
@@ -94,7 +94,7 @@ class Env:
 
     def log(self, records, *, at=None, status=200, latency=5.0, version=1, predict=True):
         """One request per record; returns the request ids."""
-        mv = self.store.get_model_version("m", version)["id"]
+        mv = self.store.models.get_version("m", version)["id"]
         rows, ids = [], []
         for rec in records:
             self.n += 1
@@ -115,7 +115,7 @@ class Env:
                     "at": at,
                 }
             )
-        self.store.log_requests(rows)
+        self.store.deployments.record_requests(rows)
         return ids
 
     def rows(self, n, **kwargs):
@@ -148,9 +148,9 @@ def test_both_backends_give_the_same_verdicts_on_the_same_requests(env):
     assert mons["alibi"].check() == []  # nothing tested twice
     # two drift windows per monitor, one alert each: the second folds into the first (cooldown)
     assert len(env.received) == 2 and {a["severity"] for a in env.received} == {"warning"}
-    assert [a["count"] for a in env.store.alerts("d-scipy")] == [2]
+    assert [a["count"] for a in env.store.monitors.list_alerts("d-scipy")] == [2]
     # lineage: the monitor observed the result, the result raised the alert
-    drift = env.store.drift_results("d-scipy", drift_only=True)[0]
+    drift = env.store.monitors.list_windows("d-scipy", drift_only=True)[0]
     kinds = {
         (e["src_type"], e["relation"], e["dst_type"])
         for e in env.store.edges(src=("drift_result", drift["id"]))
@@ -176,9 +176,9 @@ def test_bad_input_gets_a_recorded_verdict_never_a_crash_or_a_retraining(env, ba
         automation.run_once(deployment="svc", model="m", monitor=mon, train=None, holdout=None)
         is None
     )
-    assert env.store.list_retrain_jobs() == []
+    assert env.store.retraining.list_jobs() == []
 
-    results = env.store.drift_results(mon.name)
+    results = env.store.monitors.list_windows(mon.name)
     verdicts = [r["detail"]["verdict"] for r in results]
     assert verdicts == [
         "ok",
@@ -199,7 +199,7 @@ def test_bad_input_gets_a_recorded_verdict_never_a_crash_or_a_retraining(env, ba
     assert len(bad) == 5
     # schema mismatches are warnings (delivered once, then folded in); insufficient data is info
     # (stored, not pushed at the default min_severity "warning")
-    alerts = {a["severity"]: a for a in env.store.alerts(mon.name)}
+    alerts = {a["severity"]: a for a in env.store.monitors.list_alerts(mon.name)}
     assert alerts["warning"]["count"] == 4 and alerts["info"]["count"] == 1
     assert [a["severity"] for a in env.received] == ["warning"]
 
@@ -223,7 +223,7 @@ def test_time_windows_close_after_their_end_and_late_rows_join_the_next(env):
     # (windows of 60 null records: the tests ran, whatever they found)
     assert [r["verdict"] == "insufficient data" for r in out] == [False, True, False]
     assert [r["n"] for r in out] == [60, 10, 45]
-    windows = [r["detail"]["window"] for r in env.store.drift_results(mon.name)]
+    windows = [r["detail"]["window"] for r in env.store.monitors.list_windows(mon.name)]
     assert windows[0]["start"].startswith(base.isoformat()[:16]) and windows[2]["kind"] == "time"
     assert mon.check() == []  # the open window is still open
 
@@ -262,7 +262,7 @@ def test_restart_loads_the_saved_detector_and_never_refits_silently(env, backend
 
 def test_a_monitor_of_the_first_api_is_refitted_only_when_asked(env):
     """Monitors recorded before detectors were saved (config without a detector artifact)."""
-    env.store.create_monitor(
+    env.store.monitors.add(
         "old",
         deployment="svc",
         kind="data_drift",
@@ -285,10 +285,10 @@ def test_reference_moves_to_the_new_version_after_a_promotion(env):
     # retrained on the shifted data, version 2 is promoted to 100%
     new_train = env.datasets.ingest(_frame(env.rng, 800, shift=1.0), name="ref2", target="y")
     env.registry.register("m", env.bundle, metrics={"f1": 0.9}, dataset_version_id=new_train.id)
-    env.store.record_traffic("svc", {2: 1.0})
+    env.store.deployments.record_traffic("svc", {2: 1.0})
     env.log(env.rows(200, shift=1.0), version=2)
     assert [r["verdict"] for r in mon.check()] == ["ok"]
-    assert env.store.get_monitor(mon.name)["reference_dataset_version_id"] == new_train.id
+    assert env.store.monitors.get(mon.name)["reference_dataset_version_id"] == new_train.id
     moved = [a for a in env.store.audit_log(50) if a["action"] == "monitor.reference_moved"]
     assert moved and moved[0]["detail"]["from_dataset_version_id"] == env.train.id
 
@@ -310,7 +310,9 @@ def test_performance_from_labels_joined_by_request_id(env):
     assert mon.config["bound"] == pytest.approx(0.85)
     ids_a = env.log(env.rows(100))
     ids_b = env.log(env.rows(100))
-    preds = {r["request_id"]: r["prediction"][0] for r in env.store.requests_after("svc")}
+    preds = {
+        r["request_id"]: r["prediction"][0] for r in env.store.deployments.list_requests("svc")
+    }
     flip = {"pos": "neg", "neg": "pos"}
     # the second batch's labels arrive first: windows follow label arrival
     env.monitoring.record_labels(
@@ -322,7 +324,7 @@ def test_performance_from_labels_joined_by_request_id(env):
     env.monitoring.record_labels({rid: preds[rid] for rid in ids_a[60:]})
     (ok,) = mon.check()
     assert ok["verdict"] == "ok" and ok["value"] == 1.0 and ok["by_version"]["1"]["n"] == 100
-    degraded = env.store.drift_results(mon.name, drift_only=True)
+    degraded = env.store.monitors.list_windows(mon.name, drift_only=True)
     assert len(degraded) == 1 and degraded[0]["score"] == pytest.approx(0.5)
     assert [a["severity"] for a in env.received] == ["critical"]
 
@@ -355,7 +357,7 @@ def test_online_monitor_alarms_on_a_shift_and_resumes_after_a_restart(env, backe
     split = env.monitoring.online_monitor("svc", name="split", **opts)
     env.log(env.rows(100))
     shifted = env.log(env.rows(150, shift=2.0))
-    ids = {r["request_id"]: r["id"] for r in env.store.requests_after("svc")}
+    ids = {r["request_id"]: r["id"] for r in env.store.deployments.list_requests("svc")}
     first_shifted = ids[shifted[0]]
     all_at_once = whole.check()
     part = split.check()
@@ -363,7 +365,7 @@ def test_online_monitor_alarms_on_a_shift_and_resumes_after_a_restart(env, backe
     all_at_once += whole.check()
     part += env.restart().get("split").check()  # a new process continues the saved run
     assert [r["run_length"] for r in part] == [r["run_length"] for r in all_at_once]
-    alarms = env.store.drift_results("whole", drift_only=True)
+    alarms = env.store.monitors.list_windows("whole", drift_only=True)
     after = [a for a in alarms if a["last_request_log_id"] >= first_shifted]
     assert after and after[0]["last_request_log_id"] < first_shifted + 40  # found within 40
     assert after[0]["detail"]["most_shifted"][0]["feature"] == "x1"
@@ -379,7 +381,7 @@ def test_online_monitor_refuses_categorical_only_and_skips_bad_records(env):
     env.log([{"x1": None, "x2": 1.0, "city": "lyon"}] + env.rows(3), predict=False)
     (out,) = mon.check()
     assert out["verdict"] == "schema mismatch" and "'x1' holds text" in out["reason"]
-    assert env.store.get_monitor(mon.name)["state"]["incomplete_skipped"] == 1
+    assert env.store.monitors.get(mon.name)["state"]["incomplete_skipped"] == 1
 
 
 # ----------------------------------------------------------------------------- alerts
@@ -439,7 +441,7 @@ def test_webhook_delivery_dedup_and_cooldown(tmp_path, receiver):
     alerts.emit(title="p99 high", severity="critical", dedup_key="short", cooldown_s=0.2)
     time.sleep(0.3)
     alerts.emit(title="p99 high", severity="critical", dedup_key="short", cooldown_s=0.2)
-    assert [a["count"] for a in store.alerts() if a["dedup_key"] == "short"] == [1, 2]
+    assert [a["count"] for a in store.monitors.list_alerts() if a["dedup_key"] == "short"] == [1, 2]
     assert len(receiver.received) == 3
     store.close()
 
@@ -455,7 +457,7 @@ def test_a_broken_webhook_is_recorded_not_raised(tmp_path):
         assert out["deliveries"]["webhook"].startswith("failed: ConnectionError")
         assert "404" in out["deliveries"]["webhook-404"]
         assert len(not_found.received) == 1  # a 4xx is not retried
-        assert store.alerts()[0]["deliveries"] == out["deliveries"]
+        assert store.monitors.list_alerts()[0]["deliveries"] == out["deliveries"]
     finally:
         not_found.close()
     with pytest.raises(ConfigError, match="http"):

@@ -15,7 +15,7 @@ def bench_with_data(cancer_bench):
 
 
 def _max_step(bench, exp_id, trial_id):
-    return max(m["step"] for m in bench.store.trial_metrics(exp_id, trial_id))
+    return max(m["step"] for m in bench.store.experiments.list_trial_metrics(exp_id, trial_id))
 
 
 def test_option_helpers_without_a_cluster():
@@ -74,7 +74,7 @@ def test_each_search_algorithm_runs_and_is_recorded(bench_with_data, alg):
         dv, name=f"alg-{alg}", space=space, num_samples=n, search_alg=alg, progress=None
     )
     print(f"{alg}: {expected} trials in {time.perf_counter() - t0:.1f} s")
-    exp = bench.store.get_experiment(result.experiment_id)
+    exp = bench.store.experiments.get(result.experiment_id)
     assert exp["search_alg"] == alg and exp["scheduler"] == "fifo"
     assert exp["num_samples"] == expected and exp["status"] == "TERMINATED"
     assert exp["search_space"]["_resources"] == {"cpu": 1.0, "gpu": 0.0}
@@ -106,7 +106,7 @@ def test_each_scheduler_runs_the_builtin_trainable(bench_with_data, scheduler):
         progress=None,
     )
     print(f"{scheduler}: 4 trials × 5 folds in {time.perf_counter() - t0:.1f} s")
-    exp = bench.store.get_experiment(result.experiment_id)
+    exp = bench.store.experiments.get(result.experiment_id)
     assert exp["scheduler"] == scheduler and exp["search_alg"] == "random"
     assert exp["search_space"]["_options"]["max_steps"] == 5
     trials = bench.experiments.trials(result.experiment_id)
@@ -146,7 +146,7 @@ def test_asha_stops_a_bad_trial_early(bench_with_data):
     print(f"ASHA steps per trial quality: {steps}")
     assert steps[0.1] < 8 and steps[0.95] == 8
     assert result.best_config["q"] == 0.97 and result.best_metrics["score"] == 0.97
-    assert bench.store.get_experiment(result.experiment_id)["search_space"]["_options"][
+    assert bench.store.experiments.get(result.experiment_id)["search_space"]["_options"][
         "scheduler"
     ] == {"time_attr": "training_iteration", "max_t": 8, "grace_period": 1, "reduction_factor": 2}
 
@@ -189,7 +189,7 @@ def test_failing_trial_is_retried_and_recorded(bench_with_data, tmp_path):
     assert 'in flaky\n    raise ValueError(f"boom for x={config' in error and "\x1b[" not in error
     assert trials[1]["status"] == "TERMINATED"
     assert result.best_config["x"] == 1 and result.best_metrics == {"score": 1.0}
-    exp = bench.store.get_experiment(result.experiment_id)
+    exp = bench.store.experiments.get(result.experiment_id)
     assert exp["status"] == "TERMINATED" and exp["search_space"]["_options"]["max_failures"] == 2
 
 
@@ -295,13 +295,13 @@ def test_time_budget_and_searcher_and_scheduler_instances(bench_with_data):
     elapsed = time.perf_counter() - t0
     print(f"time_budget_s=8: search returned after {elapsed:.1f} s")
     assert elapsed < 20  # 4 full trials would take 2 × 25 s on 2 CPUs
-    exp = bench.store.get_experiment(result.experiment_id)
+    exp = bench.store.experiments.get(result.experiment_id)
     assert exp["search_alg"] == "OptunaSearch" and exp["scheduler"] == "FIFOScheduler"
     assert exp["search_space"]["_options"]["time_budget_s"] == 8
     steps = [
         _max_step(bench, result.experiment_id, t["trial_id"])
         for t in bench.experiments.trials(result.experiment_id)
-        if bench.store.trial_metrics(result.experiment_id, t["trial_id"])
+        if bench.store.experiments.list_trial_metrics(result.experiment_id, t["trial_id"])
     ]
     assert steps and max(steps) < 100
     assert 0 < result.best_metrics["loss"] <= 1

@@ -45,7 +45,7 @@ def env(ray_cluster, tmp_path_factory):
     for version, (C, broken) in enumerate([(1.0, False), (0.002, False), (1.0, True)], start=1):
         bundle, records = _bundle(C, broken=broken)
         digest = artifacts.put_object(bundle)
-        row = store.add_model_version(
+        row = store.models.add_version(
             "cancer",
             task="classification",
             artifact_hash=digest,
@@ -58,7 +58,7 @@ def env(ray_cluster, tmp_path_factory):
         )
         assert row["version"] == version
         bundles[version] = bundle
-    store.set_alias("cancer", "champion", 1, actor="tester", reason="first")
+    store.models.set_alias("cancer", "champion", 1, actor="tester", reason="first")
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -122,7 +122,7 @@ def test_deploy_serves_real_predictions_over_http(env):
     assert h["status"] == "ok" and h["deployment"] == NAME
     assert set(h["versions"]) == {"1"}
     assert (
-        h["versions"]["1"]["artifact"] == env.store.get_model_version("cancer", 1)["artifact_hash"]
+        h["versions"]["1"]["artifact"] == env.store.models.get_version("cancer", 1)["artifact_hash"]
     )
 
     batch = env.records[:5]
@@ -137,9 +137,9 @@ def test_deploy_serves_real_predictions_over_http(env):
     assert status == 200 and by_columns["predictions"] == payload["predictions"]
     assert by_columns["request_id"] != payload["request_id"]
 
-    dep = env.store.get_deployment(NAME)
+    dep = env.store.deployments.get(NAME)
     assert dep["status"] == "running" and dep["route_prefix"] == f"/{NAME}"
-    first = env.store.traffic_history(NAME)[0]
+    first = env.store.deployments.list_traffic(NAME)[0]
     assert first["weights"] == {"1": 1.0} and first["actor"] == "tester"
     assert first["reason"] == "initial deployment"
     live = env.serving.status(NAME)
@@ -251,7 +251,7 @@ def test_unknown_version_is_rejected_before_serve_is_touched(env):
     assert (
         after["versions"] == before["versions"] and after["reconfigures"] == before["reconfigures"]
     )
-    assert env.store.traffic_history(NAME)[-1]["reason"] not in ("typo", "all zero")
+    assert env.store.deployments.list_traffic(NAME)[-1]["reason"] not in ("typo", "all zero")
 
 
 def test_every_request_reaches_the_store_with_version_and_latency(env):
@@ -262,10 +262,10 @@ def test_every_request_reaches_the_store_with_version_and_latency(env):
     counters = env.serving.flush_logs(NAME)
     assert counters["buffered"] == 0 and counters["lost"] == 0 and counters["dropped"] == 0
 
-    rows = {r["request_id"]: r for r in env.store.requests_after(NAME, ok_only=False)}
+    rows = {r["request_id"]: r for r in env.store.deployments.list_requests(NAME, ok_only=False)}
     missing = set(env.sent) - set(rows)
     assert not missing, f"{len(missing)} of {len(env.sent)} requests were not logged"
-    ids = {v: env.store.get_model_version("cancer", v)["id"] for v in (1, 2, 3)}
+    ids = {v: env.store.models.get_version("cancer", v)["id"] for v in (1, 2, 3)}
     for request_id, (status, version, body) in env.sent.items():
         row = rows[request_id]
         assert row["status_code"] == status
@@ -279,7 +279,7 @@ def test_every_request_reaches_the_store_with_version_and_latency(env):
             assert row["prediction"] and row["error"] is None
         else:
             assert row["error"]
-    ok = env.store.requests_after(NAME)
+    ok = env.store.deployments.list_requests(NAME)
     lat = sorted(r["latency_ms"] for r in ok)
     print(
         f"\nserver-side latency over {len(lat)} ok requests: p50 {lat[len(lat) // 2]:.2f} ms, max {lat[-1]:.1f} ms"
@@ -323,9 +323,9 @@ def test_healthy_canary_goes_10_50_100_and_completes(env):
     assert shares == [0.1, 0.5, 1.0]
     assert canary.advance() == "completed"
     assert env.serving.traffic(NAME) == {1: 0.0, 2: 1.0}
-    reasons = [r["reason"] for r in env.store.traffic_history(NAME)[-3:]]
+    reasons = [r["reason"] for r in env.store.deployments.list_traffic(NAME)[-3:]]
     assert all(r.startswith("canary step") for r in reasons), reasons
-    assert all(r["actor"] == "canary-bot" for r in env.store.traffic_history(NAME)[-3:])
+    assert all(r["actor"] == "canary-bot" for r in env.store.deployments.list_traffic(NAME)[-3:])
     assert any(a["action"] == "canary.completed" for a in env.store.audit_log(20))
 
 
@@ -348,7 +348,7 @@ def test_broken_challenger_answers_500_and_the_canary_rolls_back(env):
 
     assert canary.advance() == "rolled_back"
     assert env.serving.traffic(NAME) == {1: 1.0, 3: 0.0}
-    last = env.store.traffic_history(NAME)[-1]
+    last = env.store.deployments.list_traffic(NAME)[-1]
     assert (
         last["actor"] == "canary-bot" and "error rate" in last["reason"] and "v3" in last["reason"]
     )
@@ -356,7 +356,11 @@ def test_broken_challenger_answers_500_and_the_canary_rolls_back(env):
         status, payload = post(env, {"records": env.records[:1]})
         assert status == 200 and payload["model_version"] == 1
     env.serving.flush_logs(NAME)
-    errors = [r for r in env.store.requests_after(NAME, ok_only=False) if r["status_code"] == 500]
+    errors = [
+        r
+        for r in env.store.deployments.list_requests(NAME, ok_only=False)
+        if r["status_code"] == 500
+    ]
     assert errors and all(
         r["model_version"] == 3 and "model version 3 failed" in r["error"] for r in errors
     )
@@ -372,7 +376,7 @@ def test_rollback_restores_the_previous_main_version(env):
     for i in range(20):
         status, payload = post(env, {"records": [env.records[i]]})
         assert status == 200 and payload["model_version"] == 1
-    last = env.store.traffic_history(NAME)[-1]
+    last = env.store.deployments.list_traffic(NAME)[-1]
     assert last["actor"] == "oncall" and last["reason"].startswith(
         "v2 looks off: 100% to version 1"
     )
@@ -385,7 +389,7 @@ def test_rollback_restores_the_previous_main_version(env):
 
 
 def test_traffic_history_records_every_change_with_actor_and_reason(env):
-    history = env.store.traffic_history(NAME)
+    history = env.store.deployments.list_traffic(NAME)
     assert len(history) >= 12
     assert history[0]["reason"] == "initial deployment"
     for row in history:
@@ -394,13 +398,13 @@ def test_traffic_history_records_every_change_with_actor_and_reason(env):
         assert math.isclose(sum(w.values()), 1.0)
     actions = [a["action"] for a in env.store.audit_log(500)]
     assert actions.count("traffic.change") == len(history)
-    dep_id = env.store.get_deployment(NAME)["id"]
+    dep_id = env.store.deployments.get(NAME)["id"]
     deployed = {
         e["src_id"]
         for e in env.store.edges(dst=("deployment", dep_id))
         if e["relation"] == "deployed_to"
     }
-    assert {env.store.get_model_version("cancer", v)["id"] for v in (1, 2, 3)} <= deployed
+    assert {env.store.models.get_version("cancer", v)["id"] for v in (1, 2, 3)} <= deployed
 
 
 def test_second_app_on_the_same_port_and_undeploy(env):
@@ -420,7 +424,7 @@ def test_second_app_on_the_same_port_and_undeploy(env):
     assert health(env)["deployment"] == NAME  # the first app is untouched
 
     env.serving.undeploy("cancer-blue", actor="tester")
-    assert env.store.get_deployment("cancer-blue")["status"] == "deleted"
+    assert env.store.deployments.get("cancer-blue")["status"] == "deleted"
     assert env.client.get(f"http://127.0.0.1:{env.port}/cancer-blue/health").status_code == 404
-    logged = env.store.requests_after("cancer-blue", ok_only=False)
+    logged = env.store.deployments.list_requests("cancer-blue", ok_only=False)
     assert [r["status_code"] for r in logged] == [200, 422]

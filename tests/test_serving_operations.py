@@ -505,7 +505,7 @@ def test_a_bad_option_fails_before_serve_is_touched(served):
     from workbench.exceptions import NotFoundError
 
     with pytest.raises(NotFoundError):
-        served.store.get_deployment("ops-bad")
+        served.store.deployments.get("ops-bad")
 
 
 @pytest.mark.ray

@@ -59,7 +59,7 @@ def env(ray_cluster, tmp_path_factory):
     bundles = {}
     for version, kind in enumerate(["lr", "lr-weak", "broken", "majority"], start=1):
         bundle, records, labels = _bundle(kind)
-        row = store.add_model_version(
+        row = store.models.add_version(
             "bc",
             task="classification",
             artifact_hash=artifacts.put_object(bundle),
@@ -72,7 +72,7 @@ def env(ray_cluster, tmp_path_factory):
         )
         assert row["version"] == version
         bundles[version] = bundle
-    store.set_alias("bc", "champion", 1, actor="tester", reason="first")
+    store.models.set_alias("bc", "champion", 1, actor="tester", reason="first")
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serving = Serving(store, artifacts, settings, http_port=port)
@@ -268,7 +268,7 @@ def test_blue_green_switch_and_rollback_under_load(env):
     assert out["warmup"]["ok"] is True and out["warmup"]["predictions"] >= 2
     assert weights == {1: 1.0, 2: 0.0}
 
-    history = env.store.traffic_history(NAME)
+    history = env.store.deployments.list_traffic(NAME)
     stage, switch, back = history[-3:]
     assert [stage["kind"], switch["kind"], back["kind"]] == [
         "blue_green.stage",
@@ -286,8 +286,8 @@ def test_blue_green_switch_and_rollback_under_load(env):
 
     # Green got no client request before the switch took effect; after each call returned, only the new main.
     env.serving.flush_logs(NAME)
-    v2_id = env.store.get_model_version("bc", 2)["id"]
-    early = env.store.query(
+    v2_id = env.store.models.get_version("bc", 2)["id"]
+    early = env.store._db.rows(
         "SELECT COUNT(*) AS n FROM request_logs WHERE model_version_id = ? AND at > ? AND at < ?",
         [v2_id, blue_only, switch["detail"]["requested_at"]],
     )[0]["n"]
@@ -300,7 +300,7 @@ def test_blue_green_switch_and_rollback_under_load(env):
 
     env.serving.retire(NAME, 2, actor="release-bot", reason="v2 rolled back")
     assert set(weights_of(env)[0]) == {1}
-    assert env.store.traffic_history(NAME)[-1]["kind"] == "retire"
+    assert env.store.deployments.list_traffic(NAME)[-1]["kind"] == "retire"
     print(f"\nblue-green + rollback under load: {len(load.results)} requests, 0 failed")
 
 
@@ -311,9 +311,9 @@ def test_blue_green_aborts_when_green_fails_its_warm_up(env):
         env.serving.blue_green(NAME, 3, actor="release-bot")
     weights, health = weights_of(env)
     assert weights == {1: 1.0} and "3" not in health["versions"]
-    kinds = [r["kind"] for r in env.store.traffic_history(NAME)[-2:]]
+    kinds = [r["kind"] for r in env.store.deployments.list_traffic(NAME)[-2:]]
     assert kinds == ["blue_green.stage", "blue_green.abort"]
-    abort = env.store.traffic_history(NAME)[-1]
+    abort = env.store.deployments.list_traffic(NAME)[-1]
     assert "ValueError" in abort["detail"]["warmup"]["error"]
     assert env.serving.predict(NAME, env.records[:1])["model_version"] == 1
 
@@ -388,17 +388,17 @@ def test_failing_canary_rolls_back_and_no_request_reaches_it_after_the_decision(
     assert len(after) >= 40 and all(r["status"] == 200 and r["version"] == 1 for r in after)
 
     env.serving.flush_logs(NAME)
-    v3 = env.store.get_model_version("bc", 3)["id"]
-    late = env.store.query(
+    v3 = env.store.models.get_version("bc", 3)["id"]
+    late = env.store._db.rows(
         "SELECT COUNT(*) AS n FROM request_logs WHERE model_version_id = ? AND at > ?",
         [v3, canary.decided_at],
     )[0]["n"]
-    reached = env.store.query(
+    reached = env.store._db.rows(
         "SELECT COUNT(*) AS n FROM request_logs WHERE model_version_id = ?", [v3]
     )[0]["n"]
     assert late == 0 and reached == len(failures)
 
-    last = env.store.traffic_history(NAME)[-1]
+    last = env.store.deployments.list_traffic(NAME)[-1]
     assert last["kind"] == "rollback" and last["at"] == canary.decided_at
     assert last["weights"] == {"1": 1.0, "3": 0.0} and last["actor"] == "canary-bot"
     assert last["detail"]["from"] == 3 and last["detail"]["rule"] == "canary"
@@ -437,7 +437,7 @@ def test_canary_rolls_back_when_labelled_accuracy_trails_the_champion(env):
             payload = client.post("/predict", json={"records": [env.records[i]]}).json()
             labels[payload["request_id"]] = [env.labels[i]]
     env.serving.flush_logs(NAME)
-    env.store.add_feedback(
+    env.store.monitors.record_labels(
         labels
     )  # ground truth arrives (what bench.monitoring.record_labels stores)
     assert canary.advance() == "rolled_back"
@@ -446,7 +446,7 @@ def test_canary_rolls_back_when_labelled_accuracy_trails_the_champion(env):
     assert acc[1] > 0.9 and acc[4] < 0.8, acc
     failed = [c["check"] for c in analysis["checks"] if c["failed"]]
     assert failed == ["accuracy"]
-    last = env.store.traffic_history(NAME)[-1]
+    last = env.store.deployments.list_traffic(NAME)[-1]
     assert (
         last["kind"] == "rollback" and "accuracy" in last["reason"] and last["weights"]["4"] == 0.0
     )

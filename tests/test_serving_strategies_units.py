@@ -323,7 +323,7 @@ def serving(store, tmp_path):
     from workbench.serving import Serving
 
     for v in range(1, 5):
-        store.add_model_version(
+        store.models.add_version(
             "m",
             task="classification",
             artifact_hash=f"{v:064x}",
@@ -334,14 +334,16 @@ def serving(store, tmp_path):
             trial_id=None,
             dataset_version_id=None,
         )
-    store.upsert_deployment("svc", model="m", route_prefix="/svc", status="running")
+    store.deployments.add("svc", model="m", route_prefix="/svc", status="running")
     settings = Settings.from_env(tmp_path / "wb")
     return Serving(store, ArtifactStore(tmp_path / "a"), settings)
 
 
 def _hist(store, *changes):
     for weights, kind, detail in changes:
-        store.record_traffic("svc", weights, actor="t", reason=kind, kind=kind, detail=detail)
+        store.deployments.record_traffic(
+            "svc", weights, actor="t", reason=kind, kind=kind, detail=detail
+        )
 
 
 def test_last_known_good_is_the_last_version_that_held_all_traffic(serving, store):
@@ -369,7 +371,7 @@ def test_last_known_good_is_the_last_version_that_held_all_traffic(serving, stor
 def test_last_known_good_falls_back_to_the_champion_and_otherwise_says_none(serving, store):
     _hist(store, ({1: 0.5, 2: 0.5}, "set", {}))
     assert serving.last_known_good("svc") is None
-    store.set_alias("m", "champion", 2, actor="t", reason="r")
+    store.models.set_alias("m", "champion", 2, actor="t", reason="r")
     assert serving.last_known_good("svc") == 2
     _hist(store, ({1: 0.1, 2: 0.9}, "set", {}))
     assert serving.last_known_good("svc") == 2  # 100% to the champion is still a change
@@ -386,8 +388,8 @@ def test_which_version_and_version_at_answer_from_the_store(serving, store):
     _hist(store, ({1: 1.0}, "deploy", {}))
     t1 = utcnow()
     _hist(store, ({1: 0.9, 2: 0.1}, "set", {"requested_at": utcnow()}))
-    ids = {v: store.get_model_version("m", v)["id"] for v in (1, 2, 3)}
-    store.log_requests(
+    ids = {v: store.models.get_version("m", v)["id"] for v in (1, 2, 3)}
+    store.deployments.record_requests(
         [
             {
                 "request_id": "r1",
@@ -400,7 +402,7 @@ def test_which_version_and_version_at_answer_from_the_store(serving, store):
             }
         ]
     )
-    store.log_shadow(
+    store.deployments.record_shadow(
         [
             {
                 "request_id": "r1",
@@ -440,7 +442,7 @@ def test_which_version_and_version_at_answer_from_the_store(serving, store):
 
 def test_traffic_changes_keep_kind_and_evidence(store, serving):
     _hist(store, ({1: 1.0, 3: 0.0}, "rollback", {"from": 3, "to": 1, "evidence": {"x": [1, 2]}}))
-    row = store.traffic_history("svc")[-1]
+    row = store.deployments.list_traffic("svc")[-1]
     assert row["kind"] == "rollback" and row["detail"]["evidence"] == {"x": [1, 2]}
     assert store.audit_log(1)[0]["detail"]["kind"] == "rollback"
 

@@ -380,7 +380,7 @@ def test_the_token_reaches_neither_logs_nor_the_store(env):
     env.client.post("/predict", json={"records": [{"x": 1}]}, headers=AUTH)  # a 422
     env.serving.flush_logs(NAME)
 
-    rows = env.store.requests_after(NAME, ok_only=False)
+    rows = env.store.deployments.list_requests(NAME, ok_only=False)
     assert denied.headers["workbench-request-id"] in {r["request_id"] for r in rows}, (
         "401s are logged"
     )

@@ -407,7 +407,7 @@ def test_rejections_and_nan_predictions_reach_the_request_log(env):
         post(env, {"records": [{**GOOD, "x": -1e6}]})[1]["request_id"]: 200,
     }
     env.serving.flush_logs("mixed")
-    rows = {r["request_id"]: r for r in env.store.requests_after("mixed", ok_only=False)}
+    rows = {r["request_id"]: r for r in env.store.deployments.list_requests("mixed", ok_only=False)}
     for request_id, status in sent.items():
         row = rows[request_id]
         assert row["status_code"] == status

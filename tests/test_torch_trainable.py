@@ -31,7 +31,7 @@ def _sklearn_data(seed: int = 0) -> dict:
 
 def _epochs(bench, exp_id, trial_id) -> dict[int, dict[str, float]]:
     out: dict[int, dict[str, float]] = {}
-    for m in bench.store.trial_metrics(exp_id, trial_id):
+    for m in bench.store.experiments.list_trial_metrics(exp_id, trial_id):
         out.setdefault(m["step"], {})[m["name"]] = m["value"]
     return out
 

@@ -56,7 +56,7 @@ def _trials(store, eid, n, *, seed=0, running=0):
             }
         )
         metrics += [(tid, step, {"f1": f1 * (step + 1) / 3}) for step in range(3)]
-    store.write_trial_events(eid, trials, metrics)
+    store.experiments.record_trial_events(eid, trials, metrics)
     return trials
 
 
@@ -98,7 +98,7 @@ def test_experiment_min_mode_and_nan_metrics(store):
     from workbench.ui import ExperimentWidget
 
     eid = make_experiment(store, name="reg", metric="rmse", mode="min", num_samples=3)
-    store.write_trial_events(
+    store.experiments.record_trial_events(
         eid,
         [
             {
@@ -142,8 +142,8 @@ def test_a_thousand_trials_refresh_cheaply_and_finished_curves_are_read_once(sto
     _trials(store, eid, 1000)
     w = ExperimentWidget(store, eid, autostart=False, min_interval=0)
     calls = []
-    original = store.trial_metrics
-    store.trial_metrics = lambda *a, **k: calls.append(a) or original(*a, **k)
+    original = store.experiments.list_trial_metrics
+    store.experiments.list_trial_metrics = lambda *a, **k: calls.append(a) or original(*a, **k)
     t0 = time.perf_counter()
     w.refresh(force=True)
     first_ms = (time.perf_counter() - t0) * 1000
@@ -174,7 +174,9 @@ def test_updates_are_throttled_to_a_few_per_second(store):
     w.observe(lambda ch: sent.append(time.monotonic()), names=["rows"])
     t0 = time.monotonic()
     for i in range(40):  # 40 changes within ~0.4 s
-        store.write_trial_events(eid, [{"trial_id": "t0000", "metrics": {"f1": i / 100}}])
+        store.experiments.record_trial_events(
+            eid, [{"trial_id": "t0000", "metrics": {"f1": i / 100}}]
+        )
         w.refresh()
         time.sleep(0.01)
     assert _wait(lambda: not w._throttle.has_pending, 2)
@@ -194,7 +196,7 @@ def test_poller_thread_pushes_new_trials_and_stops_when_the_experiment_ends(stor
         assert w.polling
         _trials(store, eid, 3, running=3)
         assert _wait(lambda: len(w.rows) == 3, 5)
-        store.finish_experiment(eid, status="TERMINATED", best_trial_id="t0001")
+        store.experiments.set_finished(eid, status="TERMINATED", best_trial_id="t0001")
         assert _wait(lambda: not w.polling, 5), "polling ends once the experiment has ended"
         assert w.experiment["status"] == "TERMINATED"
     finally:
@@ -219,7 +221,7 @@ def registry(tmp_path):
     from workbench.registry import ModelRegistry
 
     store = Store(tmp_path / "lineage.db")
-    dv, _ = store.add_dataset_version(
+    dv, _ = store.datasets.add_version(
         "cancer",
         content_hash="c" * 64,
         artifact_hash="a" * 64,
@@ -231,7 +233,7 @@ def registry(tmp_path):
         validation=[],
     )
     for i, f1 in enumerate([0.95, 0.97, 0.93], start=1):
-        store.add_model_version(
+        store.models.add_version(
             "cancer",
             task="classification",
             artifact_hash=f"{i}" * 64,
@@ -242,7 +244,7 @@ def registry(tmp_path):
             trial_id=None,
             dataset_version_id=dv["id"],
         )
-    store.set_alias("cancer", "champion", 1, actor="tester", reason="first")
+    store.models.set_alias("cancer", "champion", 1, actor="tester", reason="first")
     yield ModelRegistry(store, ArtifactStore(tmp_path / "artifacts"))
     store.close()
 
@@ -317,9 +319,9 @@ def test_a_click_arrives_as_a_custom_message_and_runs_off_the_kernel_thread(regi
 @pytest.fixture
 def deployed(registry):
     store = registry.store
-    store.upsert_deployment("cancer", model="cancer", route_prefix="/cancer", status="running")
-    store.record_traffic("cancer", {1: 1.0}, actor="t", reason="deploy", kind="deploy")
-    store.record_traffic(
+    store.deployments.add("cancer", model="cancer", route_prefix="/cancer", status="running")
+    store.deployments.record_traffic("cancer", {1: 1.0}, actor="t", reason="deploy", kind="deploy")
+    store.deployments.record_traffic(
         "cancer",
         {1: 0.9, 2: 0.1},
         actor="t",
@@ -341,7 +343,7 @@ def deployed(registry):
         }
         for i in range(1, 41)
     ]
-    store.log_requests(rows)
+    store.deployments.record_requests(rows)
     return registry
 
 
@@ -385,8 +387,8 @@ def test_bad_slider_weights_are_refused_with_a_clear_error(deployed):
 @pytest.fixture
 def monitored(deployed):
     store = deployed.store
-    dv = store.get_dataset_version("cancer")
-    store.create_monitor(
+    dv = store.datasets.get_version("cancer")
+    store.monitors.add(
         "cancer-drift",
         deployment="cancer",
         kind="data_drift",
@@ -396,7 +398,7 @@ def monitored(deployed):
     ids = []
     for i, (drift, pa) in enumerate([(False, 0.6), (False, 0.3), (True, 1e-6)]):
         ids.append(
-            store.record_monitor_window(
+            store.monitors.record_window(
                 "cancer-drift",
                 first_request_log_id=i * 10 + 1,
                 last_request_log_id=i * 10 + 10,
@@ -410,7 +412,7 @@ def monitored(deployed):
                 },
             )
         )
-    store.raise_alert(
+    store.monitors.record_alert(
         dedup_key="k",
         severity="warning",
         title="data drift on cancer: a",
@@ -419,7 +421,7 @@ def monitored(deployed):
         monitor="cancer-drift",
         drift_result_id=ids[-1],
     )
-    job = store.claim_retrain_job(
+    job = store.retraining.claim_job(
         "drift:1", policy="p", status="PENDING_APPROVAL", drift_result_id=ids[-1]
     )
     return deployed, ids, job
@@ -523,7 +525,7 @@ def test_displays_only_in_a_kernel(monkeypatch, registry):
     assert "application/vnd.jupyter.widget-view+json" in bundle
     from workbench.registry import ModelVersion
 
-    plain = ModelVersion.from_row({**registry.store.get_model_version("cancer", 1)})
+    plain = ModelVersion.from_row({**registry.store.models.get_version("cancer", 1)})
     bundle, _ = shell.display_formatter.format(plain)  # not from a registry: the plain repr
     assert "application/vnd.jupyter.widget-view+json" not in bundle
 
@@ -605,7 +607,7 @@ def test_stop_button_ends_a_running_search_and_a_new_process_sees_the_same_widge
         assert (time.perf_counter() - t0) < 0.02
         handle.wait(timeout=60)
         assert handle.state() == "STOPPED"
-        assert bench.store.get_experiment(handle.experiment_id)["status"] == "STOPPED"
+        assert bench.store.experiments.get(handle.experiment_id)["status"] == "STOPPED"
         stops = [a for a in bench.store.audit_log(50) if a["action"] == "experiment.stop"]
         assert (
             stops
@@ -649,7 +651,7 @@ def serve_widgets(tmp_path_factory, ray_cluster):
 
     bundle, records = cancer_bundle()
     env = serve_env(tmp_path_factory, "wcancer", [bundle, bundle])
-    env.store.set_alias("wcancer", "champion", 1, actor="tester", reason="first")
+    env.store.models.set_alias("wcancer", "champion", 1, actor="tester", reason="first")
     env.info = env.serving.deploy("wcancer", 1, name="wcancer", actor="tester")
     env.records = records
     try:
@@ -679,7 +681,7 @@ def test_sliders_reconfigure_the_live_router_and_rollback_restores_it(serve_widg
             "1": pytest.approx(0.7),
             "2": pytest.approx(0.3),
         }
-        change = env.store.traffic_history("wcancer")[-1]
+        change = env.store.deployments.list_traffic("wcancer")[-1]
         assert (change["actor"], change["kind"]) == ("dave (widget)", "set")
         assert any(
             a["action"] == "traffic.change" and a["actor"] == "dave (widget)"
@@ -692,7 +694,7 @@ def test_sliders_reconfigure_the_live_router_and_rollback_restores_it(serve_widg
             w.act("rollback")
         w.submit("rollback", confirm=True).result(timeout=120)
         assert env.serving.status("wcancer")["weights"] == {1: 1.0, 2: 0.0}
-        last = env.store.traffic_history("wcancer")[-1]
+        last = env.store.deployments.list_traffic("wcancer")[-1]
         assert (last["kind"], last["actor"]) == ("rollback", "dave (widget)")
         assert _wait(lambda: w.weights.get("1") == 1.0, 10)
         assert [c["kind"] for c in w.history][-2:] == ["set", "rollback"]
@@ -704,7 +706,7 @@ def test_a_running_trial_shows_its_latest_reported_value(store):
     from workbench.ui import ExperimentWidget
 
     eid = make_experiment(store)
-    store.write_trial_events(
+    store.experiments.record_trial_events(
         eid,
         [{"trial_id": "r", "status": "RUNNING"}],
         [("r", 1, {"f1": 0.5}), ("r", 2, {"f1": 0.7})],

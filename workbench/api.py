@@ -241,8 +241,8 @@ class Workbench:
         [('cancer', {1: 0.9, 2: 0.1})]
         """
         out = []
-        for row in self.store.list_deployments():
-            history = self.store.traffic_history(row["name"])
+        for row in self.store.deployments.list():
+            history = self.store.deployments.list_traffic(row["name"])
             weights = history[-1]["weights"] if history else {}
             out.append(
                 {
@@ -259,21 +259,11 @@ class Workbench:
 
     def status(self) -> dict[str, Any]:
         """Counts of what the store holds, and where it lives."""
-        count = lambda table: self.store.query_one(f"SELECT COUNT(*) AS n FROM {table}")["n"]  # noqa: E731
         return {
             "home": str(self.settings.home),
             "lineage_db": str(self.settings.db_path),
             "artifacts": str(self.settings.artifacts_dir),
-            "datasets": count("dataset_versions"),
-            "experiments": count("experiments"),
-            "trials": count("trials"),
-            "model_versions": count("model_versions"),
-            "deployments": count("deployments"),
-            "requests_logged": count("request_logs"),
-            "drift_events": self.store.query_one(
-                "SELECT COUNT(*) AS n FROM drift_results WHERE is_drift = 1"
-            )["n"],
-            "retrain_jobs": count("retrain_jobs"),
+            **self.store.counts(),
             "migrations": self.store.applied_migrations(),
         }
 

@@ -170,7 +170,7 @@ def test_rollback_sends_all_traffic_to_the_last_good_version(page, seeded):
 
     after = bench.serving.health(DEPLOYMENT)["versions"]
     assert (after["1"]["weight"], after["2"]["weight"]) == (1.0, 0.0)
-    change = bench.store.traffic_history(DEPLOYMENT)[-1]
+    change = bench.store.deployments.list_traffic(DEPLOYMENT)[-1]
     assert change["kind"] == "rollback" and change["actor"] == lab_user(page), change
     assert change["detail"]["from"] == 2 and change["detail"]["to"] == 1, change
     assert change["reason"].startswith("rollback from the JupyterLab panel")
@@ -183,7 +183,7 @@ def test_approve_or_reject_a_pending_retraining(page, seeded, answer):
     bench = seeded["bench"]
     job = seeded["jobs"][0 if answer == "approve" else 1]
     status = {"approve": "APPROVED", "reject": "REJECTED"}[answer]
-    assert bench.store.get_retrain_job(job["id"])["status"] == "PENDING_APPROVAL"
+    assert bench.store.retraining.get_job(job["id"])["status"] == "PENDING_APPROVAL"
     panel = open_tab(page, "monitors")
     row = panel.locator(f'.jp-WorkbenchPanel-job[data-job="{job["id"]}"]')
     row.wait_for()
@@ -196,7 +196,7 @@ def test_approve_or_reject_a_pending_retraining(page, seeded, answer):
     confirm.locator('[data-action="confirm"]').click()
     panel.locator(".jp-WorkbenchPanel-notice.jp-mod-ok").wait_for(timeout=60_000)
 
-    got = bench.store.get_retrain_job(job["id"])
+    got = bench.store.retraining.get_job(job["id"])
     assert (got["status"], got["approval"]) == (status, status), got
     assert job["id"] not in [j["id"] for j in bench.automation.pending()]
     (entry,) = [e for e in audit(bench, f"retrain.{answer}") if e["entity_id"] == job["id"]]

@@ -87,10 +87,11 @@ def test_traffic_slider_changes_the_routers_weights(page, seeded):
     assert after[str(v1)]["weight"] == pytest.approx(0.7)
     assert after[str(v2)]["weight"] == pytest.approx(0.3)
     # recorded as a traffic change by the Jupyter user, and shown back by the panel
-    change = bench.store.traffic_history(DEPLOYMENT)[-1]
+    change = bench.store.deployments.list_traffic(DEPLOYMENT)[-1]
     assert change["reason"] == "set from the JupyterLab panel"
     assert (
-        change["actor"] and change["actor"] != bench.store.traffic_history(DEPLOYMENT)[0]["actor"]
+        change["actor"]
+        and change["actor"] != bench.store.deployments.list_traffic(DEPLOYMENT)[0]["actor"]
     )
     section.get_by_text("(serving 70%)").wait_for()
     screenshot(page, "panel-deployments")

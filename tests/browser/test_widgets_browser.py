@@ -38,7 +38,7 @@ def seeded(lab):
     dv = bench.datasets.ingest(
         write_breast_cancer_csv(lab.root_dir / "bc.csv"), name="bc", target="diagnosis"
     )
-    eid = store.create_experiment(
+    eid = store.experiments.add(
         name="big-search", dataset_version_id=dv.id, metric="f1", mode="max", num_samples=1000,
         search_space={}, search_alg="optuna", scheduler="ASHA", seed=0, code_version={}, packages={},
     )  # fmt: skip
@@ -68,25 +68,23 @@ def seeded(lab):
         metrics += [
             (f"trial_{i:04d}", s, {"f1": f1 - 0.02 * (steps - 1 - s)}) for s in range(steps)
         ]
-    store.write_trial_events(eid, trials, metrics)
-    store.finish_experiment(eid, status="TERMINATED", best_trial_id="trial_0001")
+    store.experiments.record_trial_events(eid, trials, metrics)
+    store.experiments.set_finished(eid, status="TERMINATED", best_trial_id="trial_0001")
     mvs = []
     for v, f1 in enumerate([0.951, 0.968, 0.962], start=1):
-        mvs.append(store.add_model_version(
+        mvs.append(store.models.add_version(
             "bc-model", task="classification", artifact_hash=f"{v}" * 64, params={"max_depth": v + 3},
             metrics={"f1": f1, "accuracy": f1 + 0.008, "precision": f1 - 0.01}, signature={},
             experiment_id=eid, trial_id=f"trial_{v:04d}", dataset_version_id=dv.id,
         ))  # fmt: skip
-    store.set_alias("bc-model", "champion", 1, actor="alice", reason="first model")
-    store.set_alias("bc-model", "champion", 2, actor="alice", reason="better f1")
-    store.upsert_deployment(
-        "bc-model", model="bc-model", route_prefix="/bc-model", status="running"
-    )
-    store.record_traffic(
+    store.models.set_alias("bc-model", "champion", 1, actor="alice", reason="first model")
+    store.models.set_alias("bc-model", "champion", 2, actor="alice", reason="better f1")
+    store.deployments.add("bc-model", model="bc-model", route_prefix="/bc-model", status="running")
+    store.deployments.record_traffic(
         "bc-model", {2: 1.0}, actor="alice", reason="initial deployment", kind="deploy"
     )
     for step, share in enumerate([0.1, 0.25], start=1):
-        store.record_traffic(
+        store.deployments.record_traffic(
             "bc-model", {2: 1 - share, 3: share}, actor="canary", reason=f"canary step {step}/4", kind="canary",
             detail={"step": step, "steps": 4, "champion": 2, "challenger": 3, "evidence": {}},
         )  # fmt: skip
@@ -99,8 +97,8 @@ def seeded(lab):
             "features": {}, "latency_ms": 4 + 3 * rng.random() + (20 if i % 97 == 0 else 0),
             "status_code": 500 if i % 61 == 0 else 200, "at": _iso(at),
         })  # fmt: skip
-    store.log_requests(rows)
-    store.create_monitor(
+    store.deployments.record_requests(rows)
+    store.monitors.add(
         "bc-drift", deployment="bc-model", kind="data_drift", reference_dataset_version_id=dv.id,
         config={"p_val": 0.05, "correction": "bonferroni", "features": FEATURES},
     )  # fmt: skip
@@ -112,24 +110,24 @@ def seeded(lab):
             for k, f in enumerate(FEATURES)
         }
         worst = sorted(pvals.items(), key=lambda kv: kv[1])[:5]
-        rid = store.record_monitor_window(
+        rid = store.monitors.record_window(
             "bc-drift", first_request_log_id=w * 50 + 1, last_request_log_id=w * 50 + 50, n=50, is_drift=drift,
             score=worst[0][1], threshold=0.01,
             detail={"verdict": "drift" if drift else "ok", "most_shifted": [{"feature": f, "p_val": p} for f, p in worst]},
         )  # fmt: skip
         drift_ids.append(rid)
         if drift:
-            store.raise_alert(
+            store.monitors.record_alert(
                 dedup_key=f"drift-{w}", severity="warning", title=f"data drift on bc-model: {worst[0][0]} (p={worst[0][1]:.1g})",
                 detail={}, cooldown_s=0, monitor="bc-drift", drift_result_id=rid,
             )  # fmt: skip
-    job = store.claim_retrain_job(
+    job = store.retraining.claim_job(
         "drift:9", policy="on-drift", status="PROMOTED", drift_result_id=drift_ids[9]
     )
-    store.update_retrain_job(
+    store.retraining.set_job(
         job, challenger_version_id=mvs[2]["id"], decision="promoted: f1 +0.011"
     )
-    store.claim_retrain_job(
+    store.retraining.claim_job(
         "drift:12", policy="on-drift", status="PENDING_APPROVAL", drift_result_id=drift_ids[12]
     )
     ids = {"experiment": eid, "dataset": dv.id, "model_versions": [m["id"] for m in mvs]}
@@ -231,7 +229,7 @@ def measure(update, n=20):
             "p50_gap_ms": round(gaps[len(gaps) // 2], 2), "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)], 2),
             "max_gap_ms": round(gaps[-1], 2)}}
 def typical(i):  # one trial changed: the table is sent again, cached curves are not
-    w._reader.store.write_trial_events({seeded["experiment"]}, [{{"trial_id": "trial_0000", "duration_s": 1 + i}}])
+    w._reader.store.experiments.record_trial_events({seeded["experiment"]}, [{{"trial_id": "trial_0000", "duration_s": 1 + i}}])
     w.refresh(force=True)
 def worst(i):  # every curve re-read and the whole table sent again
     w._reader._final.clear(); w.rows = []; w.refresh(force=True)
@@ -276,8 +274,8 @@ def test_registry_widget_promotes_after_confirmation(page, lab, seeded, notebook
     )
     store = Store(lab.home / "lineage.db")
     try:
-        assert store.get_model_version("bc-model", "champion")["version"] == 3
-        last = store.alias_history("bc-model")[-1]
+        assert store.models.get_version("bc-model", "champion")["version"] == 3
+        last = store.models.list_alias_history("bc-model")[-1]
         assert last["actor"].endswith("(widget)") and last["previous_version"] == 2
         assert store.audit_log(5)[0]["action"] == "alias.set"
     finally:
@@ -374,7 +372,7 @@ handle
     )
     store = Store(lab.home / "lineage.db")
     try:
-        exp = [e for e in store.list_experiments() if e["name"] == "browser-stop"][-1]
+        exp = [e for e in store.experiments.list() if e["name"] == "browser-stop"][-1]
         assert exp["status"] == "STOPPED"
         audit = [
             a
@@ -406,7 +404,7 @@ def live_deployment(lab, seeded):
     artifacts = ArtifactStore(settings.artifacts_dir)
     bundle, records = cancer_bundle()
     for _ in range(2):
-        store.add_model_version(
+        store.models.add_version(
             "live", task=bundle.task, artifact_hash=artifacts.put_object(bundle), params={}, metrics={},
             signature=bundle.signature, experiment_id=None, trial_id=None, dataset_version_id=None,
         )  # fmt: skip
@@ -446,7 +444,7 @@ def test_a_slider_reconfigures_the_live_router(page, lab, live_deployment, noteb
     assert notice == "traffic set: v1 77%, v2 23%", notice
     live = serving.health("live")["versions"]  # what the router serves now
     assert live["2"]["weight"] == pytest.approx(0.3 / 1.3)
-    last = serving.store.traffic_history("live")[-1]
+    last = serving.store.deployments.list_traffic("live")[-1]
     assert last["actor"].endswith("(widget)") and last["kind"] == "set"
     page.wait_for_function(
         "() => [...document.querySelectorAll('.wb-deployment .wb-share')].map(e => e.textContent).join(' ') === '77% 23%'",

@@ -64,7 +64,7 @@ class Engine:
 
     # --------------------------------------------------------------- policies
     def policy(self, name: str) -> LoopPolicy:
-        return LoopPolicy.from_dict(self.store.get_policy(name)["config"])
+        return LoopPolicy.from_dict(self.store.retraining.get_policy(name)["config"])
 
     # ----------------------------------------------------------------- events
     def _events(
@@ -73,7 +73,7 @@ class Engine:
         events: list[dict[str, Any]] = []
         for trig in policy.triggers:
             if isinstance(trig, DriftTrigger):
-                results = _distinct(self.store.drift_results(trig.monitor))
+                results = _distinct(self.store.monitors.list_windows(trig.monitor))
                 ids = drift_trigger_ids(
                     ((r["id"], bool(r["is_drift"])) for r in results), trig.windows
                 )
@@ -100,7 +100,7 @@ class Engine:
                         }
                     )
             elif isinstance(trig, PerformanceTrigger) and trig.monitor:
-                for r in _distinct(self.store.drift_results(trig.monitor, drift_only=True)):
+                for r in _distinct(self.store.monitors.list_windows(trig.monitor, drift_only=True)):
                     d = r.get("detail") or {}
                     value, bound = d.get("value"), d.get("bound")
                     what = (
@@ -146,7 +146,9 @@ class Engine:
         from workbench.evaluation import score
 
         champ = self.bench.registry.get(policy.model, "champion")
-        rows = self.store.labeled_predictions(policy.deployment, model_version_id=champ.id)
+        rows = self.store.monitors.list_labeled_predictions(
+            policy.deployment, model_version_id=champ.id
+        )
         if len(rows) < trig.min_labels or trig.metric not in champ.metrics:
             return None
         rows = rows[-trig.min_labels :]
@@ -172,7 +174,7 @@ class Engine:
     ) -> dict[str, Any]:
         """Evaluate every enabled policy once: first the monitors its triggers name check their new
         windows (if ``check``), then new events become jobs, then runnable jobs run (if ``run``)."""
-        rows = self.store.list_policies(enabled_only=True)
+        rows = self.store.retraining.list_policies(enabled_only=True)
         checked: dict[str, Any] = {}
         if check:
             checked = self.check_monitors(
@@ -190,10 +192,10 @@ class Engine:
                     created.append(job)
             state["cron_since"] = datetime.fromtimestamp(now, UTC).isoformat()
             state["last_check"] = state["cron_since"]
-            self.store.set_policy_state(policy.name, state)
+            self.store.retraining.set_policy_state(policy.name, state)
         if run:
-            for job in self.store.query(
-                "SELECT id FROM retrain_jobs WHERE policy IS NOT NULL AND status IN ('SCHEDULED', 'APPROVED') ORDER BY id"
+            for job in self.store.retraining.list_jobs(
+                statuses=("SCHEDULED", "APPROVED"), with_policy=True
             ):
                 out = self.run_job(job["id"])
                 if out is not None:
@@ -204,18 +206,18 @@ class Engine:
         """The policy's jobs that count against cooldown and budget, as :func:`admission` reads them."""
         return [
             {"started": _epoch(j["started_at"]), "compute_s": j["compute_s"]}
-            for j in self.store.policy_jobs(policy)
+            for j in self.store.retraining.list_jobs(policy=policy)
             if j["status"] in _COUNTED and j["approval"] != "REJECTED" and j["id"] != exclude
         ]
 
     def _admit(self, policy: LoopPolicy, ev: dict[str, Any], now: float) -> int | None:
-        if self.store.query_one("SELECT id FROM retrain_jobs WHERE event_key = ?", [ev["key"]]):
+        if self.store.retraining.find_job(ev["key"]):
             return None  # seen before: cheap path; the UNIQUE index is what guarantees it
         history = self._history(policy.name)
         ok, reason = admission(now, history, cooldown_s=policy.cooldown_s, budget=policy.budget)
         detail = {"trigger": ev["trigger"], "admission": reason, "policy": policy.to_dict()}
         if not ok:
-            return self.store.claim_retrain_job(
+            return self.store.retraining.claim_job(
                 ev["key"],
                 policy=policy.name,
                 status="SKIPPED",
@@ -223,7 +225,7 @@ class Engine:
                 drift_result_id=ev.get("drift_result_id"),
                 detail=detail,
             )
-        return self.store.claim_retrain_job(
+        return self.store.retraining.claim_job(
             ev["key"],
             policy=policy.name,
             status="PENDING_APPROVAL" if policy.approval else "SCHEDULED",
@@ -236,12 +238,12 @@ class Engine:
     def answer(
         self, job_id: int, *, approve: bool, actor: str | None = None, reason: str = ""
     ) -> dict[str, Any]:
-        job = self.store.get_retrain_job(job_id)
+        job = self.store.retraining.get_job(job_id)
         if job["approval"] != "PENDING":
             raise WorkbenchError(
                 f"retrain job {job_id} is not waiting for approval (status {job['status']}, approval {job['approval']})."
             )
-        moved = self.store.transition_retrain_job(
+        moved = self.store.retraining.set_job_status(
             job_id,
             from_status=("PENDING_APPROVAL",),
             to_status="APPROVED" if approve else "REJECTED",
@@ -257,7 +259,7 @@ class Engine:
             {"reason": reason},
             actor=actor,
         )
-        return self.store.get_retrain_job(job_id)
+        return self.store.retraining.get_job(job_id)
 
     # ---------------------------------------------------------------- running
     def run_job(self, job_id: int) -> dict[str, Any] | None:
@@ -267,11 +269,11 @@ class Engine:
         since this one was admitted: a job over budget ends ``SKIPPED`` (decision ``budget``)
         with the figures in its detail, and a job within budget gives its search only what is left.
         """
-        if not self.store.transition_retrain_job(
+        if not self.store.retraining.set_job_status(
             job_id, from_status=RUNNABLE, to_status="RUNNING", runner=self.runner
         ):
             return None
-        job = self.store.get_retrain_job(job_id)
+        job = self.store.retraining.get_job(job_id)
         policy = LoopPolicy.from_dict(job["detail"]["policy"])
         now = time.time()
         history = self._history(policy.name, exclude=job_id)
@@ -295,14 +297,16 @@ class Engine:
                 f"(max {budget.max_compute_s:g}s)"
             )
             return self._skip(job_id, detail, ("budget", "refused"), "budget", reason, figures)
-        self.store.update_retrain_job(job_id, detail=detail)
+        self.store.retraining.set_job(job_id, detail=detail)
         job["detail"] = detail
         t0 = time.monotonic()
         try:
             out = Pipeline(self.bench, job, policy, search_budget_s=allowed).run()
         except Exception as exc:
-            self.store.record_retrain_step(job_id, "error", "failed", {"summary": repr(exc)[:300]})
-            self.store.update_retrain_job(
+            self.store.retraining.record_step(
+                job_id, "error", "failed", {"summary": repr(exc)[:300]}
+            )
+            self.store.retraining.set_job(
                 job_id,
                 status="FAILED",
                 compute_s=time.monotonic() - t0,
@@ -310,7 +314,7 @@ class Engine:
             )
             return {"job_id": job_id, "status": "FAILED", "error": repr(exc)}
         compute = time.monotonic() - t0
-        self.store.update_retrain_job(job_id, compute_s=compute)
+        self.store.retraining.set_job(job_id, compute_s=compute)
         out["compute_s"] = compute
         return out
 
@@ -325,8 +329,8 @@ class Engine:
     ) -> dict[str, Any]:
         """End a job ``SKIPPED`` before it runs: one step (name, status) with the reason (and
         figures), the reason as the job's admission."""
-        self.store.record_retrain_step(job_id, *step, {"summary": reason, **(figures or {})})
-        self.store.update_retrain_job(
+        self.store.retraining.record_step(job_id, *step, {"summary": reason, **(figures or {})})
+        self.store.retraining.set_job(
             job_id,
             status="SKIPPED",
             decision=decision,
@@ -345,29 +349,26 @@ class Engine:
         rid = job.get("drift_result_id")
         if rid is None:
             return None
-        row = self.store.query_one(
-            "SELECT r.detail_json, m.name, m.kind, m.reference_dataset_version_id AS ref "
-            "FROM drift_results r JOIN monitors m ON m.id = r.monitor_id WHERE r.id = ?",
-            [rid],
-        )
+        row = self.store.monitors.get_window(rid)
         if row is None or row["kind"] in ("performance", "operational"):
             return None
         tested = (row.get("detail") or {}).get("reference_dataset_version_id")
-        if tested is None or tested == row["ref"]:
+        if tested is None or tested == row["monitor_reference_id"]:
             return None
         return (
             f"stale: drift result #{rid} was tested against reference dataset version #{tested}; "
-            f"monitor {row['name']} has moved to #{row['ref']} since (a promotion)"
+            f"monitor {row['monitor']} has moved to #{row['monitor_reference_id']} since (a promotion)"
         )
 
     def interrupt_orphans(self, runner_prefix: str) -> list[int]:
         """Jobs left RUNNING by an earlier incarnation of a runner are marked INTERRUPTED, never rerun."""
         out = []
-        for j in self.store.query(
-            "SELECT id, runner FROM retrain_jobs WHERE status = 'RUNNING' AND runner LIKE ? AND runner != ?",
-            [runner_prefix + "%", self.runner],
+        for j in self.store.retraining.list_jobs(
+            statuses=("RUNNING",), runner_prefix=runner_prefix
         ):
-            if self.store.transition_retrain_job(
+            if j["runner"] == self.runner:
+                continue
+            if self.store.retraining.set_job_status(
                 j["id"], from_status=("RUNNING",), to_status="INTERRUPTED", ended_at=_now_iso()
             ):
                 out.append(j["id"])
@@ -411,10 +412,10 @@ class Pipeline:
         self.detail: dict[str, Any] = dict(job["detail"])
 
     def step(self, name: str, status: str, summary: str, **detail: Any) -> None:
-        self.store.record_retrain_step(self.id, name, status, {"summary": summary, **detail})
+        self.store.retraining.record_step(self.id, name, status, {"summary": summary, **detail})
 
     def finish(self, status: str, decision: str) -> dict[str, Any]:
-        self.store.update_retrain_job(self.id, status=status, decision=decision, detail=self.detail)
+        self.store.retraining.set_job(self.id, status=status, decision=decision, detail=self.detail)
         return {
             "job_id": self.id,
             "status": status,
@@ -431,7 +432,7 @@ class Pipeline:
         train = bench.datasets.get(p.train)
         base = bench.datasets.load(train)
         rows = []
-        for r in self.store.labeled_requests(p.deployment):
+        for r in self.store.monitors.list_labeled_requests(p.deployment):
             recs = r["features"] if isinstance(r["features"], list) else [r["features"]]
             labs = r["label"] if isinstance(r["label"], list) else [r["label"]]
             rows += [{**rec, train.target: lab} for rec, lab in zip(recs, labs, strict=False)]
@@ -465,7 +466,7 @@ class Pipeline:
             self.step("validation", "failed", str(exc)[:300])
             self.detail["validation"] = str(exc)
             return self.finish("FAILED", "invalid_data")
-        self.store.update_retrain_job(self.id, new_dataset_version_id=snap.id)
+        self.store.retraining.set_job(self.id, new_dataset_version_id=snap.id)
         self.step("snapshot", "ok", f"{summary} -> {snap}", dataset_version_id=snap.id)
         self.step("validation", "passed", f"{len(snap.validation)} checks passed")
         self.detail.update(
@@ -501,7 +502,7 @@ class Pipeline:
             time_budget_s=self.search_budget_s,
         )
         search_s = time.monotonic() - t_search
-        self.store.update_retrain_job(self.id, experiment_id=result.experiment_id)
+        self.store.retraining.set_job(self.id, experiment_id=result.experiment_id)
         budget_note = (
             f", time budget {self.search_budget_s:.0f}s" if self.search_budget_s is not None else ""
         )
@@ -562,7 +563,7 @@ class Pipeline:
             actor=ACTOR,
         )
         self.store.link("dataset_version", holdout.id, "evaluated", "model_version", mv.id)
-        self.store.update_retrain_job(self.id, challenger_version_id=mv.id)
+        self.store.retraining.set_job(self.id, challenger_version_id=mv.id)
         self.detail["challenger_version"] = mv.version
         self.step("registration", "ok", f"{mv}", model_version_id=mv.id)
 
@@ -591,7 +592,7 @@ class Pipeline:
 
         p = self.policy
         try:
-            dep = self.store.get_deployment(p.deployment)
+            dep = self.store.deployments.get(p.deployment)
         except NotFoundError:
             return False
         if dep.get("status") != "running":
@@ -608,7 +609,7 @@ class Pipeline:
         for trig in self.policy.triggers:
             if not isinstance(trig, DriftTrigger):
                 continue
-            record = self.store.get_monitor(trig.monitor)
+            record = self.store.monitors.get(trig.monitor)
             if record["kind"] not in ("data_drift", "prediction_drift", "online_drift"):
                 continue
             old = record["reference_dataset_version_id"]
@@ -711,7 +712,7 @@ class Pipeline:
                 actor=ACTOR,
                 reason=f"retrain job {self.id}: canary did not finish in {p.max_canary_rounds} rounds",
             )
-        last = self.store.traffic_history(p.deployment)[-1]
+        last = self.store.deployments.list_traffic(p.deployment)[-1]
         self.detail["rollback"] = {"reason": last["reason"], "traffic_change_id": last["id"]}
         self.step(
             "rollback",

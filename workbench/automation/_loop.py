@@ -82,16 +82,16 @@ class Automation:
         from workbench.automation._engine import check_policy
 
         check_policy(self.bench, policy)
-        self.bench.store.save_policy(policy.name, policy.to_dict(), enabled=enabled)
+        self.bench.store.retraining.set_policy(policy.name, policy.to_dict(), enabled=enabled)
         return policy
 
     def policies(self) -> list[dict[str, Any]]:
         """Stored policies with their state (last check, cron cursor)."""
-        return self.bench.store.list_policies()
+        return self.bench.store.retraining.list_policies()
 
     def disable_policy(self, name: str) -> None:
-        row = self.bench.store.get_policy(name)
-        self.bench.store.save_policy(name, row["config"], enabled=False)
+        row = self.bench.store.retraining.get_policy(name)
+        self.bench.store.retraining.set_policy(name, row["config"], enabled=False)
 
     def tick(
         self, *, run: bool = True, now: float | None = None, check: bool = True
@@ -111,17 +111,15 @@ class Automation:
     def jobs(self, policy: str | None = None) -> list[dict[str, Any]]:
         """Retrain jobs (all, or one policy's), oldest first."""
         store = self.bench.store
-        return store.policy_jobs(policy) if policy else store.list_retrain_jobs()
+        return store.retraining.list_jobs(policy=policy)
 
     def steps(self, job_id: int) -> list[dict[str, Any]]:
         """The recorded steps of one job: snapshot, validation, search, evaluation, gate, registration, canary..."""
-        return self.bench.store.retrain_steps(job_id)
+        return self.bench.store.retraining.list_steps(job_id)
 
     def pending(self) -> list[dict[str, Any]]:
         """Jobs waiting for a person: answer each with :meth:`approve` or :meth:`reject`."""
-        return self.bench.store.query(
-            "SELECT * FROM retrain_jobs WHERE status = 'PENDING_APPROVAL' ORDER BY id"
-        )
+        return self.bench.store.retraining.list_jobs(statuses=("PENDING_APPROVAL",))
 
     def approve(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
         """Approve a pending job; the scheduler (or :meth:`tick`) runs it next."""
@@ -186,14 +184,12 @@ class Automation:
 
         handle = self._scheduler_handle(namespace)
         live = ray.get(handle.status.remote(), timeout=30) if handle is not None else None
-        jobs = self.bench.store.query(
-            "SELECT status, COUNT(*) AS n FROM retrain_jobs WHERE policy IS NOT NULL GROUP BY status"
-        )
+        jobs = self.bench.store.retraining.count_jobs()
         return {
             "running": live is not None,
             "actor": live,
-            "stored": self.bench.store.get_automation_state("scheduler"),
-            "jobs": {r["status"]: r["n"] for r in jobs},
+            "stored": self.bench.store.retraining.get_scheduler_state("scheduler"),
+            "jobs": jobs,
         }
 
     def run_once(
@@ -215,7 +211,7 @@ class Automation:
         if self._last_run is not None and time.monotonic() - self._last_run < policy.cooldown_s:
             return {"status": "COOLDOWN", "drift_result_id": drifts[0]["id"]}
         self._last_run = time.monotonic()
-        job_id = self.bench.store.create_retrain_job(
+        job_id = self.bench.store.retraining.add_job(
             drift_result_id=drifts[0]["id"], detail={"policy": asdict(policy)}
         )
         try:
@@ -223,7 +219,7 @@ class Automation:
                 job_id, deployment, model, monitor, train, holdout, policy, traffic
             )
         except Exception as exc:
-            self.bench.store.update_retrain_job(
+            self.bench.store.retraining.set_job(
                 job_id, status="FAILED", detail={"error": repr(exc)}
             )
             raise
@@ -242,10 +238,10 @@ class Automation:
         import polars as pl
 
         bench, store = self.bench, self.bench.store
-        store.update_retrain_job(job_id, status="RUNNING")
+        store.retraining.set_job(job_id, status="RUNNING")
 
         # 1. recent labelled requests join the training data as a new dataset version
-        labelled = store.labeled_requests(deployment)
+        labelled = store.monitors.list_labeled_requests(deployment)
         rows = []
         for r in labelled:
             records = r["features"] if isinstance(r["features"], list) else [r["features"]]
@@ -258,7 +254,7 @@ class Automation:
             else base.clear()
         )
         new_train = bench.datasets.extend(train, recent)
-        store.update_retrain_job(job_id, new_dataset_version_id=new_train.id)
+        store.retraining.set_job(job_id, new_dataset_version_id=new_train.id)
 
         # 2. search again on it
         result = bench.experiments.search(
@@ -268,7 +264,7 @@ class Automation:
             metric=policy.metric,
             progress=None,
         )
-        store.update_retrain_job(job_id, experiment_id=result.experiment_id)
+        store.retraining.set_job(job_id, experiment_id=result.experiment_id)
 
         # 3. challenger versus champion on the same holdout
         champion = bench.registry.get(model, "champion")
@@ -287,9 +283,9 @@ class Automation:
             "champion_version": champion.version,
             "challenger_version": challenger.version,
         }
-        store.update_retrain_job(job_id, challenger_version_id=challenger.id, detail=detail)
+        store.retraining.set_job(job_id, challenger_version_id=challenger.id, detail=detail)
         if not verdict.challenger_wins:
-            store.update_retrain_job(job_id, status="REJECTED", decision="rejected", detail=detail)
+            store.retraining.set_job(job_id, status="REJECTED", decision="rejected", detail=detail)
             return {"job_id": job_id, "status": "REJECTED", **detail}
 
         # 4. canary, analysed at each step; roll back on failure
@@ -336,7 +332,7 @@ class Automation:
             # the reference moves to the new version's training data; the monitor keeps its
             # detector kind, backend, correction, features and alert settings
             bench.monitoring.refit(monitor.name, reference=new_train)
-            store.update_retrain_job(job_id, status="PROMOTED", decision="promoted", detail=detail)
+            store.retraining.set_job(job_id, status="PROMOTED", decision="promoted", detail=detail)
             return {"job_id": job_id, "status": "PROMOTED", **detail}
         if outcome != "rolled_back":
             bench.serving.rollback(
@@ -345,7 +341,7 @@ class Automation:
                 actor=ACTOR,
                 reason=f"retrain job {job_id}: canary did not finish in {policy.max_canary_rounds} rounds",
             )
-        store.update_retrain_job(
+        store.retraining.set_job(
             job_id, status="ROLLED_BACK", decision="rolled_back", detail=detail
         )
         return {"job_id": job_id, "status": "ROLLED_BACK", **detail}

@@ -40,7 +40,7 @@ class SchedulerActor:
         self._thread.start()
 
     def _save(self, state: str) -> None:
-        self.bench.store.set_automation_state(
+        self.bench.store.retraining.set_scheduler_state(
             "scheduler",
             {
                 "state": state,

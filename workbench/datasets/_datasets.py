@@ -113,7 +113,7 @@ class Datasets:
         buf = io.BytesIO()
         df.write_parquet(buf, compression="zstd")
         artifact = self.artifacts.put_bytes(buf.getvalue())
-        row, _created = self.store.add_dataset_version(
+        row, _created = self.store.datasets.add_version(
             name,
             content_hash=content_hash(df),
             artifact_hash=artifact,
@@ -130,13 +130,13 @@ class Datasets:
     # -------------------------------------------------------------------- read
     def get(self, name: str, version: int | None = None) -> DatasetVersion:
         """The given version of a dataset, or its latest."""
-        return DatasetVersion.from_row(self.store.get_dataset_version(name, version))
+        return DatasetVersion.from_row(self.store.datasets.get_version(name, version))
 
     def by_id(self, dataset_version_id: int) -> DatasetVersion:
-        return DatasetVersion.from_row(self.store.dataset_version_by_id(dataset_version_id))
+        return DatasetVersion.from_row(self.store.datasets.get_version_by_id(dataset_version_id))
 
     def list(self) -> list[DatasetVersion]:
-        return [DatasetVersion.from_row(r) for r in self.store.list_dataset_versions()]
+        return [DatasetVersion.from_row(r) for r in self.store.datasets.list_versions()]
 
     def load(self, dv: DatasetVersion) -> pl.DataFrame:
         """The version's data, read from its artifact after verifying the SHA-256."""

@@ -35,10 +35,18 @@ __all__ = [
 #: Columns every row has, in display order.
 BASE_COLUMNS = ("experiment_id", "experiment", "trial_id", "status", "duration_s")
 #: Trial-table columns that are either renamed, internal or spread into ``config.*``/``metrics.*``.
-_SKIP = {"id", "experiment_id", "trial_id", "status", "duration_s", "config", "metrics"}
+_SKIP = {
+    "id",
+    "experiment_id",
+    "experiment",
+    "trial_id",
+    "status",
+    "duration_s",
+    "config",
+    "metrics",
+}
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
 _WHERE = re.compile(r"^\s*(?P<col>[^=!<>]+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>.*?)\s*$")
-_CHUNK = 500  # bound on "IN (...)" parameters per query
 
 
 # ------------------------------------------------------------------------------------------ table
@@ -137,7 +145,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _resolve_experiments(store: Store, experiments: Any) -> list[int]:
-    known = store.query("SELECT id, name FROM experiments ORDER BY id")
+    known = store.experiments.list_names()
     if experiments is None:
         return [e["id"] for e in known]
     by_id = {e["id"]: e for e in known}
@@ -163,54 +171,23 @@ def _resolve_experiments(store: Store, experiments: Any) -> list[int]:
 
 
 def _load_rows(store: Store, exp_ids: list[int], statuses: list[str]) -> list[dict[str, Any]]:
-    if not exp_ids:
-        return []
-    trials: list[dict[str, Any]] = []
-    for chunk in _chunks(exp_ids):
-        sql = (
-            "SELECT t.*, e.name AS experiment_name FROM trials t "
-            "JOIN experiments e ON e.id = t.experiment_id "
-            f"WHERE t.experiment_id IN ({', '.join('?' * len(chunk))})"
-        )
-        params: list[Any] = list(chunk)
-        if statuses:
-            sql += f" AND t.status IN ({', '.join('?' * len(statuses))})"
-            params += statuses
-        trials += store.query(sql, params)
+    trials = store.experiments.list_trials(experiment_ids=exp_ids, statuses=statuses)
     order = {e: i for i, e in enumerate(exp_ids)}
     trials.sort(key=lambda t: (order[t["experiment_id"]], t["id"]))
-    latest = _latest_metrics(store, [t["id"] for t in trials if not t.get("metrics")])
+    latest = store.experiments.get_latest_metrics([t["id"] for t in trials if not t.get("metrics")])
     return [_flatten(t, latest.get(t["id"], {})) for t in trials]
-
-
-def _latest_metrics(store: Store, trial_pks: list[int]) -> dict[int, dict[str, float]]:
-    """Last reported value of each metric of trials that have no final metrics yet."""
-    out: dict[int, dict[str, float]] = {}
-    for chunk in _chunks(trial_pks):
-        for m in store.query(
-            "SELECT trial_pk, name, value FROM trial_metrics "
-            f"WHERE trial_pk IN ({', '.join('?' * len(chunk))}) ORDER BY trial_pk, step",
-            list(chunk),
-        ):
-            out.setdefault(m["trial_pk"], {})[m["name"]] = m["value"]
-    return out
-
-
-def _chunks(items: list[Any]) -> Iterable[list[Any]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
 
 
 def _flatten(trial: dict[str, Any], latest: dict[str, float]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "experiment_id": trial["experiment_id"],
-        "experiment": trial["experiment_name"],
+        "experiment": trial["experiment"],
         "trial_id": trial["trial_id"],
         "status": trial["status"],
         "duration_s": trial.get("duration_s"),
     }
     for key, value in trial.items():
-        if key in _SKIP or key == "experiment_name":
+        if key in _SKIP:
             continue
         _put(row, key, value)
     _put(row, "config", trial.get("config") or {})
@@ -386,22 +363,15 @@ def metric_curves(
     for exp_id, trial_id in keys:
         by_exp.setdefault(exp_id, []).append(trial_id)
     for exp_id, ids in by_exp.items():
-        for chunk in _chunks(list(dict.fromkeys(ids))):
-            marks = ", ".join("?" * len(chunk))
-            for t in store.query(
-                "SELECT t.id, t.trial_id, t.status, e.name AS experiment_name FROM trials t "
-                "JOIN experiments e ON e.id = t.experiment_id "
-                f"WHERE t.experiment_id = ? AND t.trial_id IN ({marks})",
-                [exp_id, *chunk],
-            ):
-                found[(exp_id, t["trial_id"])] = {
-                    "pk": t["id"],
-                    "experiment_id": exp_id,
-                    "experiment": t["experiment_name"],
-                    "trial_id": t["trial_id"],
-                    "status": t["status"],
-                    "series": {},
-                }
+        for t in store.experiments.list_trials(exp_id, trial_ids=list(dict.fromkeys(ids))):
+            found[(exp_id, t["trial_id"])] = {
+                "pk": t["id"],
+                "experiment_id": exp_id,
+                "experiment": t["experiment"],
+                "trial_id": t["trial_id"],
+                "status": t["status"],
+                "series": {},
+            }
     missing = [k for k in keys if k not in found]
     if missing:
         exp_id, trial_id = missing[0]
@@ -410,15 +380,10 @@ def metric_curves(
             f"`workbench runs {exp_id}` or `bench.compare_trials({exp_id})`."
         )
     by_pk = {v["pk"]: v for v in found.values()}
-    for chunk in _chunks(list(by_pk)):
-        for m in store.query(
-            "SELECT trial_pk, step, name, value FROM trial_metrics "
-            f"WHERE trial_pk IN ({', '.join('?' * len(chunk))}) ORDER BY trial_pk, name, step",
-            chunk,
-        ):
-            series = by_pk[m["trial_pk"]]["series"].setdefault(m["name"], {"step": [], "value": []})
-            series["step"].append(m["step"])
-            series["value"].append(m["value"])
+    for m in store.experiments.list_metrics(list(by_pk)):
+        series = by_pk[m["trial_pk"]]["series"].setdefault(m["name"], {"step": [], "value": []})
+        series["step"].append(m["step"])
+        series["value"].append(m["value"])
     # a trial asked for twice gets two independent copies
     return [copy.deepcopy({k: v for k, v in found[key].items() if k != "pk"}) for key in keys]
 
@@ -433,16 +398,16 @@ def _trial_key(store: Store, trial: Any) -> tuple[int, str]:
     if isinstance(trial, tuple) and len(trial) == 2:
         return int(trial[0]), str(trial[1])
     if isinstance(trial, str):
-        hits = store.query("SELECT experiment_id FROM trials WHERE trial_id = ?", [trial])
+        hits = store.experiments.list_experiments_of_trial(trial)
         if len(hits) == 1:
-            return int(hits[0]["experiment_id"]), trial
+            return int(hits[0]), trial
         if not hits:
             raise NotFoundError(
                 f"no trial {trial!r} in any experiment; list trials with `workbench trials`."
             )
         raise ConfigError(
             f"trial id {trial!r} exists in experiments "
-            f"{', '.join(str(h['experiment_id']) for h in hits)}; "
+            f"{', '.join(str(h) for h in hits)}; "
             "pass (experiment_id, trial_id) instead."
         )
     raise ConfigError(

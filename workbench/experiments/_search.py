@@ -446,7 +446,7 @@ class Experiments:
             "checkpoints": data["checkpoints"],
             "task": data["task"],
         }
-        exp_id = self.store.create_experiment(
+        exp_id = self.store.experiments.add(
             name=name,
             dataset_version_id=dataset.id,
             metric=metric,
@@ -500,7 +500,7 @@ class Experiments:
                 checkpoint_config=None,
             ),
         )
-        self.store.set_experiment_tune_path(exp_id, str(self.settings.home / "tune" / tune_dir))
+        self.store.experiments.set_tune_path(exp_id, str(self.settings.home / "tune" / tune_dir))
         keep = task_metrics(data["task"]) if trainable is None else None
         return self._launch(tuner, callback, stop_flag, display, steps=steps, keep=keep, wait=wait)
 
@@ -563,9 +563,14 @@ class Experiments:
 
         from workbench.experiments._estimators import fold_scores, mean_scores
 
-        exp = self.store.get_experiment(experiment_id)
+        exp = self.store.experiments.get(experiment_id)
         trial = next(
-            (t for t in self.store.list_trials(experiment_id) if t["trial_id"] == trial_id), None
+            (
+                t
+                for t in self.store.experiments.list_trials(experiment_id)
+                if t["trial_id"] == trial_id
+            ),
+            None,
         )
         if trial is None:
             raise NotFoundError(
@@ -583,7 +588,8 @@ class Experiments:
         )
         # a trial a scheduler stopped early recorded the mean of its first folds: re-run those
         steps = max(
-            (m["step"] for m in self.store.trial_metrics(experiment_id, trial_id)), default=0
+            (m["step"] for m in self.store.experiments.list_trial_metrics(experiment_id, trial_id)),
+            default=0,
         )
         folds = options.get("folds", 3)
         per_fold = list(
@@ -643,7 +649,7 @@ class Experiments:
         from workbench.experiments._tracking import TrackingCallback
         from workbench.ui import make_progress
 
-        exp = self.store.get_experiment(experiment_id)
+        exp = self.store.experiments.get(experiment_id)
         if exp["status"] in ("TERMINATED", "STOPPED"):
             raise ConfigError(
                 f"experiment {experiment_id} ended ({exp['status']}); there is nothing to resume. "
@@ -702,11 +708,11 @@ class Experiments:
         stop_flag = run_config.stop if isinstance(run_config.stop, StopFlag) else StopFlag()
         finished = {
             t["trial_id"]
-            for t in self.store.list_trials(experiment_id)
+            for t in self.store.experiments.list_trials(experiment_id)
             if t["status"] in ("TERMINATED", "ERROR", "STOPPED")
         }
         callback.freeze(finished)
-        self.store.begin_resume(experiment_id)
+        self.store.experiments.record_resume(experiment_id)
         display = make_progress(progress)
         callback.display = display
         steps = options.get("max_steps") or options.get("folds", 3)
@@ -756,7 +762,7 @@ class Experiments:
             with _tune_console_quiet():
                 grid_result = tuner.fit()
         except Exception as exc:
-            self.store.finish_experiment(exp_id, status="ERROR", error=repr(exc))
+            self.store.experiments.set_finished(exp_id, status="ERROR", error=repr(exc))
             raise ExperimentError(f"search {name!r} (experiment {exp_id}) failed: {exc}") from exc
         finally:
             if display is not None:
@@ -771,7 +777,7 @@ class Experiments:
         ]
         if not ok:
             status = "STOPPED" if stop_flag.requested else "ERROR"
-            self.store.finish_experiment(exp_id, status=status, error="no trial finished")
+            self.store.experiments.set_finished(exp_id, status=status, error="no trial finished")
             raise ExperimentError(
                 f"no trial of experiment {exp_id} finished; inspect errors with `workbench runs {exp_id}`."
             )
@@ -781,7 +787,7 @@ class Experiments:
         best = max(complete, key=lambda r: sign * float(r.metrics[metric]))
         best_id = best.metrics["trial_id"]
         status = "STOPPED" if stop_flag.requested else "TERMINATED"
-        self.store.finish_experiment(exp_id, status=status, best_trial_id=best_id)
+        self.store.experiments.set_finished(exp_id, status=status, best_trial_id=best_id)
         best_metrics = _numeric(best.metrics)
         if keep:  # the built-in trainable: its metrics, not Tune's bookkeeping
             best_metrics = {k: best_metrics[k] for k in keep if k in best_metrics}
@@ -791,7 +797,7 @@ class Experiments:
             best_trial_id=best_id,
             best_config={k: v for k, v in best.config.items()},
             best_metrics=best_metrics,
-            trials=self.store.list_trials(exp_id),
+            trials=self.store.experiments.list_trials(exp_id),
         )
 
     def fit_bundle(
@@ -826,7 +832,7 @@ class Experiments:
         return score([str(v) for v in truth], [str(p) for p in preds])
 
     def trials(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
-        return self.store.list_trials(experiment_id)
+        return self.store.experiments.list_trials(experiment_id)
 
     def list(self) -> list[dict[str, Any]]:
-        return self.store.list_experiments()
+        return self.store.experiments.list()

@@ -213,7 +213,7 @@ class TrackingCallback(Callback):
     def flush(self) -> None:
         if not (self._pending_trials or self._pending_metrics):
             return
-        self.store.write_trial_events(
+        self.store.experiments.record_trial_events(
             self.experiment_id, list(self._pending_trials.values()), self._pending_metrics
         )
         self._pending_trials = {}

@@ -1,12 +1,16 @@
 """Lineage store (SQLite) and content-addressed artifact store at the bottom of every stage."""
 
 from workbench.lineage._artifacts import ArtifactStore, sha256_bytes, sha256_file
+from workbench.lineage._db import utcnow
 from workbench.lineage._graph import format_chain, lineage_chain
-from workbench.lineage._store import Store, utcnow
+from workbench.lineage._store import NODE_TABLES, Store
+
+NODE_TYPES = tuple(NODE_TABLES)
 
 __all__ = [
     "Store",
     "ArtifactStore",
+    "NODE_TYPES",
     "sha256_bytes",
     "sha256_file",
     "utcnow",

@@ -5,55 +5,45 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from workbench.lineage._store import Store
+from workbench.lineage._store import NODE_TABLES, Store
 
 __all__ = ["lineage_chain", "format_chain", "describe_node"]
 
 
 def describe_node(store: Store, node_type: str, node_id: int) -> str:
     """One-line human description of a lineage node."""
-    q = store.query_one
     if node_type == "dataset_version":
-        r = store.dataset_version_by_id(node_id)
+        r = store.datasets.get_version_by_id(node_id)
         return f"dataset {r['dataset']} v{r['version']} ({r['n_rows']} rows, sha256 {r['content_hash'][:12]})"
     if node_type == "experiment":
-        r = q(
-            "SELECT e.*, (SELECT COUNT(*) FROM trials t WHERE t.experiment_id = e.id) AS n FROM experiments e WHERE id = ?",
-            [node_id],
-        )
-        if r:
-            return f"experiment #{node_id} {r['name']} ({r['n']} trials, {r['status']}, best {r['best_trial_id']})"
+        r = store.experiments.get(node_id)
+        return f"experiment #{node_id} {r['name']} ({r['n_trials']} trials, {r['status']}, best {r['best_trial_id']})"
     if node_type == "model_version":
-        r = store.model_version_by_id(node_id)
+        r = store.models.get_version_by_id(node_id)
         metrics = ", ".join(
             f"{k}={v:.3f}" for k, v in sorted(r["metrics"].items()) if isinstance(v, int | float)
         )
         alias = f" [{', '.join(r['aliases'])}]" if r["aliases"] else ""
         return f"model {r['model']} v{r['version']}{alias} ({metrics})"
+    r = store.node(node_type, node_id) if node_type in NODE_TABLES else None
+    if r is None:
+        return f"{node_type} #{node_id}"
     if node_type == "deployment":
-        r = q("SELECT * FROM deployments WHERE id = ?", [node_id])
-        if r:
-            return f"deployment {r['name']} at {r['route_prefix']} ({r['status']}, weights {r['weights']})"
+        return (
+            f"deployment {r['name']} at {r['route_prefix']} ({r['status']}, weights {r['weights']})"
+        )
     if node_type == "monitor":
-        r = q("SELECT * FROM monitors WHERE id = ?", [node_id])
-        if r:
-            return f"monitor {r['name']} ({r['kind']})"
+        return f"monitor {r['name']} ({r['kind']})"
     if node_type == "drift_result":
-        r = q("SELECT * FROM drift_results WHERE id = ?", [node_id])
-        if r:
-            flag = "DRIFT" if r["is_drift"] else "no drift"
-            return f"drift result #{node_id}: {flag} on {r['n']} requests (score {r['score']:.2g} vs {r['threshold']:.2g})"
+        flag = "DRIFT" if r["is_drift"] else "no drift"
+        return f"drift result #{node_id}: {flag} on {r['n']} requests (score {r['score']:.2g} vs {r['threshold']:.2g})"
     if node_type == "retrain_job":
-        r = q("SELECT * FROM retrain_jobs WHERE id = ?", [node_id])
-        if r:
-            return f"retrain job #{node_id} ({r['status']}, decision: {r['decision']})"
+        return f"retrain job #{node_id} ({r['status']}, decision: {r['decision']})"
     if node_type == "retrain_step":
-        r = q("SELECT * FROM retrain_steps WHERE id = ?", [node_id])
-        if r:
-            summary = r["detail"].get("summary", "")
-            return f"step {r['step']} of retrain job #{r['job_id']}: {r['status']}" + (
-                f" ({summary})" if summary else ""
-            )
+        summary = r["detail"].get("summary", "")
+        return f"step {r['step']} of retrain job #{r['job_id']}: {r['status']}" + (
+            f" ({summary})" if summary else ""
+        )
     return f"{node_type} #{node_id}"
 
 
@@ -63,7 +53,7 @@ def lineage_chain(
     """Everything connected to a node through lineage edges, in the order the edges were recorded.
 
     Drift results that found no drift and caused nothing are left out: they are
-    routine observations, listed by ``store.drift_results()``.
+    routine observations, listed by ``store.monitors.list_windows()``.
     """
     seen = {(node_type, node_id)}
     queue = deque([(node_type, node_id)])
@@ -72,9 +62,7 @@ def lineage_chain(
         t, i = queue.popleft()
         for e in store.edges(src=(t, i)) + store.edges(dst=(t, i)):
             if e["dst_type"] == "drift_result":
-                r = store.query_one(
-                    "SELECT is_drift FROM drift_results WHERE id = ?", [e["dst_id"]]
-                )
+                r = store.node("drift_result", e["dst_id"])
                 if r and not r["is_drift"]:
                     continue
             edges[e["id"]] = e
@@ -96,10 +84,10 @@ def format_chain(store: Store, chain: dict[str, Any]) -> str:
         dst = nodes[(e["dst_type"], e["dst_id"])]
         lines.append(f"{e['at'][:19]}  {src}\n{'':21}--{e['relation']}--> {dst}")
     for _type, i in sorted(n for n in nodes if n[0] == "deployment"):
-        dep = store.query_one("SELECT name FROM deployments WHERE id = ?", [i])
+        dep = store.node("deployment", i)
         if dep:
             lines.append(f"traffic history of deployment {dep['name']}:")
-            for c in store.traffic_history(dep["name"]):
+            for c in store.deployments.list_traffic(dep["name"]):
                 weights = ", ".join(f"v{k}={v:.0%}" for k, v in c["weights"].items())
                 lines.append(f"  {c['at'][:19]}  {weights}  by {c['actor']}: {c['reason']}")
     return "\n".join(lines)

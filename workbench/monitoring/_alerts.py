@@ -218,7 +218,7 @@ class Alerts:
         Returns the alert row with ``deliver`` (whether it went out) and ``deliveries``.
         """
         _rank(severity)
-        row = self.store.raise_alert(
+        row = self.store.monitors.record_alert(
             dedup_key=dedup_key or f"{monitor or '-'}:{title}",
             severity=severity,
             title=title,
@@ -247,11 +247,11 @@ class Alerts:
             except Exception as exc:  # a broken channel must not stop monitoring
                 deliveries[sink.name] = f"failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("alert %s not delivered to %s: %s", row["id"], sink.name, exc)
-        self.store.record_alert_delivery(row["id"], deliveries)
+        self.store.monitors.set_alert_delivery(row["id"], deliveries)
         return {**row, "deliveries": deliveries}
 
     def list(
         self, monitor: str | None = None, *, severity: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Alerts, newest first (``count`` > 1: duplicates folded in during the cooldown)."""
-        return self.store.alerts(monitor, severity=severity, limit=limit)
+        return self.store.monitors.list_alerts(monitor, severity=severity, limit=limit)

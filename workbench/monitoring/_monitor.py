@@ -59,12 +59,6 @@ SEVERITY = {
 }
 
 
-def _records(payload: Any) -> list[Any]:
-    if payload is None:
-        return []
-    return list(payload) if isinstance(payload, list) else [payload]
-
-
 class _Monitor:
     """What every monitor shares: its record, windows, results and alerts."""
 
@@ -124,10 +118,10 @@ class _Monitor:
         self, *, drift_only: bool = False, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """This monitor's windows, oldest first (with ``limit``: the latest ``limit``)."""
-        return self.store.drift_results(self.name, drift_only=drift_only, limit=limit)
+        return self.store.monitors.list_windows(self.name, drift_only=drift_only, limit=limit)
 
     def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self.store.alerts(self.name, limit=limit)
+        return self.store.monitors.list_alerts(self.name, limit=limit)
 
     def _bad_input(
         self, w: Window, verdict: str, reason: str, extra: dict[str, Any]
@@ -139,7 +133,7 @@ class _Monitor:
             "window": self._window_detail(w),
             **extra,
         }
-        result_id = self.store.record_monitor_window(
+        result_id = self.store.monitors.record_window(
             self.name,
             first_request_log_id=w.first_id,
             last_request_log_id=w.last_id,
@@ -190,15 +184,17 @@ class DriftMonitor(_Monitor):
 
     def _records_of(self, req: dict[str, Any]) -> list[Any]:
         if self.config.get("target") == "prediction":
-            return [{"prediction": p} for p in _records(req.get("prediction"))]
-        return _records(req.get("features"))
+            return [{"prediction": p} for p in req["prediction"]]
+        return req["features"]
 
     def check(self) -> list[dict[str, Any]]:
         """Test every complete window of new requests; returns the results recorded (maybe none)."""
         if self.config.get("follow_deployment"):
             self.monitoring._follow_deployment(self)
-        record = self.store.get_monitor(self.name)
-        pending = self.store.requests_after(self.deployment, record["last_request_log_id"])
+        record = self.store.monitors.get(self.name)
+        pending = self.store.deployments.list_requests(
+            self.deployment, record["last_request_log_id"]
+        )
         windows = split_windows(pending, self.spec, records_of=self._records_of)
         return [self._test(w) for w in windows]
 
@@ -232,7 +228,7 @@ class DriftMonitor(_Monitor):
         }
         if enc.problems:
             detail["problems"] = enc.problems
-        result_id = self.store.record_monitor_window(
+        result_id = self.store.monitors.record_window(
             self.name,
             first_request_log_id=w.first_id,
             last_request_log_id=w.last_id,
@@ -290,15 +286,17 @@ class OnlineDriftMonitor(_Monitor):
             self.detector.set_state(state["online"])
 
     def check(self) -> list[dict[str, Any]]:
-        record = self.store.get_monitor(self.name)
+        record = self.store.monitors.get(self.name)
         state = dict(record.get("state") or {})
-        pending = self.store.requests_after(self.deployment, record["last_request_log_id"])
+        pending = self.store.deployments.list_requests(
+            self.deployment, record["last_request_log_id"]
+        )
         results: list[dict[str, Any]] = []
         run_start = state.get("run_start_id")
         skipped: dict[str, Any] = {"records": 0, "requests": [], "reasons": []}
         incomplete = 0
         for req in pending:
-            records = _records(req.get("features"))
+            records = req["features"]
             enc = self.encoder.encode(records, min_rows=0)
             if enc.verdict == SCHEMA_MISMATCH:
                 skipped["records"] += len(records)
@@ -317,7 +315,7 @@ class OnlineDriftMonitor(_Monitor):
         if skipped["records"]:
             results.append(self._skipped(skipped, pending))
         if pending:
-            self.store.set_monitor_state(
+            self.store.monitors.set_state(
                 self.name,
                 {
                     "online": self.detector.get_state(),
@@ -343,7 +341,7 @@ class OnlineDriftMonitor(_Monitor):
             "detector_artifact": self.config.get("detector_artifact"),
             "reference_dataset_version_id": self.reference_id,
         }
-        result_id = self.store.record_monitor_window(
+        result_id = self.store.monitors.record_window(
             self.name,
             first_request_log_id=first_id,
             last_request_log_id=last_id,
@@ -380,7 +378,7 @@ class OnlineDriftMonitor(_Monitor):
             "skipped_records": skipped["records"],
             "skipped_requests": skipped["requests"][:50],
         }
-        result_id = self.store.record_monitor_window(
+        result_id = self.store.monitors.record_window(
             self.name,
             first_request_log_id=skipped["requests"][0],
             last_request_log_id=skipped["requests"][-1],
@@ -414,9 +412,11 @@ class PerformanceMonitor(_Monitor):
     kind = "performance"
 
     def check(self) -> list[dict[str, Any]]:
-        record = self.store.get_monitor(self.name)
+        record = self.store.monitors.get(self.name)
         state = dict(record.get("state") or {})
-        rows = self.store.labeled_after(self.deployment, int(state.get("label_seq", 0)))
+        rows = self.store.monitors.list_labels_after(
+            self.deployment, int(state.get("label_seq", 0))
+        )
         for r in rows:
             r["at"] = r["labeled_at"]
         windows = split_windows(rows, self.spec, records_of=self._pairs)
@@ -424,7 +424,7 @@ class PerformanceMonitor(_Monitor):
 
     @staticmethod
     def _pairs(row: dict[str, Any]) -> list[tuple[Any, Any, Any]]:
-        preds, labels = _records(row.get("prediction")), _records(row.get("label"))
+        preds, labels = row["prediction"], row["label"]
         if row.get("status_code", 200) != 200 or len(preds) != len(labels):
             return [("unpaired", None, None)] * max(len(labels), 1)
         return [(row.get("model_version"), p, y) for p, y in zip(preds, labels, strict=True)]
@@ -447,7 +447,7 @@ class PerformanceMonitor(_Monitor):
         if len(pairs) < self.min_rows:
             reason = f"{len(pairs)} labelled record(s) with a prediction; at least {self.min_rows} are needed"
             detail = {**base, "verdict": INSUFFICIENT, "reason": reason}
-            result_id = self.store.record_monitor_window(
+            result_id = self.store.monitors.record_window(
                 self.name,
                 first_request_log_id=min(r["id"] for r in w.requests),
                 last_request_log_id=max(r["id"] for r in w.requests),
@@ -486,7 +486,7 @@ class PerformanceMonitor(_Monitor):
             "baseline": self.config.get("baseline"),
             "by_version": by_version,
         }
-        result_id = self.store.record_monitor_window(
+        result_id = self.store.monitors.record_window(
             self.name,
             first_request_log_id=min(r["id"] for r in w.requests),
             last_request_log_id=max(r["id"] for r in w.requests),
@@ -528,8 +528,8 @@ class OperationalMonitor(_Monitor):
     kind = "operational"
 
     def check(self) -> list[dict[str, Any]]:
-        record = self.store.get_monitor(self.name)
-        pending = self.store.requests_after(
+        record = self.store.monitors.get(self.name)
+        pending = self.store.deployments.list_requests(
             self.deployment, record["last_request_log_id"], ok_only=False
         )
         windows = split_windows(pending, self.spec, records_of=lambda r: [r])
@@ -586,7 +586,7 @@ class OperationalMonitor(_Monitor):
             "bounds": bounds,
             "broken": broken,
         }
-        result_id = self.store.record_monitor_window(
+        result_id = self.store.monitors.record_window(
             self.name,
             first_request_log_id=w.first_id,
             last_request_log_id=w.last_id,
@@ -866,17 +866,11 @@ class Monitoring:
     # ------------------------------------------------------------ loading, running
     def get(self, name: str) -> Any:
         """Load a monitor by name, with the detector it saved (never refitted silently)."""
-        record = self.store.get_monitor(name)
+        record = self.store.monitors.get(name)
         return MONITOR_CLASSES.get(record["kind"], DriftMonitor)(self, record)
 
     def list(self, deployment: str | None = None) -> list[dict[str, Any]]:
-        rows = self.store.query(
-            "SELECT m.name FROM monitors m JOIN deployments d ON d.id = m.deployment_id "
-            + ("WHERE d.name = ? " if deployment else "")
-            + "ORDER BY m.id",
-            [deployment] if deployment else [],
-        )
-        return [self.store.get_monitor(r["name"]) for r in rows]
+        return self.store.monitors.list(deployment)
 
     def check_all(self, deployment: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Run ``check()`` on every monitor (of one deployment); a failing monitor is logged and skipped."""
@@ -893,7 +887,7 @@ class Monitoring:
 
     def refit(self, name: str, *, reference: DatasetVersion | None = None) -> Any:
         """Fit a drift monitor's detector again (on ``reference``, else its current one), save it, audit it."""
-        record = self.store.get_monitor(name)
+        record = self.store.monitors.get(name)
         if record["kind"] not in ("data_drift", "prediction_drift", "online_drift"):
             raise ConfigError(f"monitor {name!r} ({record['kind']}) has no detector to refit")
         dv = reference or self.datasets.by_id(record["reference_dataset_version_id"])
@@ -907,7 +901,7 @@ class Monitoring:
 
         Labelled requests feed performance monitors and the next retraining's data.
         """
-        return self.store.add_feedback(labels)
+        return self.store.monitors.record_labels(labels)
 
     def results(
         self, name: str | None = None, *, drift_only: bool = False, limit: int | None = None
@@ -918,7 +912,7 @@ class Monitoring:
         query however long the monitor has run (what a UI polling for the newest
         windows wants).
         """
-        return self.store.drift_results(name, drift_only=drift_only, limit=limit)
+        return self.store.monitors.list_windows(name, drift_only=drift_only, limit=limit)
 
     def alerts(
         self, name: str | None = None, *, severity: str | None = None, limit: int = 100
@@ -929,13 +923,13 @@ class Monitoring:
     # ------------------------------------------------------------ internals
     def _deployed_version(self, deployment: str) -> dict[str, Any] | None:
         """The model version taking most of the deployment's traffic (else its champion)."""
-        dep = self.store.get_deployment(deployment)
+        dep = self.store.deployments.get(deployment)
         weights = {int(v): float(w) for v, w in (dep.get("weights") or {}).items() if float(w) > 0}
         try:
             if weights:
                 version = max(weights, key=lambda v: (weights[v], v))
-                return self.store.get_model_version(dep["model"], version)
-            return self.store.get_model_version(dep["model"], "champion")
+                return self.store.models.get_version(dep["model"], version)
+            return self.store.models.get_version(dep["model"], "champion")
         except NotFoundError:
             return None
 
@@ -1030,14 +1024,14 @@ class Monitoring:
                 "detector_class": type(detector).__name__,
                 "reference_rows": int(len(x_ref)),
             }
-        record = self.store.create_monitor(
+        record = self.store.monitors.add(
             name,
             deployment=deployment,
             kind=kind,
             reference_dataset_version_id=dv.id,
             config=config,
         )
-        self.store.set_monitor_state(name, {})  # a new detector starts a new run
+        self.store.monitors.set_state(name, {})  # a new detector starts a new run
         self.store.audit(
             f"monitor.{action}",
             "monitor",
@@ -1050,7 +1044,7 @@ class Monitoring:
             },
             actor="monitor",
         )
-        record = self.store.get_monitor(name)
+        record = self.store.monitors.get(name)
         cls = MONITOR_CLASSES[kind]
         if cls in (DriftMonitor, OnlineDriftMonitor):
             return cls(self, record, detector=detector)  # type: ignore[call-arg]

@@ -85,7 +85,7 @@ class ModelRegistry:
                 "register() takes a workbench.registry.ModelBundle; build one with wb.experiments.fit_bundle(...)."
             )
         digest = self.artifacts.put_object(bundle)
-        row = self.store.add_model_version(
+        row = self.store.models.add_version(
             model,
             task=bundle.task,
             artifact_hash=digest,
@@ -107,10 +107,12 @@ class ModelRegistry:
 
     def get(self, model: str, ref: int | str = "champion") -> ModelVersion:
         """A version by number or alias; raises NotFoundError listing what exists."""
-        return self._bind(ModelVersion.from_row(self.store.get_model_version(model, ref)))
+        return self._bind(ModelVersion.from_row(self.store.models.get_version(model, ref)))
 
     def list(self, model: str | None = None) -> list[ModelVersion]:
-        return [self._bind(ModelVersion.from_row(r)) for r in self.store.list_model_versions(model)]
+        return [
+            self._bind(ModelVersion.from_row(r)) for r in self.store.models.list_versions(model)
+        ]
 
     def load(self, model: str, ref: int | str = "champion") -> ModelBundle:
         """Load a version's bundle after verifying its artifact's SHA-256."""
@@ -125,8 +127,8 @@ class ModelRegistry:
     def set_alias(
         self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = ""
     ) -> ModelVersion:
-        self.store.set_alias(model, alias, version, actor=actor, reason=reason)
+        self.store.models.set_alias(model, alias, version, actor=actor, reason=reason)
         return self.get(model, version)
 
     def history(self, model: str) -> list[dict[str, Any]]:
-        return self.store.alias_history(model)
+        return self.store.models.list_alias_history(model)

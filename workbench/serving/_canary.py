@@ -171,8 +171,8 @@ class CanaryRollout:
             raise ConfigError(
                 f"this canary already started (state {self.state!r}); create a new CanaryRollout."
             )
-        self.serving.store.get_model_version(
-            self.serving.store.get_deployment(self.name)["model"], self.challenger
+        self.serving.store.models.get_version(
+            self.serving.store.deployments.get(self.name)["model"], self.challenger
         )
         applied = self._apply_step(0, "start")
         self.state = "running"
@@ -194,14 +194,14 @@ class CanaryRollout:
             raise ConfigError("the canary has not started; call start() first.")
         self.serving.flush_logs(self.name)
         store = self.serving.store
-        model = store.get_deployment(self.name)["model"]
+        model = store.deployments.get(self.name)["model"]
         versions: dict[int, dict[str, Any]] = {}
         for version in (self.champion, self.challenger):
-            mv_id = store.get_model_version(model, version)["id"]
+            mv_id = store.models.get_version(model, version)["id"]
             latencies = _latencies(
                 store, self.name, since=self.step_started_at, model_version_id=mv_id
             )
-            stats = store.request_stats(
+            stats = store.deployments.get_request_stats(
                 self.name, since=self.step_started_at, model_version_id=mv_id
             )
             n, errors = int(stats["n"]), int(stats["errors"])
@@ -212,7 +212,7 @@ class CanaryRollout:
                 model_version_id=mv_id,
             )
             labels, correct = _label_counts(
-                store.labeled_predictions(
+                store.monitors.list_labeled_predictions(
                     self.name, model_version_id=mv_id, since=self.started_at or self.step_started_at
                 )
             )
@@ -330,7 +330,7 @@ class CanaryRollout:
                 evidence=evidence,
             )
             self.decided_at = out["change"]["at"]
-            dep = self.serving.store.get_deployment(self.name)
+            dep = self.serving.store.deployments.get(self.name)
             self.serving.store.audit(
                 "canary.rolled_back",
                 "deployment",
@@ -349,7 +349,7 @@ class CanaryRollout:
             self.log.append({"decision": "waiting", "analysis": analysis})
             return "waiting"
         if self.step == len(self.schedule) - 1:
-            dep = self.serving.store.get_deployment(self.name)
+            dep = self.serving.store.deployments.get(self.name)
             self.serving.store.audit(
                 "canary.completed",
                 "deployment",
@@ -408,15 +408,7 @@ def _plain(analysis: dict[str, Any]) -> dict[str, Any]:
 
 
 def _latencies(store: Any, deployment: str, *, since: str, model_version_id: int) -> list[float]:
-    """Ascending latencies of a version's requests since ``since``.
-
-    A read through the store's public read-only ``query``; a dedicated store
-    method would be the better home for this SQL.
-    """
-    dep = store.get_deployment(deployment)
-    rows = store.query(
-        "SELECT latency_ms FROM request_logs WHERE deployment_id = ? AND model_version_id = ? AND at >= ? "
-        "ORDER BY latency_ms",
-        [dep["id"], model_version_id, since],
+    """Ascending latencies of a version's requests since ``since``."""
+    return store.deployments.list_latencies(
+        deployment, model_version_id=model_version_id, since=since
     )
-    return [float(r["latency_ms"]) for r in rows]

@@ -140,7 +140,7 @@ class Serving(StrategiesMixin):
 
     def _version_spec(self, model: str, version: int | str) -> dict[str, Any]:
         """Look the version up and verify its artifact before anything touches Serve."""
-        mv = self.store.get_model_version(model, version)
+        mv = self.store.models.get_version(model, version)
         self.artifacts.get_bytes(mv["artifact_hash"])  # raises NotFoundError / ArtifactCorruptError
         return {
             "artifact": mv["artifact_hash"],
@@ -369,9 +369,7 @@ class Serving(StrategiesMixin):
         from workbench.lineage import utcnow
 
         requested_at = utcnow()
-        self.store.upsert_deployment(
-            name, model=model, route_prefix=route_prefix, status="deploying"
-        )
+        self.store.deployments.add(name, model=model, route_prefix=route_prefix, status="deploying")
         config["warmup"] = self._warmup_records(name, [spec["model_version_id"]])
         weights = {spec["version"]: 1.0}
         info = {
@@ -386,11 +384,11 @@ class Serving(StrategiesMixin):
             try:
                 health = self._run(name, route_prefix, config, timeout_s=timeout_s)
             except BaseException:
-                self.store.set_deployment_status(name, "failed")
+                self.store.deployments.set_status(name, "failed")
                 raise
-            self.store.set_deployment_status(name, "running")
+            self.store.deployments.set_status(name, "running")
             warmup = health["versions"][str(spec["version"])].get("warmup")
-            self.store.record_traffic(
+            self.store.deployments.record_traffic(
                 name,
                 weights,
                 actor=actor,
@@ -476,7 +474,7 @@ class Serving(StrategiesMixin):
 
         requested_at = utcnow()
         norm = normalize(weights)
-        dep = self.store.get_deployment(name)
+        dep = self.store.deployments.get(name)
         current = _call_handle(lambda: self._handle(name).config.remote(), 30)
         if not current:
             raise DeploymentError(
@@ -515,10 +513,10 @@ class Serving(StrategiesMixin):
             record["warmup"] = {str(v): w for v, w in warmed.items()}
         if shadow_spec is not None:
             record["shadow"] = dict(shadow_spec)
-        change_id = self.store.record_traffic(
+        change_id = self.store.deployments.record_traffic(
             name, norm, actor=actor, reason=reason, kind=kind, detail=record
         )
-        change = next(r for r in self.store.traffic_history(name) if r["id"] == change_id)
+        change = next(r for r in self.store.deployments.list_traffic(name) if r["id"] == change_id)
         return {"weights": norm, "health": health, "change": change, "warmed": warmed}
 
     def _warmup_records(self, name: str, model_version_ids: list[int]) -> list[dict[str, Any]]:
@@ -526,22 +524,12 @@ class Serving(StrategiesMixin):
         from workbench.serving._strategies import MAX_WARMUP_RECORDS
 
         want = min(8, MAX_WARMUP_RECORDS)
-        dep = self.store.get_deployment(name)
-        rows = self.store.query(
-            "SELECT features_json FROM request_logs WHERE deployment_id = ? AND status_code = 200 "
-            "ORDER BY id DESC LIMIT ?",
-            [dep["id"], want],
-        )
-        records: list[dict[str, Any]] = []
-        for row in rows:
-            feats = row["features"]
-            batch = feats if isinstance(feats, list) else [feats]
-            records += [r for r in batch if isinstance(r, dict)]
+        records = self.store.deployments.list_recent_features(name, limit=want)
         if records:
             return _json_safe(records[:want])
         # No traffic yet: rows of the data the version was trained on.
         for mv_id in model_version_ids:
-            mv = self.store.model_version_by_id(mv_id)
+            mv = self.store.models.get_version_by_id(mv_id)
             dv_id = mv.get("dataset_version_id")
             if dv_id is None:
                 continue
@@ -550,7 +538,7 @@ class Serving(StrategiesMixin):
 
                 import polars as pl
 
-                dv = self.store.dataset_version_by_id(dv_id)
+                dv = self.store.datasets.get_version_by_id(dv_id)
                 frame = pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(dv["artifact_hash"])))
                 features = list((mv.get("signature") or {}).get("features") or {})
                 keep = [c for c in frame.columns if c in features] if features else frame.columns
@@ -562,7 +550,7 @@ class Serving(StrategiesMixin):
 
     def traffic(self, name: str) -> dict[int, float]:
         """The weights last recorded for ``name``."""
-        history = self.store.traffic_history(name)
+        history = self.store.deployments.list_traffic(name)
         if not history:
             raise NotFoundError(
                 f"deployment {name!r} has no traffic record yet; deploy it with serving.deploy(...)."
@@ -660,8 +648,8 @@ class Serving(StrategiesMixin):
         return self._last_known_good(name)[0]
 
     def _last_known_good(self, name: str) -> tuple[int | None, str]:
-        dep = self.store.get_deployment(name)
-        history = self.store.traffic_history(name)
+        dep = self.store.deployments.get(name)
+        history = self.store.deployments.list_traffic(name)
         if not history:
             raise NotFoundError(
                 f"deployment {name!r} has no traffic record yet; deploy it with serving.deploy(...)."
@@ -677,7 +665,7 @@ class Serving(StrategiesMixin):
             if full is not None and full != now_full and full not in bad:
                 return full, "last version that held 100% of traffic"
         try:
-            champion = int(self.store.get_model_version(dep["model"], "champion")["version"])
+            champion = int(self.store.models.get_version(dep["model"], "champion")["version"])
         except NotFoundError:
             return None, "none"
         if champion != now_full and champion not in bad:
@@ -686,7 +674,7 @@ class Serving(StrategiesMixin):
 
     def url(self, name: str) -> str:
         """HTTP base URL of the deployment (append ``/predict`` or ``/health``)."""
-        dep = self.store.get_deployment(name)
+        dep = self.store.deployments.get(name)
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
         return f"http://{host}:{self.http_port}{dep['route_prefix']}"
 
@@ -781,7 +769,7 @@ class Serving(StrategiesMixin):
         >>> serving.status("cancer")["serve"]["status"]     # doctest: +SKIP
         'RUNNING'
         """
-        dep = self.store.get_deployment(name)
+        dep = self.store.deployments.get(name)
         out: dict[str, Any] = {
             "name": dep["name"],
             "model": dep["model"],
@@ -818,15 +806,15 @@ class Serving(StrategiesMixin):
         """Flush the deployment's logs, delete its Serve app and mark it ``deleted`` in the store."""
         from ray import serve
 
-        self.store.get_deployment(name)
+        self.store.deployments.get(name)
         self._ensure_serve()
         try:
             self.flush_logs(name, timeout_s=10)
         except Exception as exc:  # best effort: the app may already be gone
             log.warning("could not flush logs of %s before deleting it: %s", name, exc)
         serve.delete(name)
-        self.store.set_deployment_status(name, "deleted")
-        dep = self.store.get_deployment(name)
+        self.store.deployments.set_status(name, "deleted")
+        dep = self.store.deployments.get(name)
         self.store.audit("deployment.delete", "deployment", dep["id"], {"name": name}, actor=actor)
 
     def close(self) -> None:

@@ -64,8 +64,8 @@ class Recorder:
         shadow = [r for r in rows if r.get("kind") == "shadow"]
         if shadow:
             rows = [r for r in rows if r.get("kind") != "shadow"]
-            self._store.log_shadow(shadow)
-        inserted = self._store.log_requests(rows)
+            self._store.deployments.record_shadow(shadow)
+        inserted = self._store.deployments.record_requests(rows)
         self._rows += len(rows)
         self._batches += 1
         return inserted

@@ -99,7 +99,7 @@ class StrategiesMixin:
         """
         version = int(version)
         current = self.traffic(name)
-        dep = self.store.get_deployment(name)
+        dep = self.store.deployments.get(name)
         if current.get(version, 0.0) > 0:
             raise ConfigError(
                 f"version {version} already takes {current[version]:.0%} of {name!r}'s traffic; "
@@ -393,7 +393,7 @@ class StrategiesMixin:
         """
         starts = [
             r
-            for r in self.store.traffic_history(name)
+            for r in self.store.deployments.list_traffic(name)
             if r.get("kind") == "shadow" and not (r.get("detail") or {}).get("stopped")
         ]
         if version is None:
@@ -412,7 +412,7 @@ class StrategiesMixin:
             live = self.health(name).get("shadow")
         except Exception:  # the app may be gone; the store still has the logs
             live = None
-        rows = self.store.shadow_logs(name, since=since_s, shadow_version=version)
+        rows = self.store.deployments.list_shadow(name, since=since_s, shadow_version=version)
         errors = [r for r in rows if r.get("error")]
         compared = [r for r in rows if not r.get("error")]
         agreed = sum(1 for r in compared if r.get("agree"))
@@ -460,7 +460,7 @@ class StrategiesMixin:
         >>> serving.which_version("cancer", "3f2a…")["version"]     # doctest: +SKIP
         2
         """
-        row = self.store.which_version(name, request_id)
+        row = self.store.deployments.get_request(name, request_id)
         traffic = row.get("traffic")
         shadow = row.get("shadow")
         return {
@@ -492,7 +492,7 @@ class StrategiesMixin:
         1
         """
         when = _iso(at)
-        row = self.store.traffic_at(name, when)
+        row = self.store.deployments.get_traffic_at(name, when)
         if row is None:
             raise NotFoundError(f"{name!r} had no traffic at {when} (it was deployed later).")
         return _traffic_view(row)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from workbench.lineage import Store, lineage_chain
+from workbench.lineage import NODE_TYPES, Store, lineage_chain
 from workbench.lineage._graph import describe_node
 
 __all__ = [
@@ -95,8 +95,8 @@ class ExperimentReader:
 
     def read(self) -> dict[str, Any]:
         """The whole state: ``experiment``, ``columns``, ``rows``, ``curves``, ``best``, ``best_curve``."""
-        exp = self.store.get_experiment(self.experiment_id)
-        trials = self.store.list_trials(self.experiment_id)
+        exp = self.store.experiments.get(self.experiment_id)
+        trials = self.store.experiments.list_trials(self.experiment_id)
         metric, mode = exp["metric"], exp["mode"]
         sign = 1.0 if mode == "max" else -1.0
 
@@ -186,7 +186,7 @@ class ExperimentReader:
             return
         points = [
             [float(m["step"]), float(m["value"])]
-            for m in self.store.trial_metrics(self.experiment_id, trial_id)
+            for m in self.store.experiments.list_trial_metrics(self.experiment_id, trial_id)
             if m["name"] == metric and _num(m["value"]) is not None
         ]
         self._curves[trial_id] = points
@@ -200,7 +200,7 @@ def _dataset_label(store: Store, dv_id: int | None, cache: dict[int, str]) -> st
         return None
     if dv_id not in cache:
         try:
-            dv = store.dataset_version_by_id(dv_id)
+            dv = store.datasets.get_version_by_id(dv_id)
             cache[dv_id] = f"{dv['dataset']} v{dv['version']}"
         except Exception:  # a dangling id: show the id rather than fail the whole widget
             cache[dv_id] = f"dataset version #{dv_id}"
@@ -217,7 +217,7 @@ def registry_state(registry: Any, model: str) -> dict[str, Any]:
     versions = registry.list(model)
     if not versions:
         # Ask for the model through the store so the error names the known models.
-        store.get_model_version(model, 1)
+        store.models.get_version(model, 1)
     cache: dict[int, str] = {}
     metric_names: list[str] = []
     rows = []
@@ -254,7 +254,7 @@ def registry_state(registry: Any, model: str) -> dict[str, Any]:
             "created_at": dv["created_at"],
             "parent_id": dv.get("parent_id"),
         }
-        for dv in store.list_dataset_versions()
+        for dv in store.datasets.list_versions()
         if dv["dataset"] in datasets
     ]
     history = [
@@ -305,7 +305,7 @@ class RequestSeries:
     """Request rate, latency and errors of a deployment per time bucket, fed incrementally from the log.
 
     Each :meth:`update` reads only the request-log rows written since the
-    last one (``store.requests_after`` with a cursor) and keeps the last
+    last one (``store.deployments.list_requests`` with a cursor) and keeps the last
     ``window_s`` seconds in buckets of ``bucket_s`` seconds.
 
     Parameters
@@ -333,7 +333,7 @@ class RequestSeries:
 
     def update(self, *, now: float | None = None, batch: int = 5000) -> None:
         while True:
-            rows = self.store.requests_after(
+            rows = self.store.deployments.list_requests(
                 self.deployment, self.cursor, limit=batch, ok_only=False
             )
             for r in rows:
@@ -385,11 +385,11 @@ def deployment_state(
     store: Store, name: str, series: RequestSeries | None = None
 ) -> dict[str, Any]:
     """Current weights, versions that can take traffic, traffic history, canary progress, request series."""
-    dep = store.get_deployment(name)
+    dep = store.deployments.get(name)
     weights = {str(int(k)): float(v) for k, v in (dep.get("weights") or {}).items()}
-    versions = [mv["version"] for mv in store.list_model_versions(dep["model"])]
+    versions = [mv["version"] for mv in store.models.list_versions(dep["model"])]
     history = []
-    for c in store.traffic_history(name):
+    for c in store.deployments.list_traffic(name):
         history.append(
             {
                 "at": c["at"],
@@ -421,7 +421,7 @@ def deployment_state(
             continue
     if canary is not None and history and history[-1]["kind"] == "rollback":
         canary["rolled_back"] = history[-1]["at"] > canary["at"]
-    stats = store.request_stats(name)
+    stats = store.deployments.get_request_stats(name)
     return clean(
         {
             "name": name,
@@ -445,9 +445,9 @@ def deployment_state(
 # --------------------------------------------------------------------- monitor
 def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict[str, Any]:
     """Drift windows (p-values per feature), alerts and the retraining each drift caused."""
-    mon = store.get_monitor(monitor)
+    mon = store.monitors.get(monitor)
     config = mon.get("config") or {}
-    results = store.drift_results(monitor)[-max_windows:]
+    results = store.monitors.list_windows(monitor)[-max_windows:]
     windows = []
     features: list[str] = list(config.get("features") or [])
     for r in results:
@@ -473,7 +473,7 @@ def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict
         )
     ids = {w["id"] for w in windows}
     jobs = []
-    for j in store.list_retrain_jobs():
+    for j in store.retraining.list_jobs():
         if j.get("drift_result_id") in ids:
             jobs.append(
                 {
@@ -497,7 +497,7 @@ def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict
             "last_at": a["last_at"],
             "drift_result_id": a.get("drift_result_id"),
         }
-        for a in store.alerts(monitor, limit=50)
+        for a in store.monitors.list_alerts(monitor, limit=50)
     ]
     return clean(
         {
@@ -515,31 +515,21 @@ def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict
 
 
 # --------------------------------------------------------------------- lineage
-_TABLES = {
-    "deployment": "deployments",
-    "monitor": "monitors",
-    "drift_result": "drift_results",
-    "alert": "alerts",
-    "retrain_step": "retrain_steps",
-}
-
-
 def node_record(store: Store, node_type: str, node_id: int) -> dict[str, Any]:
     """The stored record behind one lineage node (JSON-safe), for the lineage widget's detail pane."""
     node_id = int(node_id)
     if node_type == "dataset_version":
-        row = store.dataset_version_by_id(node_id)
+        row = store.datasets.get_version_by_id(node_id)
         row.pop("schema", None)
     elif node_type == "experiment":
-        row = store.get_experiment(node_id)
+        row = store.experiments.get(node_id)
         row.pop("packages", None)
     elif node_type == "model_version":
-        row = store.model_version_by_id(node_id)
+        row = store.models.get_version_by_id(node_id)
     elif node_type == "retrain_job":
-        row = store.get_retrain_job(node_id)
-    elif node_type in _TABLES:
-        # Read-only lookup of one row by id; the table name comes from the fixed map above.
-        row = store.query_one(f"SELECT * FROM {_TABLES[node_type]} WHERE id = ?", [node_id]) or {}
+        row = store.retraining.get_job(node_id)
+    elif node_type in NODE_TYPES:
+        row = store.node(node_type, node_id) or {}
     else:
         row = {}
     return clean(

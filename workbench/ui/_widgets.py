@@ -21,7 +21,7 @@ import traitlets
 
 from workbench.exceptions import ConfigError
 from workbench.lineage import Store
-from workbench.lineage._store import default_actor
+from workbench.lineage._db import default_actor
 from workbench.ui._state import (
     ExperimentReader,
     RequestSeries,
@@ -298,7 +298,7 @@ class ExperimentWidget(LiveWidget):
         self._store = store
         self._handle = handle
         self._reader = ExperimentReader(store, experiment_id)
-        store.get_experiment(int(experiment_id))  # NotFoundError now, not in the poller
+        store.experiments.get(int(experiment_id))  # NotFoundError now, not in the poller
         super().__init__(kind="experiment", **kwargs)
 
     @property
@@ -464,11 +464,11 @@ class _StoreView:
                 created_at=r["created_at"],
                 artifact_hash=r["artifact_hash"],
             )
-            for r in self.store.list_model_versions(model)
+            for r in self.store.models.list_versions(model)
         ]
 
     def history(self, model: str) -> list[dict[str, Any]]:
-        return self.store.alias_history(model)
+        return self.store.models.list_alias_history(model)
 
 
 # ---------------------------------------------------------------- deployment
@@ -512,7 +512,7 @@ class DeploymentWidget(LiveWidget):
         self._serving = serving
         self._store = store if store is not None else serving.store
         self._name = name
-        self._store.get_deployment(name)  # NotFoundError now
+        self._store.deployments.get(name)  # NotFoundError now
         self._series = RequestSeries(self._store, name, window_s=window_s, bucket_s=bucket_s)
         super().__init__(kind="deployment", bucket_s=bucket_s, **kwargs)
 
@@ -595,7 +595,7 @@ class MonitorWidget(LiveWidget):
         self._store = store
         self._name = monitor
         self._automation = automation
-        store.get_monitor(monitor)  # NotFoundError now
+        store.monitors.get(monitor)  # NotFoundError now
         super().__init__(kind="monitor", can_approve=automation is not None, **kwargs)
 
     def _read(self) -> dict[str, Any]:

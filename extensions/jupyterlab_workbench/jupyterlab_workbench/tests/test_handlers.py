@@ -22,7 +22,7 @@ def seed(home: Path) -> dict:
 
     bench = Workbench(home)
     eid = make_experiment(bench.store, name="cancer", num_samples=3)
-    bench.store.write_trial_events(
+    bench.store.experiments.record_trial_events(
         eid,
         [
             {"trial_id": f"t{i}", "status": "TERMINATED", "config": {"C": i}, "metrics": {"f1": f}}
@@ -312,8 +312,8 @@ async def test_approve_and_reject_a_pending_retraining(jp_fetch, wb_home):
     with Workbench(wb_home) as bench:
         jobs = []
         for _ in range(2):
-            jid = bench.store.create_retrain_job(drift_result_id=None)
-            bench.store.update_retrain_job(jid, status="PENDING_APPROVAL", approval="PENDING")
+            jid = bench.store.retraining.add_job(drift_result_id=None)
+            bench.store.retraining.set_job(jid, status="PENDING_APPROVAL", approval="PENDING")
             jobs.append(jid)
     code, body = await call(jp_fetch, "retrains")
     assert code == 200 and [j["id"] for j in body["pending"]] == jobs
@@ -330,7 +330,10 @@ async def test_approve_and_reject_a_pending_retraining(jp_fetch, wb_home):
     code, body = await call(jp_fetch, "retrains", str(jobs[0]), "reject", method="POST")
     assert code == 409 and "not waiting for approval" in body["error"], body
     with Workbench(wb_home) as bench:
-        assert [bench.store.get_retrain_job(j)["status"] for j in jobs] == ["APPROVED", "REJECTED"]
+        assert [bench.store.retraining.get_job(j)["status"] for j in jobs] == [
+            "APPROVED",
+            "REJECTED",
+        ]
         answers = [
             e for e in bench.audit_log(50) if e["action"] in ("retrain.approve", "retrain.reject")
         ]
@@ -350,8 +353,8 @@ async def test_monitors_carry_their_newest_windows(jp_fetch, wb_home):
         dv = bench.datasets.ingest(
             write_breast_cancer_csv(wb_home / "bc.csv"), name="bc", target="diagnosis"
         )
-        bench.store.upsert_deployment("cancer", model="cancer", route_prefix="/c", status="RUNNING")
-        bench.store.create_monitor(
+        bench.store.deployments.add("cancer", model="cancer", route_prefix="/c", status="RUNNING")
+        bench.store.monitors.add(
             "cancer-drift",
             deployment="cancer",
             kind="data_drift",
@@ -359,7 +362,7 @@ async def test_monitors_carry_their_newest_windows(jp_fetch, wb_home):
             config={},
         )
         ids = [
-            bench.store.add_drift_result(
+            bench.store.monitors.record_window(
                 "cancer-drift",
                 first_request_log_id=10 * i,
                 last_request_log_id=10 * i + 9,
@@ -390,11 +393,11 @@ async def test_deployments_say_where_a_rollback_would_go(jp_fetch, wb_home):
     seed(wb_home)
     with Workbench(wb_home) as bench:
         for name in ("staged", "fresh"):
-            bench.store.upsert_deployment(
+            bench.store.deployments.add(
                 name, model="cancer", route_prefix=f"/{name}", status="RUNNING"
             )
-        bench.store.record_traffic("staged", {1: 1.0}, kind="deploy")
-        bench.store.record_traffic("staged", {1: 0.5, 2: 0.5}, kind="canary")
+        bench.store.deployments.record_traffic("staged", {1: 1.0}, kind="deploy")
+        bench.store.deployments.record_traffic("staged", {1: 0.5, 2: 0.5}, kind="canary")
     code, body = await call(jp_fetch, "deployments")
     assert code == 200, body
     got = {d["name"]: (d["weights"], d["rollback_to"]) for d in body["deployments"]}
