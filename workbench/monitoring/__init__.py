@@ -18,7 +18,7 @@ from workbench.monitoring._detectors import (
     correct_p_values,
     make_detector,
 )
-from workbench.monitoring._encode import VERDICTS, Encoder, encode_matrix
+from workbench.monitoring._encode import VERDICTS, Encoder
 from workbench.monitoring._monitor import (
     DriftMonitor,
     Monitoring,
@@ -48,7 +48,6 @@ __all__ = [
     "save_detector",
     "load_detector",
     "Encoder",
-    "encode_matrix",
     "VERDICTS",
     "WindowSpec",
     "parse_window",

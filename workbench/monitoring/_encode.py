@@ -26,7 +26,6 @@ __all__ = [
     "BREACH",
     "Encoder",
     "EncodedWindow",
-    "encode_matrix",
 ]
 
 # Verdicts of a window. "drift"/"degraded"/"breach" are findings; the last two of the first four
@@ -213,20 +212,3 @@ class Encoder:
 
             raise ConfigError(f"the reference data cannot be used: {out.reason}")
         return out.x
-
-
-def encode_matrix(
-    rows: list[Mapping[str, Any]], kinds: Mapping[str, str], vocab: dict[str, dict[Any, int]]
-) -> np.ndarray:
-    """Numbers as floats, categories as integer codes from ``vocab`` (unseen → new code).
-
-    Kept for callers of the first API; monitors use :class:`Encoder`, which refuses unseen categories.
-    """
-    out = np.empty((len(rows), len(kinds)), dtype=np.float64)
-    for j, (col, kind) in enumerate(kinds.items()):
-        if kind == NUMBER:
-            out[:, j] = [np.nan if r.get(col) is None else float(r[col]) for r in rows]
-        else:
-            codes = vocab.setdefault(col, {})
-            out[:, j] = [codes.setdefault(r.get(col), len(codes)) for r in rows]
-    return out

@@ -165,9 +165,8 @@ class DriftMonitor(_Monitor):
     (the model's outputs, against its predictions on the reference data).
     Each window gives one result in the store: ``ok``, ``drift``,
     ``insufficient data`` or ``schema mismatch`` (bad input never counts as
-    drift). Results of ``check()`` keep the first API's keys (``id``,
-    ``is_drift``, ``p_val_min``, ``threshold``, ``n``, ``most_shifted``) and
-    add ``verdict`` and ``reason``.
+    drift). Each result of ``check()`` has ``id``, ``is_drift``, ``p_val_min``,
+    ``threshold``, ``n``, ``most_shifted``, ``verdict`` and ``reason``.
     """
 
     def __init__(self, monitoring: Monitoring, record: dict[str, Any], detector: Any = None):
@@ -892,8 +891,8 @@ class Monitoring:
             raise ConfigError(f"monitor {name!r} ({record['kind']}) has no detector to refit")
         dv = reference or self.datasets.by_id(record["reference_dataset_version_id"])
         config = dict(record["config"])
-        if "encoder" not in config:  # monitors of the first API: fill in the new settings
-            config.update(_legacy_config(config))
+        if "encoder" not in config:  # a stored config without encoder settings gets the defaults
+            config.update(_default_settings(config))
         return self._create(name, record["deployment"], record["kind"], dv, config, action="refit")
 
     def record_labels(self, labels: dict[str, Any]) -> int:
@@ -1111,7 +1110,8 @@ def _alerts_config(alerts: Mapping[str, Any] | None) -> dict[str, Any]:
     return cfg
 
 
-def _legacy_config(config: dict[str, Any]) -> dict[str, Any]:
+def _default_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a drift monitor's stored config lacks, filled with their defaults."""
     return {
         "detector": config.get("detector", "tabular"),
         "correction": config.get("correction", "bonferroni"),
