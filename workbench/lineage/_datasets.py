@@ -54,7 +54,7 @@ class DatasetRepository(Repository):
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset_id = ?",
                 [ds["id"]],
             )
-            new_id = db.insert(
+            new_id = self._record(
                 "dataset_versions",
                 {
                     "dataset_id": ds["id"],
@@ -70,24 +70,19 @@ class DatasetRepository(Repository):
                     "parent_id": parent_id,
                     "created_at": utcnow(),
                 },
-            )
-            if parent_id is not None:
-                db.link("dataset_version", parent_id, "derived", "dataset_version", new_id)
-            db.audit(
-                "dataset_version.create",
-                "dataset_version",
-                new_id,
-                {"name": name, "version": version},
+                node="dataset_version",
+                links=[("dataset_version", parent_id, "derived")],
+                audit="dataset_version.create",
+                detail={"name": name, "version": version},
             )
             return self.get_version_by_id(new_id), True
 
     def get_version_by_id(self, dv_id: int) -> dict[str, Any]:
-        row = self._db.row(_VERSION + " WHERE v.id = ?", [dv_id])
-        if row is None:
-            raise NotFoundError(
-                f"dataset version id {dv_id} does not exist; list them with bench.datasets.list()."
-            )
-        return row
+        return self._one(
+            _VERSION + " WHERE v.id = ?",
+            [dv_id],
+            missing=f"dataset version id {dv_id} does not exist; list them with bench.datasets.list().",
+        )
 
     def get_version(self, name: str, version: int | None = None) -> dict[str, Any]:
         """Version ``version`` of dataset ``name``, or its latest."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
-from workbench.exceptions import WorkbenchError
+from workbench.exceptions import NotFoundError, WorkbenchError
 from workbench.lineage._schema import MIGRATIONS
 
 __all__ = ["Database", "Repository", "utcnow", "default_actor", "dumps", "as_list"]
@@ -211,6 +211,35 @@ class Repository:
 
     def __init__(self, db: Database):
         self._db = db
+
+    def _one(self, sql: str, params: Params, *, missing: str) -> dict[str, Any]:
+        """The one row ``sql`` finds, or :class:`NotFoundError` with ``missing`` (what to do next)."""
+        row = self._db.row(sql, params)
+        if row is None:
+            raise NotFoundError(missing)
+        return row
+
+    def _record(
+        self,
+        table: str,
+        row: dict[str, Any],
+        *,
+        node: str,
+        links: Sequence[tuple[str, int | None, str]] = (),
+        audit: str | None = None,
+        detail: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Insert ``row``, link each ``(src_type, src_id, relation)`` to it as lineage node ``node``
+        (ids that are None are skipped) and audit ``audit`` on it, in one transaction."""
+        with self._db.transaction():
+            new_id = self._db.insert(table, row)
+            for src_type, src_id, relation in links:
+                if src_id is not None:
+                    self._db.link(src_type, src_id, relation, node, new_id)
+            if audit:
+                self._db.audit(audit, node, new_id, detail, actor=actor)
+            return new_id
 
 
 def _split_sql(script: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workbench.exceptions import NotFoundError
 from workbench.lineage._db import Database, Repository, as_list, default_actor, dumps, utcnow
 from workbench.lineage._models import ModelRepository
 
@@ -33,11 +32,11 @@ class DeploymentRepository(Repository):
         """Record deployment ``name`` of ``model``, or update the one recorded under that name."""
         db = self._db
         with db.transaction():
-            m = db.row("SELECT id FROM models WHERE name = ?", [model])
-            if m is None:
-                raise NotFoundError(
-                    f"model {model!r} does not exist; register a version before deploying it."
-                )
+            m = self._one(
+                "SELECT id FROM models WHERE name = ?",
+                [model],
+                missing=f"model {model!r} does not exist; register a version before deploying it.",
+            )
             now = utcnow()
             db.execute(
                 "INSERT INTO deployments (name, model_id, route_prefix, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
@@ -64,12 +63,11 @@ class DeploymentRepository(Repository):
             self._db.audit("deployment.status", "deployment", dep["id"], {"status": status})
 
     def get(self, name: str) -> dict[str, Any]:
-        row = self._db.row(_DEPLOYMENT + " WHERE d.name = ?", [name])
-        if row is None:
-            raise NotFoundError(
-                f"deployment {name!r} does not exist; list them with `workbench deployments`."
-            )
-        return row
+        return self._one(
+            _DEPLOYMENT + " WHERE d.name = ?",
+            [name],
+            missing=f"deployment {name!r} does not exist; list them with `workbench deployments`.",
+        )
 
     def list(self) -> list[dict[str, Any]]:
         return self._db.rows(_DEPLOYMENT + " ORDER BY d.id")
@@ -197,16 +195,13 @@ class DeploymentRepository(Repository):
         to it when the request was mirrored.
         """
         dep = self.get(deployment)
-        row = self._db.row(
+        row = self._one(
             "SELECT r.*, v.version AS model_version FROM request_logs r LEFT JOIN model_versions v "
             "ON v.id = r.model_version_id WHERE r.deployment_id = ? AND r.request_id = ?",
             [dep["id"], request_id],
+            missing=f"request {request_id!r} of deployment {deployment!r} is not in the request log; "
+            "logs reach the store within a second (serving.flush_logs(name) waits for them).",
         )
-        if row is None:
-            raise NotFoundError(
-                f"request {request_id!r} of deployment {deployment!r} is not in the request log; "
-                "logs reach the store within a second (serving.flush_logs(name) waits for them)."
-            )
         row["traffic"] = self.get_traffic_at(deployment, row["at"])
         row["shadow"] = self._db.row(
             "SELECT s.*, v.version AS shadow_version FROM shadow_logs s JOIN model_versions v "

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from workbench.exceptions import NotFoundError
 from workbench.lineage._db import Repository, dumps, utcnow
 
 __all__ = ["ExperimentRepository"]
@@ -46,7 +45,7 @@ class ExperimentRepository(Repository):
     ) -> int:
         db = self._db
         with db.transaction():
-            exp_id = db.insert(
+            return self._record(
                 "experiments",
                 {
                     "name": name,
@@ -63,11 +62,11 @@ class ExperimentRepository(Repository):
                     "packages_json": dumps(packages),
                     "started_at": utcnow(),
                 },
+                node="experiment",
+                links=[("dataset_version", dataset_version_id, "used_by")],
+                audit="experiment.start",
+                detail={"name": name},
             )
-            if dataset_version_id is not None:
-                db.link("dataset_version", dataset_version_id, "used_by", "experiment", exp_id)
-            db.audit("experiment.start", "experiment", exp_id, {"name": name})
-            return exp_id
 
     def set_tune_path(self, experiment_id: int, path: str) -> None:
         """Where Tune keeps the experiment's state (what ``Tuner.restore`` resumes from)."""
@@ -123,16 +122,12 @@ class ExperimentRepository(Repository):
 
     def get(self, experiment_id: int) -> dict[str, Any]:
         """One experiment with ``n_trials``."""
-        row = self._db.row(
+        return self._one(
             "SELECT e.*, (SELECT COUNT(*) FROM trials t WHERE t.experiment_id = e.id) AS n_trials "
             "FROM experiments e WHERE e.id = ?",
             [experiment_id],
+            missing=f"experiment {experiment_id} does not exist; list them with `workbench runs`.",
         )
-        if row is None:
-            raise NotFoundError(
-                f"experiment {experiment_id} does not exist; list them with `workbench runs`."
-            )
-        return row
 
     def list(self) -> list[dict[str, Any]]:
         """Every experiment with ``n_trials``, oldest first."""

@@ -24,7 +24,7 @@ class ModelRepository(Repository):
 
     def get(self, name: str) -> dict[str, Any]:
         row = self._db.row("SELECT * FROM models WHERE name = ?", [name])
-        if row is None:
+        if row is None:  # the message lists the known models, so it is built only when needed
             known = ", ".join(r["name"] for r in self.list()) or "none yet"
             raise NotFoundError(
                 f"model {name!r} does not exist (known models: {known}); register one first."
@@ -55,7 +55,7 @@ class ModelRepository(Repository):
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?",
                 [m["id"]],
             )
-            mv_id = db.insert(
+            mv_id = self._record(
                 "model_versions",
                 {
                     "model_id": m["id"],
@@ -69,30 +69,24 @@ class ModelRepository(Repository):
                     "signature_json": dumps(signature),
                     "created_at": utcnow(),
                 },
-            )
-            if experiment_id is not None:
-                db.link("experiment", experiment_id, "produced", "model_version", mv_id)
-            if dataset_version_id is not None:
-                db.link("dataset_version", dataset_version_id, "trained", "model_version", mv_id)
-            db.audit(
-                "model_version.register",
-                "model_version",
-                mv_id,
-                {"model": model, "version": version},
+                node="model_version",
+                links=[
+                    ("experiment", experiment_id, "produced"),
+                    ("dataset_version", dataset_version_id, "trained"),
+                ],
+                audit="model_version.register",
+                detail={"model": model, "version": version},
                 actor=actor,
             )
             return self.get_version_by_id(mv_id)
 
     def get_version_by_id(self, mv_id: int) -> dict[str, Any]:
         """One version with ``model``, ``task`` and its ``aliases``."""
-        row = self._db.row(
+        row = self._one(
             "SELECT v.*, m.name AS model, m.task AS task FROM model_versions v JOIN models m ON m.id = v.model_id WHERE v.id = ?",
             [mv_id],
+            missing=f"model version id {mv_id} does not exist; list them with `workbench models`.",
         )
-        if row is None:
-            raise NotFoundError(
-                f"model version id {mv_id} does not exist; list them with `workbench models`."
-            )
         row["aliases"] = [
             r["alias"]
             for r in self._db.rows(

@@ -64,7 +64,7 @@ class MonitorRepository(Repository):
                         "config_json": dumps(config),
                         "created_at": utcnow(),
                     },
-                )
+                )  # linked below: a replaced reference gets its edge too
             db.link(
                 "dataset_version", reference_dataset_version_id, "reference_of", "monitor", mon_id
             )
@@ -73,12 +73,11 @@ class MonitorRepository(Repository):
             return self.get(name)
 
     def get(self, name: str) -> dict[str, Any]:
-        row = self._db.row(_MONITOR + " WHERE m.name = ?", [name])
-        if row is None:
-            raise NotFoundError(
-                f"monitor {name!r} does not exist; create it with bench.monitoring.drift_monitor(...)."
-            )
-        return row
+        return self._one(
+            _MONITOR + " WHERE m.name = ?",
+            [name],
+            missing=f"monitor {name!r} does not exist; create it with bench.monitoring.drift_monitor(...).",
+        )
 
     def list(self, deployment: str | None = None) -> list[dict[str, Any]]:
         """Every monitor (of one deployment), in the order they were created."""
@@ -119,7 +118,7 @@ class MonitorRepository(Repository):
         db = self._db
         with db.transaction():
             mon = self.get(monitor)
-            result_id = db.insert(
+            result_id = self._record(
                 "drift_results",
                 {
                     "monitor_id": mon["id"],
@@ -132,12 +131,13 @@ class MonitorRepository(Repository):
                     "detail_json": dumps(detail),
                     "at": utcnow(),
                 },
+                node="drift_result",
+                links=[("monitor", mon["id"], "observed")],
             )
             db.execute(
                 "UPDATE monitors SET last_request_log_id = MAX(last_request_log_id, ?) WHERE id = ?",
                 (last_request_log_id, mon["id"]),
             )
-            db.link("monitor", mon["id"], "observed", "drift_result", result_id)
             if is_drift:
                 db.audit(
                     "drift.detected",
@@ -221,7 +221,7 @@ class MonitorRepository(Repository):
                 row = db.row("SELECT * FROM alerts WHERE id = ?", [last["id"]]) or {}
                 return {**row, "deliver": False}
             mon_id = self.get(monitor)["id"] if monitor else None
-            alert_id = db.insert(
+            alert_id = self._record(
                 "alerts",
                 {
                     "monitor_id": mon_id,
@@ -234,14 +234,10 @@ class MonitorRepository(Repository):
                     "first_at": now,
                     "last_at": now,
                 },
-            )
-            if drift_result_id is not None:
-                db.link("drift_result", drift_result_id, "raised", "alert", alert_id)
-            db.audit(
-                "alert.raise",
-                "alert",
-                alert_id,
-                {"severity": severity, "title": title, "dedup_key": dedup_key},
+                node="alert",
+                links=[("drift_result", drift_result_id, "raised")],
+                audit="alert.raise",
+                detail={"severity": severity, "title": title, "dedup_key": dedup_key},
                 actor="monitor",
             )
             row = db.row("SELECT * FROM alerts WHERE id = ?", [alert_id]) or {}

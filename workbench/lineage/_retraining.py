@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workbench.exceptions import NotFoundError
 from workbench.lineage._db import Repository, dumps, utcnow
 
 __all__ = ["RetrainingRepository"]
@@ -44,12 +43,11 @@ class RetrainingRepository(Repository):
             )
 
     def get_policy(self, name: str) -> dict[str, Any]:
-        row = self._db.row("SELECT * FROM automation_policies WHERE name = ?", [name])
-        if row is None:
-            raise NotFoundError(
-                f"retraining policy {name!r} does not exist; add it with bench.automation.add_policy(...)."
-            )
-        return row
+        return self._one(
+            "SELECT * FROM automation_policies WHERE name = ?",
+            [name],
+            missing=f"retraining policy {name!r} does not exist; add it with bench.automation.add_policy(...).",
+        )
 
     def list_policies(self, *, enabled_only: bool = False) -> list[dict[str, Any]]:
         where = " WHERE enabled = 1" if enabled_only else ""
@@ -115,7 +113,7 @@ class RetrainingRepository(Repository):
         """A SCHEDULED job with no policy or event key."""
         db = self._db
         with db.transaction():
-            job_id = db.insert(
+            return self._record(
                 "retrain_jobs",
                 {
                     "drift_result_id": drift_result_id,
@@ -123,17 +121,12 @@ class RetrainingRepository(Repository):
                     "detail_json": dumps(detail or {}),
                     "started_at": utcnow(),
                 },
-            )
-            if drift_result_id is not None:
-                db.link("drift_result", drift_result_id, "triggered", "retrain_job", job_id)
-            db.audit(
-                "retrain.schedule",
-                "retrain_job",
-                job_id,
-                {"drift_result_id": drift_result_id},
+                node="retrain_job",
+                links=[("drift_result", drift_result_id, "triggered")],
+                audit="retrain.schedule",
+                detail={"drift_result_id": drift_result_id},
                 actor="automation",
             )
-            return job_id
 
     def set_job(self, job_id: int, **fields: Any) -> None:
         """Update columns of a job (``detail`` as JSON); ids it now names become lineage edges."""
@@ -179,12 +172,11 @@ class RetrainingRepository(Repository):
             return True
 
     def get_job(self, job_id: int) -> dict[str, Any]:
-        row = self._db.row("SELECT * FROM retrain_jobs WHERE id = ?", [job_id])
-        if row is None:
-            raise NotFoundError(
-                f"retrain job {job_id} does not exist; list them with bench.automation.jobs()."
-            )
-        return row
+        return self._one(
+            "SELECT * FROM retrain_jobs WHERE id = ?",
+            [job_id],
+            missing=f"retrain job {job_id} does not exist; list them with bench.automation.jobs().",
+        )
 
     def find_job(self, event_key: str) -> dict[str, Any] | None:
         """The job of an event, or None if the event has none yet."""
@@ -226,19 +218,18 @@ class RetrainingRepository(Repository):
         self, job_id: int, step: str, status: str, detail: dict[str, Any] | None = None
     ) -> int:
         """One step of a retraining (snapshot, validation, search, ...), linked to its job."""
-        with self._db.transaction():
-            step_id = self._db.insert(
-                "retrain_steps",
-                {
-                    "job_id": job_id,
-                    "step": step,
-                    "status": status,
-                    "detail_json": dumps(detail or {}),
-                    "at": utcnow(),
-                },
-            )
-            self._db.link("retrain_job", job_id, "step", "retrain_step", step_id)
-            return step_id
+        return self._record(
+            "retrain_steps",
+            {
+                "job_id": job_id,
+                "step": step,
+                "status": status,
+                "detail_json": dumps(detail or {}),
+                "at": utcnow(),
+            },
+            node="retrain_step",
+            links=[("retrain_job", job_id, "step")],
+        )
 
     def list_steps(self, job_id: int) -> list[dict[str, Any]]:
         return self._db.rows("SELECT * FROM retrain_steps WHERE job_id = ? ORDER BY id", [job_id])
