@@ -71,6 +71,11 @@ class Store:
         self.deployments = DeploymentRepository(self._db, self.models)
         self.monitors = MonitorRepository(self._db, self.deployments)
         self.retraining = RetrainingRepository(self._db)
+        #: ``audit(action, entity_type, entity_id, detail=None, *, actor=None)``: append an audit
+        #: entry (``actor`` defaults to the OS user). ``link(src_type, src_id, relation, dst_type,
+        #: dst_id)``: record a typed lineage edge (idempotent). Both join an open transaction.
+        self.audit = self._db.audit
+        self.link = self._db.link
 
     def close(self) -> None:
         self._db.close()
@@ -96,25 +101,9 @@ class Store:
         return self._db.applied_migrations()
 
     # ------------------------------------------------------------ audit, edges
-    def audit(
-        self,
-        action: str,
-        entity_type: str,
-        entity_id: int | None,
-        detail: dict[str, Any] | None = None,
-        *,
-        actor: str | None = None,
-    ) -> int:
-        """Append an audit entry: who (``actor``, default the OS user) did ``action`` to which record."""
-        return self._db.audit(action, entity_type, entity_id, detail, actor=actor)
-
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` audit entries, newest first."""
         return self._db.rows("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", [int(limit)])
-
-    def link(self, src_type: str, src_id: int, relation: str, dst_type: str, dst_id: int) -> None:
-        """Record a typed lineage edge ``src --relation--> dst`` (idempotent)."""
-        self._db.link(src_type, src_id, relation, dst_type, dst_id)
 
     def edges(
         self, *, src: tuple[str, int] | None = None, dst: tuple[str, int] | None = None
