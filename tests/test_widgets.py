@@ -773,5 +773,7 @@ def test_bench_widgets_read_through_a_second_connection_and_act_through_the_benc
     assert [j["id"] for j in mon.jobs] == [job] and dep.weights == {"1": 0.9, "2": 0.1}
     reg.act("promote", version=2, confirm=True)  # written through bench, read back through reader
     assert bench.registry.get("cancer", "champion").version == 2 and reg.aliases["champion"] == 2
-    bench.close()  # closes the reader too
+    bench.close()  # the widgets on screen keep reading
+    assert reg.refresh(force=True)["aliases"]["champion"] == 2
+    widgets.close()
     assert widgets._reader is None

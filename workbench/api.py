@@ -360,8 +360,6 @@ class Workbench:
 
     def close(self) -> None:
         """Close the store; shut Serve and Ray down only if this process started them."""
-        if "widgets" in self.__dict__:
-            self.widgets.close()
         if "serving" in self.__dict__:
             self.serving.close()
         if self._ray is not None:

@@ -725,7 +725,8 @@ class Widgets:
         return LineageWidget(self.reader, "model_version", mv.id, **kwargs)
 
     def close(self) -> None:
-        """Close the reading Workbench (widgets already shown stop updating)."""
+        """Close the reading Workbench (widgets already shown stop updating; ``bench.close()``
+        leaves it open, so they keep showing the store after the kernel's Workbench is closed)."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
