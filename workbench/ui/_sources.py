@@ -71,7 +71,7 @@ class DeploymentSource(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class ServingActions(Protocol):
+class ServingActions(DeploymentSource, Protocol):
     """``bench.serving``, for the sliders and the roll back button."""
 
     def set_traffic(

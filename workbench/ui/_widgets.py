@@ -500,7 +500,7 @@ class DeploymentWidget(LiveWidget):
         **kwargs: Any,
     ):
         self._serving = serving
-        self._view: DeploymentSource = reads if reads is not None else serving  # type: ignore[assignment]
+        self._view: DeploymentSource = reads if reads is not None else serving
         self._name = name
         self._view.record(name)  # NotFoundError now
         self._series = RequestSeries(self._view, name, window_s=window_s, bucket_s=bucket_s)
