@@ -1,6 +1,7 @@
-"""The notebook widgets (workbench.ui): state built from a real store, throttling, actions through the public API.
+"""The notebook widgets (workbench.ui): state built from the stages' read views over a real store,
+throttling, actions through the public API.
 
-Unit tests use a real SQLite store; the tests marked ``ray`` run a real search
+Unit tests use a real SQLite store behind the real stage objects; the tests marked ``ray`` run a real search
 (stop button, state after a restart) and a real Serve deployment (sliders,
 rollback) in the session's Ray. What the browser draws is checked in
 tests/browser/test_widgets_browser.py.
@@ -28,6 +29,13 @@ def _wait(pred, timeout=10.0, interval=0.02):
             return True
         time.sleep(interval)
     return pred()
+
+
+def _experiments(store):
+    """The ``Experiments`` stage on ``store``: its read views need nothing else (no Ray, no data)."""
+    from workbench.experiments import Experiments
+
+    return Experiments(store, None, None, connect=None)
 
 
 def _trials(store, eid, n, *, seed=0, running=0):
@@ -66,7 +74,7 @@ def test_experiment_state_has_compact_rows_curves_and_best_so_far(store):
 
     eid = make_experiment(store, name="demo")
     trials = _trials(store, eid, 30, running=2)
-    w = ExperimentWidget(store, eid, autostart=False)
+    w = ExperimentWidget(_experiments(store), eid, autostart=False)
     w.refresh(force=True)
     assert w.kind == "experiment" and w.experiment["name"] == "demo"
     assert w.columns[:4] == ["trial_id", "status", "f1", "duration_s"]
@@ -121,7 +129,7 @@ def test_experiment_min_mode_and_nan_metrics(store):
             },
         ],
     )
-    w = ExperimentWidget(store, eid, autostart=False)
+    w = ExperimentWidget(_experiments(store), eid, autostart=False)
     w.refresh(force=True)
     assert w.best["trial_id"] == "b"
     assert [p[1] for p in w.best_curve] == [3.0, 1.5]
@@ -132,7 +140,7 @@ def test_unknown_experiment_fails_at_once(store):
     from workbench.ui import ExperimentWidget
 
     with pytest.raises(NotFoundError, match="experiment 99"):
-        ExperimentWidget(store, 99, autostart=False)
+        ExperimentWidget(_experiments(store), 99, autostart=False)
 
 
 def test_a_thousand_trials_refresh_cheaply_and_finished_curves_are_read_once(store):
@@ -140,7 +148,7 @@ def test_a_thousand_trials_refresh_cheaply_and_finished_curves_are_read_once(sto
 
     eid = make_experiment(store, name="big")
     _trials(store, eid, 1000)
-    w = ExperimentWidget(store, eid, autostart=False, min_interval=0)
+    w = ExperimentWidget(_experiments(store), eid, autostart=False, min_interval=0)
     calls = []
     original = store.experiments.list_trial_metrics
     store.experiments.list_trial_metrics = lambda *a, **k: calls.append(a) or original(*a, **k)
@@ -169,7 +177,7 @@ def test_updates_are_throttled_to_a_few_per_second(store):
 
     eid = make_experiment(store)
     _trials(store, eid, 5, running=5)
-    w = ExperimentWidget(store, eid, autostart=False, min_interval=0.25)
+    w = ExperimentWidget(_experiments(store), eid, autostart=False, min_interval=0.25)
     sent = []
     w.observe(lambda ch: sent.append(time.monotonic()), names=["rows"])
     t0 = time.monotonic()
@@ -191,7 +199,7 @@ def test_poller_thread_pushes_new_trials_and_stops_when_the_experiment_ends(stor
     from workbench.ui import ExperimentWidget
 
     eid = make_experiment(store)
-    w = ExperimentWidget(store, eid, poll_interval=0.05, min_interval=0.05)
+    w = ExperimentWidget(_experiments(store), eid, poll_interval=0.05, min_interval=0.05)
     try:
         assert w.polling
         _trials(store, eid, 3, running=3)
@@ -207,7 +215,7 @@ def test_stop_without_a_running_search_says_what_to_do(store):
     from workbench.ui import ExperimentWidget
 
     eid = make_experiment(store)
-    w = ExperimentWidget(store, eid, autostart=False)
+    w = ExperimentWidget(_experiments(store), eid, autostart=False)
     with pytest.raises(ConfigError, match="resume"):
         w.act("stop")
     with pytest.raises(ConfigError, match="no action 'explode'"):
@@ -216,11 +224,12 @@ def test_stop_without_a_running_search_says_what_to_do(store):
 
 # ------------------------------------------------------------------ registry
 @pytest.fixture
-def registry(tmp_path):
-    from workbench.lineage import ArtifactStore, Store
-    from workbench.registry import ModelRegistry
+def bench(tmp_path):
+    """A Workbench whose store holds one dataset version and three versions of model ``cancer``."""
+    from workbench import Workbench
 
-    store = Store(tmp_path / "lineage.db")
+    bench = Workbench(tmp_path)
+    store = bench.store
     dv, _ = store.datasets.add_version(
         "cancer",
         content_hash="c" * 64,
@@ -245,8 +254,13 @@ def registry(tmp_path):
             dataset_version_id=dv["id"],
         )
     store.models.set_alias("cancer", "champion", 1, actor="tester", reason="first")
-    yield ModelRegistry(store, ArtifactStore(tmp_path / "artifacts"))
-    store.close()
+    yield bench
+    bench.close()
+
+
+@pytest.fixture
+def registry(bench):
+    return bench.registry
 
 
 def test_registry_state_lists_versions_metrics_data_and_aliases(registry):
@@ -317,8 +331,8 @@ def test_a_click_arrives_as_a_custom_message_and_runs_off_the_kernel_thread(regi
 
 # ------------------------------------------------------------------ deployment state (no Ray)
 @pytest.fixture
-def deployed(registry):
-    store = registry.store
+def deployed(bench):
+    store = bench.store
     store.deployments.add("cancer", model="cancer", route_prefix="/cancer", status="running")
     store.deployments.record_traffic("cancer", {1: 1.0}, actor="t", reason="deploy", kind="deploy")
     store.deployments.record_traffic(
@@ -344,15 +358,15 @@ def deployed(registry):
         for i in range(1, 41)
     ]
     store.deployments.record_requests(rows)
-    return registry
+    return bench
 
 
 def test_deployment_state_from_the_store(deployed):
     from workbench.ui import DeploymentWidget
 
     w = DeploymentWidget(
-        deployed, "cancer", autostart=False, bucket_s=60
-    )  # store only: no Serve call
+        deployed.serving, "cancer", autostart=False, bucket_s=60
+    )  # store-only read views: no Serve call
     w.refresh(force=True)
     assert w.weights == {"1": 0.9, "2": 0.1}
     assert w.versions == [1, 2, 3]
@@ -372,13 +386,14 @@ def test_deployment_state_from_the_store(deployed):
 def test_bad_slider_weights_are_refused_with_a_clear_error(deployed):
     from workbench.ui import DeploymentWidget
 
-    w = DeploymentWidget(
-        deployed, "cancer", autostart=False
-    )  # a registry is no Serving: never reached
-    with pytest.raises(ConfigError, match="positive total"):
+    # serving.set_traffic refuses them before Serve is touched (no Ray runs in this test)
+    w = DeploymentWidget(deployed.serving, "cancer", autostart=False)
+    with pytest.raises(ConfigError, match="positive weight"):
         w.act("set_traffic", weights={"1": 0, "2": 0})
     with pytest.raises(ConfigError, match="version numbers"):
         w.act("set_traffic", weights={"one": 1})
+    with pytest.raises(ConfigError, match="finite and >= 0"):
+        w.act("set_traffic", weights={"1": -1, "2": 2})
     with pytest.raises(ConfigError, match="confirm=True"):
         w.act("rollback")
 
@@ -430,8 +445,8 @@ def monitored(deployed):
 def test_monitor_state_has_p_values_alerts_and_retraining(monitored):
     from workbench.ui import MonitorWidget
 
-    registry, ids, job = monitored
-    w = MonitorWidget(registry.store, "cancer-drift", autostart=False)
+    bench, ids, job = monitored
+    w = MonitorWidget(bench.monitoring, "cancer-drift", autostart=False)
     w.refresh(force=True)
     assert w.features == ["a", "b"]
     assert [x["is_drift"] for x in w.windows] == [False, False, True]
@@ -448,7 +463,7 @@ def test_monitor_state_has_p_values_alerts_and_retraining(monitored):
 def test_monitor_approve_goes_through_automation(monitored):
     from workbench.ui import MonitorWidget
 
-    registry, _, job = monitored
+    bench, _, job = monitored
     answered = []
 
     class FakeAutomation:  # records the call; the real Automation is exercised in test_automation_*
@@ -461,7 +476,7 @@ def test_monitor_approve_goes_through_automation(monitored):
             return {"id": job_id}
 
     w = MonitorWidget(
-        registry.store, "cancer-drift", automation=FakeAutomation(), autostart=False, actor="bob"
+        bench.monitoring, "cancer-drift", automation=FakeAutomation(), autostart=False, actor="bob"
     )
     assert w.can_approve
     with pytest.raises(ConfigError, match="confirm=True"):
@@ -473,9 +488,9 @@ def test_monitor_approve_goes_through_automation(monitored):
 def test_lineage_graph_and_node_records(monitored):
     from workbench.ui import LineageWidget
 
-    registry, ids, job = monitored
-    mv = registry.get("cancer", 1)
-    w = LineageWidget(registry.store, "model_version", mv.id, autostart=False)
+    bench, ids, job = monitored
+    mv = bench.registry.get("cancer", 1)
+    w = LineageWidget(bench, "model_version", mv.id, autostart=False)
     w.refresh(force=True)
     keys = {n["key"] for n in w.nodes}
     assert w.root == f"model_version:{mv.id}"
@@ -628,15 +643,15 @@ def test_stop_button_ends_a_running_search_and_a_new_process_sees_the_same_widge
     # "After a kernel restart": a fresh process builds the widget from the store alone.
     code = (
         "import json, sys\n"
-        "from workbench.lineage import Store\n"
+        "from workbench import Workbench\n"
         "from workbench.ui import ExperimentWidget\n"
-        "w = ExperimentWidget(Store(sys.argv[1]), int(sys.argv[2]), autostart=False)\n"
+        "w = ExperimentWidget(Workbench(sys.argv[1]).experiments, int(sys.argv[2]), autostart=False)\n"
         "w.refresh(force=True)\n"
         "s = w.get_state()\n"
         "print(json.dumps({k: s[k] for k in ('experiment', 'columns', 'rows_json', 'curves_json', 'best', 'best_curve')}))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(bench.settings.db_path), str(handle.experiment_id)],
+        [sys.executable, "-c", code, str(bench.settings.home), str(handle.experiment_id)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -711,7 +726,7 @@ def test_a_running_trial_shows_its_latest_reported_value(store):
         [{"trial_id": "r", "status": "RUNNING"}],
         [("r", 1, {"f1": 0.5}), ("r", 2, {"f1": 0.7})],
     )
-    w = ExperimentWidget(store, eid, autostart=False)
+    w = ExperimentWidget(_experiments(store), eid, autostart=False)
     w.refresh(force=True)
     assert w.rows[0][2] == 0.7 and w.best["trial_id"] == "r"
     assert w.best_curve == [], "best so far counts finished trials only"
@@ -738,3 +753,27 @@ def test_what_deploy_returns_is_a_dict_that_displays_the_deployment_widget(
     bundle = info._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata) is allowed too
     assert "application/vnd.jupyter.widget-view+json" in data
+
+
+def test_bench_widgets_read_through_a_second_connection_and_act_through_the_bench(monitored):
+    bench, _, job = monitored
+    widgets = bench.widgets
+    reg = widgets.registry("cancer", autostart=False)
+    dep = widgets.deployment("cancer", autostart=False)
+    mon = widgets.monitor("cancer-drift", autostart=False)
+    lin = widgets.lineage("cancer", 1, autostart=False)
+    reader = widgets.reader
+    assert reader.store is not bench.store and reader.settings == bench.settings
+    assert reg._view is reader.registry and reg._registry is bench.registry
+    assert dep._view is reader.serving and dep._serving is bench.serving
+    assert mon._monitoring is reader.monitoring and mon._automation is bench.automation
+    assert lin._lineage is reader
+    for w in (reg, dep, mon, lin):
+        w.refresh(force=True)
+    assert [j["id"] for j in mon.jobs] == [job] and dep.weights == {"1": 0.9, "2": 0.1}
+    reg.act("promote", version=2, confirm=True)  # written through bench, read back through reader
+    assert bench.registry.get("cancer", "champion").version == 2 and reg.aliases["champion"] == 2
+    bench.close()  # the widgets on screen keep reading
+    assert reg.refresh(force=True)["aliases"]["champion"] == 2
+    widgets.close()
+    assert widgets._reader is None

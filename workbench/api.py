@@ -16,7 +16,8 @@ from workbench.experiments import (
     plot_metric_curves,
     plot_parallel_coordinates,
 )
-from workbench.lineage import ArtifactStore, Store, format_chain, lineage_chain
+from workbench.lineage import NODE_TYPES, ArtifactStore, Store, format_chain, lineage_chain
+from workbench.lineage._graph import describe_node  # not exported yet: see the adapters note
 from workbench.monitoring import Monitoring
 from workbench.registry import ModelRegistry
 from workbench.ui import register_displays
@@ -97,6 +98,21 @@ class Workbench:
         from workbench.automation import Automation
 
         return Automation(self)
+
+    def reopen(self) -> Workbench:
+        """Another ``Workbench`` on the same home, Ray address and Serve port, with its own store
+        connection; close it with :meth:`close` (Ray and Serve stay up: it started neither).
+
+        The notebook widgets read through one, so their polling threads never wait on a
+        transaction of this one's connection.
+
+        Examples
+        --------
+        >>> reader = bench.reopen()                                 # doctest: +SKIP
+        >>> reader.experiments.get(1)["status"]                     # doctest: +SKIP
+        'TERMINATED'
+        """
+        return Workbench(self.settings.home, address=self.address, serve_port=self.serve_port)
 
     @cached_property
     def widgets(self) -> Widgets:
@@ -227,7 +243,82 @@ class Workbench:
         return lineage_chain(self.store, "model_version", mv.id)
 
     def lineage_text(self, model: str, version: int | str = "champion") -> str:
+        """:meth:`lineage` as text: one line per edge, then each deployment's traffic history."""
         return format_chain(self.store, self.lineage(model, version))
+
+    def lineage_graph(
+        self, node_type: str, node_id: int, *, max_nodes: int = 500
+    ) -> dict[str, Any]:
+        """The lineage graph around any record, JSON-safe: ``root`` (``"type:id"``), ``nodes``
+        (``key``, ``type``, ``id``, ``label``: a one-line description) and ``edges`` (``src``,
+        ``dst``, ``relation``, ``at``), nodes sorted by type then id, edges in recorded order.
+
+        ``node_type`` is one of ``workbench.lineage.NODE_TYPES`` (``"model_version"``,
+        ``"dataset_version"``, ``"deployment"``, ``"drift_result"``...). Drift results that found
+        no drift and caused nothing are left out, as in :meth:`lineage`.
+
+        Examples
+        --------
+        >>> g = bench.lineage_graph("model_version", 3)                  # doctest: +SKIP
+        >>> [(e["src"], e["relation"], e["dst"]) for e in g["edges"]][:1]  # doctest: +SKIP
+        [('dataset_version:1', 'trained_on', 'model_version:3')]
+        """
+        chain = lineage_chain(self.store, node_type, int(node_id), max_nodes=max_nodes)
+        return {
+            "root": f"{node_type}:{int(node_id)}",
+            "nodes": [
+                {"key": f"{t}:{i}", "type": t, "id": i, "label": label}
+                for (t, i), label in sorted(chain["nodes"].items())
+            ],
+            "edges": [
+                {
+                    "src": f"{e['src_type']}:{e['src_id']}",
+                    "dst": f"{e['dst_type']}:{e['dst_id']}",
+                    "relation": e["relation"],
+                    "at": e["at"],
+                }
+                for e in chain["edges"]
+            ],
+        }
+
+    def lineage_record(self, node_type: str, node_id: int) -> dict[str, Any]:
+        """The stored record behind one lineage node, shaped for display: ``type``, ``id``,
+        ``description`` (one line) and ``record`` (its fields; a dataset version without its
+        column schema, an experiment without its package list; ``{}`` for an unknown type).
+
+        Raises
+        ------
+        NotFoundError
+            If a dataset version, experiment, model version or retrain job with that id does not
+            exist (other records that are gone give an empty ``record``).
+
+        Examples
+        --------
+        >>> bench.lineage_record("model_version", 3)["description"]       # doctest: +SKIP
+        'model cancer v3 [champion] (accuracy=0.965, f1=0.962, ...)'
+        """
+        node_id = int(node_id)
+        row: dict[str, Any]
+        if node_type == "dataset_version":
+            row = self.store.datasets.get_version_by_id(node_id)
+            row.pop("schema", None)
+        elif node_type == "experiment":
+            row = self.store.experiments.get(node_id)
+            row.pop("packages", None)
+        elif node_type == "model_version":
+            row = self.store.models.get_version_by_id(node_id)
+        elif node_type == "retrain_job":
+            row = self.store.retraining.get_job(node_id)
+        elif node_type in NODE_TYPES:
+            row = self.store.node(node_type, node_id) or {}
+        else:
+            row = {}
+        return {
+            "type": node_type,
+            "id": node_id,
+            "description": describe_node(self.store, node_type, node_id),
+            "record": row,
+        }
 
     def deployments(self) -> list[dict[str, Any]]:
         """Every recorded deployment with its model and the traffic weights last recorded for it.

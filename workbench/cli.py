@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -117,7 +118,7 @@ def runs(ctx: click.Context, experiment_id: int | None, as_json: bool) -> None:
                 as_json,
             )
         else:
-            bench.store.experiments.get(experiment_id)
+            bench.experiments.get(experiment_id)  # NotFoundError names how to list them
             rows = bench.experiments.trials(experiment_id)
             _emit(rows, ["trial_id", "status", "duration_s", "metrics", "config", "error"], as_json)
 
@@ -240,7 +241,7 @@ def reproduce(ctx: click.Context, experiment_id: int, trial_id: str, as_json: bo
 def models(ctx: click.Context, model: str | None, as_json: bool) -> None:
     """List registered model versions with their aliases and holdout metrics."""
     with _bench(ctx) as bench:
-        rows = bench.store.models.list_versions(model)
+        rows = [dataclasses.asdict(mv) for mv in bench.registry.list(model)]
     _emit(rows, ["model", "version", "aliases", "metrics", "experiment_id", "created_at"], as_json)
 
 
@@ -251,7 +252,7 @@ def models(ctx: click.Context, model: str | None, as_json: bool) -> None:
 def deployments(ctx: click.Context, as_json: bool) -> None:
     """List deployments with their current traffic weights."""
     with _bench(ctx) as bench:
-        rows = bench.store.deployments.list()
+        rows = bench.deployments()
     _emit(rows, ["name", "model", "route_prefix", "status", "weights", "updated_at"], as_json)
 
 

@@ -121,7 +121,7 @@ def run_demo(
             say(f"  a request without {features[0]!r} got a 4xx: {exc}")
         bench.serving.flush_logs(MODEL)
         say(
-            f"  100 requests answered and logged; {bench.store.deployments.get_request_stats(MODEL)['n']} rows in request_logs"
+            f"  100 requests answered and logged; {bench.serving.request_stats(MODEL)['n']} rows in request_logs"
         )
 
         # 6. drift: the case mix shifts to mostly malignant referrals
@@ -204,7 +204,7 @@ def run_demo(
         if not out["created"]:
             say("  no drift detected in the shifted window; nothing to retrain")
         else:
-            job = bench.store.retraining.get_job(out["created"][0])
+            job = bench.automation.job(out["created"][0])
             say(f"  → retrain job #{job['id']}: {job['detail']['trigger']}")
             for s in bench.automation.steps(job["id"]):
                 say(f"    {s['step']:<12} {s['status']:<11} {s['detail'].get('summary', '')}")

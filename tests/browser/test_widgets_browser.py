@@ -210,8 +210,8 @@ def test_a_widget_update_blocks_the_kernel_thread_only_briefly(page, lab, seeded
     _start(page, notebook)
     code = f"""
 from workbench.ui import ExperimentWidget
-from workbench.lineage import Store
-w = ExperimentWidget(Store(bench.settings.db_path), {seeded["experiment"]}, autostart=False, min_interval=0)
+reader = bench.reopen()  # its own store connection, as bench.widgets reads through
+w = ExperimentWidget(reader.experiments, {seeded["experiment"]}, autostart=False, min_interval=0)
 display(w)
 time.sleep(1.0)
 def measure(update, n=20):
@@ -229,7 +229,7 @@ def measure(update, n=20):
             "p50_gap_ms": round(gaps[len(gaps) // 2], 2), "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)], 2),
             "max_gap_ms": round(gaps[-1], 2)}}
 def typical(i):  # one trial changed: the table is sent again, cached curves are not
-    w._reader.store.experiments.record_trial_events({seeded["experiment"]}, [{{"trial_id": "trial_0000", "duration_s": 1 + i}}])
+    reader.store.experiments.record_trial_events({seeded["experiment"]}, [{{"trial_id": "trial_0000", "duration_s": 1 + i}}])
     w.refresh(force=True)
 def worst(i):  # every curve re-read and the whole table sent again
     w._reader._final.clear(); w.rows = []; w.refresh(force=True)

@@ -121,6 +121,22 @@ class Automation:
         """Jobs waiting for a person: answer each with :meth:`approve` or :meth:`reject`."""
         return self.bench.store.retraining.list_jobs(statuses=("PENDING_APPROVAL",))
 
+    def job(self, job_id: int) -> dict[str, Any]:
+        """One retrain job: ``status``, ``decision``, ``policy``, ``drift_result_id``,
+        ``challenger_version_id``, ``detail``, ``started_at``/``ended_at``...
+
+        Raises
+        ------
+        NotFoundError
+            If there is no such job.
+
+        Examples
+        --------
+        >>> bench.automation.job(1)["status"]          # doctest: +SKIP
+        'PROMOTED'
+        """
+        return self.bench.store.retraining.get_job(int(job_id))
+
     def approve(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
         """Approve a pending job; the scheduler (or :meth:`tick`) runs it next."""
         from workbench.automation._engine import Engine

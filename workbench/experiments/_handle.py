@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.experiments._search import SearchResult
+    from workbench.experiments._search import Experiments, SearchResult
     from workbench.experiments._stopper import StopFlag
     from workbench.experiments._tracking import TrackingCallback
 
@@ -36,8 +36,10 @@ class SearchHandle:
         callback: TrackingCallback,
         stop_flag: StopFlag,
         run: Callable[[], SearchResult],
+        experiments: Experiments | None = None,
     ):
         self.experiment_id = experiment_id
+        self._experiments = experiments  # what the widget reads through
         self.name = name
         self._callback = callback
         self._stop_flag = stop_flag
@@ -120,13 +122,14 @@ class SearchHandle:
         if not in_notebook_kernel():
             return None  # plain Python: IPython falls back to __repr__
         widget = getattr(self, "_widget", None)
-        if widget is None:
-            from workbench.lineage import Store
+        if widget is None and self._experiments is not None:
             from workbench.ui import ExperimentWidget
 
             widget = self._widget = ExperimentWidget(
-                Store(self._callback.db_path), self.experiment_id, handle=self
+                self._experiments, self.experiment_id, handle=self
             )
+        if widget is None:
+            return None  # built by hand, without its Experiments: the plain repr
         return widget._repr_mimebundle_(include=include, exclude=exclude)
 
     def __repr__(self) -> str:

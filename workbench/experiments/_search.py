@@ -739,6 +739,7 @@ class Experiments:
             callback=callback,
             stop_flag=stop_flag,
             run=run,
+            experiments=self,
         )
 
     def _fit(
@@ -832,7 +833,54 @@ class Experiments:
         return score([str(v) for v in truth], [str(p) for p in preds])
 
     def trials(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
+        """Trials (of one experiment, else all) with ``config``, ``metrics`` (last reported),
+        ``status`` and ``duration_s``, in the order they started."""
         return self.store.experiments.list_trials(experiment_id)
 
     def list(self) -> list[dict[str, Any]]:
+        """Every experiment with ``n_trials``, oldest first."""
         return self.store.experiments.list()
+
+    def get(self, experiment_id: int) -> dict[str, Any]:
+        """One experiment's record: ``name``, ``status``, ``metric``, ``mode``, ``num_samples``,
+        ``search_alg``, ``scheduler``, ``started_at``/``ended_at``, ``n_trials``...
+
+        Raises
+        ------
+        NotFoundError
+            If there is no such experiment (the message says how to list them).
+
+        Examples
+        --------
+        >>> bench.experiments.get(1)["status"]                         # doctest: +SKIP
+        'TERMINATED'
+        """
+        return self.store.experiments.get(int(experiment_id))
+
+    def metrics(self, experiment_id: int, trial_id: str) -> list[dict[str, Any]]:
+        """Every metric one trial reported: ``step``, ``name``, ``value``, by step then name
+        (what a learning curve is drawn from).
+
+        Examples
+        --------
+        >>> [m["value"] for m in bench.experiments.metrics(1, "t0001") if m["name"] == "f1"]  # doctest: +SKIP
+        [0.95, 0.96, 0.97]
+        """
+        return self.store.experiments.list_trial_metrics(int(experiment_id), str(trial_id))
+
+    def record_stop(
+        self, experiment_id: int, *, reason: str, actor: str | None = None, via: str | None = None
+    ) -> int:
+        """Write the ``experiment.stop`` audit entry of a stop someone asked for (the search
+        itself is stopped by its handle's ``stop()``); returns the entry's id.
+
+        Examples
+        --------
+        >>> handle.stop(); bench.experiments.record_stop(handle.experiment_id, reason="enough")  # doctest: +SKIP
+        """
+        detail: dict[str, Any] = {"reason": reason}
+        if via is not None:
+            detail["via"] = via
+        return self.store.audit(
+            "experiment.stop", "experiment", int(experiment_id), detail, actor=actor
+        )

@@ -869,7 +869,42 @@ class Monitoring:
         return MONITOR_CLASSES.get(record["kind"], DriftMonitor)(self, record)
 
     def list(self, deployment: str | None = None) -> list[dict[str, Any]]:
-        return self.store.monitors.list(deployment)
+        """Every monitor (of one deployment), oldest first, as :meth:`record` shows each."""
+        return [_record(m) for m in self.store.monitors.list(deployment)]
+
+    def record(self, name: str) -> dict[str, Any]:
+        """One monitor as recorded, without loading its detector: ``id``, ``name``,
+        ``deployment``, ``kind``, ``config`` (window, ``p_val``, correction, features...),
+        ``reference_dataset_version_id``, ``last_request_log_id``, ``created_at``. The running
+        state (an online detector's statistics, label cursors) stays internal.
+
+        Examples
+        --------
+        >>> bench.monitoring.record("cancer-drift")["config"]["p_val"]     # doctest: +SKIP
+        0.05
+        """
+        return _record(self.store.monitors.get(name))
+
+    def retrain_jobs(self, name: str) -> list[dict[str, Any]]:
+        """The retrain jobs the drift results of monitor ``name`` triggered, oldest first:
+        ``id``, ``drift_result_id``, ``status``, ``decision``, ``policy``, ``started_at``,
+        ``ended_at``, ``challenger_version_id``.
+
+        Examples
+        --------
+        >>> [j["status"] for j in bench.monitoring.retrain_jobs("cancer-drift")]   # doctest: +SKIP
+        ['PROMOTED']
+        """
+        windows = {w["id"] for w in self.store.monitors.list_windows(name)}
+        keep = ("id", "drift_result_id", "status", "decision", "policy", "started_at", "ended_at")
+        return [
+            {
+                **{k: j.get(k) for k in keep},
+                "challenger_version_id": j.get("challenger_version_id"),
+            }
+            for j in self.store.retraining.list_jobs()
+            if j.get("drift_result_id") in windows
+        ]
 
     def check_all(self, deployment: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Run ``check()`` on every monitor (of one deployment); a failing monitor is logged and skipped."""
@@ -1122,3 +1157,8 @@ def _default_settings(config: dict[str, Any]) -> dict[str, Any]:
         "target": config.get("target", "features"),
         "alerts": _alerts_config(config.get("alerts")),
     }
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """A monitor row without its running state (internal, and large for online detectors)."""
+    return {k: v for k, v in row.items() if k != "state"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.exceptions import ArtifactCorruptError, ConfigError
+from workbench.exceptions import ArtifactCorruptError, ConfigError, NotFoundError
 from workbench.lineage import ArtifactStore, Store
 from workbench.registry._bundle import ModelBundle
 
@@ -131,4 +131,33 @@ class ModelRegistry:
         return self.get(model, version)
 
     def history(self, model: str) -> list[dict[str, Any]]:
+        """Every move of an alias of ``model``: ``alias``, ``version``, ``previous_version``,
+        ``actor``, ``reason``, ``at``, oldest first."""
         return self.store.models.list_alias_history(model)
+
+    def data_versions(self, model: str) -> list[dict[str, Any]]:
+        """Every version of the datasets ``model``'s versions were trained on, oldest first:
+        ``id``, ``dataset``, ``version``, ``n_rows``, ``n_cols``, ``content_hash``,
+        ``created_at``, ``parent_id`` (a version whose dataset version is gone is skipped).
+
+        Examples
+        --------
+        >>> [(d["dataset"], d["version"]) for d in bench.registry.data_versions("cancer")]  # doctest: +SKIP
+        [('cancer', 1), ('cancer', 2)]
+        """
+        names: set[str] = set()
+        for mv in self.store.models.list_versions(model):
+            if mv.get("dataset_version_id") is None:
+                continue
+            try:
+                names.add(
+                    self.store.datasets.get_version_by_id(mv["dataset_version_id"])["dataset"]
+                )
+            except NotFoundError:
+                continue
+        keep = ("id", "dataset", "version", "n_rows", "n_cols", "content_hash", "created_at")
+        return [
+            {**{k: dv[k] for k in keep}, "parent_id": dv.get("parent_id")}
+            for dv in self.store.datasets.list_versions()
+            if dv["dataset"] in names
+        ]

@@ -823,6 +823,83 @@ class Serving(StrategiesMixin):
             self._http_client.close()
             self._http_client = None
 
+    # ------------------------------------------------------------ read views (store only, no Ray)
+    def record(self, name: str) -> dict[str, Any]:
+        """The deployment as recorded, without asking Ray: ``name``, ``model``, ``route_prefix``,
+        ``status``, ``weights`` (version → share, last recorded), ``versions`` (every registered
+        version number of the model: what :meth:`set_traffic` accepts), ``created_at``,
+        ``updated_at``.
+
+        :meth:`status` adds Serve's live view; this is what a UI polls.
+
+        Examples
+        --------
+        >>> serving.record("cancer")["weights"]          # doctest: +SKIP
+        {1: 0.9, 2: 0.1}
+        """
+        dep = self.store.deployments.get(name)
+        return {
+            "name": dep["name"],
+            "model": dep["model"],
+            "route_prefix": dep["route_prefix"],
+            "status": dep["status"],
+            "weights": {int(k): float(v) for k, v in (dep.get("weights") or {}).items()},
+            "versions": [mv["version"] for mv in self.store.models.list_versions(dep["model"])],
+            "created_at": dep.get("created_at"),
+            "updated_at": dep.get("updated_at"),
+        }
+
+    def traffic_history(self, name: str) -> list[dict[str, Any]]:
+        """Every recorded traffic change of ``name``, oldest first: ``id``, ``at``, ``weights``
+        (version → share), ``kind`` (``deploy``, ``set``, ``canary``, ``rollback``...), ``actor``,
+        ``reason`` and ``detail`` (canary step, shadow, warm-up; without the canary's raw evidence).
+
+        Examples
+        --------
+        >>> [c["kind"] for c in serving.traffic_history("cancer")]      # doctest: +SKIP
+        ['deploy', 'canary', 'canary']
+        """
+        return [
+            {
+                "id": c["id"],
+                "at": c["at"],
+                "weights": {int(k): float(v) for k, v in (c.get("weights") or {}).items()},
+                "kind": c.get("kind") or "set",
+                "actor": c["actor"],
+                "reason": c["reason"],
+                "detail": {k: v for k, v in (c.get("detail") or {}).items() if k != "evidence"},
+            }
+            for c in self.store.deployments.list_traffic(name)
+        ]
+
+    def request_stats(self, name: str) -> dict[str, Any]:
+        """Totals of ``name``'s request log: ``n``, ``errors`` (status >= 500), ``mean_latency_ms``.
+
+        Examples
+        --------
+        >>> serving.request_stats("cancer")["n"]           # doctest: +SKIP
+        100
+        """
+        return self.store.deployments.get_request_stats(name)
+
+    def requests(
+        self, name: str, *, after_id: int = 0, limit: int | None = 1000, ok_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Logged requests of ``name`` after log row ``after_id``, oldest first, at most ``limit``:
+        ``id``, ``request_id``, ``at``, ``status_code``, ``latency_ms``, ``model_version``
+        (number), ``features``/``prediction`` (lists, one entry per record). Pass the last ``id``
+        seen as ``after_id`` to read only what is new; ``ok_only`` keeps answered requests.
+
+        Examples
+        --------
+        >>> rows = serving.requests("cancer", after_id=0, limit=100)     # doctest: +SKIP
+        >>> serving.requests("cancer", after_id=rows[-1]["id"])          # doctest: +SKIP
+        []
+        """
+        return self.store.deployments.list_requests(
+            name, int(after_id), limit=limit, ok_only=ok_only
+        )
+
 
 class Deployed(dict):  # type: ignore[type-arg]
     """What :meth:`Serving.deploy` returns: a plain dict to every caller, which in a notebook kernel

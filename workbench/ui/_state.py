@@ -1,9 +1,10 @@
-"""What each workbench widget shows, built from the lineage store: plain, JSON-safe dicts and lists.
+"""What each workbench widget shows, built from the stages' read views: plain, JSON-safe dicts and lists.
 
-Pure functions (and one small incremental aggregator) with no widget or
-Ray import, so they are tested without a browser and a widget re-created
-after a kernel restart shows exactly what the store holds. Everything here
-only reads.
+Pure functions (and one small incremental aggregator) with no widget, store
+or Ray import: they call the read methods of the stage objects handed in
+(see ``_sources.py``), so they are tested without a browser, and a widget
+re-created after a kernel restart shows exactly what the store holds.
+Everything here only reads.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from workbench.lineage import NODE_TYPES, Store, lineage_chain
-from workbench.lineage._graph import describe_node
+from workbench.ui._sources import (
+    DeploymentSource,
+    ExperimentSource,
+    LineageSource,
+    MonitorSource,
+    RegistrySource,
+)
 
 __all__ = [
     "STATUSES",
@@ -73,30 +79,30 @@ def _cell(value: Any) -> Any:
 
 # ------------------------------------------------------------------ experiment
 class ExperimentReader:
-    """Builds the experiment widget's state from the store, re-reading only what can still change.
+    """Builds the experiment widget's state, re-reading only what can still change.
 
     Metric curves of finished trials are read once and cached; trials that
     are still running are re-read on every call. With 1,000 finished trials a
-    refresh is one ``list_trials`` query plus nothing per trial.
+    refresh is one ``experiments.trials`` read plus nothing per trial.
 
     Parameters
     ----------
-    store : Store
-        The lineage store the search records into.
+    experiments : ExperimentSource
+        ``bench.experiments`` (``get``, ``trials``, ``metrics``).
     experiment_id : int
         The experiment to show.
     """
 
-    def __init__(self, store: Store, experiment_id: int):
-        self.store = store
+    def __init__(self, experiments: ExperimentSource, experiment_id: int):
+        self.experiments = experiments
         self.experiment_id = int(experiment_id)
         self._curves: dict[str, list[list[float]]] = {}
         self._final: set[str] = set()
 
     def read(self) -> dict[str, Any]:
         """The whole state: ``experiment``, ``columns``, ``rows``, ``curves``, ``best``, ``best_curve``."""
-        exp = self.store.experiments.get(self.experiment_id)
-        trials = self.store.experiments.list_trials(self.experiment_id)
+        exp = self.experiments.get(self.experiment_id)
+        trials = self.experiments.trials(self.experiment_id)
         metric, mode = exp["metric"], exp["mode"]
         sign = 1.0 if mode == "max" else -1.0
 
@@ -186,7 +192,7 @@ class ExperimentReader:
             return
         points = [
             [float(m["step"]), float(m["value"])]
-            for m in self.store.experiments.list_trial_metrics(self.experiment_id, trial_id)
+            for m in self.experiments.metrics(self.experiment_id, trial_id)
             if m["name"] == metric and _num(m["value"]) is not None
         ]
         self._curves[trial_id] = points
@@ -195,55 +201,15 @@ class ExperimentReader:
 
 
 # -------------------------------------------------------------------- registry
-def _dataset_label(store: Store, dv_id: int | None, cache: dict[int, str]) -> str | None:
-    if dv_id is None:
-        return None
-    if dv_id not in cache:
-        try:
-            dv = store.datasets.get_version_by_id(dv_id)
-            cache[dv_id] = f"{dv['dataset']} v{dv['version']}"
-        except Exception:  # a dangling id: show the id rather than fail the whole widget
-            cache[dv_id] = f"dataset version #{dv_id}"
-    return cache[dv_id]
-
-
-def registry_state(registry: Any, model: str) -> dict[str, Any]:
+def registry_state(registry: RegistrySource, model: str) -> dict[str, Any]:
     """Versions of ``model`` (metrics, aliases, data version), alias history and data versions.
 
-    ``registry`` is a :class:`~workbench.registry.ModelRegistry` (anything
-    with ``list(model)``, ``history(model)`` and ``store``).
+    ``registry`` is ``bench.registry`` (``get``, ``list``, ``history``, ``data_versions``).
     """
-    store: Store = registry.store
     versions = registry.list(model)
     if not versions:
-        # Ask for the model through the store so the error names the known models.
-        store.models.get_version(model, 1)
-    cache: dict[int, str] = {}
-    metric_names: list[str] = []
-    rows = []
-    for mv in versions:
-        for k, v in (mv.metrics or {}).items():
-            if _num(v) is not None and k not in metric_names:
-                metric_names.append(k)
-        rows.append(
-            {
-                "version": mv.version,
-                "aliases": list(mv.aliases),
-                "metrics": {
-                    k: _num(v) for k, v in (mv.metrics or {}).items() if _num(v) is not None
-                },
-                "params": {k: _cell(v) for k, v in (mv.params or {}).items()},
-                "dataset": _dataset_label(store, mv.dataset_version_id, cache),
-                "dataset_version_id": mv.dataset_version_id,
-                "experiment_id": mv.experiment_id,
-                "trial_id": mv.trial_id,
-                "created_at": mv.created_at,
-                "artifact": mv.artifact_hash[:12],
-            }
-        )
-    datasets = {
-        cache[i].rsplit(" v", 1)[0] for i in cache if not cache[i].startswith("dataset version #")
-    }
+        # Ask for a version so the error names the known models.
+        registry.get(model, 1)
     data_versions = [
         {
             "id": dv["id"],
@@ -254,9 +220,35 @@ def registry_state(registry: Any, model: str) -> dict[str, Any]:
             "created_at": dv["created_at"],
             "parent_id": dv.get("parent_id"),
         }
-        for dv in store.datasets.list_versions()
-        if dv["dataset"] in datasets
+        for dv in registry.data_versions(model)
     ]
+    labels = {dv["id"]: dv["label"] for dv in data_versions}
+    metric_names: list[str] = []
+    rows = []
+    for mv in versions:
+        for k, v in (mv.metrics or {}).items():
+            if _num(v) is not None and k not in metric_names:
+                metric_names.append(k)
+        dv_id = mv.dataset_version_id
+        rows.append(
+            {
+                "version": mv.version,
+                "aliases": list(mv.aliases),
+                "metrics": {
+                    k: _num(v) for k, v in (mv.metrics or {}).items() if _num(v) is not None
+                },
+                "params": {k: _cell(v) for k, v in (mv.params or {}).items()},
+                # a dangling id: show the id rather than fail the whole widget
+                "dataset": None
+                if dv_id is None
+                else labels.get(dv_id, f"dataset version #{dv_id}"),
+                "dataset_version_id": dv_id,
+                "experiment_id": mv.experiment_id,
+                "trial_id": mv.trial_id,
+                "created_at": mv.created_at,
+                "artifact": mv.artifact_hash[:12],
+            }
+        )
     history = [
         {
             "alias": h["alias"],
@@ -305,13 +297,13 @@ class RequestSeries:
     """Request rate, latency and errors of a deployment per time bucket, fed incrementally from the log.
 
     Each :meth:`update` reads only the request-log rows written since the
-    last one (``store.deployments.list_requests`` with a cursor) and keeps the last
+    last one (``serving.requests(name, after_id=cursor)``) and keeps the last
     ``window_s`` seconds in buckets of ``bucket_s`` seconds.
 
     Parameters
     ----------
-    store : Store
-        The lineage store the router logs requests into.
+    serving : DeploymentSource
+        ``bench.serving`` (its ``requests`` read view; no Ray call).
     deployment : str
         Deployment name.
     window_s, bucket_s : float
@@ -319,11 +311,16 @@ class RequestSeries:
     """
 
     def __init__(
-        self, store: Store, deployment: str, *, window_s: float = 300.0, bucket_s: float = 5.0
+        self,
+        serving: DeploymentSource,
+        deployment: str,
+        *,
+        window_s: float = 300.0,
+        bucket_s: float = 5.0,
     ):
         if bucket_s <= 0 or window_s < bucket_s:
             raise ValueError("bucket_s must be positive and window_s at least one bucket")
-        self.store = store
+        self.serving = serving
         self.deployment = deployment
         self.window_s = float(window_s)
         self.bucket_s = float(bucket_s)
@@ -333,8 +330,8 @@ class RequestSeries:
 
     def update(self, *, now: float | None = None, batch: int = 5000) -> None:
         while True:
-            rows = self.store.deployments.list_requests(
-                self.deployment, self.cursor, limit=batch, ok_only=False
+            rows = self.serving.requests(
+                self.deployment, after_id=self.cursor, limit=batch, ok_only=False
             )
             for r in rows:
                 self.cursor = max(self.cursor, int(r["id"]))
@@ -382,23 +379,23 @@ def _quantile(sorted_values: list[float], q: float) -> float | None:
 
 
 def deployment_state(
-    store: Store, name: str, series: RequestSeries | None = None
+    serving: DeploymentSource, name: str, series: RequestSeries | None = None
 ) -> dict[str, Any]:
     """Current weights, versions that can take traffic, traffic history, canary progress, request series."""
-    dep = store.deployments.get(name)
+    dep = serving.record(name)
     weights = {str(int(k)): float(v) for k, v in (dep.get("weights") or {}).items()}
-    versions = [mv["version"] for mv in store.models.list_versions(dep["model"])]
+    versions = list(dep["versions"])
     history = []
-    for c in store.deployments.list_traffic(name):
+    for c in serving.traffic_history(name):
         history.append(
             {
                 "at": c["at"],
                 "t": _ts(c["at"]),
                 "weights": {str(k): float(v) for k, v in (c.get("weights") or {}).items()},
-                "kind": c.get("kind") or "set",
+                "kind": c["kind"],
                 "actor": c["actor"],
                 "reason": c["reason"],
-                "detail": {k: v for k, v in (c.get("detail") or {}).items() if k != "evidence"},
+                "detail": c["detail"],
             }
         )
     canary = None
@@ -421,7 +418,7 @@ def deployment_state(
             continue
     if canary is not None and history and history[-1]["kind"] == "rollback":
         canary["rolled_back"] = history[-1]["at"] > canary["at"]
-    stats = store.deployments.get_request_stats(name)
+    stats = serving.request_stats(name)
     return clean(
         {
             "name": name,
@@ -443,11 +440,13 @@ def deployment_state(
 
 
 # --------------------------------------------------------------------- monitor
-def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict[str, Any]:
+def monitor_state(
+    monitoring: MonitorSource, monitor: str, *, max_windows: int = 200
+) -> dict[str, Any]:
     """Drift windows (p-values per feature), alerts and the retraining each drift caused."""
-    mon = store.monitors.get(monitor)
+    mon = monitoring.record(monitor)
     config = mon.get("config") or {}
-    results = store.monitors.list_windows(monitor)[-max_windows:]
+    results = monitoring.results(monitor, limit=max_windows)
     windows = []
     features: list[str] = list(config.get("features") or [])
     for r in results:
@@ -473,7 +472,7 @@ def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict
         )
     ids = {w["id"] for w in windows}
     jobs = []
-    for j in store.retraining.list_jobs():
+    for j in monitoring.retrain_jobs(monitor):
         if j.get("drift_result_id") in ids:
             jobs.append(
                 {
@@ -497,7 +496,7 @@ def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict
             "last_at": a["last_at"],
             "drift_result_id": a.get("drift_result_id"),
         }
-        for a in store.monitors.list_alerts(monitor, limit=50)
+        for a in monitoring.alerts(monitor, limit=50)
     ]
     return clean(
         {
@@ -515,31 +514,9 @@ def monitor_state(store: Store, monitor: str, *, max_windows: int = 200) -> dict
 
 
 # --------------------------------------------------------------------- lineage
-def node_record(store: Store, node_type: str, node_id: int) -> dict[str, Any]:
+def node_record(lineage: LineageSource, node_type: str, node_id: int) -> dict[str, Any]:
     """The stored record behind one lineage node (JSON-safe), for the lineage widget's detail pane."""
-    node_id = int(node_id)
-    if node_type == "dataset_version":
-        row = store.datasets.get_version_by_id(node_id)
-        row.pop("schema", None)
-    elif node_type == "experiment":
-        row = store.experiments.get(node_id)
-        row.pop("packages", None)
-    elif node_type == "model_version":
-        row = store.models.get_version_by_id(node_id)
-    elif node_type == "retrain_job":
-        row = store.retraining.get_job(node_id)
-    elif node_type in NODE_TYPES:
-        row = store.node(node_type, node_id) or {}
-    else:
-        row = {}
-    return clean(
-        {
-            "type": node_type,
-            "id": node_id,
-            "description": describe_node(store, node_type, node_id),
-            "record": row,
-        }
-    )
+    return clean(lineage.lineage_record(node_type, int(node_id)))
 
 
 def short_label(node_type: str, description: str) -> str:
@@ -559,21 +536,9 @@ def short_label(node_type: str, description: str) -> str:
 
 
 def lineage_state(
-    store: Store, node_type: str, node_id: int, *, max_nodes: int = 500
+    lineage: LineageSource, node_type: str, node_id: int, *, max_nodes: int = 500
 ) -> dict[str, Any]:
     """Nodes and edges connected to one node, ready for the layered graph."""
-    chain = lineage_chain(store, node_type, int(node_id), max_nodes=max_nodes)
-    nodes = [
-        {"key": f"{t}:{i}", "type": t, "id": i, "label": label, "short": short_label(t, label)}
-        for (t, i), label in sorted(chain["nodes"].items(), key=lambda kv: (kv[0][0], kv[0][1]))
-    ]
-    edges = [
-        {
-            "src": f"{e['src_type']}:{e['src_id']}",
-            "dst": f"{e['dst_type']}:{e['dst_id']}",
-            "relation": e["relation"],
-            "at": e["at"],
-        }
-        for e in chain["edges"]
-    ]
-    return clean({"root": f"{node_type}:{int(node_id)}", "nodes": nodes, "edges": edges})
+    graph = lineage.lineage_graph(node_type, int(node_id), max_nodes=max_nodes)
+    nodes = [{**n, "short": short_label(n["type"], n["label"])} for n in graph["nodes"]]
+    return clean({"root": graph["root"], "nodes": nodes, "edges": graph["edges"]})

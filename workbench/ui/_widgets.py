@@ -1,9 +1,11 @@
 """Notebook widgets for experiments, the registry, deployments, monitors and lineage (anywidget).
 
-Each widget reads the lineage store on a background thread, pushes what
+Each widget reads the stages' read views on a background thread, pushes what
 changed as synced traits (throttled), and turns clicks in the browser into
 calls of the public API on another background thread, so the kernel thread
-is never blocked by either. Imported only when a widget is asked for.
+is never blocked by either. The stage objects are handed in (``bench.widgets``
+does it); the widgets import no stage and no store. Imported only when a widget
+is asked for.
 """
 
 from __future__ import annotations
@@ -19,9 +21,19 @@ from typing import Any
 import anywidget
 import traitlets
 
+from workbench._identity import default_actor
 from workbench.exceptions import ConfigError
-from workbench.lineage import Store
-from workbench.lineage._db import default_actor
+from workbench.ui._sources import (
+    DeploymentSource,
+    ExperimentSource,
+    LineageSource,
+    MonitorSource,
+    RegistryActions,
+    RegistrySource,
+    RetrainActions,
+    SearchControl,
+    ServingActions,
+)
 from workbench.ui._state import (
     ExperimentReader,
     RequestSeries,
@@ -49,12 +61,12 @@ CSS_PATH = _HERE / "widgets.css"
 
 
 class LiveWidget(anywidget.AnyWidget):
-    """Base of the store-backed widgets: polling thread, throttled pushes, actions off the kernel thread.
+    """Base of the live widgets: polling thread, throttled pushes, actions off the kernel thread.
 
     Parameters
     ----------
     poll_interval : float
-        Seconds between two reads of the store.
+        Seconds between two reads.
     min_interval : float
         Minimum seconds between two pushes to the browser (default 0.25: at most 4/s).
     autostart : bool
@@ -106,7 +118,7 @@ class LiveWidget(anywidget.AnyWidget):
         return False
 
     def refresh(self, *, force: bool = False) -> dict[str, Any]:
-        """Read the store now and push the state (at once if ``force``, else throttled); return it."""
+        """Read now and push the state (at once if ``force``, else throttled); return it."""
         t0 = time.perf_counter()
         try:
             state = self._read()
@@ -148,7 +160,7 @@ class LiveWidget(anywidget.AnyWidget):
         self.stats["push_ms"] = (time.perf_counter() - t0) * 1000
 
     def start(self) -> None:
-        """Start polling the store on a daemon thread (idempotent)."""
+        """Start polling on a daemon thread (idempotent)."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
@@ -260,9 +272,10 @@ class ExperimentWidget(LiveWidget):
 
     Parameters
     ----------
-    store : Store
-        The lineage store the search records into (the widget reads only that,
-        so one built after a kernel restart shows the same trials).
+    experiments : ExperimentSource
+        ``bench.experiments``: the widget reads its ``get``, ``trials`` and
+        ``metrics`` (what the store holds, so one built after a kernel restart
+        shows the same trials) and audits a stop with ``record_stop``.
     experiment_id : int
         The experiment to show.
     handle : SearchHandle, optional
@@ -275,7 +288,7 @@ class ExperimentWidget(LiveWidget):
     --------
     >>> handle = bench.experiments.search(train, name="demo", wait=False)    # doctest: +SKIP
     >>> handle          # last expression of a cell: shows the widget          # doctest: +SKIP
-    >>> ExperimentWidget(bench.store, handle.experiment_id, handle=handle)     # doctest: +SKIP
+    >>> ExperimentWidget(bench.experiments, handle.experiment_id, handle=handle)  # doctest: +SKIP
     """
 
     experiment = traitlets.Dict({}).tag(sync=True)
@@ -293,12 +306,19 @@ class ExperimentWidget(LiveWidget):
     can_stop = traitlets.Bool(False).tag(sync=True)
     stop_requested = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, store: Store, experiment_id: int, *, handle: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        experiments: ExperimentSource,
+        experiment_id: int,
+        *,
+        handle: SearchControl | None = None,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("poll_interval", 0.5)
-        self._store = store
+        self._experiments = experiments
         self._handle = handle
-        self._reader = ExperimentReader(store, experiment_id)
-        store.experiments.get(int(experiment_id))  # NotFoundError now, not in the poller
+        self._reader = ExperimentReader(experiments, experiment_id)
+        experiments.get(int(experiment_id))  # NotFoundError now, not in the poller
         super().__init__(kind="experiment", **kwargs)
 
     @property
@@ -339,12 +359,8 @@ class ExperimentWidget(LiveWidget):
                 f"experiment {self.experiment_id} has already ended; nothing to stop."
             )
         self._handle.stop()
-        self._store.audit(
-            "experiment.stop",
-            "experiment",
-            self.experiment_id,
-            {"reason": reason, "via": "widget"},
-            actor=self.actor,
+        self._experiments.record_stop(
+            self.experiment_id, reason=reason, actor=self.actor, via="widget"
         )
         self.stop_requested = True
         return "STOPPING"
@@ -365,8 +381,9 @@ class RegistryWidget(LiveWidget):
         The registered model to show.
     highlight : int, optional
         A version to mark (the one whose display opened the widget).
-    store : Store, optional
-        Where to read from (default ``registry.store``).
+    reads : ModelRegistry, optional
+        Where to read from (default ``registry``; ``bench.widgets`` passes the
+        registry of a :meth:`~workbench.Workbench.reopen` ed Workbench).
     **kwargs
         ``poll_interval`` (default 2 s), ``min_interval``, ``autostart``, ``actor``.
     """
@@ -382,16 +399,16 @@ class RegistryWidget(LiveWidget):
 
     def __init__(
         self,
-        registry: Any,
+        registry: RegistryActions,
         model: str,
         *,
         highlight: int | None = None,
-        store: Store | None = None,
+        reads: RegistrySource | None = None,
         **kwargs: Any,
     ):
         kwargs.setdefault("poll_interval", 2.0)
         self._registry = registry
-        self._view = _StoreView(registry, store)
+        self._view: RegistrySource = reads if reads is not None else registry
         self._model = model
         registry_state(self._view, model)  # NotFoundError now, naming the known models
         super().__init__(kind="registry", model_name=model, highlight=highlight, **kwargs)
@@ -442,35 +459,6 @@ class RegistryWidget(LiveWidget):
         return f"{result['alias']} is now version {result['version']}"
 
 
-class _StoreView:
-    """A registry whose reads go through another store connection (the widget's own)."""
-
-    def __init__(self, registry: Any, store: Store | None):
-        self._registry = registry
-        self.store = store if store is not None else registry.store
-
-    def list(self, model: str) -> list[Any]:
-        from types import SimpleNamespace
-
-        return [
-            SimpleNamespace(
-                version=r["version"],
-                metrics=r["metrics"],
-                params=r["params"],
-                dataset_version_id=r.get("dataset_version_id"),
-                aliases=tuple(r["aliases"]),
-                experiment_id=r.get("experiment_id"),
-                trial_id=r.get("trial_id"),
-                created_at=r["created_at"],
-                artifact_hash=r["artifact_hash"],
-            )
-            for r in self.store.models.list_versions(model)
-        ]
-
-    def history(self, model: str) -> list[dict[str, Any]]:
-        return self.store.models.list_alias_history(model)
-
-
 # ---------------------------------------------------------------- deployment
 class DeploymentWidget(LiveWidget):
     """A deployment: traffic weights as sliders that reconfigure the router, request charts, canary progress.
@@ -478,13 +466,15 @@ class DeploymentWidget(LiveWidget):
     Parameters
     ----------
     serving : Serving
-        ``bench.serving``; slider changes call ``serving.set_traffic`` and the
-        rollback button ``serving.rollback`` (both on a worker thread).
+        ``bench.serving``; slider changes call ``serving.set_traffic`` (which
+        validates the weights) and the rollback button ``serving.rollback``
+        (both on a worker thread).
     name : str
         Deployment name.
-    store : Store, optional
-        Where to read from (default ``serving.store``); the charts come from
-        the request log, so they work without Ray (e.g. after a restart).
+    reads : Serving, optional
+        Where to read from (default ``serving``): its store-only read views
+        ``record``, ``traffic_history``, ``request_stats`` and ``requests``, so
+        the charts work without Ray (e.g. after a restart).
     window_s, bucket_s : float
         Seconds of request history in the charts, and the bucket width.
     **kwargs
@@ -501,24 +491,24 @@ class DeploymentWidget(LiveWidget):
 
     def __init__(
         self,
-        serving: Any,
+        serving: ServingActions,
         name: str,
         *,
-        store: Store | None = None,
+        reads: DeploymentSource | None = None,
         window_s: float = 300.0,
         bucket_s: float = 5.0,
         **kwargs: Any,
     ):
         self._serving = serving
-        self._store = store if store is not None else serving.store
+        self._view: DeploymentSource = reads if reads is not None else serving
         self._name = name
-        self._store.deployments.get(name)  # NotFoundError now
-        self._series = RequestSeries(self._store, name, window_s=window_s, bucket_s=bucket_s)
+        self._view.record(name)  # NotFoundError now
+        self._series = RequestSeries(self._view, name, window_s=window_s, bucket_s=bucket_s)
         super().__init__(kind="deployment", bucket_s=bucket_s, **kwargs)
 
     def _read(self) -> dict[str, Any]:
         self._series.update()
-        s = deployment_state(self._store, self._name, self._series)
+        s = deployment_state(self._view, self._name, self._series)
         return {
             "deployment": {k: s[k] for k in ("name", "model", "status", "route_prefix", "totals")},
             "weights": s["weights"],
@@ -532,20 +522,10 @@ class DeploymentWidget(LiveWidget):
         return {"set_traffic": self._set_traffic, "rollback": self._rollback}
 
     def _set_traffic(self, weights: Mapping[Any, Any], reason: str = "") -> dict[int, float]:
-        try:
-            parsed = {int(v): float(w) for v, w in dict(weights).items()}
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"traffic weights must map version numbers to numbers, e.g. {{1: 0.9, 2: 0.1}}; got {weights!r}"
-            ) from exc
-        if not parsed or any(w < 0 for w in parsed.values()) or sum(parsed.values()) <= 0:
-            raise ConfigError(
-                f"traffic weights must be non-negative with a positive total; got {parsed}. Give at least one "
-                "version some traffic."
-            )
+        # as the browser sends them ({"1": 0.9}); set_traffic validates them before Serve is touched
         return self._serving.set_traffic(
             self._name,
-            parsed,
+            weights,
             actor=self.actor,
             reason=reason or "traffic set from the deployment widget",
         )
@@ -572,8 +552,9 @@ class MonitorWidget(LiveWidget):
 
     Parameters
     ----------
-    store : Store
-        The lineage store.
+    monitoring : Monitoring
+        ``bench.monitoring``: the widget reads its ``record``, ``results``,
+        ``alerts`` and ``retrain_jobs``.
     monitor : str
         Monitor name.
     automation : Automation, optional
@@ -590,16 +571,23 @@ class MonitorWidget(LiveWidget):
     jobs = traitlets.List([]).tag(sync=True)
     can_approve = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, store: Store, monitor: str, *, automation: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        monitoring: MonitorSource,
+        monitor: str,
+        *,
+        automation: RetrainActions | None = None,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("poll_interval", 2.0)
-        self._store = store
+        self._monitoring = monitoring
         self._name = monitor
         self._automation = automation
-        store.monitors.get(monitor)  # NotFoundError now
+        monitoring.record(monitor)  # NotFoundError now
         super().__init__(kind="monitor", can_approve=automation is not None, **kwargs)
 
     def _read(self) -> dict[str, Any]:
-        s = monitor_state(self._store, self._name)
+        s = monitor_state(self._monitoring, self._name)
         return {
             "monitor": {k: s[k] for k in ("name", "deployment", "kind", "p_val", "correction")},
             "features": s["features"],
@@ -632,8 +620,8 @@ class LineageWidget(LiveWidget):
 
     Parameters
     ----------
-    store : Store
-        The lineage store.
+    lineage : Workbench
+        Anything with ``lineage_graph`` and ``lineage_record`` (a ``Workbench``).
     node_type, node_id : str, int
         The record to start from (``"model_version"``, ``"dataset_version"``,
         ``"deployment"``, ``"drift_result"``...).
@@ -648,17 +636,23 @@ class LineageWidget(LiveWidget):
     record = traitlets.Dict({}).tag(sync=True)
 
     def __init__(
-        self, store: Store, node_type: str, node_id: int, *, max_nodes: int = 500, **kwargs: Any
+        self,
+        lineage: LineageSource,
+        node_type: str,
+        node_id: int,
+        *,
+        max_nodes: int = 500,
+        **kwargs: Any,
     ):
         kwargs.setdefault("poll_interval", 5.0)
-        self._store = store
+        self._lineage = lineage
         self._node = (str(node_type), int(node_id))
         self._max_nodes = max_nodes
         super().__init__(kind="lineage", **kwargs)
         self.observe(self._on_select, names=["selected"])
 
     def _read(self) -> dict[str, Any]:
-        s = lineage_state(self._store, *self._node, max_nodes=self._max_nodes)
+        s = lineage_state(self._lineage, *self._node, max_nodes=self._max_nodes)
         return {"root": s["root"], "nodes": s["nodes"], "edges": s["edges"]}
 
     def _on_select(self, change: Mapping[str, Any]) -> None:
@@ -668,7 +662,7 @@ class LineageWidget(LiveWidget):
             return
         node_type, _, node_id = key.rpartition(":")
         try:
-            self.record = node_record(self._store, node_type, int(node_id))
+            self.record = node_record(self._lineage, node_type, int(node_id))
         except Exception as exc:
             self.record = {
                 "type": node_type,
@@ -682,8 +676,10 @@ class LineageWidget(LiveWidget):
 class Widgets:
     """``bench.widgets``: one method per widget, wired to a :class:`~workbench.Workbench`.
 
-    The widgets read through their own store connection, so their polling
-    never waits on the kernel's.
+    The widgets read through a second Workbench on the same home
+    (:meth:`~workbench.Workbench.reopen`, opened on first use), so their
+    polling never waits on the kernel's store connection; their actions
+    (promote, set traffic, approve...) go through ``bench`` itself.
 
     Examples
     --------
@@ -693,13 +689,14 @@ class Widgets:
 
     def __init__(self, bench: Any):
         self._bench = bench
-        self._store: Store | None = None
+        self._reader: Any = None
 
     @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = Store(self._bench.settings.db_path)
-        return self._store
+    def reader(self) -> Any:
+        """The Workbench the widgets read through (``bench.reopen()``, opened once)."""
+        if self._reader is None:
+            self._reader = self._bench.reopen()
+        return self._reader
 
     def experiment(self, experiment: Any, *, handle: Any = None, **kwargs: Any) -> ExperimentWidget:
         """The experiment widget of an id, a ``SearchHandle`` (stop works) or a ``SearchResult``."""
@@ -707,22 +704,29 @@ class Widgets:
             if handle is None and hasattr(experiment, "stop") and hasattr(experiment, "state"):
                 handle = experiment
             experiment = experiment.experiment_id
-        return ExperimentWidget(self.store, int(experiment), handle=handle, **kwargs)
+        return ExperimentWidget(self.reader.experiments, int(experiment), handle=handle, **kwargs)
 
     def registry(self, model: str, **kwargs: Any) -> RegistryWidget:
         """Versions, aliases and data versions of ``model``, with promote and roll back."""
-        return RegistryWidget(self._bench.registry, model, store=self.store, **kwargs)
+        return RegistryWidget(self._bench.registry, model, reads=self.reader.registry, **kwargs)
 
     def deployment(self, name: str, **kwargs: Any) -> DeploymentWidget:
         """Traffic sliders, request charts and canary progress of deployment ``name``."""
-        return DeploymentWidget(self._bench.serving, name, store=self.store, **kwargs)
+        return DeploymentWidget(self._bench.serving, name, reads=self.reader.serving, **kwargs)
 
     def monitor(self, name: str, **kwargs: Any) -> MonitorWidget:
         """Drift p-values, alerts and retraining of monitor ``name`` (approve/reject pending jobs)."""
         kwargs.setdefault("automation", self._bench.automation)
-        return MonitorWidget(self.store, name, **kwargs)
+        return MonitorWidget(self.reader.monitoring, name, **kwargs)
 
     def lineage(self, model: str, version: int | str = "champion", **kwargs: Any) -> LineageWidget:
         """The lineage graph around a model version (data → experiment → model → deployments → drift)."""
         mv = self._bench.registry.get(model, version)
-        return LineageWidget(self.store, "model_version", mv.id, **kwargs)
+        return LineageWidget(self.reader, "model_version", mv.id, **kwargs)
+
+    def close(self) -> None:
+        """Close the reading Workbench (widgets already shown stop updating; ``bench.close()``
+        leaves it open, so they keep showing the store after the kernel's Workbench is closed)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -78,8 +78,6 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN/inf; the panel shows a dash
-    if isinstance(value, bytes):
-        return None
     return value
 
 
@@ -233,23 +231,15 @@ class DeploymentsHandler(BaseHandler):
 
 
 class TrafficHandler(BaseHandler):
-    """POST ``{"weights": {"1": 0.9, "2": 0.1}, "reason"}``: split traffic between versions, in place."""
+    """POST ``{"weights": {"1": 0.9, "2": 0.1}, "reason"}``: split traffic between versions, in place.
+
+    The weights go to ``serving.set_traffic`` as sent: it refuses bad ones (``ConfigError``, so 400)
+    before Serve is touched."""
 
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         data = self.body()
-        raw = data.get("weights")
-        if not isinstance(raw, dict) or not raw:
-            raise _Error(400, 'weights must be an object of version → weight, e.g. {"1": 0.9}')
-        weights: dict[int, float] = {}
-        for key, value in raw.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _Error(400, f"weight of version {key} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise _Error(400, f"weight of version {key} must be finite and >= 0, got {value}")
-            weights[_int(key, "version")] = float(value)
-        if sum(weights.values()) <= 0:
-            raise _Error(400, "at least one weight must be > 0")
+        weights = data.get("weights")
         reason = str(data.get("reason") or "set from the JupyterLab panel")
         actor = self.actor
         served = await self.call(
@@ -285,9 +275,6 @@ class MonitorsHandler(BaseHandler):
     async def get(self) -> None:
         def read(b: Any) -> dict[str, Any]:
             monitors = b.monitoring.list()
-            for m in monitors:  # the saved detector is binary and of no use to the panel
-                m.pop("detector", None)
-                m.pop("state", None)
             results = {
                 m["name"]: b.monitoring.results(m["name"], limit=RESULTS_PER_MONITOR)[::-1]
                 for m in monitors
@@ -304,10 +291,8 @@ class MonitorsHandler(BaseHandler):
 class RetrainsHandler(BaseHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        jobs = await self.call(lambda b: b.automation.jobs())
-        self.send(
-            {"jobs": jobs, "pending": [j for j in jobs if j.get("status") == "PENDING_APPROVAL"]}
-        )
+        jobs, pending = await self.call(lambda b: (b.automation.jobs(), b.automation.pending()))
+        self.send({"jobs": jobs, "pending": pending})
 
 
 class RetrainAnswerHandler(BaseHandler):

@@ -219,7 +219,9 @@ async def test_actor_is_the_identity_providers_username(
         (("models", "cancer", "aliases"), {"alias": "champion", "version": 9}, 404, "9"),
         (("deployments", "cancer", "traffic"), {"weights": {"1": "x"}}, 400, "number"),
         (("deployments", "cancer", "traffic"), {"weights": {"1": -1}}, 400, ">= 0"),
-        (("deployments", "cancer", "traffic"), {"weights": {"1": 0}}, 400, "> 0"),
+        (("deployments", "cancer", "traffic"), {"weights": {"1": 0}}, 400, "positive weight"),
+        (("deployments", "cancer", "traffic"), {"weights": {"one": 1}}, 400, "version numbers"),
+        (("deployments", "cancer", "traffic"), {"weights": {"1": True}}, 400, "number"),
         (("deployments", "cancer", "traffic"), {"weights": []}, 400, "weights"),
         (("deployments", "ghost", "traffic"), {"weights": {"1": 1}}, 404, "ghost"),
         (("retrains", "77", "approve"), {}, 404, "77"),
@@ -377,6 +379,7 @@ async def test_monitors_carry_their_newest_windows(jp_fetch, wb_home):
     code, body = await call(jp_fetch, "monitors")
     assert code == 200, body
     assert [m["name"] for m in body["monitors"]] == ["cancer-drift"]
+    assert "state" not in body["monitors"][0], "the monitor's running state stays in the library"
     windows = body["results"]["cancer-drift"]
     assert [w["id"] for w in windows] == ids[::-1][:10]  # the ten newest, newest first
     assert (windows[0]["is_drift"], windows[0]["score"], windows[0]["threshold"]) == (
