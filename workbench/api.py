@@ -16,8 +16,14 @@ from workbench.experiments import (
     plot_metric_curves,
     plot_parallel_coordinates,
 )
-from workbench.lineage import NODE_TYPES, ArtifactStore, Store, format_chain, lineage_chain
-from workbench.lineage._graph import describe_node  # not exported yet: see the adapters note
+from workbench.lineage import (
+    NODE_TYPES,
+    ArtifactStore,
+    Store,
+    describe_node,
+    format_chain,
+    lineage_chain,
+)
 from workbench.monitoring import Monitoring
 from workbench.registry import ModelRegistry
 from workbench.ui import register_displays

@@ -2,7 +2,7 @@
 
 from workbench.lineage._artifacts import ArtifactStore, sha256_bytes, sha256_file
 from workbench.lineage._db import utcnow
-from workbench.lineage._graph import format_chain, lineage_chain
+from workbench.lineage._graph import describe_node, format_chain, lineage_chain
 from workbench.lineage._store import NODE_TABLES, Store
 
 NODE_TYPES = tuple(NODE_TABLES)
@@ -15,5 +15,6 @@ __all__ = [
     "sha256_file",
     "utcnow",
     "lineage_chain",
+    "describe_node",
     "format_chain",
 ]

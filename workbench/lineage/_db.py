@@ -3,7 +3,6 @@ the audit log and lineage edges. Repositories are the only users of its query he
 
 from __future__ import annotations
 
-import getpass
 import json
 import sqlite3
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
+from workbench._identity import default_actor
 from workbench.exceptions import NotFoundError, WorkbenchError
 from workbench.lineage._schema import MIGRATIONS
 
@@ -28,13 +28,6 @@ Params = Sequence[Any] | dict[str, Any]
 def utcnow() -> str:
     """Current UTC time as an ISO-8601 string with microseconds (sorts as text)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return "unknown"
 
 
 def dumps(value: Any) -> str:
