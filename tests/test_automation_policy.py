@@ -100,8 +100,8 @@ def test_drift_trigger_counts(flags, n):
 def test_performance_drop_both_modes():
     assert performance_dropped(0.95, 0.85, drop=0.05)
     assert not performance_dropped(0.95, 0.92, drop=0.05)
-    assert performance_dropped(1.0, 1.2, drop=0.1, mode="min")
-    assert not performance_dropped(1.0, 0.5, drop=0.1, mode="min")
+    assert performance_dropped(1.0, 1.2, drop=0.1, metric="rmse")
+    assert not performance_dropped(1.0, 0.5, drop=0.1, metric="rmse")
 
 
 def test_cooldown_and_budget():

@@ -22,6 +22,7 @@ from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
 from jupyterlab_workbench._version import API_VERSION, __version__
+from workbench.status import JobStatus
 
 __all__ = ["ROUTES", "NAMESPACE", "WorkbenchService", "setup_handlers"]
 
@@ -306,7 +307,10 @@ class RetrainsHandler(BaseHandler):
     async def get(self) -> None:
         jobs = await self.call(lambda b: b.automation.jobs())
         self.send(
-            {"jobs": jobs, "pending": [j for j in jobs if j.get("status") == "PENDING_APPROVAL"]}
+            {
+                "jobs": jobs,
+                "pending": [j for j in jobs if j.get("status") == JobStatus.PENDING_APPROVAL],
+            }
         )
 
 
