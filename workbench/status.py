@@ -18,7 +18,7 @@ class JobStatus(StrEnum):
     --------
     >>> JobStatus("PROMOTED") is JobStatus.PROMOTED and JobStatus.PROMOTED == "PROMOTED"
     True
-    >>> sorted(TERMINAL)
+    >>> sorted(str(s) for s in TERMINAL)
     ['FAILED', 'INTERRUPTED', 'PROMOTED', 'REJECTED', 'ROLLED_BACK', 'SKIPPED']
     """
 
