@@ -63,18 +63,30 @@ def test_stages_open_without_ray_and_wire_each_stage_once(tmp_path):
 
 @pytest.mark.ray
 def test_serving_joins_the_workbench_address(tmp_path, ray_cluster, serve_cleanup):
-    """``Workbench(address=X).serving`` as the process's first Ray call joins X, not a Ray of its own."""
+    """``Workbench(address=X).serving`` as the process's first Ray call joins X, not a Ray of its own;
+    in this process too, serving connects through the workbench's one connection, which ``close()``
+    releases without stopping a cluster it did not start."""
     import ray
+
+    from workbench.api import Workbench
+    from workbench.exceptions import DeploymentError
 
     seen = _probe(tmp_path / "home", ray_cluster.address)
     assert seen["gcs"] == ray_cluster.address and seen["started_here"] is False
     assert ray.cluster_resources()["CPU"] == 2  # close() left the cluster it joined running
 
+    bench = Workbench(tmp_path / "home", address=ray_cluster.address)
+    with pytest.raises(DeploymentError, match="nothing-deployed"):
+        bench.serving.health("nothing-deployed")  # Serve runs (the probe started it)
+    conn = bench.stages._ray
+    assert conn is not None and conn.address == ray_cluster.address and not conn.started_here
+    bench.close()
+    assert bench.stages._ray is None and ray.is_initialized()
+
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_close_stops_the_ray_that_serving_started(tmp_path, ray_cluster):
+def test_close_stops_the_ray_that_serving_started(tmp_path):
     """Without an address serving's first call starts a private Ray; ``close()`` stops it."""
     seen = _probe(tmp_path / "home", None)
-    assert seen["gcs"] != ray_cluster.address and seen["started_here"] is True
-    assert seen["initialized_after_close"] is False
+    assert seen["started_here"] is True and seen["initialized_after_close"] is False
