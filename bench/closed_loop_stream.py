@@ -108,7 +108,7 @@ def main() -> None:
     from sklearn.datasets import make_classification
 
     from workbench import Workbench
-    from workbench.automation import DriftTrigger, Gate, LoopPolicy
+    from workbench.automation import DriftTrigger, Gate, JobStatus, LoopPolicy
 
     rng = random.Random(args.seed)
     home = Path(tempfile.mkdtemp(prefix="wb-stream-"))
@@ -244,12 +244,14 @@ def main() -> None:
     finally:
         bench.close()
 
-    ran = [j for j in job_rows if j["status"] != "SKIPPED"]
+    ran = [j for j in job_rows if j["status"] != JobStatus.SKIPPED]
     first_detect = next(
         (v["window"] for v in verdicts if v["verdict"] == "drift" and v["window"] >= args.drift_at),
         None,
     )
-    promoted = [j for j in ran if j["status"] == "PROMOTED" and (j["window"] or 0) >= args.drift_at]
+    promoted = [
+        j for j in ran if j["status"] == JobStatus.PROMOTED and (j["window"] or 0) >= args.drift_at
+    ]
     drift_to_promoted = None
     if promoted and stream.first_drifted_at is not None:
         ended = datetime.fromisoformat(promoted[0]["ended_at"]).timestamp()
@@ -298,7 +300,7 @@ def main() -> None:
         "skipped_jobs": [
             {k: j[k] for k in ("job", "window", "decision")}
             for j in job_rows
-            if j["status"] == "SKIPPED"
+            if j["status"] == JobStatus.SKIPPED
         ],
         "drift_to_promoted_s": drift_to_promoted,
         "recovery_window": recovery,

@@ -353,7 +353,7 @@ def test_a_window_tested_against_an_old_reference_does_not_retrain(loop_bench):
     fresh, old = bench.automation.jobs("bc")
     from workbench.automation._engine import Engine
 
-    out = Engine(bench).run_job(old["id"])
+    out = Engine(bench.stages).run_job(old["id"])
     assert out["status"] == "SKIPPED" and out["decision"] == "stale"
     job = bench.store.retraining.get_job(old["id"])
     assert (job["status"], job["decision"]) == ("SKIPPED", "stale") and job["ended_at"]
@@ -361,7 +361,7 @@ def test_a_window_tested_against_an_old_reference_does_not_retrain(loop_bench):
     assert [(s["step"], s["status"]) for s in bench.automation.steps(old["id"])] == [
         ("trigger", "stale")
     ]
-    assert Engine(bench)._stale(fresh) is None  # tested against the current reference
+    assert Engine(bench.stages)._stale(fresh) is None  # tested against the current reference
 
 
 DRIVER = """

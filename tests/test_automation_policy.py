@@ -100,8 +100,8 @@ def test_drift_trigger_counts(flags, n):
 def test_performance_drop_both_modes():
     assert performance_dropped(0.95, 0.85, drop=0.05)
     assert not performance_dropped(0.95, 0.92, drop=0.05)
-    assert performance_dropped(1.0, 1.2, drop=0.1, mode="min")
-    assert not performance_dropped(1.0, 0.5, drop=0.1, mode="min")
+    assert performance_dropped(1.0, 1.2, drop=0.1, metric="rmse")
+    assert not performance_dropped(1.0, 0.5, drop=0.1, metric="rmse")
 
 
 def test_cooldown_and_budget():
@@ -230,3 +230,33 @@ def test_policy_round_trips_through_json():
         LoopPolicy("p", model="m", deployment="d", train="t", holdout="h", triggers=["drift"])
     with pytest.raises(ConfigError):
         ScheduleTrigger("every day")
+
+
+def test_job_statuses_are_the_stored_strings_with_one_terminal_set(store):
+    from workbench.automation import TERMINAL, JobStatus
+
+    assert [s.value for s in JobStatus] == [
+        "SCHEDULED",
+        "PENDING_APPROVAL",
+        "APPROVED",
+        "RUNNING",
+        "PROMOTED",
+        "ROLLED_BACK",
+        "REJECTED",
+        "FAILED",
+        "SKIPPED",
+        "INTERRUPTED",
+    ]
+    assert TERMINAL == {"PROMOTED", "ROLLED_BACK", "REJECTED", "FAILED", "SKIPPED", "INTERRUPTED"}
+    jid = store.retraining.claim_job("p:cron:x", policy="p", status=JobStatus.SKIPPED, decision="x")
+    row = store.retraining.get_job(jid)
+    assert type(row["status"]) is str and JobStatus(row["status"]) in TERMINAL and row["ended_at"]
+
+
+def test_a_stored_gate_with_its_own_direction_list_still_loads():
+    """Policies saved with the gate's ``lower_is_better`` list load; direction comes from evaluation."""
+    p = LoopPolicy("p", model="m", deployment="d", train="t", holdout="h", gate=Gate("rmse"))
+    stored = p.to_dict()
+    stored["gate"]["lower_is_better"] = ["rmse", "mae", "log_loss"]
+    assert LoopPolicy.from_dict(stored) == p
+    assert not LoopPolicy.from_dict(stored).gate.judge({"rmse": 1.0}, {"rmse": 1.1}).passed

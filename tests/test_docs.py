@@ -22,6 +22,8 @@ STAGES = (
     "lineage",
     "runtime",
     "ui",
+    "stages",
+    "status",
 )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from workbench.automation import Automation
+from workbench.automation import Automation, DriftTrigger, LoopPolicy
 from workbench.datasets import Datasets
 from workbench.exceptions import ConfigError
 from workbench.lineage import ArtifactStore, Store
@@ -171,11 +171,19 @@ def test_bad_input_gets_a_recorded_verdict_never_a_crash_or_a_retraining(env, ba
     for batch in (good, nan_heavy, unseen, missing, text, not_objects):
         env.log(batch, predict=False)
 
-    automation = Automation(SimpleNamespace(store=env.store))
-    assert (
-        automation.run_once(deployment="svc", model="m", monitor=mon, train=None, holdout=None)
-        is None
+    # a policy retraining on this monitor's drift: its tick checks the windows and makes no job
+    policy = LoopPolicy(
+        "svc",
+        model="m",
+        deployment="svc",
+        train="t",
+        holdout="h",
+        triggers=[DriftTrigger(mon.name)],
     )
+    env.store.retraining.set_policy(policy.name, policy.to_dict())
+    automation = Automation(SimpleNamespace(store=env.store, monitoring=env.monitoring))
+    out = automation.tick(run=False)
+    assert len(out["checked"][mon.name]) == 6 and out["created"] == []
     assert env.store.retraining.list_jobs() == []
 
     results = env.store.monitors.list_windows(mon.name)

@@ -34,6 +34,8 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
         if o.get("output_type") == "stream"
     )
     assert "traffic history of deployment cancer" in text
+    # the retraining cell printed the job's steps from tick(): snapshot ... gate
+    assert all(f"{step:<12} " in text for step in ("snapshot", "validation", "search", "gate"))
     # the search cell displayed the live progress widget
     widget_views = [
         o

@@ -6,26 +6,15 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from workbench.config import Settings
-from workbench.datasets import Datasets
 from workbench.evaluation import compare
 from workbench.experiments import (
-    Experiments,
     compare_trials,
     metric_curves,
     plot_metric_curves,
     plot_parallel_coordinates,
 )
-from workbench.lineage import (
-    NODE_TYPES,
-    ArtifactStore,
-    Store,
-    describe_node,
-    format_chain,
-    lineage_chain,
-)
-from workbench.monitoring import Monitoring
-from workbench.registry import ModelRegistry
+from workbench.lineage import NODE_TYPES, describe_node, format_chain, lineage_chain
+from workbench.stages import Stages
 from workbench.ui import register_displays
 
 if TYPE_CHECKING:
@@ -34,9 +23,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from workbench.automation import Automation
-    from workbench.datasets import DatasetVersion
-    from workbench.experiments import SearchResult
-    from workbench.registry import ModelVersion
+    from workbench.config import Settings
+    from workbench.datasets import Datasets, DatasetVersion
+    from workbench.experiments import Experiments, SearchResult
+    from workbench.lineage import ArtifactStore, Store
+    from workbench.monitoring import Monitoring
+    from workbench.registry import ModelRegistry, ModelVersion
     from workbench.runtime import RayConnection
     from workbench.serving import Serving
     from workbench.ui import Widgets
@@ -47,12 +39,16 @@ __all__ = ["Workbench"]
 class Workbench:
     """Everything workbench does, on one lineage store and artifact store.
 
+    The stages are wired once by :class:`workbench.stages.Stages` (``bench.stages``); the
+    attributes below are those stages, and the methods shortcuts across them.
+
     Parameters
     ----------
     home : path, optional
         Where ``lineage.db`` and ``artifacts/`` live; default ``$WORKBENCH_HOME`` or ``./.workbench``.
     address : str, optional
-        Ray cluster to join (else ``$RAY_ADDRESS``, else a private local Ray started on first use).
+        Ray cluster to join, for searches and serving alike (else ``$RAY_ADDRESS``, else a
+        private local Ray started on first use and stopped by :meth:`close`).
     serve_port : int, optional
         HTTP port for Ray Serve on 127.0.0.1 (default ``$WORKBENCH_SERVE_PORT`` or 8000).
 
@@ -70,40 +66,60 @@ class Workbench:
         address: str | None = None,
         serve_port: int | None = None,
     ):
-        self.settings = Settings.from_env(home)
-        self.address = address
-        self.serve_port = serve_port
-        self.store = Store(self.settings.db_path)
-        self.artifacts = ArtifactStore(self.settings.artifacts_dir)
-        self.datasets = Datasets(self.store, self.artifacts)
-        self.registry = ModelRegistry(self.store, self.artifacts)
-        self.experiments = Experiments(
-            self.store, self.datasets, self.settings, connect=self.connect
-        )
-        self.monitoring = Monitoring(self.store, self.datasets)
-        self._ray: RayConnection | None = None
+        self.stages = Stages.open(home, address=address, serve_port=serve_port)
         register_displays()  # in a notebook kernel, model versions display their widget
 
-    # ------------------------------------------------------------------ Ray
-    def connect(self) -> RayConnection:
-        """Connect to Ray (local by default); idempotent."""
-        from workbench.runtime import connect
+    # ------------------------------------------------------------------ stages
+    @property
+    def settings(self) -> Settings:
+        return self.stages.settings
 
-        if self._ray is None:
-            self._ray = connect(self.address)
-        return self._ray
+    @property
+    def address(self) -> str | None:
+        return self.stages.address
 
-    @cached_property
+    @property
+    def serve_port(self) -> int | None:
+        return self.stages.serve_port
+
+    @property
+    def store(self) -> Store:
+        return self.stages.store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self.stages.artifacts
+
+    @property
+    def datasets(self) -> Datasets:
+        return self.stages.datasets
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.stages.registry
+
+    @property
+    def experiments(self) -> Experiments:
+        return self.stages.experiments
+
+    @property
+    def monitoring(self) -> Monitoring:
+        return self.stages.monitoring
+
+    @property
     def serving(self) -> Serving:
-        from workbench.serving import Serving
+        """Deployments on Ray Serve, on the same Ray connection as everything else (built on first use)."""
+        return self.stages.serving
 
-        return Serving(self.store, self.artifacts, self.settings, http_port=self.serve_port)
+    def connect(self) -> RayConnection:
+        """Connect to Ray (``address``, else ``$RAY_ADDRESS``, else local); idempotent."""
+        return self.stages.connect()
 
     @cached_property
     def automation(self) -> Automation:
         from workbench.automation import Automation
 
-        return Automation(self)
+        return Automation(self.stages)
 
     def reopen(self) -> Workbench:
         """Another ``Workbench`` on the same home, Ray address and Serve port, with its own store
@@ -143,31 +159,20 @@ class Workbench:
     ) -> ModelVersion:
         """Refit a search's best config on ``train``, score it on ``holdout``, register it (and set ``alias``).
 
-        The registered metrics are the holdout's; lineage records the
-        experiment, the training data and the holdout it was evaluated on.
+        The registered metrics are the holdout's; lineage records the experiment, the training
+        data and the holdout it was evaluated on (:meth:`workbench.stages.Stages.register_best`,
+        which the retraining pipeline also uses).
         """
-        bundle = self.experiments.fit_bundle(train, search.best_config, seed=seed)
-        metrics = self.experiments.evaluate(bundle, holdout)
-        mv = self.registry.register(
-            model,
-            bundle,
-            metrics=metrics,
-            experiment_id=search.experiment_id,
-            trial_id=search.best_trial_id,
-            dataset_version_id=train.id,
+        return self.stages.register_best(
+            search,
+            model=model,
+            train=train,
+            holdout=holdout,
+            alias=alias,
+            seed=seed,
             actor=actor,
+            reason=reason,
         )
-        self.store.link("dataset_version", holdout.id, "evaluated", "model_version", mv.id)
-        if alias:
-            mv = self.registry.set_alias(
-                model,
-                alias,
-                mv.version,
-                actor=actor,
-                reason=reason
-                or f"best trial {search.best_trial_id} of experiment {search.experiment_id}",
-            )
-        return mv
 
     def compare(
         self,
@@ -365,13 +370,8 @@ class Workbench:
         }
 
     def close(self) -> None:
-        """Close the store; shut Serve and Ray down only if this process started them."""
-        if "serving" in self.__dict__:
-            self.serving.close()
-        if self._ray is not None:
-            self._ray.shutdown()
-            self._ray = None
-        self.store.close()
+        """Close the store and Serving's HTTP client; stop Ray only if this workbench started it."""
+        self.stages.close()
 
     def __enter__(self) -> Workbench:
         return self

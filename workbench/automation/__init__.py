@@ -1,6 +1,6 @@
-"""Automated retraining: drift → new data version → search → validate → canary → promote or roll back."""
+"""Automated retraining: policies turn events into jobs; a job retrains, gates, canaries, promotes or rolls back."""
 
-from workbench.automation._loop import Automation, RetrainPolicy
+from workbench.automation._automation import Automation
 from workbench.automation._policy import (
     Budget,
     CronSchedule,
@@ -18,10 +18,12 @@ from workbench.automation._policy import (
     snapshot_rows,
     warm_start_space,
 )
+from workbench.status import TERMINAL, JobStatus
 
 __all__ = [
     "Automation",
-    "RetrainPolicy",
+    "JobStatus",
+    "TERMINAL",
     "LoopPolicy",
     "DriftTrigger",
     "ScheduleTrigger",

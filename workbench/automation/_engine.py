@@ -27,27 +27,17 @@ from workbench.automation._policy import (
     warm_start_space,
 )
 from workbench.exceptions import ConfigError, DatasetValidationError, WorkbenchError
+from workbench.status import JobStatus
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.stages import Stages
 
-__all__ = ["Engine", "TERMINAL"]
+__all__ = ["Engine", "Pipeline", "check_policy"]
 
 ACTOR = "automation"
-TERMINAL = {"PROMOTED", "ROLLED_BACK", "REJECTED", "FAILED", "SKIPPED", "INTERRUPTED"}
-RUNNABLE = ("SCHEDULED", "APPROVED")
-#: jobs that count against cooldown and budget (everything that was admitted)
-_COUNTED = (
-    "SCHEDULED",
-    "PENDING_APPROVAL",
-    "APPROVED",
-    "RUNNING",
-    "PROMOTED",
-    "ROLLED_BACK",
-    "REJECTED",
-    "FAILED",
-    "INTERRUPTED",
-)
+RUNNABLE = (JobStatus.SCHEDULED, JobStatus.APPROVED)
+#: jobs that count against cooldown and budget: every admitted one (a person's rejection aside)
+_COUNTED = frozenset(JobStatus) - {JobStatus.SKIPPED}
 
 
 def _epoch(iso: str) -> float:
@@ -55,11 +45,11 @@ def _epoch(iso: str) -> float:
 
 
 class Engine:
-    """Policies → jobs → pipeline, on one Workbench."""
+    """Policies → jobs → pipeline, on one set of stages."""
 
-    def __init__(self, bench: Workbench, *, runner: str = "notebook"):
-        self.bench = bench
-        self.store = bench.store
+    def __init__(self, stages: Stages, *, runner: str = "notebook"):
+        self.stages = stages
+        self.store = stages.store
         self.runner = runner
 
     # --------------------------------------------------------------- policies
@@ -132,7 +122,7 @@ class Engine:
         out: dict[str, Any] = {}
         for name in dict.fromkeys(names):
             try:
-                results = self.bench.monitoring.get(name).check()
+                results = self.stages.monitoring.get(name).check()
                 keep = ("id", "verdict", "is_drift", "reason", "p_val_min", "threshold")
                 keep += ("metric", "value", "bound", "n")
                 out[name] = [{k: r[k] for k in keep if k in r} for r in results]
@@ -145,7 +135,7 @@ class Engine:
     ) -> dict[str, Any] | None:
         from workbench.evaluation import score
 
-        champ = self.bench.registry.get(policy.model, "champion")
+        champ = self.stages.registry.get(policy.model, "champion")
         rows = self.store.monitors.list_labeled_predictions(
             policy.deployment, model_version_id=champ.id
         )
@@ -159,7 +149,7 @@ class Engine:
             pairs += list(zip(labels, preds, strict=False))
         recent = score([a for a, _ in pairs], [b for _, b in pairs]).get(trig.metric)
         if recent is None or not performance_dropped(
-            champ.metrics[trig.metric], recent, drop=trig.drop
+            champ.metrics[trig.metric], recent, drop=trig.drop, metric=trig.metric
         ):
             return None
         return {
@@ -194,9 +184,7 @@ class Engine:
             state["last_check"] = state["cron_since"]
             self.store.retraining.set_policy_state(policy.name, state)
         if run:
-            for job in self.store.retraining.list_jobs(
-                statuses=("SCHEDULED", "APPROVED"), with_policy=True
-            ):
+            for job in self.store.retraining.list_jobs(statuses=RUNNABLE, with_policy=True):
                 out = self.run_job(job["id"])
                 if out is not None:
                     ran.append(out)
@@ -220,7 +208,7 @@ class Engine:
             return self.store.retraining.claim_job(
                 ev["key"],
                 policy=policy.name,
-                status="SKIPPED",
+                status=JobStatus.SKIPPED,
                 decision=reason.split(":")[0],
                 drift_result_id=ev.get("drift_result_id"),
                 detail=detail,
@@ -228,7 +216,7 @@ class Engine:
         return self.store.retraining.claim_job(
             ev["key"],
             policy=policy.name,
-            status="PENDING_APPROVAL" if policy.approval else "SCHEDULED",
+            status=JobStatus.PENDING_APPROVAL if policy.approval else JobStatus.SCHEDULED,
             approval="PENDING" if policy.approval else None,
             drift_result_id=ev.get("drift_result_id"),
             detail=detail,
@@ -245,8 +233,8 @@ class Engine:
             )
         moved = self.store.retraining.set_job_status(
             job_id,
-            from_status=("PENDING_APPROVAL",),
-            to_status="APPROVED" if approve else "REJECTED",
+            from_status=(JobStatus.PENDING_APPROVAL,),
+            to_status=JobStatus.APPROVED if approve else JobStatus.REJECTED,
             approval="APPROVED" if approve else "REJECTED",
             **({} if approve else {"decision": "not_approved", "ended_at": _now_iso()}),
         )
@@ -270,7 +258,7 @@ class Engine:
         with the figures in its detail, and a job within budget gives its search only what is left.
         """
         if not self.store.retraining.set_job_status(
-            job_id, from_status=RUNNABLE, to_status="RUNNING", runner=self.runner
+            job_id, from_status=RUNNABLE, to_status=JobStatus.RUNNING, runner=self.runner
         ):
             return None
         job = self.store.retraining.get_job(job_id)
@@ -301,18 +289,18 @@ class Engine:
         job["detail"] = detail
         t0 = time.monotonic()
         try:
-            out = Pipeline(self.bench, job, policy, search_budget_s=allowed).run()
+            out = Pipeline(self.stages, job, policy, search_budget_s=allowed).run()
         except Exception as exc:
             self.store.retraining.record_step(
                 job_id, "error", "failed", {"summary": repr(exc)[:300]}
             )
             self.store.retraining.set_job(
                 job_id,
-                status="FAILED",
+                status=JobStatus.FAILED,
                 compute_s=time.monotonic() - t0,
                 detail={**detail, "error": repr(exc)},
             )
-            return {"job_id": job_id, "status": "FAILED", "error": repr(exc)}
+            return {"job_id": job_id, "status": JobStatus.FAILED.value, "error": repr(exc)}
         compute = time.monotonic() - t0
         self.store.retraining.set_job(job_id, compute_s=compute)
         out["compute_s"] = compute
@@ -332,12 +320,17 @@ class Engine:
         self.store.retraining.record_step(job_id, *step, {"summary": reason, **(figures or {})})
         self.store.retraining.set_job(
             job_id,
-            status="SKIPPED",
+            status=JobStatus.SKIPPED,
             decision=decision,
             ended_at=_now_iso(),
             detail={**detail, "admission": reason},
         )
-        return {"job_id": job_id, "status": "SKIPPED", "decision": decision, "reason": reason}
+        return {
+            "job_id": job_id,
+            "status": JobStatus.SKIPPED.value,
+            "decision": decision,
+            "reason": reason,
+        }
 
     def _stale(self, job: dict[str, Any]) -> str | None:
         """Why a drift job's evidence no longer holds, else None.
@@ -363,13 +356,17 @@ class Engine:
     def interrupt_orphans(self, runner_prefix: str) -> list[int]:
         """Jobs left RUNNING by an earlier incarnation of a runner are marked INTERRUPTED, never rerun."""
         out = []
-        for j in self.store.retraining.list_jobs(
-            statuses=("RUNNING",), runner_prefix=runner_prefix
-        ):
+        running = self.store.retraining.list_jobs(
+            statuses=(JobStatus.RUNNING,), runner_prefix=runner_prefix
+        )
+        for j in running:
             if j["runner"] == self.runner:
                 continue
             if self.store.retraining.set_job_status(
-                j["id"], from_status=("RUNNING",), to_status="INTERRUPTED", ended_at=_now_iso()
+                j["id"],
+                from_status=(JobStatus.RUNNING,),
+                to_status=JobStatus.INTERRUPTED,
+                ended_at=_now_iso(),
             ):
                 out.append(j["id"])
         return out
@@ -399,26 +396,26 @@ class Pipeline:
 
     def __init__(
         self,
-        bench: Workbench,
+        stages: Stages,
         job: dict[str, Any],
         policy: LoopPolicy,
         *,
         search_budget_s: float | None = None,
     ):
-        self.bench, self.job, self.policy = bench, job, policy
+        self.stages, self.job, self.policy = stages, job, policy
         self.search_budget_s = search_budget_s
-        self.store = bench.store
+        self.store = stages.store
         self.id = job["id"]
         self.detail: dict[str, Any] = dict(job["detail"])
 
     def step(self, name: str, status: str, summary: str, **detail: Any) -> None:
         self.store.retraining.record_step(self.id, name, status, {"summary": summary, **detail})
 
-    def finish(self, status: str, decision: str) -> dict[str, Any]:
+    def finish(self, status: JobStatus, decision: str) -> dict[str, Any]:
         self.store.retraining.set_job(self.id, status=status, decision=decision, detail=self.detail)
         return {
             "job_id": self.id,
-            "status": status,
+            "status": status.value,
             **{k: v for k, v in self.detail.items() if k != "policy"},
         }
 
@@ -427,10 +424,10 @@ class Pipeline:
 
         from workbench.datasets import Checks
 
-        bench, p = self.bench, self.policy
+        stages, p = self.stages, self.policy
         # 1. snapshot: the policy's training data plus the deployment's labelled requests
-        train = bench.datasets.get(p.train)
-        base = bench.datasets.load(train)
+        train = stages.datasets.get(p.train)
+        base = stages.datasets.load(train)
         rows = []
         for r in self.store.monitors.list_labeled_requests(p.deployment):
             recs = r["features"] if isinstance(r["features"], list) else [r["features"]]
@@ -458,14 +455,14 @@ class Pipeline:
             max_null_fraction=0.0,
         )
         try:
-            snap = bench.datasets.ingest(
+            snap = stages.datasets.ingest(
                 frame, name=train.name, target=train.target, checks=checks, parent=train
             )
         except DatasetValidationError as exc:
             self.step("snapshot", "ok", summary)
             self.step("validation", "failed", str(exc)[:300])
             self.detail["validation"] = str(exc)
-            return self.finish("FAILED", "invalid_data")
+            return self.finish(JobStatus.FAILED, "invalid_data")
         self.store.retraining.set_job(self.id, new_dataset_version_id=snap.id)
         self.step("snapshot", "ok", f"{summary} -> {snap}", dataset_version_id=snap.id)
         self.step("validation", "passed", f"{len(snap.validation)} checks passed")
@@ -481,7 +478,7 @@ class Pipeline:
         # 3. search, warm-started from the champion's configuration
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        champion = bench.registry.get(p.model, "champion")
+        champion = stages.registry.get(p.model, "champion")
         champ_config = {k: v for k, v in champion.params.items() if not k.startswith("_")}
         space = warm_start_space(champ_config, factor=p.warm_start_factor) if champ_config else None
         alg = (
@@ -490,7 +487,7 @@ class Pipeline:
             else "random"
         )
         t_search = time.monotonic()
-        result = bench.experiments.search(
+        result = stages.experiments.search(
             snap,
             name=f"retrain-{self.id}",
             space=space,
@@ -525,11 +522,11 @@ class Pipeline:
         }
 
         # 4. evaluate both on the fresh holdout
-        holdout = bench.datasets.get(p.holdout)
-        bundle = bench.experiments.fit_bundle(snap, result.best_config, seed=p.seed)
-        chall_metrics = bench.experiments.evaluate(bundle, holdout)
-        champ_metrics = bench.experiments.evaluate(
-            bench.registry.load(p.model, champion.version), holdout
+        holdout = stages.datasets.get(p.holdout)
+        candidate = stages.refit_best(result, train=snap, holdout=holdout, seed=p.seed)
+        chall_metrics = candidate.metrics
+        champ_metrics = stages.experiments.evaluate(
+            stages.registry.load(p.model, champion.version), holdout
         )
         self.step(
             "evaluation",
@@ -550,19 +547,10 @@ class Pipeline:
             verdict=verdict.as_dict(),
         )
         if not verdict.passed:
-            return self.finish("REJECTED", "gate_failed")
+            return self.finish(JobStatus.REJECTED, "gate_failed")
 
-        # 6. register
-        mv = bench.registry.register(
-            p.model,
-            bundle,
-            metrics=chall_metrics,
-            experiment_id=result.experiment_id,
-            trial_id=result.best_trial_id,
-            dataset_version_id=snap.id,
-            actor=ACTOR,
-        )
-        self.store.link("dataset_version", holdout.id, "evaluated", "model_version", mv.id)
+        # 6. register (only a challenger that passed the gate)
+        mv = stages.register_candidate(candidate, model=p.model, actor=ACTOR)
         self.store.retraining.set_job(self.id, challenger_version_id=mv.id)
         self.detail["challenger_version"] = mv.version
         self.step("registration", "ok", f"{mv}", model_version_id=mv.id)
@@ -577,12 +565,12 @@ class Pipeline:
                 self.step(
                     "promotion", "failed", f"switching {p.deployment} to v{mv.version}: {exc}"
                 )
-                return self.finish("FAILED", "traffic_switch_failed")
-            bench.registry.set_alias(p.model, "champion", mv.version, actor=ACTOR, reason=reason)
+                return self.finish(JobStatus.FAILED, "traffic_switch_failed")
+            stages.registry.set_alias(p.model, "champion", mv.version, actor=ACTOR, reason=reason)
             served = f"; {p.deployment} now serves it" if switched else ""
             self.step("promotion", "ok", f"champion -> v{mv.version} (no canary){served}")
             self._move_references(snap)
-            return self.finish("PROMOTED", "promoted")
+            return self.finish(JobStatus.PROMOTED, "promoted")
         return self._canary(champion.version, mv.version, reason, snap)
 
     def _switch_traffic(self, champion: int, version: int, reason: str) -> bool:
@@ -597,7 +585,7 @@ class Pipeline:
             return False
         if dep.get("status") != "running":
             return False
-        self.bench.serving.set_traffic(
+        self.stages.serving.set_traffic(
             p.deployment, {champion: 0.0, version: 1.0}, actor=ACTOR, reason=reason
         )
         return True
@@ -613,7 +601,7 @@ class Pipeline:
             if record["kind"] not in ("data_drift", "prediction_drift", "online_drift"):
                 continue
             old = record["reference_dataset_version_id"]
-            self.bench.monitoring.refit(trig.monitor, reference=snap)
+            self.stages.monitoring.refit(trig.monitor, reference=snap)
             moved.append({"monitor": trig.monitor, "from": old, "to": snap.id})
         if moved:
             self.detail["references"] = moved
@@ -654,9 +642,9 @@ class Pipeline:
     def _canary(self, champion: int, challenger: int, reason: str, snap: Any) -> dict[str, Any]:
         from workbench.serving import CanaryRollout
 
-        bench, p = self.bench, self.policy
+        stages, p = self.stages, self.policy
         rollout = CanaryRollout(
-            bench.serving,
+            stages.serving,
             p.deployment,
             champion=champion,
             challenger=challenger,
@@ -701,12 +689,12 @@ class Pipeline:
             time.sleep(p.canary_poll_s)  # real clients send the requests the analysis waits for
         self.detail["canary"] = steps
         if outcome == "completed":
-            bench.registry.set_alias(p.model, "champion", challenger, actor=ACTOR, reason=reason)
+            stages.registry.set_alias(p.model, "champion", challenger, actor=ACTOR, reason=reason)
             self.step("promotion", "ok", f"champion -> v{challenger}")
             self._move_references(snap)
-            return self.finish("PROMOTED", "promoted")
+            return self.finish(JobStatus.PROMOTED, "promoted")
         if outcome != "rolled_back":
-            bench.serving.rollback(
+            stages.serving.rollback(
                 p.deployment,
                 to_version=champion,
                 actor=ACTOR,
@@ -720,15 +708,15 @@ class Pipeline:
             f"traffic back to v{champion}: {last['reason']}",
             traffic_change_id=last["id"],
         )
-        return self.finish("ROLLED_BACK", "rolled_back")
+        return self.finish(JobStatus.ROLLED_BACK, "rolled_back")
 
 
-def check_policy(bench: Workbench, policy: LoopPolicy) -> None:
+def check_policy(stages: Stages, policy: LoopPolicy) -> None:
     """Fail early, with the next action, when a policy names things that do not exist."""
-    bench.datasets.get(policy.train)
-    bench.datasets.get(policy.holdout)
+    stages.datasets.get(policy.train)
+    stages.datasets.get(policy.holdout)
     try:
-        bench.registry.get(policy.model, "champion")
+        stages.registry.get(policy.model, "champion")
     except WorkbenchError as exc:
         raise ConfigError(
             f"policy {policy.name!r}: model {policy.model!r} has no champion; set one first ({exc})"

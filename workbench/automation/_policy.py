@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from workbench.evaluation import gain
 from workbench.exceptions import ConfigError
 
 __all__ = [
@@ -187,9 +188,10 @@ def drift_trigger_ids(results: Iterable[tuple[int, bool]], windows: int) -> list
     return fired
 
 
-def performance_dropped(champion: float, recent: float, *, drop: float, mode: str = "max") -> bool:
-    """True when ``recent`` is worse than ``champion`` by more than ``drop`` (absolute)."""
-    return (champion - recent if mode == "max" else recent - champion) > drop
+def performance_dropped(champion: float, recent: float, *, drop: float, metric: str = "f1") -> bool:
+    """True when ``recent`` is worse than ``champion`` by more than ``drop`` (absolute), in
+    ``metric``'s direction (:func:`workbench.evaluation.lower_is_better`)."""
+    return -gain(metric, champion, recent) > drop
 
 
 # --------------------------------------------------------- cooldown and budget
@@ -291,16 +293,13 @@ class GateVerdict:
 @dataclass(frozen=True)
 class Gate:
     """The challenger must beat the champion by ``margin`` on ``metric`` and lose no more than
-    ``tolerance`` on any ``guarded`` metric. ``lower_is_better`` names metrics where less wins (rmse...)."""
+    ``tolerance`` on any ``guarded`` metric; better and worse follow each metric's direction
+    (:func:`workbench.evaluation.lower_is_better`: less wins for rmse, mae, log_loss)."""
 
     metric: str = "f1"
     margin: float = 0.0
     guarded: tuple[str, ...] = ()
     tolerance: float = 0.0
-    lower_is_better: tuple[str, ...] = ("rmse", "mae", "log_loss")
-
-    def _gain(self, name: str, champion: float, challenger: float) -> float:
-        return champion - challenger if name in self.lower_is_better else challenger - champion
 
     def judge(self, champion: dict[str, float], challenger: dict[str, float]) -> GateVerdict:
         missing = [
@@ -308,25 +307,23 @@ class Gate:
         ]
         if missing:
             raise ConfigError(f"gate metrics {missing} are not in both evaluations")
-        gain = self._gain(self.metric, champion[self.metric], challenger[self.metric])
+        won = gain(self.metric, champion[self.metric], challenger[self.metric])
         regressions = {}
         for g in self.guarded:
-            loss = -self._gain(g, champion[g], challenger[g])
+            loss = -gain(g, champion[g], challenger[g])
             if loss > self.tolerance + 1e-12:
                 regressions[g] = {
                     "champion": champion[g],
                     "challenger": challenger[g],
                     "loss": loss,
                 }
-        beats = gain >= self.margin - 1e-12 and not (self.margin > 0 and gain <= 0)
+        beats = won >= self.margin - 1e-12 and not (self.margin > 0 and won <= 0)
         if not beats:
-            reason = f"{self.metric} gain {gain:+.4f} < margin {self.margin}"
+            reason = f"{self.metric} gain {won:+.4f} < margin {self.margin}"
         elif regressions:
             reason = f"regressed beyond {self.tolerance} on {sorted(regressions)}"
         else:
-            reason = (
-                f"{self.metric} gain {gain:+.4f} >= margin {self.margin}, no guarded regression"
-            )
+            reason = f"{self.metric} gain {won:+.4f} >= margin {self.margin}, no guarded regression"
         return GateVerdict(
             passed=beats and not regressions,
             metric=self.metric,
@@ -463,7 +460,10 @@ class LoopPolicy:
         ]
         d["budget"] = Budget(**d["budget"])
         g = dict(d["gate"])
-        g["guarded"], g["lower_is_better"] = tuple(g["guarded"]), tuple(g["lower_is_better"])
+        # A stored gate may hold a ``lower_is_better`` list; which metrics are lower-is-better
+        # is evaluation's to say (evaluation.LOWER_IS_BETTER), so the stored list is not read.
+        g.pop("lower_is_better", None)
+        g["guarded"] = tuple(g["guarded"])
         d["gate"] = Gate(**g)
         d["canary_steps"] = tuple(d["canary_steps"])
         return cls(**d)

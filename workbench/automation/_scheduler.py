@@ -21,15 +21,25 @@ class SchedulerActor:
     killed and restarted actor (or a restarted driver) continues where it was
     and never runs a job twice. The UNIQUE event key guards job creation; an
     atomic status transition guards running.
+
+    It opens its own :class:`~workbench.stages.Stages` on ``home``, joined to the cluster
+    at ``address`` (the one it runs in) with Serve's port ``serve_port``.
     """
 
-    def __init__(self, home: str, interval_s: float, factory: Any):
-        # ``factory`` is the Workbench class, passed in: automation sits below workbench.api
+    def __init__(
+        self,
+        home: str,
+        interval_s: float,
+        *,
+        address: str | None = None,
+        serve_port: int | None = None,
+    ):
         from workbench.automation._engine import Engine
+        from workbench.stages import Stages
 
         self.incarnation = f"scheduler:{uuid.uuid4().hex[:8]}"
-        self.bench = factory(home)
-        self.engine = Engine(self.bench, runner=self.incarnation)
+        self.stages = Stages.open(home, address=address, serve_port=serve_port)
+        self.engine = Engine(self.stages, runner=self.incarnation)
         self.interval_s = interval_s
         self.ticks = 0
         self.last_error: str | None = None
@@ -40,7 +50,7 @@ class SchedulerActor:
         self._thread.start()
 
     def _save(self, state: str) -> None:
-        self.bench.store.retraining.set_scheduler_state(
+        self.stages.store.retraining.set_scheduler_state(
             "scheduler",
             {
                 "state": state,
@@ -82,3 +92,5 @@ class SchedulerActor:
         self._stop.set()
         self._thread.join(timeout=60)
         self._save("stopped")
+        if not self._thread.is_alive():  # a tick still running keeps using the store
+            self.stages.close()

@@ -1,10 +1,14 @@
-"""Validation: classification and regression metrics, champion-versus-challenger on the same holdout."""
+"""Validation: classification and regression metrics, their direction, champion-versus-challenger on the same holdout."""
 
 from workbench.evaluation._metrics import (
+    LOWER_IS_BETTER,
     METRICS,
     REGRESSION_METRICS,
     Comparison,
     compare,
+    gain,
+    lower_is_better,
+    metric_mode,
     regression_score,
     score,
     task_metrics,
@@ -13,6 +17,10 @@ from workbench.evaluation._metrics import (
 __all__ = [
     "METRICS",
     "REGRESSION_METRICS",
+    "LOWER_IS_BETTER",
+    "lower_is_better",
+    "metric_mode",
+    "gain",
     "score",
     "regression_score",
     "task_metrics",

@@ -1,4 +1,4 @@
-"""Metrics and the champion/challenger decision (pure, no Ray)."""
+"""Metrics, their direction (which are lower-is-better) and the champion/challenger decision (pure, no Ray)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from workbench.exceptions import ConfigError
 __all__ = [
     "METRICS",
     "REGRESSION_METRICS",
+    "LOWER_IS_BETTER",
+    "lower_is_better",
+    "metric_mode",
+    "gain",
     "score",
     "regression_score",
     "task_metrics",
@@ -19,8 +23,36 @@ __all__ = [
 ]
 
 METRICS = ("accuracy", "precision", "recall", "f1")
-# name → mode: higher r2 is better, lower errors are
-REGRESSION_METRICS = {"r2": "max", "rmse": "min", "mae": "min"}
+REGRESSION_METRICS = ("r2", "rmse", "mae")
+#: the metrics where a smaller value is better; every other metric is higher-is-better
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller ``metric`` is better (errors, losses).
+
+    Examples
+    --------
+    >>> lower_is_better("rmse"), lower_is_better("f1")
+    (True, False)
+    """
+    return metric in LOWER_IS_BETTER
+
+
+def metric_mode(metric: str) -> str:
+    """``"min"`` or ``"max"``: the direction of ``metric`` in Ray Tune's vocabulary."""
+    return "min" if lower_is_better(metric) else "max"
+
+
+def gain(metric: str, champion: float, challenger: float) -> float:
+    """How much better ``challenger`` is than ``champion`` on ``metric``; negative when worse.
+
+    Examples
+    --------
+    >>> gain("f1", 0.90, 0.92) > 0, gain("rmse", 1.0, 1.2) < 0
+    (True, True)
+    """
+    return champion - challenger if lower_is_better(metric) else challenger - champion
 
 
 def task_metrics(task: str) -> tuple[str, ...]:
@@ -28,7 +60,7 @@ def task_metrics(task: str) -> tuple[str, ...]:
     if task == "classification":
         return METRICS
     if task == "regression":
-        return tuple(REGRESSION_METRICS)
+        return REGRESSION_METRICS
     raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
 
 
@@ -72,7 +104,8 @@ def score(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Champion-versus-challenger verdict on one metric."""
+    """Champion-versus-challenger verdict on one metric; ``delta`` is challenger minus champion
+    (negative is better for a lower-is-better metric)."""
 
     metric: str
     champion: float
@@ -102,7 +135,8 @@ def compare(
     metric: str = "f1",
     tolerance: float = 0.0,
 ) -> Comparison:
-    """The challenger wins when its ``metric`` is no worse than the champion's minus ``tolerance``.
+    """The challenger wins when it is no more than ``tolerance`` worse than the champion on
+    ``metric``, in the metric's direction (:func:`lower_is_better`).
 
     Both sets of metrics must come from the same holdout.
 
@@ -111,6 +145,8 @@ def compare(
     >>> compare({"f1": 0.90}, {"f1": 0.91}).challenger_wins
     True
     >>> compare({"f1": 0.90}, {"f1": 0.85}, tolerance=0.01).challenger_wins
+    False
+    >>> compare({"rmse": 1.0}, {"rmse": 1.2}, metric="rmse").challenger_wins
     False
     """
     if metric not in champion or metric not in challenger:
@@ -125,5 +161,5 @@ def compare(
         champion=a,
         challenger=b,
         tolerance=tolerance,
-        challenger_wins=b >= a - tolerance,
+        challenger_wins=gain(metric, a, b) >= -tolerance,
     )

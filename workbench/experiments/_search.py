@@ -360,7 +360,7 @@ class Experiments:
         """
         from ray import tune
 
-        from workbench.evaluation import REGRESSION_METRICS, task_metrics
+        from workbench.evaluation import metric_mode, task_metrics
         from workbench.experiments import _options as opt
         from workbench.experiments._estimators import (
             default_search_space,
@@ -387,7 +387,7 @@ class Experiments:
             raise ConfigError(
                 f"metric {metric!r} is never reported for {task}; choose one of {list(task_metrics(task))}"
             )
-        mode = mode or REGRESSION_METRICS.get(metric, "max")
+        mode = mode or metric_mode(metric)
         if trainable is not None and not callable(trainable):
             raise ConfigError(f"trainable must be a function fn(config, data), got {trainable!r}")
         if not isinstance(metric, str) or not metric:

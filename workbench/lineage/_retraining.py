@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.lineage._db import Repository, dumps, utcnow
+from workbench.status import TERMINAL
 
 __all__ = ["RetrainingRepository"]
 
-# Statuses a job ends in; a job recorded in one gets its ``ended_at``.
-_ENDED = frozenset({"PROMOTED", "ROLLED_BACK", "REJECTED", "FAILED", "SKIPPED", "INTERRUPTED"})
 
 # What each id column of a job links to in the lineage graph.
 _JOB_LINKS = {
@@ -92,7 +91,7 @@ class RetrainingRepository(Repository):
                     policy,
                     approval,
                     decision,
-                    now if status in _ENDED else None,
+                    now if status in TERMINAL else None,
                 ),
             )
             if cur.rowcount != 1:
@@ -134,7 +133,7 @@ class RetrainingRepository(Repository):
         with db.transaction():
             if "detail" in fields:
                 fields["detail_json"] = dumps(fields.pop("detail"))
-            if fields.get("status") in _ENDED:
+            if fields.get("status") in TERMINAL:
                 fields.setdefault("ended_at", utcnow())
             sets = ", ".join(f"{k} = ?" for k in fields)
             db.execute(f"UPDATE retrain_jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])

@@ -429,7 +429,7 @@ class PerformanceMonitor(_Monitor):
         return [(row.get("model_version"), p, y) for p, y in zip(preds, labels, strict=True)]
 
     def _evaluate(self, w: Window) -> dict[str, Any]:
-        from workbench.evaluation import REGRESSION_METRICS, regression_score, score
+        from workbench.evaluation import lower_is_better, regression_score, score
 
         metric, task = self.config["metric"], self.config["task"]
         pairs = [
@@ -469,8 +469,8 @@ class PerformanceMonitor(_Monitor):
 
         value = measure(pairs)
         bound = float(self.config["bound"])
-        lower_is_better = REGRESSION_METRICS.get(metric) == "min"
-        degraded = value > bound if lower_is_better else value < bound
+        lower = lower_is_better(metric)
+        degraded = value > bound if lower else value < bound
         by_version: dict[str, Any] = {}
         for version in sorted({str(v) for v, _, _ in pairs}):
             subset = [p for p in pairs if str(p[0]) == version]
@@ -481,7 +481,7 @@ class PerformanceMonitor(_Monitor):
             "verdict": verdict,
             "value": value,
             "bound": bound,
-            "bound_kind": "ceiling" if lower_is_better else "floor",
+            "bound_kind": "ceiling" if lower else "floor",
             "baseline": self.config.get("baseline"),
             "by_version": by_version,
         }
@@ -500,7 +500,7 @@ class PerformanceMonitor(_Monitor):
             self._alert(
                 DEGRADED,
                 f"{metric} of {self.deployment} fell to {value:.3f} "
-                f"({'ceiling' if lower_is_better else 'floor'} {bound:.3f}) over {len(pairs)} labelled records",
+                f"({'ceiling' if lower else 'floor'} {bound:.3f}) over {len(pairs)} labelled records",
                 {"value": value, "bound": bound, "by_version": by_version},
                 result_id,
             )
@@ -795,7 +795,7 @@ class Monitoring:
         alerts: Mapping[str, Any] | None = None,
     ) -> PerformanceMonitor:
         """Accuracy/F1 (or R²/RMSE/MAE) per window of labelled requests; see :class:`PerformanceMonitor`."""
-        from workbench.evaluation import REGRESSION_METRICS, task_metrics
+        from workbench.evaluation import lower_is_better, task_metrics
 
         spec = parse_window(window)
         mv = self._deployed_version(deployment)
@@ -808,8 +808,7 @@ class Monitoring:
         if min_value is not None:
             bound = float(min_value)
         elif baseline is not None:
-            lower_is_better = REGRESSION_METRICS.get(metric) == "min"
-            bound = baseline + tolerance if lower_is_better else baseline - tolerance
+            bound = baseline + tolerance if lower_is_better(metric) else baseline - tolerance
         else:
             raise ConfigError(
                 f"the deployed version of {deployment!r} has no registered {metric!r} to compare with; "

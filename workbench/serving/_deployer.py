@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError, DeploymentError, InvalidRequestError, NotFoundError
@@ -15,6 +16,7 @@ from workbench.serving.traffic import main_version, normalize
 if TYPE_CHECKING:
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
+    from workbench.runtime import RayConnection
 
 __all__ = ["Serving", "DEFAULT_PORT"]
 
@@ -54,6 +56,9 @@ class Serving(StrategiesMixin):
         default ``$WORKBENCH_SERVE_TOKEN``. Required when ``http_host`` is
         beyond loopback; when given, enforced on loopback too. Replicas get
         only its SHA-256; :meth:`predict` sends it.
+    connect : callable, optional
+        Returns the Ray connection to deploy on (``Stages.connect``, which joins the
+        workbench's ``address``); default :func:`workbench.runtime.connect` with no address.
 
     Examples
     --------
@@ -73,6 +78,7 @@ class Serving(StrategiesMixin):
         http_host: str = "127.0.0.1",
         http_port: int | None = None,
         token: str | None = None,
+        connect: Callable[[], RayConnection] | None = None,
     ):
         from workbench.serving._auth import resolve_token
 
@@ -93,6 +99,7 @@ class Serving(StrategiesMixin):
             raise ConfigError(f"http_port must be in 1..65535, got {http_port}.")
         self.http_port = int(http_port)
         self._http_client: Any = None
+        self._connect = connect
 
     # ------------------------------------------------------------ Ray, Serve
     def _ensure_serve(self) -> Any:
@@ -101,7 +108,7 @@ class Serving(StrategiesMixin):
 
         from workbench.runtime import connect
 
-        conn = connect()
+        conn = self._connect() if self._connect is not None else connect()
         running = _running_http_options()
         if running is None:
             serve.start(http_options={"host": self.http_host, "port": self.http_port})

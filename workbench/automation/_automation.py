@@ -1,0 +1,177 @@
+"""``Automation``: retraining policies, their jobs and approvals, and the scheduler actor, on one set of stages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from workbench.status import JobStatus
+
+if TYPE_CHECKING:
+    from workbench.automation._policy import LoopPolicy
+    from workbench.stages import Stages
+
+__all__ = ["Automation"]
+
+
+class Automation:
+    """The closed loop, driven from the store: policies become jobs, jobs run step by step.
+
+    :meth:`tick` evaluates every stored policy once in this process; the scheduler actor
+    (:meth:`start_scheduler`) does the same every interval and outlives the kernel.
+
+    Examples
+    --------
+    >>> from workbench.automation import DriftTrigger, LoopPolicy
+    >>> bench.automation.add_policy(LoopPolicy("cancer", model="cancer", deployment="cancer",
+    ...     train="cancer-train", holdout="cancer-holdout",
+    ...     triggers=[DriftTrigger("cancer-drift")]))                          # doctest: +SKIP
+    >>> bench.automation.tick()["ran"]                                          # doctest: +SKIP
+    """
+
+    def __init__(self, stages: Stages):
+        self.stages = stages
+
+    def add_policy(self, policy: LoopPolicy, *, enabled: bool = True) -> LoopPolicy:
+        """Store a retraining policy (replacing one of the same name); the scheduler reads it on its next tick.
+
+        Examples
+        --------
+        >>> from workbench.automation import LoopPolicy, DriftTrigger, Budget, Gate
+        >>> wb.automation.add_policy(LoopPolicy("bc", model="bc", deployment="bc", train="bc-train",
+        ...     holdout="bc-holdout", triggers=[DriftTrigger("bc", windows=2)], cooldown_s=3600,
+        ...     budget=Budget(max_per_day=3), gate=Gate("f1", margin=0.005, guarded=("recall",)),
+        ...     approval=True))                                                  # doctest: +SKIP
+        """
+        from workbench.automation._engine import check_policy
+
+        check_policy(self.stages, policy)
+        self.stages.store.retraining.set_policy(policy.name, policy.to_dict(), enabled=enabled)
+        return policy
+
+    def policies(self) -> list[dict[str, Any]]:
+        """Stored policies with their state (last check, cron cursor)."""
+        return self.stages.store.retraining.list_policies()
+
+    def disable_policy(self, name: str) -> None:
+        row = self.stages.store.retraining.get_policy(name)
+        self.stages.store.retraining.set_policy(name, row["config"], enabled=False)
+
+    def tick(
+        self, *, run: bool = True, now: float | None = None, check: bool = True
+    ) -> dict[str, Any]:
+        """Evaluate every policy once in this process (what the scheduler does each interval).
+
+        With ``check`` the monitors named by the policies' triggers first test their new
+        windows; then new events become jobs and (with ``run``) runnable jobs run, each to
+        its end (a canary waits for live requests between its steps).
+
+        Returns ``{"checked": {monitor: results}, "created": [job ids], "ran": [outcomes], "at"}``.
+        """
+        from workbench.automation._engine import Engine
+
+        return Engine(self.stages).tick(run=run, now=now, check=check)
+
+    def jobs(self, policy: str | None = None) -> list[dict[str, Any]]:
+        """Retrain jobs (all, or one policy's), oldest first."""
+        store = self.stages.store
+        return store.retraining.list_jobs(policy=policy)
+
+    def steps(self, job_id: int) -> list[dict[str, Any]]:
+        """The recorded steps of one job: snapshot, validation, search, evaluation, gate, registration, canary..."""
+        return self.stages.store.retraining.list_steps(job_id)
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Jobs waiting for a person: answer each with :meth:`approve` or :meth:`reject`."""
+        return self.stages.store.retraining.list_jobs(statuses=(JobStatus.PENDING_APPROVAL,))
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """One retrain job: ``status``, ``decision``, ``policy``, ``drift_result_id``,
+        ``challenger_version_id``, ``detail``, ``started_at``/``ended_at``...
+
+        Raises
+        ------
+        NotFoundError
+            If there is no such job.
+
+        Examples
+        --------
+        >>> bench.automation.job(1)["status"]          # doctest: +SKIP
+        'PROMOTED'
+        """
+        return self.stages.store.retraining.get_job(int(job_id))
+
+    def approve(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
+        """Approve a pending job; the scheduler (or :meth:`tick`) runs it next."""
+        from workbench.automation._engine import Engine
+
+        return Engine(self.stages).answer(job_id, approve=True, actor=actor, reason=reason)
+
+    def reject(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
+        """Reject a pending job; it never runs and does not count against the budget."""
+        from workbench.automation._engine import Engine
+
+        return Engine(self.stages).answer(job_id, approve=False, actor=actor, reason=reason)
+
+    def start_scheduler(self, *, interval_s: float = 60.0, namespace: str | None = None) -> Any:
+        """Start (or find) the named, detached scheduler actor; it outlives this kernel.
+
+        Examples
+        --------
+        >>> wb.automation.start_scheduler(interval_s=30)                         # doctest: +SKIP
+        >>> wb.automation.scheduler_status()["actor"]["ticks"]                    # doctest: +SKIP
+        """
+        import ray
+
+        from workbench.automation._scheduler import NAMESPACE, SCHEDULER_NAME, SchedulerActor
+
+        conn = self.stages.connect()
+        cls = ray.remote(num_cpus=0, max_concurrency=4)(SchedulerActor)
+        return cls.options(
+            name=SCHEDULER_NAME,
+            namespace=namespace or NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+        ).remote(
+            str(self.stages.settings.home),
+            interval_s,
+            address=conn.address,
+            serve_port=self.stages.serve_port,
+        )
+
+    def _scheduler_handle(self, namespace: str | None) -> Any:
+        import ray
+
+        from workbench.automation._scheduler import NAMESPACE, SCHEDULER_NAME
+
+        self.stages.connect()
+        try:
+            return ray.get_actor(SCHEDULER_NAME, namespace=namespace or NAMESPACE)
+        except ValueError:
+            return None
+
+    def stop_scheduler(self, *, namespace: str | None = None) -> bool:
+        """Stop the scheduler after its current tick and remove the actor; False if none ran."""
+        import ray
+
+        handle = self._scheduler_handle(namespace)
+        if handle is None:
+            return False
+        try:
+            ray.get(handle.stop.remote(), timeout=120)
+        finally:
+            ray.kill(handle)
+        return True
+
+    def scheduler_status(self, *, namespace: str | None = None) -> dict[str, Any]:
+        """The scheduler's state from the store (survives the actor) and, when it runs, from the actor."""
+        import ray
+
+        handle = self._scheduler_handle(namespace)
+        live = ray.get(handle.status.remote(), timeout=30) if handle is not None else None
+        jobs = self.stages.store.retraining.count_jobs()
+        return {
+            "running": live is not None,
+            "actor": live,
+            "stored": self.stages.store.retraining.get_scheduler_state("scheduler"),
+            "jobs": jobs,
+        }

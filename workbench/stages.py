@@ -1,0 +1,184 @@
+"""The composition root: settings, stores, the Ray connection and every lifecycle stage of one home, wired once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from workbench.config import Settings
+from workbench.datasets import Datasets
+from workbench.experiments import Experiments
+from workbench.lineage import ArtifactStore, Store
+from workbench.monitoring import Monitoring
+from workbench.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from workbench.datasets import DatasetVersion
+    from workbench.experiments import SearchResult
+    from workbench.registry import ModelBundle, ModelVersion
+    from workbench.runtime import RayConnection
+    from workbench.serving import Serving
+
+__all__ = ["Stages", "Candidate"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A search's best configuration refit on ``train`` and scored on ``holdout``, not yet registered."""
+
+    bundle: ModelBundle
+    metrics: dict[str, float]
+    experiment_id: int
+    trial_id: str
+    train: DatasetVersion
+    holdout: DatasetVersion
+
+
+class Stages:
+    """One lineage store, one artifact store, one Ray connection, and each stage built on them once.
+
+    ``serving`` is built on first use, so opening a home imports no Ray; every stage
+    that needs Ray (experiments, serving) connects through :meth:`connect`, to
+    ``address`` when one is given. :meth:`close` closes what this object opened:
+    the store, Serving's HTTP client and a Ray it started (never a cluster it joined).
+
+    Examples
+    --------
+    >>> stages = Stages.open("/tmp/wb", address="127.0.0.1:6379")      # doctest: +SKIP
+    >>> stages.serving.deploy("cancer")                                # doctest: +SKIP
+    >>> stages.close()                                                 # doctest: +SKIP
+    """
+
+    def __init__(
+        self, settings: Settings, *, address: str | None = None, serve_port: int | None = None
+    ):
+        self.settings = settings
+        self.address = address
+        self.serve_port = serve_port
+        self.store = Store(settings.db_path)
+        self.artifacts = ArtifactStore(settings.artifacts_dir)
+        self.datasets = Datasets(self.store, self.artifacts)
+        self.registry = ModelRegistry(self.store, self.artifacts)
+        self.experiments = Experiments(self.store, self.datasets, settings, connect=self.connect)
+        self.monitoring = Monitoring(self.store, self.datasets)
+        self._ray: RayConnection | None = None
+
+    @classmethod
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        address: str | None = None,
+        serve_port: int | None = None,
+    ) -> Stages:
+        """The stages of ``home`` (default ``$WORKBENCH_HOME`` or ``./.workbench``)."""
+        return cls(Settings.from_env(home), address=address, serve_port=serve_port)
+
+    def connect(self) -> RayConnection:
+        """Connect to Ray at ``address`` (else ``$RAY_ADDRESS``, else a private local Ray); idempotent."""
+        from workbench.runtime import connect
+
+        if self._ray is None:
+            self._ray = connect(self.address)
+        return self._ray
+
+    @cached_property
+    def serving(self) -> Serving:
+        from workbench.serving import Serving
+
+        return Serving(
+            self.store,
+            self.artifacts,
+            self.settings,
+            http_port=self.serve_port,
+            connect=self.connect,
+        )
+
+    # ------------------------------------------------------------ registering
+    def refit_best(
+        self,
+        search: SearchResult,
+        *,
+        train: DatasetVersion,
+        holdout: DatasetVersion,
+        seed: int = 0,
+    ) -> Candidate:
+        """Refit ``search``'s best configuration on all of ``train`` and score it on ``holdout``."""
+        bundle = self.experiments.fit_bundle(train, search.best_config, seed=seed)
+        return Candidate(
+            bundle=bundle,
+            metrics=self.experiments.evaluate(bundle, holdout),
+            experiment_id=search.experiment_id,
+            trial_id=search.best_trial_id,
+            train=train,
+            holdout=holdout,
+        )
+
+    def register_candidate(
+        self,
+        candidate: Candidate,
+        *,
+        model: str,
+        alias: str | None = None,
+        actor: str | None = None,
+        reason: str = "",
+    ) -> ModelVersion:
+        """Register ``candidate`` as the next version of ``model`` with its holdout metrics (and set ``alias``).
+
+        Lineage records the experiment and trial, the training data and the holdout it was evaluated on.
+        """
+        mv = self.registry.register(
+            model,
+            candidate.bundle,
+            metrics=candidate.metrics,
+            experiment_id=candidate.experiment_id,
+            trial_id=candidate.trial_id,
+            dataset_version_id=candidate.train.id,
+            actor=actor,
+        )
+        self.store.link(
+            "dataset_version", candidate.holdout.id, "evaluated", "model_version", mv.id
+        )
+        if alias:
+            mv = self.registry.set_alias(
+                model,
+                alias,
+                mv.version,
+                actor=actor,
+                reason=reason
+                or f"best trial {candidate.trial_id} of experiment {candidate.experiment_id}",
+            )
+        return mv
+
+    def register_best(
+        self,
+        search: SearchResult,
+        *,
+        model: str,
+        train: DatasetVersion,
+        holdout: DatasetVersion,
+        alias: str | None = None,
+        seed: int = 0,
+        actor: str | None = None,
+        reason: str = "",
+    ) -> ModelVersion:
+        """:meth:`refit_best` then :meth:`register_candidate`: the search's best, scored on ``holdout``, registered."""
+        candidate = self.refit_best(search, train=train, holdout=holdout, seed=seed)
+        return self.register_candidate(
+            candidate, model=model, alias=alias, actor=actor, reason=reason
+        )
+
+    # ---------------------------------------------------------------- closing
+    def close(self) -> None:
+        """Close the store and Serving's HTTP client; stop Ray only if this object started it."""
+        if "serving" in self.__dict__:
+            self.serving.close()
+        if self._ray is not None:
+            self._ray.shutdown()
+            self._ray = None
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"Stages(home={str(self.settings.home)!r})"
