@@ -144,9 +144,7 @@ class Engine:
         rows = rows[-trig.min_labels :]
         pairs = []
         for r in rows:
-            preds = r["prediction"] if isinstance(r["prediction"], list) else [r["prediction"]]
-            labels = r["label"] if isinstance(r["label"], list) else [r["label"]]
-            pairs += list(zip(labels, preds, strict=False))
+            pairs += list(zip(r["label"], r["prediction"], strict=False))
         recent = score([a for a, _ in pairs], [b for _, b in pairs]).get(trig.metric)
         if recent is None or not performance_dropped(
             champ.metrics[trig.metric], recent, drop=trig.drop, metric=trig.metric
@@ -430,9 +428,10 @@ class Pipeline:
         base = stages.datasets.load(train)
         rows = []
         for r in self.store.monitors.list_labeled_requests(p.deployment):
-            recs = r["features"] if isinstance(r["features"], list) else [r["features"]]
-            labs = r["label"] if isinstance(r["label"], list) else [r["label"]]
-            rows += [{**rec, train.target: lab} for rec, lab in zip(recs, labs, strict=False)]
+            rows += [
+                {**rec, train.target: lab}
+                for rec, lab in zip(r["features"], r["label"], strict=False)
+            ]
         new = (
             pl.DataFrame(rows, schema=base.schema, orient="row").unique(maintain_order=True)
             if rows
