@@ -256,7 +256,7 @@ def test_a_raising_shadow_never_reaches_the_client(local):
 
 
 def test_shadow_share_and_backlog_bound(local):
-    from workbench.serving._strategies import SHADOW_MAX_PENDING
+    from workbench.serving._router_strategies import SHADOW_MAX_PENDING
 
     local.configure({1: 1.0, 2: 0.0}, shadow={"version": 2, "share": 0.25})
 
@@ -300,14 +300,14 @@ def test_shadow_share_and_backlog_bound(local):
     ],
 )
 def test_validate_shadow_names_what_is_wrong(spec, needle):
-    from workbench.serving._strategies import validate_shadow
+    from workbench.serving._router_strategies import validate_shadow
 
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace("]", r"\]")):
         validate_shadow(spec, [1, 2])
 
 
 def test_sticky_key_precedence():
-    from workbench.serving._strategies import sticky_key
+    from workbench.serving._router_strategies import sticky_key
 
     assert sticky_key({"x-workbench-key": "h"}, "b") == "b"
     assert sticky_key({"x-workbench-key": "h"}, None) == "h"

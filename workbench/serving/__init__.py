@@ -18,12 +18,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from workbench.serving._canary import CanaryRollout
-    from workbench.serving._deployer import Serving
+    from workbench.serving._serving import Serving
     from workbench.serving._router import build_app
 
 # Ray and starlette load only when one of these is used, so `import workbench` stays fast.
 _LAZY = {
-    "Serving": "workbench.serving._deployer",
+    "Serving": "workbench.serving._serving",
     "CanaryRollout": "workbench.serving._canary",
     "build_app": "workbench.serving._router",
 }

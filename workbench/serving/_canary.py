@@ -9,7 +9,7 @@ from workbench.exceptions import ConfigError
 from workbench.serving.traffic import canary_schedule
 
 if TYPE_CHECKING:
-    from workbench.serving._deployer import Serving
+    from workbench.serving._serving import Serving
 
 __all__ = ["CanaryRollout"]
 

@@ -24,7 +24,7 @@ from ray import serve
 
 from workbench.exceptions import ConfigError, InvalidRequestError
 from workbench.serving._scaling import deployment_options
-from workbench.serving._strategies import _jsonable, validate_warmup, warm_up
+from workbench.serving._router_strategies import _jsonable, validate_warmup, warm_up
 
 __all__ = [
     "ModelServer",

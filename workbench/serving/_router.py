@@ -41,7 +41,7 @@ from workbench.serving._isolated import (
     version_deployment_name,
 )
 from workbench.serving._scaling import router_options, scaling_options
-from workbench.serving._strategies import (
+from workbench.serving._router_strategies import (
     ShadowMirror,
     sticky_key,
     validate_shadow,

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError, DeploymentError, InvalidRequestError, NotFoundError
-from workbench.serving._rollouts import StrategiesMixin
+from workbench.serving._blue_green import StrategiesMixin
 from workbench.serving.traffic import main_version, normalize
 
 if TYPE_CHECKING:
@@ -523,7 +523,7 @@ class Serving(StrategiesMixin):
 
     def _warmup_records(self, name: str, model_version_ids: list[int]) -> list[dict[str, Any]]:
         """A few real records to warm new versions on: recent answered requests, else training rows."""
-        from workbench.serving._strategies import MAX_WARMUP_RECORDS
+        from workbench.serving._router_strategies import MAX_WARMUP_RECORDS
 
         want = min(8, MAX_WARMUP_RECORDS)
         dep = self.store.get_deployment(name)

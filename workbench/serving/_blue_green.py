@@ -311,7 +311,7 @@ class StrategiesMixin:
         >>> serving.shadow("cancer", 3, share=0.5)["shadow"]    # doctest: +SKIP
         {'version': 3, 'share': 0.5}
         """
-        from workbench.serving._strategies import validate_shadow
+        from workbench.serving._router_strategies import validate_shadow
 
         version = int(version)
         current = self.traffic(name)
