@@ -9,7 +9,6 @@ method of :class:`workbench.Workbench` in a worker thread and turns ``WorkbenchE
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import threading
@@ -22,6 +21,7 @@ from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
 from jupyterlab_workbench._version import API_VERSION, __version__
+from workbench.runtime import jsonable
 
 __all__ = ["ROUTES", "NAMESPACE", "WorkbenchService", "setup_handlers"]
 
@@ -69,18 +69,8 @@ class WorkbenchService:
         self._executor.shutdown(wait=False)
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf; the panel shows a dash
-    if isinstance(value, bytes):
-        return None
-    return value
+def _bytes_as_null(value: Any) -> Any:
+    return None if isinstance(value, bytes) else value
 
 
 class BaseHandler(APIHandler):
@@ -107,7 +97,7 @@ class BaseHandler(APIHandler):
     def send(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(_jsonable(payload), default=str))
+        self.finish(json.dumps(jsonable(payload, default=_bytes_as_null, finite=True), default=str))
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from workbench.exceptions import (
