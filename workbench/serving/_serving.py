@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError, DeploymentError, InvalidRequestError, NotFoundError
 from workbench.runtime import jsonable
+from workbench.serving._blue_green import BlueGreen
 from workbench.serving._control import KEEP, TrafficUpdate, iso_utc
+from workbench.serving._shadow import Shadow
 from workbench.serving.traffic import main_version, normalize
 
 if TYPE_CHECKING:
@@ -801,8 +803,6 @@ class Serving:
         >>> serving.retire("cancer", 1)                          # doctest: +SKIP
         {2: 1.0}
         """
-        from workbench.serving._blue_green import BlueGreen
-
         return BlueGreen(self, name).release(
             green_version,
             warmup_records=warmup_records,
@@ -833,8 +833,6 @@ class Serving:
         >>> serving.stage("cancer", 2)["warmup"]["ok"]     # doctest: +SKIP
         True
         """
-        from workbench.serving._blue_green import BlueGreen
-
         return BlueGreen(self, name).stage(
             version, warmup_records=warmup_records, actor=actor, reason=reason, timeout_s=timeout_s
         )
@@ -855,8 +853,6 @@ class Serving:
         >>> serving.switch("cancer", 2)            # doctest: +SKIP
         {1: 0.0, 2: 1.0}
         """
-        from workbench.serving._blue_green import BlueGreen
-
         return BlueGreen(self, name).switch(
             version, actor=actor, reason=reason, timeout_s=timeout_s
         )
@@ -877,8 +873,6 @@ class Serving:
         >>> serving.retire("cancer", 1)            # doctest: +SKIP
         {2: 1.0}
         """
-        from workbench.serving._blue_green import BlueGreen
-
         return BlueGreen(self, name).retire(
             version, actor=actor, reason=reason, timeout_s=timeout_s
         )
@@ -914,8 +908,6 @@ class Serving:
         >>> serving.shadow("cancer", 3, share=0.5)["shadow"]    # doctest: +SKIP
         {'version': 3, 'share': 0.5}
         """
-        from workbench.serving._shadow import Shadow
-
         return Shadow(self, name).start(
             version,
             share=share,
@@ -935,8 +927,6 @@ class Serving:
         timeout_s: float = 120.0,
     ) -> dict[int, float]:
         """Stop mirroring; the shadow version is unloaded unless ``keep_loaded`` (or it takes traffic)."""
-        from workbench.serving._shadow import Shadow
-
         return Shadow(self, name).stop(
             keep_loaded=keep_loaded, actor=actor, reason=reason, timeout_s=timeout_s
         )
@@ -953,8 +943,6 @@ class Serving:
         >>> serving.shadow_report("cancer")["agreement"]    # doctest: +SKIP
         0.97
         """
-        from workbench.serving._shadow import Shadow
-
         return Shadow(self, name).report(version=version, since=since)
 
     # ------------------------------------------------------------- lineage
@@ -1099,7 +1087,7 @@ class Serving:
         """The store's deployment row, its current weights and Ray Serve's live status.
 
         ``ready`` is true once the store says ``running`` and Serve says
-        ``RUNNING``; while a deployment comes up (``deploy(..., wait=False)``),
+        ``RUNNING``; while a deployment comes up (:meth:`start_deploy`),
         ``serve.deployments[...]["replicas"]`` counts replicas by state
         (``STARTING``, ``RUNNING``...).
 
