@@ -69,8 +69,10 @@ class WorkbenchService:
         self._executor.shutdown(wait=False)
 
 
-def _bytes_as_null(value: Any) -> Any:
-    return None if isinstance(value, bytes) else value
+def _json_body(payload: Any) -> str:
+    """The response body: JSON without NaN/inf (the panel shows a dash) or binary columns."""
+    body = jsonable(payload, default=lambda v: None if isinstance(v, bytes) else v, finite=True)
+    return json.dumps(body, default=str)
 
 
 class BaseHandler(APIHandler):
@@ -97,7 +99,7 @@ class BaseHandler(APIHandler):
     def send(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(jsonable(payload, default=_bytes_as_null, finite=True), default=str))
+        self.finish(_json_body(payload))
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from workbench.exceptions import (
