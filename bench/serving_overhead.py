@@ -161,10 +161,6 @@ def register_versions(store: Any, artifacts: Any) -> tuple[dict[int, str], dict[
     return shas, record, first_id
 
 
-def _jsonable(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
 # ----------------------------------------------------------------------------- the floor
 def fastapi_server(port: int, artifacts_dir: str, sha: str) -> None:
     """Child-process mode: FastAPI on uvicorn, one worker, serving the same bundle."""
@@ -172,13 +168,14 @@ def fastapi_server(port: int, artifacts_dir: str, sha: str) -> None:
     from fastapi import FastAPI, Request
 
     from workbench.lineage import ArtifactStore
+    from workbench.runtime import jsonable
 
     bundle = ArtifactStore(artifacts_dir).get_object(sha)
     app = FastAPI()
 
     async def predict(request: Request) -> dict[str, Any]:
         body = await request.json()
-        return {"predictions": [_jsonable(p) for p in bundle.predict_records(body["records"])]}
+        return {"predictions": [jsonable(p) for p in bundle.predict_records(body["records"])]}
 
     # FastAPI resolves annotations by name from the module's globals; Request is local here.
     predict.__annotations__ = {"request": Request, "return": dict}
@@ -408,6 +405,7 @@ def in_replica_profile(
     """
     from starlette.requests import Request
 
+    from workbench.runtime import jsonable
     from workbench.serving._router import Router
 
     class LocalRouter(Router.func_or_class):  # type: ignore[name-defined,misc]
@@ -454,7 +452,7 @@ def in_replica_profile(
 
     def bare() -> None:
         body = json.loads(raw)
-        json.dumps({"predictions": [_jsonable(p) for p in bundle.predict_records(body["records"])]})
+        json.dumps({"predictions": [jsonable(p) for p in bundle.predict_records(body["records"])]})
 
     async def rounds(count: int) -> dict[str, list[float]]:
         times: dict[str, list[float]] = {"bare": [], "router": [], "nolog": []}

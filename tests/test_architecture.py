@@ -116,7 +116,7 @@ def test_the_rule_covers_the_adapters_and_the_stages():
     for adapter in ("workbench.cli", "workbench.demo", "workbench.ui._widgets",
                     "workbench.ui._state", "jupyterlab_workbench.handlers"):  # fmt: skip
         assert covered.get(adapter) is True, adapter
-    for stage in ("workbench.api", "workbench.serving._deployer", "workbench.automation._engine"):
+    for stage in ("workbench.api", "workbench.serving._serving", "workbench.automation._engine"):
         assert covered.get(stage) is False, stage
     assert not any(name.startswith("workbench.lineage") for name in covered)
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -127,21 +128,22 @@ def test_a_search_runs_in_the_background_reports_live_and_stops(cancer_bench):
             t.sleep(0.25)
 
     t0 = time.perf_counter()
-    handle = bench.experiments.search(
+    handle = bench.experiments.start_search(
         dv, name="background", space={"x": tune.grid_search([1, 2, 3, 4])}, trainable=slow,
-        metric="score", mode="max", num_samples=1, max_steps=40, progress=None, wait=False,
+        metric="score", mode="max", num_samples=1, max_steps=40, progress=None,
     )  # fmt: skip
     returned = time.perf_counter() - t0
-    assert returned < 5, f"search(wait=False) blocked for {returned:.1f} s"
-    assert handle.state() == "RUNNING" and not handle.done
+    assert returned < 5, f"start_search blocked for {returned:.1f} s"
+    assert isinstance(handle, Future) and handle.running()
+    assert handle.state() == "RUNNING" and not handle.done()
     with pytest.raises(TimeoutError, match="still running"):
-        handle.wait(timeout=0.1)
+        handle.wait(timeout_s=0.1)
     seen = _wait_for(lambda: handle.best(), 60, "a best-so-far value")
     assert seen["metric"] == "score" and seen["value"] > 0
     live = handle.status()
     assert live["state"] == "RUNNING" and live["trials"].get("RUNNING", 0) >= 1
     handle.stop()
-    result = handle.wait(timeout=60)
+    result = handle.wait(timeout_s=60)
     stopped_at = time.perf_counter() - t0
     assert handle.state() == "STOPPED" and handle.status()["state"] == "STOPPED"
     assert stopped_at < 30  # four 10 s trials on 2 CPUs would take 20 s + start-up

@@ -148,3 +148,31 @@ def test_best_so_far_compares_each_trials_latest_value(tmp_path):
     restored.set_state(cb.get_state())
     restored.on_trial_result(0, [t1, t2], t2, {"f1": 0.6, "training_iteration": 2})
     assert restored.summary([t1, t2], "RUNNING")["best"]["trial_id"] == "t1"
+
+
+def test_the_background_forms_take_exactly_the_blocking_forms_arguments():
+    """``start_search``/``start_auto``/``start_resume`` return a SearchHandle, the others block: no flag
+    chooses the return type, and a wrong argument fails before anything is set up."""
+    import inspect
+    from concurrent.futures import Future
+
+    from workbench.experiments import Experiments, SearchHandle
+
+    for blocking in ("search", "auto", "resume"):
+        sig = inspect.signature(getattr(Experiments, blocking))
+        assert "wait" not in sig.parameters and sig.return_annotation == "SearchResult"
+        start = inspect.signature(getattr(Experiments, f"start_{blocking}"))
+        assert start.return_annotation == "SearchHandle"
+    assert inspect.signature(Experiments.resume).parameters == (
+        inspect.signature(Experiments.start_resume).parameters
+    )
+
+    def unreachable(*args, **kwargs):
+        raise AssertionError("a wrong argument must fail before Ray is touched")
+
+    experiments = Experiments(None, None, None, connect=unreachable)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="wait"):
+        experiments.start_search(None, name="x", wait=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="num_sample"):
+        experiments.start_auto(None, name="x", num_sample=3)  # type: ignore[arg-type]
+    assert issubclass(SearchHandle, Future)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from workbench.serving._deployer import _call_handle
+from workbench.serving._serving import _call_handle
 
 
 class _Response:

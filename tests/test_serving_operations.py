@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from types import SimpleNamespace
 
 import pytest
@@ -366,7 +367,7 @@ def test_deploy_progress_reports_and_hands_back_the_result():
 
     progress = DeployProgress(_FakeServing(), "d", finish)
     try:
-        assert not progress.done
+        assert isinstance(progress, Future) and not progress.done()
         st = progress.status()
         assert st["phase"] == "deploying" and st["serve"]["status"] == "DEPLOYING"
         with pytest.raises(TimeoutError, match="still coming up"):
@@ -374,7 +375,7 @@ def test_deploy_progress_reports_and_hands_back_the_result():
     finally:
         gate.set()
     assert progress.wait(timeout_s=20) == {"name": "d", "status": "running"}
-    assert progress.done and progress.status()["phase"] == "running"
+    assert progress.done() and progress.status()["phase"] == "running"
     assert "running" in repr(progress)
 
 
@@ -430,7 +431,7 @@ def test_deploy_without_waiting_then_two_replicas_batch_concurrent_requests(serv
 
     serving = served.serving
     t0 = time.monotonic()
-    info = serving.deploy(
+    progress = serving.start_deploy(
         NAME,
         1,
         name=NAME,
@@ -438,23 +439,24 @@ def test_deploy_without_waiting_then_two_replicas_batch_concurrent_requests(serv
         num_cpus=0.25,
         max_batch_size=4,
         batch_wait_timeout_s=0.05,
-        wait=False,
     )
     returned_s = time.monotonic() - t0
-    assert info["status"] == "deploying" and info["url"].endswith("/" + NAME)
-    progress = info["progress"]
+    assert serving.store.deployments.get(NAME)["status"] in ("deploying", "running")
+    assert progress.name == NAME and progress.url.endswith("/" + NAME)
     st = progress.status()  # observable while Serve brings it up
     assert st["phase"] in ("deploying", "running") and "serve" in st
-    done = progress.wait(timeout_s=180)
+    info = progress.wait(timeout_s=180)  # what a blocking deploy returns
     ready_s = time.monotonic() - t0
-    assert done["status"] == "running" and done["weights"] == {1: 1.0}
+    assert progress.done() and progress.status()["phase"] == "running"
+    assert info["status"] == "running" and info["weights"] == {1: 1.0}
+    assert info["url"] == progress.url
     status = serving.status(NAME)
     assert status["ready"] and status["status"] == "running"
     assert status["serve"]["deployments"]["Router"]["replicas"] == {"RUNNING": 2}
     # the traffic record was written by the background thread
     assert serving.traffic(NAME) == {1: 1.0}
     print(
-        f"deploy(wait=False) returned in {returned_s:.2f}s, first status {st}; ready after {ready_s:.1f}s"
+        f"start_deploy returned in {returned_s:.2f}s, first status {st}; ready after {ready_s:.1f}s"
     )
 
     # 8 concurrent clients, 12 requests each: the replicas gather them into batches

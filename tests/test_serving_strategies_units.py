@@ -256,7 +256,7 @@ def test_a_raising_shadow_never_reaches_the_client(local):
 
 
 def test_shadow_share_and_backlog_bound(local):
-    from workbench.serving._strategies import SHADOW_MAX_PENDING
+    from workbench.serving._router_strategies import SHADOW_MAX_PENDING
 
     local.configure({1: 1.0, 2: 0.0}, shadow={"version": 2, "share": 0.25})
 
@@ -300,14 +300,14 @@ def test_shadow_share_and_backlog_bound(local):
     ],
 )
 def test_validate_shadow_names_what_is_wrong(spec, needle):
-    from workbench.serving._strategies import validate_shadow
+    from workbench.serving._router_strategies import validate_shadow
 
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace("]", r"\]")):
         validate_shadow(spec, [1, 2])
 
 
 def test_sticky_key_precedence():
-    from workbench.serving._strategies import sticky_key
+    from workbench.serving._router_strategies import sticky_key
 
     assert sticky_key({"x-workbench-key": "h"}, "b") == "b"
     assert sticky_key({"x-workbench-key": "h"}, None) == "h"
@@ -517,3 +517,178 @@ def test_label_counts_compare_each_record():
         {"prediction": [1], "label": "1"},
     ]
     assert _label_counts(rows) == (4, 3)
+
+
+# ------------------------------------------- strategies over the traffic-control interface
+class FakeControl:
+    """A ``TrafficControl`` over a real store whose router is a dict: the strategies' rules, no Serve."""
+
+    def __init__(self, store, *, warmup_ok=True):
+        self.store = store
+        self.warmup_ok = warmup_ok
+        self.shadow_spec = None
+        self.applied = []
+
+    def traffic(self, name):
+        return {
+            int(k): float(v)
+            for k, v in self.store.deployments.list_traffic(name)[-1]["weights"].items()
+        }
+
+    def apply_traffic(self, name, weights, *, actor, reason, kind, detail=None, shadow=None,
+                      warmup_records=None, timeout_s=120.0):  # fmt: skip
+        from workbench.serving import TrafficUpdate
+        from workbench.serving._control import KEEP
+        from workbench.serving.traffic import normalize
+
+        old = self.traffic(name)
+        norm = normalize(weights)
+        if shadow is not KEEP:
+            self.shadow_spec = shadow
+        warmed = {
+            v: {"ok": self.warmup_ok, "records": len(warmup_records or []), "error": None if self.warmup_ok else "boom"}
+            for v in norm
+            if v not in old
+        }  # fmt: skip
+        health = {
+            "versions": {str(v): {"weight": w, "warmup": warmed.get(v)} for v, w in norm.items()},
+            "shadow": self.shadow_spec,
+        }
+        change_id = self.store.deployments.record_traffic(
+            name, norm, actor=actor, reason=reason, kind=kind, detail=detail
+        )
+        record = next(r for r in self.store.deployments.list_traffic(name) if r["id"] == change_id)
+        self.applied.append((kind, norm, warmup_records))
+        return TrafficUpdate(weights=norm, health=health, record=record, warmed=warmed)
+
+    def health(self, name):
+        return {"shadow": self.shadow_spec}
+
+    def flush_logs(self, name, *, timeout_s=30.0):
+        return {}
+
+    def warmup_records(self, name, versions):
+        return [{"x": 1.0}]
+
+
+def test_serving_implements_the_traffic_control_interface_with_the_same_signatures(serving, store):
+    import inspect
+
+    from workbench.serving import Serving, TrafficControl
+
+    ops = [n for n, v in vars(TrafficControl).items() if not n.startswith("_") and callable(v)]
+    assert sorted(ops) == ["apply_traffic", "flush_logs", "health", "traffic", "warmup_records"]
+    for op in ops:
+        assert inspect.signature(getattr(Serving, op)) == inspect.signature(
+            getattr(TrafficControl, op)
+        ), op
+    assert isinstance(vars(TrafficControl)["store"], property) and serving.store is store
+
+
+@pytest.fixture
+def control(serving, store):
+    store.deployments.record_traffic("svc", {1: 1.0}, actor="t", reason="deploy", kind="deploy")
+    return FakeControl(store)
+
+
+def test_blue_green_stages_warm_switches_and_retires_through_the_control(control, store):
+    from workbench.serving import BlueGreen
+
+    out = BlueGreen(control, "svc").release(2, actor="bot", reason="release v2")
+    assert out["blue"] == 1 and out["green"] == 2 and out["weights"] == {1: 0.0, 2: 1.0}
+    assert out["warmup"]["ok"] is True
+    assert [k for k, *_ in control.applied] == ["blue_green.stage", "blue_green.switch"]
+    assert control.applied[0][2] == [{"x": 1.0}]  # warmed on the control's records
+    rows = store.deployments.list_traffic("svc")
+    assert rows[-1]["detail"]["from"] == 1 and rows[-1]["detail"]["to"] == 2
+    assert rows[-1]["actor"] == "bot" and "release v2 v1→v2" in rows[-1]["reason"]
+    with pytest.raises(ConfigError, match="still takes 100%"):
+        BlueGreen(control, "svc").retire(2)
+    assert BlueGreen(control, "svc").retire(1) == {2: 1.0}
+    with pytest.raises(ConfigError, match="stage it first"):
+        BlueGreen(control, "svc").switch(3)
+
+
+def test_a_green_that_fails_its_warm_up_is_unloaded_and_traffic_never_moves(control, store):
+    from workbench.exceptions import DeploymentError
+    from workbench.serving import BlueGreen
+
+    control.warmup_ok = False
+    with pytest.raises(DeploymentError, match="failed its warm-up.*still serves"):
+        BlueGreen(control, "svc").release(3, actor="bot")
+    assert [k for k, *_ in control.applied] == ["blue_green.stage", "blue_green.abort"]
+    assert control.traffic("svc") == {1: 1.0}
+    assert store.deployments.list_traffic("svc")[-1]["detail"]["warmup"]["error"] == "boom"
+
+
+def test_shadow_starts_at_weight_zero_reports_from_the_store_and_stops(control, store):
+    from workbench.serving import Shadow
+
+    shadow = Shadow(control, "svc")
+    with pytest.raises(ConfigError, match="already answers 100%"):
+        shadow.start(1)
+    out = shadow.start(2, share=0.5, actor="ds")
+    assert out == {"weights": {1: 1.0, 2: 0.0}, "shadow": {"version": 2, "share": 0.5}}
+    ids = {v: store.models.get_version("m", v)["id"] for v in (1, 2)}
+    store.deployments.record_shadow(
+        [
+            {
+                "request_id": f"r{i}",
+                "deployment": "svc",
+                "primary_version_id": ids[1],
+                "shadow_version_id": ids[2],
+                "primary_prediction": ["a", "b"],
+                "shadow_prediction": ["a", "b" if i % 2 else "a"],
+                "agree": bool(i % 2),
+                "primary_latency_ms": 1.0 + i,
+                "shadow_latency_ms": 2.0 * (1 + i),
+                "error": "boom" if i == 3 else None,
+            }
+            for i in range(4)
+        ]
+    )
+    report = shadow.report()
+    assert report["version"] == 2 and report["mirrored"] == 4 and report["errors"] == 1
+    assert report["agreement"] == pytest.approx(1 / 3)  # r1 agrees; r0 and r2 do not; r3 failed
+    assert report["record_agreement"] == pytest.approx(4 / 6)
+    assert report["latency_ms"]["primary"] == {"p50": 2.0, "p99": 4.0}  # nearest rank of 1..4
+    assert report["latency_ms"]["shadow"] == {"p50": 4.0, "p99": 6.0}  # of 2, 4, 6
+    assert report["by_primary_version"] == {1: {"mirrored": 4, "agreed": 2, "errors": 1}}
+    assert report["router"] == {"version": 2, "share": 0.5}
+    assert shadow.stop(actor="ds") == {1: 1.0}
+    assert control.shadow_spec is None
+    with pytest.raises(ConfigError, match="no shadow running"):
+        shadow.stop()
+
+
+def test_a_canary_rolls_back_through_the_control_and_records_its_evidence(control, store):
+    from workbench.serving import CanaryRollout
+
+    canary = CanaryRollout(control, "svc", 1, 2, steps=(0.25, 1.0), min_requests=5, actor="bot")
+    assert canary.start() == {1: 0.75, 2: 0.25}
+    ids = {v: store.models.get_version("m", v)["id"] for v in (1, 2)}
+    store.deployments.record_requests(
+        [
+            {
+                "request_id": f"q{i}",
+                "deployment": "svc",
+                "model_version_id": ids[2 if i % 2 else 1],
+                "features": [{"x": 1}],
+                "prediction": ["a"],
+                "latency_ms": float(i),
+                "status_code": 500 if i % 2 else 200,
+            }
+            for i in range(10)
+        ]
+    )
+    assert canary.advance() == "rolled_back"
+    assert control.traffic("svc") == {1: 1.0, 2: 0.0}
+    row = store.deployments.list_traffic("svc")[-1]
+    assert row["kind"] == "rollback" and row["actor"] == "bot"
+    assert row["detail"]["from"] == 2 and row["detail"]["to"] == 1
+    assert row["detail"]["rule"] == "canary"
+    assert row["detail"]["evidence"]["versions"]["2"]["errors"] == 5
+    assert row["detail"]["evidence"]["versions"]["2"]["p99_ms"] == 9.0
+    assert canary.decided_at == row["at"]
+    audit = next(a for a in store.audit_log(20) if a["action"] == "canary.rolled_back")
+    assert audit["detail"]["traffic_change_id"] == row["id"]

@@ -145,11 +145,3 @@ def test_canary_rejects_bad_arguments(kwargs, needle):
     args = {"champion": 1, "challenger": 2, **kwargs}
     with pytest.raises(ConfigError, match=needle):
         CanaryRollout(None, "d", args.pop("champion"), args.pop("challenger"), **args)  # type: ignore[arg-type]
-
-
-def test_percentile_is_nearest_rank():
-    from workbench.serving._canary import _percentile
-
-    values = [float(i) for i in range(1, 101)]
-    assert _percentile(values, 50) == 50.0 and _percentile(values, 99) == 99.0
-    assert _percentile([7.0], 99) == 7.0 and _percentile([], 50) is None

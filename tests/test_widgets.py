@@ -607,9 +607,9 @@ def test_stop_button_ends_a_running_search_and_a_new_process_sees_the_same_widge
             rt.report({"score": config["x"] * step})
             t.sleep(0.25)
 
-    handle = bench.experiments.search(
+    handle = bench.experiments.start_search(
         dv, name="widget-stop", space={"x": tune.grid_search([1, 2, 3, 4])}, trainable=slow,
-        metric="score", mode="max", num_samples=1, max_steps=40, progress=None, wait=False,
+        metric="score", mode="max", num_samples=1, max_steps=40, progress=None,
     )  # fmt: skip
     w = bench.widgets.experiment(handle, poll_interval=0.2, actor="carol (widget)")
     try:
@@ -620,7 +620,7 @@ def test_stop_button_ends_a_running_search_and_a_new_process_sees_the_same_widge
         t0 = time.perf_counter()
         w._on_custom_msg(w, {"action": "stop"}, [])
         assert (time.perf_counter() - t0) < 0.02
-        handle.wait(timeout=60)
+        handle.wait(timeout_s=60)
         assert handle.state() == "STOPPED"
         assert bench.store.experiments.get(handle.experiment_id)["status"] == "STOPPED"
         stops = [a for a in bench.store.audit_log(50) if a["action"] == "experiment.stop"]

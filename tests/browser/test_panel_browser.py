@@ -3,7 +3,7 @@
 A real search and a real two-version deployment are made from this process in the lab's
 WORKBENCH_HOME (the server and its kernels join this session's Ray). The tests open the panel and
 see an experiment's trials, move a traffic slider and check the router's weights changed, and run a
-notebook cell that starts a search with ``wait=False`` and watch its progress widget (and the panel)
+notebook cell that starts a search with ``start_search`` and watch its progress widget (and the panel)
 update live. Screenshots land in tests/browser/artifacts/.
 """
 
@@ -105,8 +105,8 @@ def test_notebook_search_updates_its_widget_and_the_panel_live(page, lab, seeded
         "from workbench import Workbench\n"
         "bench = Workbench()\n"
         "train = bench.datasets.get('bc')\n"
-        "handle = bench.experiments.search(train, name='live-search', num_samples=3, folds=2,\n"
-        "    space={'family': 'logistic_regression', 'C': 1.0}, wait=False)\n"
+        "handle = bench.experiments.start_search(train, name='live-search', num_samples=3, folds=2,\n"
+        "    space={'family': 'logistic_regression', 'C': 1.0})\n"
         "print('started', handle.experiment_id)",
         timeout_s=180,
     )

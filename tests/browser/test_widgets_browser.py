@@ -352,8 +352,8 @@ def slow(config, data):
         rt.report({"score": config["x"] * step})
         t.sleep(0.25)
 dv = bench.datasets.get("bc")
-handle = bench.experiments.search(dv, name="browser-stop", space={"x": tune.grid_search([1, 2, 3, 4])},
-    trainable=slow, metric="score", mode="max", num_samples=1, max_steps=60, progress=None, wait=False)
+handle = bench.experiments.start_search(dv, name="browser-stop", space={"x": tune.grid_search([1, 2, 3, 4])},
+    trainable=slow, metric="score", mode="max", num_samples=1, max_steps=60, progress=None)
 handle
 """
     run_cell(page, code, timeout_s=180)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from workbench.runtime import BackgroundHandle
 
 if TYPE_CHECKING:
     from workbench.experiments._search import Experiments, SearchResult
@@ -16,16 +16,18 @@ if TYPE_CHECKING:
 __all__ = ["SearchHandle"]
 
 
-class SearchHandle:
-    """A search started with ``wait=False``: it runs in a background thread of this process.
+class SearchHandle(BackgroundHandle["SearchResult"]):
+    """A search started with ``Experiments.start_search``: it runs in a background thread of this process.
 
-    The notebook stays responsive; trials are recorded exactly as in a
-    blocking search. ``status()`` and ``best()`` read what the tracking
-    callback has seen so far; ``wait()`` returns the
-    :class:`~workbench.experiments.SearchResult` (or raises the search's
-    error); ``stop()`` asks Tune to end the search: running trials are
-    stopped and recorded as ``STOPPED``, finished ones are kept and the best
-    of them is returned by ``wait()``.
+    A ``concurrent.futures.Future`` of the
+    :class:`~workbench.experiments.SearchResult` (see
+    :class:`~workbench.runtime.BackgroundHandle`). The notebook stays
+    responsive; trials are recorded exactly as in a blocking search.
+    ``status()`` and ``best()`` read what the tracking callback has seen so
+    far; ``wait()`` returns the result (or raises the search's error);
+    ``stop()`` asks Tune to end the search: running trials are stopped and
+    recorded as ``STOPPED``, finished ones are kept and the best of them is
+    returned by ``wait()``.
     """
 
     def __init__(
@@ -40,43 +42,23 @@ class SearchHandle:
     ):
         self.experiment_id = experiment_id
         self._experiments = experiments  # what the widget reads through
-        self.name = name
         self._callback = callback
         self._stop_flag = stop_flag
-        self._result: SearchResult | None = None
-        self._error: BaseException | None = None
-        self._started = time.monotonic()
-        self._ended: float | None = None
-        self._thread = threading.Thread(
-            target=self._main, args=(run,), name=f"workbench-search-{experiment_id}", daemon=False
-        )
-        self._thread.start()
-
-    def _main(self, run: Callable[[], SearchResult]) -> None:
-        try:
-            self._result = run()
-        except BaseException as exc:  # handed to the caller of wait()
-            self._error = exc
-        finally:
-            self._ended = time.monotonic()
+        super().__init__(name, run, thread_name=f"workbench-search-{experiment_id}")
 
     # ---------------------------------------------------------------- status
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
     def state(self) -> str:
         """``RUNNING``, ``STOPPING``, ``TERMINATED``, ``STOPPED`` or ``ERROR``."""
-        if not self.done:
+        if not self.done():
             return "STOPPING" if self._stop_flag.requested else "RUNNING"
-        if self._error is not None:
+        if self.error() is not None:
             return "ERROR"
         return "STOPPED" if self._stop_flag.requested else "TERMINATED"
 
     def status(self) -> dict[str, Any]:
         """Live counts of trials by status, best so far and elapsed seconds."""
         counts = Counter(dict(self._callback._status).values())
-        end = self._ended if self._ended is not None else time.monotonic()
+        error = self.error()
         return {
             "experiment_id": self.experiment_id,
             "name": self.name,
@@ -84,8 +66,8 @@ class SearchHandle:
             "total": self._callback.total,
             "trials": dict(counts),
             "best": self.best(),
-            "elapsed_s": round(end - self._started, 3),
-            "error": None if self._error is None else str(self._error),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "error": None if error is None else str(error),
         }
 
     def best(self) -> dict[str, Any] | None:
@@ -94,26 +76,15 @@ class SearchHandle:
         return None if best is None else dict(best)
 
     # --------------------------------------------------------------- control
-    def wait(self, timeout: float | None = None) -> SearchResult:
-        """Block until the search ends; return its result or raise its error.
-
-        Raises ``TimeoutError`` if it is still running after ``timeout`` seconds
-        (the search goes on).
-        """
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(
-                f"search {self.name!r} (experiment {self.experiment_id}) is still running "
-                f"after {timeout} s; call wait() again or stop() it"
-            )
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
-
     def stop(self) -> None:
         """Ask the search to end (returns at once; ``wait()`` for the result)."""
         self._stop_flag.request()
+
+    def _still_running(self, timeout_s: float | None) -> str:
+        return (
+            f"search {self.name!r} (experiment {self.experiment_id}) is still running "
+            f"after {timeout_s} s; call wait() again or stop() it"
+        )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
         """In a notebook kernel, show the live experiment widget (with a working stop button)."""

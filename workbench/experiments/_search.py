@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -49,6 +50,36 @@ class SearchResult:
     best_config: dict[str, Any]
     best_metrics: dict[str, float]
     trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    """A search set up and recorded but not running: run it on this thread, or start it in the background."""
+
+    callback: Any
+    stop_flag: StopFlag
+    run: Callable[[], SearchResult]
+    experiments: Experiments
+
+    def start(self) -> SearchHandle:
+        return SearchHandle(
+            experiment_id=self.callback.experiment_id,
+            name=self.callback.name,
+            callback=self.callback,
+            stop_flag=self.stop_flag,
+            run=self.run,
+            experiments=self.experiments,
+        )
+
+
+def _arguments(method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The arguments ``method`` takes for this call, defaults filled in (``TypeError`` on a wrong one).
+
+    One signature, the blocking method's, then holds for its background twin.
+    """
+    bound = inspect.signature(method).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def code_version(path: str | Path | None = None) -> dict[str, Any]:
@@ -312,10 +343,9 @@ class Experiments:
         max_failures: int = 0,
         trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
         max_steps: int | None = None,
-        wait: bool = True,
         task: str = "auto",
         estimator: Any = None,
-    ) -> SearchResult | SearchHandle:
+    ) -> SearchResult:
         """Search model families and hyperparameters with Ray Tune; record the experiment and every trial.
 
         ``search_alg`` is ``"random"`` (default: Tune's seeded
@@ -348,9 +378,8 @@ class Experiments:
         path (``"sklearn.svm.SVC"``): the space's keys that are its parameters
         are passed to it. A space's ``family`` may also hold import paths.
 
-        ``wait=False`` returns a :class:`SearchHandle` at once (the search runs
-        in a background thread: ``status()``, ``best()``, ``wait()``, ``stop()``);
-        the default blocks and returns the :class:`SearchResult`. An
+        Blocks until the search ends and returns its :class:`SearchResult`;
+        :meth:`start_search` runs the same search in a background thread. An
         interrupted search (kernel or driver killed) continues with
         :meth:`resume`.
 
@@ -358,6 +387,75 @@ class Experiments:
         search algorithm cannot take, resources no node of the cluster has)
         fail with ``ConfigError`` before any trial starts or anything is recorded.
         """
+        return self._prepare_search(
+            dataset,
+            name=name,
+            space=space,
+            metric=metric,
+            mode=mode,
+            num_samples=num_samples,
+            folds=folds,
+            seed=seed,
+            cpus_per_trial=cpus_per_trial,
+            max_concurrent_trials=max_concurrent_trials,
+            progress=progress,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            resources=resources,
+            time_budget_s=time_budget_s,
+            max_failures=max_failures,
+            trainable=trainable,
+            max_steps=max_steps,
+            task=task,
+            estimator=estimator,
+        ).run()
+
+    def start_search(self, dataset: DatasetVersion, *, name: str, **options: Any) -> SearchHandle:
+        """Start :meth:`search` in a background thread of this process and return its handle at once.
+
+        Takes exactly the arguments of :meth:`search`, which are checked, and the
+        experiment recorded, before this returns; the cell returns and the kernel
+        stays responsive while Tune runs. The :class:`SearchHandle` is a
+        ``concurrent.futures.Future`` of the :class:`SearchResult`, with
+        ``status()``, ``best()``, ``stop()`` and ``wait()``; as the last
+        expression of a notebook cell it shows the live experiment widget.
+
+        Examples
+        --------
+        >>> handle = bench.experiments.start_search(train, name="bg", num_samples=8)  # doctest: +SKIP
+        >>> handle.status()["state"]                                                 # doctest: +SKIP
+        'RUNNING'
+        >>> handle.wait().best_metrics["f1"]                                         # doctest: +SKIP
+        0.97
+        """
+        args = _arguments(self.search, dataset, name=name, **options)
+        return self._prepare_search(**args).start()
+
+    def _prepare_search(
+        self,
+        dataset: DatasetVersion,
+        *,
+        name: str,
+        space: dict[str, Any] | None,
+        metric: str | None,
+        mode: str | None,
+        num_samples: int,
+        folds: int,
+        seed: int,
+        cpus_per_trial: float | None,
+        max_concurrent_trials: int | None,
+        progress: str | None,
+        search_alg: Any,
+        scheduler: Any,
+        resources: dict[str, float] | None,
+        time_budget_s: float | None,
+        max_failures: int,
+        trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None,
+        max_steps: int | None,
+        task: str,
+        estimator: Any,
+    ) -> _Prepared:
+        """Check the options, record the experiment and build its Tuner; nothing runs yet."""
         from ray import tune
 
         from workbench.evaluation import metric_mode, task_metrics
@@ -502,7 +600,7 @@ class Experiments:
         )
         self.store.experiments.set_tune_path(exp_id, str(self.settings.home / "tune" / tune_dir))
         keep = task_metrics(data["task"]) if trainable is None else None
-        return self._launch(tuner, callback, stop_flag, display, steps=steps, keep=keep, wait=wait)
+        return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
 
     def auto(
         self,
@@ -514,9 +612,8 @@ class Experiments:
         time_budget_s: float | None = None,
         seed: int = 0,
         progress: str | None = "auto",
-        wait: bool = True,
         resources: dict[str, float] | None = None,
-    ) -> SearchResult | SearchHandle:
+    ) -> SearchResult:
         """Search every built-in model family of the dataset's task with default spaces.
 
         The task is inferred from the target unless given; classification
@@ -527,8 +624,42 @@ class Experiments:
         whose first folds trail the others. Datasets of up to 2,000 rows are
         scored with 5-fold cross-validation, larger ones with 3 folds (and
         datasets over 50,000 rows leave out the random forest, the slowest to
-        fit on 2 cores at that size).
+        fit on 2 cores at that size). Blocks until the search ends;
+        :meth:`start_auto` runs it in the background.
         """
+        options = self._auto_options(
+            dataset,
+            name=name,
+            task=task,
+            num_samples=num_samples,
+            time_budget_s=time_budget_s,
+            seed=seed,
+            progress=progress,
+            resources=resources,
+        )
+        return self.search(dataset, **options)
+
+    def start_auto(self, dataset: DatasetVersion, *, name: str, **options: Any) -> SearchHandle:
+        """Start :meth:`auto` in a background thread and return its :class:`SearchHandle` at once.
+
+        Takes exactly the arguments of :meth:`auto` (see :meth:`start_search`).
+        """
+        args = _arguments(self.auto, dataset, name=name, **options)
+        return self.start_search(dataset, **self._auto_options(**args))
+
+    def _auto_options(
+        self,
+        dataset: DatasetVersion,
+        *,
+        name: str,
+        task: str,
+        num_samples: int,
+        time_budget_s: float | None,
+        seed: int,
+        progress: str | None,
+        resources: dict[str, float] | None,
+    ) -> dict[str, Any]:
+        """The :meth:`search` arguments of an automatic search of ``dataset``."""
         from workbench.experiments._estimators import TASK_FAMILIES, default_search_space
 
         data_task = self.training_data(dataset, task=task)["task"]
@@ -536,20 +667,18 @@ class Experiments:
         if dataset.n_rows > 50_000:
             families = tuple(f for f in families if not f.startswith("random_forest"))
         folds = 5 if dataset.n_rows <= 2_000 else 3
-        return self.search(
-            dataset,
-            name=name,
-            space=default_search_space(families, task=data_task),
-            task=data_task,
-            num_samples=num_samples,
-            folds=folds,
-            seed=seed,
-            scheduler="asha",
-            time_budget_s=time_budget_s,
-            progress=progress,
-            wait=wait,
-            resources=resources,
-        )
+        return {
+            "name": name,
+            "space": default_search_space(families, task=data_task),
+            "task": data_task,
+            "num_samples": num_samples,
+            "folds": folds,
+            "seed": seed,
+            "scheduler": "asha",
+            "time_budget_s": time_budget_s,
+            "progress": progress,
+            "resources": resources,
+        }
 
     def reproduce(self, experiment_id: int, trial_id: str) -> dict[str, Any]:
         """Re-run a recorded trial of the built-in trainable from its record alone, in this process.
@@ -630,8 +759,7 @@ class Experiments:
         *,
         trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
         progress: str | None = "auto",
-        wait: bool = True,
-    ) -> SearchResult | SearchHandle:
+    ) -> SearchResult:
         """Continue an interrupted search (its kernel or driver died) with ``Tuner.restore``.
 
         Unfinished trials resume from their last checkpoint (or start again)
@@ -639,8 +767,29 @@ class Experiments:
         attempt until they run; finished and errored trials are kept as
         recorded (a trial that finished after Tune's last snapshot of its
         state is re-run by Tune, but its record is not touched). A search that
-        ran a user function needs it again: ``trainable=fn``.
+        ran a user function needs it again: ``trainable=fn``. Blocks until the
+        search ends; :meth:`start_resume` continues it in the background.
         """
+        return self._prepare_resume(experiment_id, trainable=trainable, progress=progress).run()
+
+    def start_resume(
+        self,
+        experiment_id: int,
+        *,
+        trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        progress: str | None = "auto",
+    ) -> SearchHandle:
+        """Continue an interrupted search in a background thread (see :meth:`resume`); returns its handle."""
+        return self._prepare_resume(experiment_id, trainable=trainable, progress=progress).start()
+
+    def _prepare_resume(
+        self,
+        experiment_id: int,
+        *,
+        trainable: Callable[[dict[str, Any], dict[str, Any]], None] | None,
+        progress: str | None,
+    ) -> _Prepared:
+        """Restore the search's Tuner and re-attach its tracking callback; nothing runs yet."""
         from ray import tune
 
         from workbench.evaluation import task_metrics
@@ -717,9 +866,9 @@ class Experiments:
         callback.display = display
         steps = options.get("max_steps") or options.get("folds", 3)
         keep = task_metrics(data["task"]) if recorded == "sklearn" else None
-        return self._launch(tuner, callback, stop_flag, display, steps=steps, keep=keep, wait=wait)
+        return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
 
-    def _launch(
+    def _prepared(
         self,
         tuner: Any,
         callback: Any,
@@ -728,19 +877,9 @@ class Experiments:
         *,
         steps: int,
         keep: tuple[str, ...] | None,
-        wait: bool,
-    ) -> SearchResult | SearchHandle:
+    ) -> _Prepared:
         run = partial(self._fit, tuner, callback, stop_flag, display, steps=steps, keep=keep)
-        if wait:
-            return run()
-        return SearchHandle(
-            experiment_id=callback.experiment_id,
-            name=callback.name,
-            callback=callback,
-            stop_flag=stop_flag,
-            run=run,
-            experiments=self,
-        )
+        return _Prepared(callback=callback, stop_flag=stop_flag, run=run, experiments=self)
 
     def _fit(
         self,

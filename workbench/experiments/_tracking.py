@@ -11,6 +11,7 @@ from typing import Any
 from ray.tune import Callback
 
 from workbench.lineage import Store, utcnow
+from workbench.runtime import jsonable
 
 __all__ = ["TrackingCallback"]
 
@@ -123,7 +124,9 @@ class TrackingCallback(Callback):
         self._started[trial.trial_id] = time.monotonic()
         self._status[trial.trial_id] = "RUNNING"
         row = self._trial(trial)
-        row.update(config=_jsonable(trial.config), status="RUNNING", started_at=utcnow())
+        row.update(
+            config=jsonable(trial.config, default=repr), status="RUNNING", started_at=utcnow()
+        )
         resources = _resources(trial)
         if resources:
             row["resources"] = resources
@@ -151,7 +154,7 @@ class TrackingCallback(Callback):
                 "trial_id": trial.trial_id,
                 "metric": self.metric,
                 "value": float(value),
-                "config": _jsonable(trial.config),
+                "config": jsonable(trial.config, default=repr),
             }
             pick = max if self.mode == "max" else min
             self._best = pick(self._latest.values(), key=lambda r: r["value"])
@@ -181,7 +184,12 @@ class TrackingCallback(Callback):
         }
         started = self._started.get(trial.trial_id)
         # PBT changes a trial's config when it clones another: record the one it ended with
-        row.update(config=_jsonable(trial.config), status=status, metrics=last, ended_at=utcnow())
+        row.update(
+            config=jsonable(trial.config, default=repr),
+            status=status,
+            metrics=last,
+            ended_at=utcnow(),
+        )
         steps = (trial.last_result or {}).get("training_iteration")
         if status == "TERMINATED" and self.max_steps and isinstance(steps, int):
             # a scheduler (ASHA, HyperBand, median stopping) ended it before its last step
@@ -266,15 +274,3 @@ def _resources(trial: Any) -> dict[str, float]:
     except Exception:  # an unusual trial object: record nothing rather than fail the search
         return {}
     return {str(k): float(v) for k, v in required.items() if v}
-
-
-def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in config.items():
-        if isinstance(v, str | int | float | bool) or v is None:
-            out[k] = v
-        elif hasattr(v, "item"):
-            out[k] = v.item()
-        else:
-            out[k] = repr(v)
-    return out

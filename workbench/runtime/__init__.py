@@ -1,5 +1,7 @@
-"""Connection to Ray: a local cluster by default, an existing one via ``address=`` or ``RAY_ADDRESS``."""
+"""What every stage runs on: the Ray connection, background work as futures, and plain-value helpers."""
 
+from workbench.runtime._background import BackgroundHandle
 from workbench.runtime._ray import RayConnection, connect, free_port
+from workbench.runtime._values import jsonable, percentile
 
-__all__ = ["RayConnection", "connect", "free_port"]
+__all__ = ["RayConnection", "connect", "free_port", "BackgroundHandle", "jsonable", "percentile"]

@@ -8,7 +8,12 @@ from workbench.serving.traffic import canary_schedule, choose, normalize, sticky
 
 __all__ = [
     "Serving",
+    "DeployProgress",
+    "TrafficControl",
+    "TrafficUpdate",
     "CanaryRollout",
+    "BlueGreen",
+    "Shadow",
     "build_app",
     "normalize",
     "choose",
@@ -17,14 +22,23 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from workbench.serving._blue_green import BlueGreen
     from workbench.serving._canary import CanaryRollout
-    from workbench.serving._deployer import Serving
+    from workbench.serving._control import TrafficControl, TrafficUpdate
+    from workbench.serving._progress import DeployProgress
     from workbench.serving._router import build_app
+    from workbench.serving._serving import Serving
+    from workbench.serving._shadow import Shadow
 
 # Ray and starlette load only when one of these is used, so `import workbench` stays fast.
 _LAZY = {
-    "Serving": "workbench.serving._deployer",
+    "Serving": "workbench.serving._serving",
+    "DeployProgress": "workbench.serving._progress",
+    "TrafficControl": "workbench.serving._control",
+    "TrafficUpdate": "workbench.serving._control",
     "CanaryRollout": "workbench.serving._canary",
+    "BlueGreen": "workbench.serving._blue_green",
+    "Shadow": "workbench.serving._shadow",
     "build_app": "workbench.serving._router",
 }
 

@@ -6,22 +6,15 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError
+from workbench.runtime import percentile
 from workbench.serving.traffic import canary_schedule
 
 if TYPE_CHECKING:
-    from workbench.serving._deployer import Serving
+    from workbench.serving._control import TrafficControl
 
 __all__ = ["CanaryRollout"]
 
 _TERMINAL = ("completed", "rolled_back")
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of an ascending list (``None`` when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 class CanaryRollout:
@@ -57,7 +50,8 @@ class CanaryRollout:
 
     Parameters
     ----------
-    serving : Serving
+    control : TrafficControl
+        Usually ``bench.serving``; any :class:`~workbench.serving.TrafficControl`.
     name : str
         Deployment name.
     champion, challenger : int
@@ -89,7 +83,7 @@ class CanaryRollout:
 
     def __init__(
         self,
-        serving: Serving,
+        control: TrafficControl,
         name: str,
         champion: int,
         challenger: int,
@@ -114,7 +108,7 @@ class CanaryRollout:
             raise ConfigError(f"max_accuracy_drop must be in [0, 1], got {max_accuracy_drop!r}.")
         if int(min_labels) < 1:
             raise ConfigError(f"min_labels must be at least 1, got {min_labels!r}.")
-        self.serving = serving
+        self.control = control
         self.name = name
         self.champion = int(champion)
         self.challenger = int(challenger)
@@ -145,7 +139,7 @@ class CanaryRollout:
             f"canary step {index + 1}/{len(self.schedule)}: challenger v{self.challenger} at {share:.0%}, "
             f"champion v{self.champion} at {1 - share:.0%} ({why})"
         )
-        applied = self.serving._change(
+        applied = self.control.apply_traffic(
             self.name,
             weights,
             actor=self.actor,
@@ -158,7 +152,7 @@ class CanaryRollout:
                 "challenger": self.challenger,
                 "evidence": evidence,
             },
-        )["weights"]
+        ).weights
         self.step = index
         self.step_started_at = utcnow()
         if self.started_at is None:
@@ -171,9 +165,8 @@ class CanaryRollout:
             raise ConfigError(
                 f"this canary already started (state {self.state!r}); create a new CanaryRollout."
             )
-        self.serving.store.models.get_version(
-            self.serving.store.deployments.get(self.name)["model"], self.challenger
-        )
+        store = self.control.store
+        store.models.get_version(store.deployments.get(self.name)["model"], self.challenger)
         applied = self._apply_step(0, "start")
         self.state = "running"
         return applied
@@ -192,8 +185,8 @@ class CanaryRollout:
         """
         if self.step_started_at is None:
             raise ConfigError("the canary has not started; call start() first.")
-        self.serving.flush_logs(self.name)
-        store = self.serving.store
+        self.control.flush_logs(self.name)
+        store = self.control.store
         model = store.deployments.get(self.name)["model"]
         versions: dict[int, dict[str, Any]] = {}
         for version in (self.champion, self.challenger):
@@ -220,9 +213,9 @@ class CanaryRollout:
                 "requests": n,
                 "errors": errors,
                 "error_rate": errors / n if n else 0.0,
-                "p50_ms": _percentile(latencies, 50),
-                "p99_ms": _percentile(latencies, 99),
-                "p99_ms_since_start": _percentile(since_start, 99),
+                "p50_ms": percentile(latencies, 50),
+                "p99_ms": percentile(latencies, 99),
+                "p99_ms_since_start": percentile(since_start, 99),
                 "labels": labels,
                 "accuracy": correct / labels if labels else None,
             }
@@ -321,17 +314,23 @@ class CanaryRollout:
                 # keep the error-rate evidence in the reason too
                 reason += f"; error rate {ch['error_rate']:.1%} ({ch['errors']}/{ch['requests']})"
             evidence = _plain(analysis)
-            out = self.serving._rollback_canary(
+            out = self.control.apply_traffic(
                 self.name,
-                self.champion,
-                self.challenger,
+                {v: 0.0 for v in self.control.traffic(self.name)} | {self.champion: 1.0},
                 actor=self.actor,
                 reason=reason,
-                evidence=evidence,
+                kind="rollback",
+                detail={
+                    "from": self.challenger,
+                    "to": self.champion,
+                    "rule": "canary",
+                    "evidence": evidence,
+                },
             )
-            self.decided_at = out["change"]["at"]
-            dep = self.serving.store.deployments.get(self.name)
-            self.serving.store.audit(
+            self.decided_at = out.record["at"]
+            store = self.control.store
+            dep = store.deployments.get(self.name)
+            store.audit(
                 "canary.rolled_back",
                 "deployment",
                 dep["id"],
@@ -339,7 +338,7 @@ class CanaryRollout:
                     "champion": self.champion,
                     "challenger": self.challenger,
                     "failed": [c["check"] for c in failed],
-                    "traffic_change_id": out["change"]["id"],
+                    "traffic_change_id": out.record["id"],
                     "analysis": evidence,
                 },
                 actor=self.actor,
@@ -349,8 +348,9 @@ class CanaryRollout:
             self.log.append({"decision": "waiting", "analysis": analysis})
             return "waiting"
         if self.step == len(self.schedule) - 1:
-            dep = self.serving.store.deployments.get(self.name)
-            self.serving.store.audit(
+            store = self.control.store
+            dep = store.deployments.get(self.name)
+            store.audit(
                 "canary.completed",
                 "deployment",
                 dep["id"],

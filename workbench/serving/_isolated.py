@@ -23,8 +23,9 @@ from typing import Any
 from ray import serve
 
 from workbench.exceptions import ConfigError, InvalidRequestError
+from workbench.runtime import jsonable
+from workbench.serving._router_strategies import validate_warmup, warm_up
 from workbench.serving._scaling import deployment_options
-from workbench.serving._strategies import _jsonable, validate_warmup, warm_up
 
 __all__ = [
     "ModelServer",
@@ -100,7 +101,7 @@ class ModelServer:
     def predict(self, records: list[Any]) -> tuple[Any, ...]:
         """Predictions for one request's records, as a tagged tuple (see the class docstring)."""
         try:
-            return ("ok", [_jsonable(p) for p in self._bundle.predict_records(records)])
+            return ("ok", [jsonable(p) for p in self._bundle.predict_records(records)])
         except InvalidRequestError as exc:
             return ("invalid", str(exc), exc.field)
         except Exception as exc:

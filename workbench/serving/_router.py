@@ -30,6 +30,7 @@ from typing import Any
 from ray import serve
 
 from workbench.exceptions import ConfigError, InvalidRequestError
+from workbench.runtime import jsonable
 from workbench.serving._auth import auth_options, authorization_error
 from workbench.serving._codecs import HTTPError as _HTTPError
 from workbench.serving._codecs import JSONCodec
@@ -40,14 +41,14 @@ from workbench.serving._isolated import (
     version_apps,
     version_deployment_name,
 )
-from workbench.serving._scaling import router_options, scaling_options
-from workbench.serving._strategies import (
+from workbench.serving._router_strategies import (
     ShadowMirror,
     sticky_key,
     validate_shadow,
     validate_warmup,
     warm_up,
 )
+from workbench.serving._scaling import router_options, scaling_options
 from workbench.serving._validation import (
     DEFAULT_MAX_BODY_BYTES,
     sanitize_predictions,
@@ -215,12 +216,6 @@ class _Routing:
     deployment: str
     versions: dict[int, _Loaded]
     weights: dict[int, float]
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, list | dict | str):
-        return value.item()  # numpy scalar
-    return value
 
 
 @serve.deployment(
@@ -558,7 +553,7 @@ class Router:
                 version.remote, records, version=version.version, on_retry=self._count_retry
             )
         if self._batch_size is None:
-            return [_jsonable(p) for p in version.bundle.predict_records(records)]
+            return [jsonable(p) for p in version.bundle.predict_records(records)]
         if self._batcher is None:
             # Made per router, inside the replica's event loop (the queue binds to the loop
             # that first uses it): a class-level @serve.batch would be shared by every router
@@ -590,13 +585,13 @@ class Router:
             bundle = items[idx[0]][0].bundle
             rows = [r for i in idx for r in items[i][1]]
             try:
-                preds = [_jsonable(p) for p in bundle.predict_records(rows)]
+                preds = [jsonable(p) for p in bundle.predict_records(rows)]
                 if len(preds) != len(rows):
                     raise ValueError(f"the model answered {len(preds)} rows for {len(rows)}")
             except Exception:
                 for i in idx:
                     try:
-                        out[i] = (True, [_jsonable(p) for p in bundle.predict_records(items[i][1])])
+                        out[i] = (True, [jsonable(p) for p in bundle.predict_records(items[i][1])])
                     except Exception as exc:
                         out[i] = (False, exc)
                 continue

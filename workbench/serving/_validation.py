@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workbench.exceptions import ConfigError, InvalidRequestError
+from workbench.runtime import jsonable
 
 __all__ = [
     "NON_FINITE_POLICIES",
@@ -128,13 +129,6 @@ def apply_non_finite_policy(records: Sequence[Any], policy: str = "reject") -> l
     return out
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays to Python values (JSON-ready apart from NaN/inf)."""
-    if hasattr(value, "tolist") and not isinstance(value, list | dict | str | bytes):
-        return value.tolist()  # numpy scalar or array
-    return value
-
-
 def sanitize_predictions(predictions: Sequence[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
     """Make predictions JSON-safe: NaN and +/-inf become ``None`` with one warning per row.
 
@@ -156,7 +150,7 @@ def sanitize_predictions(predictions: Sequence[Any]) -> tuple[list[Any], list[di
     out: list[Any] = []
     warnings: list[dict[str, Any]] = []
     for i, raw in enumerate(predictions):
-        value = _plain(raw)
+        value = jsonable(raw)  # numpy scalars and arrays to Python values
         bad: list[str] = []
         value = _finite(value, bad)
         if bad:
@@ -172,7 +166,7 @@ def _finite(value: Any, bad: list[str]) -> Any:
         bad.append(_describe(value))
         return None
     if isinstance(value, list | tuple):
-        return [_finite(_plain(v), bad) for v in value]
+        return [_finite(v, bad) for v in value]
     if isinstance(value, dict):
-        return {k: _finite(_plain(v), bad) for k, v in value.items()}
+        return {k: _finite(v, bad) for k, v in value.items()}
     return value

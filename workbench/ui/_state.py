@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from workbench.runtime import jsonable, percentile
 from workbench.ui._sources import (
     DeploymentSource,
     ExperimentSource,
@@ -42,19 +43,12 @@ _FINAL_TRIAL = {"TERMINATED", "STOPPED", "ERROR"}
 
 
 def clean(value: Any) -> Any:
-    """``value`` with NaN/inf replaced by ``None`` (the comm is JSON, which has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    try:
-        return clean(float(value))  # numpy scalars
-    except (TypeError, ValueError):
-        return str(value)
+    """``value`` as JSON for the comm: NaN/inf as ``None`` (JSON has neither), other objects as text."""
+    return jsonable(value, default=str, finite=True)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _num(value: Any) -> float | None:
@@ -362,20 +356,13 @@ class RequestSeries:
                     "t": key * self.bucket_s,
                     "n": b["n"],
                     "rps": round(b["n"] / self.bucket_s, 3),
-                    "p50": _quantile(lat, 0.5),
-                    "p95": _quantile(lat, 0.95),
+                    "p50": _round(percentile(lat, 50)),
+                    "p95": _round(percentile(lat, 95)),
                     "error_rate": b["errors"] / b["n"] if b["n"] else 0.0,
                     "versions": dict(b["versions"]),
                 }
             )
         return out
-
-
-def _quantile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return round(sorted_values[i], 3)
 
 
 def deployment_state(

@@ -279,14 +279,14 @@ class ExperimentWidget(LiveWidget):
     experiment_id : int
         The experiment to show.
     handle : SearchHandle, optional
-        The running search (``search(..., wait=False)``); with it the stop
+        The running search (``experiments.start_search(...)``); with it the stop
         button ends the search through ``handle.stop()``.
     **kwargs
         ``poll_interval`` (default 0.5 s), ``min_interval``, ``autostart``, ``actor``.
 
     Examples
     --------
-    >>> handle = bench.experiments.search(train, name="demo", wait=False)    # doctest: +SKIP
+    >>> handle = bench.experiments.start_search(train, name="demo")    # doctest: +SKIP
     >>> handle          # last expression of a cell: shows the widget          # doctest: +SKIP
     >>> ExperimentWidget(bench.experiments, handle.experiment_id, handle=handle)  # doctest: +SKIP
     """
@@ -327,7 +327,7 @@ class ExperimentWidget(LiveWidget):
 
     def _read(self) -> dict[str, Any]:
         state = self._reader.read()
-        running = self._handle is not None and not getattr(self._handle, "done", True)
+        running = self._handle is not None and not self._handle.done()
         state["can_stop"] = bool(running)
         if self._handle is not None and self._handle_state() in ("STOPPING", "STOPPED"):
             state["stop_requested"] = True
@@ -342,7 +342,7 @@ class ExperimentWidget(LiveWidget):
     def _finished(self) -> bool:
         status = (self._last.get("experiment") or {}).get("status")
         if self._handle is not None:
-            return bool(getattr(self._handle, "done", True)) and status != "RUNNING"
+            return self._handle.done() and status != "RUNNING"
         return bool(status) and status != "RUNNING"
 
     def _actions(self) -> dict[str, Callable[..., Any]]:
@@ -354,7 +354,7 @@ class ExperimentWidget(LiveWidget):
                 "this widget was not given the running search (after a kernel restart the search's driver is "
                 "gone); stop it where it runs, or resume it with bench.experiments.resume(id)."
             )
-        if getattr(self._handle, "done", False):
+        if self._handle.done():
             raise ConfigError(
                 f"experiment {self.experiment_id} has already ended; nothing to stop."
             )

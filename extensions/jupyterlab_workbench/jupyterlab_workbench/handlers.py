@@ -9,9 +9,7 @@ method of :class:`workbench.Workbench` in a worker thread and turns ``WorkbenchE
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +20,7 @@ from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
 from jupyterlab_workbench._version import API_VERSION, __version__
+from workbench.runtime import jsonable
 
 __all__ = ["ROUTES", "NAMESPACE", "WorkbenchService", "setup_handlers"]
 
@@ -69,16 +68,10 @@ class WorkbenchService:
         self._executor.shutdown(wait=False)
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf; the panel shows a dash
-    return value
+def _json_body(payload: Any) -> str:
+    """The response body: JSON without NaN/inf (the panel shows a dash) or binary columns."""
+    body = jsonable(payload, default=lambda v: None if isinstance(v, bytes) else v, finite=True)
+    return json.dumps(body, default=str)
 
 
 class BaseHandler(APIHandler):
@@ -105,7 +98,7 @@ class BaseHandler(APIHandler):
     def send(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(_jsonable(payload), default=str))
+        self.finish(_json_body(payload))
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from workbench.exceptions import (

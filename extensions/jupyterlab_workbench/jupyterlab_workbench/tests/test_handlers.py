@@ -406,3 +406,26 @@ async def test_deployments_say_where_a_rollback_would_go(jp_fetch, wb_home):
     got = {d["name"]: (d["weights"], d["rollback_to"]) for d in body["deployments"]}
     # v1 held all traffic before the canary; "fresh" has no traffic record, so nowhere to go
     assert got == {"staged": ({"1": 0.5, "2": 0.5}, 1), "fresh": ({}, None)}, got
+
+
+def test_response_bodies_are_strict_json_without_binary_columns():
+    import dataclasses
+    from datetime import datetime
+
+    import numpy as np
+    from jupyterlab_workbench.handlers import _json_body
+
+    @dataclasses.dataclass
+    class Row:
+        f1: float
+        blob: bytes
+
+    body = _json_body(
+        {1: [Row(float("nan"), b"\x00")], "n": np.int64(3), "when": datetime(2025, 1, 31)}
+    )
+    assert json.loads(body) == {
+        "1": [{"f1": None, "blob": None}],
+        "n": 3,
+        "when": "2025-01-31 00:00:00",
+    }
+    assert "NaN" not in body

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError, DeploymentError, InvalidRequestError, NotFoundError
-from workbench.serving._rollouts import StrategiesMixin
+from workbench.runtime import jsonable
+from workbench.serving._blue_green import BlueGreen
+from workbench.serving._control import KEEP, TrafficUpdate, iso_utc
+from workbench.serving._shadow import Shadow
 from workbench.serving.traffic import main_version, normalize
 
 if TYPE_CHECKING:
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
     from workbench.runtime import RayConnection
+    from workbench.serving._progress import DeployProgress
 
 __all__ = ["Serving", "DEFAULT_PORT"]
 
@@ -24,10 +30,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_KEEP = object()  # "leave the running shadow as it is"
 
 
-class Serving(StrategiesMixin):
+class Serving:
     """Deployments of registered model versions behind Ray Serve, with weighted traffic.
 
     Each deployment is one Serve application whose ingress router holds the
@@ -36,6 +41,11 @@ class Serving(StrategiesMixin):
     replicas. Every deployment and traffic change is a store record with an
     actor and a reason; every request is logged to the store through one
     recorder actor.
+
+    It is the :class:`~workbench.serving.TrafficControl` the rollout
+    strategies run over (:class:`~workbench.serving.CanaryRollout`,
+    :class:`~workbench.serving.BlueGreen`, :class:`~workbench.serving.Shadow`);
+    :meth:`blue_green`, :meth:`stage`, :meth:`shadow` and the like build them.
 
     Parameters
     ----------
@@ -242,8 +252,7 @@ class Serving(StrategiesMixin):
         isolate: bool = False,
         router_replicas: int | None = None,
         timeout_s: float = 180.0,
-        wait: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Deployed:
         """Serve one model version (100% of traffic) over HTTP and record the deployment.
 
         Parameters
@@ -291,18 +300,15 @@ class Serving(StrategiesMixin):
             Router replicas with ``isolate`` (default 1).
         timeout_s : float
             How long to wait for the app to serve before raising.
-        wait : bool
-            ``False`` returns as soon as the request is checked and recorded
-            (status ``deploying``); a background thread of this process waits
-            for Serve and records the outcome. Follow it with
-            ``result["progress"].status()`` / ``.wait()`` or ``status(name)``.
+
+        Blocks until the app serves; :meth:`start_deploy` returns at once and
+        waits for Serve in a background thread.
 
         Returns
         -------
         dict
             ``name``, ``url``, ``route_prefix``, ``model``, ``weights``,
-            ``status`` (``running``; ``deploying`` with ``wait=False``, which
-            adds ``progress``, a :class:`~workbench.serving._progress.DeployProgress`).
+            ``status`` (``running``); in a notebook, the deployment widget.
 
         Raises
         ------
@@ -311,19 +317,91 @@ class Serving(StrategiesMixin):
         ConfigError
             A bad option (replicas, resources, batching...), before Serve is touched.
         DeploymentError
-            Ray Serve could not start the app (with ``wait=False``: raised by
-            ``progress.wait()``).
+            Ray Serve could not start the app.
 
         Examples
         --------
         >>> serving.deploy("cancer", 1)["url"]    # doctest: +SKIP
         'http://127.0.0.1:8000/cancer'
-        >>> dep = serving.deploy("cancer", 1, wait=False, num_replicas=2)   # doctest: +SKIP
-        >>> dep["progress"].status()["phase"]       # doctest: +SKIP
+        """
+        return self._prepare_deploy(
+            model,
+            version,
+            name=name,
+            route_prefix=route_prefix,
+            actor=actor,
+            reason=reason,
+            num_replicas=num_replicas,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            autoscaling_config=autoscaling_config,
+            max_ongoing_requests=max_ongoing_requests,
+            max_batch_size=max_batch_size,
+            batch_wait_timeout_s=batch_wait_timeout_s,
+            non_finite=non_finite,
+            max_body_bytes=max_body_bytes,
+            isolate=isolate,
+            router_replicas=router_replicas,
+            timeout_s=timeout_s,
+        )()
+
+    def start_deploy(
+        self, model: str, version: int | str = "champion", **options: Any
+    ) -> DeployProgress:
+        """Start :meth:`deploy` and return at once; a background thread of this process waits for Serve.
+
+        Takes exactly the arguments of :meth:`deploy`. Everything a blocking
+        deploy checks is checked before this returns (the version exists and
+        its artifact verifies, the options are valid) and the deployment is
+        recorded as ``deploying``; the thread then waits until the router
+        serves (``timeout_s``), marks it ``running`` (or ``failed``) and records
+        the first traffic change.
+
+        Returns
+        -------
+        DeployProgress
+            A ``concurrent.futures.Future`` of what :meth:`deploy` returns:
+            ``status()`` (phase, replicas by state), ``wait(timeout_s)``, ``url``;
+            in a notebook, the deployment widget.
+
+        Examples
+        --------
+        >>> progress = serving.start_deploy("cancer", 1, num_replicas=2)   # doctest: +SKIP
+        >>> progress.status()["phase"]       # doctest: +SKIP
         'deploying'
-        >>> dep["progress"].wait()["status"]        # doctest: +SKIP
+        >>> progress.wait()["status"]        # doctest: +SKIP
         'running'
         """
+        from workbench.serving._progress import DeployProgress
+
+        bound = inspect.signature(self.deploy).bind(model, version, **options)
+        bound.apply_defaults()
+        finish = self._prepare_deploy(**bound.arguments)
+        return DeployProgress(self, bound.arguments["name"] or model, finish)
+
+    def _prepare_deploy(
+        self,
+        model: str,
+        version: int | str,
+        *,
+        name: str | None,
+        route_prefix: str | None,
+        actor: str | None,
+        reason: str,
+        num_replicas: int | None,
+        num_cpus: float,
+        num_gpus: float,
+        autoscaling_config: dict[str, Any] | None,
+        max_ongoing_requests: int,
+        max_batch_size: int | None,
+        batch_wait_timeout_s: float,
+        non_finite: str,
+        max_body_bytes: int | None,
+        isolate: bool,
+        router_replicas: int | None,
+        timeout_s: float,
+    ) -> Callable[[], Deployed]:
+        """Check the request, record the deployment as ``deploying``; the returned call brings it up."""
         name = name or model
         if not _NAME.match(name):
             raise ConfigError(
@@ -377,7 +455,7 @@ class Serving(StrategiesMixin):
 
         requested_at = utcnow()
         self.store.deployments.add(name, model=model, route_prefix=route_prefix, status="deploying")
-        config["warmup"] = self._warmup_records(name, [spec["model_version_id"]])
+        config["warmup"] = self.warmup_records(name, [spec["version"]])
         weights = {spec["version"]: 1.0}
         info = {
             "name": name,
@@ -387,7 +465,7 @@ class Serving(StrategiesMixin):
             "weights": weights,
         }
 
-        def finish() -> dict[str, Any]:
+        def finish() -> Deployed:
             try:
                 health = self._run(name, route_prefix, config, timeout_s=timeout_s)
             except BaseException:
@@ -403,16 +481,9 @@ class Serving(StrategiesMixin):
                 kind="deploy",
                 detail={"requested_at": requested_at, "warmup": {str(spec["version"]): warmup}},
             )
-            return {**info, "status": "running"}
+            return Deployed({**info, "status": "running"}, serving=self)
 
-        if wait:
-            return Deployed(finish(), serving=self)
-        from workbench.serving._progress import DeployProgress
-
-        return Deployed(
-            {**info, "status": "deploying", "progress": DeployProgress(self, name, finish)},
-            serving=self,
-        )
+        return finish
 
     def set_traffic(
         self,
@@ -448,11 +519,12 @@ class Serving(StrategiesMixin):
         >>> serving.set_traffic("cancer", {1: 9, 2: 1}, reason="canary v2")   # doctest: +SKIP
         {1: 0.9, 2: 0.1}
         """
-        return self._change(
+        return self.apply_traffic(
             name, weights, actor=actor, reason=reason, kind="set", timeout_s=timeout_s
-        )["weights"]
+        ).weights
 
-    def _change(
+    # ------------------------------------------------------ traffic control
+    def apply_traffic(
         self,
         name: str,
         weights: dict[int, float],
@@ -461,21 +533,32 @@ class Serving(StrategiesMixin):
         reason: str,
         kind: str,
         detail: dict[str, Any] | None = None,
-        shadow: Any = _KEEP,
+        shadow: Any = KEEP,
         warmup_records: list[dict[str, Any]] | None = None,
         timeout_s: float = 120.0,
-    ) -> dict[str, Any]:
+    ) -> TrafficUpdate:
         """Apply weights (and a shadow, if given) in one ``reconfigure``, then record the change.
 
-        A running shadow stays on (its version loaded at weight 0) unless
-        ``shadow`` is given (``None`` turns it off). Versions new to the router
-        are warmed up on ``warmup_records`` (default: recent logged requests).
+        The one way every strategy changes traffic (the
+        :class:`~workbench.serving.TrafficControl` operation). A running shadow
+        stays on (its version loaded at weight 0) unless ``shadow`` is given
+        (``None`` turns it off). Versions new to the router are warmed up on
+        ``warmup_records`` (default: :meth:`warmup_records`). Unknown versions
+        raise before the router changes.
+
+        Parameters
+        ----------
+        kind : str
+            What the change is, as recorded: ``set``, ``canary``, ``rollback``,
+            ``blue_green.stage``, ``shadow``...
+        detail : dict, optional
+            Evidence recorded with the change (next to ``requested_at``).
 
         Returns
         -------
-        dict
-            ``weights`` served, ``health`` of the router right after, ``change``
-            (the recorded traffic change row).
+        TrafficUpdate
+            ``weights`` served, ``health`` of the router right after, ``record``
+            (the stored traffic change row), ``warmed`` (warm-up per new version).
         """
         from workbench.lineage import utcnow
 
@@ -487,7 +570,7 @@ class Serving(StrategiesMixin):
             raise DeploymentError(
                 f"deployment {name!r} has no router config; deploy it again with serving.deploy(...)."
             )
-        shadow_spec = current.get("shadow") if shadow is _KEEP else shadow
+        shadow_spec = current.get("shadow") if shadow is KEEP else shadow
         if shadow_spec is not None and int(shadow_spec["version"]) not in norm:
             norm = {**norm, int(shadow_spec["version"]): 0.0}  # the shadow stays loaded
             norm = {v: norm[v] for v in sorted(norm)}
@@ -505,9 +588,7 @@ class Serving(StrategiesMixin):
         if shadow_spec is not None:
             config["shadow"] = dict(shadow_spec)
         config["warmup"] = (
-            warmup_records
-            if warmup_records is not None
-            else self._warmup_records(name, [s["model_version_id"] for s in specs.values()])
+            warmup_records if warmup_records is not None else self.warmup_records(name, list(specs))
         )
         health = self._run(name, dep["route_prefix"], config, timeout_s=timeout_s)
         warmed = {
@@ -524,19 +605,25 @@ class Serving(StrategiesMixin):
             name, norm, actor=actor, reason=reason, kind=kind, detail=record
         )
         change = next(r for r in self.store.deployments.list_traffic(name) if r["id"] == change_id)
-        return {"weights": norm, "health": health, "change": change, "warmed": warmed}
+        return TrafficUpdate(weights=norm, health=health, record=change, warmed=warmed)
 
-    def _warmup_records(self, name: str, model_version_ids: list[int]) -> list[dict[str, Any]]:
-        """A few real records to warm new versions on: recent answered requests, else training rows."""
-        from workbench.serving._strategies import MAX_WARMUP_RECORDS
+    def warmup_records(self, name: str, versions: list[int]) -> list[dict[str, Any]]:
+        """A few real records to warm ``versions`` on: recent answered requests, else training rows.
+
+        The deployment's latest answered requests if it has any, else the first
+        rows of the training data of the first of ``versions`` that has some
+        on record (without the target); ``[]`` when there are neither.
+        """
+        from workbench.serving._router_strategies import MAX_WARMUP_RECORDS
 
         want = min(8, MAX_WARMUP_RECORDS)
         records = self.store.deployments.list_recent_features(name, limit=want)
         if records:
-            return _json_safe(records[:want])
+            return jsonable(records[:want], default=str)
         # No traffic yet: rows of the data the version was trained on.
-        for mv_id in model_version_ids:
-            mv = self.store.models.get_version_by_id(mv_id)
+        model = self.store.deployments.get(name)["model"]
+        for version in versions:
+            mv = self.store.models.get_version(model, version)
             dv_id = mv.get("dataset_version_id")
             if dv_id is None:
                 continue
@@ -550,7 +637,7 @@ class Serving(StrategiesMixin):
                 features = list((mv.get("signature") or {}).get("features") or {})
                 keep = [c for c in frame.columns if c in features] if features else frame.columns
                 keep = [c for c in keep if c != dv.get("target")]
-                return _json_safe(frame.select(keep).head(want).to_dicts())
+                return jsonable(frame.select(keep).head(want).to_dicts(), default=str)
             except Exception as exc:  # warm-up is best effort; the switch checks its result
                 log.warning("no warm-up rows from dataset version %s: %s", dv_id, exc)
         return []
@@ -615,7 +702,7 @@ class Serving(StrategiesMixin):
                 "to": target,
                 "rule": rule,
             },
-        )["weights"]
+        ).weights
 
     def _rollback_to(
         self,
@@ -626,10 +713,10 @@ class Serving(StrategiesMixin):
         reason: str,
         detail: dict[str, Any],
         timeout_s: float = 120.0,
-    ) -> dict[str, Any]:
+    ) -> TrafficUpdate:
         current = self.traffic(name)
         weights = {v: 0.0 for v in current} | {int(target): 1.0}
-        return self._change(
+        return self.apply_traffic(
             name,
             weights,
             actor=actor,
@@ -678,6 +765,234 @@ class Serving(StrategiesMixin):
         if champion != now_full and champion not in bad:
             return champion, "champion alias"
         return None, "none"
+
+    # ---------------------------------------------------------- strategies
+    def blue_green(
+        self,
+        name: str,
+        green_version: int,
+        *,
+        warmup_records: list[dict[str, Any]] | None = None,
+        actor: str | None = None,
+        reason: str = "blue-green",
+        timeout_s: float = 120.0,
+    ) -> dict[str, Any]:
+        """Blue-green release: stage green at 0% warmed, then switch 100% to it atomically.
+
+        Blue (the version serving most now) stays loaded at 0%, so
+        ``serving.rollback(name)`` is one in-place reconfigure back to it;
+        ``serving.retire(name, blue)`` unloads it once green has proved itself.
+        See :class:`~workbench.serving.BlueGreen`.
+
+        Returns
+        -------
+        dict
+            ``blue``, ``green``, ``weights`` now served, ``warmup`` of green.
+
+        Examples
+        --------
+        >>> serving.blue_green("cancer", 2)["weights"]          # doctest: +SKIP
+        {1: 0.0, 2: 1.0}
+        >>> serving.rollback("cancer", reason="green misbehaves")  # doctest: +SKIP
+        {1: 1.0, 2: 0.0}
+        >>> serving.retire("cancer", 1)                          # doctest: +SKIP
+        {2: 1.0}
+        """
+        return BlueGreen(self, name).release(
+            green_version,
+            warmup_records=warmup_records,
+            actor=actor,
+            reason=reason,
+            timeout_s=timeout_s,
+        )
+
+    def stage(
+        self,
+        name: str,
+        version: int,
+        *,
+        warmup_records: list[dict[str, Any]] | None = None,
+        actor: str | None = None,
+        reason: str = "stage",
+        timeout_s: float = 120.0,
+    ) -> dict[str, Any]:
+        """Load ``version`` next to the live ones at weight 0 and warm it on real records.
+
+        See :meth:`BlueGreen.stage <workbench.serving.BlueGreen.stage>`: the
+        warm-up records default to the latest answered requests, else rows of
+        the version's training data; a failed warm-up unloads the version
+        again (``kind="blue_green.abort"``) and raises ``DeploymentError``.
+
+        Examples
+        --------
+        >>> serving.stage("cancer", 2)["warmup"]["ok"]     # doctest: +SKIP
+        True
+        """
+        return BlueGreen(self, name).stage(
+            version, warmup_records=warmup_records, actor=actor, reason=reason, timeout_s=timeout_s
+        )
+
+    def switch(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str | None = None,
+        reason: str = "switch",
+        timeout_s: float = 120.0,
+    ) -> dict[int, float]:
+        """Send 100% of traffic to a loaded version in one reconfigure; the others stay loaded at 0.
+
+        Examples
+        --------
+        >>> serving.switch("cancer", 2)            # doctest: +SKIP
+        {1: 0.0, 2: 1.0}
+        """
+        return BlueGreen(self, name).switch(
+            version, actor=actor, reason=reason, timeout_s=timeout_s
+        )
+
+    def retire(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str | None = None,
+        reason: str = "retire",
+        timeout_s: float = 120.0,
+    ) -> dict[int, float]:
+        """Unload a version that takes no traffic (blue after a blue-green release, a finished shadow).
+
+        Examples
+        --------
+        >>> serving.retire("cancer", 1)            # doctest: +SKIP
+        {2: 1.0}
+        """
+        return BlueGreen(self, name).retire(
+            version, actor=actor, reason=reason, timeout_s=timeout_s
+        )
+
+    def shadow(
+        self,
+        name: str,
+        version: int,
+        *,
+        share: float = 1.0,
+        warmup_records: list[dict[str, Any]] | None = None,
+        actor: str | None = None,
+        reason: str = "shadow",
+        timeout_s: float = 120.0,
+    ) -> dict[str, Any]:
+        """Mirror a share of answered requests to ``version``; its answers are logged, never returned.
+
+        See :class:`~workbench.serving.Shadow`. Compare with
+        :meth:`shadow_report`; stop with :meth:`stop_shadow`.
+
+        Parameters
+        ----------
+        share : float
+            Share of answered requests to mirror, in ``(0, 1]``.
+
+        Returns
+        -------
+        dict
+            ``weights`` served (the shadow at 0) and ``shadow``: ``{"version", "share"}``.
+
+        Examples
+        --------
+        >>> serving.shadow("cancer", 3, share=0.5)["shadow"]    # doctest: +SKIP
+        {'version': 3, 'share': 0.5}
+        """
+        return Shadow(self, name).start(
+            version,
+            share=share,
+            warmup_records=warmup_records,
+            actor=actor,
+            reason=reason,
+            timeout_s=timeout_s,
+        )
+
+    def stop_shadow(
+        self,
+        name: str,
+        *,
+        keep_loaded: bool = False,
+        actor: str | None = None,
+        reason: str = "stop shadow",
+        timeout_s: float = 120.0,
+    ) -> dict[int, float]:
+        """Stop mirroring; the shadow version is unloaded unless ``keep_loaded`` (or it takes traffic)."""
+        return Shadow(self, name).stop(
+            keep_loaded=keep_loaded, actor=actor, reason=reason, timeout_s=timeout_s
+        )
+
+    def shadow_report(
+        self, name: str, *, version: int | None = None, since: str | datetime | None = None
+    ) -> dict[str, Any]:
+        """Compare a shadow with the versions that answered: agreement, errors, latency.
+
+        See :meth:`Shadow.report <workbench.serving.Shadow.report>` for the keys.
+
+        Examples
+        --------
+        >>> serving.shadow_report("cancer")["agreement"]    # doctest: +SKIP
+        0.97
+        """
+        return Shadow(self, name).report(version=version, since=since)
+
+    # ------------------------------------------------------------- lineage
+    def which_version(self, name: str, request_id: str) -> dict[str, Any]:
+        """Which version answered request ``request_id``, when, and under which traffic state.
+
+        Returns
+        -------
+        dict
+            ``request_id``, ``version``, ``at``, ``status_code``, ``latency_ms``,
+            ``traffic`` (the change in force then: ``weights``, ``kind``,
+            ``actor``, ``reason``, ``at``, ``transition``) and ``shadow`` (the
+            shadow's answer if the request was mirrored, else ``None``).
+
+        Examples
+        --------
+        >>> serving.which_version("cancer", "3f2a…")["version"]     # doctest: +SKIP
+        2
+        """
+        row = self.store.deployments.get_request(name, request_id)
+        traffic = row.get("traffic")
+        shadow = row.get("shadow")
+        return {
+            "request_id": row["request_id"],
+            "version": row.get("model_version"),
+            "at": row["at"],
+            "status_code": row["status_code"],
+            "latency_ms": row["latency_ms"],
+            "traffic": _traffic_view(traffic) if traffic else None,
+            "shadow": (
+                {
+                    "version": shadow["shadow_version"],
+                    "prediction": shadow.get("shadow_prediction"),
+                    "agree": None if shadow.get("agree") is None else bool(shadow["agree"]),
+                    "latency_ms": shadow.get("shadow_latency_ms"),
+                    "error": shadow.get("error"),
+                }
+                if shadow
+                else None
+            ),
+        }
+
+    def version_at(self, name: str, at: str | datetime) -> dict[str, Any]:
+        """The traffic state of ``name`` at time ``at``: weights, main version, who set it and why.
+
+        Examples
+        --------
+        >>> serving.version_at("cancer", "2025-01-31T12:00:00+00:00")["main_version"]   # doctest: +SKIP
+        1
+        """
+        when = iso_utc(at)
+        row = self.store.deployments.get_traffic_at(name, when)
+        if row is None:
+            raise NotFoundError(f"{name!r} had no traffic at {when} (it was deployed later).")
+        return _traffic_view(row)
 
     def url(self, name: str) -> str:
         """HTTP base URL of the deployment (append ``/predict`` or ``/health``)."""
@@ -767,7 +1082,7 @@ class Serving(StrategiesMixin):
         """The store's deployment row, its current weights and Ray Serve's live status.
 
         ``ready`` is true once the store says ``running`` and Serve says
-        ``RUNNING``; while a deployment comes up (``deploy(..., wait=False)``),
+        ``RUNNING``; while a deployment comes up (:meth:`start_deploy`),
         ``serve.deployments[...]["replicas"]`` counts replicas by state
         (``STARTING``, ``RUNNING``...).
 
@@ -930,16 +1245,24 @@ class Deployed(dict):  # type: ignore[type-arg]
         return widget._repr_mimebundle_(include=include, exclude=exclude)
 
 
+def _traffic_view(row: dict[str, Any]) -> dict[str, Any]:
+    weights = {int(k): float(v) for k, v in row["weights"].items()}
+    return {
+        "change_id": row["id"],
+        "weights": weights,
+        "main_version": main_version(weights),
+        "kind": row.get("kind"),
+        "actor": row["actor"],
+        "reason": row["reason"],
+        "at": row["at"],
+        "transition": bool(row.get("transition")),
+    }
+
+
 def _full(weights: dict[int, float]) -> int | None:
     """The version holding all the traffic, or None."""
     full = [v for v, w in weights.items() if w >= 1.0 - 1e-9]
     return full[0] if full else None
-
-
-def _json_safe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    import json
-
-    return list(json.loads(json.dumps(records, default=str)))
 
 
 def _fmt(weights: dict[int, float]) -> str:

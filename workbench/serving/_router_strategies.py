@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from workbench.exceptions import ConfigError
+from workbench.runtime import jsonable
 
 __all__ = [
     "STICKY_HEADER",
@@ -116,12 +117,6 @@ def validate_shadow(spec: Any, loaded: Sequence[int]) -> dict[str, Any] | None:
             f"shadow version {version} is not loaded in the router; add it to 'versions' (weight 0)."
         )
     return {"version": version, "share": share}
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, list | dict | str):
-        return value.item()  # numpy scalar
-    return value
 
 
 def warm_up(bundle: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -268,7 +263,7 @@ class ShadowMirror:
     def _predict(self, records: list[Any]) -> tuple[Any, float, str | None]:
         t0 = time.perf_counter()
         try:
-            out = [_jsonable(p) for p in self.bundle.predict_records(records)]
+            out = [jsonable(p) for p in self.bundle.predict_records(records)]
         except Exception as exc:
             return None, (time.perf_counter() - t0) * 1000.0, f"{type(exc).__name__}: {exc}"
         return out, (time.perf_counter() - t0) * 1000.0, None
