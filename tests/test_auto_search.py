@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from workbench.exceptions import ConfigError
-from workbench.experiments._search import infer_task
+from workbench.experiments._experiments import infer_task
 
 
 def test_task_is_inferred_from_the_target():

@@ -105,7 +105,7 @@ def test_build_app_pins_the_router_code_version():
     ],
 )
 def test_request_body_errors_name_the_field(body, field):
-    from workbench.serving._router import _records_from_body
+    from workbench.serving._codecs import records_from_body as _records_from_body
 
     with pytest.raises(InvalidRequestError) as err:
         _records_from_body(body)
@@ -113,7 +113,7 @@ def test_request_body_errors_name_the_field(body, field):
 
 
 def test_columns_become_records_in_order():
-    from workbench.serving._router import _records_from_body
+    from workbench.serving._codecs import records_from_body as _records_from_body
 
     records, key = _records_from_body({"columns": {"a": [1, 2], "b": ["x", "y"]}, "key": "u1"})
     assert records == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}] and key == "u1"

@@ -357,8 +357,8 @@ def test_widget_updates_from_a_background_thread_arrive(widget_cls):
 
 
 def test_widget_esm_and_css_are_package_data(widget_cls):
-    from workbench.ui._widget import CSS_PATH as css
-    from workbench.ui._widget import ESM_PATH as esm
+    from workbench.ui._progress_widget import CSS_PATH as css
+    from workbench.ui._progress_widget import ESM_PATH as esm
 
     assert esm.is_file() and css.is_file()
     state = widget_cls().get_state()
@@ -479,7 +479,7 @@ def test_es_module_renders_counts_and_cleans_up(tmp_path, widget_cls):
     }
     harness = tmp_path / "harness.mjs"
     harness.write_text(_NODE_HARNESS.replace("STATE", json.dumps(state)))
-    from workbench.ui._widget import ESM_PATH
+    from workbench.ui._progress_widget import ESM_PATH
 
     esm = ESM_PATH.resolve().as_uri()
     out = subprocess.run(["node", str(harness), esm], capture_output=True, text=True, timeout=60)

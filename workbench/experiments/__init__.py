@@ -8,9 +8,14 @@ from workbench.experiments._compare import (
     trial_columns,
 )
 from workbench.experiments._estimators import FAMILIES, default_search_space
+from workbench.experiments._experiments import (
+    Experiments,
+    SearchResult,
+    code_version,
+    package_versions,
+)
 from workbench.experiments._handle import SearchHandle
 from workbench.experiments._options import SCHEDULERS, SEARCH_ALGS
-from workbench.experiments._search import Experiments, SearchResult, code_version, package_versions
 from workbench.experiments._torch import torch_mlp_space, torch_mlp_trainable
 
 __all__ = [

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.runtime import BackgroundHandle
 
 if TYPE_CHECKING:
-    from workbench.experiments._search import Experiments, SearchResult
+    from workbench.experiments._experiments import Experiments, SearchResult
     from workbench.experiments._stopper import StopFlag
     from workbench.experiments._tracking import TrackingCallback
 

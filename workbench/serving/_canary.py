@@ -388,16 +388,11 @@ def _pct(value: float | None) -> str:
 def _label_counts(rows: list[dict[str, Any]]) -> tuple[int, int]:
     """Labelled records and correct predictions among logged requests with ground truth.
 
-    A request's ``prediction`` is the list of its records' predictions; its
-    label is one value per record (a list) or one value for a one-record request.
+    The store gives a request's ``prediction`` and ``label`` as lists, one entry per record.
     """
     total = correct = 0
     for r in rows:
-        preds = r.get("prediction")
-        labels = r.get("label")
-        preds = preds if isinstance(preds, list) else [preds]
-        labels = labels if isinstance(labels, list) else [labels]
-        for p, y in zip(preds, labels, strict=False):
+        for p, y in zip(r["prediction"], r["label"], strict=False):
             total += 1
             correct += int(p == y or str(p) == str(y))
     return total, correct

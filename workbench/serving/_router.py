@@ -34,7 +34,6 @@ from workbench.runtime import jsonable
 from workbench.serving._auth import auth_options, authorization_error
 from workbench.serving._codecs import HTTPError as _HTTPError
 from workbench.serving._codecs import JSONCodec
-from workbench.serving._codecs import records_from_body as _records_from_body  # noqa: F401 (moved)
 from workbench.serving._isolated import (
     ModelVersionError,
     call_version,

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from workbench.ui._widget import ProgressWidget
+    from workbench.ui._progress_widget import ProgressWidget
     from workbench.ui._widgets import (
         DeploymentWidget,
         ExperimentWidget,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # anywidget/ipywidgets take ~0.3 s to import: load them only when the widget is used.
     if name == "ProgressWidget":
-        from workbench.ui._widget import ProgressWidget
+        from workbench.ui._progress_widget import ProgressWidget
 
         return ProgressWidget
     # names of __all__ bound above never get here: the rest are the live widgets

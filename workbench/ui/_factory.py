@@ -69,7 +69,7 @@ def make_progress(mode: str | None = "auto", **kwargs: Any) -> ProgressDisplay:
     if mode == "widget" or (mode == "auto" and in_notebook_kernel()):
         from IPython.display import display
 
-        from workbench.ui._widget import ProgressWidget
+        from workbench.ui._progress_widget import ProgressWidget
 
         widget = ProgressWidget(**kwargs)
         display(widget)
