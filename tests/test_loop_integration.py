@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.runtime import free_port
-
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_cleanup):
+def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_apps):
     from workbench.api import Workbench
     from workbench.demo import MODEL, run_demo
 
     lines: list[str] = []
     summary = run_demo(
-        str(tmp_path / "home"), num_samples=2, serve_port=free_port(), say=lines.append
+        str(tmp_path / "home"), num_samples=2, serve_port=serve_apps.port, say=lines.append
     )
     text = "\n".join(lines)
     assert ray_cluster.started_here  # the demo joined the session's Ray and left it running

@@ -28,13 +28,11 @@ def _bundle(C: float, *, broken: bool = False):
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def env(serve_apps, tmp_path_factory):
     import httpx
-    from ray import serve
 
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
-    from workbench.runtime import free_port
     from workbench.serving import Serving
     from workbench.serving._recorder import kill_recorder
 
@@ -60,8 +58,7 @@ def env(ray_cluster, tmp_path_factory):
         bundles[version] = bundle
     store.set_alias("cancer", "champion", 1, actor="tester", reason="first")
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = serve_apps.port
     serving = Serving(store, artifacts, settings, http_port=port)
     t0 = time.perf_counter()
     info = serving.deploy(
@@ -87,7 +84,7 @@ def env(ray_cluster, tmp_path_factory):
     finally:
         client.close()
         serving.close()
-        serve.shutdown()
+        serve_apps.delete()
         kill_recorder(settings.db_path)
         store.close()
 

@@ -203,12 +203,12 @@ def auth():
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def env(serve_apps, tmp_path_factory):
     import httpx
     from _serve_env import cancer_bundle, close_env, serve_env
 
     bundle, records = cancer_bundle()
-    ns = serve_env(tmp_path_factory, NAME, [bundle], token=TOKEN)
+    ns = serve_env(tmp_path_factory, NAME, [bundle], apps=serve_apps, token=TOKEN)
     ns.info = ns.serving.deploy(NAME, 1, actor="tester")
     ns.bundle, ns.records = bundle, records
     ns.client = httpx.Client(base_url=ns.info["url"], timeout=30)

@@ -108,12 +108,12 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def env(serve_apps, tmp_path_factory):
     import httpx
     from _serve_env import close_env, mixed_bundle, serve_env
 
     bundle, records = mixed_bundle()
-    ns = serve_env(tmp_path_factory, MODEL, [bundle])
+    ns = serve_env(tmp_path_factory, MODEL, [bundle], apps=serve_apps)
     ns.serving.deploy(MODEL, 1, name="mixed", max_body_bytes=LIMIT, actor="tester")
     ns.serving.deploy(MODEL, 1, name="mixed-impute", non_finite="impute", actor="tester")
     ns.bundle, ns.records = bundle, records
