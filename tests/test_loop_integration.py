@@ -1,4 +1,9 @@
-"""The whole loop on a real local Ray, Serve over HTTP, alibi-detect and a SQLite file; asserts on the lineage left."""
+"""The whole loop as ``make demo`` runs it (``run_demo``) on the session's Ray and Serve, over HTTP,
+with alibi-detect and a SQLite file; asserts on what it prints and on the lineage it leaves.
+
+The quickstart notebook runs the same loop through the same public API in a kernel
+(tests/test_notebooks.py); the two are separate products, so each runs once.
+"""
 
 from __future__ import annotations
 

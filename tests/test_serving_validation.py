@@ -4,9 +4,9 @@ and a NaN prediction is never a 500.
 Unit tests of the policy functions first; then two deployments of the same mixed-type model (a
 number, a string, a boolean): ``mixed`` rejects NaN/inf and takes bodies up to 64 KiB,
 ``mixed-impute`` treats NaN/inf as missing. The request cases run on both as routers in-process
-(``LocalRouter``: the real router, its codecs and validation, in milliseconds); the same two on the
-session's Serve answer the cases that prove the wiring end to end over HTTP (the options reach the
-replica, the replica survives a burst of bad requests, tritonclient's binary tensors, the request
+(``LocalRouter``: the real router, its codecs and validation, in milliseconds); ``mixed`` on the
+session's Serve answers the cases that prove the wiring end to end over HTTP (both options reach
+the replica, which survives a burst of bad requests; tritonclient's binary tensors; the request
 log).
 """
 
@@ -145,7 +145,6 @@ def env(serve_apps, tmp_path_factory):
     bundle, records = mixed_bundle()
     ns = serve_env(tmp_path_factory, MODEL, [bundle], apps=serve_apps)
     ns.serving.deploy(MODEL, 1, name="mixed", max_body_bytes=LIMIT, actor="tester")
-    ns.serving.deploy(MODEL, 1, name="mixed-impute", non_finite="impute", actor="tester")
     ns.bundle, ns.records = bundle, records
     ns.client = httpx.Client(base_url=f"http://127.0.0.1:{ns.port}", timeout=30)
     try:
@@ -252,12 +251,23 @@ def test_columns_and_records_give_the_same_predictions(local):
 
 
 @pytest.mark.ray
-def test_impute_policy_treats_nan_as_missing(env):
+def test_impute_policy_treats_nan_as_missing(env, local):
     body = b'{"records": [{"x": NaN, "colour": "red", "flag": true}, {"x": 7.5, "colour": "red", "flag": true}]}'
-    status, payload = post(env, body, app="mixed-impute", raw=True)
-    assert status == 200, payload
-    assert payload["predictions"] == _local(env, [{**GOOD, "x": None}, GOOD])
-    assert post(env, body, raw=True)[0] == 422  # the default policy still rejects it
+    imputed = _local(env, [{**GOOD, "x": None}, GOOD])
+    status, payload = local_post(local, body, app="mixed-impute", raw=True)
+    assert status == 200 and payload["predictions"] == imputed, payload
+    assert local_post(local, body, raw=True)[0] == 422  # the default policy still rejects it
+    # deploy(non_finite="impute") reaches the replica (a reconfigure in place), and back
+    assert post(env, body, raw=True)[0] == 422
+    env.serving.deploy(
+        MODEL, 1, name="mixed", non_finite="impute", max_body_bytes=LIMIT, actor="tester"
+    )
+    try:
+        status, payload = post(env, body, raw=True)
+        assert status == 200 and payload["predictions"] == imputed, payload
+    finally:
+        env.serving.deploy(MODEL, 1, name="mixed", max_body_bytes=LIMIT, actor="tester")
+    assert post(env, body, raw=True)[0] == 422
 
 
 @pytest.mark.ray
