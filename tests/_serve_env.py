@@ -1,4 +1,9 @@
-"""Helpers for the serving protocol tests: register bundles, start Serve on a free loopback port, deploy."""
+"""Helpers for the serving tests: bundles, the session's Serve shared by modules, an in-process router.
+
+Serve runs once per session (``serve_port`` / ``serve_apps`` in conftest.py); a module deploys
+its own apps on it and :class:`ServeApps` deletes them when the module ends. Request, validation
+and codec cases run on :class:`LocalRouter`: the real ``Router`` called in-process.
+"""
 
 from __future__ import annotations
 
@@ -53,13 +58,21 @@ def cancer_labels() -> list[str]:
     return [str(data.target_names[i]) for i in data.target]
 
 
-def starlette_request(body: Any, headers: Any = ()) -> Any:
-    """A POST ``/d/predict`` request with a JSON body, for calling a Router in-process."""
+def starlette_request(
+    body: Any = None,
+    headers: Any = (),
+    *,
+    method: str = "POST",
+    path: str = "/predict",
+    content: bytes | None = None,
+) -> Any:
+    """A request to ``/d<path>`` (root path ``/d``) with a JSON ``body`` (or raw ``content``), for
+    calling a Router in-process; ``headers`` are (name, value) pairs."""
     import json
 
     from starlette.requests import Request
 
-    raw = json.dumps(body).encode()
+    raw = content if content is not None else b"" if body is None else json.dumps(body).encode()
     done = False
 
     async def receive() -> dict[str, Any]:
@@ -69,19 +82,108 @@ def starlette_request(body: Any, headers: Any = ()) -> Any:
         done = True
         return {"type": "http.request", "body": raw, "more_body": False}
 
+    given = [(k.lower().encode(), v.encode()) for k, v in headers]
+    names = {k for k, _ in given}
     scope = {
         "type": "http",
-        "method": "POST",
-        "path": "/d/predict",
+        "method": method,
+        "path": "/d" + path,
         "root_path": "/d",
         "query_string": b"",
+        "server": ("127.0.0.1", 8000),
         "headers": [
-            (b"content-type", b"application/json"),
+            *([(b"content-type", b"application/json")] if b"content-type" not in names else []),
             (b"content-length", str(len(raw)).encode()),
-            *[(k.lower().encode(), v.encode()) for k, v in headers],
+            *given,
         ],
     }
     return Request(scope, receive)
+
+
+class LocalRouter:
+    """The real ``Router`` (Serve's decorator unwrapped) over a real artifact store, called in-process.
+
+    ``bundles`` (a list: versions 1..n, or ``{version: bundle}``) are configured through the
+    router's real ``reconfigure`` as deployment ``deployment`` with ``weights`` (default all on the
+    lowest version) and ``config`` on top (``token_sha256``, ``non_finite``, ``max_body_bytes``...),
+    as ``Serving.deploy`` configures a replica. :meth:`request` sends one request through the
+    router's real ``__call__`` (routes, auth, codecs, validation, the model) and returns an
+    ``httpx.Response``, in milliseconds instead of a deploy and a round trip through Serve's proxy.
+    The request-log rows stay in ``.router._buffer``: no recorder (the HTTP end-to-end tests check
+    that rows reach the store).
+    """
+
+    def __init__(
+        self,
+        root: Any,
+        bundles: Any,
+        *,
+        deployment: str = "d",
+        weights: dict[int, float] | None = None,
+        **config: Any,
+    ):
+        from pathlib import Path
+
+        from ray import serve  # noqa: F401  (the router module needs Serve's decorator)
+
+        from workbench.lineage import ArtifactStore
+        from workbench.serving._router import Router
+
+        class _Router(Router.func_or_class):  # type: ignore[misc,name-defined]
+            def _ensure_flusher(self) -> None:  # nothing ships rows to a recorder here
+                pass
+
+            def __del__(self) -> None:  # Serve awaits the async __del__; nothing to flush
+                pass
+
+        root = Path(root)
+        artifacts = ArtifactStore(root / "artifacts")
+        versions = dict(bundles) if isinstance(bundles, dict) else dict(enumerate(bundles, 1))
+        weights = weights or {min(versions): 1.0}
+        self.deployment = deployment
+        self.router = _Router()
+        self.router.reconfigure(
+            {
+                "deployment": deployment,
+                "db_path": str(root / "lineage.db"),
+                "artifacts_dir": str(root / "artifacts"),
+                "versions": {
+                    str(v): {
+                        "artifact": artifacts.put_object(b),
+                        "model_version_id": 100 + v,
+                        "weight": weights.get(v, 0.0),
+                    }
+                    for v, b in versions.items()
+                },
+                **config,
+            }
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """``method path`` (relative to the deployment's prefix, e.g. ``/predict``); an ``httpx.Response``."""
+        import asyncio
+
+        import httpx
+
+        request = starlette_request(
+            json, list((headers or {}).items()), method=method, path=path, content=content
+        )
+        resp = asyncio.run(self.router(request))
+        return httpx.Response(resp.status_code, headers=resp.headers.raw, content=resp.body)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
 
 
 def mixed_bundle() -> tuple[Any, list[dict[str, Any]]]:
@@ -124,13 +226,37 @@ def mixed_bundle() -> tuple[Any, list[dict[str, Any]]]:
     return bundle, records
 
 
-def serve_env(tmp_path_factory, name: str, bundles: list[Any], **serving_kwargs: Any) -> Any:
-    """A store with ``bundles`` registered as versions 1..n of model ``name``, and Serve on a free port."""
-    from ray import serve
+class ServeApps:
+    """The session's Serve as one test module sees it: ``port``, and :meth:`delete` for its apps."""
 
+    def __init__(self, port: int):
+        self.port = port
+
+    def delete(self, timeout_s: float = 120.0) -> None:
+        """Delete every app running in Serve (the module's own: modules run one after another)
+        and wait until they are gone, so the next module finds the cluster's CPUs free."""
+        import time
+
+        from ray import serve
+
+        names = list(serve.status().applications)
+        for name in names:
+            serve.delete(name, _blocking=False)
+        deadline = time.monotonic() + timeout_s
+        while serve.status().applications:
+            assert time.monotonic() < deadline, (
+                f"Serve apps not deleted: {list(serve.status().applications)}"
+            )
+            time.sleep(0.2)
+
+
+def serve_env(
+    tmp_path_factory, name: str, bundles: list[Any], *, apps: ServeApps, **serving_kwargs: Any
+) -> Any:
+    """A store with ``bundles`` registered as versions 1..n of model ``name``, and a ``Serving`` on
+    the session's Serve (``apps``, the ``serve_apps`` fixture)."""
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
-    from workbench.runtime import free_port
     from workbench.serving import Serving
 
     settings = Settings.from_env(tmp_path_factory.mktemp(f"serve-{name}") / "wbhome")
@@ -148,33 +274,39 @@ def serve_env(tmp_path_factory, name: str, bundles: list[Any], **serving_kwargs:
             trial_id=None,
             dataset_version_id=None,
         )
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serving = Serving(store, artifacts, settings, http_port=port, **serving_kwargs)
+    serving = Serving(store, artifacts, settings, http_port=apps.port, **serving_kwargs)
     return SimpleNamespace(
-        settings=settings, store=store, artifacts=artifacts, serving=serving, port=port
+        settings=settings,
+        store=store,
+        artifacts=artifacts,
+        serving=serving,
+        port=apps.port,
+        apps=apps,
     )
 
 
 def close_env(env: Any) -> None:
-    from ray import serve
-
+    """Delete the module's apps (their routers flush their request logs on the way out), then stop
+    the store's request-log recorder and close the store; Serve keeps running for the next module."""
     from workbench.serving._recorder import kill_recorder
 
     env.serving.close()
-    with contextlib.suppress(Exception):
-        serve.shutdown()
-    with contextlib.suppress(Exception):
-        kill_recorder(env.settings.db_path)
-    env.store.close()
+    try:
+        env.apps.delete()
+    finally:
+        with contextlib.suppress(Exception):
+            kill_recorder(env.settings.db_path)
+        env.store.close()
 
 
 @contextlib.contextmanager
-def champion_env(tmp_path_factory, name: str, *, versions: int, reason: str) -> Iterator[Any]:
+def champion_env(
+    tmp_path_factory, name: str, *, versions: int, reason: str, apps: ServeApps
+) -> Iterator[Any]:
     """``serve_env`` with ``cancer_bundle`` as versions 1..``versions`` of model ``name``, v1 its
     ``champion`` (moved by "tester" with ``reason``) and ``env.records``; closed on exit."""
     bundle, records = cancer_bundle()
-    env = serve_env(tmp_path_factory, name, [bundle] * versions)
+    env = serve_env(tmp_path_factory, name, [bundle] * versions, apps=apps)
     env.records = records
     env.store.models.set_alias(name, "champion", 1, actor="tester", reason=reason)
     try:

@@ -43,14 +43,34 @@ def ray_cluster():
     conn.shutdown()
 
 
-@pytest.fixture
-def serve_cleanup(ray_cluster):
-    """For tests that start Ray Serve in the session's cluster: shut Serve down afterwards, so the next
-    module can start it on its own port (Serve's HTTP options are fixed while it runs)."""
-    yield
+@pytest.fixture(scope="session")
+def serve_port(ray_cluster):
+    """Ray Serve in the session's cluster, started once on a free loopback port; its port.
+
+    Serve's HTTP options are fixed while it runs and a start costs 20-40 s, so every module
+    shares this one instance: a module deploys apps of its own and they are deleted when it ends
+    (:func:`serve_apps`). Only the tests on a Ray cluster of their own (multi-node, external)
+    start a Serve of their own there.
+    """
     from ray import serve
 
+    from workbench.runtime import free_port
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
     serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def serve_apps(serve_port):
+    """The session's Serve for one test module: ``.port``; the apps still running when the module
+    ends are deleted (modules run one after another, so they are this module's)."""
+    from tests._serve_env import ServeApps
+
+    apps = ServeApps(serve_port)
+    yield apps
+    apps.delete()
 
 
 @pytest.fixture(scope="module")

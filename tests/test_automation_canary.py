@@ -32,16 +32,13 @@ FLIP = {"malignant": "benign", "benign": "malignant"}
 
 
 @pytest.fixture(scope="module")
-def live(ray_cluster, tmp_path_factory):
-    from ray import serve
-
+def live(serve_apps, tmp_path_factory):
     from workbench.api import Workbench
     from workbench.datasets import write_breast_cancer_csv
-    from workbench.runtime import free_port
     from workbench.serving._recorder import kill_recorder
 
     home = tmp_path_factory.mktemp("loop") / "wbhome"
-    bench = Workbench(home, serve_port=free_port())
+    bench = Workbench(home, serve_port=serve_apps.port)
     dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=TARGET)
     parts = bench.datasets.split(dv, {"train": 0.5, "holdout": 0.2, "live": 0.3}, seed=0)
     bundle = bench.experiments.fit_bundle(
@@ -56,7 +53,7 @@ def live(ray_cluster, tmp_path_factory):
         yield SimpleNamespace(bench=bench, rows=rows, rng=random.Random(0))
     finally:
         bench.close()
-        serve.shutdown()
+        serve_apps.delete()
         kill_recorder(bench.settings.db_path)
 
 

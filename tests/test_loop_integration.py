@@ -1,21 +1,24 @@
-"""The whole loop on a real local Ray, Serve over HTTP, alibi-detect and a SQLite file; asserts on the lineage left."""
+"""The whole loop as ``make demo`` runs it (``run_demo``) on the session's Ray and Serve, over HTTP,
+with alibi-detect and a SQLite file; asserts on what it prints and on the lineage it leaves.
+
+The quickstart notebook runs the same loop through the same public API in a kernel
+(tests/test_notebooks.py); the two are separate products, so each runs once.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from workbench.runtime import free_port
-
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_cleanup):
+def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_apps):
     from workbench.api import Workbench
     from workbench.demo import MODEL, run_demo
 
     lines: list[str] = []
     summary = run_demo(
-        str(tmp_path / "home"), num_samples=2, serve_port=free_port(), say=lines.append
+        str(tmp_path / "home"), num_samples=2, serve_port=serve_apps.port, say=lines.append
     )
     text = "\n".join(lines)
     assert ray_cluster.started_here  # the demo joined the session's Ray and left it running

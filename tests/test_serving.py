@@ -1,8 +1,9 @@
 """Serving on a real local Ray Serve over real HTTP: deploy, validate, split, log, canary, rollback.
 
-One Serve instance (one HTTP port) and one deployment for the whole module;
-each test sets the traffic it needs, so the tests also exercise in-place
-reconfiguration over and over.
+One deployment on the session's Serve for the whole module; each test sets the
+traffic it needs, so the tests also exercise in-place reconfiguration over and
+over. The bad-input and route cases run on the same router in-process
+(``LocalRouter``); over HTTP, the logging test sends a bad request too.
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ def _bundle(C: float, *, broken: bool = False):
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def env(serve_apps, tmp_path_factory):
     import httpx
-    from ray import serve
 
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
-    from workbench.runtime import free_port
     from workbench.serving import Serving
     from workbench.serving._recorder import kill_recorder
 
@@ -60,8 +59,7 @@ def env(ray_cluster, tmp_path_factory):
         bundles[version] = bundle
     store.models.set_alias("cancer", "champion", 1, actor="tester", reason="first")
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = serve_apps.port
     serving = Serving(store, artifacts, settings, http_port=port)
     t0 = time.perf_counter()
     info = serving.deploy(
@@ -87,9 +85,19 @@ def env(ray_cluster, tmp_path_factory):
     finally:
         client.close()
         serving.close()
-        serve.shutdown()
+        serve_apps.delete()
         kill_recorder(settings.db_path)
         store.close()
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """Version 1 of the module's model as a router in-process (``.router``, ``.records``, ``.bundle``)."""
+    from tests._serve_env import LocalRouter
+
+    bundle, records = _bundle(1.0)
+    router = LocalRouter(tmp_path_factory.mktemp("local-cancer"), [bundle], deployment=NAME)
+    return SimpleNamespace(router=router, records=records, bundle=bundle)
 
 
 def post(env, body=None, *, content=None, key=None):
@@ -179,25 +187,29 @@ def _too_big(records):
     ],
 )
 def test_bad_input_is_4xx_naming_the_field_and_server_keeps_answering(
-    env, case, make, status, field
+    local, case, make, status, field
 ):
-    body = make(env.records)
+    body = make(local.records)
     if isinstance(body, bytes):
-        got, payload = post(env, content=body)
+        resp = local.router.post("/predict", content=body)
     else:
-        got, payload = post(env, body)
-    assert got == status, (case, payload)
+        resp = local.router.post("/predict", json=body)
+    payload = resp.json()
+    assert resp.status_code == status, (case, payload)
     assert payload["field"] == field, (case, payload)
     assert payload["error"] and isinstance(payload["error"], str)
-    ok, good = post(env, {"records": env.records[:1]})
-    assert ok == 200, good
+    assert payload["request_id"]
+    good = local.router.post("/predict", json={"records": local.records[:1]})
+    assert good.status_code == 200, good.text
+    assert good.json()["predictions"] == local.bundle.predict_records(local.records[:1])
 
 
-def test_routes_other_than_predict_and_health(env):
-    assert env.client.get("/nope").status_code == 404
-    assert "predict" in env.client.get("/nope").json()["error"]
-    assert env.client.get("/predict").status_code == 405
-    assert env.client.post("/health").status_code == 405
+def test_routes_other_than_predict_and_health(local):
+    assert local.router.get("/nope").status_code == 404
+    assert "predict" in local.router.get("/nope").json()["error"]
+    assert local.router.get("/predict").status_code == 405
+    assert local.router.post("/health").status_code == 405
+    assert local.router.get("/health").json()["deployment"] == NAME
 
 
 def test_weights_split_traffic_in_place_without_restarting_the_replica(env):

@@ -96,10 +96,12 @@ def test_a_replica_that_keeps_dying_ends_in_a_clear_error():
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def env(serve_apps, tmp_path_factory):
     from tests._serve_env import champion_env
 
-    with champion_env(tmp_path_factory, NAME, versions=2, reason="isolation test") as env:
+    with champion_env(
+        tmp_path_factory, NAME, versions=2, reason="isolation test", apps=serve_apps
+    ) as env:
         yield env
 
 

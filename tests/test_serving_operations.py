@@ -399,11 +399,11 @@ NAME = "ops"
 
 
 @pytest.fixture(scope="module")
-def served(ray_cluster, tmp_path_factory):
+def served(serve_apps, tmp_path_factory):
     from tests._serve_env import cancer_bundle, close_env, serve_env
 
     bundle, records = cancer_bundle()
-    env = serve_env(tmp_path_factory, NAME, [bundle])
+    env = serve_env(tmp_path_factory, NAME, [bundle], apps=serve_apps)
     env.records = records
     try:
         yield env

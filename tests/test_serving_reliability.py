@@ -30,10 +30,12 @@ MAX_S = 90.0  # hard bound on the load, whatever happens
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def env(serve_apps, tmp_path_factory):
     from tests._serve_env import champion_env
 
-    with champion_env(tmp_path_factory, NAME, versions=1, reason="reliability test") as env:
+    with champion_env(
+        tmp_path_factory, NAME, versions=1, reason="reliability test", apps=serve_apps
+    ) as env:
         yield env
 
 

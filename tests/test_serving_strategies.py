@@ -44,12 +44,9 @@ def _bundle(kind: str):
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
-    from ray import serve
-
+def env(serve_apps, tmp_path_factory):
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
-    from workbench.runtime import free_port
     from workbench.serving import Serving
     from workbench.serving._recorder import kill_recorder
 
@@ -73,9 +70,7 @@ def env(ray_cluster, tmp_path_factory):
         assert row["version"] == version
         bundles[version] = bundle
     store.models.set_alias("bc", "champion", 1, actor="tester", reason="first")
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serving = Serving(store, artifacts, settings, http_port=port)
+    serving = Serving(store, artifacts, settings, http_port=serve_apps.port)
     info = serving.deploy("bc", "champion", name=NAME, actor="tester", reason="initial deployment")
     ns = SimpleNamespace(
         serving=serving,
@@ -90,7 +85,7 @@ def env(ray_cluster, tmp_path_factory):
         yield ns
     finally:
         serving.close()
-        serve.shutdown()
+        serve_apps.delete()
         kill_recorder(settings.db_path)
         store.close()
 

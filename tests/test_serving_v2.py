@@ -2,9 +2,10 @@
 
 Units first: the request bytes tritonclient builds decode into the right
 records, and our responses decode with tritonclient's own parser. Then one
-module-wide Serve whose deployment (breast cancer, 30 FP64 inputs, a BYTES
-label) runs with a bearer token on loopback: tritonclient over real HTTP,
-the 401s, and a search of the Ray logs and the store for the token.
+deployment (breast cancer, 30 FP64 inputs, a BYTES label) with a bearer
+token: its v2 routes and every missing or wrong token on a router in-process
+(``LocalRouter``), then on the session's Serve over real HTTP tritonclient,
+a 401, and a search of the Ray logs and the store for the token.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gzip
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -203,12 +205,12 @@ def auth():
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def env(serve_apps, tmp_path_factory):
     import httpx
     from _serve_env import cancer_bundle, close_env, serve_env
 
     bundle, records = cancer_bundle()
-    ns = serve_env(tmp_path_factory, NAME, [bundle], token=TOKEN)
+    ns = serve_env(tmp_path_factory, NAME, [bundle], apps=serve_apps, token=TOKEN)
     ns.info = ns.serving.deploy(NAME, 1, actor="tester")
     ns.bundle, ns.records = bundle, records
     ns.client = httpx.Client(base_url=ns.info["url"], timeout=30)
@@ -217,6 +219,23 @@ def env(ray_cluster, tmp_path_factory):
     finally:
         ns.client.close()
         close_env(ns)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """The module's deployment (same model, same token) as a router in-process."""
+    from _serve_env import LocalRouter, cancer_bundle
+
+    from workbench.serving._auth import token_digest
+
+    bundle, records = cancer_bundle()
+    router = LocalRouter(
+        tmp_path_factory.mktemp("local-v2"),
+        [bundle],
+        deployment=NAME,
+        token_sha256=token_digest(TOKEN),
+    )
+    return SimpleNamespace(router=router, records=records)
 
 
 @pytest.fixture
@@ -317,7 +336,6 @@ def test_plain_http_json_infer_as_in_the_docs(env):
     assert resp.headers["workbench-request-id"] == out["parameters"]["request_id"]
 
 
-@pytest.mark.ray
 @pytest.mark.parametrize(
     "method, path, status, needle",
     [
@@ -329,13 +347,12 @@ def test_plain_http_json_infer_as_in_the_docs(env):
         ("GET", "/v2/nothing", 404, "no v2 route"),
     ],
 )
-def test_v2_routes_answer_in_the_v2_error_format(env, method, path, status, needle):
-    resp = env.client.request(method, path, headers=AUTH, json={} if method == "POST" else None)
+def test_v2_routes_answer_in_the_v2_error_format(local, method, path, status, needle):
+    resp = local.router.request(method, path, headers=AUTH, json={} if method == "POST" else None)
     assert resp.status_code == status, resp.text
     assert list(resp.json()) == ["error"] and needle in resp.json()["error"]
 
 
-@pytest.mark.ray
 @pytest.mark.parametrize(
     "path, method",
     [
@@ -350,10 +367,12 @@ def test_v2_routes_answer_in_the_v2_error_format(env, method, path, status, need
     [None, f"Bearer {WRONG}", f"Basic {TOKEN}", TOKEN],
     ids=["no-header", "wrong-token", "basic-scheme", "no-scheme"],  # test ids hold no token
 )
-def test_missing_or_wrong_token_is_401_and_the_body_never_holds_a_token(env, path, method, header):
+def test_missing_or_wrong_token_is_401_and_the_body_never_holds_a_token(
+    local, path, method, header
+):
     headers = {} if header is None else {"Authorization": header}
-    body = {"records": env.records[:1]} if path == "/predict" else {"inputs": []}
-    resp = env.client.request(
+    body = {"records": local.records[:1]} if path == "/predict" else {"inputs": []}
+    resp = local.router.request(
         method, path, headers=headers, json=body if method == "POST" else None
     )
     assert resp.status_code == 401, resp.text

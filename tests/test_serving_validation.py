@@ -1,10 +1,13 @@
 """Bad input against the model's signature: every bad request is a precise 4xx, nothing crashes a replica,
 and a NaN prediction is never a 500.
 
-Unit tests of the policy functions first; then one module-wide Serve with two
-deployments of the same mixed-type model (a number, a string, a boolean):
-``mixed`` rejects NaN/inf and takes bodies up to 64 KiB, ``mixed-impute``
-treats NaN/inf as missing.
+Unit tests of the policy functions first; then two deployments of the same mixed-type model (a
+number, a string, a boolean): ``mixed`` rejects NaN/inf and takes bodies up to 64 KiB,
+``mixed-impute`` treats NaN/inf as missing. The request cases run on both as routers in-process
+(``LocalRouter``: the real router, its codecs and validation, in milliseconds); ``mixed`` on the
+session's Serve answers the cases that prove the wiring end to end over HTTP (both options reach
+the replica, which survives a burst of bad requests; tritonclient's binary tensors; the request
+log).
 """
 
 from __future__ import annotations
@@ -101,21 +104,47 @@ def test_json_codec_answers_500_instead_of_raising_on_unencodable_payloads():
     assert json.loads(resp.body)["request_id"] == "r1"
 
 
-# ----------------------------------------------------------------------- on Serve
+# ------------------------------------------------------- in-process routers and Serve
 
 MODEL = "mixed"
 LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def env(ray_cluster, tmp_path_factory):
+def local(tmp_path_factory):
+    """``mixed`` and ``mixed-impute`` as routers in-process (``.mixed``, ``.impute``)."""
+    from types import SimpleNamespace
+
+    from _serve_env import LocalRouter, mixed_bundle
+
+    bundle, records = mixed_bundle()
+    root = tmp_path_factory.mktemp("local-mixed")
+    return SimpleNamespace(
+        mixed=LocalRouter(root, [bundle], deployment="mixed", max_body_bytes=LIMIT),
+        impute=LocalRouter(root, [bundle], deployment="mixed-impute", non_finite="impute"),
+        bundle=bundle,
+        records=records,
+    )
+
+
+def local_post(local, body, *, app="mixed", raw=False):
+    """POST ``/predict`` to one of the in-process routers; (status, json)."""
+    router = local.impute if app == "mixed-impute" else local.mixed
+    if raw:
+        resp = router.post("/predict", content=body)
+    else:
+        resp = router.post("/predict", json=body)
+    return resp.status_code, resp.json()
+
+
+@pytest.fixture(scope="module")
+def env(serve_apps, tmp_path_factory):
     import httpx
     from _serve_env import close_env, mixed_bundle, serve_env
 
     bundle, records = mixed_bundle()
-    ns = serve_env(tmp_path_factory, MODEL, [bundle])
+    ns = serve_env(tmp_path_factory, MODEL, [bundle], apps=serve_apps)
     ns.serving.deploy(MODEL, 1, name="mixed", max_body_bytes=LIMIT, actor="tester")
-    ns.serving.deploy(MODEL, 1, name="mixed-impute", non_finite="impute", actor="tester")
     ns.bundle, ns.records = bundle, records
     ns.client = httpx.Client(base_url=f"http://127.0.0.1:{ns.port}", timeout=30)
     try:
@@ -145,7 +174,6 @@ GOOD = {"x": 7.5, "colour": "red", "flag": True}
 HUGE = b'{"records": [{"x": 1' + b"0" * 400 + b', "colour": "red", "flag": true}]}'
 
 
-@pytest.mark.ray
 @pytest.mark.parametrize(
     "case, body, status, field, needle",
     [
@@ -204,32 +232,42 @@ HUGE = b'{"records": [{"x": 1' + b"0" * 400 + b', "colour": "red", "flag": true}
         ("too large", {"records": [GOOD] * 2000}, 413, "body", str(LIMIT)),
     ],
 )
-def test_every_bad_request_is_a_precise_4xx(env, case, body, status, field, needle):
-    got, payload = post(env, body, raw=isinstance(body, bytes))
+def test_every_bad_request_is_a_precise_4xx(local, case, body, status, field, needle):
+    got, payload = local_post(local, body, raw=isinstance(body, bytes))
     assert got == status, (case, payload)
     assert payload["field"] == field, (case, payload)
     assert needle in payload["error"], (case, payload)
     assert payload["request_id"]
 
 
-@pytest.mark.ray
-def test_columns_and_records_give_the_same_predictions(env):
-    batch = env.records[:4]
+def test_columns_and_records_give_the_same_predictions(local):
+    batch = local.records[:4]
     columns = {f: [r[f] for r in batch] for f in ("x", "colour", "flag")}
-    s1, by_rows = post(env, {"records": batch})
-    s2, by_cols = post(env, {"columns": columns})
+    s1, by_rows = local_post(local, {"records": batch})
+    s2, by_cols = local_post(local, {"columns": columns})
     assert s1 == s2 == 200
-    assert by_rows["predictions"] == by_cols["predictions"] == _local(env, batch)
+    assert by_rows["predictions"] == by_cols["predictions"] == _local(local, batch)
     assert "warnings" not in by_rows
 
 
 @pytest.mark.ray
-def test_impute_policy_treats_nan_as_missing(env):
+def test_impute_policy_treats_nan_as_missing(env, local):
     body = b'{"records": [{"x": NaN, "colour": "red", "flag": true}, {"x": 7.5, "colour": "red", "flag": true}]}'
-    status, payload = post(env, body, app="mixed-impute", raw=True)
-    assert status == 200, payload
-    assert payload["predictions"] == _local(env, [{**GOOD, "x": None}, GOOD])
-    assert post(env, body, raw=True)[0] == 422  # the default policy still rejects it
+    imputed = _local(env, [{**GOOD, "x": None}, GOOD])
+    status, payload = local_post(local, body, app="mixed-impute", raw=True)
+    assert status == 200 and payload["predictions"] == imputed, payload
+    assert local_post(local, body, raw=True)[0] == 422  # the default policy still rejects it
+    # deploy(non_finite="impute") reaches the replica (a reconfigure in place), and back
+    assert post(env, body, raw=True)[0] == 422
+    env.serving.deploy(
+        MODEL, 1, name="mixed", non_finite="impute", max_body_bytes=LIMIT, actor="tester"
+    )
+    try:
+        status, payload = post(env, body, raw=True)
+        assert status == 200 and payload["predictions"] == imputed, payload
+    finally:
+        env.serving.deploy(MODEL, 1, name="mixed", max_body_bytes=LIMIT, actor="tester")
+    assert post(env, body, raw=True)[0] == 422
 
 
 @pytest.mark.ray
@@ -297,6 +335,11 @@ def _v2(env, body, *, app="mixed", headers=None):
     return resp.status_code, resp.json()
 
 
+def _local_v2(local, body):
+    resp = local.mixed.post("/v2/models/mixed/infer", json=body)
+    return resp.status_code, resp.json()
+
+
 def _t(name, datatype, shape, data):
     return {"name": name, "datatype": datatype, "shape": shape, "data": data}
 
@@ -308,7 +351,6 @@ OK_TENSORS = [
 ]
 
 
-@pytest.mark.ray
 @pytest.mark.parametrize(
     "case, inputs, needle",
     [
@@ -344,8 +386,8 @@ OK_TENSORS = [
         ("no inputs", [], "'inputs' must be a non-empty list"),
     ],
 )
-def test_v2_bad_requests_are_400_in_the_v2_error_format(env, case, inputs, needle):
-    status, payload = _v2(env, {"inputs": inputs})
+def test_v2_bad_requests_are_400_in_the_v2_error_format(local, case, inputs, needle):
+    status, payload = _local_v2(local, {"inputs": inputs})
     assert status == 400, (case, payload)
     assert list(payload) == ["error"] and needle in payload["error"], (case, payload)
 

@@ -661,11 +661,11 @@ def test_stop_button_ends_a_running_search_and_a_new_process_sees_the_same_widge
 
 
 @pytest.fixture(scope="module")
-def serve_widgets(tmp_path_factory, ray_cluster):
+def serve_widgets(tmp_path_factory, serve_apps):
     from _serve_env import cancer_bundle, close_env, serve_env
 
     bundle, records = cancer_bundle()
-    env = serve_env(tmp_path_factory, "wcancer", [bundle, bundle])
+    env = serve_env(tmp_path_factory, "wcancer", [bundle, bundle], apps=serve_apps)
     env.store.models.set_alias("wcancer", "champion", 1, actor="tester", reason="first")
     env.info = env.serving.deploy("wcancer", 1, name="wcancer", actor="tester")
     env.records = records

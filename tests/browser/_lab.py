@@ -289,12 +289,12 @@ def run_cell(page: Any, code: str, *, timeout_s: float = 120, wait: bool = True)
 
 
 def bench_with_split(lab: Lab, train: float) -> tuple[Any, Any, Any]:
-    """A ``Workbench`` in the lab's WORKBENCH_HOME (Serve on a free port) with the breast-cancer
+    """A ``Workbench`` in the lab's WORKBENCH_HOME (and the lab's Serve port) with the breast-cancer
     data ingested as ``bc`` and split into ``train`` and ``holdout`` (seed 0): (bench, train, holdout)."""
     from workbench.api import Workbench
     from workbench.datasets import write_breast_cancer_csv
 
-    bench = Workbench(lab.home, serve_port=free_port())
+    bench = Workbench(lab.home, serve_port=int(lab.env["WORKBENCH_SERVE_PORT"]))
     dv = bench.datasets.ingest(
         write_breast_cancer_csv(lab.root_dir / "bc.csv"), name="bc", target="diagnosis"
     )

@@ -2,8 +2,9 @@
 
 - ``lab``: a running JupyterLab per test module (``.url``, ``.token``, ``.home`` = its
   ``WORKBENCH_HOME``, ``.root_dir``) whose server and kernels join the session's local Ray
-  (``RAY_ADDRESS``), so a deployment made by the test process is visible to the server extension
-  and to notebooks.
+  (``RAY_ADDRESS``) and its Serve (``WORKBENCH_SERVE_PORT``), so a deployment made by the test
+  process is visible to the server extension and to notebooks; the module's Serve apps are
+  deleted when it ends (``serve_apps``).
 - ``page``: a Playwright page logged in to ``lab`` with JupyterLab started; a screenshot of it is
   saved to ``tests/browser/artifacts/<test>.png`` when the test ends, and the kernels it started
   are shut down.
@@ -48,7 +49,7 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, ray_cluster):
+def lab(tmp_path_factory, ray_cluster, serve_apps):
     """A real JupyterLab on a free loopback port, with a token, and a fresh store, per test module.
 
     It starts in ~2 s; one per module keeps one module's records out of another's assertions.
@@ -56,7 +57,14 @@ def lab(tmp_path_factory, ray_cluster):
     root = tmp_path_factory.mktemp("lab")
     home = root / ".workbench"
     home.mkdir()
-    server = start_lab(root, home, extra_env={"RAY_ADDRESS": ray_cluster.address})
+    server = start_lab(
+        root,
+        home,
+        extra_env={
+            "RAY_ADDRESS": ray_cluster.address,
+            "WORKBENCH_SERVE_PORT": str(serve_apps.port),
+        },
+    )
     yield server
     stop_lab(server)
 

@@ -26,9 +26,7 @@ WINDOW = 40
 
 
 @pytest.fixture(scope="module")
-def seeded(lab, ray_cluster):
-    from ray import serve
-
+def seeded(lab, serve_apps):
     from workbench.automation import DriftTrigger, LoopPolicy
 
     bench, train, holdout = bench_with_split(lab, 0.7)
@@ -76,7 +74,7 @@ def seeded(lab, ray_cluster):
     assert [j["id"] for j in pending] == ticked["created"] and len(pending) == 2, ticked
     yield {"bench": bench, "jobs": pending, "results": results}
     try:
-        serve.shutdown()  # the next module may start Serve on its own port
+        serve_apps.delete()
     finally:
         bench.store.close()
 

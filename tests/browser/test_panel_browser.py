@@ -22,10 +22,8 @@ DEPLOYMENT = "panel-cancer"
 
 
 @pytest.fixture(scope="module")
-def seeded(lab, ray_cluster):
+def seeded(lab, serve_apps):
     """A finished 2-trial search, model ``panel-cancer`` v1 (champion) and v2, deployed with v2 at 0%."""
-    from ray import serve
-
     bench, train, holdout = bench_with_split(lab, 0.8)
     space = {"family": "logistic_regression", "C": 1.0}
     result = bench.experiments.search(
@@ -39,7 +37,7 @@ def seeded(lab, ray_cluster):
     bench.serving.set_traffic(DEPLOYMENT, {v1.version: 1.0, v2.version: 0.0}, reason="stage v2")
     yield {"bench": bench, "result": result, "v1": v1.version, "v2": v2.version, "train": train}
     try:
-        serve.shutdown()  # the next module may start Serve on its own port
+        serve_apps.delete()
     finally:
         bench.store.close()
 

@@ -386,16 +386,13 @@ handle
 
 
 @pytest.fixture(scope="module")
-def live_deployment(lab, seeded):
+def live_deployment(lab, seeded, serve_apps):
     """A real Serve deployment ("live", versions 1 and 2) recorded in the lab's store."""
     import contextlib
-
-    from ray import serve
 
     from tests._serve_env import cancer_bundle
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
-    from workbench.runtime import free_port
     from workbench.serving import Serving
     from workbench.serving._recorder import kill_recorder
 
@@ -408,9 +405,7 @@ def live_deployment(lab, seeded):
             "live", task=bundle.task, artifact_hash=artifacts.put_object(bundle), params={}, metrics={},
             signature=bundle.signature, experiment_id=None, trial_id=None, dataset_version_id=None,
         )  # fmt: skip
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serving = Serving(store, artifacts, settings, http_port=port)
+    serving = Serving(store, artifacts, settings, http_port=serve_apps.port)
     serving.deploy("live", 1, name="live", actor="tester")
     for _ in range(5):
         serving.predict("live", records[:3])
@@ -419,7 +414,7 @@ def live_deployment(lab, seeded):
     finally:
         serving.close()
         with contextlib.suppress(Exception):
-            serve.shutdown()
+            serve_apps.delete()
         with contextlib.suppress(Exception):
             kill_recorder(settings.db_path)
         store.close()
