@@ -32,11 +32,11 @@ print(json.dumps(seen))
 """
 
 
-def _probe(home, address: str | None) -> dict:
+def _probe(home, address: str | None, serve_port: int | None = None) -> dict:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(home), address or "", str(free_port())],
+        [sys.executable, "-c", PROBE, str(home), address or "", str(serve_port or free_port())],
         capture_output=True,
         text=True,
         timeout=300,
@@ -62,7 +62,7 @@ def test_stages_open_without_ray_and_wire_each_stage_once(tmp_path):
 
 
 @pytest.mark.ray
-def test_serving_joins_the_workbench_address(tmp_path, ray_cluster, serve_cleanup):
+def test_serving_joins_the_workbench_address(tmp_path, ray_cluster, serve_apps):
     """``Workbench(address=X).serving`` as the process's first Ray call joins X, not a Ray of its own;
     in this process too, serving connects through the workbench's one connection, which ``close()``
     releases without stopping a cluster it did not start."""
@@ -71,13 +71,13 @@ def test_serving_joins_the_workbench_address(tmp_path, ray_cluster, serve_cleanu
     from workbench.api import Workbench
     from workbench.exceptions import DeploymentError
 
-    seen = _probe(tmp_path / "home", ray_cluster.address)
+    seen = _probe(tmp_path / "home", ray_cluster.address, serve_apps.port)
     assert seen["gcs"] == ray_cluster.address and seen["started_here"] is False
     assert ray.cluster_resources()["CPU"] == 2  # close() left the cluster it joined running
 
     bench = Workbench(tmp_path / "home", address=ray_cluster.address)
     with pytest.raises(DeploymentError, match="nothing-deployed"):
-        bench.serving.health("nothing-deployed")  # Serve runs (the probe started it)
+        bench.serving.health("nothing-deployed")  # the session's Serve answers: nothing deployed
     conn = bench.stages._ray
     assert conn is not None and conn.address == ray_cluster.address and not conn.started_here
     bench.close()
