@@ -108,25 +108,6 @@ class RetrainingRepository(Repository):
             )
             return job_id
 
-    def add_job(self, *, drift_result_id: int | None, detail: dict[str, Any] | None = None) -> int:
-        """A SCHEDULED job with no policy or event key."""
-        db = self._db
-        with db.transaction():
-            return self._record(
-                "retrain_jobs",
-                {
-                    "drift_result_id": drift_result_id,
-                    "status": "SCHEDULED",
-                    "detail_json": dumps(detail or {}),
-                    "started_at": utcnow(),
-                },
-                node="retrain_job",
-                links=[("drift_result", drift_result_id, "triggered")],
-                audit="retrain.schedule",
-                detail={"drift_result_id": drift_result_id},
-                actor="automation",
-            )
-
     def set_job(self, job_id: int, **fields: Any) -> None:
         """Update columns of a job (``detail`` as JSON); ids it now names become lineage edges."""
         db = self._db

@@ -313,9 +313,10 @@ async def test_approve_and_reject_a_pending_retraining(jp_fetch, wb_home):
 
     with Workbench(wb_home) as bench:
         jobs = []
-        for _ in range(2):
-            jid = bench.store.retraining.add_job(drift_result_id=None)
-            bench.store.retraining.set_job(jid, status="PENDING_APPROVAL", approval="PENDING")
+        for i in range(2):
+            jid = bench.store.retraining.claim_job(
+                f"test-event-{i}", policy="p", status="PENDING_APPROVAL", approval="PENDING"
+            )
             jobs.append(jid)
     code, body = await call(jp_fetch, "retrains")
     assert code == 200 and [j["id"] for j in body["pending"]] == jobs
