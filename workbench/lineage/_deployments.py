@@ -72,6 +72,10 @@ class DeploymentRepository(Repository):
     def list(self) -> list[dict[str, Any]]:
         return self._db.rows(_DEPLOYMENT + " ORDER BY d.id")
 
+    def _ids_by_name(self) -> dict[str, int]:
+        """Row id of every deployment by name: what a batch of log rows is attached by."""
+        return {r["name"]: r["id"] for r in self._db.rows("SELECT id, name FROM deployments")}
+
     # ------------------------------------------------------------------ traffic
     def record_traffic(
         self,
@@ -160,7 +164,7 @@ class DeploymentRepository(Repository):
             return 0
         db = self._db
         with db.transaction():
-            deployments = {r["name"]: r["id"] for r in db.rows("SELECT id, name FROM deployments")}
+            deployments = self._ids_by_name()
             values = []
             for r in rows:
                 dep_id = deployments.get(r["deployment"])
@@ -273,7 +277,7 @@ class DeploymentRepository(Repository):
             return 0
         db = self._db
         with db.transaction():
-            deployments = {r["name"]: r["id"] for r in db.rows("SELECT id, name FROM deployments")}
+            deployments = self._ids_by_name()
             values = [
                 (
                     r["request_id"],

@@ -619,7 +619,7 @@ class Serving:
         want = min(8, MAX_WARMUP_RECORDS)
         records = self.store.deployments.list_recent_features(name, limit=want)
         if records:
-            return jsonable(records[:want], default=str)
+            return jsonable(records, default=str)
         # No traffic yet: rows of the data the version was trained on.
         model = self.store.deployments.get(name)["model"]
         for version in versions:
