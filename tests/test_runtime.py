@@ -19,21 +19,28 @@ def test_second_connection_shares_and_does_not_own(ray_cluster):
     assert ray.cluster_resources()["CPU"] == 2
 
 
-def test_import_workbench_is_fast_and_light():
+def test_import_workbench_is_light():
+    """``import workbench`` (and the CLI) loads none of the heavy libraries; which modules are
+    loaded is checked, not seconds, so a busy machine cannot fail it."""
     import subprocess
     import sys
 
-    code = (
-        "import sys, time; t = time.perf_counter(); import workbench, workbench.api, workbench.cli; "
-        "d = time.perf_counter() - t; heavy = [m for m in ('ray', 'torch', 'alibi_detect', 'sklearn', 'polars') if m in sys.modules]; "
-        "print(d, heavy)"
+    heavy = (
+        "ray",
+        "torch",
+        "alibi_detect",
+        "sklearn",
+        "polars",
+        "pandas",
+        "pyarrow",
+        "sqlite_utils",
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split(maxsplit=1)
-    seconds, heavy = float(out[0]), out[1].strip()
-    assert heavy == "[]", f"import workbench pulled in {heavy}"
-    assert seconds < 1.0
+    code = (
+        "import sys; import workbench, workbench.api, workbench.cli; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"import workbench pulled in {out.stdout.strip()}"
 
 
 # ------------------------------------------------------------------ background work as a Future

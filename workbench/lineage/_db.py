@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 
 from workbench._identity import default_actor
 from workbench.exceptions import NotFoundError, WorkbenchError
@@ -78,6 +77,8 @@ class Database:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         self.conn = conn
+        import sqlite_utils  # imports pandas and pyarrow when they are installed: ~0.75 s, so not at module import
+
         self._sqlite = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
