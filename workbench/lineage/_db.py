@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 from workbench._identity import default_actor
 from workbench.exceptions import NotFoundError, WorkbenchError
 from workbench.lineage._schema import MIGRATIONS
