@@ -14,11 +14,19 @@ export RAY_USAGE_STATS_ENABLED := 0
 # so installing it needs no node (SKIP_JUPYTER_BUILDER), and `make labextension` rebuilds it.
 EXT := extensions/jupyterlab_workbench
 
+# rfc3987-syntax (pulled in by jupyter-events/nbformat through jsonschema[format-nongpl]) compiles a
+# Lark grammar when imported, and `import ray` imports it through jsonschema: 1.7 s of CPU in every
+# Ray worker, actor, kernel and Jupyter server (python-jsonschema/jsonschema#1428). Measured here:
+# `import ray` 2.4 s -> 0.85 s, a local Ray start 15 s -> 5 s, a 2-trial search 8.6 s -> 4.2 s.
+# Without it jsonschema only skips checking the "iri" formats, which no schema we load uses.
+SLOW_IMPORTS := rfc3987-syntax
+
 $(STAMP): pyproject.toml constraints.txt $(EXT)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	SKIP_JUPYTER_BUILDER=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e $(EXT)
+	$(BIN)/python -m pip uninstall --quiet --yes $(SLOW_IMPORTS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 

@@ -141,3 +141,15 @@ def test_percentile_is_nearest_rank():
     assert percentile(values, 95) == 95.0 and percentile(values, 100) == 100.0
     assert percentile([7.0], 99) == 7.0 and percentile([7.0], 0) == 7.0
     assert percentile([], 50) is None
+
+
+def test_ray_workers_do_not_compile_jsonschemas_iri_grammar():
+    """Every Ray worker, actor and kernel imports ray, and ray imports jsonschema; with
+    rfc3987-syntax installed that import compiles a Lark grammar (1.7 s of CPU each time).
+    ``make`` removes it from the venv (Makefile, SLOW_IMPORTS)."""
+    import subprocess
+    import sys
+
+    code = "import sys, ray; print('rfc3987_syntax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "run `make` again: rfc3987-syntax is back in the venv"
