@@ -9,6 +9,19 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def pytest_configure(config):
+    """Start each run with an empty folder of browser screenshots, so they are this run's. Only the
+    process that runs the session clears it: under pytest-xdist (`make test`) the workers share it."""
+    if hasattr(config, "workerinput"):
+        return
+    import shutil
+
+    from tests.browser._lab import ARTIFACTS
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir()
+
+
 @pytest.fixture
 def store():
     from workbench.lineage import Store

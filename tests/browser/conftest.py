@@ -16,7 +16,6 @@ browser. Helpers to open a notebook and run a cell are in ``tests/browser/_lab.p
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -97,13 +96,3 @@ def page(browser, lab, request):
         # its memory (and its Ray driver) until the module ends.
         for kernel in lab.api("GET", "api/kernels") or []:
             lab.api("DELETE", f"api/kernels/{kernel['id']}")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _clean_artifacts():
-    """Start each session with an empty artifacts folder, so screenshots are this run's."""
-    from tests.browser._lab import ARTIFACTS
-
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir()
-    yield
