@@ -152,4 +152,7 @@ def test_ray_workers_do_not_compile_jsonschemas_iri_grammar():
 
     code = "import sys, ray; print('rfc3987_syntax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", "run `make` again: rfc3987-syntax is back in the venv"
+    assert out.stdout.strip() == "False", (
+        "rfc3987-syntax is back in the venv: `.venv/bin/python -m pip uninstall -y rfc3987-syntax` "
+        "(the Makefile's set-up does it after every install)"
+    )
