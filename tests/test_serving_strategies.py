@@ -92,9 +92,11 @@ def env(serve_apps, tmp_path_factory):
 
 # --------------------------------------------------------------------------- load
 class Load:
-    """Bounded concurrent clients: ``threads`` threads, each at most ``per_thread`` requests and ``max_s`` seconds."""
+    """Bounded concurrent clients: ``threads`` threads, each at most ``per_thread`` requests and
+    ``max_s`` seconds, pausing ``pace_s`` after each response (so the load keeps requests in flight
+    on every replica without a closed loop saturating both cores)."""
 
-    def __init__(self, env, *, threads=4, per_thread=2500, max_s=60.0, key=None):
+    def __init__(self, env, *, threads=4, per_thread=2500, max_s=60.0, key=None, pace_s=0.02):
         self.env, self.threads, self.per_thread, self.max_s, self.key = (
             env,
             threads,
@@ -102,6 +104,7 @@ class Load:
             max_s,
             key,
         )
+        self.pace_s = pace_s
         self.results: list[dict] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -134,6 +137,7 @@ class Load:
                 res["received"] = time.time()
                 with self._lock:
                     self.results.append(res)
+                self._stop.wait(self.pace_s)
 
     def __enter__(self):
         for t in range(self.threads):
@@ -375,7 +379,7 @@ def test_failing_canary_rolls_back_and_no_request_reaches_it_after_the_decision(
             time.sleep(0.2)
         decided = time.time()
         assert outcome == "rolled_back"
-        load.wait_for(40)
+        load.wait_for(40 + load.threads)  # at most one per client was in flight at the decision
     failures = load.failures()
     assert failures and all(r["status"] == 500 and r["version"] == 3 for r in failures), failures[
         :3
