@@ -60,7 +60,7 @@ def test_readme_gives_the_two_commands_and_links_resolve():
 
 
 def test_readme_quickstart_is_at_most_ten_lines_of_code():
-    """(It runs as written, in a kernel before the quickstart notebook: tests/test_notebooks.py.)"""
+    """(It runs as written, in a kernel: tests/test_notebooks.py.)"""
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Quickstart", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     code = [ln for ln in block.strip().splitlines() if ln.strip()]

@@ -1,30 +1,83 @@
-"""The whole loop as ``make demo`` runs it (``run_demo``) on the session's Ray and Serve, over HTTP,
-with alibi-detect and a SQLite file; asserts on what it prints and on the lineage it leaves.
-
-The quickstart notebook runs the same loop through the same public API in a kernel
-(tests/test_notebooks.py); the two are separate products, so each runs once.
+"""The whole loop once: ``make demo`` (``run_demo``), which runs ``notebooks/quickstart.ipynb`` top to
+bottom in a real kernel, on the session's Ray and Serve, over HTTP, with alibi-detect and a SQLite
+file. Asserts on what it prints, on the executed notebook (its outputs and widget state) and on the
+lineage it leaves. The README quickstart runs in tests/test_notebooks.py.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+
+from tests._notebooks import reachable_widget_states
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_apps):
+
+def test_the_demo_is_the_packaged_quickstart_notebook():
+    from workbench.demo import NOTEBOOK
+
+    assert NOTEBOOK.resolve() == (ROOT / "notebooks" / "quickstart.ipynb").resolve()
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    assert any("parameters" in c["metadata"].get("tags", []) for c in cells)
+
+
+def test_a_missing_notebook_is_a_clear_error(tmp_path):
+    from workbench.demo import DemoError, run_demo
+
+    with pytest.raises(DemoError, match="not found: reinstall workbench"):
+        run_demo(tmp_path / "home", notebook=tmp_path / "nope.ipynb", say=lambda _: None)
+
+
+def test_whole_loop_leaves_a_complete_lineage(tmp_path, monkeypatch, ray_cluster, serve_apps):
+    import nbformat
+
     from workbench.api import Workbench
     from workbench.demo import MODEL, run_demo
 
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)  # the kernel joins the session's Ray
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("WORKBENCH_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
     lines: list[str] = []
     summary = run_demo(
         str(tmp_path / "home"), num_samples=2, serve_port=serve_apps.port, say=lines.append
     )
     text = "\n".join(lines)
-    assert ray_cluster.started_here  # the demo joined the session's Ray and left it running
-    import ray
+    assert ray_cluster.started_here  # the kernel joined the session's Ray and left it running
+    assert not (tmp_path / ".workbench").exists()  # the parameters cell moved the home
 
-    assert ray.is_initialized()
+    # the executed notebook: no error, the live progress widget reached the end of the search
+    nb = nbformat.read(summary["notebook"], as_version=4)
+    assert Path(summary["notebook"]) == tmp_path / "home" / "quickstart.ipynb"
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors, errors
+    assert "injected-parameters" in nb.cells[2].metadata["tags"]
+    views = [
+        o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(views) >= 5, "the search and the five widget cells should each show a widget"
+    states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    progress = [
+        m["state"]
+        for m in reachable_widget_states(states, views)
+        if "done" in m.get("state", {}) and "best_metric" in m.get("state", {})
+    ]
+    assert any(
+        p["done"] == p["total"] == 4 and p["status"] == "TERMINATED" and p["best_metric"] == "f1"
+        for p in progress
+    ), progress
+    # what the terminal showed: each section's heading and the retrain job's steps
+    assert "1. Ingest and validate" in text and "8. Lineage" in text
+    assert all(f"{step:<12} " in text for step in ("snapshot", "validation", "search", "gate"))
+    assert "got a 4xx" in text and "[a widget: open" in text
 
     with Workbench(tmp_path / "home") as bench:
         store = bench.store
@@ -67,7 +120,6 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_apps)
         assert steps[:5] == ["snapshot", "validation", "search", "evaluation", "gate"]
         retrain = store.experiments.get(job["experiment_id"])
         assert retrain["search_alg"] == "BasicVariantGenerator"  # warm-started from v1
-        assert f"retrain job #{job['id']}:" in text and "gate" in text
         v2 = bench.registry.get(MODEL, 2)
         assert v2.dataset_version_id == job["new_dataset_version_id"]
         new_train = bench.datasets.by_id(job["new_dataset_version_id"])
@@ -91,7 +143,7 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_apps)
                 "advanced",
                 "completed",
             ]
-            assert "canary" in text and "PROMOTED" in text
+            assert "canary" in text and "'PROMOTED'" in text
         elif job["status"] == "ROLLED_BACK":
             assert history[-1]["weights"]["1"] == 1.0
         # 8. the chain from the champion reaches back to the first dataset and forward through the drift event
@@ -124,6 +176,7 @@ def test_whole_loop_leaves_a_complete_lineage(tmp_path, ray_cluster, serve_apps)
         )
         assert row["version"] in (1, 2) and row["at"]
     assert summary["trials"] == 4 and summary["elapsed_s"] < 300
+    assert summary["champion"] == (2 if job["status"] == "PROMOTED" else 1)
 
 
 def v1_rows(bench) -> int:

@@ -69,12 +69,12 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 
 @cli.command()
-@click.option("--samples", default=4, show_default=True, help="Tune samples per model family.")
+@click.option("--samples", default=2, show_default=True, help="Tune samples per model family.")
 @click.option("--port", default=None, type=int, help="HTTP port for Ray Serve (default 8000).")
 @click.pass_context
 @_errors
 def demo(ctx: click.Context, samples: int, port: int | None) -> None:
-    """Run the whole loop on bundled data: ingest → tune → serve → drift → retrain → canary → lineage."""
+    """Run the quickstart notebook on bundled data: ingest → tune → serve → drift → retrain → canary → lineage."""
     import logging
 
     import ray.serve  # noqa: F401  (configures its driver logger at import; quiet it afterwards)
