@@ -33,6 +33,36 @@ def test_a_missing_notebook_is_a_clear_error(tmp_path):
         run_demo(tmp_path / "home", notebook=tmp_path / "nope.ipynb", say=lambda _: None)
 
 
+def test_a_failing_cell_stops_the_demo_and_keeps_the_traceback(tmp_path, monkeypatch):
+    import nbformat
+
+    from workbench.demo import DemoError, run_demo
+
+    cell = nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            cell("home = None\nnum_samples = 1", metadata={"tags": ["parameters"]}),
+            cell("print('before', num_samples)"),
+            cell("raise ValueError('no such column')"),
+            cell("print('never')"),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    with pytest.raises(
+        DemoError, match=r"stopped in cell 3 of broken.ipynb: ValueError: no such column"
+    ):
+        run_demo(tmp_path / "home", num_samples=3, notebook=path, say=lines.append)
+    assert "  before 3" in lines and not any("never" in line for line in lines)
+    kept = nbformat.read(tmp_path / "home" / "quickstart.ipynb", as_version=4)
+    assert kept.cells[3].outputs[0]["ename"] == "ValueError"  # the traceback is in the copy
+
+
 def test_whole_loop_leaves_a_complete_lineage(tmp_path, monkeypatch, ray_cluster, serve_apps):
     import nbformat
 

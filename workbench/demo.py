@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.config import Settings
-from workbench.exceptions import WorkbenchError
+from workbench.exceptions import NotFoundError, WorkbenchError
 
 __all__ = ["MODEL", "NOTEBOOK", "DemoError", "run_demo"]
 
@@ -149,7 +149,8 @@ def _inject_parameters(nb: Any, params: dict[str, Any]) -> None:
         "# Injected parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in params.items()),
         metadata={"tags": ["injected-parameters"]},
     )
-    cell.pop("id", None)
+    if nb.get("nbformat_minor", 0) < 5:  # cell ids came with nbformat 4.5
+        cell.pop("id", None)
     nb.cells.insert(index + 1, cell)
 
 
@@ -160,7 +161,10 @@ def _summary(settings: Settings, nb: Any, executed: Path) -> dict[str, Any]:
     with Workbench(settings.home) as bench:
         experiments = bench.experiments.list()
         first = experiments[0] if experiments else None
-        champion = bench.registry.get(MODEL, "champion")
+        try:
+            champion = bench.registry.get(MODEL, "champion").version
+        except NotFoundError:  # a notebook of the caller's own that registers no such model
+            champion = None
         jobs = bench.automation.jobs()
         job = jobs[-1] if jobs else None
         outcome = (
@@ -179,7 +183,7 @@ def _summary(settings: Settings, nb: Any, executed: Path) -> dict[str, Any]:
             "notebook": str(executed),
             "experiment_id": first["id"] if first else None,
             "trials": first["n_trials"] if first else 0,
-            "champion": champion.version,
+            "champion": champion,
             "outcome": outcome,
         }
 
