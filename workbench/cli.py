@@ -256,6 +256,47 @@ def deployments(ctx: click.Context, as_json: bool) -> None:
     _emit(rows, ["name", "model", "route_prefix", "status", "weights", "updated_at"], as_json)
 
 
+@cli.command("serve-config")
+@click.argument("name")
+@click.option(
+    "-o", "--output", default=None, metavar="FILE", help="Write the YAML here (default: print it)."
+)
+@click.option("--host", default=None, help="http_options.host (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="http_options.port (default 8000).")
+@click.option("--num-replicas", default=None, type=int, help="Router replicas (default 1).")
+@click.option("--num-cpus", default=0.5, show_default=True, type=float, help="CPUs per replica.")
+@click.option("--num-gpus", default=0.0, show_default=True, type=float, help="GPUs per replica.")
+@click.pass_context
+@_errors
+def serve_config(
+    ctx: click.Context,
+    name: str,
+    output: str | None,
+    host: str | None,
+    port: int | None,
+    num_replicas: int | None,
+    num_cpus: float,
+    num_gpus: float,
+) -> None:
+    """Write deployment NAME as a Ray Serve config for `serve run` / `serve deploy` / KubeRay."""
+    import yaml
+
+    with _bench(ctx) as bench:
+        config = bench.serving.export_config(
+            name,
+            output,
+            host=host,
+            port=port,
+            num_replicas=num_replicas,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
+    if output is None:
+        click.echo(yaml.safe_dump(config, sort_keys=False), nl=False)
+    else:
+        click.echo(f"wrote {output}: serve run {output}", err=True)
+
+
 @cli.command()
 @click.argument("ref", metavar="MODEL@VERSION")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -165,6 +165,46 @@ class Serving:
             "version": mv["version"],
         }
 
+    def router_config(
+        self,
+        name: str,
+        weights: dict[int, float],
+        *,
+        scaling: dict[str, Any],
+        non_finite: str = "reject",
+        max_body_bytes: int | None = None,
+        specs: dict[int, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The router ``user_config`` of deployment ``name`` serving ``weights`` (version → share).
+
+        The one place that says what a router replica is told: :meth:`deploy` runs it, and
+        :func:`workbench.serving._export.export_config` writes it into a Serve config file.
+        ``scaling`` is :func:`~workbench.serving._scaling.scaling_options` output; ``specs``
+        (version → :meth:`_version_spec`) skips looking the versions up again.
+        """
+        from workbench.serving._auth import token_digest
+        from workbench.serving._validation import validation_options
+
+        if specs is None:
+            model = self.store.deployments.get(name)["model"]
+            specs = {v: self._version_spec(model, v) for v in weights}
+        return {
+            "deployment": name,
+            "db_path": str(self.settings.db_path),
+            "artifacts_dir": str(self.settings.artifacts_dir),
+            "versions": {
+                str(spec["version"]): {
+                    "artifact": spec["artifact"],
+                    "model_version_id": spec["model_version_id"],
+                    "weight": weights[v],
+                }
+                for v, spec in specs.items()
+            },
+            **scaling,
+            **validation_options({"non_finite": non_finite, "max_body_bytes": max_body_bytes}),
+            "token_sha256": token_digest(self._token) if self._token else None,
+        }
+
     def _run(
         self, name: str, route_prefix: str, config: dict[str, Any], *, timeout_s: float
     ) -> dict[str, Any]:
@@ -430,27 +470,19 @@ class Serving:
         spec = self._version_spec(model, version)
         conn = self._ensure_serve()
         _warn_if_short_of(scaling)
-        from workbench.serving._auth import resolve_token, token_digest
-        from workbench.serving._validation import validation_options
+        from workbench.serving._auth import resolve_token
 
         # Serve may already listen elsewhere (its host wins): check the token for that host.
         resolve_token(self.http_host, self._token)
         self._ensure_recorder(conn)
-        config = {
-            "deployment": name,
-            "db_path": str(self.settings.db_path),
-            "artifacts_dir": str(self.settings.artifacts_dir),
-            "versions": {
-                str(spec["version"]): {
-                    "artifact": spec["artifact"],
-                    "model_version_id": spec["model_version_id"],
-                    "weight": 1.0,
-                }
-            },
-            **scaling,
-            **validation_options({"non_finite": non_finite, "max_body_bytes": max_body_bytes}),
-            "token_sha256": token_digest(self._token) if self._token else None,
-        }
+        config = self.router_config(
+            name,
+            {spec["version"]: 1.0},
+            scaling=scaling,
+            non_finite=non_finite,
+            max_body_bytes=max_body_bytes,
+            specs={spec["version"]: spec},
+        )
         from workbench.lineage import utcnow
 
         requested_at = utcnow()
@@ -993,6 +1025,52 @@ class Serving:
         if row is None:
             raise NotFoundError(f"{name!r} had no traffic at {when} (it was deployed later).")
         return _traffic_view(row)
+
+    def export_config(
+        self, name: str, path: str | os.PathLike[str] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Write deployment ``name`` as a Ray Serve config file (YAML) for ``serve run``/``serve deploy``/KubeRay.
+
+        The file's application imports ``workbench.serving.app:build`` with ``args`` holding
+        the router config a live :meth:`deploy` builds (:meth:`router_config`): the versions and
+        weights last recorded for ``name``, where the artifacts and the store are, and the
+        scaling, validation and auth options; ``deployments[]`` repeats the router's
+        ``num_replicas``/``ray_actor_options``. It is checked against Ray Serve's own schema
+        before it is written. Warm-up rows and a running shadow are not exported.
+
+        Parameters
+        ----------
+        name : str
+            Deployment name.
+        path : str or path, optional
+            Where to write the YAML; nothing is written without it.
+        **options
+            ``host``, ``port`` (default this object's HTTP host and port) and the scaling and
+            validation options of :meth:`deploy` (``num_replicas``, ``num_cpus``, ``num_gpus``,
+            ``autoscaling_config``, ``max_ongoing_requests``, ``max_batch_size``,
+            ``batch_wait_timeout_s``, ``non_finite``, ``max_body_bytes``, ``isolate``,
+            ``router_replicas``), with its defaults: the store does not record them.
+
+        Returns
+        -------
+        dict
+            The config as written.
+
+        Raises
+        ------
+        NotFoundError
+            No deployment ``name``, or an artifact of one of its versions is missing.
+        ConfigError
+            A bad option, or the file cannot be written.
+
+        Examples
+        --------
+        >>> serving.export_config("cancer", "serve.yaml")["applications"][0]["import_path"]  # doctest: +SKIP
+        'workbench.serving.app:build'
+        """
+        from workbench.serving._export import export_config
+
+        return export_config(self, name, path, **options)
 
     def url(self, name: str) -> str:
         """HTTP base URL of the deployment (append ``/predict`` or ``/health``)."""
