@@ -155,6 +155,24 @@ def test_bad_input_is_refused_and_nothing_is_written(recorded, tmp_path):
     assert recorded.store.deployments.get(NAME)["status"] == "running"  # nothing lost
 
 
+def test_beyond_loopback_the_file_demands_the_token(recorded, tmp_path):
+    from workbench.exceptions import ConfigError
+    from workbench.serving import Serving
+    from workbench.serving._auth import token_digest
+
+    with pytest.raises(ConfigError, match="WORKBENCH_SERVE_TOKEN"):
+        recorded.serving.export_config(NAME, tmp_path / "open.yaml", host="0.0.0.0")
+    assert not (tmp_path / "open.yaml").exists()
+    token = "t" * 40
+    guarded = Serving(
+        recorded.store, recorded.serving.artifacts, recorded.settings, token=token
+    ).export_config(NAME, host="0.0.0.0", port=8000)
+    assert guarded["http_options"] == {"host": "0.0.0.0", "port": 8000}
+    args = guarded["applications"][0]["args"]
+    assert args["token_sha256"] == token_digest(token)
+    assert token not in yaml.safe_dump(guarded)  # only the digest travels
+
+
 def test_cli_serve_config_writes_and_prints(recorded, tmp_path):
     from click.testing import CliRunner
 

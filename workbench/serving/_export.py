@@ -48,10 +48,15 @@ def export_config(
     """
     import yaml
 
+    from workbench.serving._auth import resolve_token
     from workbench.serving._isolated import version_deployment_name
     from workbench.serving._router import validate_config
     from workbench.serving._scaling import deployment_options, router_options, scaling_options
 
+    host = serving.http_host if host is None else host
+    # The rule deploy applies: beyond loopback the router must demand a token (its digest goes
+    # into the file through router_config); raises naming WORKBENCH_SERVE_TOKEN otherwise.
+    resolve_token(host, serving._token, environ={})
     port = serving.http_port if port is None else port
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(f"port must be in 1..65535, got {port!r}.")
@@ -84,7 +89,7 @@ def export_config(
         ]
     config = {
         "http_options": {
-            "host": serving.http_host if host is None else host,
+            "host": host,
             "port": port,
         },
         "applications": [
