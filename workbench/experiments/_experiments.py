@@ -523,13 +523,14 @@ class Experiments:
         sched, sched_settings = opt.make_scheduler(scheduler, max_t=steps, space=space, seed=seed)
 
         self._connect()
-        opt.check_resources(per_trial)
+        total = opt.count_trials(space, search_alg, num_samples)
+        # an autoscaler's cluster: asks for nodes and says which type it waits for (else None)
+        waiting = opt.check_resources(per_trial, count=min(total, max_concurrent_trials or total))
         data.update(folds=folds, seed=seed, checkpoints=opt.needs_checkpoints(scheduler))
         fn = _trainable
         if trainable is not None:
             data["fn"] = trainable
             fn = _user_trainable
-        total = opt.count_trials(space, search_alg, num_samples)
         searcher = opt.make_search_alg(search_alg, seed=seed)
         recorded_space: dict[str, Any] = {k: repr(v) for k, v in space.items()}
         recorded_space["_resources"] = per_trial
@@ -568,6 +569,7 @@ class Experiments:
             display=display,
             max_steps=steps,
         )
+        callback.waiting, callback.asked_autoscaler = waiting, waiting is not None
         from workbench.experiments._stopper import StopFlag
 
         stop_flag = StopFlag()
@@ -834,7 +836,7 @@ class Experiments:
         per_trial = exp["search_space"].get("_resources", {"cpu": 1.0, "gpu": 0.0})
 
         self._connect()
-        opt.check_resources(per_trial)
+        waiting = opt.check_resources(per_trial)
         tuner = tune.Tuner.restore(
             path,
             trainable=tune.with_resources(
@@ -861,6 +863,7 @@ class Experiments:
             if t["status"] in ("TERMINATED", "ERROR", "STOPPED")
         }
         callback.freeze(finished)
+        callback.waiting, callback.asked_autoscaler = waiting, waiting is not None
         self.store.experiments.record_resume(experiment_id)
         display = make_progress(progress)
         callback.display = display

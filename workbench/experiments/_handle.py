@@ -68,6 +68,8 @@ class SearchHandle(BackgroundHandle["SearchResult"]):
             "best": self.best(),
             "elapsed_s": round(self.elapsed_s, 3),
             "error": None if error is None else str(error),
+            # e.g. "waiting for a node of type gpu_worker" while an autoscaler adds one
+            "waiting": getattr(self._callback, "waiting", None),
         }
 
     def best(self) -> dict[str, Any] | None:

@@ -78,6 +78,9 @@ class TrackingCallback(Callback):
         self._latest: dict[str, dict[str, Any]] = {}
         self._t0 = time.monotonic()
         self._frozen: set[str] = set()
+        # "waiting for a node of type ..." while an autoscaler adds a node for the first trial
+        self.waiting: str | None = None
+        self.asked_autoscaler = False
 
     # pickling: Tune checkpoints callbacks with the experiment state
     def __getstate__(self) -> dict[str, Any]:
@@ -123,6 +126,7 @@ class TrackingCallback(Callback):
             return
         self._started[trial.trial_id] = time.monotonic()
         self._status[trial.trial_id] = "RUNNING"
+        self.waiting = None  # a node is there: the trials run
         row = self._trial(trial)
         row.update(
             config=jsonable(trial.config, default=repr), status="RUNNING", started_at=utcnow()
@@ -215,6 +219,12 @@ class TrackingCallback(Callback):
             if self._status.get(trial.trial_id) not in ("TERMINATED", "ERROR"):
                 self._finish(trial, "STOPPED", error=None)
         self.flush()
+        self.waiting = None
+        if getattr(self, "asked_autoscaler", False):
+            from workbench.experiments._options import release_autoscaler_request
+
+            release_autoscaler_request()  # let idle nodes go; Tune no longer needs them
+            self.asked_autoscaler = False
         self._show(trials, "TERMINATED")
 
     # ---------------------------------------------------------------- helpers
@@ -229,7 +239,7 @@ class TrackingCallback(Callback):
 
     def summary(self, trials: list, status: str) -> dict[str, Any]:
         states = [t.status for t in trials]
-        return {
+        out = {
             "experiment": self.name,
             "total": self.total,
             "done": sum(s in ("TERMINATED", "ERROR") for s in states),
@@ -240,6 +250,10 @@ class TrackingCallback(Callback):
             "elapsed_s": time.monotonic() - self._t0,
             "status": status,
         }
+        waiting = getattr(self, "waiting", None)
+        if waiting:
+            out["note"] = waiting
+        return out
 
     def _show(self, trials: list, status: str) -> None:
         if self.display is not None:

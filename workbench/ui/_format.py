@@ -80,7 +80,8 @@ def format_progress_line(
         The dict a Tune progress callback produces: ``experiment``, ``total``
         (may be ``None``), ``done``, ``running``, ``errored``, ``pending``,
         ``best`` (``{"trial_id", "metric", "value", "config"}`` or ``None``),
-        ``elapsed_s`` and ``status``. Missing keys are treated as empty.
+        ``elapsed_s``, ``status`` and ``note`` (shown last, e.g. ``waiting for a
+        node of type gpu_worker``). Missing keys are treated as empty.
     width : int
         Maximum length of the returned line. The bar is dropped first when the
         line is too long, then the line is cut and ends with ``...``.
@@ -128,6 +129,9 @@ def format_progress_line(
     status = str(summary.get("status") or "RUNNING")
     if status != "RUNNING":
         tail.append(status)
+    note = " ".join(str(summary.get("note") or "").split())
+    if note:  # e.g. "waiting for a node of type gpu_worker" while an autoscaler adds one
+        tail.append(note)
 
     head = f"experiment {name}"
     with_bar = (

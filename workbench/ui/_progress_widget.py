@@ -65,6 +65,7 @@ class ProgressWidget(anywidget.AnyWidget):
     best_trial = traitlets.Unicode("").tag(sync=True)
     elapsed_s = traitlets.Float(0.0).tag(sync=True)
     status = traitlets.Unicode("RUNNING").tag(sync=True)
+    note = traitlets.Unicode("").tag(sync=True)  # e.g. "waiting for a node of type gpu_worker"
 
     def __init__(
         self,
@@ -120,6 +121,7 @@ class ProgressWidget(anywidget.AnyWidget):
             "pending": _int(summary.get("pending")),
             "elapsed_s": _float(summary.get("elapsed_s")) or 0.0,
             "status": str(summary.get("status") or "RUNNING"),
+            "note": str(summary.get("note") or ""),
         }
         if isinstance(best, Mapping) and best:
             values["best_metric"] = str(best.get("metric") or "")

@@ -96,6 +96,7 @@ class TerminalProgress:
         self._lock = threading.RLock()
         self._last_summary: Mapping[str, Any] | None = None
         self._last_done: int | None = None
+        self._last_note: str | None = None
         self._last_len = 0
         self._closed = False
         self._throttle: Throttle[Mapping[str, Any]] = Throttle(
@@ -116,8 +117,10 @@ class TerminalProgress:
                 self._write_line(summary)
             else:
                 done = summary.get("done")
-                if done != self._last_done:
+                note = summary.get("note")
+                if done != self._last_done or note != getattr(self, "_last_note", None):
                     self._last_done = done
+                    self._last_note = note
                     self._write_line(summary)
             if final:
                 self._finish()

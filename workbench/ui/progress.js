@@ -1,7 +1,7 @@
 // Progress of a Ray Tune search: bar, counts, best-so-far. State comes only from synced traits.
 const TRAITS = [
   "experiment", "total", "done", "running", "errored", "pending",
-  "best_metric", "best_value", "best_trial", "elapsed_s", "status",
+  "best_metric", "best_value", "best_trial", "elapsed_s", "status", "note",
 ];
 
 function formatValue(v) {
@@ -34,6 +34,7 @@ function render({ model, el: root }) {
   const fill = el("div", "wb-progress-fill", track);
   const counts = el("div", "wb-progress-counts", box);
   const best = el("div", "wb-progress-best", box);
+  const note = el("div", "wb-progress-note", box);
 
   function update() {
     const total = model.get("total");
@@ -41,6 +42,8 @@ function render({ model, el: root }) {
     const st = model.get("status") || "RUNNING";
     title.textContent = `experiment ${model.get("experiment") || "?"}`;
     status.textContent = st;
+    note.textContent = model.get("note") || "";
+    note.hidden = !note.textContent;
     box.dataset.status = st;
     if (total === null || total === undefined || total <= 0) {
       // Unknown size: an indeterminate bar, full once the search ends.
