@@ -80,6 +80,8 @@ def test_every_node_installs_workbench_and_turns_on_token_auth(config):
         text = "\n".join(commands)
         assert re.search(r"uv pip install .*~/workbench\b", text), "workbench is not installed"
         assert "RAY_AUTH_MODE=token" in text
+        # nodes share no disk: every node gets the same artifact storage URI
+        assert 'export WORKBENCH_STORAGE="s3://REPLACE-WITH-YOUR-BUCKET/workbench"' in text
         # every Ray worker imports jsonschema; this optional checker costs 1.7 s of each start
         assert "uv pip uninstall --python ~/wb-venv/bin/python rfc3987-syntax" in text
     assert "download.pytorch.org/whl/cpu" in "\n".join(common)
