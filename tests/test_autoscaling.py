@@ -198,6 +198,10 @@ def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_pa
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     env["RAY_AUTH_MODE"] = "token"  # Ray 2.60 turns token authentication on for `ray start`
+    # the fake nodes share this machine's disk: say so (a multi-node cluster refuses the embedded
+    # local artifacts folder otherwise)
+    (tmp_path / "shared").mkdir()
+    env["WORKBENCH_STORAGE"] = f"file://{tmp_path / 'shared'}"
     head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
     head = None
     out: dict = {}

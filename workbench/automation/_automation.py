@@ -115,6 +115,9 @@ class Automation:
     def start_scheduler(self, *, interval_s: float = 60.0, namespace: str | None = None) -> Any:
         """Start (or find) the named, detached scheduler actor; it outlives this kernel.
 
+        The actor is pinned (hard node affinity) to the node of the driver that opened the store
+        (recorded in the cluster, so a later driver finds the same node and actor).
+
         Examples
         --------
         >>> wb.automation.start_scheduler(interval_s=30)                         # doctest: +SKIP
@@ -123,6 +126,7 @@ class Automation:
         import ray
 
         from workbench.automation._scheduler import NAMESPACE, SCHEDULER_NAME, SchedulerActor
+        from workbench.serving._recorder import store_node_strategy
 
         conn = self.stages.connect()
         cls = ray.remote(num_cpus=0, max_concurrency=4)(SchedulerActor)
@@ -131,6 +135,9 @@ class Automation:
             namespace=namespace or NAMESPACE,
             lifetime="detached",
             get_if_exists=True,
+            # on the node that holds the store (hard affinity): another node's disk has no
+            # lineage.db, or an empty one
+            scheduling_strategy=store_node_strategy(self.stages.settings.db_path),
         ).remote(
             str(self.stages.settings.home),
             interval_s,

@@ -16,6 +16,8 @@ __all__ = [
     "recorder_name",
     "get_or_create_recorder",
     "lookup_recorder",
+    "store_node_id",
+    "store_node_strategy",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,45 @@ class Recorder:
         }
 
 
+def _node_key(db_path: str | os.PathLike[str]) -> str:
+    return f"store-node:{recorder_name(db_path)}"
+
+
+def store_node_id(db_path: str | os.PathLike[str], *, claim: bool = True) -> str:
+    """The Ray node id of the node that holds the lineage store ``db_path``.
+
+    The first caller (the driver that opened the store) records its own node
+    (``ray.get_runtime_context().get_node_id()``) in the cluster's GCS
+    key-value store, keyed by the store's path; every later caller, on any
+    node, gets that node while it is alive, so a later driver on the same node
+    finds the same pinned actors. When the recorded node is gone (or nothing is
+    recorded), ``claim=True`` records the caller's node; ``claim=False``
+    returns the caller's node without recording it.
+    """
+    # ray.experimental.internal_kv: the GCS KV every Ray process of the cluster can read (the
+    # autoscaler and Ray's dashboards keep their state there too); Ray has no public KV API.
+    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
+
+    key = _node_key(db_path)
+    raw = _internal_kv_get(key, namespace=RECORDER_NAMESPACE)
+    if raw:
+        node = raw.decode()
+        if any(n.get("Alive") and n.get("NodeID") == node for n in ray.nodes()):
+            return node
+    here = ray.get_runtime_context().get_node_id()
+    if claim:
+        _internal_kv_put(key, here, overwrite=True, namespace=RECORDER_NAMESPACE)
+    return here
+
+
+def store_node_strategy(db_path: str | os.PathLike[str]) -> Any:
+    """Hard node affinity to the store's node (:func:`store_node_id`): the actor runs there or
+    not at all (``soft=False``), never on a node with another (empty) ``lineage.db``."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=store_node_id(db_path), soft=False)
+
+
 def lookup_recorder(db_path: str | os.PathLike[str]) -> Any | None:
     """The running recorder for ``db_path``, or ``None``."""
     try:
@@ -89,13 +130,14 @@ def lookup_recorder(db_path: str | os.PathLike[str]) -> Any | None:
 
 
 def get_or_create_recorder(db_path: str | os.PathLike[str], *, detached: bool) -> Any:
-    """Get the recorder for ``db_path``, creating it on this process's node if there is none.
+    """Get the recorder for ``db_path``, creating it on the store's node if there is none.
 
     Parameters
     ----------
     db_path : path
-        The lineage database the recorder writes to; it must be reachable from
-        this node, which is why the actor is pinned here (``soft=False``).
+        The lineage database the recorder writes to. The actor is pinned
+        (``soft=False``) to the node recorded for this store by the driver that
+        opened it (:func:`store_node_id`; this node when none is recorded).
     detached : bool
         ``True`` on an external cluster, so request logging survives the
         notebook kernel that deployed the model; ``False`` on a local cluster
@@ -106,16 +148,12 @@ def get_or_create_recorder(db_path: str | os.PathLike[str], *, detached: bool) -
     ray.actor.ActorHandle
         Handle to the ``Recorder``.
     """
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     path = str(Path(db_path).expanduser().resolve())
     options: dict[str, Any] = {
         "name": recorder_name(path),
         "namespace": RECORDER_NAMESPACE,
         "get_if_exists": True,
-        "scheduling_strategy": NodeAffinitySchedulingStrategy(
-            node_id=ray.get_runtime_context().get_node_id(), soft=False
-        ),
+        "scheduling_strategy": store_node_strategy(path),
     }
     if detached:
         options["lifetime"] = "detached"
