@@ -5,7 +5,7 @@ what ``export_config`` writes.
 The RayService manifest is generated: ``cluster/kuberay/make_rayservice.py SERVE_CONFIG`` embeds a
 ``workbench serve-config`` file as ``serveConfigV2``. The test runs that script on a fresh export
 and compares the text; the committed example must have the keys a fresh export has (a change to
-the router config's keys fails here until the example is regenerated).
+the router config's keys fails here until ``make_rayservice.py --example`` regenerates it).
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def test_the_committed_rayservice_is_a_current_export(tmp_path, manifests):
 
     service = manifests["rayservice.yaml"]
     assert service["spec"]["rayClusterConfig"] == manifests["raycluster.yaml"]["spec"], (
-        "raycluster.yaml changed: run python cluster/kuberay/make_rayservice.py SERVE_CONFIG"
+        "raycluster.yaml changed: run python cluster/kuberay/make_rayservice.py --example"
     )
     embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(embedded)
@@ -276,8 +276,8 @@ def test_the_committed_rayservice_is_a_current_export(tmp_path, manifests):
     (app,), (want,) = embedded["applications"], fresh["applications"]
     assert app["import_path"] == want["import_path"] == "workbench.serving.app:build"
     assert set(app["args"]) == set(want["args"]), (
-        "the router config's keys changed: export the example again (workbench serve-config) and "
-        "run python cluster/kuberay/make_rayservice.py on it"
+        "the router config's keys changed: regenerate the example with "
+        "python cluster/kuberay/make_rayservice.py --example"
     )
     validate_config(app["args"])
     # KubeRay's Serve service reaches the proxy on 8000 from outside the pod, and beyond loopback

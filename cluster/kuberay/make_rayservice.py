@@ -2,10 +2,13 @@
 
     workbench serve-config NAME --host 0.0.0.0 --port 8000 -o serve.yaml   # where the store is
     python cluster/kuberay/make_rayservice.py serve.yaml [-o cluster/kuberay/rayservice.yaml]
+    python cluster/kuberay/make_rayservice.py --example   # the committed example, regenerated
 
 ``serveConfigV2`` is the Serve config file's text, unchanged; ``rayClusterConfig`` is the spec of
 raycluster.yaml beside this script, so serving runs on the same node layout, image and storage.
-Needs PyYAML only (no workbench import): tests/test_kuberay.py runs it as written here.
+Needs PyYAML only (no workbench import) unless ``--example``: tests/test_kuberay.py runs it as
+written here. ``--example`` exports a breast-cancer model recorded as deployment ``cancer`` in a
+fresh store under ``--example-home`` (a random token nobody keeps: the example serves nobody).
 """
 
 from __future__ import annotations
@@ -67,12 +70,78 @@ def render(serve_config_text: str, *, name: str | None = None) -> str:
     return HEADER + yaml.dump(manifest, Dumper=dumper, sort_keys=False)
 
 
+def export_example(home: Path) -> Path:
+    """Record a breast-cancer model as deployment ``cancer`` in a fresh store at ``home``; export it."""
+    import secrets
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from workbench.config import Settings
+    from workbench.features import build_preprocessor
+    from workbench.lineage import ArtifactStore, Store
+    from workbench.registry import ModelBundle
+    from workbench.serving import Serving
+
+    if home.exists():
+        raise SystemExit(f"{home} exists; pass a fresh --example-home")
+    data = load_breast_cancer(as_frame=True)
+    kinds = {c: "number" for c in data.data.columns}
+    pipe = Pipeline(
+        [("preprocess", build_preprocessor(kinds)), ("model", LogisticRegression(max_iter=1000))]
+    ).fit(data.data, data.target.to_numpy())
+    bundle = ModelBundle(
+        pipeline=pipe,
+        features=kinds,
+        target="diagnosis",
+        classes=[str(c) for c in data.target_names],
+    )
+    settings = Settings.from_env(home)
+    store = Store(settings.db_path)
+    try:
+        artifacts = ArtifactStore(settings.artifacts_dir)
+        store.models.add_version(
+            "breast-cancer",
+            task=bundle.task,
+            artifact_hash=artifacts.put_object(bundle),
+            params={},
+            metrics={},
+            signature=bundle.signature,
+            experiment_id=None,
+            trial_id=None,
+            dataset_version_id=None,
+        )
+        store.deployments.add(
+            "cancer", model="breast-cancer", route_prefix="/cancer", status="running"
+        )
+        store.deployments.record_traffic(
+            "cancer", {1: 1.0}, actor="example", reason="cluster/kuberay example"
+        )
+        path = home / "serve.yaml"
+        serving = Serving(store, artifacts, settings, token=secrets.token_urlsafe(32))
+        serving.export_config("cancer", path, host="0.0.0.0", port=8000, num_cpus=1.0)
+    finally:
+        store.close()
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("serve_config", help="a file written by `workbench serve-config`")
+    parser.add_argument(
+        "serve_config", nargs="?", help="a file written by `workbench serve-config`"
+    )
     parser.add_argument("-o", "--output", default=str(HERE / "rayservice.yaml"))
     parser.add_argument("--name", default=None, help="metadata.name (default workbench-<app>)")
+    parser.add_argument(
+        "--example", action="store_true", help="export the example deployment first"
+    )
+    parser.add_argument("--example-home", default="/tmp/kuberay-example/workbench-home")
     args = parser.parse_args(argv)
+    if args.example:
+        args.serve_config = str(export_example(Path(args.example_home)))
+    if not args.serve_config:
+        parser.error("give a serve config file, or --example")
     text = render(Path(args.serve_config).read_text(), name=args.name)
     Path(args.output).write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
