@@ -9,6 +9,7 @@ CLI in a Ray cluster of its own and compares the answers over HTTP.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -242,7 +243,7 @@ def test_serve_run_of_the_export_answers_like_the_workbench_router(serve_apps, t
 
     bundles, records = _bundles()
     env = serve_env(tmp_path_factory, "bc", bundles, apps=serve_apps)
-    proc = None
+    proc = ray_tmp = None
     try:
         env.serving.deploy("bc", 1, name=NAME, actor="tester", reason="export test")
         env.serving.set_traffic(NAME, {1: 0.5, 2: 0.5}, reason="split for the export")
@@ -295,4 +296,6 @@ def test_serve_run_of_the_export_answers_like_the_workbench_router(serve_apps, t
     finally:
         if proc is not None:
             _stop(proc)
+        if ray_tmp is not None:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
         close_env(env)
