@@ -65,7 +65,11 @@ class Automation:
         windows; then new events become jobs and (with ``run``) runnable jobs run, each to
         its end (a canary waits for live requests between its steps).
 
-        Returns ``{"checked": {monitor: results}, "created": [job ids], "ran": [outcomes], "at"}``.
+        Jobs submitted as Ray Jobs (``LoopPolicy.run_as``) are first reconciled with Ray: one that
+        Ray reports ended without a decision, or no longer knows, is ended in the store.
+
+        Returns ``{"checked": {monitor: results}, "created": [job ids], "ran": [outcomes],
+        "reconciled": [jobs ended from Ray's status], "at"}``.
         """
         from workbench.automation._engine import Engine
 
@@ -79,6 +83,37 @@ class Automation:
     def steps(self, job_id: int) -> list[dict[str, Any]]:
         """The recorded steps of one job: snapshot, validation, search, evaluation, gate, registration, canary..."""
         return self.stages.store.retraining.list_steps(job_id)
+
+    def logs(self, job_id: int) -> str:
+        """The logs of the Ray Job that ran retrain job ``job_id`` (``JobSubmissionClient.get_job_logs``).
+
+        Raises
+        ------
+        WorkbenchError
+            If the job ran inline (no Ray job; its record is :meth:`steps`), or if the cluster's
+            job server no longer knows the Ray job (its head restarted).
+
+        Examples
+        --------
+        >>> print(bench.automation.logs(3)[-500:])                              # doctest: +SKIP
+        """
+        from workbench.automation._jobs import RayJobs
+        from workbench.exceptions import WorkbenchError
+
+        job = self.stages.store.retraining.get_job(int(job_id))
+        sid = job.get("ray_job_id")
+        if not sid:
+            raise WorkbenchError(
+                f"retrain job {job_id} did not run as a Ray Job (it ran inline): its record is "
+                f"bench.automation.steps({job_id})."
+            )
+        jobs = RayJobs.of(self.stages)
+        if jobs.state(sid).status is None:
+            raise WorkbenchError(
+                f"Ray's job server at {jobs.url} no longer knows Ray job {sid} of retrain job "
+                f"{job_id} (the head restarted?); its steps are in bench.automation.steps({job_id})."
+            )
+        return jobs.logs(sid)
 
     def pending(self) -> list[dict[str, Any]]:
         """Jobs waiting for a person: answer each with :meth:`approve` or :meth:`reject`."""

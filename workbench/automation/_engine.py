@@ -181,12 +181,22 @@ class Engine:
             state["cron_since"] = datetime.fromtimestamp(now, UTC).isoformat()
             state["last_check"] = state["cron_since"]
             self.store.retraining.set_policy_state(policy.name, state)
+        try:
+            reconciled: Any = self.reconcile()
+        except Exception as exc:  # an unreachable job server must not stop the loop
+            reconciled = {"error": f"{type(exc).__name__}: {exc}"}
         if run:
             for job in self.store.retraining.list_jobs(statuses=RUNNABLE, with_policy=True):
                 out = self.run_job(job["id"])
                 if out is not None:
                     ran.append(out)
-        return {"checked": checked, "created": created, "ran": ran, "at": now}
+        return {
+            "checked": checked,
+            "created": created,
+            "ran": ran,
+            "reconciled": reconciled,
+            "at": now,
+        }
 
     def _history(self, policy: str, *, exclude: int | None = None) -> list[dict[str, Any]]:
         """The policy's jobs that count against cooldown and budget, as :func:`admission` reads them."""
@@ -285,23 +295,166 @@ class Engine:
             return self._skip(job_id, detail, ("budget", "refused"), "budget", reason, figures)
         self.store.retraining.set_job(job_id, detail=detail)
         job["detail"] = detail
+        try:
+            from workbench.automation._jobs import resolve_run_as
+
+            ray_job = resolve_run_as(policy, self.stages) == "ray_job"
+        except Exception as exc:
+            return self._fail(job_id, detail, "ray_job", exc, decision="submit_failed")
+        if ray_job:
+            return self._submit(job, policy)
+        return self.execute(job, policy, allowed)
+
+    def execute(
+        self, job: dict[str, Any], policy: LoopPolicy, search_budget_s: float | None
+    ) -> dict[str, Any]:
+        """Run the pipeline of a RUNNING job here, to its decision; an error ends it FAILED."""
+        job_id = job["id"]
         t0 = time.monotonic()
         try:
-            out = Pipeline(self.stages, job, policy, search_budget_s=allowed).run()
+            out = Pipeline(self.stages, job, policy, search_budget_s=search_budget_s).run()
         except Exception as exc:
-            self.store.retraining.record_step(
-                job_id, "error", "failed", {"summary": repr(exc)[:300]}
-            )
-            self.store.retraining.set_job(
-                job_id,
-                status=JobStatus.FAILED,
-                compute_s=time.monotonic() - t0,
-                detail={**detail, "error": repr(exc)},
-            )
-            return {"job_id": job_id, "status": JobStatus.FAILED.value, "error": repr(exc)}
+            return self._fail(job_id, job["detail"], "error", exc, compute_s=time.monotonic() - t0)
         compute = time.monotonic() - t0
         self.store.retraining.set_job(job_id, compute_s=compute)
         out["compute_s"] = compute
+        return out
+
+    def _fail(
+        self,
+        job_id: int,
+        detail: dict[str, Any],
+        step: str,
+        exc: BaseException,
+        *,
+        decision: str | None = None,
+        compute_s: float = 0.0,
+    ) -> dict[str, Any]:
+        self.store.retraining.record_step(job_id, step, "failed", {"summary": repr(exc)[:300]})
+        fields: dict[str, Any] = {"decision": decision} if decision else {}
+        self.store.retraining.set_job(
+            job_id,
+            status=JobStatus.FAILED,
+            compute_s=compute_s,
+            detail={**detail, "error": repr(exc)},
+            **fields,
+        )
+        return {"job_id": job_id, "status": JobStatus.FAILED.value, "error": repr(exc)}
+
+    # --------------------------------------------------------------- Ray Jobs
+    def _submit(self, job: dict[str, Any], policy: LoopPolicy) -> dict[str, Any]:
+        """Hand a RUNNING job to a Ray Job whose ``submission_id`` is the job's event key.
+
+        The id is recorded before the submission: a submitter that dies in between leaves a job
+        that :meth:`reconcile` finds unknown to Ray and marks lost, never one that runs twice.
+        The runner becomes ``ray_job:<id>``, so a restarted scheduler does not take it for its
+        own interrupted work.
+        """
+        from workbench.automation._jobs import RayJobs
+
+        job_id = job["id"]
+        sid = job.get("event_key") or f"workbench-retrain-{job_id}"
+        try:
+            jobs = RayJobs.of(self.stages)
+            self.store.retraining.set_job(job_id, ray_job_id=sid, runner=f"ray_job:{sid}")
+            started = jobs.submit(
+                sid,
+                home=self.stages.settings.home,
+                job_id=job_id,
+                num_cpus=policy.job_num_cpus,
+                package=policy.job_package,
+                metadata={"workbench_retrain_job": str(job_id), "policy": policy.name},
+            )
+        except Exception as exc:
+            return self._fail(job_id, job["detail"], "ray_job", exc, decision="submit_failed")
+        summary = (
+            f"Ray job {sid} submitted to {jobs.url} (entrypoint on the head node, "
+            f"entrypoint_num_cpus={policy.job_num_cpus:g})"
+            if started
+            else f"Ray job {sid} already exists at {jobs.url}: not submitted again"
+        )
+        self.store.retraining.record_step(
+            job_id,
+            "ray_job",
+            "submitted" if started else "exists",
+            {"summary": summary, "ray_job_id": sid, "url": jobs.url},
+        )
+        return {
+            "job_id": job_id,
+            "status": JobStatus.RUNNING.value,
+            "ray_job_id": sid,
+            "submitted": started,
+        }
+
+    def execute_submitted(self, job_id: int) -> dict[str, Any]:
+        """Run a job handed to a Ray Job (what its entrypoint calls): the same :meth:`execute` as
+        the inline path, with the search budget fixed when the job was admitted to run."""
+        job = self.store.retraining.get_job(job_id)
+        if job["status"] != JobStatus.RUNNING or not job.get("ray_job_id"):
+            raise WorkbenchError(
+                f"retrain job {job_id} is {job['status']} (Ray job {job.get('ray_job_id')}): only a "
+                "RUNNING job submitted as a Ray Job runs here; nothing was done."
+            )
+        policy = LoopPolicy.from_dict(job["detail"]["policy"])
+        allowed = (job["detail"].get("budget") or {}).get("search_budget_s")
+        return self.execute(job, policy, allowed)
+
+    def reconcile(self) -> list[dict[str, Any]]:
+        """Bring Ray's view of the RUNNING jobs submitted as Ray Jobs into the store.
+
+        A Ray job that ended without its entrypoint recording a decision (it crashed, was
+        stopped, or exited early) ends our job ``FAILED`` (``INTERRUPTED`` when stopped) with
+        Ray's message; a submission Ray no longer knows (its head restarted) is marked
+        ``INTERRUPTED`` with decision ``ray_job_lost``, and never submitted again.
+        """
+        rows = self.store.retraining.list_jobs(statuses=(JobStatus.RUNNING,), ray_jobs=True)
+        if not rows:
+            return []
+        from workbench.automation._jobs import RayJobs
+
+        jobs = RayJobs.of(self.stages)
+        out = []
+        for j in rows:
+            sid = j["ray_job_id"]
+            state = jobs.state(sid)
+            if state.status in ("PENDING", "RUNNING"):
+                continue
+            if state.status is None:
+                to, decision = JobStatus.INTERRUPTED, "ray_job_lost"
+                reason = (
+                    f"Ray no longer knows job {sid} at {jobs.url} (the head restarted?); "
+                    "not rerun: add a new event or run it inline"
+                )
+            elif state.status == "STOPPED":
+                to, decision = JobStatus.INTERRUPTED, "ray_job_stopped"
+                reason = f"Ray job {sid} was stopped: {state.message}"
+            else:  # FAILED, or SUCCEEDED without a decision recorded by the entrypoint
+                to, decision = JobStatus.FAILED, f"ray_job_{state.status.lower()}"
+                reason = (
+                    f"Ray job {sid} {state.status} without recording a decision: {state.message}"
+                )
+                try:
+                    tail = jobs.logs(sid)[-1500:]
+                except Exception:  # the logs are a help, the status is what counts
+                    tail = ""
+                if tail:
+                    reason += f"; log tail: {tail}"
+            detail = {**j["detail"], "error": reason, "ray_status": state.status}
+            if self.store.retraining.set_job_status(
+                j["id"],
+                from_status=(JobStatus.RUNNING,),
+                to_status=to,
+                decision=decision,
+                ended_at=_now_iso(),
+            ):
+                self.store.retraining.set_job(j["id"], detail=detail)
+                self.store.retraining.record_step(
+                    j["id"],
+                    "ray_job",
+                    decision.removeprefix("ray_job_"),
+                    {"summary": reason[:2000]},
+                )
+                out.append({"job_id": j["id"], "status": to.value, "decision": decision})
         return out
 
     def _skip(

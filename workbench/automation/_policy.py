@@ -377,6 +377,10 @@ def snapshot_rows(n_base: int, n_new: int, *, mode: str, window: int | None) -> 
 
 
 # ---------------------------------------------------------------------- policy
+#: the values of ``LoopPolicy.run_as`` (None: decided by the cluster the job runs on)
+RUN_AS = (None, "inline", "ray_job")
+
+
 @dataclass
 class LoopPolicy:
     """A named retraining policy the scheduler evaluates; stored in the lineage store.
@@ -412,6 +416,24 @@ class LoopPolicy:
         Hold each canary step until its accuracy check has ``min_labels`` labels on each side
         (labels arrive later than requests); without it a step moves on once the challenger
         served ``min_requests`` requests, judged on accuracy only if the labels are there.
+    run_as
+        Where a job's pipeline runs. ``"inline"``: in the process that runs the job (the
+        notebook's :meth:`~workbench.automation.Automation.tick`, or the scheduler actor).
+        ``"ray_job"``: submitted as a Ray Job (``JobSubmissionClient``) with the job's event key
+        as its ``submission_id``, its entrypoint ``python -m workbench.automation.run_job``
+        pinned to the head node (where the lineage store is). ``None`` (the default) decides
+        when the job runs: ``"ray_job"`` when the workbench joined an existing cluster (an
+        ``address=``, ``$RAY_ADDRESS``, or the scheduler actor inside such a cluster) and that
+        cluster runs Ray's job server (its dashboard); otherwise ``"inline"``. The embedded
+        default, a private local Ray started with its dashboard off, is always ``"inline"``.
+    job_num_cpus
+        ``entrypoint_num_cpus`` of the Ray Job. The entrypoint is a driver that waits for its
+        Tune trials, which reserve their own CPUs; 0 lets it start on a head node with
+        ``CPU: 0`` (the cluster template's).
+    job_package
+        Ship the installed ``workbench`` package with the Ray Job (``runtime_env`` ``py_modules``,
+        ~1 MB) so the job runs exactly the submitter's code; ``False`` when the cluster's image
+        already has the same version installed.
     """
 
     name: str
@@ -439,8 +461,18 @@ class LoopPolicy:
     max_canary_rounds: int = 50
     canary_poll_s: float = 1.0
     canary_wait_for_labels: bool = False
+    run_as: str | None = None
+    job_num_cpus: float = 0.0
+    job_package: bool = True
 
     def __post_init__(self) -> None:
+        if self.run_as not in RUN_AS:
+            raise ConfigError(
+                f"LoopPolicy(run_as={self.run_as!r}): use 'inline', 'ray_job', or None (decided "
+                "by the cluster: a Ray Job when joined to a cluster with a job server)."
+            )
+        if self.job_num_cpus < 0:
+            raise ConfigError(f"LoopPolicy(job_num_cpus={self.job_num_cpus!r}) must be >= 0.")
         snapshot_rows(1, 0, mode=self.snapshot, window=self.window)
         for t in self.triggers:
             if not isinstance(t, DriftTrigger | ScheduleTrigger | PerformanceTrigger):

@@ -169,10 +169,14 @@ class RetrainingRepository(Repository):
         statuses: Sequence[str] = (),
         with_policy: bool = False,
         runner_prefix: str | None = None,
+        ray_jobs: bool = False,
     ) -> list[dict[str, Any]]:
         """Jobs, oldest first: of one ``policy``, in some ``statuses``, only those made by a policy
-        (``with_policy``), or run by a runner whose name starts with ``runner_prefix``."""
+        (``with_policy``), run by a runner whose name starts with ``runner_prefix``, or only those
+        submitted as Ray Jobs (``ray_jobs``: a ``ray_job_id`` is recorded)."""
         sql, params = "SELECT * FROM retrain_jobs WHERE 1", []
+        if ray_jobs:
+            sql += " AND ray_job_id IS NOT NULL"
         if policy is not None:
             sql += " AND policy = ?"
             params.append(policy)

@@ -290,4 +290,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX retrain_steps_by_job ON retrain_steps (job_id, id);
         """,
     ),
+    (
+        "0006_retrain_ray_jobs",
+        """
+        ALTER TABLE retrain_jobs ADD COLUMN ray_job_id TEXT;
+        CREATE INDEX retrain_jobs_by_ray_job ON retrain_jobs (ray_job_id);
+        """,
+    ),
 ]

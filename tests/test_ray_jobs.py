@@ -1,0 +1,472 @@
+"""Retraining as Ray Jobs: on a Ray head of this module's own (the session's Ray runs no dashboard,
+so no job server), a drift event becomes one Ray Job whose entrypoint runs the pipeline and records
+its decision; Ray's status is reconciled into the store; the scheduler actor runs one end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_automation_loop import _drift, policy
+from workbench.automation import DriftTrigger, Gate, LoopPolicy
+from workbench.exceptions import ConfigError, WorkbenchError
+from workbench.runtime import free_port
+
+WAIT_S = 300  # one job: a Ray Job start, imports, a 1-trial search, a refit (~20-60 s seen here)
+PASS = Gate("f1", margin=-1.0, guarded=("recall",), tolerance=1.0)
+
+
+# ------------------------------------------------------------------ no cluster
+def test_run_as_is_validated_and_decided_by_the_cluster(home, monkeypatch):
+    from workbench.automation._jobs import resolve_run_as
+    from workbench.stages import Stages
+
+    with pytest.raises(ConfigError, match="'inline', 'ray_job', or None"):
+        policy(run_as="ray-job")
+    with pytest.raises(ConfigError, match="job_num_cpus"):
+        policy(job_num_cpus=-1)
+    p = policy()
+    assert p.run_as is None and LoopPolicy.from_dict(p.to_dict()) == p
+    old = p.to_dict()
+    for k in ("run_as", "job_num_cpus", "job_package"):  # a policy stored before these fields
+        old.pop(k)
+    assert LoopPolicy.from_dict(old) == p
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    stages = Stages.open(home)
+    try:
+        # the embedded default (no address: a private local Ray) runs jobs inline
+        assert resolve_run_as(p, stages) == "inline"
+        assert resolve_run_as(policy(run_as="ray_job"), stages) == "ray_job"
+    finally:
+        stages.close()
+
+
+@pytest.fixture
+def jobs_bench(home):
+    """test_automation_loop's ``loop_bench`` (champion, deployment row, monitor), no Ray."""
+    bench = _bench_on(None, home)
+    yield bench
+    bench.close()
+
+
+def test_a_ray_job_without_a_job_server_fails_with_the_next_action(jobs_bench, monkeypatch):
+    """run_as='ray_job' where the cluster runs no job server: the job ends FAILED, saying what to
+    set; nothing else is recorded."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    bench = jobs_bench
+    bench.automation.add_policy(policy(name="nojs", run_as="ray_job"))
+    _drift(bench.store, "bc-drift", [True, True])
+    import ray
+
+    if ray.is_initialized() and ray._private.worker.global_worker.node.address_info.get(
+        "webui_url"
+    ):
+        pytest.skip("this process is connected to a Ray with a dashboard")
+    out = bench.automation.tick(check=False)
+    (job,) = bench.automation.jobs("nojs")
+    assert out["ran"][0]["status"] == "FAILED"
+    assert (job["status"], job["decision"]) == ("FAILED", "submit_failed")
+    assert "run_as='inline'" in job["detail"]["error"] and job["ray_job_id"] is None
+    assert [(s["step"], s["status"]) for s in bench.automation.steps(job["id"])] == [
+        ("ray_job", "failed")
+    ]
+    assert (
+        job["new_dataset_version_id"] is None and bench.registry.get("bc", "champion").version == 1
+    )
+    with pytest.raises(WorkbenchError, match="did not run as a Ray Job"):
+        bench.automation.logs(job["id"])
+
+
+# ---------------------------------------------------------- a head of our own
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """``ray start --head`` with its dashboard (Ray's job server) on loopback, ended by its pid.
+
+    Yields ``(gcs_address, dashboard_url)``. ``python`` on the head's PATH is this venv's, so
+    the job's entrypoint imports the same packages as the tests."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    logs = tmp_path_factory.mktemp("head")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        env.pop(k, None)
+    temp_dir = tempfile.mkdtemp(prefix="wbjobs-", dir="/tmp")  # Unix sockets: short paths
+    head = None
+    for _attempt in range(3):  # a port taken between free_port() and Ray's bind: try again
+        port, dash = free_port(), free_port()
+        head = subprocess.Popen(
+            [
+                str(ray_bin),
+                "start",
+                "--head",
+                f"--port={port}",
+                "--num-cpus=2",
+                "--node-ip-address=127.0.0.1",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}",
+                f"--temp-dir={temp_dir}",
+                "--block",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(logs / "head.err").open("w"),
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{dash}"
+        deadline = time.monotonic() + 90
+        up = False
+        while head.poll() is None and time.monotonic() < deadline:
+            try:
+                import urllib.error
+                import urllib.request
+
+                with urllib.request.urlopen(f"{url}/api/version", timeout=2) as r:
+                    up = r.status == 200
+            except urllib.error.HTTPError:
+                up = True  # it answers (401: token authentication, Ray 2.60's default)
+            except OSError:
+                up = False
+            if up:
+                break
+            time.sleep(0.5)
+        if up:
+            break
+        _end(head)
+    else:
+        raise AssertionError(
+            f"ray start --head did not come up: {(logs / 'head.err').read_text()[-2000:]}"
+        )
+    t0 = time.monotonic()
+    from workbench.automation._jobs import RayJobs
+
+    client = RayJobs(url).client
+    while time.monotonic() - t0 < 60:  # the job agent registers after the dashboard answers
+        try:
+            client.submit_job(entrypoint="python -c pass", submission_id="warm-up")
+            break
+        except Exception:
+            time.sleep(1)
+    try:
+        yield f"127.0.0.1:{port}", url
+    finally:
+        _end(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _end(head: subprocess.Popen) -> None:
+    # `ray start --block` stops its processes in order on SIGTERM; what is left is killed by group
+    head.send_signal(signal.SIGTERM)
+    try:
+        head.wait(60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def head_bench(ray_head, monkeypatch):
+    """The module's head, its job server named by Ray's own ``RAY_API_SERVER_ADDRESS``.
+
+    This process may have imported Ray before it knew of a token-authenticated cluster (Ray
+    reads ``RAY_AUTH_MODE`` at import), and then cannot read the job server's address from the
+    head's GCS: seen here as ``InvalidAuthToken``. The scheduler actor, a worker of the cluster,
+    finds the address in the GCS (test_the_scheduler_actor_runs_...)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", ray_head[1])
+    return ray_head
+
+
+def _bench_on(address, home):
+    """A Workbench on ``address`` holding what test_automation_loop's ``loop_bench`` holds."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    bench = Workbench(home, address=address)
+    dv = bench.datasets.ingest(
+        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
+    )
+    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
+    bundle = bench.experiments.fit_bundle(
+        parts["train"], {"family": "logistic_regression", "C": 1.0}
+    )
+    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
+    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
+    bench.registry.set_alias("bc", "champion", 1)
+    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
+    bench.store.monitors.add(
+        "bc-drift",
+        deployment="bc",
+        kind="drift",
+        reference_dataset_version_id=parts["train"].id,
+        config={},
+    )
+    return bench
+
+
+def _wait_terminal(bench, job_id, timeout_s=WAIT_S):
+    from workbench.status import TERMINAL
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        bench.automation.tick(run=False, check=False)  # reconciles Ray's status into the store
+        job = bench.automation.job(job_id)
+        if job["status"] in TERMINAL:
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s}s")
+
+
+def _ray_status(jobs, sid, timeout_s=60):
+    """Ray's terminal status of ``sid``: the entrypoint records its decision, then exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = jobs.state(sid).status
+        if status in ("SUCCEEDED", "FAILED", "STOPPED", None):
+            return status
+        time.sleep(0.5)
+    return status
+
+
+def _unique(name):
+    """Submission ids are event keys, which hold the policy's name: one name per test run, since
+    every test's store starts at drift result #1 on the same cluster."""
+    return f"{name}-{time.monotonic_ns() % 10**9}"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_drift_event_runs_as_one_ray_job_to_a_recorded_decision(head_bench, home):
+    from workbench.automation._jobs import RayJobs
+
+    gcs, url = head_bench
+    bench = _bench_on(gcs, home)
+    try:
+        name = _unique("rj")
+        bench.automation.add_policy(policy(name=name, run_as="ray_job", gate=PASS))
+        drift_ids = _drift(bench.store, "bc-drift", [True, True])
+        t0 = time.monotonic()
+        out = bench.automation.tick(check=False)
+        submit_s = time.monotonic() - t0
+        (job,) = bench.automation.jobs(name)
+        sid = job["event_key"]
+        assert out["ran"] == [
+            {"job_id": job["id"], "status": "RUNNING", "ray_job_id": sid, "submitted": True}
+        ]
+        assert job["ray_job_id"] == sid == f"{name}:drift:{drift_ids[1]}"
+        assert job["runner"] == f"ray_job:{sid}"
+        job = _wait_terminal(bench, job["id"])
+        run_s = time.monotonic() - t0
+        assert job["status"] == "PROMOTED", job["detail"].get("error")
+        jobs = RayJobs(url)
+        assert _ray_status(jobs, sid) == "SUCCEEDED"
+        steps = [(s["step"], s["status"]) for s in bench.automation.steps(job["id"])]
+        assert steps == [
+            ("ray_job", "submitted"),
+            ("snapshot", "ok"),
+            ("validation", "passed"),
+            ("search", "ok"),
+            ("evaluation", "ok"),
+            ("gate", "passed"),
+            ("registration", "ok"),
+            ("promotion", "ok"),
+        ]
+        assert bench.registry.get("bc", "champion").version == 2 and job["compute_s"] > 0
+        # the Ray job id is on the job and in the lineage text
+        text = bench.lineage_text("bc", "champion")
+        assert f"step ray_job of retrain job #{job['id']}: submitted (Ray job {sid}" in text
+        assert bench.lineage_record("retrain_job", job["id"])["record"]["ray_job_id"] == sid
+        # the job's logs come from Ray: the entrypoint printed its outcome
+        logs = bench.automation.logs(job["id"])
+        assert f'"job_id": {job["id"]}' in logs and '"status": "PROMOTED"' in logs
+
+        # the same event key twice -> one Ray job: the store makes no second job, and a second
+        # submission of the key is recognised and starts nothing
+        assert bench.automation.tick(check=False)["ran"] == []
+        again = jobs.submit(sid, home=home, job_id=job["id"], num_cpus=0, package=True)
+        assert again is False
+        assert jobs.list_ids().count(sid) == 1
+        assert bench.automation.job(job["id"])["status"] == "PROMOTED"
+        print(f"\nray job: submit (tick, package upload) {submit_s:.1f}s; to PROMOTED {run_s:.1f}s")
+    finally:
+        bench.close()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_ray_job_on_a_bad_training_dataset_ends_failed_with_nothing_half_recorded(
+    head_bench, home
+):
+    from workbench.automation._jobs import RayJobs
+
+    gcs, url = head_bench
+    bench = _bench_on(gcs, home)
+    try:
+        name = _unique("bad")
+        bench.automation.add_policy(policy(name=name, run_as="ray_job", gate=PASS))
+        train = bench.datasets.get("bc-train")
+        path = bench.stages.artifacts.path_for(train.artifact_hash)
+        path.chmod(0o644)
+        path.write_bytes(b"not the parquet file that was recorded")
+        versions = len(bench.store.datasets.list_versions())
+        _drift(bench.store, "bc-drift", [True, True])
+        bench.automation.tick(check=False)
+        (job,) = bench.automation.jobs(name)
+        job = _wait_terminal(bench, job["id"])
+        assert job["status"] == "FAILED"
+        assert (
+            "bc-train" in job["detail"]["error"]
+            or "SHA-256" in job["detail"]["error"]
+            or ("hash" in job["detail"]["error"])
+        ), job["detail"]["error"]
+        assert _ray_status(RayJobs(url), job["ray_job_id"]) == "FAILED"  # the entrypoint exited 1
+        assert [(s["step"], s["status"]) for s in bench.automation.steps(job["id"])] == [
+            ("ray_job", "submitted"),
+            ("error", "failed"),
+        ]
+        assert job["new_dataset_version_id"] is None and job["experiment_id"] is None
+        assert len(bench.store.datasets.list_versions()) == versions
+        assert bench.registry.get("bc", "champion").version == 1
+        assert len(bench.registry.list("bc")) == 1
+    finally:
+        bench.close()
+
+
+@pytest.mark.ray
+def test_ray_status_is_reconciled_a_crashed_job_fails_and_a_lost_one_is_marked(head_bench, home):
+    """A Ray job that dies before recording anything ends our job FAILED with Ray's message; a
+    submission Ray never heard of (lost with a head restart) is marked INTERRUPTED/ray_job_lost
+    and never submitted again."""
+    from workbench.automation._jobs import RayJobs
+    from workbench.status import JobStatus
+
+    gcs, url = head_bench
+    bench = _bench_on(gcs, home)
+    try:
+        name = _unique("rec")
+        bench.automation.add_policy(
+            policy(name=name, run_as="ray_job", triggers=[DriftTrigger("bc-drift", windows=1)])
+        )
+        _drift(bench.store, "bc-drift", [True, True])
+        bench.automation.tick(run=False, check=False)
+        crashed, lost = bench.automation.jobs(name)
+        store = bench.store.retraining
+        for j in (crashed, lost):
+            assert store.set_job_status(
+                j["id"], from_status=("SCHEDULED",), to_status=JobStatus.RUNNING
+            )
+        # the crash: a Ray job under the first key whose entrypoint dies at once
+        jobs = RayJobs(url)
+        jobs.client.submit_job(
+            entrypoint="python -c \"import sys; print('boom'); sys.exit(3)\"",
+            submission_id=crashed["event_key"],
+        )
+        store.set_job(crashed["id"], ray_job_id=crashed["event_key"])
+        store.set_job(lost["id"], ray_job_id=lost["event_key"])  # never submitted
+        assert _ray_status(jobs, crashed["event_key"], timeout_s=120) == "FAILED"
+        out = bench.automation.tick(check=False)
+        assert sorted(r["job_id"] for r in out["reconciled"]) == [crashed["id"], lost["id"]]
+        c, g = bench.automation.job(crashed["id"]), bench.automation.job(lost["id"])
+        assert (c["status"], c["decision"]) == ("FAILED", "ray_job_failed")
+        assert "exit code 3" in c["detail"]["error"] or "3" in c["detail"]["error"]
+        assert "boom" in c["detail"]["error"]  # the log tail
+        assert (g["status"], g["decision"]) == ("INTERRUPTED", "ray_job_lost")
+        assert "no longer knows" in g["detail"]["error"] and g["ended_at"]
+        assert [(s["step"], s["status"]) for s in bench.automation.steps(g["id"])] == [
+            ("ray_job", "lost")
+        ]
+        # nothing reruns: another tick changes nothing, and Ray still has no job under that key
+        again = bench.automation.tick(check=False)
+        assert again["ran"] == [] and again["reconciled"] == []
+        assert lost["event_key"] not in jobs.list_ids()
+        with pytest.raises(WorkbenchError, match="no longer knows"):
+            bench.automation.logs(g["id"])
+        print(f"\nreconciled: {c['detail']['error'][:200]!r}")
+    finally:
+        bench.close()
+
+
+SCHEDULER = """
+import json, sys, time
+
+from workbench.api import Workbench
+
+home, address, ns, name, wait_s = sys.argv[1:6]
+bench = Workbench(home, address=address)
+handle = bench.automation.start_scheduler(interval_s=1.0, namespace=ns)
+t0 = time.monotonic()
+job = None
+terminal = {"PROMOTED", "ROLLED_BACK", "REJECTED", "FAILED", "SKIPPED", "INTERRUPTED"}
+while time.monotonic() - t0 < float(wait_s):
+    jobs = bench.automation.jobs(name)
+    if jobs and jobs[0]["status"] in terminal:
+        job = jobs[0]
+        break
+    time.sleep(1)
+status = bench.automation.scheduler_status(namespace=ns)
+stopped = bench.automation.stop_scheduler(namespace=ns)
+print(json.dumps({"job": job, "status": status, "stopped": stopped, "s": time.monotonic() - t0},
+                 default=str))
+bench.close()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_scheduler_actor_runs_a_retraining_ray_job_end_to_end(head_bench, home):
+    """The detached scheduler, started by a driver joined to the cluster, turns a drift event into
+    a job, submits it as a Ray Job by default (run_as=None on a cluster with a job server), and the
+    job runs to its decision, recorded in the store."""
+    gcs, url = head_bench
+    bench = _bench_on(gcs, home)
+    name = _unique("sched")
+    try:
+        bench.automation.add_policy(policy(name=name, gate=PASS))  # run_as left to the cluster
+        _drift(bench.store, "bc-drift", [True, True])
+    finally:
+        bench.close()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_API_SERVER_ADDRESS", None)  # the actor finds the job server from the GCS
+    ns = f"wb-jobs-{time.monotonic_ns()}"
+    out = subprocess.run(
+        [sys.executable, "-c", SCHEDULER, str(home), gcs, ns, name, str(WAIT_S)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S + 120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    job = res["job"]
+    assert job is not None, res
+    assert job["status"] == "PROMOTED", job
+    assert job["ray_job_id"] == job["event_key"] and job["runner"] == f"ray_job:{job['event_key']}"
+    assert res["stopped"] and res["status"]["actor"]["last_error"] is None
+    bench = _bench_on_existing(home, gcs)
+    try:
+        steps = [s["step"] for s in bench.automation.steps(job["id"])]
+        assert steps[0] == "ray_job" and steps[-1] == "promotion"
+        assert bench.registry.get("bc", "champion").version == 2
+    finally:
+        bench.close()
+    print(f"\nscheduler: event -> PROMOTED through a Ray Job in {res['s']:.1f}s")
+
+
+def _bench_on_existing(home, address):
+    from workbench.api import Workbench
+
+    return Workbench(home, address=address)
