@@ -99,3 +99,22 @@ def cancer_bench(tmp_path_factory, ray_cluster):
     )
     yield bench, dv
     bench.store.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 HTTP API on loopback (moto's ``ThreadedMotoServer``) for the session: ``.endpoint``
+    (``127.0.0.1:PORT``), ``.url``; stopped at the end. Tests set their credentials themselves."""
+    from types import SimpleNamespace
+
+    from moto.server import ThreadedMotoServer
+
+    from workbench.runtime import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield SimpleNamespace(endpoint=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()

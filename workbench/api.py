@@ -51,6 +51,14 @@ class Workbench:
         private local Ray started on first use and stopped by :meth:`close`).
     serve_port : int, optional
         HTTP port for Ray Serve on 127.0.0.1 (default ``$WORKBENCH_SERVE_PORT`` or 8000).
+    storage : str, optional
+        Where artifacts and Tune's experiment state live, as ``storage/artifacts`` and
+        ``storage/tune``: a ``pyarrow.fs`` URI every node reaches (``s3://bucket/prefix``,
+        ``gs://…``, ``abfs://…``, ``hdfs://…``, ``file:///a/shared/mount``); default
+        ``$WORKBENCH_STORAGE``, else ``home`` itself. A URI is probed (a small write, read and
+        delete) when the workbench opens: one that cannot be reached or written raises
+        :class:`~workbench.exceptions.ConfigError` before anything is recorded. A cluster of
+        more than one node refuses a local path. ``lineage.db`` always stays in ``home``.
 
     Examples
     --------
@@ -65,8 +73,9 @@ class Workbench:
         *,
         address: str | None = None,
         serve_port: int | None = None,
+        storage: str | os.PathLike[str] | None = None,
     ):
-        self.stages = Stages.open(home, address=address, serve_port=serve_port)
+        self.stages = Stages.open(home, address=address, serve_port=serve_port, storage=storage)
         register_displays()  # in a notebook kernel, model versions display their widget
 
     # ------------------------------------------------------------------ stages
@@ -134,7 +143,12 @@ class Workbench:
         >>> reader.experiments.get(1)["status"]                     # doctest: +SKIP
         'TERMINATED'
         """
-        return Workbench(self.settings.home, address=self.address, serve_port=self.serve_port)
+        return Workbench(
+            self.settings.home,
+            address=self.address,
+            serve_port=self.serve_port,
+            storage=self.settings.storage,
+        )
 
     @cached_property
     def widgets(self) -> Widgets:
@@ -364,7 +378,8 @@ class Workbench:
         return {
             "home": str(self.settings.home),
             "lineage_db": str(self.settings.db_path),
-            "artifacts": str(self.settings.artifacts_dir),
+            "artifacts": self.artifacts.display,
+            "storage": self.settings.storage_display if self.settings.storage else None,
             **self.store.counts(),
             "migrations": self.store.applied_migrations(),
         }

@@ -1,4 +1,4 @@
-"""Where workbench keeps its state: ``WORKBENCH_HOME`` and the paths under it."""
+"""Where workbench keeps its state: ``WORKBENCH_HOME``, the storage root, and the paths under them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "resolve_home"]
+from workbench.exceptions import ConfigError
+from workbench.lineage import is_uri, mask_uri
+
+__all__ = ["Settings", "join_location", "resolve_home", "resolve_storage", "storage_refusal"]
 
 DEFAULT_HOME = ".workbench"
 
@@ -17,15 +20,56 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+def resolve_storage(storage: str | os.PathLike[str] | None = None) -> str | None:
+    """The storage root: ``storage``, else ``$WORKBENCH_STORAGE``, else ``None`` (``WORKBENCH_HOME`` itself).
+
+    A URI (``s3://bucket/prefix``, ``gs://``, ``abfs://``, ``hdfs://``, ``file:///shared``) is
+    kept as given, without a trailing slash; a plain path is made absolute.
+    """
+    raw = storage if storage is not None else os.environ.get("WORKBENCH_STORAGE") or None
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text:
+        return None
+    if is_uri(text):
+        base, sep, query = text.partition("?")
+        return base.rstrip("/") + sep + query
+    return str(Path(text).expanduser().resolve())
+
+
+def join_location(root: str, name: str) -> str:
+    """``root/name`` for a path or a URI, keeping a URI's ``?query`` at the end.
+
+    Examples
+    --------
+    >>> join_location("s3://b/p?endpoint_override=h:9000&scheme=http", "tune")
+    's3://b/p/tune?endpoint_override=h:9000&scheme=http'
+    """
+    base, sep, query = root.partition("?")
+    return base.rstrip("/") + "/" + name + sep + query
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved locations of the lineage database and the artifact store."""
+    """Resolved locations of the lineage database, the artifact store and Tune's storage.
+
+    ``storage`` unset (the embedded default): artifacts in ``home/artifacts``, Tune in
+    ``home/tune``. Set (``Workbench(storage=…)`` or ``$WORKBENCH_STORAGE``): both under it,
+    as ``storage/artifacts`` and ``storage/tune``; ``lineage.db`` stays in ``home``.
+    """
 
     home: Path
+    storage: str | None = None
 
     @classmethod
-    def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
-        return cls(home=resolve_home(home))
+    def from_env(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        storage: str | os.PathLike[str] | None = None,
+    ) -> Settings:
+        return cls(home=resolve_home(home), storage=resolve_storage(storage))
 
     @property
     def db_path(self) -> Path:
@@ -33,4 +77,68 @@ class Settings:
 
     @property
     def artifacts_dir(self) -> Path:
+        """The embedded default's artifact folder, ``home/artifacts`` (see :attr:`artifacts_root`)."""
         return self.home / "artifacts"
+
+    @property
+    def artifacts_root(self) -> str:
+        """Where artifacts live: ``storage/artifacts`` (a URI or path), else ``home/artifacts``."""
+        if self.storage is None:
+            return str(self.artifacts_dir)
+        return join_location(self.storage, "artifacts")
+
+    @property
+    def tune_root(self) -> str:
+        """Tune's ``storage_path``: ``storage/tune`` (a URI or path), else ``home/tune``."""
+        if self.storage is None:
+            return str(self.home / "tune")
+        return join_location(self.storage, "tune")
+
+    def tune_path(self, name: str) -> str:
+        """The Tune experiment folder ``name`` under :attr:`tune_root` (credentials included: do not record)."""
+        return join_location(self.tune_root, name)
+
+    def resolve_tune_path(self, recorded: str) -> str:
+        """The usable location of a recorded (credential-masked) Tune path: this storage's own
+        URI when the recorded one is this storage's experiment folder, else ``recorded``."""
+        name = recorded.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        mine = self.tune_path(name)
+        return mine if mask_uri(mine) == recorded else recorded
+
+    @property
+    def storage_shared(self) -> bool:
+        """True when the storage is a URI (``file://`` included): the user says every node reaches it."""
+        return self.storage is not None and is_uri(self.storage)
+
+    @property
+    def storage_display(self) -> str:
+        """The storage root with credentials masked (or ``home``'s folders when unset)."""
+        return mask_uri(self.storage) if self.storage is not None else str(self.home)
+
+
+def storage_refusal(settings: Settings, *, alive_nodes: int) -> ConfigError | None:
+    """The :class:`ConfigError` for a local-path storage on a cluster of ``alive_nodes`` > 1, else None.
+
+    A plain path (the embedded ``home/artifacts`` and ``home/tune``, or ``storage="/a/path"``)
+    is on one node's disk: a replica or trial on another node cannot read it, and Tune
+    refuses local checkpoints across nodes. A ``file://`` URI is the user saying every
+    node mounts that path.
+
+    Examples
+    --------
+    >>> storage_refusal(Settings.from_env("/tmp/wb"), alive_nodes=1) is None
+    True
+    >>> storage_refusal(Settings.from_env("/tmp/wb", storage="file:///mnt/shared"), alive_nodes=3) is None
+    True
+    >>> "WORKBENCH_STORAGE" in str(storage_refusal(Settings.from_env("/tmp/wb"), alive_nodes=2))
+    True
+    """
+    if alive_nodes <= 1 or settings.storage_shared:
+        return None
+    where = settings.storage or f"{settings.artifacts_dir} and {settings.home / 'tune'}"
+    return ConfigError(
+        f"this Ray cluster has {alive_nodes} alive nodes, but artifacts and Tune's storage are on the "
+        f"local path {where}, which the other nodes cannot read. Set WORKBENCH_STORAGE=s3://bucket/prefix "
+        "(or gs://, abfs://, hdfs://), or pass Workbench(storage='s3://bucket/prefix'); if every node "
+        "mounts one shared folder at the same path, say so with storage='file:///that/path'."
+    )

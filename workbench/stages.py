@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from workbench.config import Settings
+from workbench.config import Settings, storage_refusal
 from workbench.datasets import Datasets
+from workbench.exceptions import ConfigError
 from workbench.experiments import Experiments
 from workbench.lineage import ArtifactStore, Store
 from workbench.monitoring import Monitoring
@@ -57,13 +58,17 @@ class Stages:
         self.settings = settings
         self.address = address
         self.serve_port = serve_port
+        self.artifacts = ArtifactStore(settings.artifacts_root)
+        # a storage URI is probed (write, read back, delete) before the store opens, so a bad
+        # bucket, endpoint or credential raises ConfigError with nothing recorded
+        self.storage_probe_s = self.artifacts.probe() if self.artifacts.remote else 0.0
         self.store = Store(settings.db_path)
-        self.artifacts = ArtifactStore(settings.artifacts_dir)
         self.datasets = Datasets(self.store, self.artifacts)
         self.registry = ModelRegistry(self.store, self.artifacts)
         self.experiments = Experiments(self.store, self.datasets, settings, connect=self.connect)
         self.monitoring = Monitoring(self.store, self.datasets)
         self._ray: RayConnection | None = None
+        self._storage_refusal: ConfigError | None = None
 
     @classmethod
     def open(
@@ -72,9 +77,11 @@ class Stages:
         *,
         address: str | None = None,
         serve_port: int | None = None,
+        storage: str | os.PathLike[str] | None = None,
     ) -> Stages:
-        """The stages of ``home`` (default ``$WORKBENCH_HOME`` or ``./.workbench``)."""
-        return cls(Settings.from_env(home), address=address, serve_port=serve_port)
+        """The stages of ``home`` (default ``$WORKBENCH_HOME`` or ``./.workbench``), with artifacts and
+        Tune on ``storage`` (default ``$WORKBENCH_STORAGE``, else under ``home``)."""
+        return cls(Settings.from_env(home, storage=storage), address=address, serve_port=serve_port)
 
     def connect(self) -> RayConnection:
         """Connect to Ray at ``address`` (else ``$RAY_ADDRESS``, else a private local Ray); idempotent."""
@@ -82,7 +89,17 @@ class Stages:
 
         if self._ray is None:
             self._ray = connect(self.address)
+            self._storage_refusal = self._check_storage()
+        if self._storage_refusal is not None:
+            raise self._storage_refusal
         return self._ray
+
+    def _check_storage(self) -> ConfigError | None:
+        """The refusal of a local-path storage on a cluster of several alive nodes, else None."""
+        import ray
+
+        alive = sum(1 for node in ray.nodes() if node.get("Alive"))
+        return storage_refusal(self.settings, alive_nodes=alive)
 
     @cached_property
     def serving(self) -> Serving:

@@ -19,7 +19,7 @@ from workbench.evaluation import score
 from workbench.exceptions import ConfigError, ExperimentError, NotFoundError
 from workbench.experiments._estimators import make_pipeline
 from workbench.experiments._handle import SearchHandle
-from workbench.lineage import Store
+from workbench.lineage import Store, mask_uri
 from workbench.registry import ModelBundle
 
 if TYPE_CHECKING:
@@ -589,7 +589,7 @@ class Experiments:
             ),
             run_config=tune.RunConfig(
                 name=tune_dir,
-                storage_path=str(self.settings.home / "tune"),
+                storage_path=self.settings.tune_root,  # a path, or a URI every node reaches
                 callbacks=[callback],
                 progress_reporter=_silent_reporter(),
                 verbose=0,
@@ -600,7 +600,8 @@ class Experiments:
                 checkpoint_config=None,
             ),
         )
-        self.store.experiments.set_tune_path(exp_id, str(self.settings.home / "tune" / tune_dir))
+        # recorded with credentials masked; resume maps it back to this storage's own URI
+        self.store.experiments.set_tune_path(exp_id, mask_uri(self.settings.tune_path(tune_dir)))
         keep = task_metrics(data["task"]) if trainable is None else None
         return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
 
@@ -807,9 +808,10 @@ class Experiments:
                 "Start a new search instead."
             )
         path = exp.get("tune_path")
+        path = self.settings.resolve_tune_path(path) if path else path
         if not path or not tune.Tuner.can_restore(path):
             raise ExperimentError(
-                f"experiment {experiment_id} has no Tune state to resume from at {path or '(not recorded)'}; "
+                f"experiment {experiment_id} has no Tune state to resume from at {mask_uri(path) if path else '(not recorded)'}; "
                 "Tune saves it a few seconds into a search, so one killed at once cannot resume: "
                 "start it again."
             )
@@ -853,7 +855,7 @@ class Experiments:
         )
         if callback is None:
             raise ExperimentError(
-                f"the Tune state of experiment {experiment_id} at {path} has no workbench "
+                f"the Tune state of experiment {experiment_id} at {mask_uri(path)} has no workbench "
                 "tracking callback; it was not started by Experiments.search"
             )
         stop_flag = run_config.stop if isinstance(run_config.stop, StopFlag) else StopFlag()

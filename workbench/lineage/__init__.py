@@ -1,6 +1,13 @@
 """Lineage store (SQLite) and content-addressed artifact store at the bottom of every stage."""
 
-from workbench.lineage._artifacts import ArtifactStore, sha256_bytes, sha256_file
+from workbench.lineage._artifacts import (
+    ArtifactStore,
+    default_cache_dir,
+    is_uri,
+    mask_uri,
+    sha256_bytes,
+    sha256_file,
+)
 from workbench.lineage._db import utcnow
 from workbench.lineage._graph import describe_node, format_chain, lineage_chain
 from workbench.lineage._store import NODE_TABLES, Store
@@ -10,6 +17,9 @@ NODE_TYPES = tuple(NODE_TABLES)
 __all__ = [
     "Store",
     "ArtifactStore",
+    "default_cache_dir",
+    "is_uri",
+    "mask_uri",
     "NODE_TYPES",
     "sha256_bytes",
     "sha256_file",

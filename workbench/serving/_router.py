@@ -278,7 +278,8 @@ class Router:
         cfg = validate_config(config)
         warmup_records = validate_warmup(cfg.get("warmup"))
         shadow_spec = validate_shadow(cfg.get("shadow"), [int(k) for k in cfg["versions"]])
-        if self._artifacts is None or str(self._artifacts.root) != cfg["artifacts_dir"]:
+        # artifacts_dir: the storage root, a local path or a URI this replica's node reads
+        if self._artifacts is None or self._artifacts.uri != cfg["artifacts_dir"]:
             self._artifacts = ArtifactStore(cfg["artifacts_dir"])
         loaded: dict[int, _Loaded] = {}
         for key, spec in cfg["versions"].items():

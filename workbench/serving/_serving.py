@@ -191,7 +191,8 @@ class Serving:
         return {
             "deployment": name,
             "db_path": str(self.settings.db_path),
-            "artifacts_dir": str(self.settings.artifacts_dir),
+            # the storage root (a path, or a URI every node reaches): replicas read it themselves
+            "artifacts_dir": self.settings.artifacts_root,
             "versions": {
                 str(spec["version"]): {
                     "artifact": spec["artifact"],
