@@ -139,6 +139,54 @@ def test_probe_writes_and_deletes_and_is_cheap(storage_uri, tmp_path):
     assert not [p for p in left if ".probe-" in p]
 
 
+def test_replicas_load_their_versions_from_the_uri(storage_uri, tmp_path, monkeypatch):
+    """The router and an isolated version's server, configured as Serve configures a replica
+    (in-process), load the bundle from the storage URI through their node's cache, and refuse
+    bytes that do not match their hash."""
+    from ray import serve  # noqa: F401  (the replica modules need Serve's decorator)
+
+    from tests._serve_env import cancer_bundle
+    from workbench.serving._isolated import ModelServer
+    from workbench.serving._router import Router
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "replica-node-cache"))
+    bundle, records = cancer_bundle()
+    writer = _store(storage_uri, tmp_path, "driver")
+    digest = writer.put_object(bundle)
+    config = {
+        "deployment": "d",
+        "db_path": str(tmp_path / "lineage.db"),
+        "artifacts_dir": storage_uri,
+        "versions": {"1": {"artifact": digest, "model_version_id": 7, "weight": 1.0}},
+    }
+
+    class _Router(Router.func_or_class):  # type: ignore[misc,name-defined]
+        def _ensure_flusher(self) -> None:
+            pass
+
+        def __del__(self) -> None:
+            pass
+
+    router = _Router()
+    router.reconfigure(config)
+    assert router._artifacts.uri == storage_uri and router._artifacts.remote_reads == 1
+    assert (tmp_path / "replica-node-cache" / digest[:2] / digest[2:]).exists()
+    server = ModelServer.func_or_class()
+    server.reconfigure({"artifacts_dir": storage_uri, "artifact": digest, "version": 1})
+    assert server.predict(records[:3]) == ("ok", bundle.predict_records(records[:3]))
+
+    other = writer.put_object({"not": "a model"})
+    fs, key = _raw_key(writer, other)
+    if fs.type_name == "local":
+        os.chmod(key, 0o644)
+    with fs.open_output_stream(key) as f:
+        f.write(pickle.dumps(bundle))  # a valid bundle, under another hash
+    with pytest.raises(ArtifactCorruptError):
+        ModelServer.func_or_class().reconfigure(
+            {"artifacts_dir": storage_uri, "artifact": other, "version": 2}
+        )
+
+
 # --------------------------------------------------------------------------- faults
 def _bad_uris(tmp_path, server):
     blocker = tmp_path / "a-file"
@@ -337,3 +385,86 @@ def _records(csv):
             {k: (float(v) if k != "diagnosis" else v) for k, v in row.items()}
             for row in _csv.DictReader(f)
         ]
+
+
+DRIVER = """
+import sys
+from workbench import Workbench
+
+wb = Workbench(home=sys.argv[1], storage=sys.argv[2])
+dv = wb.datasets.get("bc")
+wb.experiments.search(dv, name="killed-s3", num_samples=3, folds=5, seed=7, progress=None)
+"""
+
+
+@pytest.mark.ray
+def test_a_killed_search_resumes_from_its_state_on_s3(tmp_path, s3_server, ray_cluster, aws_env):
+    """The driver (a second process on the session's Ray) is SIGKILLed mid-search; a new
+    workbench on the same storage finds the experiment's Tune state on S3 and finishes it."""
+    import signal
+    import subprocess
+    import sys
+
+    import pyarrow.fs as pafs
+    import ray
+
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+    from workbench.lineage import Store
+
+    _make_bucket(s3_server)
+    uri = _s3_uri(s3_server, f"resume-{time.time_ns()}", keys="testing-key:testing-secret")
+    home = tmp_path / "home"
+    bench = Workbench(home, storage=uri)
+    bench.datasets.ingest(
+        write_breast_cancer_csv(tmp_path / "bc.csv"), name="bc", target="diagnosis"
+    )
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(home), uri],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    fs, base = _fs(uri)
+    watcher = Store(home / "lineage.db")
+    try:
+        deadline = time.monotonic() + 180
+        exp = None
+        while time.monotonic() < deadline and exp is None:
+            time.sleep(0.5)
+            exps = [e for e in watcher.experiments.list() if e["name"] == "killed-s3"]
+            if not exps or not exps[0]["tune_path"]:
+                continue
+            done = [
+                t
+                for t in watcher.experiments.list_trials(exps[0]["id"])
+                if t["status"] == "TERMINATED"
+            ]
+            tune_dir = exps[0]["tune_path"].split("?")[0].rsplit("/", 1)[-1]
+            state = fs.get_file_info(
+                pafs.FileSelector(f"{base}/tune/{tune_dir}", allow_not_found=True)
+            )
+            if len(done) >= 1 and any("experiment_state-" in i.path for i in state):
+                exp = exps[0]
+        assert exp is not None, (
+            "timed out after 180 s waiting for a finished trial and a Tune snapshot on S3"
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        watcher.close()
+    try:
+        assert "testing-secret" not in exp["tune_path"]
+        assert bench.store.experiments.get(exp["id"])["status"] == "RUNNING"
+        result = bench.experiments.resume(exp["id"], progress=None)
+        after = bench.experiments.trials(exp["id"])
+        final = bench.store.experiments.get(exp["id"])
+        assert final["status"] == "TERMINATED" and final["resumes"] == 1
+        assert len(after) == final["num_samples"] and {t["status"] for t in after} == {"TERMINATED"}
+        assert result.best_metrics["f1"] > 0.9
+        assert not (home / "tune").exists()
+    finally:
+        bench.close()
