@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.exceptions import ConfigError
 from workbench.lineage import is_uri, mask_uri
 
 __all__ = ["Settings", "join_location", "resolve_home", "resolve_storage", "storage_refusal"]
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 DEFAULT_HOME = ".workbench"
 
@@ -116,13 +120,17 @@ class Settings:
         return mask_uri(self.storage) if self.storage is not None else str(self.home)
 
 
-def storage_refusal(settings: Settings, *, alive_nodes: int) -> ConfigError | None:
+def storage_refusal(
+    settings: Settings, *, alive_nodes: int, unseen: Sequence[str] | None = None
+) -> ConfigError | None:
     """The :class:`ConfigError` for a local-path storage on a cluster of ``alive_nodes`` > 1, else None.
 
     A plain path (the embedded ``home/artifacts`` and ``home/tune``, or ``storage="/a/path"``)
     is on one node's disk: a replica or trial on another node cannot read it, and Tune
     refuses local checkpoints across nodes. A ``file://`` URI is the user saying every
-    node mounts that path.
+    node mounts that path. ``unseen``, when given, are the nodes that were asked and could
+    not see a file written into the path: empty means every node sees it (nodes on one host
+    sharing its disk, a shared mount), so nothing is refused.
 
     Examples
     --------
@@ -133,12 +141,13 @@ def storage_refusal(settings: Settings, *, alive_nodes: int) -> ConfigError | No
     >>> "WORKBENCH_STORAGE" in str(storage_refusal(Settings.from_env("/tmp/wb"), alive_nodes=2))
     True
     """
-    if alive_nodes <= 1 or settings.storage_shared:
+    if alive_nodes <= 1 or settings.storage_shared or (unseen is not None and not unseen):
         return None
     where = settings.storage or f"{settings.artifacts_dir} and {settings.home / 'tune'}"
+    which = f" (not seen from node {', '.join(unseen)})" if unseen else ""
     return ConfigError(
         f"this Ray cluster has {alive_nodes} alive nodes, but artifacts and Tune's storage are on the "
-        f"local path {where}, which the other nodes cannot read. Set WORKBENCH_STORAGE=s3://bucket/prefix "
+        f"local path {where}, which the other nodes cannot read{which}. Set WORKBENCH_STORAGE=s3://bucket/prefix "
         "(or gs://, abfs://, hdfs://), or pass Workbench(storage='s3://bucket/prefix'); if every node "
         "mounts one shared folder at the same path, say so with storage='file:///that/path'."
     )

@@ -95,11 +95,20 @@ class Stages:
         return self._ray
 
     def _check_storage(self) -> ConfigError | None:
-        """The refusal of a local-path storage on a cluster of several alive nodes, else None."""
+        """The refusal of a local-path storage on a cluster whose other nodes cannot see it, else None.
+
+        On several alive nodes, a file written into ``home`` is looked for from a ``num_cpus=0``
+        task pinned to each node: nodes of one host (``ray.cluster_utils.Cluster``) or a real
+        shared mount see it and nothing is refused; a node in its own mount namespace or on
+        another machine does not.
+        """
         import ray
 
-        alive = sum(1 for node in ray.nodes() if node.get("Alive"))
-        return storage_refusal(self.settings, alive_nodes=alive)
+        alive = [node for node in ray.nodes() if node.get("Alive")]
+        if len(alive) <= 1 or self.settings.storage_shared:
+            return None
+        unseen = _nodes_not_seeing(self.settings.home, [n["NodeID"] for n in alive])
+        return storage_refusal(self.settings, alive_nodes=len(alive), unseen=unseen)
 
     @cached_property
     def serving(self) -> Serving:
@@ -199,3 +208,48 @@ class Stages:
 
     def __repr__(self) -> str:
         return f"Stages(home={str(self.settings.home)!r})"
+
+
+def _nodes_not_seeing(
+    folder: os.PathLike[str], node_ids: list[str], timeout_s: float = 60.0
+) -> list[str]:
+    """The ids (shortened) of the nodes where a marker file just written into ``folder`` is not
+    visible, or that did not answer within ``timeout_s``."""
+    import uuid
+    from pathlib import Path
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = uuid.uuid4().hex
+    marker = Path(folder) / f".node-check-{token}"
+    marker.write_text(token)
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def sees(path: str, expected: str) -> bool:
+        try:
+            with open(path) as f:
+                return f.read() == expected
+        except OSError:
+            return False
+
+    try:
+        refs = {
+            node: sees.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+            ).remote(str(marker), token)
+            for node in node_ids
+        }
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        done = set(ready)
+        unseen = []
+        for node, ref in refs.items():
+            try:
+                ok = ref in done and bool(ray.get(ref))
+            except Exception:  # the node died or refused the task: it cannot be relied on
+                ok = False
+            if not ok:
+                unseen.append(node[:12])
+        return unseen
+    finally:
+        marker.unlink(missing_ok=True)
