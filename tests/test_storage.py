@@ -301,31 +301,37 @@ def test_local_storage_is_refused_on_a_cluster_of_several_nodes(tmp_path):
 
 # --------------------------------------------------------------------------- end to end on a local Ray
 @pytest.mark.ray
-def test_public_api_end_to_end_on_s3(tmp_path, s3_server, serve_apps, aws_env):
+@pytest.mark.parametrize("backend", ["s3", "file"])
+def test_public_api_end_to_end_on_storage(backend, tmp_path, s3_server, serve_apps, aws_env):
     """ingest → a HyperBand search whose trials checkpoint → register → deploy → predict over HTTP,
-    with artifacts and Tune on the bucket and nothing under WORKBENCH_HOME/artifacts or /tune.
+    with artifacts and Tune on the storage and nothing under WORKBENCH_HOME/artifacts or /tune.
 
     The session's Ray started before this test set its environment, so its workers get the
-    endpoint and the (test) keys from the URI's query."""
+    endpoint and the (test) keys from the URI."""
     import httpx
     import pyarrow.fs as pafs
     from ray import tune
 
     from workbench.api import Workbench
     from workbench.datasets import write_breast_cancer_csv
+    from workbench.lineage import mask_uri
     from workbench.serving._recorder import kill_recorder
 
-    _make_bucket(s3_server)
     prefix = f"e2e-{time.time_ns()}"
-    uri = _s3_uri(s3_server, prefix, keys="testing-key:testing-secret")
+    if backend == "s3":
+        _make_bucket(s3_server)
+        uri = _s3_uri(s3_server, prefix, keys="testing-key:testing-secret")
+        shown = f"s3://***@{BUCKET}/{prefix}"
+    else:
+        (tmp_path / "shared").mkdir()
+        uri = shown = f"file://{tmp_path}/shared/{prefix}"
+    assert mask_uri(uri).startswith(shown)
     home = tmp_path / "home"
     bench = Workbench(home, storage=uri, serve_port=serve_apps.port)
     try:
         assert bench.stages.storage_probe_s < 5.0
         status = bench.status()
-        assert "testing-secret" not in str(status) and status["storage"].startswith(
-            f"s3://***@{BUCKET}/{prefix}"
-        )
+        assert "testing-secret" not in str(status) and status["storage"].startswith(shown)
         csv = write_breast_cancer_csv(tmp_path / "bc.csv")
         dv = bench.datasets.ingest(csv, name="bc", target="diagnosis")
         parts = bench.datasets.split(dv, {"train": 0.7, "holdout": 0.3}, seed=0)
@@ -341,7 +347,7 @@ def test_public_api_end_to_end_on_s3(tmp_path, s3_server, serve_apps, aws_env):
         )  # fmt: skip
         search_s = time.perf_counter() - t0
         exp = bench.experiments.get(result.experiment_id)
-        assert exp["tune_path"].startswith(f"s3://***@{BUCKET}/{prefix}/tune/exp-")
+        assert exp["tune_path"].startswith(f"{shown}/tune/exp-")
         assert "testing-secret" not in exp["tune_path"]
         mv = bench.register_best(
             result, model="bc-s3", train=train, holdout=holdout, alias="champion"
@@ -365,9 +371,9 @@ def test_public_api_end_to_end_on_s3(tmp_path, s3_server, serve_apps, aws_env):
         assert f"{base}/artifacts/{mv.artifact_hash[:2]}/{mv.artifact_hash[2:]}" in keys
         assert f"{base}/artifacts/{dv.artifact_hash[:2]}/{dv.artifact_hash[2:]}" in keys
         assert any("/tune/exp-" in k and "/checkpoint_" in k for k in keys), (
-            "no trial checkpoint on S3"
+            "no trial checkpoint stored"
         )
-        print(f"\nsearch on s3: {search_s:.1f} s, deploy: {deploy_s:.1f} s, objects: {len(keys)}")
+        print(f"\n{backend}: search {search_s:.1f} s, deploy {deploy_s:.1f} s, {len(keys)} objects")
     finally:
         try:
             bench.serving.undeploy("bc-s3")
