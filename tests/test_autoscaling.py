@@ -126,6 +126,73 @@ SCRIPT = textwrap.dedent(
 )
 
 
+DEPLOY_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import logging
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    logging.basicConfig(level=logging.WARNING)
+    home, address, out_path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    out = {}
+    try:
+        import ray
+
+        from workbench import Workbench
+        from workbench.datasets import write_breast_cancer_csv
+        from workbench.exceptions import ConfigError
+        from workbench.runtime import free_port
+
+        wb = Workbench(home, address=address, serve_port=free_port())
+        wb.connect()
+        dv = wb.datasets.ingest(write_breast_cancer_csv(Path(home) / "bc.csv"), name="bc", target="diagnosis")
+        bundle = wb.experiments.fit_bundle(dv, {"family": "logistic_regression", "C": 1.0})
+        wb.registry.register("bc", bundle, metrics={})
+
+        # Replicas bigger than every node type: refused before Serve starts or anything is recorded.
+        t = time.monotonic()
+        try:
+            wb.serving.deploy("bc", 1, num_cpus=3, timeout_s=60)
+        except ConfigError as exc:
+            out["refused"] = {"error": str(exc), "seconds": time.monotonic() - t}
+        except BaseException as exc:
+            out["refused"] = {"wrong": repr(exc)}
+        else:
+            out["refused"] = {"wrong": "no error"}
+        out["deployments_after_refusal"] = len(wb.store.deployments.list())
+        out["nodes_before"] = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]]
+
+        # One CPU per replica, no node has a CPU yet: asked of the autoscaler, then served.
+        t = time.monotonic()
+        dep = wb.serving.deploy("bc", 1, num_cpus=1, timeout_s=180)
+        out["deploy_s"] = time.monotonic() - t
+        record = wb.datasets.load(dv).drop("diagnosis").head(2).to_dicts()
+        req = urllib.request.Request(
+            dep["url"] + "/predict",
+            data=json.dumps({"records": record}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            out["predict"] = {"status": resp.status, "body": json.loads(resp.read())}
+        out["nodes_after"] = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]]
+        wb.serving.undeploy("bc")
+        from ray import serve
+
+        serve.shutdown()
+        wb.close()
+    except BaseException:
+        import traceback
+
+        out["crash"] = traceback.format_exc()
+    finally:
+        out_path.write_text(json.dumps(out, default=str))
+    """
+)
+
+
 def _cluster_config(port: int) -> dict:
     """The autoscaling config: what ``AutoscalingCluster`` generates, with the defaults spelled out."""
     return {
@@ -191,7 +258,11 @@ def _end(procs: list[psutil.Process], grace_s: float) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_path):
+def _run_on_fake_cluster(
+    tmp_path: Path, script_text: str
+) -> tuple[subprocess.CompletedProcess, dict, float]:
+    """Start the fake autoscaling cluster, run ``script_text`` (home, address, out path) as its
+    driver, end the cluster and every process left under its temp dir; (process, out, seconds)."""
     ray_bin = Path(sys.executable).with_name("ray")
     # Unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep.
     temp_dir = tempfile.mkdtemp(prefix="wbas-", dir="/tmp")
@@ -238,8 +309,8 @@ def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_pa
                 break
         assert head.poll() is None, (tmp_path / "head.err").read_text()[-2000:]
 
-        script = tmp_path / "autoscaling.py"
-        script.write_text(SCRIPT)
+        script = tmp_path / "driver.py"
+        script.write_text(script_text)
         out_path = tmp_path / "out.json"
         t0 = time.monotonic()
         proc = subprocess.run(
@@ -273,8 +344,13 @@ def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_pa
         _end(_ours(temp_dir), grace_s=10)
         left = _ours(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert proc.returncode == 0 and "crash" not in out, (out.get("crash"), proc.stderr[-3000:])
     assert not left, [p.pid for p in left]
+    return proc, out, elapsed
+
+
+def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_path):
+    proc, out, elapsed = _run_on_fake_cluster(tmp_path, SCRIPT)
+    assert proc.returncode == 0 and "crash" not in out, (out.get("crash"), proc.stderr[-3000:])
     print(
         f"autoscaling: total {elapsed:.1f}s, search started in {out['start_s']:.1f}s, first trial "
         f"running after {out['first_trial_running_s']}s, search {out['search_s']:.1f}s"
@@ -287,7 +363,7 @@ def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_pa
     refused = out["refused"]
     assert "error" in refused, refused
     assert f"'{WORKER_TYPE}'" in refused["error"] and "CPU=2" in refused["error"], refused
-    assert "cpu=4" in refused["error"], refused
+    assert "each trial asks for CPU=4" in refused["error"], refused
     assert refused["seconds"] < 10, refused
     assert out["experiments_after_refusal"] == 0
 
@@ -303,3 +379,110 @@ def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_pa
     assert all(t["resources"] == {"CPU": 1.0} for t in out["trials"]), out["trials"]
     workers = [n for n in out["nodes_after"] if n["cpu"] == 2]
     assert len(out["nodes_after"]) == 2 and len(workers) == 1, out["nodes_after"]
+
+
+def test_replicas_wait_for_the_autoscaler_and_oversized_replicas_fail_fast(tmp_path):
+    proc, out, elapsed = _run_on_fake_cluster(tmp_path, DEPLOY_SCRIPT)
+    assert proc.returncode == 0 and "crash" not in out, (out.get("crash"), proc.stderr[-3000:])
+    print(f"autoscaling deploy: total {elapsed:.1f}s, deploy {out['deploy_s']:.1f}s")
+
+    refused = out["refused"]
+    assert "error" in refused, refused
+    assert "each replica asks for CPU=3" in refused["error"], refused
+    assert f"'{WORKER_TYPE}'" in refused["error"] and "CPU=2" in refused["error"], refused
+    assert refused["seconds"] < 10, refused
+    assert out["deployments_after_refusal"] == 0
+
+    assert out["nodes_before"] == [0], out["nodes_before"]
+    assert f"waiting for a node of type {WORKER_TYPE}" in proc.stderr, proc.stderr[-3000:]
+    assert out["predict"]["status"] == 200 and out["predict"]["body"]["model_version"] == 1
+    assert sorted(out["nodes_after"]) == [0, 2], out["nodes_after"]
+
+
+# ----------------------------------------------------------------- pure logic (no cluster)
+
+
+def test_the_refusal_names_the_largest_node_type_an_autoscaler_can_add(monkeypatch):
+    from workbench.exceptions import ConfigError
+    from workbench.runtime import _autoscaler
+
+    types = {
+        "small": {"resources": {"CPU": 2}, "max_workers": 4},
+        "gpu_worker": {"resources": {"CPU": 8, "GPU": 1}, "max_workers": 2},
+        "big_but_off": {"resources": {"CPU": 64, "GPU": 8}, "max_workers": 0},
+    }
+    monkeypatch.setattr(_autoscaler, "autoscaler_node_types", lambda: types)
+    with pytest.raises(ConfigError) as err:
+        _autoscaler.ask_autoscaler({"GPU": 2.0}, what="trial")
+    text = str(err.value)
+    assert "each trial asks for GPU=2" in text
+    # a type with max_workers 0 can never be added: the largest addable one is named
+    assert "'gpu_worker', has CPU=8, GPU=1" in text and "big_but_off" not in text
+    monkeypatch.setattr(_autoscaler, "autoscaler_node_types", lambda: None)
+    assert _autoscaler.ask_autoscaler({"GPU": 2.0}) is None  # no autoscaler: the caller decides
+
+
+def test_node_types_are_read_from_the_local_monitors_config(tmp_path, monkeypatch):
+    import psutil
+
+    from workbench.runtime import _autoscaler
+
+    config = tmp_path / "autoscaling.yaml"
+    config.write_text(
+        "max_workers: 3\nhead_node_type: head\navailable_node_types:\n"
+        "  head: {resources: {CPU: 0}, max_workers: 0}\n"
+        "  cpu_worker: {resources: {CPU: 4}, min_workers: 0}\n"
+        "  gpu_worker: {resources: {CPU: 8, GPU: 1}, max_workers: 1}\n"
+    )
+
+    class Monitor:
+        def __init__(self, pid):
+            self.pid = pid
+
+        def cmdline(self):
+            return [
+                "python",
+                "/x/ray/autoscaler/_private/monitor.py",
+                f"--autoscaling-config={config}",
+            ]
+
+    monkeypatch.setattr(psutil, "Process", Monitor)
+    assert _autoscaler._types_from_monitor(123) == {
+        "cpu_worker": {"resources": {"CPU": 4}, "max_workers": 3},  # the cluster-wide max
+        "gpu_worker": {"resources": {"CPU": 8, "GPU": 1}, "max_workers": 1},
+    }
+    # a pid that is some other process of this host: not the monitor, nothing read
+    monkeypatch.setattr(Monitor, "cmdline", lambda self: ["python", "jupyter-lab"])
+    assert _autoscaler._types_from_monitor(123) == {}
+
+
+def test_the_progress_line_and_widget_show_the_wait():
+    from workbench.ui._format import format_progress_line
+
+    summary = {"experiment": "s", "total": 2, "done": 0, "status": "RUNNING"}
+    line = format_progress_line({**summary, "note": "waiting for a node of type cpu_worker"})
+    assert line.endswith("waiting for a node of type cpu_worker"), line
+    assert "waiting" not in format_progress_line(summary)
+
+    from workbench.ui import ProgressWidget
+
+    w = ProgressWidget(min_interval=0)
+    w.update({**summary, "note": "waiting for a node of type cpu_worker"})
+    assert w.note == "waiting for a node of type cpu_worker"
+    w.update({**summary, "running": 1})  # the first trial started: the callback drops the note
+    assert w.note == ""
+
+
+def test_terminal_progress_writes_a_line_when_the_wait_ends():
+    import io
+
+    from workbench.ui import TerminalProgress
+
+    stream = io.StringIO()
+    bar = TerminalProgress(stream, isatty=False)
+    summary = {"experiment": "s", "total": 2, "done": 0, "status": "RUNNING"}
+    bar.update({**summary, "note": "waiting for a node of type cpu_worker"})
+    bar.update({**summary, "note": "waiting for a node of type cpu_worker"})
+    bar.update({**summary, "running": 1})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("cpu_worker") and "waiting" not in lines[1], lines

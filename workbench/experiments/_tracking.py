@@ -221,7 +221,7 @@ class TrackingCallback(Callback):
         self.flush()
         self.waiting = None
         if getattr(self, "asked_autoscaler", False):
-            from workbench.experiments._options import release_autoscaler_request
+            from workbench.runtime._autoscaler import release_autoscaler_request
 
             release_autoscaler_request()  # let idle nodes go; Tune no longer needs them
             self.asked_autoscaler = False

@@ -469,8 +469,13 @@ class Serving:
             }
         )
         spec = self._version_spec(model, version)
-        conn = self._ensure_serve()
+        from workbench.runtime import connect
+
+        # Ray first: the replicas' resources are checked (and asked of an autoscaler) before Serve
+        # starts, so what no node type has is refused at once
+        (self._connect or connect)()
         _warn_if_short_of(scaling)
+        conn = self._ensure_serve()
         from workbench.serving._auth import resolve_token
 
         # Serve may already listen elsewhere (its host wins): check the token for that host.
@@ -1351,7 +1356,9 @@ def _fmt(weights: dict[int, float]) -> str:
 def _warn_if_short_of(scaling: dict[str, Any]) -> None:
     """Warn when no node offers one replica's CPUs/GPUs now (the replica would wait for one).
 
-    A warning, not an error: an autoscaling cluster adds such nodes on demand.
+    A warning, not an error, without an autoscaler. With one, the replicas' resources are asked
+    of it (``request_resources``, logged as "waiting for a node of type ..."), and what none of
+    its node types can provide is refused at once with ``ConfigError``.
     """
     try:
         import ray
@@ -1361,6 +1368,16 @@ def _warn_if_short_of(scaling: dict[str, Any]) -> None:
         return
     need = {"CPU": scaling["num_cpus"], "GPU": scaling["num_gpus"]}
     if not any(all(res.get(k, 0.0) >= v for k, v in need.items() if v > 0) for res in nodes):
+        from workbench.runtime._autoscaler import ask_autoscaler
+
+        wanted = {k: float(v) for k, v in need.items() if v > 0}
+        replicas = scaling.get("num_replicas") or (scaling.get("autoscaling_config") or {}).get(
+            "min_replicas", 1
+        )
+        note = ask_autoscaler(wanted, count=max(1, int(replicas or 1)), what="replica")
+        if note is not None:
+            log.warning("deployment replicas: %s (asked the autoscaler for it)", note)
+            return
         log.warning(
             "no node of this Ray cluster offers %s CPU and %s GPU for one replica right now; "
             "the deployment waits until one does (or until timeout_s)",
