@@ -606,3 +606,20 @@ def test_a_node_that_cannot_see_the_home_refuses_local_storage(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
         shutil.rmtree(hidden, ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_the_endpoint_comes_from_the_environment(
+    variable, tmp_path, aws_env, s3_server, monkeypatch
+):
+    """``s3://bucket/prefix`` with no query: the endpoint from the usual AWS variables."""
+    from workbench.lineage import ArtifactStore
+
+    _make_bucket(s3_server)
+    monkeypatch.setenv(variable, s3_server.url)
+    uri = f"s3://{BUCKET}/env-{variable}-{time.time_ns()}"
+    store = ArtifactStore(uri, cache_dir=tmp_path / "c")
+    assert store.probe() < 5.0
+    digest = store.put_bytes(b"through the environment")
+    fresh = ArtifactStore(uri, cache_dir=tmp_path / "other")
+    assert fresh.get_bytes(digest) == b"through the environment" and fresh.remote_reads == 1
