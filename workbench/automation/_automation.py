@@ -158,12 +158,15 @@ class Automation:
         >>> wb.automation.start_scheduler(interval_s=30)                         # doctest: +SKIP
         >>> wb.automation.scheduler_status()["actor"]["ticks"]                    # doctest: +SKIP
         """
+        # connect before the first `import ray`: Ray reads RAY_AUTH_MODE at import, and connect()
+        # sets it for a token-authenticated cluster (imported first, the join failed here with
+        # InvalidAuthToken)
+        conn = self.stages.connect()
         import ray
 
         from workbench.automation._scheduler import NAMESPACE, SCHEDULER_NAME, SchedulerActor
         from workbench.serving._recorder import store_node_strategy
 
-        conn = self.stages.connect()
         cls = ray.remote(num_cpus=0, max_concurrency=4)(SchedulerActor)
         return cls.options(
             name=SCHEDULER_NAME,
@@ -181,11 +184,11 @@ class Automation:
         )
 
     def _scheduler_handle(self, namespace: str | None) -> Any:
+        self.stages.connect()  # before `import ray`, as in start_scheduler
         import ray
 
         from workbench.automation._scheduler import NAMESPACE, SCHEDULER_NAME
 
-        self.stages.connect()
         try:
             return ray.get_actor(SCHEDULER_NAME, namespace=namespace or NAMESPACE)
         except ValueError:

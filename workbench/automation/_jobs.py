@@ -47,8 +47,7 @@ def dashboard_url(stages: Stages) -> str | None:
         import ray
 
         if ray.is_initialized():
-            url = ray._private.worker.global_worker.node.address_info.get("webui_url")
-            return f"http://{url}" if url else None
+            return _connected_dashboard()
         address = os.environ.get("RAY_ADDRESS")
     if not address:
         return None
@@ -62,12 +61,25 @@ def dashboard_url(stages: Stages) -> str | None:
     return _lookup_dashboard(address)
 
 
+def _connected_dashboard() -> str | None:
+    """The job server of the cluster this process is connected to, from the cluster's own record
+    (the dashboard writes its address into the GCS key-value store). A worker's
+    ``address_info["webui_url"]`` is not it: in the scheduler actor it read 127.0.0.1:8265, a
+    default, while the dashboard listened elsewhere."""
+    from ray._private import ray_constants
+    from ray.experimental import internal_kv
+
+    value = internal_kv._internal_kv_get(
+        ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD
+    )
+    return f"http://{value.decode()}" if value else None
+
+
 def _lookup_dashboard(gcs_address: str) -> str | None:
     import ray
 
     if ray.is_initialized() and ray.get_runtime_context().gcs_address == gcs_address:
-        url = ray._private.worker.global_worker.node.address_info.get("webui_url")
-        return f"http://{url}" if url else None
+        return _connected_dashboard()
     # What ray.dashboard.utils.ray_address_to_api_server_url reads, without its side effect of
     # re-pointing this process's internal KV at that cluster (this process may be connected to
     # another one).
@@ -100,7 +112,7 @@ def resolve_run_as(policy: LoopPolicy, stages: Stages) -> str:
 
 
 def runtime_env(*, package: bool) -> dict[str, Any]:
-    """The job's ``runtime_env``: the installed ``workbench`` package as ``py_modules`` (~1 MB
+    """The job's ``runtime_env``: the installed ``workbench`` package as ``py_modules`` (0.3 MB
     zipped by Ray; the third-party dependencies must be on the cluster's image) and the
     workbench settings of this process."""
     import workbench

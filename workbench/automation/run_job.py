@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-id", required=True, type=int, help="the retrain job's id")
     args = parser.parse_args(argv)
 
+    import workbench
     from workbench.automation._engine import Engine
     from workbench.exceptions import WorkbenchError
     from workbench.stages import Stages
     from workbench.status import JobStatus
 
+    # which copy runs: the runtime_env's py_modules (the submitter's code) or the image's install
+    print(f"workbench {workbench.__version__} from {Path(workbench.__file__).parent}", flush=True)
     stages = Stages.open(args.home)
     try:
         job = stages.store.retraining.get_job(args.job_id)
