@@ -115,11 +115,9 @@ def runtime_env(*, package: bool) -> dict[str, Any]:
     """The job's ``runtime_env``: the installed ``workbench`` package as ``py_modules`` (0.3 MB
     zipped by Ray; the third-party dependencies must be on the cluster's image) and the
     workbench settings of this process."""
-    import workbench
-
     env: dict[str, Any] = {}
-    if package:
-        env["py_modules"] = [str(Path(workbench.__file__).parent)]
+    if package:  # the folder of the installed package this module belongs to
+        env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
         env["excludes"] = ["__pycache__", "*.pyc"]
     forwarded = {k: os.environ[k] for k in _FORWARD_ENV if os.environ.get(k)}
     if forwarded:

@@ -431,9 +431,9 @@ class LoopPolicy:
         Tune trials, which reserve their own CPUs; 0 lets it start on a head node with
         ``CPU: 0`` (the cluster template's).
     job_package
-        Ship the installed ``workbench`` package with the Ray Job (``runtime_env`` ``py_modules``,
-        0.3 MB zipped, 0.1 s to upload on loopback) so the job runs exactly the submitter's code; ``False`` when the cluster's image
-        already has the same version installed.
+        Ship the installed ``workbench`` package with the Ray Job (``runtime_env`` ``py_modules``:
+        0.3 MB zipped, 0.1 s to upload on loopback) so the job runs exactly the submitter's code;
+        ``False`` when the cluster's image already has the same version installed.
     """
 
     name: str

@@ -20,14 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-id", required=True, type=int, help="the retrain job's id")
     args = parser.parse_args(argv)
 
-    import workbench
+    from workbench._version import __version__
     from workbench.automation._engine import Engine
     from workbench.exceptions import WorkbenchError
     from workbench.stages import Stages
     from workbench.status import JobStatus
 
     # which copy runs: the runtime_env's py_modules (the submitter's code) or the image's install
-    print(f"workbench {workbench.__version__} from {Path(workbench.__file__).parent}", flush=True)
+    print(f"workbench {__version__} from {Path(__file__).resolve().parents[1]}", flush=True)
     stages = Stages.open(args.home)
     try:
         job = stages.store.retraining.get_job(args.job_id)
