@@ -50,6 +50,17 @@ SCRIPT = textwrap.dedent(
 
     home, address, out_path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     out = {}
+
+
+    def standing_request():
+        # what request_resources told the (v1) autoscaler: the KV key its monitor reads
+        from ray._private.ray_constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
+        return None if raw is None else json.loads(raw)
+
+
     try:
         import ray
         from ray import tune
@@ -89,6 +100,7 @@ SCRIPT = textwrap.dedent(
             progress="terminal",
         )
         out["start_s"] = time.monotonic() - t
+        out["request_while_waiting"] = standing_request()
         seen, first_running = [], None
         deadline = time.monotonic() + 180
         while not handle.done() and time.monotonic() < deadline:
@@ -106,6 +118,7 @@ SCRIPT = textwrap.dedent(
         result = handle.wait(timeout_s=60)
         out["search_s"] = time.monotonic() - t
         out["final_waiting"] = handle.status()["waiting"]
+        out["request_after"] = standing_request()
         out["trials"] = [
             {"status": r["status"], "resources": r["resources"], "node": r["node"]}
             for r in wb.experiments.trials(result.experiment_id)
@@ -138,6 +151,15 @@ DEPLOY_SCRIPT = textwrap.dedent(
     logging.basicConfig(level=logging.WARNING)
     home, address, out_path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     out = {}
+
+
+    def standing_request():
+        from ray._private.ray_constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
+        return None if raw is None else json.loads(raw)
+
     try:
         import ray
 
@@ -169,6 +191,7 @@ DEPLOY_SCRIPT = textwrap.dedent(
         t = time.monotonic()
         dep = wb.serving.deploy("bc", 1, num_cpus=1, timeout_s=180)
         out["deploy_s"] = time.monotonic() - t
+        out["request_after_deploy"] = standing_request()
         record = wb.datasets.load(dv).drop("diagnosis").head(2).to_dicts()
         req = urllib.request.Request(
             dep["url"] + "/predict",
@@ -374,6 +397,9 @@ def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_pa
     assert out["waiting_seen"][-1] is None, out["waiting_seen"]
     assert out["final_waiting"] is None
     assert note in proc.stderr, proc.stderr[-3000:]
+    # one bundle per trial that can run at once, asked of the autoscaler; withdrawn at the end
+    assert out["request_while_waiting"] == [{"CPU": 1.0}, {"CPU": 1.0}], out
+    assert out["request_after"] == [], out
     assert out["done_in_time"], out
     assert len(out["trials"]) == 2 and {t["status"] for t in out["trials"]} == {"TERMINATED"}, out
     assert all(t["resources"] == {"CPU": 1.0} for t in out["trials"]), out["trials"]
@@ -397,6 +423,7 @@ def test_replicas_wait_for_the_autoscaler_and_oversized_replicas_fail_fast(tmp_p
     assert f"waiting for a node of type {WORKER_TYPE}" in proc.stderr, proc.stderr[-3000:]
     assert out["predict"]["status"] == 200 and out["predict"]["body"]["model_version"] == 1
     assert sorted(out["nodes_after"]) == [0, 2], out["nodes_after"]
+    assert out["request_after_deploy"] == [], out  # withdrawn once the replica holds its node
 
 
 # ----------------------------------------------------------------- pure logic (no cluster)

@@ -474,7 +474,7 @@ class Serving:
         # Ray first: the replicas' resources are checked (and asked of an autoscaler) before Serve
         # starts, so what no node type has is refused at once
         (self._connect or connect)()
-        _warn_if_short_of(scaling)
+        asked_autoscaler = _warn_if_short_of(scaling)
         conn = self._ensure_serve()
         from workbench.serving._auth import resolve_token
 
@@ -509,6 +509,11 @@ class Serving:
             except BaseException:
                 self.store.deployments.set_status(name, "failed")
                 raise
+            finally:
+                if asked_autoscaler:  # the replicas hold their node now (or failed): let idle go
+                    from workbench.runtime._autoscaler import release_autoscaler_request
+
+                    release_autoscaler_request()
             self.store.deployments.set_status(name, "running")
             warmup = health["versions"][str(spec["version"])].get("warmup")
             self.store.deployments.record_traffic(
@@ -1353,19 +1358,20 @@ def _fmt(weights: dict[int, float]) -> str:
     return ", ".join(f"v{v}={w:.0%}" for v, w in sorted(weights.items()))
 
 
-def _warn_if_short_of(scaling: dict[str, Any]) -> None:
+def _warn_if_short_of(scaling: dict[str, Any]) -> bool:
     """Warn when no node offers one replica's CPUs/GPUs now (the replica would wait for one).
 
     A warning, not an error, without an autoscaler. With one, the replicas' resources are asked
     of it (``request_resources``, logged as "waiting for a node of type ..."), and what none of
-    its node types can provide is refused at once with ``ConfigError``.
+    its node types can provide is refused at once with ``ConfigError``. Returns whether the
+    autoscaler was asked (the request is withdrawn once the replicas are up).
     """
     try:
         import ray
 
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     except Exception:  # best effort
-        return
+        return False
     need = {"CPU": scaling["num_cpus"], "GPU": scaling["num_gpus"]}
     if not any(all(res.get(k, 0.0) >= v for k, v in need.items() if v > 0) for res in nodes):
         from workbench.runtime._autoscaler import ask_autoscaler
@@ -1377,13 +1383,14 @@ def _warn_if_short_of(scaling: dict[str, Any]) -> None:
         note = ask_autoscaler(wanted, count=max(1, int(replicas or 1)), what="replica")
         if note is not None:
             log.warning("deployment replicas: %s (asked the autoscaler for it)", note)
-            return
+            return True
         log.warning(
             "no node of this Ray cluster offers %s CPU and %s GPU for one replica right now; "
             "the deployment waits until one does (or until timeout_s)",
             scaling["num_cpus"],
             scaling["num_gpus"],
         )
+    return False
 
 
 def _running_http_options() -> tuple[str, int] | None:
