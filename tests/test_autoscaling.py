@@ -513,3 +513,34 @@ def test_terminal_progress_writes_a_line_when_the_wait_ends():
     bar.update({**summary, "running": 1})
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].endswith("cpu_worker") and "waiting" not in lines[1], lines
+
+
+def test_the_experiment_widget_shows_the_wait_of_a_running_search(store):
+    from tests._factories import make_experiment
+    from tests.test_widgets import _experiments
+    from workbench.ui import ExperimentWidget
+
+    class Handle:  # the part of a SearchHandle the widget reads
+        waiting: str | None = "waiting for a node of type cpu_worker"
+        finished = False
+
+        def done(self):
+            return self.finished
+
+        def state(self):
+            return "TERMINATED" if self.finished else "RUNNING"
+
+        def status(self):
+            return {"waiting": self.waiting}
+
+        def stop(self):
+            pass
+
+    eid = make_experiment(store, name="scale-up")
+    handle = Handle()
+    w = ExperimentWidget(_experiments(store), eid, handle=handle, autostart=False)
+    w.refresh(force=True)
+    assert w.waiting == "waiting for a node of type cpu_worker"
+    handle.waiting = None  # the first trial started
+    w.refresh(force=True)
+    assert w.waiting == ""

@@ -305,6 +305,8 @@ class ExperimentWidget(LiveWidget):
     _packed = ("rows", "curves")
     can_stop = traitlets.Bool(False).tag(sync=True)
     stop_requested = traitlets.Bool(False).tag(sync=True)
+    # "waiting for a node of type ..." while an autoscaler adds a node for the first trial
+    waiting = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,
@@ -331,7 +333,14 @@ class ExperimentWidget(LiveWidget):
         state["can_stop"] = bool(running)
         if self._handle is not None and self._handle_state() in ("STOPPING", "STOPPED"):
             state["stop_requested"] = True
+        state["waiting"] = (self._handle_status().get("waiting") or "") if running else ""
         return state
+
+    def _handle_status(self) -> dict[str, Any]:
+        try:
+            return dict(self._handle.status())  # type: ignore[attr-defined]
+        except Exception:  # a handle without status(): nothing to add
+            return {}
 
     def _handle_state(self) -> str | None:
         try:

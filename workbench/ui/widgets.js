@@ -337,6 +337,7 @@ function renderExperiment(model, root) {
       h("span", { class: "wb-title", text: `experiment #${exp.id ?? "?"} ${exp.name || ""}` }),
       h("span", { class: "wb-status", style: `background:${STATUS_COLORS[exp.status] || "#999"}`, text: exp.status || "?" }),
       h("span", { class: "wb-muted", text: ` ${exp.search_alg || ""} · ${exp.scheduler || ""} · ${exp.n_trials ?? 0}/${exp.num_samples ?? "?"} trials · ${exp.mode || ""} ${exp.metric || ""}` }),
+      ...(model.get("waiting") ? [h("span", { class: "wb-waiting", text: ` · ${model.get("waiting")}` })] : []),
     );
     const counts = exp.counts || {};
     chips.replaceChildren(...Object.keys(STATUS_COLORS).filter((k) => counts[k]).map((k) => h("button", {
@@ -454,7 +455,7 @@ function renderExperiment(model, root) {
   }
 
   const all = scheduler(() => { drawHead(); drawCharts(); drawTable(); });
-  const off = listen(model, ["experiment", "columns", "rows_json", "curves_json", "best", "best_curve", "can_stop", "stop_requested"], all);
+  const off = listen(model, ["experiment", "columns", "rows_json", "curves_json", "best", "best_curve", "can_stop", "stop_requested", "waiting"], all);
   drawHead(); drawCharts(); drawTable();
   return () => { off(); offNotice(); box.remove(); };
 }
