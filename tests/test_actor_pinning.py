@@ -194,8 +194,8 @@ def test_scheduler_and_recorder_are_pinned_to_the_drivers_node(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp_dir}
     env.pop("RAY_ADDRESS", None)
     env["RAY_AUTH_MODE"] = "token"
-    # the nodes of a cluster_utils Cluster share this machine's disk: say so (a multi-node cluster
-    # refuses the embedded local artifacts folder otherwise)
+    # every node of this cluster shares this machine's disk: name one shared folder as the storage,
+    # as a cluster with a shared mount would (tests/test_storage.py covers the refusals)
     (tmp_path / "shared").mkdir()
     env["WORKBENCH_STORAGE"] = f"file://{tmp_path / 'shared'}"
     out: dict = {}

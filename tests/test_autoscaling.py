@@ -292,8 +292,8 @@ def _run_on_fake_cluster(
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     env["RAY_AUTH_MODE"] = "token"  # Ray 2.60 turns token authentication on for `ray start`
-    # the fake nodes share this machine's disk: say so (a multi-node cluster refuses the embedded
-    # local artifacts folder otherwise)
+    # every node of this cluster shares this machine's disk: name one shared folder as the storage,
+    # as a cluster with a shared mount would (tests/test_storage.py covers the refusals)
     (tmp_path / "shared").mkdir()
     env["WORKBENCH_STORAGE"] = f"file://{tmp_path / 'shared'}"
     head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
