@@ -299,3 +299,47 @@ def test_serve_run_of_the_export_answers_like_the_workbench_router(serve_apps, t
         if ray_tmp is not None:
             shutil.rmtree(ray_tmp, ignore_errors=True)
         close_env(env)
+
+
+def test_a_storage_uri_with_credentials_never_goes_into_the_file(tmp_path, s3_server, monkeypatch):
+    """Keys in the storage URI (``s3://KEY:SECRET@…``) are refused for a config file, masked."""
+    import pyarrow.fs as pafs
+
+    from workbench.config import Settings
+    from workbench.exceptions import ConfigError
+    from workbench.lineage import ArtifactStore, Store
+    from workbench.serving import Serving
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    query = f"endpoint_override={s3_server.endpoint}&scheme=http"
+    fs, _ = pafs.FileSystem.from_uri(
+        f"s3://AKIAX:sekrit@wb-export?{query}&allow_bucket_creation=true"
+    )
+    fs.create_dir("wb-export")
+    settings = Settings.from_env(
+        tmp_path / "wbhome", storage=f"s3://AKIAX:sekrit@wb-export/p?{query}"
+    )
+    store = Store(settings.db_path)
+    artifacts = ArtifactStore(settings.artifacts_root, cache_dir=tmp_path / "cache")
+    bundle = _bundles()[0][0]
+    store.models.add_version(
+        "bc",
+        task=bundle.task,
+        artifact_hash=artifacts.put_object(bundle),
+        params={},
+        metrics={},
+        signature=bundle.signature,
+        experiment_id=None,
+        trial_id=None,
+        dataset_version_id=None,
+    )
+    store.deployments.add(NAME, model="bc", route_prefix=f"/{NAME}", status="running")
+    store.deployments.record_traffic(NAME, {1: 1.0}, actor="tester", reason="initial")
+    serving = Serving(store, artifacts, settings, http_port=8123)
+    target = tmp_path / "serve.yaml"
+    with pytest.raises(ConfigError, match=r"s3://\*\*\*@wb-export/p.*carries credentials") as err:
+        serving.export_config(NAME, target)
+    assert "sekrit" not in str(err.value) and "AKIAX" not in str(err.value)
+    assert not target.exists()
+    store.close()

@@ -81,6 +81,16 @@ def export_config(
         name, weights, scaling=scaling, non_finite=non_finite, max_body_bytes=max_body_bytes
     )
     validate_config(args)  # what the builder will check, before anything is written
+    from workbench.lineage import mask_uri
+
+    storage = str(args.get("artifacts_dir", ""))
+    if mask_uri(storage) != storage:
+        raise ConfigError(
+            f"the artifact storage {mask_uri(storage)} carries credentials, which a Serve config "
+            "file (bound for git or a Kubernetes manifest) must not hold: set the storage URI "
+            "without them (WORKBENCH_STORAGE=s3://bucket/prefix) and give every node its keys "
+            "in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) instead."
+        )
     deployments = [{"name": "Router", **router_options(args)}]
     if args["isolate"]:
         deployments += [
