@@ -88,20 +88,15 @@ def test_a_ray_job_without_a_job_server_fails_with_the_next_action(jobs_bench, m
 
 
 # ---------------------------------------------------------- a head of our own
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """``ray start --head`` with its dashboard (Ray's job server) on loopback, ended by its pid.
-
-    Yields ``(gcs_address, dashboard_url)``. ``python`` on the head's PATH is this venv's, so
-    the job's entrypoint imports the same packages as the tests."""
+def _start_head(logs: Path, temp_dir: str) -> tuple[subprocess.Popen, str, str]:
+    """``ray start --head`` with its dashboard (Ray's job server) on loopback, once its job agent
+    takes jobs; ``(process, gcs_address, dashboard_url)``. ``python`` on the head's PATH is this
+    venv's, so the job's entrypoint imports the same packages as the tests."""
     ray_bin = Path(sys.executable).with_name("ray")
-    logs = tmp_path_factory.mktemp("head")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
         env.pop(k, None)
-    temp_dir = tempfile.mkdtemp(prefix="wbjobs-", dir="/tmp")  # Unix sockets: short paths
-    head = None
     for _attempt in range(3):  # a port taken between free_port() and Ray's bind: try again
         port, dash = free_port(), free_port()
         head = subprocess.Popen(
@@ -114,6 +109,14 @@ def ray_head(tmp_path_factory):
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={dash}",
+                # the job agent's HTTP port defaults to 52365 for every node on the machine: a
+                # second head (another test's, or the restart test's) then had no agent and
+                # answered "No available agent to submit job" for minutes (seen here)
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-grpc-port={free_port()}",
+                f"--metrics-export-port={free_port()}",
+                f"--runtime-env-agent-port={free_port()}",
+                f"--ray-client-server-port={free_port()}",
                 f"--temp-dir={temp_dir}",
                 "--block",
             ],
@@ -166,8 +169,16 @@ def ray_head(tmp_path_factory):
     print(
         f"\nhead: job server took a job {time.monotonic() - t0:.1f}s after its dashboard answered"
     )
+    return head, f"127.0.0.1:{port}", url
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A head of this module's own (see :func:`_start_head`), ended by its pid; ``(gcs, url)``."""
+    temp_dir = tempfile.mkdtemp(prefix="wbjobs-", dir="/tmp")  # Unix sockets: short paths
+    head, gcs, url = _start_head(tmp_path_factory.mktemp("head"), temp_dir)
     try:
-        yield f"127.0.0.1:{port}", url
+        yield gcs, url
     finally:
         _end(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -248,6 +259,19 @@ def _ray_status(jobs, sid, timeout_s=60):
             return status
         time.sleep(0.5)
     return status
+
+
+def _submit_raw(jobs, **kw):
+    """A plain submission (not a retrain job's), retried while the head answers "No available
+    agent to submit job, please try again later" (seen here even after a first job ran)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return jobs.client.submit_job(**kw)
+        except RuntimeError as exc:
+            if "try again later" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def _unique(name):
@@ -358,10 +382,10 @@ def test_a_ray_job_on_a_bad_training_dataset_ends_failed_with_nothing_half_recor
 
 
 @pytest.mark.ray
-def test_ray_status_is_reconciled_a_crashed_job_fails_and_a_lost_one_is_marked(head_bench, home):
-    """A Ray job that dies before recording anything ends our job FAILED with Ray's message; a
-    submission Ray never heard of (lost with a head restart) is marked INTERRUPTED/ray_job_lost
-    and never submitted again."""
+def test_ray_status_is_reconciled_crashed_stopped_and_unknown_jobs(head_bench, home):
+    """A Ray job that dies before recording anything ends our job FAILED with Ray's message; one
+    stopped in Ray ends INTERRUPTED/ray_job_stopped; a submission Ray never heard of is marked
+    INTERRUPTED/ray_job_lost and never submitted again."""
     from workbench.automation._jobs import RayJobs
     from workbench.status import JobStatus
 
@@ -372,25 +396,44 @@ def test_ray_status_is_reconciled_a_crashed_job_fails_and_a_lost_one_is_marked(h
         bench.automation.add_policy(
             policy(name=name, run_as="ray_job", triggers=[DriftTrigger("bc-drift", windows=1)])
         )
-        _drift(bench.store, "bc-drift", [True, True])
+        _drift(bench.store, "bc-drift", [True, True, True])
         bench.automation.tick(run=False, check=False)
-        crashed, lost = bench.automation.jobs(name)
+        crashed, lost, stopped = bench.automation.jobs(name)
         store = bench.store.retraining
-        for j in (crashed, lost):
+        for j in (crashed, lost, stopped):
             assert store.set_job_status(
                 j["id"], from_status=("SCHEDULED",), to_status=JobStatus.RUNNING
             )
         # the crash: a Ray job under the first key whose entrypoint dies at once
         jobs = RayJobs(url)
-        jobs.client.submit_job(
+        _submit_raw(
+            jobs,
             entrypoint="python -c \"import sys; print('boom'); sys.exit(3)\"",
             submission_id=crashed["event_key"],
         )
-        store.set_job(crashed["id"], ray_job_id=crashed["event_key"])
-        store.set_job(lost["id"], ray_job_id=lost["event_key"])  # never submitted
+        # the stop: a Ray job under the third key that would run for minutes, stopped in Ray
+        _submit_raw(
+            jobs,
+            entrypoint='python -c "import time; time.sleep(300)"',
+            submission_id=stopped["event_key"],
+        )
+        for j in (crashed, lost, stopped):  # lost: never submitted
+            store.set_job(j["id"], ray_job_id=j["event_key"])
         assert _ray_status(jobs, crashed["event_key"], timeout_s=120) == "FAILED"
+        deadline = time.monotonic() + 60
+        while jobs.state(stopped["event_key"]).status == "PENDING" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert bench.automation.tick(check=False)["reconciled"] == [
+            {"job_id": crashed["id"], "status": "FAILED", "decision": "ray_job_failed"},
+            {"job_id": lost["id"], "status": "INTERRUPTED", "decision": "ray_job_lost"},
+        ]  # the running one is left alone
+        assert bench.automation.job(stopped["id"])["status"] == "RUNNING"
+        jobs.client.stop_job(stopped["event_key"])
+        assert _ray_status(jobs, stopped["event_key"]) == "STOPPED"
         out = bench.automation.tick(check=False)
-        assert sorted(r["job_id"] for r in out["reconciled"]) == [crashed["id"], lost["id"]]
+        assert out["reconciled"] == [
+            {"job_id": stopped["id"], "status": "INTERRUPTED", "decision": "ray_job_stopped"}
+        ]
         c, g = bench.automation.job(crashed["id"]), bench.automation.job(lost["id"])
         assert (c["status"], c["decision"]) == ("FAILED", "ray_job_failed")
         assert "exit code 3" in c["detail"]["error"] or "3" in c["detail"]["error"]
@@ -409,6 +452,65 @@ def test_ray_status_is_reconciled_a_crashed_job_fails_and_a_lost_one_is_marked(h
         print(f"\nreconciled: {c['detail']['error'][:200]!r}")
     finally:
         bench.close()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_job_whose_head_restarted_is_marked_lost_not_rerun(tmp_path, home, monkeypatch):
+    """A real restart: a Ray job in flight on a head that is then ended; while no job server
+    answers, the job stays RUNNING (unknown is not lost); on the new head, which has no record of
+    it, the job is marked INTERRUPTED/ray_job_lost and nothing is submitted again."""
+    from workbench.automation._jobs import RayJobs
+    from workbench.status import JobStatus
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    temp_a = tempfile.mkdtemp(prefix="wbjobs-a-", dir="/tmp")
+    temp_b = tempfile.mkdtemp(prefix="wbjobs-b-", dir="/tmp")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    head_a, gcs, url_a = _start_head(tmp_path / "a", temp_a)
+    head_b = None
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", url_a)
+    bench = _bench_on(gcs, home)
+    try:
+        name = _unique("restart")
+        bench.automation.add_policy(
+            policy(name=name, run_as="ray_job", triggers=[DriftTrigger("bc-drift", windows=1)])
+        )
+        _drift(bench.store, "bc-drift", [True])
+        bench.automation.tick(run=False, check=False)
+        (job,) = bench.automation.jobs(name)
+        sid = job["event_key"]
+        assert bench.store.retraining.set_job_status(
+            job["id"], from_status=("SCHEDULED",), to_status=JobStatus.RUNNING
+        )
+        _submit_raw(
+            RayJobs(url_a), entrypoint='python -c "import time; time.sleep(300)"', submission_id=sid
+        )
+        bench.store.retraining.set_job(job["id"], ray_job_id=sid)
+        assert bench.automation.tick(check=False)["reconciled"] == []  # in flight
+        _end(head_a)
+        head_a = None
+        down = bench.automation.tick(check=False)
+        assert "error" in down["reconciled"], down["reconciled"]
+        assert bench.automation.job(job["id"])["status"] == "RUNNING"
+        monkeypatch.delenv("RAY_API_SERVER_ADDRESS")  # Ray's client would take it over url_b
+        head_b, _gcs_b, url_b = _start_head(tmp_path / "b", temp_b)
+        monkeypatch.setenv("RAY_API_SERVER_ADDRESS", url_b)
+        out = bench.automation.tick(check=False)
+        assert out["reconciled"] == [
+            {"job_id": job["id"], "status": "INTERRUPTED", "decision": "ray_job_lost"}
+        ]
+        assert out["ran"] == [] and sid not in RayJobs(url_b).list_ids()
+        assert bench.automation.tick(check=False)["reconciled"] == []
+        print(f"\nhead down: {down['reconciled']['error'][:160]!r}")
+    finally:
+        bench.close()
+        for head in (head_a, head_b):
+            if head is not None:
+                _end(head)
+        shutil.rmtree(temp_a, ignore_errors=True)
+        shutil.rmtree(temp_b, ignore_errors=True)
 
 
 SCHEDULER = """

@@ -163,7 +163,7 @@ class RayJobs:
     """The job server of one cluster (``JobSubmissionClient``)."""
 
     #: how long a submission waits for the head's job agent to register
-    agent_wait_s = 30.0
+    agent_wait_s = 60.0
 
     def __init__(self, url: str):
         from ray.job_submission import JobSubmissionClient
@@ -218,8 +218,9 @@ class RayJobs:
             except RuntimeError as exc:
                 if self.state(submission_id).status is not None:
                     return False
-                # a head that just started answers 500 "No available agent to submit job, please
-                # try again later" until its job agent registers (seen here, ~seconds)
+                # a head answers 500 "No available agent to submit job, please try again later"
+                # until its job agent registers (seconds after a start here), and at times later
+                # on a loaded machine
                 if "try again later" in str(exc) and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
