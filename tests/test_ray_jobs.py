@@ -66,12 +66,10 @@ def test_a_ray_job_without_a_job_server_fails_with_the_next_action(jobs_bench, m
     bench = jobs_bench
     bench.automation.add_policy(policy(name="nojs", run_as="ray_job"))
     _drift(bench.store, "bc-drift", [True, True])
-    import ray
+    from workbench.automation._jobs import dashboard_url
 
-    if ray.is_initialized() and ray._private.worker.global_worker.node.address_info.get(
-        "webui_url"
-    ):
-        pytest.skip("this process is connected to a Ray with a dashboard")
+    # under `make test` this process may be connected to the session's Ray: it runs no dashboard
+    assert dashboard_url(bench.stages) is None
     out = bench.automation.tick(check=False)
     (job,) = bench.automation.jobs("nojs")
     assert out["ran"][0]["status"] == "FAILED"
@@ -584,3 +582,21 @@ def _bench_on_existing(home, address):
     from workbench.api import Workbench
 
     return Workbench(home, address=address)
+
+
+@pytest.mark.ray
+def test_the_scheduler_on_the_embedded_local_ray_runs_jobs_inline(ray_cluster, home, monkeypatch):
+    """The scheduler actor joins its cluster by address, so run_as=None asks for a job server:
+    the session's local Ray (dashboard off) records 127.0.0.1:8265 in its GCS where nothing
+    listens, and jobs there stay inline; a policy that insists on ray_job is not overridden."""
+    from workbench.automation._jobs import dashboard_url, resolve_run_as
+    from workbench.stages import Stages
+
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    stages = Stages.open(home, address=ray_cluster.address)  # what the actor opens
+    try:
+        assert dashboard_url(stages) is not None  # the GCS's record, with no server behind it
+        assert resolve_run_as(policy(), stages) == "inline"
+        assert resolve_run_as(policy(run_as="ray_job"), stages) == "ray_job"
+    finally:
+        stages.close()

@@ -108,7 +108,23 @@ def resolve_run_as(policy: LoopPolicy, stages: Stages) -> str:
         return policy.run_as
     if _joined_address(stages) is None:
         return "inline"
-    return "ray_job" if dashboard_url(stages) else "inline"
+    url = dashboard_url(stages)
+    return "ray_job" if url and _answers(url) else "inline"
+
+
+def _answers(url: str) -> bool:
+    """Whether a job server answers at ``url``. A local Ray started with its dashboard off still
+    records ``127.0.0.1:8265`` in the GCS where nothing listens (seen with Ray 2.60)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/version", timeout=3):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered (401 on a token-authenticated cluster)
+    except OSError:
+        return False
 
 
 def runtime_env(*, package: bool) -> dict[str, Any]:

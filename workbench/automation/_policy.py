@@ -424,7 +424,7 @@ class LoopPolicy:
         pinned to the head node (where the lineage store is). ``None`` (the default) decides
         when the job runs: ``"ray_job"`` when the workbench joined an existing cluster (an
         ``address=``, ``$RAY_ADDRESS``, or the scheduler actor inside such a cluster) and that
-        cluster runs Ray's job server (its dashboard); otherwise ``"inline"``. The embedded
+        cluster's job server (its dashboard) answers; otherwise ``"inline"``. The embedded
         default, a private local Ray started with its dashboard off, is always ``"inline"``.
     job_num_cpus
         ``entrypoint_num_cpus`` of the Ray Job. The entrypoint is a driver that waits for its
