@@ -174,11 +174,13 @@ def _start_head(logs: Path, temp_dir: str) -> tuple[subprocess.Popen, str, str]:
 def ray_head(tmp_path_factory):
     """A head of this module's own (see :func:`_start_head`), ended by its pid; ``(gcs, url)``."""
     temp_dir = tempfile.mkdtemp(prefix="wbjobs-", dir="/tmp")  # Unix sockets: short paths
-    head, gcs, url = _start_head(tmp_path_factory.mktemp("head"), temp_dir)
+    head = None
     try:
+        head, gcs, url = _start_head(tmp_path_factory.mktemp("head"), temp_dir)
         yield gcs, url
     finally:
-        _end(head)
+        if head is not None:
+            _end(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
