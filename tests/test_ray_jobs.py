@@ -602,3 +602,19 @@ def test_the_scheduler_on_the_embedded_local_ray_runs_jobs_inline(ray_cluster, h
         assert resolve_run_as(policy(run_as="ray_job"), stages) == "ray_job"
     finally:
         stages.close()
+
+
+def test_the_job_gets_the_submitters_storage_over_the_environment(monkeypatch):
+    """Workbench(storage=...) reaches the job's process even where WORKBENCH_STORAGE is unset or
+    names another root (the entrypoint's Workbench resolves its storage from that variable)."""
+    from workbench.automation._jobs import runtime_env
+
+    monkeypatch.delenv("WORKBENCH_STORAGE", raising=False)
+    monkeypatch.setenv("WORKBENCH_HOME", "/srv/wb")
+    assert runtime_env(package=False) == {"env_vars": {"WORKBENCH_HOME": "/srv/wb"}}
+    env = runtime_env(package=False, storage="s3://bucket/wb")
+    assert env["env_vars"] == {"WORKBENCH_HOME": "/srv/wb", "WORKBENCH_STORAGE": "s3://bucket/wb"}
+    monkeypatch.setenv("WORKBENCH_STORAGE", "file:///elsewhere")
+    assert runtime_env(package=False, storage="s3://bucket/wb")["env_vars"][
+        "WORKBENCH_STORAGE"
+    ] == ("s3://bucket/wb")

@@ -181,6 +181,7 @@ class Automation:
             interval_s,
             address=conn.address,
             serve_port=self.stages.serve_port,
+            storage=self.stages.settings.storage,
         )
 
     def _scheduler_handle(self, namespace: str | None) -> Any:

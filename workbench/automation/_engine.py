@@ -364,6 +364,7 @@ class Engine:
                 num_cpus=policy.job_num_cpus,
                 package=policy.job_package,
                 metadata={"workbench_retrain_job": str(job_id), "policy": policy.name},
+                storage=self.stages.settings.storage,
             )
         except Exception as exc:
             return self._fail(job_id, job["detail"], "ray_job", exc, decision="submit_failed")

@@ -127,15 +127,18 @@ def _answers(url: str) -> bool:
         return False
 
 
-def runtime_env(*, package: bool) -> dict[str, Any]:
+def runtime_env(*, package: bool, storage: str | None = None) -> dict[str, Any]:
     """The job's ``runtime_env``: the installed ``workbench`` package as ``py_modules`` (0.3 MB
     zipped by Ray; the third-party dependencies must be on the cluster's image) and the
-    workbench settings of this process."""
+    workbench settings of this process; ``storage`` (the submitter's storage root, e.g. from
+    ``Workbench(storage=...)``) wins over this process's ``WORKBENCH_STORAGE``."""
     env: dict[str, Any] = {}
     if package:  # the folder of the installed package this module belongs to
         env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
         env["excludes"] = ["__pycache__", "*.pyc"]
     forwarded = {k: os.environ[k] for k in _FORWARD_ENV if os.environ.get(k)}
+    if storage:
+        forwarded["WORKBENCH_STORAGE"] = storage
     if forwarded:
         env["env_vars"] = forwarded
     return env
@@ -214,6 +217,7 @@ class RayJobs:
         num_cpus: float,
         package: bool,
         metadata: dict[str, str] | None = None,
+        storage: str | None = None,
     ) -> bool:
         """Submit the retrain job once; False when Ray already has ``submission_id`` (then
         nothing new starts: the earlier submission is the job's run)."""
@@ -225,7 +229,7 @@ class RayJobs:
                 self.client.submit_job(
                     entrypoint=entrypoint(home, job_id),
                     submission_id=submission_id,
-                    runtime_env=runtime_env(package=package),
+                    runtime_env=runtime_env(package=package, storage=storage),
                     entrypoint_num_cpus=num_cpus,
                     entrypoint_resources={HEAD_RESOURCE: 0.001},
                     metadata=metadata or {},

@@ -23,7 +23,8 @@ class SchedulerActor:
     atomic status transition guards running.
 
     It opens its own :class:`~workbench.stages.Stages` on ``home``, joined to the cluster
-    at ``address`` (the one it runs in) with Serve's port ``serve_port``.
+    at ``address`` (the one it runs in) with Serve's port ``serve_port`` and the artifacts and
+    Tune state on ``storage`` (the starting Workbench's; ``None``: its ``WORKBENCH_STORAGE``).
     """
 
     def __init__(
@@ -33,12 +34,13 @@ class SchedulerActor:
         *,
         address: str | None = None,
         serve_port: int | None = None,
+        storage: str | None = None,
     ):
         from workbench.automation._engine import Engine
         from workbench.stages import Stages
 
         self.incarnation = f"scheduler:{uuid.uuid4().hex[:8]}"
-        self.stages = Stages.open(home, address=address, serve_port=serve_port)
+        self.stages = Stages.open(home, address=address, serve_port=serve_port, storage=storage)
         self.engine = Engine(self.stages, runner=self.incarnation)
         self.interval_s = interval_s
         self.ticks = 0
