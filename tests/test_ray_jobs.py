@@ -58,9 +58,13 @@ def jobs_bench(home):
     bench.close()
 
 
-def test_a_ray_job_without_a_job_server_fails_with_the_next_action(jobs_bench, monkeypatch):
-    """run_as='ray_job' where the cluster runs no job server: the job ends FAILED, saying what to
-    set; nothing else is recorded."""
+@pytest.mark.ray
+def test_a_ray_job_without_a_job_server_fails_with_the_next_action(
+    jobs_bench, monkeypatch, ray_cluster
+):
+    """run_as='ray_job' on the session's private local Ray, which runs no job server (its GCS still
+    records 127.0.0.1:8265, where another test's cluster may listen): the job ends FAILED, saying
+    what to set; nothing else is recorded."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
     bench = jobs_bench
@@ -68,7 +72,6 @@ def test_a_ray_job_without_a_job_server_fails_with_the_next_action(jobs_bench, m
     _drift(bench.store, "bc-drift", [True, True])
     from workbench.automation._jobs import dashboard_url
 
-    # under `make test` this process may be connected to the session's Ray: it runs no dashboard
     assert dashboard_url(bench.stages) is None
     out = bench.automation.tick(check=False)
     (job,) = bench.automation.jobs("nojs")

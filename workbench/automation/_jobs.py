@@ -47,6 +47,10 @@ def dashboard_url(stages: Stages) -> str | None:
         import ray
 
         if ray.is_initialized():
+            if stages.connect().local:
+                # A private local Ray this process started runs no dashboard (connect's default),
+                # yet its GCS records 127.0.0.1:8265, where another cluster's may listen.
+                return None
             return _connected_dashboard()
         address = os.environ.get("RAY_ADDRESS")
     if not address:
@@ -200,9 +204,10 @@ class RayJobs:
     @classmethod
     def of(cls, stages: Stages) -> RayJobs:
         url = dashboard_url(stages)
-        if url is None:
+        if url is None or not _answers(url):
             raise ConfigError(
-                "this Ray cluster runs no job server (a local Ray started with its dashboard off): "
+                f"this Ray cluster runs no job server{f' (nothing answers at {url})' if url else ''} "
+                "(a local Ray started with its dashboard off): "
                 "use LoopPolicy(run_as='inline'), or join a cluster started with "
                 "`ray start --head --include-dashboard=true` (Workbench(address=...))."
             )
