@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests._processes import end_ray_start
 from workbench.runtime import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -354,15 +354,7 @@ def _run_on_fake_cluster(
             out = json.loads(out_path.read_text())
     finally:
         if head is not None:
-            head.send_signal(signal.SIGTERM)  # `ray start --block` stops its processes in order
-            try:
-                head.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(head.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            end_ray_start(head)
         # The fake worker node's raylet is the monitor's child and outlives it: ours, ended by pid.
         _end(_ours(temp_dir), grace_s=10)
         left = _ours(temp_dir)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._processes import end_ray_start
 from workbench.runtime import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -104,16 +104,5 @@ def test_address_joins_and_close_leaves_the_cluster_running(tmp_path):
         assert all("STARTED_HERE False CPUS 1.0" in o for o in outputs), outputs
         assert head.poll() is None, "workbench stopped a cluster it did not start"
     finally:
-        # Our own cluster: `ray start --block` stops its processes in order on SIGTERM (~2 s). A
-        # SIGTERM to the whole process group instead kills the GCS with the raylet, which then waits
-        # ~30 s to reconnect; whatever is left after the wait is killed by the process group.
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(head.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        end_ray_start(head)  # our own cluster
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._processes import end_ray_start
 from tests.test_automation_loop import _drift, policy
 from workbench.automation import DriftTrigger, Gate, LoopPolicy
 from workbench.exceptions import ConfigError, WorkbenchError
@@ -146,7 +146,7 @@ def _start_head(logs: Path, temp_dir: str) -> tuple[subprocess.Popen, str, str]:
             time.sleep(0.5)
         if up:
             break
-        _end(head)
+        end_ray_start(head)
     else:
         raise AssertionError(
             f"ray start --head did not come up: {(logs / 'head.err').read_text()[-2000:]}"
@@ -183,21 +183,8 @@ def ray_head(tmp_path_factory):
         yield gcs, url
     finally:
         if head is not None:
-            _end(head)
+            end_ray_start(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _end(head: subprocess.Popen) -> None:
-    # `ray start --block` stops its processes in order on SIGTERM; what is left is killed by group
-    head.send_signal(signal.SIGTERM)
-    try:
-        head.wait(60)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(head.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture
@@ -492,7 +479,7 @@ def test_a_job_whose_head_restarted_is_marked_lost_not_rerun(tmp_path, home, mon
         )
         bench.store.retraining.set_job(job["id"], ray_job_id=sid)
         assert bench.automation.tick(check=False)["reconciled"] == []  # in flight
-        _end(head_a)
+        end_ray_start(head_a)
         head_a = None
         down = bench.automation.tick(check=False)
         assert "error" in down["reconciled"], down["reconciled"]
@@ -511,7 +498,7 @@ def test_a_job_whose_head_restarted_is_marked_lost_not_rerun(tmp_path, home, mon
         bench.close()
         for head in (head_a, head_b):
             if head is not None:
-                _end(head)
+                end_ray_start(head)
         shutil.rmtree(temp_a, ignore_errors=True)
         shutil.rmtree(temp_b, ignore_errors=True)
 
@@ -543,7 +530,7 @@ bench.close()
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_the_scheduler_actor_runs_a_retraining_ray_job_end_to_end(head_bench, home):
+def test_the_scheduler_actor_runs_a_retraining_ray_job_end_toend_ray_start(head_bench, home):
     """The detached scheduler, started by a driver joined to the cluster, turns a drift event into
     a job, submits it as a Ray Job by default (run_as=None on a cluster with a job server), and the
     job runs to its decision, recorded in the store."""

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests._processes import end_ray_start
 from workbench.exceptions import ArtifactCorruptError, ConfigError, NotFoundError
 
 BUCKET = "wb-test"
@@ -506,21 +507,6 @@ def _start(cmd, env, err):
     )
 
 
-def _stop(proc):
-    import signal
-    import subprocess
-
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.mark.ray
 @pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root")
 def test_a_node_that_cannot_see_the_home_refuses_local_storage(tmp_path):
@@ -601,8 +587,8 @@ def test_a_node_that_cannot_see_the_home_refuses_local_storage(tmp_path):
         print("\n" + out.stdout)
     finally:
         if worker is not None:
-            _stop(worker)
-        _stop(head)
+            end_ray_start(worker)
+        end_ray_start(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
         shutil.rmtree(hidden, ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)
