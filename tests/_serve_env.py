@@ -250,18 +250,9 @@ class ServeApps:
             time.sleep(0.2)
 
 
-def serve_env(
-    tmp_path_factory, name: str, bundles: list[Any], *, apps: ServeApps, **serving_kwargs: Any
-) -> Any:
-    """A store with ``bundles`` registered as versions 1..n of model ``name``, and a ``Serving`` on
-    the session's Serve (``apps``, the ``serve_apps`` fixture)."""
-    from workbench.config import Settings
-    from workbench.lineage import ArtifactStore, Store
-    from workbench.serving import Serving
-
-    settings = Settings.from_env(tmp_path_factory.mktemp(f"serve-{name}") / "wbhome")
-    store = Store(settings.db_path)
-    artifacts = ArtifactStore(settings.artifacts_dir)
+def register_bundles(store: Any, artifacts: Any, name: str, bundles: list[Any]) -> None:
+    """Register ``bundles`` as the next versions of model ``name``: bytes in ``artifacts``, rows
+    in ``store``, with no experiment, trial or dataset behind them."""
     for bundle in bundles:
         store.models.add_version(
             name,
@@ -274,6 +265,21 @@ def serve_env(
             trial_id=None,
             dataset_version_id=None,
         )
+
+
+def serve_env(
+    tmp_path_factory, name: str, bundles: list[Any], *, apps: ServeApps, **serving_kwargs: Any
+) -> Any:
+    """A store with ``bundles`` registered as versions 1..n of model ``name``, and a ``Serving`` on
+    the session's Serve (``apps``, the ``serve_apps`` fixture)."""
+    from workbench.config import Settings
+    from workbench.lineage import ArtifactStore, Store
+    from workbench.serving import Serving
+
+    settings = Settings.from_env(tmp_path_factory.mktemp(f"serve-{name}") / "wbhome")
+    store = Store(settings.db_path)
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    register_bundles(store, artifacts, name, bundles)
     serving = Serving(store, artifacts, settings, http_port=apps.port, **serving_kwargs)
     return SimpleNamespace(
         settings=settings,

@@ -212,7 +212,7 @@ def test_raycronjob_schedules_the_rayjob_unchanged(manifests):
 # --------------------------------------------------------------------------- RayService
 def _export(tmp_path: Path, *, name: str = "cancer") -> Path:
     """A deployment recorded in a fresh store, exported as `workbench serve-config` writes it."""
-    from tests._serve_env import cancer_bundle
+    from tests._serve_env import cancer_bundle, register_bundles
     from workbench.config import Settings
     from workbench.lineage import ArtifactStore, Store
     from workbench.serving import Serving
@@ -220,18 +220,7 @@ def _export(tmp_path: Path, *, name: str = "cancer") -> Path:
     settings = Settings.from_env(tmp_path / "wbhome")
     store = Store(settings.db_path)
     artifacts = ArtifactStore(settings.artifacts_dir)
-    bundle, _ = cancer_bundle()
-    store.models.add_version(
-        "breast-cancer",
-        task=bundle.task,
-        artifact_hash=artifacts.put_object(bundle),
-        params={},
-        metrics={},
-        signature=bundle.signature,
-        experiment_id=None,
-        trial_id=None,
-        dataset_version_id=None,
-    )
+    register_bundles(store, artifacts, "breast-cancer", [cancer_bundle()[0]])
     store.deployments.add(name, model="breast-cancer", route_prefix=f"/{name}", status="running")
     store.deployments.record_traffic(name, {1: 1.0}, reason="kuberay test")
     path = tmp_path / "serve.yaml"

@@ -21,6 +21,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from tests._serve_env import register_bundles
+
 NAME = "bc-export"
 BIN = Path(sys.executable).parent
 
@@ -47,18 +49,7 @@ def recorded(tmp_path):
     store = Store(settings.db_path)
     artifacts = ArtifactStore(settings.artifacts_dir)
     bundles, records = _bundles()
-    for bundle in bundles:
-        store.models.add_version(
-            "bc",
-            task=bundle.task,
-            artifact_hash=artifacts.put_object(bundle),
-            params={},
-            metrics={},
-            signature=bundle.signature,
-            experiment_id=None,
-            trial_id=None,
-            dataset_version_id=None,
-        )
+    register_bundles(store, artifacts, "bc", bundles)
     store.deployments.add(NAME, model="bc", route_prefix=f"/{NAME}", status="running")
     store.deployments.record_traffic(NAME, {1: 0.7, 2: 0.3}, actor="tester", reason="split")
     serving = Serving(store, artifacts, settings, http_port=8123)
@@ -322,18 +313,7 @@ def test_a_storage_uri_with_credentials_never_goes_into_the_file(tmp_path, s3_se
     )
     store = Store(settings.db_path)
     artifacts = ArtifactStore(settings.artifacts_root, cache_dir=tmp_path / "cache")
-    bundle = _bundles()[0][0]
-    store.models.add_version(
-        "bc",
-        task=bundle.task,
-        artifact_hash=artifacts.put_object(bundle),
-        params={},
-        metrics={},
-        signature=bundle.signature,
-        experiment_id=None,
-        trial_id=None,
-        dataset_version_id=None,
-    )
+    register_bundles(store, artifacts, "bc", _bundles()[0][:1])
     store.deployments.add(NAME, model="bc", route_prefix=f"/{NAME}", status="running")
     store.deployments.record_traffic(NAME, {1: 1.0}, actor="tester", reason="initial")
     serving = Serving(store, artifacts, settings, http_port=8123)
