@@ -170,11 +170,16 @@ class TrackingCallback(Callback):
         self._finish(trial, "ERROR", error=_error_text(trial) or "trial failed (see Tune logs)")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """A failed trial Tune is about to retry (``max_failures``): shown as pending again."""
+        """A failed trial Tune is about to retry (``max_failures``): shown as pending again, with the
+        failure recorded (a retry that then succeeds keeps it: it ends TERMINATED with its history)."""
         if self._skip(trial):
             return
         self._status[trial.trial_id] = "PENDING"
-        self._trial(trial).update(status="PENDING", retry=True)
+        row = self._trial(trial)
+        row.update(status="PENDING", retry=True)
+        error = _error_text(trial)
+        if error:
+            row["error"] = error
 
     def _finish(self, trial: Any, status: str, *, error: str | None) -> None:
         if self._skip(trial):
