@@ -16,6 +16,11 @@ worker type that starts at 0 and can add one node of 2 CPUs. The head is
 order); the driver runs in a subprocess script (the pytest process may hold
 the session's own Ray); whatever is left under the cluster's private temp dir
 afterwards (the fake worker's raylet outlives the monitor) is ended by pid.
+
+One cluster and one driver serve both cluster tests (a cluster, its driver and their end cost
+20-40 s here): the search phase, then, once the autoscaler has removed the idle worker (idle
+after 6 s, as in Ray's own fake-cluster template), the deploy phase, on a cluster with no CPU
+again. Each phase records its own results, crash and stderr; each test reads only its phase's.
 """
 
 from __future__ import annotations
@@ -44,12 +49,20 @@ WORKER_TYPE = "cpu_worker"
 SCRIPT = textwrap.dedent(
     """
     import json
+    import logging
     import sys
     import time
+    import urllib.request
     from pathlib import Path
 
+    logging.basicConfig(level=logging.WARNING)
     home, address, out_path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    out = {}
+    out = {"search": {}, "deploy": {}, "marks": {}}
+    T0 = time.monotonic()
+
+
+    def mark(name):
+        out["marks"][name] = round(time.monotonic() - T0, 1)
 
 
     def standing_request():
@@ -61,21 +74,20 @@ SCRIPT = textwrap.dedent(
         return None if raw is None else json.loads(raw)
 
 
-    try:
+    def alive_nodes():
         import ray
-        from ray import tune
 
-        from workbench import Workbench
-        from workbench.datasets import write_breast_cancer_csv
-        from workbench.exceptions import ConfigError
-
-        wb = Workbench(home, address=address)
-        wb.connect()
-        out["nodes_before"] = [
+        return [
             {"node_id": n["NodeID"], "cpu": n["Resources"].get("CPU", 0)} for n in ray.nodes() if n["Alive"]
         ]
-        dv = wb.datasets.ingest(write_breast_cancer_csv(Path(home) / "bc.csv"), name="bc", target="diagnosis")
 
+
+    def search(wb, dv, out):
+        from ray import tune
+
+        from workbench.exceptions import ConfigError
+
+        out["nodes_before"] = alive_nodes()
         # Bigger than every node type: refused at once, nothing recorded.
         t = time.monotonic()
         try:
@@ -109,6 +121,8 @@ SCRIPT = textwrap.dedent(
                 seen.append(st["waiting"])
             if first_running is None and st["trials"].get("RUNNING"):
                 first_running = time.monotonic() - t
+                # the node the autoscaler added, while it runs the trials (idle, it goes: below)
+                out["nodes_while_running"] = alive_nodes()
             time.sleep(0.2)
         out["waiting_seen"] = seen
         out["first_trial_running_s"] = first_running
@@ -123,54 +137,20 @@ SCRIPT = textwrap.dedent(
             {"status": r["status"], "resources": r["resources"], "node": r["node"]}
             for r in wb.experiments.trials(result.experiment_id)
         ]
-        out["nodes_after"] = [
-            {"node_id": n["NodeID"], "cpu": n["Resources"].get("CPU", 0), "ip": n["NodeManagerAddress"]}
-            for n in ray.nodes()
-            if n["Alive"]
-        ]
-        wb.close()
-    except BaseException as exc:
-        import traceback
-
-        out["crash"] = traceback.format_exc()
-    finally:
-        out_path.write_text(json.dumps(out, default=str))
-    """
-)
+        # The request withdrawn, the idle worker is removed (idle_timeout_minutes), which also
+        # leaves the deploy below a cluster without CPU, as a fresh one.
+        t = time.monotonic()
+        while len(alive_nodes()) > 1 and time.monotonic() - t < 90:
+            time.sleep(0.5)
+        out["nodes_after_idle"] = alive_nodes()
+        out["idle_removal_s"] = time.monotonic() - t
 
 
-DEPLOY_SCRIPT = textwrap.dedent(
-    """
-    import json
-    import logging
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    logging.basicConfig(level=logging.WARNING)
-    home, address, out_path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    out = {}
-
-
-    def standing_request():
-        from ray._private.ray_constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
-        from ray.experimental.internal_kv import _internal_kv_get
-
-        raw = _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
-        return None if raw is None else json.loads(raw)
-
-    try:
+    def deploy(wb, dv, out):
         import ray
 
-        from workbench import Workbench
-        from workbench.datasets import write_breast_cancer_csv
         from workbench.exceptions import ConfigError
-        from workbench.runtime import free_port
 
-        wb = Workbench(home, address=address, serve_port=free_port())
-        wb.connect()
-        dv = wb.datasets.ingest(write_breast_cancer_csv(Path(home) / "bc.csv"), name="bc", target="diagnosis")
         bundle = wb.experiments.fit_bundle(dv, {"family": "logistic_regression", "C": 1.0})
         wb.registry.register("bc", bundle, metrics={})
 
@@ -185,7 +165,7 @@ DEPLOY_SCRIPT = textwrap.dedent(
         else:
             out["refused"] = {"wrong": "no error"}
         out["deployments_after_refusal"] = len(wb.store.deployments.list())
-        out["nodes_before"] = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]]
+        out["nodes_before"] = [n["cpu"] for n in alive_nodes()]
 
         # One CPU per replica, no node has a CPU yet: asked of the autoscaler, then served.
         t = time.monotonic()
@@ -200,33 +180,65 @@ DEPLOY_SCRIPT = textwrap.dedent(
         )
         with urllib.request.urlopen(req, timeout=60) as resp:
             out["predict"] = {"status": resp.status, "body": json.loads(resp.read())}
-        out["nodes_after"] = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]]
+        out["nodes_after"] = [n["cpu"] for n in alive_nodes()]
         wb.serving.undeploy("bc")
         from ray import serve
 
         serve.shutdown()
-        wb.close()
+
+
+    wb = None
+    try:
+        from workbench import Workbench
+        from workbench.datasets import write_breast_cancer_csv
+        from workbench.runtime import free_port
+
+        mark("imported")
+        wb = Workbench(home, address=address, serve_port=free_port())
+        wb.connect()
+        mark("connected")
+        dv = wb.datasets.ingest(write_breast_cancer_csv(Path(home) / "bc.csv"), name="bc", target="diagnosis")
+        # Two phases on one cluster, each on a cluster with no CPU yet; each records its own crash.
+        for phase, run in (("search", search), ("deploy", deploy)):
+            print(f"=== phase {phase} ===", file=sys.stderr, flush=True)  # splits the stderr
+            try:
+                run(wb, dv, out[phase])
+            except BaseException:
+                import traceback
+
+                out[phase]["crash"] = traceback.format_exc()
+            mark(phase)
     except BaseException:
         import traceback
 
         out["crash"] = traceback.format_exc()
     finally:
+        if wb is not None:
+            wb.close()
         out_path.write_text(json.dumps(out, default=str))
     """
 )
 
 
 def _cluster_config(port: int) -> dict:
-    """The autoscaling config: what ``AutoscalingCluster`` generates, with the defaults spelled out."""
+    """The autoscaling config: what ``AutoscalingCluster`` generates from Ray's template, spelled out."""
     return {
         "cluster_name": "wb-fake-autoscaling",
         "max_workers": 1,
-        "idle_timeout_minutes": 5,
+        # an idle worker goes 6 s after the last request for it is withdrawn (Ray's default: 5 min),
+        # so the deploy phase starts on a cluster without CPU, as the search did
+        "idle_timeout_minutes": 0.1,
         "upscaling_speed": 1.0,
         "provider": {
             "type": "external",
             "module": "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider",
             "gcs_address": f"127.0.0.1:{port}",
+            # as Ray's fake_multi_node/example.yaml: every fake node has the head's IP, so the
+            # autoscaler must tell nodes apart by id (else the head's use keeps a worker "busy"
+            # and an idle one is never removed: seen here), and it has no SSH updater to run
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
         },
         "auth": {},
         "head_node_type": "ray.head.default",
@@ -297,8 +309,12 @@ def _run_on_fake_cluster(
     (tmp_path / "shared").mkdir()
     env["WORKBENCH_STORAGE"] = f"file://{tmp_path / 'shared'}"
     head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    # On SIGTERM, `ray start --block` first drains its node for up to this long (Ray's default:
+    # 30 s, and this head's drain never finished: its end took 33.6 s here); 0 ends it at once.
+    head_env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
     head = None
     out: dict = {}
+    t_head = time.monotonic()
     try:
         for _attempt in range(3):  # a free port may be taken before Ray binds it: try another
             port = free_port()
@@ -331,6 +347,7 @@ def _run_on_fake_cluster(
             if head.poll() is None:
                 break
         assert head.poll() is None, (tmp_path / "head.err").read_text()[-2000:]
+        head_up_s = time.monotonic() - t_head
 
         script = tmp_path / "driver.py"
         script.write_text(script_text)
@@ -347,28 +364,52 @@ def _run_on_fake_cluster(
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=420,
         )
         elapsed = time.monotonic() - t0
         if out_path.exists():
             out = json.loads(out_path.read_text())
+            out["head_up_s"] = head_up_s
     finally:
+        t_end = time.monotonic()
         if head is not None:
             end_ray_start(head)
+        t_head_end = time.monotonic()
         # The fake worker node's raylet is the monitor's child and outlives it: ours, ended by pid.
         _end(_ours(temp_dir), grace_s=10)
         left = _ours(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+    print(
+        f"fake cluster: ended in {time.monotonic() - t_end:.1f}s (head {t_head_end - t_end:.1f}s)"
+    )
     assert not left, [p.pid for p in left]
     return proc, out, elapsed
 
 
-def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_path):
-    proc, out, elapsed = _run_on_fake_cluster(tmp_path, SCRIPT)
+@pytest.fixture(scope="module")
+def fake_cluster_run(tmp_path_factory):
+    """One fake autoscaling cluster, one driver: the search phase, the idle worker's removal, then
+    the deploy phase (each starts with no CPU in the cluster); ``(process, out, seconds)``."""
+    return _run_on_fake_cluster(tmp_path_factory.mktemp("autoscaling"), SCRIPT)
+
+
+def _phase(fake_cluster_run, phase: str) -> tuple[dict, str]:
+    """One phase's results and the driver's stderr while it ran."""
+    proc, out, _ = fake_cluster_run
     assert proc.returncode == 0 and "crash" not in out, (out.get("crash"), proc.stderr[-3000:])
+    assert "crash" not in out[phase], (out[phase]["crash"], proc.stderr[-3000:])
+    stderr = proc.stderr.split(f"=== phase {phase} ===", 1)[1].split("=== phase ", 1)[0]
+    return out[phase], stderr
+
+
+def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(fake_cluster_run):
+    out, stderr = _phase(fake_cluster_run, "search")
     print(
-        f"autoscaling: total {elapsed:.1f}s, search started in {out['start_s']:.1f}s, first trial "
-        f"running after {out['first_trial_running_s']}s, search {out['search_s']:.1f}s"
+        f"autoscaling: head up in {fake_cluster_run[1].get('head_up_s', 0):.1f}s, driver "
+        f"{fake_cluster_run[2]:.1f}s (marks {fake_cluster_run[1]['marks']}), "
+        f"search started in {out['start_s']:.1f}s, first trial running after "
+        f"{out['first_trial_running_s']}s, search {out['search_s']:.1f}s, idle worker removed in "
+        f"{out['idle_removal_s']:.1f}s"
     )
 
     # Before: the head alone, with no CPU for any trial.
@@ -388,21 +429,23 @@ def test_search_waits_for_the_autoscaler_and_oversized_requests_fail_fast(tmp_pa
     assert out["waiting_seen"][0] == note, out["waiting_seen"]
     assert out["waiting_seen"][-1] is None, out["waiting_seen"]
     assert out["final_waiting"] is None
-    assert note in proc.stderr, proc.stderr[-3000:]
+    assert note in stderr, stderr[-3000:]
     # one bundle per trial that can run at once, asked of the autoscaler; withdrawn at the end
     assert out["request_while_waiting"] == [{"CPU": 1.0}, {"CPU": 1.0}], out
     assert out["request_after"] == [], out
     assert out["done_in_time"], out
     assert len(out["trials"]) == 2 and {t["status"] for t in out["trials"]} == {"TERMINATED"}, out
     assert all(t["resources"] == {"CPU": 1.0} for t in out["trials"]), out["trials"]
-    workers = [n for n in out["nodes_after"] if n["cpu"] == 2]
-    assert len(out["nodes_after"]) == 2 and len(workers) == 1, out["nodes_after"]
+    running = out["nodes_while_running"]
+    workers = [n for n in running if n["cpu"] == 2]
+    assert len(running) == 2 and len(workers) == 1, running
+    # withdrawn, the request no longer holds the idle worker: the autoscaler removes it
+    assert [n["cpu"] for n in out["nodes_after_idle"]] == [0], out["nodes_after_idle"]
 
 
-def test_replicas_wait_for_the_autoscaler_and_oversized_replicas_fail_fast(tmp_path):
-    proc, out, elapsed = _run_on_fake_cluster(tmp_path, DEPLOY_SCRIPT)
-    assert proc.returncode == 0 and "crash" not in out, (out.get("crash"), proc.stderr[-3000:])
-    print(f"autoscaling deploy: total {elapsed:.1f}s, deploy {out['deploy_s']:.1f}s")
+def test_replicas_wait_for_the_autoscaler_and_oversized_replicas_fail_fast(fake_cluster_run):
+    out, stderr = _phase(fake_cluster_run, "deploy")
+    print(f"autoscaling deploy: deploy {out['deploy_s']:.1f}s")
 
     refused = out["refused"]
     assert "error" in refused, refused
@@ -412,7 +455,7 @@ def test_replicas_wait_for_the_autoscaler_and_oversized_replicas_fail_fast(tmp_p
     assert out["deployments_after_refusal"] == 0
 
     assert out["nodes_before"] == [0], out["nodes_before"]
-    assert f"waiting for a node of type {WORKER_TYPE}" in proc.stderr, proc.stderr[-3000:]
+    assert f"waiting for a node of type {WORKER_TYPE}" in stderr, stderr[-3000:]
     assert out["predict"]["status"] == 200 and out["predict"]["body"]["model_version"] == 1
     assert sorted(out["nodes_after"]) == [0, 2], out["nodes_after"]
     assert out["request_after_deploy"] == [], out  # withdrawn once the replica holds its node

@@ -1,13 +1,25 @@
-"""A multi-node Ray cluster (``ray.cluster_utils.Cluster``) with a fake-GPU node: GPU trials land there.
+"""A multi-node Ray cluster (``ray.cluster_utils.Cluster``) in one subprocess script, in two parts.
 
-The pytest process already holds the session's in-process Ray, and a
-``Cluster`` needs a driver of its own, so the cluster, the Workbench and the
-searches run in a subprocess script. Its Ray temp dir (``RAY_TMPDIR``) is a
-short private folder under /tmp (Unix socket paths must stay under 108 bytes),
-which also keeps the cluster's address file away from /tmp/ray and lets the
-test find the cluster's daemons (gcs_server, raylets...) by command line. Ray
-workers rename themselves ``ray::...``, so the script also records the pids
-and start times of all its descendants before it shuts the cluster down.
+GPU placement: a head with 1 CPU and no GPU, and a fake-GPU node (2 CPUs, 1 GPU): GPU trials and
+an isolated GPU version land there, and requests no node can take are refused at once.
+
+Actor pinning: the scheduler actor and the request-log recorder run on the store's node, wherever
+CPU is free. The GPU node is swapped for a plain node of 4 CPUs (Ray keeps CPU-only work off GPU
+nodes); the driver's node (the head) has its 1 CPU kept busy by a task. Both actors are created
+through the public API (``bench.automation.start_scheduler``, and the recorder as
+``bench.serving.deploy`` makes it); both must land on the driver's node, and a second driver on
+that node must find the same actors. As a control, the same actors without the pin are created
+too: where Ray puts them on its own says whether the pin decided anything.
+
+One cluster serves both parts (a cluster start, its driver's imports and its shutdown cost ~15 s
+here); each part records its own results and crash, and each test reads only its part's.
+
+The pytest process already holds the session's in-process Ray, and a ``Cluster`` needs a driver
+of its own, hence the subprocess. Its Ray temp dir (``RAY_TMPDIR``) is a short private folder
+under /tmp (Unix socket paths must stay under 108 bytes), which also keeps the cluster's address
+file away from /tmp/ray and lets the test find the cluster's daemons (gcs_server, raylets...) by
+command line. Ray workers rename themselves ``ray::...``, so the script also records the pids and
+start times of all its descendants before it shuts the cluster down.
 """
 
 from __future__ import annotations
@@ -34,12 +46,14 @@ SCRIPT = textwrap.dedent(
     import os
     import sys
     import time
+    import traceback
     from pathlib import Path
 
     import psutil
 
-    home, out_path, marks, epochs = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-    out = {}
+    gpu_home, pin_home, storage, out_path, marks, epochs = sys.argv[1:7]
+    out_path, marks, epochs = Path(out_path), Path(marks), int(epochs)
+    out = {"gpu": {}, "pinning": {}}
 
 
     def spy(config, data):
@@ -61,16 +75,8 @@ SCRIPT = textwrap.dedent(
         torch_mlp_trainable(config, data)
 
 
-    from ray.cluster_utils import Cluster
 
-    cluster = Cluster()
-    try:
-        t0 = time.monotonic()
-        cluster.add_node(num_cpus=1, num_gpus=0, include_dashboard=False)  # head: no GPU
-        gpu_node = cluster.add_node(num_cpus=2, num_gpus=1, resources={"fake_gpu_node": 1})
-        cluster.wait_for_nodes()
-        out["cluster_start_s"] = time.monotonic() - t0
-
+    def gpu_part(cluster, gpu_node, home, out):
         import ray
         import torch
 
@@ -155,12 +161,155 @@ SCRIPT = textwrap.dedent(
         wb.serving.undeploy("bc")
         serve.shutdown()
         wb.close()
+
+
+    def pinning_part(cluster, other, home, storage, out):
+        import ray
+        from ray._private import state
+
+        from workbench import Workbench
+        from workbench.serving._recorder import (
+            Recorder,
+            get_or_create_recorder,
+            recorder_name,
+            store_node_id,
+        )
+
+        def node_of(handle):
+            ray.get(handle.__ray_ready__.remote(), timeout=120)
+            return state.actors(actor_id=handle._actor_id.hex())["Address"]["NodeID"]
+
+        wb = Workbench(home, address=cluster.address, storage=storage)
+        wb.connect()
+        driver_node = ray.get_runtime_context().get_node_id()
+        out["driver_node"], out["other_node"] = driver_node, other.node_id
+
+        @ray.remote(num_cpus=1)
+        def hold(seconds):
+            time.sleep(seconds)
+            return ray.get_runtime_context().get_node_id()
+
+        # The driver's node is full: its only CPU is taken for the rest of the test.
+        busy = hold.options(
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                node_id=driver_node, soft=False
+            )
+        ).remote(120)
+        deadline = time.monotonic() + 60
+        while ray.available_resources().get("CPU", 0) > 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        out["free_cpu"] = {
+            n["NodeID"]: state.available_resources_per_node().get(n["NodeID"], {}).get("CPU", 0)
+            for n in ray.nodes()
+            if n["Alive"]
+        }
+
+        # Control: the same actors as the workbench makes, without the pin.
+        from workbench.automation._scheduler import SchedulerActor
+
+        control = []
+        for i in range(4):
+            cls = ray.remote(num_cpus=0, max_concurrency=4)(SchedulerActor)
+            a = cls.options(name=f"control-{i}", namespace="pin-test", lifetime="detached").remote(
+                home, 3600.0, address=cluster.address
+            )
+            r = Recorder.options(name=f"control-rec-{i}", namespace="pin-test").remote(
+                str(Path(home) / "control.db")
+            )
+            control += [node_of(a), node_of(r)]
+            ray.kill(a)
+            ray.kill(r)
+        out["control_nodes"] = control
+
+        db = str(wb.settings.db_path)
+        sched = wb.automation.start_scheduler(interval_s=3600)
+        rec = get_or_create_recorder(db, detached=True)
+        out["scheduler_node"], out["recorder_node"] = node_of(sched), node_of(rec)
+        out["ids"] = [sched._actor_id.hex(), rec._actor_id.hex()]
+        # Placed afresh a few more times: unpinned, each lands on the other node about half the time.
+        again = []
+        for _ in range(3):
+            wb.automation.stop_scheduler()
+            again.append(node_of(wb.automation.start_scheduler(interval_s=3600)))
+            ray.kill(rec, no_restart=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    ray.get_actor(recorder_name(db), namespace="workbench")
+                except ValueError:
+                    break
+                time.sleep(0.2)
+            rec = get_or_create_recorder(db, detached=True)
+            again.append(node_of(rec))
+        out["replaced_nodes"] = again
+        out["ids"] = [wb.automation._scheduler_handle(None)._actor_id.hex(), rec._actor_id.hex()]
+
+        # Any process of the cluster, on any node, is told the same store node.
+        @ray.remote(num_cpus=1)
+        def ask(path):
+            return ray.get_runtime_context().get_node_id(), store_node_id(path)
+
+        out["asked_from_other_node"] = ray.get(
+            ask.options(
+                scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                    node_id=other.node_id, soft=False
+                )
+            ).remote(db),
+            timeout=120,
+        )
+        wb.close()
+        ray.shutdown()
+
+        # A later driver on the same node: the same two actors.
+        wb2 = Workbench(home, address=cluster.address, storage=storage)
+        wb2.connect()
+        sched2 = wb2.automation.start_scheduler(interval_s=3600)
+        rec2 = get_or_create_recorder(str(wb2.settings.db_path), detached=True)
+        out["second_driver_node"] = ray.get_runtime_context().get_node_id()
+        out["ids_again"] = [sched2._actor_id.hex(), rec2._actor_id.hex()]
+        out["nodes_again"] = [node_of(sched2), node_of(rec2)]
+        wb2.automation.stop_scheduler()
+        ray.kill(rec2)
+        wb2.close()
+
+
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster()
+    try:
+        t0 = time.monotonic()
+        cluster.add_node(num_cpus=1, num_gpus=0, include_dashboard=False)  # head: no GPU
+        gpu_node = cluster.add_node(num_cpus=2, num_gpus=1, resources={"fake_gpu_node": 1})
+        cluster.wait_for_nodes()
+        out["cluster_start_s"] = time.monotonic() - t0
+        try:
+            gpu_part(cluster, gpu_node, gpu_home, out["gpu"])
+        except BaseException:
+            out["gpu"]["crash"] = traceback.format_exc()
+        out["gpu_part_s"] = time.monotonic() - t0
+
+        # The pinning part wants a plain second node: Ray keeps CPU-only work off a GPU node, so
+        # unpinned actors would never go to the GPU node and the control would say nothing.
+        import ray
+
+        ray.shutdown()
+        t = time.monotonic()
+        cluster.remove_node(gpu_node)
+        other = cluster.add_node(num_cpus=4)
+        cluster.wait_for_nodes()
+        out["node_swap_s"] = time.monotonic() - t
+        try:
+            pinning_part(cluster, other, pin_home, storage, out["pinning"])
+        except BaseException:
+            out["pinning"]["crash"] = traceback.format_exc()
+        out["pinning_part_s"] = time.monotonic() - t
+    except BaseException:
+        out["crash"] = traceback.format_exc()
     finally:
         import ray
 
         ray.shutdown()  # the driver first: Cluster refuses to remove the node it is attached to
-        me = psutil.Process()
-        out["descendants"] = [(p.pid, p.create_time()) for p in me.children(recursive=True)]
+        out["descendants"] = [(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)]
         t = time.monotonic()
         cluster.shutdown()
         out["shutdown_s"] = time.monotonic() - t
@@ -190,7 +339,10 @@ def _ray_processes(temp_dir: str, recorded: list) -> list[psutil.Process]:
     return list(alive.values())
 
 
-def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(tmp_path):
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    """Run the script once for the module: ``(process, out, survivors, seconds)``."""
+    tmp_path = tmp_path_factory.mktemp("multinode")
     temp_dir = tempfile.mkdtemp(prefix="wbmn-", dir="/tmp")
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -199,8 +351,14 @@ def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(tm
     out_path = tmp_path / "out.json"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp_dir}
     env.pop("RAY_ADDRESS", None)
+    env.pop("WORKBENCH_STORAGE", None)
     # Keep Ray 2.60's token authentication on for the cluster (and its client), as a real one would run.
     env["RAY_AUTH_MODE"] = "token"
+    # every node of this cluster shares this machine's disk: the pinning part names one shared
+    # folder as the storage, as a cluster with a shared mount would (tests/test_storage.py covers
+    # the refusals); the GPU part leaves it to the storage check, which finds the disk shared
+    (tmp_path / "shared").mkdir()
+    storage = f"file://{tmp_path / 'shared'}"
     out: dict = {}
     t0 = time.monotonic()
     try:
@@ -209,6 +367,8 @@ def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(tm
                 sys.executable,
                 str(script),
                 str(tmp_path / "home"),
+                str(tmp_path / "pin-home"),
+                storage,
                 str(out_path),
                 str(marks),
                 str(EPOCHS),
@@ -216,7 +376,7 @@ def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(tm
             env=env,
             capture_output=True,
             text=True,
-            timeout=240,
+            timeout=420,
         )
         elapsed = time.monotonic() - t0
         if out_path.exists():
@@ -237,12 +397,25 @@ def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(tm
             except psutil.Error:
                 pass
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert not survivors, f"Ray processes outlived the cluster's shutdown: {survivors}"
     print(
-        f"multinode: total {elapsed:.1f}s, cluster start {out['cluster_start_s']:.1f}s, "
-        f"search {out['search_s']:.1f}s, shutdown {out['shutdown_s']:.1f}s"
+        f"multinode: total {elapsed:.1f}s, cluster start {out.get('cluster_start_s', 0):.1f}s, "
+        f"GPU part done at {out.get('gpu_part_s', 0):.1f}s, node swap {out.get('node_swap_s', 0):.1f}s, "
+        f"pinning part {out.get('pinning_part_s', 0):.1f}s, shutdown {out.get('shutdown_s', 0):.1f}s"
     )
+    return proc, out, survivors, elapsed
+
+
+def _part(cluster_run, part: str) -> dict:
+    proc, out, survivors, _ = cluster_run
+    assert proc.returncode == 0 and "crash" not in out, (out.get("crash"), proc.stderr[-4000:])
+    assert not survivors, f"Ray processes outlived the cluster's shutdown: {survivors}"
+    assert "crash" not in out[part], (out[part]["crash"], proc.stderr[-3000:])
+    return out[part]
+
+
+def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(cluster_run):
+    out = _part(cluster_run, "gpu")
+    print(f"multinode: search {out['search_s']:.1f}s")
 
     assert out["started_here"] is False  # joined by address: workbench does not own this cluster
     gpu_node = out["gpu_node_id"]
@@ -288,3 +461,23 @@ def test_gpu_trials_run_on_the_fake_gpu_node_and_oversized_requests_fail_fast(tm
     assert out["predict"]["status"] == 200 and out["predict"]["body"]["model_version"] == 1
     assert len(out["predict"]["body"]["predictions"]) == 2
     print(f"isolated GPU version deployed in {out['deploy_s']:.1f}s")
+
+
+def test_scheduler_and_recorder_are_pinned_to_the_drivers_node(cluster_run):
+    out = _part(cluster_run, "pinning")
+    driver, other = out["driver_node"], out["other_node"]
+    moved = sum(n == other for n in out["control_nodes"])
+    print(f"pinning: unpinned control actors on the other node: {moved} of 8")
+
+    # The other node has more free CPU than the driver's (whose only CPU is busy).
+    assert out["free_cpu"][other] == 4 and out["free_cpu"][driver] == 0, out["free_cpu"]
+    # Unpinned, the same actors go to either node: the setup can tell a pin from luck.
+    assert other in out["control_nodes"], out["control_nodes"]
+    # Both actors run on the driver's node, the one holding the store, each time they are placed.
+    assert out["scheduler_node"] == driver and out["recorder_node"] == driver, out
+    assert out["replaced_nodes"] == [driver] * 6, out["replaced_nodes"]
+    # A process on the other node is told the store's node, not its own.
+    assert out["asked_from_other_node"] == [other, driver], out["asked_from_other_node"]
+    # A later driver on the same node finds the same actors, still there.
+    assert out["second_driver_node"] == driver
+    assert out["ids_again"] == out["ids"] and out["nodes_again"] == [driver, driver], out
