@@ -11,15 +11,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
+from tests._nodes import start_head as _start_head
 from tests._processes import end_ray_start
 from tests.test_automation_loop import _drift, policy
 from workbench.automation import DriftTrigger, Gate, LoopPolicy
 from workbench.exceptions import ConfigError, WorkbenchError
-from workbench.runtime import free_port
 
 WAIT_S = 300  # one job: a Ray Job start, imports, a 1-trial search, a refit (~20-60 s seen here)
 PASS = Gate("f1", margin=-1.0, guarded=("recall",), tolerance=1.0)
@@ -89,90 +88,6 @@ def test_a_ray_job_without_a_job_server_fails_with_the_next_action(
 
 
 # ---------------------------------------------------------- a head of our own
-def _start_head(logs: Path, temp_dir: str) -> tuple[subprocess.Popen, str, str]:
-    """``ray start --head`` with its dashboard (Ray's job server) on loopback, once its job agent
-    takes jobs; ``(process, gcs_address, dashboard_url)``. ``python`` on the head's PATH is this
-    venv's, so the job's entrypoint imports the same packages as the tests."""
-    ray_bin = Path(sys.executable).with_name("ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
-        env.pop(k, None)
-    for _attempt in range(3):  # a port taken between free_port() and Ray's bind: try again
-        port, dash = free_port(), free_port()
-        head = subprocess.Popen(
-            [
-                str(ray_bin),
-                "start",
-                "--head",
-                f"--port={port}",
-                "--num-cpus=2",
-                "--include-dashboard=true",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={dash}",
-                # the job agent's HTTP port defaults to 52365 for every node on the machine: a
-                # second head (another test's, or the restart test's) then had no agent and
-                # answered "No available agent to submit job" for minutes (seen here)
-                f"--dashboard-agent-listen-port={free_port()}",
-                f"--dashboard-agent-grpc-port={free_port()}",
-                f"--metrics-export-port={free_port()}",
-                f"--runtime-env-agent-port={free_port()}",
-                f"--ray-client-server-port={free_port()}",
-                f"--temp-dir={temp_dir}",
-                "--block",
-            ],
-            env=env,
-            cwd=logs,  # not the checkout: `python -m` would import workbench from the cwd
-            stdout=subprocess.DEVNULL,
-            stderr=(logs / "head.err").open("w"),
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{dash}"
-        deadline = time.monotonic() + 90
-        up = False
-        while head.poll() is None and time.monotonic() < deadline:
-            try:
-                import urllib.error
-                import urllib.request
-
-                with urllib.request.urlopen(f"{url}/api/version", timeout=2) as r:
-                    up = r.status == 200
-            except urllib.error.HTTPError:
-                up = True  # it answers (401: token authentication, Ray 2.60's default)
-            except OSError:
-                up = False
-            if up:
-                break
-            time.sleep(0.5)
-        if up:
-            break
-        end_ray_start(head)
-    else:
-        raise AssertionError(
-            f"ray start --head did not come up: {(logs / 'head.err').read_text()[-2000:]}"
-        )
-    t0 = time.monotonic()
-    from workbench.automation._jobs import RayJobs
-
-    client = RayJobs(url).client
-    # The job agent registers after the dashboard answers ("No available agent to submit job"
-    # until then): seen here from seconds to over a minute with the other engineers' tests running.
-    warm = None
-    while warm is None and time.monotonic() - t0 < 180:
-        try:
-            warm = client.submit_job(entrypoint="python -c pass", submission_id="warm-up")
-        except Exception:
-            time.sleep(1)
-    while warm and time.monotonic() - t0 < 240:
-        if str(client.get_job_status(warm)) in ("SUCCEEDED", "FAILED", "STOPPED"):
-            break
-        time.sleep(0.5)
-    print(
-        f"\nhead: job server took a job {time.monotonic() - t0:.1f}s after its dashboard answered"
-    )
-    return head, f"127.0.0.1:{port}", url
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A head of this module's own (see :func:`_start_head`), ended by its pid; ``(gcs, url)``."""

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests._processes import end_ray_start
 from workbench.exceptions import ArtifactCorruptError, ConfigError, NotFoundError
 
 BUCKET = "wb-test"
@@ -475,123 +474,6 @@ def test_a_killed_search_resumes_from_its_state_on_s3(tmp_path, s3_server, ray_c
         assert not (home / "tune").exists()
     finally:
         bench.close()
-
-
-PROBE = """
-import sys
-from workbench import Workbench
-from workbench.exceptions import ConfigError
-
-home, address, shared = sys.argv[1], sys.argv[2], sys.argv[3]
-import time
-t0 = time.perf_counter()
-bench = Workbench(home, address=address)
-try:
-    bench.connect()
-    print("CONNECTED")
-except ConfigError as exc:
-    print("REFUSED", exc)
-print("CHECK_S", round(time.perf_counter() - t0, 2))
-bench.close()
-with Workbench(home + "-2", address=address, storage="file://" + shared) as bench:
-    bench.connect()
-    print("SHARED_OK", bench.settings.artifacts_root)
-"""
-
-
-def _start(cmd, env, err):
-    import subprocess
-
-    return subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=err.open("w"), start_new_session=True
-    )
-
-
-@pytest.mark.ray
-@pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root")
-def test_a_node_that_cannot_see_the_home_refuses_local_storage(tmp_path):
-    """A real two-node cluster on this machine: a head, and a worker started in its own mount
-    namespace with a tmpfs over the folder holding WORKBENCH_HOME. The embedded default is refused
-    naming that node; ``file://`` of a folder both nodes see is accepted."""
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    from workbench.runtime import free_port
-
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    subprocess.run(
-        [ray_bin, "get-auth-token", "--generate"],
-        env=env,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    node_env = {**env, "RAY_AUTH_MODE": "token"}
-    hidden = Path(
-        tempfile.mkdtemp(prefix="wbhide-", dir="/tmp")
-    )  # the worker sees an empty tmpfs here
-    shared = Path(tempfile.mkdtemp(prefix="wbshared-", dir="/tmp"))
-    temp_dir = tempfile.mkdtemp(prefix="wbray-", dir="/tmp")
-    port = free_port()
-    head = _start(
-        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-         f"--temp-dir={temp_dir}", "--block"],
-        node_env, tmp_path / "head.err",
-    )  # fmt: skip
-    worker = None
-    try:
-        address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        import socket
-
-        while time.monotonic() < deadline:
-            assert head.poll() is None, (tmp_path / "head.err").read_text()[-2000:]
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.5)
-        worker = _start(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             f"mount -t tmpfs tmpfs {hidden} && exec {ray_bin} start --address={address} "
-             "--num-cpus=1 --block"],
-            node_env, tmp_path / "worker.err",
-        )  # fmt: skip
-        count = "import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
-        while time.monotonic() < deadline + 60:
-            assert worker.poll() is None, (tmp_path / "worker.err").read_text()[-2000:]
-            out = subprocess.run(
-                [sys.executable, "-c", count, address],
-                env=node_env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            if out.stdout.strip().endswith("2"):
-                break
-            time.sleep(1)
-        else:
-            raise AssertionError(f"the worker node did not join within 150 s: {out.stderr[-2000:]}")
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, str(hidden / "home"), address, str(shared)],
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert "REFUSED this Ray cluster has 2 alive nodes" in out.stdout, out.stdout
-        assert "not seen from node" in out.stdout and "WORKBENCH_STORAGE=s3://" in out.stdout
-        assert f"SHARED_OK file://{shared}/artifacts" in out.stdout
-        print("\n" + out.stdout)
-    finally:
-        if worker is not None:
-            end_ray_start(worker)
-        end_ray_start(head)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        shutil.rmtree(hidden, ignore_errors=True)
-        shutil.rmtree(shared, ignore_errors=True)
 
 
 @pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
