@@ -16,7 +16,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.browser._lab import ARTIFACTS, open_notebook, run_cell
+from tests.browser._lab import (
+    ARTIFACTS,
+    end_kernels,
+    open_lab,
+    open_notebook,
+    reset_notebook,
+    run_cell,
+    screenshot,
+)
+from tests.browser.conftest import FAILED
 
 pytestmark = pytest.mark.ray
 
@@ -140,6 +149,32 @@ def notebook(lab, seeded):
     return lab.write_notebook(
         "widgets.ipynb", ["from workbench import Workbench\nbench = Workbench()"]
     )
+
+
+@pytest.fixture(scope="module")
+def notebook_state():
+    """``{"ready": bool}``: whether the module's page holds a JupyterLab with the notebook open
+    whose kernel a test may reuse."""
+    return {"ready": False}
+
+
+@pytest.fixture
+def page(lab_page, lab, notebook, notebook_state, request):
+    """This module's tests share one JupyterLab, notebook and kernel (a kernel start, the workbench
+    import and joining Ray cost seconds each): each test finds the notebook as new (one empty
+    cell) and every widget of the test before closed in the kernel. After a failed test the kernel
+    is shut down and JupyterLab loaded anew, so the next test starts with a fresh kernel."""
+    ready, notebook_state["ready"] = notebook_state["ready"], False
+    if ready:
+        reset_notebook(lab_page)
+    else:
+        end_kernels(lab)
+        open_lab(lab_page, lab)
+    yield lab_page
+    try:
+        screenshot(lab_page, request.node.name)
+    finally:
+        notebook_state["ready"] = not request.node.stash.get(FAILED, False)
 
 
 def _shot(page, selector, name):
