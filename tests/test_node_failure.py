@@ -2,20 +2,21 @@
 
 A ``ray.cluster_utils.Cluster`` (built in a subprocess script with a private ``RAY_TMPDIR``, as
 tests/test_multinode_cluster.py does): a head with no CPU (the driver's node, holding the store,
-the recorder and Serve's controller and proxy) and two worker nodes of 3 CPUs. The resources force
-the spread: each router replica asks for 2 CPUs, so each worker holds one, and each trial for 1,
-so each worker then holds one trial. A search of two slow trials that checkpoint every step runs
-with ``max_failures=1`` while four paced HTTP clients (``Load`` of
-tests/test_serving_reliability.py, never retried) call the deployment through the head's proxy.
-Once both trials have checkpointed, one worker is killed whole: its raylet with
-``cluster.remove_node(node, allow_graceful=False)``, and its worker processes (the trial and the
-replica) by pid with SIGKILL.
+the recorder and Serve's controller) and two worker nodes of 3 CPUs and one ``trial_slot`` each.
+The resources force the spread, in whatever order Ray places things: a trial asks for 1 CPU and
+the slot, a router replica for 2 CPUs, so each worker holds one trial and one replica. The search
+(two trials that checkpoint every step and go on stepping until the test releases them,
+``max_failures=1``) starts first and runs while the deployment comes up. Four paced HTTP clients
+(``Load`` of tests/test_serving_reliability.py, never retried) then call the deployment, and once
+both trials have checkpointed twice one worker is killed whole: its raylet with
+``cluster.remove_node(node, allow_graceful=False)`` and its worker processes (the trial, the
+replica) by pid with SIGKILL. Then the trials are released.
 
 Afterwards, through the public API and the store: the search finished, the killed trial was
-retried once from its checkpoint and ended TERMINATED with the node failure in its recorded error
-history, the other trial ran once; only requests in flight at the kill failed, every request sent
-after the node's processes were gone was answered 200, and request-log rows kept arriving.
-Nothing the cluster started is left running.
+retried once from its checkpoint on the other worker and ended TERMINATED with the node failure
+in its recorded error, the other trial ran once; only requests in flight at the kill failed,
+every request sent after the node's processes were gone was answered 200, and request-log rows
+kept arriving. Nothing the cluster started is left running.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ import pytest
 from tests.test_multinode_cluster import _ray_processes
 from tests.test_serving_reliability import CLIENTS
 
-STEPS = 5  # each trial reports (and checkpoints) this many steps ...
-STEP_S = 1.5  # ... this far apart, so both run when the node dies
+STEP_S = 1.0  # a trial reports (and checkpoints) a step this often, until the test releases it
 
 SCRIPT = textwrap.dedent(
     """
@@ -50,7 +50,9 @@ SCRIPT = textwrap.dedent(
     import psutil
 
     home, out_path, marks, repo = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
-    steps, step_s = int(sys.argv[5]), float(sys.argv[6])
+    step_s = float(sys.argv[5])
+    release = marks / "release"  # written once the node is gone: then each trial takes a last step
+    cap = 300  # steps: a bound whatever happens
     sys.path.insert(0, repo)
     out = {"events": {}}
     t00 = time.monotonic()
@@ -76,7 +78,9 @@ SCRIPT = textwrap.dedent(
         with open(marks / f"{trial_id}.jsonl", "a") as f:
             line = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "start": start}
             f.write(json.dumps(line) + "\\n")
-        for step in range(start + 1, steps + 1):
+        step = start
+        while step < cap:
+            step += 1
             time.sleep(step_s)
             with tempfile.TemporaryDirectory() as d:
                 (Path(d) / "step.json").write_text(json.dumps({"step": step}))
@@ -84,6 +88,8 @@ SCRIPT = textwrap.dedent(
                     {"score": config["x"] * 10.0 + step, "step": step},
                     checkpoint=tune.Checkpoint.from_directory(d),
                 )
+            if release.exists():
+                return
 
 
     def attempts(trial_id):
@@ -111,7 +117,7 @@ SCRIPT = textwrap.dedent(
             include_dashboard=False,
             _system_config={"health_check_period_ms": 1000, "health_check_failure_threshold": 3},
         )
-        workers = [cluster.add_node(num_cpus=3) for _ in range(2)]
+        workers = [cluster.add_node(num_cpus=3, resources={"trial_slot": 1}) for _ in range(2)]
         cluster.wait_for_nodes()
         mark("cluster_up")
 
@@ -132,7 +138,24 @@ SCRIPT = textwrap.dedent(
         bundle = wb.experiments.fit_bundle(dv, {"family": "logistic_regression", "C": 1.0})
         wb.registry.register("bc", bundle, metrics={})
         records = wb.datasets.load(dv).drop("diagnosis").head(50).to_dicts()
-        # 2 CPUs a replica on 3-CPU workers: one replica per worker, whatever Serve's strategy.
+        mark("registered")
+        # The resources force the spread, in whatever order Ray places things: one trial_slot per
+        # worker, so one trial each; 2 CPUs a replica on 3-CPU workers, so one replica each. The
+        # search starts first and runs while the deployment comes up.
+        handle = wb.experiments.start_search(
+            dv,
+            name="node-loss",
+            trainable=slow,
+            space={"x": tune.grid_search([1, 2])},
+            metric="score",
+            mode="max",
+            num_samples=1,
+            resources={"cpu": 1, "trial_slot": 1},
+            max_concurrent_trials=2,
+            max_failures=1,
+            progress=None,
+        )
+        exp_id = out["experiment_id"] = handle.experiment_id
         dep = wb.serving.deploy("bc", 1, num_replicas=2, num_cpus=2, timeout_s=180)
         mark("deployed")
 
@@ -146,34 +169,22 @@ SCRIPT = textwrap.dedent(
 
         out["replicas_before"] = {k: v for k, v in replicas().items() if v["state"] == "ALIVE"}
 
-        # Then each trial's 1 CPU is the last free CPU of one worker.
-        handle = wb.experiments.start_search(
-            dv,
-            name="node-loss",
-            trainable=slow,
-            space={"x": tune.grid_search([1, 2])},
-            metric="score",
-            mode="max",
-            max_steps=steps,
-            num_samples=1,
-            resources={"cpu": 1},
-            max_concurrent_trials=2,
-            max_failures=1,
-            progress=None,
-        )
-        exp_id = out["experiment_id"] = handle.experiment_id
+        def checkpointed(step):
+            def check():
+                trials = wb.experiments.trials(exp_id)
+                done = {
+                    t["trial_id"]: max((m["step"] for m in wb.experiments.metrics(exp_id, t["trial_id"])), default=0)
+                    for t in trials
+                }
+                return len(done) == 2 and all(s >= step for s in done.values()) and done
 
-        def checkpointed():
-            trials = wb.experiments.trials(exp_id)
-            done = {
-                t["trial_id"]: max((m["step"] for m in wb.experiments.metrics(exp_id, t["trial_id"])), default=0)
-                for t in trials
-            }
-            return len(done) == 2 and all(s >= 2 for s in done.values()) and done
+            return check
 
+        # The load starts once both trials run (Tune's start-up time varies), and has MAX_S to spare.
+        wait_until("both trials to report", checkpointed(1), 120)
         with Load(dep["url"], records) as load:
             load.wait_for(50)
-            out["steps_at_kill"] = wait_until("both trials past step 2", checkpointed, 120)
+            out["steps_at_kill"] = wait_until("both trials past step 2", checkpointed(2), 60)
             wb.serving.flush_logs("bc")
             out["log_id_at_kill"] = max((r["id"] for r in wb.serving.requests("bc", limit=None)), default=0)
             victim_trial = sorted(out["steps_at_kill"])[0]
@@ -199,6 +210,7 @@ SCRIPT = textwrap.dedent(
             psutil.wait_procs(procs, timeout=10)
             t_dead = time.monotonic()
             mark("node_gone")
+            release.write_text("")
             # Serve notices: the dead replica no longer counts as RUNNING.
             wait_until("Serve to notice the lost replica", lambda: _running_replicas("bc") < 2, 60)
             mark("serve_noticed")
@@ -313,7 +325,7 @@ def test_worker_node_killed_with_a_trial_and_a_replica(tmp_path):
     try:
         proc = subprocess.run(
             [sys.executable, str(script), str(tmp_path / "home"), str(out_path), str(marks), repo]
-            + [str(STEPS), str(STEP_S)],
+            + [str(STEP_S)],
             env=env,
             capture_output=True,
             text=True,
@@ -355,7 +367,8 @@ def test_worker_node_killed_with_a_trial_and_a_replica(tmp_path):
         f"the node was gone ({out['dead_s']:.2f}s after the kill), {len(failed)} failed, "
         f"{len(in_flight)} in flight at the kill; request-log rows {out['request_stats']['n']} of "
         f"{len(ok)} answered, {out['logged_after_kill']} after the kill; killed trial's attempts "
-        f"{runs}; Serve after: {out['serve_after']['deployments']['Router']}"
+        f"{runs}; Serve after: {out['serve_after']['status']} "
+        f"{out['serve_after']['deployments']['Router']['replicas']}"
     )
     for r in failed:
         print(f"  failed, sent at kill{r['sent']:+.3f}s: {r['status']} {r['error']}")
@@ -380,17 +393,20 @@ def test_worker_node_killed_with_a_trial_and_a_replica(tmp_path):
     assert exp["status"] == "TERMINATED" and exp["n_trials"] == 2 and exp["ended_at"], exp
     assert exp["best_trial_id"] == other_id and out["best_config"] == {"x": 2}, exp
     assert [r["node_id"] for r in runs] == [victim["node_id"], survivor], runs
+    assert out["steps_at_kill"][victim["trial_id"]] >= 2, out["steps_at_kill"]
     assert runs[1]["start"] >= 2, runs  # resumed from a checkpoint, not from scratch
     assert hit["status"] == "TERMINATED" and hit["attempts"] == 2, hit
     error = hit["error"] or ""
     assert "Failure # 1" in error and "Failure # 2" not in error, error
     assert "The actor" in error and ("unavailable" in error or "died" in error), error
-    assert hit["metrics"]["step"] == STEPS, hit
+    # every step once, the last ones from the retry (which took one step after the release)
     steps = sorted({m["step"] for m in out["metrics"][victim["trial_id"]]})
-    assert steps == list(range(1, STEPS + 1)), steps
+    assert steps == list(range(1, steps[-1] + 1)) and steps[-1] > runs[1]["start"], steps
+    assert hit["metrics"]["step"] == steps[-1], hit
     other = trials[other_id]
     assert other["status"] == "TERMINATED" and other["attempts"] == 1 and not other["error"], other
-    assert len(out["attempts"][other_id]) == 1 and other["metrics"]["step"] == STEPS, other
+    assert len(out["attempts"][other_id]) == 1, out["attempts"]
+    assert other["metrics"]["step"] > out["steps_at_kill"][other_id], other
 
     # The deployment kept answering: only requests in flight when the node died failed (one per
     # client at most), every request sent after its processes were gone was answered 200.
