@@ -37,15 +37,19 @@ def test_address_joins_and_close_leaves_the_cluster_running(tmp_path):
     env.pop("RAY_AUTH_MODE", None)
     # A token-authenticated cluster, as Ray 2.60 recommends. The token is Ray's default file
     # (~/.ray/auth_token, which every local ray.init already creates); the client has the token
-    # but not RAY_AUTH_MODE: workbench must cope.
-    subprocess.run(
-        [str(ray_bin), "get-auth-token", "--generate"],
-        env=env,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    # but not RAY_AUTH_MODE: workbench must cope. Made here only when missing (the command,
+    # which also makes it only then, cost 6-12 s of imports here).
+    if not (Path.home() / ".ray" / "auth_token").exists():
+        subprocess.run(
+            [str(ray_bin), "get-auth-token", "--generate"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
     head_env = {**env, "RAY_AUTH_MODE": "token"}
+    # SIGTERM ends the head at once instead of first draining its node (up to 30 s by default)
+    head_env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
     # Ray's Unix sockets live under the temp dir and must stay under 108 bytes: pytest's tmp_path is too deep.
     temp_dir = tempfile.mkdtemp(prefix="wbray-", dir="/tmp")
 
