@@ -251,7 +251,17 @@ def end_kernels(lab: Lab) -> None:
 def reset_notebook(page: Any) -> None:
     """Leave the open notebook as new (one empty cell) with its kernel kept, and every widget in
     that kernel closed (the workbench widgets' pollers end with them)."""
-    run_cell(page, "import ipywidgets\nipywidgets.Widget.close_all()")
+    left = run_cell(
+        page,
+        "import ipywidgets, threading\n"
+        "ipywidgets.Widget.close_all()\n"
+        "for t in threading.enumerate():\n"
+        "    if t.name.startswith('workbench-') and t.name.endswith('-widget'):\n"
+        "        t.join(10)\n"
+        "print([t.name for t in threading.enumerate() if t.name.startswith('workbench-')"
+        " and t.name.endswith('-widget')])",
+    )
+    assert left.strip() == "[]", f"widget pollers still running after close_all: {left}"
     page.evaluate(
         """() => {
             const cells = window.jupyterapp.shell.currentWidget.content.model.sharedModel;
