@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
+#: ``item.stash[FAILED]`` is True once a phase of a browser test failed (set by conftest's report
+#: hook, read by fixtures at teardown). Here, not in conftest: a test module importing conftest
+#: gets a second copy of it.
+FAILED = pytest.StashKey[bool]()
 CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 # A closed network: nothing in the browser may phone home or update itself.
 CHROMIUM_ARGS = [

@@ -25,6 +25,7 @@ import pytest
 from tests.browser._lab import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    FAILED,
     end_kernels,
     open_lab,
     screenshot,
@@ -33,8 +34,6 @@ from tests.browser._lab import (
 )
 
 VIEWPORT = {"width": 1400, "height": 900}
-#: ``item.stash[FAILED]`` is True once a phase of the test failed (fixtures read it at teardown).
-FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,6 +18,7 @@ import pytest
 
 from tests.browser._lab import (
     ARTIFACTS,
+    FAILED,
     end_kernels,
     open_lab,
     open_notebook,
@@ -25,7 +26,6 @@ from tests.browser._lab import (
     run_cell,
     screenshot,
 )
-from tests.browser.conftest import FAILED
 
 pytestmark = pytest.mark.ray
 
