@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -180,6 +181,7 @@ def main() -> int:
             start_s = cluster.start_s
     finally:
         s3.stop()
+    shutil.rmtree(workdir, ignore_errors=True)  # kept when a run failed: the nodes' logs are there
     medians = {m: {p: median([r[p] for r in runs[m]]) for p in PHASES} for m in MODES}
     ratios = {
         p: (round(medians["cluster"][p] / medians["local"][p], 2) if medians["local"][p] else None)
