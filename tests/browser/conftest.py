@@ -5,7 +5,7 @@
   (``RAY_ADDRESS``) and its Serve (``WORKBENCH_SERVE_PORT``), so a deployment made by the test
   process is visible to the server extension and to notebooks; the module's Serve apps are
   deleted when it ends (``serve_apps``).
-- ``lab_page``: one Playwright page per module, logged in to ``lab``.
+- ``lab_page``: one Playwright page (in a browser context of its own) per module.
 - ``page``: ``lab_page`` with a fresh JupyterLab loaded in it (nothing of an earlier test's app
   state); a screenshot of it is saved to
   ``tests/browser/artifacts/<test>.png`` when the test ends, and the kernels it started are shut
@@ -98,7 +98,7 @@ def browser(chromium_path):
 def lab_page(browser, lab):
     """One browser page per module for ``lab``: each test loads JupyterLab anew in it (``page``),
     which reuses the page's renderer and cache: a load cost ~1.7 s of chromium CPU here, ~3.6 s
-    in a new context (the fixture before)."""
+    in a new browser context."""
     context = browser.new_context(viewport=VIEWPORT)
     pg = context.new_page()
     pg.set_default_timeout(30_000)

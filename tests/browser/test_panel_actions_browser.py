@@ -94,8 +94,8 @@ def audit(bench, action: str) -> list[dict]:
 def lab_user(page) -> str:
     """The Jupyter user this browser is logged in as (what the panel's actions must record).
 
-    Each test's fresh browser context logs in anew, as a new anonymous user with a random name, so
-    the name is read from the page, not asked with the token.
+    The module's browser context logged in with the token as an anonymous user with a random name,
+    so the name is read from the page, not asked with the token.
     """
     name = page.evaluate("() => window.jupyterapp.serviceManager.user.identity.username")
     assert name and name not in ("automation", "seed"), name
