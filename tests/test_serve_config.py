@@ -21,6 +21,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from tests._nodes import node_env, start_head
+from tests._processes import end_ray_start
 from tests._serve_env import register_bundles
 
 NAME = "bc-export"
@@ -210,7 +212,7 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) ->
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """End `serve run` by its pid (SIGINT: it deletes its app and its Ray ends with it)."""
+    """End `serve run` by its pid (SIGINT: it deletes its app and shuts its Serve down)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -218,7 +220,7 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
-    # Its own process group (start_new_session): whatever of its Ray outlived it.
+    # Its own process group (start_new_session): whatever of it outlived it.
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -234,7 +236,7 @@ def test_serve_run_of_the_export_answers_like_the_workbench_router(serve_apps, t
 
     bundles, records = _bundles()
     env = serve_env(tmp_path_factory, "bc", bundles, apps=serve_apps)
-    proc = ray_tmp = None
+    proc = ray_tmp = head = None
     try:
         env.serving.deploy("bc", 1, name=NAME, actor="tester", reason="export test")
         env.serving.set_traffic(NAME, {1: 0.5, 2: 0.5}, reason="split for the export")
@@ -244,14 +246,22 @@ def test_serve_run_of_the_export_answers_like_the_workbench_router(serve_apps, t
         config_path = ray_tmp / "serve.yaml"
         env.serving.export_config(NAME, config_path, port=port)
 
+        # A Ray cluster of its own, started without a dashboard: `serve run` alone starts one with
+        # its dashboard on 127.0.0.1:8265, which the session's local Ray records as its own job
+        # server (test_ray_jobs' embedded-Ray test then saw a job server there and failed).
+        head, gcs, _ = start_head(
+            ray_tmp,
+            str(ray_tmp),
+            num_cpus=2,
+            dashboard=False,
+            env=node_env({"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}),
+        )
         run_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        # Its own Ray: no RAY_ADDRESS, and a temp dir without the `ray_current_cluster` file that
-        # would make `ray.init()` join a cluster someone else started with `ray start`.
-        run_env.update(RAY_TMPDIR=str(ray_tmp), RAY_USAGE_STATS_ENABLED="0")
+        run_env.update(RAY_USAGE_STATS_ENABLED="0")
         log = ray_tmp / "serve-run.log"
         with log.open("w") as out:
             proc = subprocess.Popen(
-                [str(BIN / "serve"), "run", str(config_path)],
+                [str(BIN / "serve"), "run", f"--address={gcs}", str(config_path)],
                 cwd=ray_tmp,
                 env=run_env,
                 stdout=out,
@@ -287,6 +297,8 @@ def test_serve_run_of_the_export_answers_like_the_workbench_router(serve_apps, t
     finally:
         if proc is not None:
             _stop(proc)
+        if head is not None:
+            end_ray_start(head)
         if ray_tmp is not None:
             shutil.rmtree(ray_tmp, ignore_errors=True)
         close_env(env)
