@@ -54,6 +54,7 @@ SCRIPT = textwrap.dedent(
     gpu_home, pin_home, storage, out_path, marks, epochs = sys.argv[1:7]
     out_path, marks, epochs = Path(out_path), Path(marks), int(epochs)
     out = {"gpu": {}, "pinning": {}}
+    gpu_descendants = []
 
 
     def spy(config, data):
@@ -288,11 +289,14 @@ SCRIPT = textwrap.dedent(
             out["gpu"]["crash"] = traceback.format_exc()
         out["gpu_part_s"] = time.monotonic() - t0
 
-        # The pinning part wants a plain second node: Ray keeps CPU-only work off a GPU node, so
-        # unpinned actors would never go to the GPU node and the control would say nothing.
+        # The pinning part wants a plain second node: Ray keeps CPU-only work off a GPU node
+        # (its scheduler_avoid_gpu_nodes), so unpinned actors would not go to the GPU node and
+        # the control would say nothing.
         import ray
 
         ray.shutdown()
+        # what the GPU node ran is checked at the end too, with what the rest of the test ran
+        gpu_descendants = [(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)]
         t = time.monotonic()
         cluster.remove_node(gpu_node)
         other = cluster.add_node(num_cpus=4)
@@ -310,6 +314,7 @@ SCRIPT = textwrap.dedent(
 
         ray.shutdown()  # the driver first: Cluster refuses to remove the node it is attached to
         out["descendants"] = [(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)]
+        out["descendants"] += gpu_descendants
         t = time.monotonic()
         cluster.shutdown()
         out["shutdown_s"] = time.monotonic() - t
