@@ -1,4 +1,5 @@
-"""scikit-learn model families, their default search spaces, and the fit used by trials and registration."""
+"""Model families (scikit-learn's and the torch MLP), their default search spaces, and the fit used
+by trials and registration."""
 
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
         "sklearn.ensemble.HistGradientBoostingRegressor",
         {"learning_rate": "learning_rate", "max_depth": "max_depth"},
     ),
+    # the best of a torch_mlp_trainable search (torch_mlp_space names this family); torch loads
+    # only when the estimator fits or predicts
+    "torch_mlp": (
+        "workbench.experiments._torch_estimator.TorchMLPClassifier",
+        {
+            "hidden": "hidden",
+            "lr": "lr",
+            "weight_decay": "weight_decay",
+            "batch_size": "batch_size",
+            "epochs": "epochs",
+            "seed": "random_state",  # a trial seeds itself from its config's seed when it has one
+        },
+    ),
 }
 # the families each task searches by default (automatic mode searches all of them)
 TASK_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -71,6 +85,13 @@ def estimator_class(family: Any) -> type:
             raise ConfigError(
                 f"unknown estimator {family!r}: no class {name!r} in module {module!r}"
             ) from None
+    elif family is None:
+        raise ConfigError(
+            "the config names no model family: give it a 'family' key, one of "
+            f"{sorted(FAMILIES)} or a scikit-learn import path such as 'sklearn.svm.SVC'; a "
+            "torch_mlp_trainable search records it when its space has 'family': 'torch_mlp' "
+            "(torch_mlp_space() does)"
+        )
     else:
         raise ConfigError(
             f"unknown model family {family!r}; choose from {sorted(FAMILIES)}, or give a "
@@ -171,20 +192,26 @@ def make_estimator(config: dict[str, Any], *, seed: int) -> Any:
     defaults = cls().get_params()
     if "random_state" in defaults and "random_state" not in params:
         params["random_state"] = seed
-    if config["family"] == "logistic_regression":
+    if config.get("family") == "logistic_regression":
         params["max_iter"] = 2000
     return cls(**params)
 
 
 def make_pipeline(config: dict[str, Any], kinds: dict[str, str], *, seed: int) -> Any:
-    """Preprocessing (fitted on the training fold only) followed by the configured estimator."""
+    """Preprocessing (fitted on the training fold only) followed by the configured estimator.
+
+    An estimator with a ``kinds`` parameter (the torch MLP) preprocesses by itself, as its
+    trials do (fitted on its own training split), so it gets the feature kinds instead of a
+    ``preprocess`` step.
+    """
     from sklearn.pipeline import Pipeline
 
     from workbench.features import build_preprocessor
 
-    return Pipeline(
-        [("preprocess", build_preprocessor(kinds)), ("model", make_estimator(config, seed=seed))]
-    )
+    estimator = make_estimator(config, seed=seed)
+    if "kinds" in estimator.get_params():
+        return Pipeline([("model", estimator.set_params(kinds=dict(kinds)))])
+    return Pipeline([("preprocess", build_preprocessor(kinds)), ("model", estimator)])
 
 
 def fold_scores(

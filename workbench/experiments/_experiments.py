@@ -948,10 +948,13 @@ class Experiments:
     def fit_bundle(
         self, dataset: DatasetVersion, config: dict[str, Any], *, seed: int = 0
     ) -> ModelBundle:
-        """Fit preprocessing + estimator of ``config`` on the whole dataset version."""
+        """Fit preprocessing + estimator of ``config`` on the whole dataset version (the torch
+        MLP, ``family="torch_mlp"``, trains as its trials do: on all but their seeded
+        validation split)."""
         from workbench.experiments._estimators import family_params, family_task
 
-        data = self.training_data(dataset, task=family_task(config["family"]))
+        family = config.get("family")  # None: family_task's ConfigError says what to pass
+        data = self.training_data(dataset, task=family_task(family))
         pipe = make_pipeline(config, data["kinds"], seed=seed)
         pipe.fit(data["X"], data["y"])
         return ModelBundle(
@@ -960,7 +963,7 @@ class Experiments:
             target=dataset.target or "",
             classes=data["classes"],
             task=data["task"],
-            params={"family": config["family"], **family_params(config), "seed": seed},
+            params={"family": family, **family_params(config), "seed": seed},
         )
 
     def evaluate(self, bundle: ModelBundle, holdout: DatasetVersion) -> dict[str, float]:

@@ -53,10 +53,16 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
 
 
 def torch_mlp_space(epochs: int = 10) -> dict[str, Any]:
-    """A Tune search space for ``torch_mlp_trainable``; pass ``max_steps=epochs`` to the search."""
+    """A Tune search space for ``torch_mlp_trainable``; pass ``max_steps=epochs`` to the search.
+
+    Its ``"family": "torch_mlp"`` names the model family in every recorded config, so
+    ``register_best`` refits the best trial as a ``TorchMLPClassifier`` (a space of your own
+    needs the same key to be registered).
+    """
     from ray import tune
 
     return {
+        "family": "torch_mlp",  # recorded with each trial: register_best refits this family
         "hidden": tune.choice(["32", "64-32", "128-64"]),
         "lr": tune.loguniform(1e-3, 3e-2),
         "weight_decay": tune.loguniform(1e-6, 1e-3),
@@ -70,8 +76,15 @@ def _prepare(data: dict[str, Any], seed: int) -> dict[str, Any]:
     import numpy as np
     from sklearn.model_selection import train_test_split
 
+    from workbench.exceptions import ConfigError
     from workbench.features import build_preprocessor
 
+    if data.get("task") == "regression":
+        raise ConfigError(
+            "the torch MLP is a classifier (cross-entropy over class codes) and this target is "
+            "numeric (task 'regression'); search a scikit-learn regression family instead "
+            "(experiments.search(..., task='regression') without trainable=)"
+        )
     X, y = data["X"], np.asarray(data["y"], dtype=np.int64)
     X_tr, X_va, y_tr, y_va = train_test_split(
         X, y, test_size=data.get("val_fraction", VAL_FRACTION), stratify=y, random_state=seed
@@ -81,7 +94,14 @@ def _prepare(data: dict[str, Any], seed: int) -> dict[str, Any]:
     X_va = np.asarray(pre.transform(X_va), dtype=np.float32)
     classes = data.get("classes")
     n_classes = len(classes) if classes else int(y.max()) + 1
-    return {"X_tr": X_tr, "y_tr": y_tr, "X_va": X_va, "y_va": y_va, "n_classes": n_classes}
+    return {
+        "X_tr": X_tr,
+        "y_tr": y_tr,
+        "X_va": X_va,
+        "y_va": y_va,
+        "n_classes": n_classes,
+        "preprocessor": pre,
+    }
 
 
 def _build_model(n_in: int, hidden: tuple[int, ...], n_out: int) -> Any:
