@@ -59,18 +59,16 @@ bench = Workbench(home, address=address, serve_port=port)
 t0 = time.monotonic(); bench.connect(); t["connect"] = time.monotonic() - t0
 dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis")
 parts = bench.datasets.split(dv, {"train": 0.7, "holdout": 0.3}, seed=0)
-space = {"hidden": "32", "lr": tune.loguniform(3e-3, 3e-2), "weight_decay": 1e-4,
-         "batch_size": 64, "epochs": 2}
+space = {"family": "torch_mlp", "hidden": "32", "lr": tune.loguniform(3e-3, 3e-2),
+         "weight_decay": 1e-4, "batch_size": 64, "epochs": 2}
 t0 = time.monotonic()
 result = bench.experiments.search(
     parts["train"], name="pbt", trainable=torch_mlp_trainable, space=space, max_steps=2,
     num_samples=2, scheduler="pbt", resources={"cpu": 1}, progress=None,
 )
 t["search"] = time.monotonic() - t0
-# register_best refits a scikit-learn family, which a torch search's best config has not
-bundle = bench.experiments.fit_bundle(parts["train"], {"family": "logistic_regression", "C": 1.0})
-bench.registry.register("bc", bundle, metrics={}, dataset_version_id=parts["train"].id)
-mv = bench.registry.set_alias("bc", "champion", 1)
+mv = bench.register_best(result, model="bc", train=parts["train"], holdout=parts["holdout"],
+                         alias="champion")
 t0 = time.monotonic()
 info = bench.serving.deploy("bc", "champion", name="bc", num_replicas=1)
 t["deploy"] = time.monotonic() - t0

@@ -158,8 +158,8 @@ try:
 
     # a PBT search of the torch trainable: 2 trials, each checkpointing every epoch, to S3
     t0 = time.monotonic()
-    space = {"hidden": "32", "lr": tune.loguniform(3e-3, 3e-2), "weight_decay": 1e-4,
-             "batch_size": 64, "epochs": 2}
+    space = {"family": "torch_mlp", "hidden": "32", "lr": tune.loguniform(3e-3, 3e-2),
+             "weight_decay": 1e-4, "batch_size": 64, "epochs": 2}
     result = bench.experiments.search(
         train, name="nsd-pbt", trainable=torch_mlp_trainable, space=space, max_steps=2,
         num_samples=2, scheduler="pbt", resources={"cpu": 1}, progress=None,
@@ -176,13 +176,10 @@ try:
     out["checkpoint_objects"] = sorted(k for k in keys if "/checkpoint_" in k and k.endswith("meta.json"))
 
     # register, deploy one router replica (it can only run on the worker), predict over HTTP
-    # register_best refits a scikit-learn family, which a torch search's best config has not
-    # (KeyError 'family'): the champion is a refit logistic regression; the retraining job below
-    # registers its own search's best (v2)
-    bundle = bench.experiments.fit_bundle(train, {"family": "logistic_regression", "C": 1.0})
-    bench.registry.register("bc", bundle, metrics=bench.experiments.evaluate(bundle, holdout),
-                            dataset_version_id=train.id)
-    mv = bench.registry.set_alias("bc", "champion", 1)
+    # the champion is the torch search's best, refit as the torch_mlp family; the retraining
+    # job below registers its own search's best (v2)
+    mv = bench.register_best(result, model="bc", train=train, holdout=holdout, alias="champion")
+    out["registered_family"] = mv.params["family"]
     out["registered"] = mv.version
     t0 = time.monotonic()
     info = bench.serving.deploy("bc", "champion", name="bc", num_replicas=1)
@@ -298,6 +295,7 @@ def test_the_whole_lifecycle_on_a_cluster_with_no_shared_disk(cluster, tmp_path)
     assert out["replica_nodes"] == [worker]
     assert out["recorder_nodes"] == [out["driver_node"]]
     assert not (cluster.hidden / "worker-cache").exists()
+    assert out["registered_family"] == "torch_mlp"  # register_best refit the torch best
     first = out["first"]
     assert first["status"] == 200 and first["body"]["predictions"] == first["local"]
     assert out["shifted_codes"] == [200, 200, 200]
