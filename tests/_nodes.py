@@ -36,8 +36,14 @@ RAY_BIN = str(Path(sys.executable).with_name("ray"))
 
 def node_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment for a ``ray start``: no address of another cluster, no usage
-    stats, and this venv's ``python`` first on ``PATH`` (a Ray Job's entrypoint runs ``python``)."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    stats, this venv's ``python`` first on ``PATH`` (a Ray Job's entrypoint runs ``python``), and
+    no drain on SIGTERM (``ray start --block`` otherwise drains its node for up to 30 s before it
+    ends: Ray's ``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S``)."""
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
         env.pop(k, None)

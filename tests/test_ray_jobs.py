@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from tests._nodes import node_env
 from tests._nodes import start_head as _start_head
 from tests._processes import end_ray_start
 from tests.test_automation_loop import _drift, policy
@@ -89,11 +88,6 @@ def test_a_ray_job_without_a_job_server_fails_with_the_next_action(
 
 
 # ---------------------------------------------------------- a head of our own
-# SIGTERM ends a head at once: by default `ray start --block` first drains its node for up to
-# 30 s (tests/test_autoscaling.py's head took 33.6 s to end with it, 6 s without; here head A,
-# ended with a job running, 2.6 s without).
-def _head_env() -> dict[str, str]:
-    return node_env({"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"})
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +96,7 @@ def ray_head(tmp_path_factory):
     temp_dir = tempfile.mkdtemp(prefix="wbjobs-", dir="/tmp")  # Unix sockets: short paths
     head = None
     try:
-        head, gcs, url = _start_head(tmp_path_factory.mktemp("head"), temp_dir, env=_head_env())
+        head, gcs, url = _start_head(tmp_path_factory.mktemp("head"), temp_dir)
         yield gcs, url
     finally:
         if head is not None:
@@ -387,7 +381,7 @@ def test_a_job_whose_head_restarted_is_marked_lost_not_rerun(
     temp_a = tempfile.mkdtemp(prefix="wbjobs-a-", dir="/tmp")
     (tmp_path / "a").mkdir()
     t0 = time.monotonic()
-    head_a, gcs, url_a = _start_head(tmp_path / "a", temp_a, env=_head_env())
+    head_a, gcs, url_a = _start_head(tmp_path / "a", temp_a)
     head_up_s = time.monotonic() - t0
     monkeypatch.setenv("RAY_API_SERVER_ADDRESS", url_a)
     bench = _bench_on(gcs, home)

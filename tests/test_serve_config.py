@@ -254,7 +254,7 @@ def test_serve_run_of_the_export_answers_like_the_workbench_router(serve_apps, t
             str(ray_tmp),
             num_cpus=2,
             dashboard=False,
-            env=node_env({"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}),
+            env=node_env(),
         )
         run_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         run_env.update(RAY_USAGE_STATS_ENABLED="0")
