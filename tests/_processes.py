@@ -1,4 +1,4 @@
-"""Ending the Ray processes a test started itself, by pid (never `ray stop`)."""
+"""Running the Ray processes a test starts itself and ending them by pid (never `ray stop`)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,69 @@ def end_ray_start(proc: subprocess.Popen, wait_s: float = 60) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def script_processes(temp_dir: str, recorded: list) -> list:
+    """Live processes a driver script started: its recorded descendants (``[pid, create_time]``
+    pairs: same pid and start time), and anything whose command line names the cluster's private
+    temp dir."""
+    import psutil
+
+    alive = {}
+    for pid, created in recorded:
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - created) < 1e-3 and p.status() != psutil.STATUS_ZOMBIE:
+                alive[pid] = p
+        except psutil.NoSuchProcess:
+            pass
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if temp_dir in " ".join(p.info["cmdline"] or ()) and p.pid != os.getpid():
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive[p.pid] = p
+        except psutil.Error:
+            pass
+    return list(alive.values())
+
+
+def run_cluster_script(
+    args: list[str], *, env: dict, temp_dir: str, out_path, timeout_s: float = 420
+) -> tuple[subprocess.CompletedProcess, dict, list[str], float]:
+    """Run a driver script (``[sys.executable, script, *args]``) that builds a
+    ``ray.cluster_utils.Cluster`` under ``temp_dir`` (its ``RAY_TMPDIR``) and writes JSON to
+    ``out_path`` (``descendants``: the processes it started); then end whatever of it is left.
+
+    ``(process, out, survivors, seconds)``: survivors are the processes still alive 15 s after the
+    script ended, each killed by pid (a test fails on them); ``temp_dir`` is removed.
+    """
+    import json
+    import shutil
+    import sys
+    import time
+
+    out: dict = {}
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+        elapsed = time.monotonic() - t0
+        if out_path.exists():
+            out = json.loads(out_path.read_text())
+    finally:
+        # give processes a moment to exit after the cluster's shutdown, then end the survivors
+        deadline = time.monotonic() + 15
+        while (left := script_processes(temp_dir, out.get("descendants", []))) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        survivors = []
+        for p in left:  # ours: ended by pid
+            try:
+                survivors.append(f"{p.pid} {' '.join(p.cmdline()[:2])}")
+                p.kill()
+            except Exception:
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return proc, out, survivors, elapsed

@@ -24,17 +24,13 @@ start times of all its descendants before it shuts the cluster down.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import textwrap
-import time
 
-import psutil
 import pytest
+
+from tests._processes import run_cluster_script
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -323,27 +319,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _ray_processes(temp_dir: str, recorded: list) -> list[psutil.Process]:
-    """Live processes the script started: its recorded descendants (same pid and start time),
-    and anything whose command line names the cluster's private temp dir."""
-    alive = {}
-    for pid, created in recorded:
-        try:
-            p = psutil.Process(pid)
-            if abs(p.create_time() - created) < 1e-3 and p.status() != psutil.STATUS_ZOMBIE:
-                alive[pid] = p
-        except psutil.NoSuchProcess:
-            pass
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if temp_dir in " ".join(p.info["cmdline"] or ()) and p.pid != os.getpid():
-                if p.status() != psutil.STATUS_ZOMBIE:
-                    alive[p.pid] = p
-        except psutil.Error:
-            pass
-    return list(alive.values())
-
-
 @pytest.fixture(scope="module")
 def cluster_run(tmp_path_factory):
     """Run the script once for the module: ``(process, out, survivors, seconds)``."""
@@ -364,44 +339,20 @@ def cluster_run(tmp_path_factory):
     # the refusals); the GPU part leaves it to the storage check, which finds the disk shared
     (tmp_path / "shared").mkdir()
     storage = f"file://{tmp_path / 'shared'}"
-    out: dict = {}
-    t0 = time.monotonic()
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(script),
-                str(tmp_path / "home"),
-                str(tmp_path / "pin-home"),
-                storage,
-                str(out_path),
-                str(marks),
-                str(EPOCHS),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=420,
-        )
-        elapsed = time.monotonic() - t0
-        if out_path.exists():
-            out = json.loads(out_path.read_text())
-    finally:
-        # Nothing the script started may outlive it; give processes a moment to exit after shutdown,
-        # then end the survivors (ours, by pid) and fail.
-        deadline = time.monotonic() + 15
-        while (left := _ray_processes(temp_dir, out.get("descendants", []))) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        survivors = []
-        for p in left:
-            try:
-                survivors.append(f"{p.pid} {' '.join(p.cmdline()[:2])}")
-                p.kill()
-            except psutil.Error:
-                pass
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    proc, out, survivors, elapsed = run_cluster_script(
+        [
+            str(script),
+            str(tmp_path / "home"),
+            str(tmp_path / "pin-home"),
+            storage,
+            str(out_path),
+            str(marks),
+            str(EPOCHS),
+        ],
+        env=env,
+        temp_dir=temp_dir,
+        out_path=out_path,
+    )
     print(
         f"multinode: total {elapsed:.1f}s, cluster start {out.get('cluster_start_s', 0):.1f}s, "
         f"GPU part done at {out.get('gpu_part_s', 0):.1f}s, node swap {out.get('node_swap_s', 0):.1f}s, "

@@ -21,19 +21,14 @@ kept arriving. Nothing the cluster started is left running.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_multinode_cluster import _ray_processes
+from tests._processes import run_cluster_script
 from tests.test_serving_reliability import CLIENTS
 
 STEP_S = 1.0  # a trial reports (and checkpoints) a step this often, until the test releases it
@@ -320,34 +315,12 @@ def test_worker_node_killed_with_a_trial_and_a_replica(tmp_path):
     (tmp_path / "shared").mkdir()
     env["WORKBENCH_STORAGE"] = f"file://{tmp_path / 'shared'}"
     repo = str(Path(__file__).resolve().parents[1])
-    out: dict = {}
-    t0 = time.monotonic()
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(script), str(tmp_path / "home"), str(out_path), str(marks), repo]
-            + [str(STEP_S)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=420,
-        )
-        if out_path.exists():
-            out = json.loads(out_path.read_text())
-    finally:
-        deadline = time.monotonic() + 15
-        while (left := _ray_processes(temp_dir, out.get("descendants", []))) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        survivors = []
-        for p in left:  # ours: ended by pid
-            try:
-                survivors.append(f"{p.pid} {' '.join(p.cmdline()[:2])}")
-                p.kill()
-            except Exception:
-                pass
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    elapsed = time.monotonic() - t0
+    proc, out, survivors, elapsed = run_cluster_script(
+        [str(script), str(tmp_path / "home"), str(out_path), str(marks), repo, str(STEP_S)],
+        env=env,
+        temp_dir=temp_dir,
+        out_path=out_path,
+    )
     assert proc.returncode == 0 and "crash" not in out, (out.get("crash"), proc.stderr[-3000:])
     assert not survivors, f"Ray processes outlived the cluster's shutdown: {survivors}"
 
