@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,21 @@ def _seed(config: dict[str, Any], data: dict[str, Any]) -> int:
     return int(config.get("seed", data.get("seed", 0)))
 
 
+@contextmanager
+def _trial_threads(device: Any) -> Iterator[None]:
+    """One torch thread on a CPU device, as every trial trains (so a refit or a run without Ray
+    gives the numbers the search reported); the caller's thread count is restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_torch_mlp(
     config: dict[str, Any],
     data: dict[str, Any],
@@ -200,17 +216,15 @@ def train_torch_mlp(
     on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train one config without Ray (same split, seed and steps as a trial); per-epoch metrics."""
-    import torch
 
     seed = _seed(config, data)
     device = _device()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
     history = []
-    for metrics, state in _train_epochs(config, _prepare(data, seed), seed=seed, device=device):
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics, state)
+    with _trial_threads(device):
+        for metrics, state in _train_epochs(config, _prepare(data, seed), seed=seed, device=device):
+            history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics, state)
     return history
 
 

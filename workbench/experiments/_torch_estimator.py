@@ -87,7 +87,6 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> TorchMLPClassifier:
         import numpy as np
-        import torch
 
         X = self._frame(X)
         y = np.asarray(y)
@@ -116,10 +115,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         }
         seed = int(self.random_state)
         device = _torch._device()
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(1)  # as a trial: the same numbers as the search reported
-        try:
+        with _torch._trial_threads(device):  # as a trial: the same numbers as the search reported
             prepared = _torch._prepare(data, seed)
             history: list[dict[str, Any]] = []
             state: dict[str, Any] | None = None
@@ -128,8 +124,6 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             ):
                 history.append(metrics)
                 state = epoch_state
-        finally:
-            torch.set_num_threads(threads)
         if state is None:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs!r}")
         module = _torch._build_model(
