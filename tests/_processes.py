@@ -50,11 +50,21 @@ def script_processes(temp_dir: str, recorded: list) -> list:
 
 
 def run_cluster_script(
-    args: list[str], *, env: dict, temp_dir: str, out_path, timeout_s: float = 420
+    args: list[str],
+    *,
+    temp_dir: str,
+    out_path,
+    env: dict | None = None,
+    unset: tuple[str, ...] = (),
+    timeout_s: float = 420,
 ) -> tuple[subprocess.CompletedProcess, dict, list[str], float]:
     """Run a driver script (``[sys.executable, script, *args]``) that builds a
     ``ray.cluster_utils.Cluster`` under ``temp_dir`` (its ``RAY_TMPDIR``) and writes JSON to
     ``out_path`` (``descendants``: the processes it started); then end whatever of it is left.
+
+    The script gets this process's environment without ``RAY_ADDRESS`` (and ``unset``), with
+    ``RAY_TMPDIR=temp_dir``, no usage stats, Ray 2.60's token authentication on (as a real
+    cluster runs), and ``env`` on top.
 
     ``(process, out, survivors, seconds)``: survivors are the processes still alive 15 s after the
     script ended, each killed by pid (a test fails on them); ``temp_dir`` is removed.
@@ -64,6 +74,13 @@ def run_cluster_script(
     import sys
     import time
 
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", *unset)},
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_TMPDIR": temp_dir,
+        "RAY_AUTH_MODE": "token",
+        **(env or {}),
+    }
     out: dict = {}
     t0 = time.monotonic()
     try:

@@ -24,7 +24,6 @@ start times of all its descendants before it shuts the cluster down.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import textwrap
 
@@ -329,11 +328,6 @@ def cluster_run(tmp_path_factory):
     script = tmp_path / "multinode.py"
     script.write_text(SCRIPT)
     out_path = tmp_path / "out.json"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp_dir}
-    env.pop("RAY_ADDRESS", None)
-    env.pop("WORKBENCH_STORAGE", None)
-    # Keep Ray 2.60's token authentication on for the cluster (and its client), as a real one would run.
-    env["RAY_AUTH_MODE"] = "token"
     # every node of this cluster shares this machine's disk: the pinning part names one shared
     # folder as the storage, as a cluster with a shared mount would (tests/test_storage.py covers
     # the refusals); the GPU part leaves it to the storage check, which finds the disk shared
@@ -349,7 +343,7 @@ def cluster_run(tmp_path_factory):
             str(marks),
             str(EPOCHS),
         ],
-        env=env,
+        unset=("WORKBENCH_STORAGE",),
         temp_dir=temp_dir,
         out_path=out_path,
     )
