@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.datasets._checks import Checks, format_report, validate
-from workbench.exceptions import ConfigError, DatasetValidationError
+from workbench.datasets._sources import Fetched, Source, as_source
+from workbench.exceptions import ConfigError, DatasetValidationError, NotFoundError
 from workbench.lineage import ArtifactStore, Store
 
 if TYPE_CHECKING:
@@ -42,9 +43,14 @@ class DatasetVersion:
     source: str
     parent_id: int | None
     validation: list[dict[str, Any]]
+    source_spec: dict[str, Any] = field(default_factory=dict, compare=False)
+    source_state: dict[str, Any] = field(default_factory=dict, compare=False)
+    manifest: list[dict[str, Any]] = field(default_factory=list, compare=False)
+    created: bool = field(default=False, compare=False)
+    """True on the version ``ingest`` returned when it recorded it just now."""
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> DatasetVersion:
+    def from_row(cls, row: dict[str, Any], *, created: bool = False) -> DatasetVersion:
         return cls(
             id=row["id"],
             name=row["dataset"],
@@ -57,6 +63,10 @@ class DatasetVersion:
             source=row["source"],
             parent_id=row["parent_id"],
             validation=row["validation"],
+            source_spec=row.get("source_spec") or {},
+            source_state=row.get("source_state") or {},
+            manifest=row.get("manifest") or [],
+            created=created,
         )
 
     def __str__(self) -> str:
@@ -80,25 +90,56 @@ class Datasets:
     # ------------------------------------------------------------------ ingest
     def ingest(
         self,
-        source: str | Path | pl.DataFrame,
+        source: str | Path | pl.DataFrame | Source,
         *,
         name: str,
         target: str | None = None,
         checks: Checks | None = None,
         parent: DatasetVersion | None = None,
     ) -> DatasetVersion:
-        """Read a CSV or Parquet file (or take a polars frame), validate it, and record a version.
+        """Read a source, validate its rows, and record them as a new version of ``name``.
 
+        ``source`` is a path or URI (files, folders, globs, ``s3://``), a polars frame, or a source
+        object (:class:`FileSource`, :class:`SqlSource`, :class:`HttpSource`, :class:`MqttSource`).
         Validation runs first; if any check fails, :class:`DatasetValidationError`
         is raised with the readable report and nothing is recorded. Ingesting
-        identical content again returns the existing version.
+        identical content again returns the existing version, and so does an incremental
+        source with nothing new (``created`` is False on both).
         """
-        import polars as pl
+        src = as_source(source)
+        last = self._last_version(name)
+        fetched = src.fetch(dict(last.source_state) if last else {})
+        try:
+            if fetched.unchanged and last is not None:
+                if fetched.commit:
+                    fetched.commit()
+                return last
+            dv = self._record(src, fetched, name=name, target=target, checks=checks, parent=parent)
+        except BaseException:
+            if fetched.abort:
+                fetched.abort()
+            raise
+        if fetched.commit:
+            fetched.commit()
+        return dv
 
-        if isinstance(source, pl.DataFrame):
-            df, where = source, "dataframe"
-        else:
-            df, where = _read(Path(source)), str(Path(source).resolve())
+    def _last_version(self, name: str) -> DatasetVersion | None:
+        try:
+            return self.get(name)
+        except NotFoundError:
+            return None
+
+    def _record(
+        self,
+        src: Source,
+        fetched: Fetched,
+        *,
+        name: str,
+        target: str | None,
+        checks: Checks | None,
+        parent: DatasetVersion | None,
+    ) -> DatasetVersion:
+        df, where = fetched.frame, fetched.source
         checks = checks or Checks(target=target)
         if checks.target is None:
             checks.target = target
@@ -110,10 +151,14 @@ class Datasets:
                 f"Fix the data or the checks and ingest again:\n{format_report(report, only_failures=True)}",
                 report,
             )
+        try:
+            spec = src.to_spec()
+        except ConfigError:
+            spec = {"kind": src.kind}
         buf = io.BytesIO()
         df.write_parquet(buf, compression="zstd")
         artifact = self.artifacts.put_bytes(buf.getvalue())
-        row, _created = self.store.datasets.add_version(
+        row, created = self.store.datasets.add_version(
             name,
             content_hash=content_hash(df),
             artifact_hash=artifact,
@@ -124,8 +169,11 @@ class Datasets:
             target=target,
             validation=report,
             parent_id=parent.id if parent else None,
+            source_spec=spec,
+            source_state=fetched.state,
+            manifest=fetched.manifest,
         )
-        return DatasetVersion.from_row(row)
+        return DatasetVersion.from_row(row, created=created)
 
     # -------------------------------------------------------------------- read
     def get(self, name: str, version: int | None = None) -> DatasetVersion:
@@ -193,21 +241,3 @@ class Datasets:
                 f"new rows do not match {dv}'s columns {old.columns}: {exc}. Send rows with exactly those columns."
             ) from exc
         return self.ingest(combined, name=dv.name, target=dv.target, parent=dv)
-
-
-def _read(path: Path) -> pl.DataFrame:
-    import polars as pl
-
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist; pass the path of a CSV or Parquet file.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pl.read_csv(path, infer_schema_length=10_000)
-        if suffix in {".parquet", ".pq"}:
-            return pl.read_parquet(path)
-    except Exception as exc:
-        raise DatasetValidationError(
-            f"could not read {path}: {exc}. Check that the file is valid {suffix[1:]}."
-        ) from exc
-    raise ConfigError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet.")

@@ -39,8 +39,16 @@ class DatasetRepository(Repository):
         target: str | None,
         validation: list[dict[str, Any]],
         parent_id: int | None = None,
+        source_spec: dict[str, Any] | None = None,
+        source_state: dict[str, Any] | None = None,
+        manifest: list[dict[str, Any]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Record a dataset version; returns ``(row, created)``. The same content is never recorded twice."""
+        """Record a dataset version; returns ``(row, created)``. The same content is never recorded twice.
+
+        ``source_spec`` is the source's JSON description without secrets (what a schedule re-reads),
+        ``source_state`` its cursor after this version (a watermark, the last message ids), and
+        ``manifest`` one ``{"path", "size", "hash"}`` per file a multi-file source read.
+        """
         db = self._db
         with db.transaction():
             ds = self.ensure(name)
@@ -68,6 +76,9 @@ class DatasetRepository(Repository):
                     "target": target,
                     "validation_json": dumps(validation),
                     "parent_id": parent_id,
+                    "source_spec_json": dumps(source_spec or {}),
+                    "source_state_json": dumps(source_state or {}),
+                    "manifest_json": dumps(manifest or []),
                     "created_at": utcnow(),
                 },
                 node="dataset_version",

@@ -297,4 +297,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX retrain_jobs_by_ray_job ON retrain_jobs (ray_job_id);
         """,
     ),
+    (
+        "0007_dataset_sources",
+        """
+        ALTER TABLE dataset_versions ADD COLUMN source_spec_json TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE dataset_versions ADD COLUMN source_state_json TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE dataset_versions ADD COLUMN manifest_json TEXT NOT NULL DEFAULT '[]';
+        """,
+    ),
 ]
