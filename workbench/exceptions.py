@@ -6,6 +6,7 @@ __all__ = [
     "WorkbenchError",
     "ConfigError",
     "DatasetValidationError",
+    "SourceError",
     "NotFoundError",
     "ArtifactCorruptError",
     "InvalidRequestError",
@@ -31,6 +32,13 @@ class DatasetValidationError(WorkbenchError):
     def __init__(self, message: str, report: list[dict] | None = None):
         super().__init__(message)
         self.report = report or []
+
+
+class SourceError(WorkbenchError):
+    """A data source could not be read: unreachable, refused, malformed, or cut off mid-read.
+
+    The message names the source (secrets masked) and what to do; nothing was recorded.
+    """
 
 
 class NotFoundError(WorkbenchError):
