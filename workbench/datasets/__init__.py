@@ -1,10 +1,11 @@
 """Data ingestion and validation into immutable, content-hashed dataset versions."""
 
-from workbench.datasets._checks import Checks, format_report, validate
+from workbench.datasets._checks import Checks, Column, Custom, infer_checks
 from workbench.datasets._datasets import Datasets, DatasetVersion
 from workbench.datasets._files import FileSource
 from workbench.datasets._samples import write_breast_cancer_csv
 from workbench.datasets._sources import Fetched, FrameSource, Source, as_source, source_from_spec
+from workbench.datasets._validation import format_report, validate
 
 __all__ = [
     "Datasets",
@@ -16,6 +17,9 @@ __all__ = [
     "as_source",
     "source_from_spec",
     "Checks",
+    "Column",
+    "Custom",
+    "infer_checks",
     "validate",
     "format_report",
     "write_breast_cancer_csv",

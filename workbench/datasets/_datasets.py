@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.datasets._checks import Checks, format_report, validate
+from workbench.datasets._checks import Checks, infer_checks
 from workbench.datasets._sources import Fetched, Source, as_source
+from workbench.datasets._validation import format_report, run_checks
 from workbench.exceptions import ConfigError, DatasetValidationError, NotFoundError
 from workbench.lineage import ArtifactStore, Store
 
@@ -48,6 +49,9 @@ class DatasetVersion:
     manifest: list[dict[str, Any]] = field(default_factory=list, compare=False)
     created: bool = field(default=False, compare=False)
     """True on the version ``ingest`` returned when it recorded it just now."""
+    quarantined: DatasetVersion | None = field(default=None, compare=False)
+    """With ``ingest(..., on_error="quarantine")``: the version of ``<name>-quarantine`` that holds
+    this batch's failing rows (its parent is this version), None when every row passed."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any], *, created: bool = False) -> DatasetVersion:
@@ -96,6 +100,7 @@ class Datasets:
         target: str | None = None,
         checks: Checks | None = None,
         parent: DatasetVersion | None = None,
+        on_error: str = "reject",
     ) -> DatasetVersion:
         """Read a source, validate its rows, and record them as a new version of ``name``.
 
@@ -105,7 +110,28 @@ class Datasets:
         is raised with the readable report and nothing is recorded. Ingesting
         identical content again returns the existing version, and so does an incremental
         source with nothing new (``created`` is False on both).
+
+        ``checks`` (:class:`Checks`; by default the target must be present and never null, and
+        no feature more than half null) decide. A failed ``"warn"`` check is recorded in the
+        version's ``validation`` report and does not stop it. When an ``"error"`` check fails,
+        ``on_error="reject"`` (the default) raises :class:`DatasetValidationError` with the
+        report and records nothing; ``on_error="quarantine"`` records the rows that pass as the
+        version of ``name`` and the rows that failed a row-level error check (nulls where none
+        are allowed, out of range, unknown category, regex, duplicates, a custom row mask) as a
+        version of ``<name>-quarantine`` whose parent is that clean version (``dv.quarantined``);
+        both carry the report. A dataset-level failure (missing columns, a dtype, the row count,
+        a null share) cannot be split off and rejects either way.
+
+        Examples
+        --------
+        >>> checks = Checks(columns={"age": Column(min=0, max=120)})               # doctest: +SKIP
+        >>> dv = wb.datasets.ingest("people.csv", name="people", checks=checks,
+        ...                         on_error="quarantine")                          # doctest: +SKIP
+        >>> dv.quarantined.n_rows                                                   # doctest: +SKIP
+        3
         """
+        if on_error not in ("reject", "quarantine"):
+            raise ConfigError(f"on_error must be 'reject' or 'quarantine', got {on_error!r}")
         src = as_source(source)
         last = self._last_version(name)
         fetched = src.fetch(dict(last.source_state) if last else {})
@@ -114,7 +140,15 @@ class Datasets:
                 if fetched.commit:
                     fetched.commit()
                 return last
-            dv = self._record(src, fetched, name=name, target=target, checks=checks, parent=parent)
+            dv = self._record(
+                src,
+                fetched,
+                name=name,
+                target=target,
+                checks=checks,
+                parent=parent,
+                on_error=on_error,
+            )
         except BaseException:
             if fetched.abort:
                 fetched.abort()
@@ -138,23 +172,43 @@ class Datasets:
         target: str | None,
         checks: Checks | None,
         parent: DatasetVersion | None,
+        on_error: str = "reject",
     ) -> DatasetVersion:
         df, where = fetched.frame, fetched.source
         checks = checks or Checks(target=target)
         if checks.target is None:
             checks.target = target
-        report = validate(df, checks)
-        failed = [r for r in report if not r["passed"]]
-        if failed:
+        outcome = run_checks(df, checks)
+        report, failed = outcome.report, outcome.errors
+        quarantine = on_error == "quarantine" and failed and not outcome.dataset_errors
+        if failed and not quarantine:
+            why = (
+                " (a dataset-level check failed: such failures cannot be quarantined)"
+                if on_error == "quarantine"
+                else ""
+            )
             raise DatasetValidationError(
-                f"dataset {name!r} from {where} failed {len(failed)} validation check(s); nothing was recorded. "
-                f"Fix the data or the checks and ingest again:\n{format_report(report, only_failures=True)}",
+                f"dataset {name!r} from {where} failed {len(failed)} validation check(s){why}; nothing was "
+                f"recorded. Fix the data or the checks and ingest again:\n{format_report(report, only_failures=True)}",
                 report,
             )
         try:
             spec = src.to_spec()
         except ConfigError:
             spec = {"kind": src.kind}
+        bad_rows = None
+        if quarantine:
+            import polars as pl
+
+            mask = pl.Series(outcome.bad_rows)
+            df, bad_rows = df.filter(~mask), df.filter(mask)
+            if df.height < checks.min_rows:
+                raise DatasetValidationError(
+                    f"dataset {name!r} from {where}: only {df.height} of {df.height + bad_rows.height} rows pass "
+                    f"(minimum {checks.min_rows}); nothing was recorded. Fix the data or the checks:\n"
+                    f"{format_report(report, only_failures=True)}",
+                    report,
+                )
         buf = io.BytesIO()
         df.write_parquet(buf, compression="zstd")
         artifact = self.artifacts.put_bytes(buf.getvalue())
@@ -173,7 +227,52 @@ class Datasets:
             source_state=fetched.state,
             manifest=fetched.manifest,
         )
-        return DatasetVersion.from_row(row, created=created)
+        dv = DatasetVersion.from_row(row, created=created)
+        if bad_rows is None:
+            return dv
+        buf = io.BytesIO()
+        bad_rows.write_parquet(buf, compression="zstd")
+        qrow, qcreated = self.store.datasets.add_version(
+            f"{name}-quarantine",
+            content_hash=content_hash(bad_rows),
+            artifact_hash=self.artifacts.put_bytes(buf.getvalue()),
+            source=where,
+            n_rows=bad_rows.height,
+            n_cols=bad_rows.width,
+            schema={n: str(t) for n, t in bad_rows.schema.items()},
+            target=target,
+            validation=report,
+            parent_id=dv.id,
+            source_spec=spec,
+            source_state={},
+            manifest=fetched.manifest,
+        )
+        return replace(dv, quarantined=DatasetVersion.from_row(qrow, created=qcreated))
+
+    def infer_checks(
+        self,
+        dv: DatasetVersion,
+        *,
+        tolerance: float = 0.1,
+        path: str | Path | None = None,
+        **options: Any,
+    ) -> Checks:
+        """Checks inferred from version ``dv`` (see :func:`workbench.datasets.infer_checks`).
+
+        The checks are stored as an artifact (their YAML; ``checks.artifact`` is its hash) and,
+        with ``path``, written there to be edited and loaded back with ``Checks.from_yaml``.
+
+        Examples
+        --------
+        >>> checks = wb.datasets.infer_checks(train, path="checks.yaml")     # doctest: +SKIP
+        >>> wb.datasets.ingest("new.csv", name="cancer", checks=Checks.from_yaml("checks.yaml"))  # doctest: +SKIP
+        """
+        checks = infer_checks(self.load(dv), tolerance=tolerance, target=dv.target, **options)
+        text = checks.yaml_text()
+        checks.artifact = self.artifacts.put_bytes(text.encode())
+        if path is not None:
+            Path(path).write_text(text)
+        return checks
 
     # -------------------------------------------------------------------- read
     def get(self, name: str, version: int | None = None) -> DatasetVersion:
