@@ -102,6 +102,10 @@ class _Api(BaseHTTPRequestHandler):
         if path == "/forever":  # always a full page and a next link
             p = int(q.get("p", 1))
             return self._send(200, [{"id": p}], {"Link": f"</forever?p={p + 1}>; rel=next"})
+        if path == "/self-link":  # page 2 links back to page 1
+            p = int(q.get("p", 1))
+            nxt = "/self-link?p=2" if p == 1 else "/self-link"
+            return self._send(200, [{"id": p}], {"Link": f"<{nxt}>; rel=next"})
         if path == "/same-cursor":
             return self._send(200, {"items": [{"id": n}], "next": "abc"})
         if path == "/nested":
@@ -369,3 +373,6 @@ def test_pages_that_never_end_hit_the_page_guard(api, base):
             )
         )
     assert api.hits["/same-cursor"] == 2
+    with pytest.raises(SourceError, match=r"page 2\): page 2's next page is one already read"):
+        read(HttpSource(f"{base}/self-link", pagination="link"))
+    assert api.hits["/self-link"] == 2

@@ -3,6 +3,7 @@
 from workbench.datasets._checks import Checks, Column, Custom, infer_checks
 from workbench.datasets._datasets import Datasets, DatasetVersion
 from workbench.datasets._files import FileSource
+from workbench.datasets._http import HttpSource
 from workbench.datasets._samples import write_breast_cancer_csv
 from workbench.datasets._sources import Fetched, FrameSource, Source, as_source, source_from_spec
 from workbench.datasets._validation import format_report, validate
@@ -14,6 +15,7 @@ __all__ = [
     "Fetched",
     "FrameSource",
     "FileSource",
+    "HttpSource",
     "as_source",
     "source_from_spec",
     "Checks",
