@@ -102,3 +102,117 @@ def test_errors_say_what_to_do(populated, args, message):
     result = CliRunner().invoke(cli, ["--home", str(populated), *args])
     assert result.exit_code != 0
     assert message in result.output
+
+
+# -------------------------------------------------------------------- datasets
+@pytest.fixture
+def two_versions(tmp_path):
+    import polars as pl
+
+    from workbench.api import Workbench
+
+    home = tmp_path / "dshome"
+    with Workbench(home) as wb:
+        wb.datasets.ingest(
+            pl.DataFrame(
+                {
+                    "id": [1, 2, 3, 4],
+                    "x": [1.0, 2.0, 3.0, None],
+                    "city": ["paris", "lyon", "paris", None],
+                }
+            ),
+            name="cities",
+        )
+        wb.datasets.ingest(
+            pl.DataFrame(
+                {
+                    "id": [4, 3, 2, 5],
+                    "x": [None, 3.5, 2.0, 9.0],
+                    "city": ["lyon", "paris", "lyon", "lille"],
+                }
+            ),
+            name="cities",
+        )
+    return home
+
+
+def test_datasets_list_show_and_diff(two_versions):
+    listed = json.loads(run(two_versions, "datasets", "list", "--json").output)
+    assert [(r["name"], r["version"], r["rows"], r["failed"]) for r in listed] == [
+        ("cities", 1, 4, 0),
+        ("cities", 2, 4, 0),
+    ]
+    assert len(listed[0]["content_hash"]) == 64
+    text = run(two_versions, "datasets", "list", "cities").output
+    assert text.splitlines()[0].split()[:4] == ["name", "version", "rows", "columns"]
+    assert len(text.splitlines()) == 3
+
+    shown = run(two_versions, "datasets", "show", "cities@1").output
+    assert shown.startswith("dataset cities@1 (id 1): 4 rows x 3 columns")
+    assert "columns    city (String), id (Int64), x (Float64)" in shown
+    assert "validation 4 of 4 checks passed" in shown
+    assert "  ok   error   nulls          [x] 25.0% null (maximum 50%)\n" in shown
+    data = json.loads(run(two_versions, "datasets", "show", "cities", "--json").output)
+    assert data["version"] == 2 and data["schema"]["city"] == "String"
+    assert data["validation"] and all(
+        {"check", "column", "passed", "severity", "failing", "examples", "detail"} <= set(r)
+        for r in data["validation"]
+    )
+
+    out = run(two_versions, "datasets", "diff", "cities@1", "cities@2", "--key", "id").output
+    assert out.splitlines()[0] == (
+        "cities@1 -> cities@2: rows 4 -> 4 (+1 added, -1 removed, ~2 changed, 1 unchanged; by key id)"
+    )
+    assert "id=4  city: None -> 'lyon'" in out
+    d = json.loads(
+        run(two_versions, "datasets", "diff", "cities@1", "cities", "-k", "id", "--json").output
+    )
+    assert (d["added"], d["removed"], d["changed"]) == (1, 1, 2)
+    assert d["changed_columns"] == {"x": 1, "city": 1}
+    whole = json.loads(
+        run(two_versions, "datasets", "diff", "cities@1", "cities@2", "--json").output
+    )
+    assert whole["key"] is None and (whole["added"], whole["removed"], whole["unchanged"]) == (
+        3,
+        3,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["datasets", "show", "nope"], "dataset nope does not exist; ingest it first"),
+        (["datasets", "show", "cities@7"], "dataset cities version 7 does not exist"),
+        (["datasets", "show", "cities@x"], "use NAME or NAME@VERSION"),
+        (["datasets", "list", "nope"], "dataset nope does not exist"),
+        (["datasets", "diff", "cities@1", "cities@2", "-k", "city"], "is not unique in cities@1"),
+        (["datasets", "diff", "cities@1", "cities@2", "-k", "zz"], "are not in cities@1"),
+    ],
+)
+def test_datasets_errors_say_what_to_do(two_versions, args, message):
+    result = CliRunner().invoke(cli, ["--home", str(two_versions), *args])
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+
+
+def test_datasets_show_prints_failed_warnings_first_with_examples(two_versions):
+    import polars as pl
+
+    from workbench.api import Workbench
+    from workbench.datasets import Checks, Column
+
+    with Workbench(two_versions) as wb:
+        wb.datasets.ingest(
+            pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 9.0, 7.0]}),
+            name="warned",
+            checks=Checks(columns={"x": Column(max=5, severity="warn")}),
+        )
+    lines = run(two_versions, "datasets", "show", "warned").output.splitlines()
+    report = lines[lines.index(next(ln for ln in lines if ln.startswith("validation"))) :]
+    assert report[0].startswith("validation ") and "checks passed" in report[0]
+    assert report[1].startswith("  FAIL warn    range          [x] ") and "(2 failing)" in report[1]
+    assert report[2].strip().startswith("e.g. {") and '"x": 9.0' in report[2]
+    assert all(ln.startswith("  ok ") for ln in report[3:])
+    listed = json.loads(run(two_versions, "datasets", "list", "warned", "--json").output)
+    assert listed[0]["failed"] == 1

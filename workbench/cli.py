@@ -325,6 +325,117 @@ def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
             click.echo(bench.lineage_text(model, version))
 
 
+@cli.group()
+def datasets() -> None:
+    """Dataset versions: list them, show one's validation report, diff two."""
+
+
+def _version_row(dv: Any) -> dict[str, Any]:
+    failed = [r for r in dv.validation if not r.get("passed", False)]
+    return {
+        "name": dv.name,
+        "version": dv.version,
+        "id": dv.id,
+        "rows": dv.n_rows,
+        "columns": len(dv.schema),
+        "target": dv.target,
+        "content_hash": dv.content_hash,
+        "source": dv.source,
+        "parent_id": dv.parent_id,
+        "checks": len(dv.validation),
+        "failed": len(failed),
+    }
+
+
+@datasets.command("list")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def datasets_list(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Every dataset version (or the versions of NAME), oldest first."""
+    with _bench(ctx) as bench:
+        found = bench.datasets.versions(name) if name else bench.datasets.list()
+    rows = [_version_row(dv) for dv in found]
+    if not as_json:
+        for r in rows:
+            r["content_hash"] = r["content_hash"][:12]
+    _emit(
+        rows,
+        ["name", "version", "rows", "columns", "target", "checks", "failed", "source"],
+        as_json,
+    )
+
+
+def _report_text(report: Sequence[dict[str, Any]]) -> str:
+    # failures first; keys the record lacks show as "-" (older versions recorded fewer)
+    lines = []
+    for r in sorted(report, key=lambda r: bool(r["passed"])):
+        mark = "ok  " if r["passed"] else "FAIL"
+        col = f"[{r['column']}] " if r["column"] else ""
+        failing = "" if r["failing"] is None or r["passed"] else f" ({r['failing']} failing)"
+        lines.append(f"  {mark} {r['severity']:<7} {r['check']:<14} {col}{r['detail']}{failing}")
+        if r["examples"] and not r["passed"]:
+            lines.append("         e.g. " + ", ".join(_cell(x) for x in r["examples"][:5]))
+    return "\n".join(lines) or "  (no checks recorded)"
+
+
+@datasets.command("show")
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def datasets_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """One version (NAME: its latest): its record, schema and validation report."""
+    with _bench(ctx) as bench:
+        dv = bench.datasets.resolve(ref)
+        report = bench.datasets.report(dv)
+    row = _version_row(dv)
+    if as_json:
+        out = {**row, "schema": dv.schema, "source_spec": dv.source_spec, "validation": report}
+        click.echo(json.dumps(out, indent=2, sort_keys=True, default=str))
+        return
+    click.echo(f"dataset {dv} (id {dv.id}): {dv.n_rows} rows x {len(dv.schema)} columns")
+    click.echo(f"source     {dv.source}")
+    click.echo(f"content    sha256 {dv.content_hash}")
+    if dv.target:
+        click.echo(f"target     {dv.target}")
+    if dv.parent_id:
+        click.echo(f"derived from dataset version id {dv.parent_id}")
+    click.echo("columns    " + ", ".join(f"{c} ({t})" for c, t in dv.schema.items()))
+    passed = sum(r["passed"] for r in report)
+    click.echo(f"validation {passed} of {len(report)} checks passed")
+    click.echo(_report_text(report))
+
+
+@datasets.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option(
+    "--key",
+    "-k",
+    "keys",
+    multiple=True,
+    metavar="COLUMN",
+    help="Column identifying a row (repeat, or A,B, for a composite key); default: whole rows.",
+)
+@click.option("--examples", default=5, show_default=True, type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def datasets_diff(
+    ctx: click.Context, a: str, b: str, keys: tuple[str, ...], examples: int, as_json: bool
+) -> None:
+    """What changed from version A to version B (each NAME or NAME@VERSION)."""
+    key = [k.strip() for part in keys for k in part.split(",") if k.strip()] or None
+    with _bench(ctx) as bench:
+        d = bench.datasets.diff(a, b, key=key, examples=examples)
+    if as_json:
+        click.echo(json.dumps(d.to_dict(), indent=2, sort_keys=True, allow_nan=False))
+    else:
+        click.echo(str(d))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="workbench")
 

@@ -161,7 +161,9 @@ class Engine:
         self, *, now: float | None = None, run: bool = True, check: bool = True
     ) -> dict[str, Any]:
         """Evaluate every enabled policy once: first the monitors its triggers name check their new
-        windows (if ``check``), then new events become jobs, then runnable jobs run (if ``run``)."""
+        windows (if ``check``), then the due ingestion schedules run (``"ingested"``:
+        :meth:`Datasets.run_due_schedules`), then new events become jobs, then runnable jobs run
+        (if ``run``)."""
         rows = self.store.retraining.list_policies(enabled_only=True)
         checked: dict[str, Any] = {}
         if check:
@@ -169,6 +171,11 @@ class Engine:
                 [m for row in rows for m in self._monitors(LoopPolicy.from_dict(row["config"]))]
             )
         now = time.time() if now is None else now
+        # scheduled ingestion first: a policy evaluated below sees the data recorded this tick
+        try:
+            ingested: Any = self.stages.datasets.run_due_schedules(now=now, runner=self.runner)
+        except Exception as exc:  # a broken store read must not stop the retraining loop
+            ingested = {"error": f"{type(exc).__name__}: {exc}"}
         created: list[int] = []
         ran: list[dict[str, Any]] = []
         for row in rows:
@@ -195,6 +202,7 @@ class Engine:
             "created": created,
             "ran": ran,
             "reconciled": reconciled,
+            "ingested": ingested,
             "at": now,
         }
 

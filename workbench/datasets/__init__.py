@@ -2,6 +2,7 @@
 
 from workbench.datasets._checks import Checks, Column, Custom, infer_checks
 from workbench.datasets._datasets import Datasets, DatasetVersion
+from workbench.datasets._diff import DatasetDiff, diff
 from workbench.datasets._files import FileSource
 from workbench.datasets._http import HttpSource
 from workbench.datasets._samples import write_breast_cancer_csv
@@ -11,6 +12,8 @@ from workbench.datasets._validation import format_report, validate
 __all__ = [
     "Datasets",
     "DatasetVersion",
+    "DatasetDiff",
+    "diff",
     "Source",
     "Fetched",
     "FrameSource",

@@ -18,6 +18,8 @@ from workbench.lineage import ArtifactStore, Store
 if TYPE_CHECKING:
     import polars as pl
 
+    from workbench.datasets._diff import DatasetDiff
+
 __all__ = ["Datasets", "DatasetVersion", "content_hash"]
 
 
@@ -290,6 +292,60 @@ class Datasets:
         import polars as pl
 
         return pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(dv.artifact_hash)))
+
+    # ---------------------------------------------------- read views, diffs
+    def resolve(self, ref: DatasetVersion | str) -> DatasetVersion:
+        """A version from ``"name"`` (its latest), ``"name@3"``, or a :class:`DatasetVersion` as is.
+
+        Examples
+        --------
+        >>> wb.datasets.resolve("cancer@1").version                # doctest: +SKIP
+        1
+        """
+        from workbench.datasets._diff import resolve_ref
+
+        if isinstance(ref, DatasetVersion):
+            return ref
+        name, version = resolve_ref(ref)
+        return self.get(name, version)
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        """Every version of dataset ``name``, oldest first (:class:`NotFoundError` if it has none)."""
+        out = [dv for dv in self.list() if dv.name == name]
+        if not out:
+            self.get(name)  # raises, saying how to ingest it
+        return out
+
+    def report(self, ref: DatasetVersion | str) -> list[dict[str, Any]]:
+        """The validation report recorded with a version, one dict per check with every key present:
+        ``check, column, passed, severity, failing, examples, detail`` (older records lack some: they
+        come back as ``severity="error"``, ``failing=None``, ``examples=[]``)."""
+        from workbench.datasets._diff import report_items
+
+        return report_items(self.resolve(ref).validation)
+
+    def diff(
+        self,
+        a: DatasetVersion | str,
+        b: DatasetVersion | str,
+        *,
+        key: str | list[str] | None = None,
+        examples: int = 5,
+    ) -> DatasetDiff:
+        """What changed from version ``a`` to version ``b`` (see :func:`workbench.datasets.diff`).
+
+        Examples
+        --------
+        >>> d = wb.datasets.diff("cancer@1", "cancer@2", key="id")   # doctest: +SKIP
+        >>> d.added, d.removed, d.changed                            # doctest: +SKIP
+        (40, 3, 12)
+        """
+        from workbench.datasets._diff import diff
+
+        va, vb = self.resolve(a), self.resolve(b)
+        return diff(
+            self.load(va), self.load(vb), key=key, examples=examples, labels=(str(va), str(vb))
+        )
 
     # ------------------------------------------------------------- derivations
     def split(

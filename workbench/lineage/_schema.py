@@ -305,4 +305,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE dataset_versions ADD COLUMN manifest_json TEXT NOT NULL DEFAULT '[]';
         """,
     ),
+    (
+        "0008_ingestion_schedules",
+        """
+        CREATE TABLE ingestion_schedules (
+            name TEXT PRIMARY KEY,
+            cron TEXT NOT NULL,
+            source_spec_json TEXT NOT NULL,
+            target TEXT,
+            checks_json TEXT,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            cursor TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE ingestion_runs (
+            id INTEGER PRIMARY KEY,
+            schedule TEXT NOT NULL REFERENCES ingestion_schedules(name),
+            fire_time TEXT NOT NULL,
+            status TEXT NOT NULL,
+            runner TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            dataset_version_id INTEGER REFERENCES dataset_versions(id),
+            error TEXT,
+            detail_json TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE UNIQUE INDEX ingestion_runs_by_fire ON ingestion_runs (schedule, fire_time);
+        """,
+    ),
 ]

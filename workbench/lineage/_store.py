@@ -12,6 +12,7 @@ from workbench.lineage._datasets import DatasetRepository
 from workbench.lineage._db import Database
 from workbench.lineage._deployments import DeploymentRepository
 from workbench.lineage._experiments import ExperimentRepository
+from workbench.lineage._ingestion import IngestionRepository
 from workbench.lineage._models import ModelRepository
 from workbench.lineage._monitors import MonitorRepository
 from workbench.lineage._retraining import RetrainingRepository
@@ -51,7 +52,8 @@ class Store:
     transactions, migrations) is shared by one repository per family of
     records, each an attribute: ``datasets``, ``experiments``, ``models``,
     ``deployments`` (traffic, request log, shadow log), ``monitors`` (windows,
-    alerts, labels) and ``retraining`` (policies, jobs, steps, scheduler state).
+    alerts, labels), ``retraining`` (policies, jobs, steps, scheduler state) and ``ingestion``
+    (ingestion schedules and their runs).
     The store itself keeps what spans families: transactions, the audit log
     and lineage edges. One ``Store`` may be shared between threads of a process.
 
@@ -71,6 +73,7 @@ class Store:
         self.deployments = DeploymentRepository(self._db, self.models)
         self.monitors = MonitorRepository(self._db, self.deployments)
         self.retraining = RetrainingRepository(self._db)
+        self.ingestion = IngestionRepository(self._db)
         #: ``audit(action, entity_type, entity_id, detail=None, *, actor=None)``: append an audit
         #: entry (``actor`` defaults to the OS user). ``link(src_type, src_id, relation, dst_type,
         #: dst_id)``: record a typed lineage edge (idempotent). Both join an open transaction.
