@@ -547,6 +547,10 @@ def _distinct(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _warned(report: list[dict[str, Any]]) -> list[str]:
+    return [f"{r['check']}[{r['column']}]" if r.get("column") else r["check"] for r in report[:5]]
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -579,10 +583,35 @@ class Pipeline:
             **{k: v for k, v in self.detail.items() if k != "policy"},
         }
 
+    def _reference_checks(self, train: Any) -> tuple[Any, Any]:
+        """The champion's training data and the checks inferred from it (stored as an artifact).
+
+        Types, columns, nullability, category sets (the label's too), the label's presence and
+        the policy's ``min_rows`` reject; ranges, the row-count band and the distribution (PSI)
+        only warn: live data moving beyond the training range is drift, which is what a
+        retraining is for, not broken data. Without a champion, or one not linked to its
+        training data, the policy's training dataset is the reference.
+        """
+        from workbench.exceptions import NotFoundError
+
+        stages, p = self.stages, self.policy
+        reference = train
+        try:
+            champion = stages.registry.get(p.model, "champion")
+            if champion.dataset_version_id is not None:
+                reference = stages.datasets.by_id(champion.dataset_version_id)
+        except NotFoundError:
+            pass
+        checks = stages.datasets.infer_checks(reference)
+        checks.target = train.target
+        checks.min_rows = p.min_rows
+        checks.severity = {**checks.severity, "range": "warn"}
+        # the stored copy is what this job applied, its own settings included
+        checks.artifact = stages.datasets.artifacts.put_bytes(checks.yaml_text().encode())
+        return reference, checks
+
     def run(self) -> dict[str, Any]:
         import polars as pl
-
-        from workbench.datasets import Checks
 
         stages, p = self.stages, self.policy
         # 1. snapshot: the policy's training data plus the deployment's labelled requests
@@ -608,25 +637,45 @@ class Pipeline:
             else base.clear()
         )
         summary = f"{p.snapshot}: {keep_base} rows of {train} + {keep_new} labelled requests"
-        # 2. validate while recording the version: a failing check records nothing
-        checks = Checks(
-            schema={c: str(t) for c, t in base.schema.items()},
-            target=train.target,
-            min_rows=p.min_rows,
-            max_null_fraction=0.0,
-        )
+        # 2. validate while recording the version, against checks inferred from the champion's
+        # training data: a failing error check records nothing
+        reference, checks = self._reference_checks(train)
         try:
             snap = stages.datasets.ingest(
                 frame, name=train.name, target=train.target, checks=checks, parent=train
             )
         except DatasetValidationError as exc:
+            failed = [
+                {k: r.get(k) for k in ("check", "column", "failing", "detail")}
+                for r in exc.report
+                if not r["passed"] and r.get("severity", "error") == "error"
+            ]
             self.step("snapshot", "ok", summary)
-            self.step("validation", "failed", str(exc)[:300])
+            self.step(
+                "validation",
+                "failed",
+                str(exc)[:300],
+                reference_dataset_version_id=reference.id,
+                checks_artifact=checks.artifact,
+                failed=failed[:20],
+            )
             self.detail["validation"] = str(exc)
             return self.finish(JobStatus.FAILED, "invalid_data")
         self.store.retraining.set_job(self.id, new_dataset_version_id=snap.id)
         self.step("snapshot", "ok", f"{summary} -> {snap}", dataset_version_id=snap.id)
-        self.step("validation", "passed", f"{len(snap.validation)} checks passed")
+        warned = [r for r in snap.validation if not r["passed"]]
+        self.step(
+            "validation",
+            "passed",
+            f"{len(snap.validation) - len(warned)} of {len(snap.validation)} checks passed against "
+            f"checks inferred from {reference}"
+            + (f", {len(warned)} warning(s): " + ", ".join(_warned(warned)) if warned else ""),
+            reference_dataset_version_id=reference.id,
+            checks_artifact=checks.artifact,
+            warnings=[
+                {k: r.get(k) for k in ("check", "column", "failing", "detail")} for r in warned[:20]
+            ],
+        )
         self.detail.update(
             snapshot={
                 "mode": p.snapshot,
