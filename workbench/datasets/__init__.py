@@ -6,6 +6,7 @@ from workbench.datasets._diff import DatasetDiff, diff
 from workbench.datasets._files import FileSource
 from workbench.datasets._http import HttpSource
 from workbench.datasets._samples import write_breast_cancer_csv
+from workbench.datasets._schedules import IngestionSchedule
 from workbench.datasets._sources import Fetched, FrameSource, Source, as_source, source_from_spec
 from workbench.datasets._validation import format_report, validate
 
@@ -21,6 +22,7 @@ __all__ = [
     "HttpSource",
     "as_source",
     "source_from_spec",
+    "IngestionSchedule",
     "Checks",
     "Column",
     "Custom",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from workbench.datasets._diff import DatasetDiff
+    from workbench.datasets._schedules import IngestionSchedule
 
 __all__ = ["Datasets", "DatasetVersion", "content_hash"]
 
@@ -346,6 +347,85 @@ class Datasets:
         return diff(
             self.load(va), self.load(vb), key=key, examples=examples, labels=(str(va), str(vb))
         )
+
+    # --------------------------------------------------------------- schedules
+    def schedule(
+        self,
+        source: str | Path | pl.DataFrame | Source,
+        *,
+        name: str,
+        cron: str,
+        target: str | None = None,
+        checks: Checks | None = None,
+        enabled: bool = True,
+        since: Any = None,
+    ) -> IngestionSchedule:
+        """Ingest ``source`` into ``name`` on a cron timetable (UTC), run by the scheduler actor.
+
+        What is stored is the source's spec (``to_spec()``: no secrets, so a polars frame is
+        refused), the cron, ``target`` and ``checks``. Each fire time is one run
+        (:meth:`ingestion_runs`): ``recorded`` (a new version), ``unchanged`` (same content, or an
+        incremental source with nothing new) or ``failed`` (its error, secrets masked; tried again at
+        the next fire time). Scheduling a name again replaces its schedule and keeps its cursor.
+
+        ``since`` (an aware datetime or epoch seconds; default now) is the moment fire times
+        are counted from: one in the past makes the latest fire time since then due at once.
+
+        Examples
+        --------
+        >>> bench.datasets.schedule("/data/sales.csv", name="sales", cron="0 * * * *")  # doctest: +SKIP
+        >>> bench.automation.start_scheduler()                         # runs it every hour  # doctest: +SKIP
+        """
+        from workbench.datasets._schedules import schedule_source
+
+        return schedule_source(
+            self,
+            source,
+            name=name,
+            cron=cron,
+            target=target,
+            checks=checks,
+            enabled=enabled,
+            since=since,
+        )
+
+    def schedules(self) -> list[IngestionSchedule]:
+        """Every stored ingestion schedule, enabled or not, by name."""
+        from workbench.datasets._schedules import IngestionSchedule
+
+        return [IngestionSchedule.from_row(r) for r in self.store.ingestion.list_schedules()]
+
+    def unschedule(self, name: str) -> IngestionSchedule:
+        """Disable the schedule of ``name`` (its runs stay on record); ``schedule`` enables it again."""
+        from workbench.datasets._schedules import IngestionSchedule
+
+        return IngestionSchedule.from_row(self.store.ingestion.set_enabled(name, False))
+
+    def ingestion_runs(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The scheduled runs of ``name`` (or of every schedule), oldest first: ``fire_time``,
+        ``status`` (running, recorded, unchanged, failed), ``started``, ``ended``,
+        ``dataset_version_id``, ``version``, ``error``, ``runner``."""
+        from workbench.datasets._schedules import run_record
+
+        return [run_record(r) for r in self.store.ingestion.list_runs(name)]
+
+    def run_due_schedules(
+        self, *, now: Any = None, runner: str = "notebook"
+    ) -> list[dict[str, Any]]:
+        """Run every enabled schedule whose cron fired since its cursor; returns the runs made now.
+
+        Each due fire time is claimed in the store first (one run per schedule and fire time), so
+        two processes ticking at once never run it twice; missed fire times collapse into one run.
+        The scheduler actor calls this every tick (``Engine.tick``'s ``"ingested"``).
+
+        Examples
+        --------
+        >>> [r["status"] for r in bench.datasets.run_due_schedules()]  # doctest: +SKIP
+        ['recorded']
+        """
+        from workbench.datasets._schedules import run_due
+
+        return run_due(self, now=now, runner=runner)
 
     # ------------------------------------------------------------- derivations
     def split(
