@@ -8,6 +8,7 @@ from workbench.datasets._http import HttpSource
 from workbench.datasets._samples import write_breast_cancer_csv
 from workbench.datasets._schedules import IngestionSchedule
 from workbench.datasets._sources import Fetched, FrameSource, Source, as_source, source_from_spec
+from workbench.datasets._sql import SqlSource
 from workbench.datasets._validation import format_report, validate
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Fetched",
     "FrameSource",
     "FileSource",
+    "SqlSource",
     "HttpSource",
     "as_source",
     "source_from_spec",
