@@ -359,7 +359,7 @@ def datasets_list(ctx: click.Context, name: str | None, as_json: bool) -> None:
     rows = [_version_row(dv) for dv in found]
     if not as_json:
         for r in rows:
-            r["content_hash"] = r["content_hash"][:12]
+            r["content_hash"] = r["content_hash"].rsplit(":", 1)[-1][:12]  # no "xxh3-128:"
     _emit(
         rows,
         ["name", "version", "rows", "columns", "target", "checks", "failed", "source"],
@@ -397,7 +397,10 @@ def datasets_show(ctx: click.Context, ref: str, as_json: bool) -> None:
         return
     click.echo(f"dataset {dv} (id {dv.id}): {dv.n_rows} rows x {len(dv.schema)} columns")
     click.echo(f"source     {dv.source}")
-    click.echo(f"content    sha256 {dv.content_hash}")
+    # the hash names its algorithm ("xxh3-128:..."); versions recorded before it are bare SHA-256
+    click.echo(
+        f"content    {dv.content_hash if ':' in dv.content_hash else 'sha256:' + dv.content_hash}"
+    )
     if dv.target:
         click.echo(f"target     {dv.target}")
     if dv.parent_id:

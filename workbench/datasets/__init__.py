@@ -3,7 +3,8 @@
 from workbench.datasets._checks import Checks, Column, Custom, infer_checks
 from workbench.datasets._datasets import Datasets, DatasetVersion
 from workbench.datasets._diff import DatasetDiff, diff
-from workbench.datasets._files import FileSource
+from workbench.datasets._files import DeltaSource, FileSource
+from workbench.datasets._hashing import content_hash
 from workbench.datasets._http import HttpSource
 from workbench.datasets._samples import write_breast_cancer_csv
 from workbench.datasets._schedules import IngestionSchedule
@@ -20,6 +21,8 @@ __all__ = [
     "Fetched",
     "FrameSource",
     "FileSource",
+    "DeltaSource",
+    "content_hash",
     "SqlSource",
     "HttpSource",
     "as_source",

@@ -375,7 +375,8 @@ def infer_checks(
     each side, the category set of string columns with at most ``max_categories`` values, a null
     share band ``rate ± tolerance`` for columns that had nulls, a row-count band ``n × (1 ±
     tolerance)`` (a warning), uniqueness of integer/string columns whose values are all distinct
-    (``min_unique_rows`` rows or more), and a distribution check per column: the population
+    (``min_unique_rows`` rows or more: identifiers, which get no range and no distribution
+    check, since new batches bring new ids), and a distribution check per column: the population
     stability index (PSI) of the batch against the reference's deciles (numbers) or category
     shares, above ``psi_threshold`` a warning. PSI is used rather than a mean-within-k-standard-
     errors test because it does not tighten as batches grow (a million-row batch would fail a
@@ -433,8 +434,9 @@ def infer_checks(
             and n >= min_unique_rows
             and s.n_unique() == n
         ):
-            col.unique = True
-        psi = _psi_reference(s, psi_bins, max_categories)
+            # an identifier: new batches bring new ids, so no range and no distribution
+            col.unique, col.min, col.max = True, None, None
+        psi = None if col.unique else _psi_reference(s, psi_bins, max_categories)
         if psi is not None:
             col.psi = {**psi, "threshold": psi_threshold}
         cols[name] = col

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field, replace
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.datasets._checks import Checks, infer_checks
+from workbench.datasets._hashing import content_hash
 from workbench.datasets._sources import Fetched, Source, as_source
 from workbench.datasets._validation import format_report, run_checks
 from workbench.exceptions import ConfigError, DatasetValidationError, NotFoundError
@@ -22,14 +22,6 @@ if TYPE_CHECKING:
     from workbench.datasets._schedules import IngestionSchedule
 
 __all__ = ["Datasets", "DatasetVersion", "content_hash"]
-
-
-def content_hash(df: pl.DataFrame) -> str:
-    """SHA-256 of a frame's schema and values, independent of file format and compression."""
-    h = hashlib.sha256()
-    h.update(json.dumps([(n, str(t)) for n, t in df.schema.items()]).encode())
-    h.update(df.write_csv().encode())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -212,9 +204,15 @@ class Datasets:
                     f"{format_report(report, only_failures=True)}",
                     report,
                 )
-        buf = io.BytesIO()
-        df.write_parquet(buf, compression="zstd")
-        artifact = self.artifacts.put_bytes(buf.getvalue())
+        reference = getattr(src, "reference", None)
+        if reference is not None and bad_rows is None:
+            # a table that keeps its own versions (Delta): record which one, not a copy of its rows
+            payload = json.dumps(reference(fetched), sort_keys=True).encode()
+        else:
+            buf = io.BytesIO()
+            df.write_parquet(buf, compression="zstd")
+            payload = buf.getvalue()
+        artifact = self.artifacts.put_bytes(payload)
         row, created = self.store.datasets.add_version(
             name,
             content_hash=content_hash(df),
@@ -289,10 +287,20 @@ class Datasets:
         return [DatasetVersion.from_row(r) for r in self.store.datasets.list_versions()]
 
     def load(self, dv: DatasetVersion) -> pl.DataFrame:
-        """The version's data, read from its artifact after verifying the SHA-256."""
+        """The version's data, read from its artifact after verifying the artifact's SHA-256.
+
+        A version of a Delta table records the table version instead of a copy (a small JSON
+        artifact): its rows are read from the table at that version and checked against the
+        version's content hash.
+        """
         import polars as pl
 
-        return pl.read_parquet(io.BytesIO(self.artifacts.get_bytes(dv.artifact_hash)))
+        data = self.artifacts.get_bytes(dv.artifact_hash)
+        if data[:1] == b"{":  # a reference (Parquet starts with PAR1)
+            from workbench.datasets._files import read_delta_reference
+
+            return read_delta_reference(json.loads(data), expected=dv.content_hash)
+        return pl.read_parquet(io.BytesIO(data))
 
     # ---------------------------------------------------- read views, diffs
     def resolve(self, ref: DatasetVersion | str) -> DatasetVersion:

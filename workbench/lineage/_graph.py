@@ -14,7 +14,9 @@ def describe_node(store: Store, node_type: str, node_id: int) -> str:
     """One-line human description of a lineage node."""
     if node_type == "dataset_version":
         r = store.datasets.get_version_by_id(node_id)
-        return f"dataset {r['dataset']} v{r['version']} ({r['n_rows']} rows, sha256 {r['content_hash'][:12]})"
+        # "xxh3-128:<hex>"; versions recorded before hashes named their algorithm: bare SHA-256
+        algorithm, _, digest = str(r["content_hash"]).rpartition(":")
+        return f"dataset {r['dataset']} v{r['version']} ({r['n_rows']} rows, {algorithm or 'sha256'} {digest[:12]})"
     if node_type == "experiment":
         r = store.experiments.get(node_id)
         return f"experiment #{node_id} {r['name']} ({r['n_trials']} trials, {r['status']}, best {r['best_trial_id']})"

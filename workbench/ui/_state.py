@@ -210,7 +210,7 @@ def registry_state(registry: RegistrySource, model: str) -> dict[str, Any]:
             "label": f"{dv['dataset']} v{dv['version']}",
             "rows": dv["n_rows"],
             "cols": dv["n_cols"],
-            "hash": str(dv["content_hash"])[:12],
+            "hash": str(dv["content_hash"]).rsplit(":", 1)[-1][:12],  # without "xxh3-128:"
             "created_at": dv["created_at"],
             "parent_id": dv.get("parent_id"),
         }

@@ -542,7 +542,7 @@ function renderRegistry(model, root) {
         h("div", { class: "wb-card wb-list" }, h("div", { class: "wb-subtitle", text: "alias history (newest first)" }),
           hist.length ? hist.map((x) => h("div", { class: "wb-hist", text: `${shortTime(x.at)}  ${x.alias}: ${x.previous_version ? `v${x.previous_version} → ` : ""}v${x.version}  by ${x.actor}${x.reason ? ` — ${x.reason}` : ""}` })) : h("div", { class: "wb-empty", text: "no alias moved yet" })),
         h("div", { class: "wb-card wb-list" }, h("div", { class: "wb-subtitle", text: "data versions" }),
-          dvs.map((d) => h("div", { class: "wb-hist", text: `${d.label}: ${d.rows} rows × ${d.cols} cols, sha256 ${d.hash}, ${shortTime(d.created_at)}` }))),
+          dvs.map((d) => h("div", { class: "wb-hist", text: `${d.label}: ${d.rows} rows × ${d.cols} cols, hash ${d.hash}, ${shortTime(d.created_at)}` }))),
       ),
     );
   }

@@ -1,0 +1,170 @@
+"""What ``workbench.datasets.validate`` costs over calling pandera directly with the same checks.
+
+A reference of ``--rows`` rows (default 1,000,000: an integer id, four float columns, one with
+nulls, an integer count, two string columns, one with a regex) gives ``infer_checks``; a second
+batch of the same size from the same distribution is then validated ``--repeats`` times (default
+5) two ways, interleaved so machine load hits both alike:
+
+- ours: ``validate(batch, checks)`` (pandera for the row-level rules, one polars pass for the
+  aggregates, the report with examples);
+- pandera: one ``pandera.polars.DataFrameSchema`` holding the same rules, written by hand as a
+  pandera user would (dtypes, nullable, unique, ``in_range``, ``isin``, ``str_matches``, and the
+  row-count, null-share and PSI rules as DataFrame-level ``Check`` functions), called directly.
+
+For context a third line times pandera with the dtypes and row-level rules only (the part of our
+``validate`` that pandera runs). Medians are printed with the ratio ours / pandera; the goal is
+an overhead of 10 % or less::
+
+    .venv/bin/python bench/validation_overhead.py
+    .venv/bin/python bench/validation_overhead.py --rows 200000 --repeats 3 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import polars as pl
+
+from workbench.datasets import Checks, infer_checks, validate
+from workbench.datasets._validation import psi
+
+
+def batch(n: int, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    f3 = rng.normal(3, 4, n)
+    return pl.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64) + seed * n,
+            **{f"f{i}": rng.normal(i, 1 + i, n) for i in range(3)},
+            "f3": pl.Series(f3).set(pl.Series(rng.random(n) < 0.05), None),
+            "count": rng.integers(0, 100, n),
+            "city": rng.choice(["paris", "lyon", "lille", "nantes", "brest"], n),
+            "code": rng.choice([f"c{i:03d}" for i in range(500)], n),
+        }
+    )
+
+
+def pandera_schema(checks: Checks, *, frame_rules: bool = True):
+    """The same rules as ``checks``, as one pandera schema (what a pandera user writes); without
+    ``frame_rules``, only the dtypes and the row-level rules (for context: pandera's share)."""
+    import pandera.polars as pa
+
+    columns = {}
+    frame_checks = [
+        pa.Check(
+            lambda data: checks.min_rows <= data.lazyframe.select(pl.len()).collect().item(),
+            name="row_count",
+        )
+    ]
+    for name, col in checks.columns.items():
+        rules = []
+        if col.min is not None:
+            rules.append(pa.Check.in_range(col.min, col.max))
+        if col.isin is not None:
+            rules.append(pa.Check.isin(col.isin))
+        if col.regex is not None:
+            rules.append(pa.Check.str_matches(col.regex))
+        columns[name] = pa.Column(
+            getattr(pl, col.dtype),
+            nullable=col.nullable is not False,
+            unique=col.unique,
+            checks=rules,
+        )
+        lo, hi = col.null_fraction or (0.0, checks.max_null_fraction)
+        frame_checks.append(
+            pa.Check(
+                lambda data, c=name, lo=lo, hi=hi: (
+                    lo
+                    <= data.lazyframe.select(pl.col(c).null_count() / pl.len()).collect().item()
+                    <= hi
+                ),
+                name=f"nulls:{name}",
+            )
+        )
+        if col.psi is not None:
+            frame_checks.append(
+                pa.Check(
+                    lambda data, c=name, spec=col.psi: _psi_ok(data, c, spec), name=f"psi:{name}"
+                )
+            )
+    return pa.DataFrameSchema(columns, checks=frame_checks if frame_rules else [], strict=True)
+
+
+def _psi_ok(data, c: str, spec: dict) -> bool:
+    s = data.lazyframe.select(pl.col(c)).collect()[c].drop_nulls()
+    if "edges" in spec:
+        s = s.cast(pl.Float64)
+        s = s.filter(s.is_not_nan())
+        cum = [int((s <= e).sum()) for e in spec["edges"]]
+        counts = [b - a for a, b in zip([0, *cum], [*cum, s.len()], strict=True)]
+    else:
+        vc = dict(s.cast(pl.String).value_counts().iter_rows())
+        counts = [int(vc.get(k, 0)) for k in spec["categories"]]
+        counts.append(s.len() - sum(counts))
+    return psi(spec["expected"], [k / s.len() for k in counts]) <= spec["threshold"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    ref, new = batch(args.rows, 0), batch(args.rows, 1)
+    t = time.perf_counter()
+    checks = infer_checks(ref)
+    checks.columns["code"].regex = r"^c\d{3}$"
+    infer_s = time.perf_counter() - t
+    schema = pandera_schema(checks)
+    rows_only = pandera_schema(checks, frame_rules=False)
+    report = validate(new, checks)  # warm-up: imports pandera, and a correctness check
+    failed = [r for r in report if not r["passed"]]
+    assert not failed, failed
+    schema.validate(new, lazy=True)
+
+    ours, direct, row_rules = [], [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        validate(new, checks)
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        schema.validate(new, lazy=True)
+        direct.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        rows_only.validate(new, lazy=True)
+        row_rules.append(time.perf_counter() - t)
+    med_ours, med_direct = statistics.median(ours), statistics.median(direct)
+    out = {
+        "rows": args.rows,
+        "columns": new.width,
+        "checks": len(report),
+        "infer_s": round(infer_s, 3),
+        "ours_s": [round(x, 3) for x in ours],
+        "pandera_s": [round(x, 3) for x in direct],
+        "ours_median_s": round(med_ours, 3),
+        "pandera_median_s": round(med_direct, 3),
+        "pandera_row_rules_median_s": round(statistics.median(row_rules), 3),
+        "ratio": round(med_ours / med_direct, 3),
+        "overhead_pct": round(100 * (med_ours / med_direct - 1), 1),
+    }
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(
+        f"{args.rows:,} rows x {new.width} columns, {len(report)} checks (inferred in {infer_s:.2f} s)"
+    )
+    print(f"  ours     median {med_ours:.3f} s   runs {out['ours_s']}")
+    print(f"  pandera  median {med_direct:.3f} s   runs {out['pandera_s']}")
+    print(
+        f"  (pandera, dtypes and row-level rules only: median {out['pandera_row_rules_median_s']:.3f} s)"
+    )
+    print(f"  ratio {out['ratio']:.3f} (overhead {out['overhead_pct']:+.1f} %; goal <= +10 %)")
+
+
+if __name__ == "__main__":
+    main()
