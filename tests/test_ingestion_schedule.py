@@ -192,6 +192,23 @@ def test_two_stages_on_one_home_never_run_a_fire_twice(tmp_path):
         b.close()
 
 
+def test_runs_an_earlier_scheduler_left_running_end_failed_not_rerun(stages, tmp_path):
+    csv = tmp_path / "sales.csv"
+    write_csv(csv, 3)
+    repo = stages.store.ingestion
+    stages.datasets.schedule(str(csv), name="sales", cron="0 * * * *", since=at(9, 30))
+    old = repo.claim_run("sales", at(10, 0).isoformat(), runner="scheduler:old")
+    mine = repo.claim_run("sales", at(11, 0).isoformat(), runner="scheduler:new")
+    nb = repo.claim_run("sales", at(12, 0).isoformat(), runner="notebook")
+    assert repo.interrupt_runs("scheduler:", keep="scheduler:new") == [old]
+    runs = {r["id"]: r for r in stages.datasets.ingestion_runs("sales")}
+    assert runs[old]["status"] == "failed" and "interrupted" in runs[old]["error"]
+    assert runs[mine]["status"] == runs[nb]["status"] == "running"
+    assert repo.interrupt_runs("scheduler:", keep="scheduler:new") == []
+    # its fire time is not run again; the cursor is past it
+    assert stages.datasets.run_due_schedules(now=at(12, 30)) == []
+
+
 def test_unschedule_disables_and_scheduling_again_starts_from_now(stages, tmp_path):
     csv = tmp_path / "sales.csv"
     write_csv(csv, 3)
@@ -245,16 +262,22 @@ def test_the_scheduler_actor_records_a_version_on_its_own(home, tmp_path, ray_cl
         bench.datasets.schedule(
             str(csv), name="sales", cron="* * * * *", since=time.time() - 61, target="y"
         )
+        # a run an earlier scheduler incarnation left running (killed in the middle of it)
+        orphan = bench.store.ingestion.claim_run(
+            "sales", at(10, 0).isoformat(), runner="scheduler:gone"
+        )
         t0 = time.monotonic()
         bench.automation.start_scheduler(interval_s=0.5, namespace=ns)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             runs = bench.datasets.ingestion_runs("sales")
-            if runs and runs[0]["status"] != "running":
+            if len(runs) == 2 and runs[1]["status"] != "running":
                 break
             time.sleep(0.2)
         took = time.monotonic() - t0
-        (run,) = bench.datasets.ingestion_runs("sales")
+        gone, run = bench.datasets.ingestion_runs("sales")
+        assert gone["id"] == orphan and gone["status"] == "failed"
+        assert gone["error"].startswith("interrupted") and gone["ended"]
         assert run["status"] == "recorded", run
         assert run["runner"].startswith("scheduler:")  # the actor, not this process
         dv = bench.datasets.get("sales")
@@ -264,7 +287,7 @@ def test_the_scheduler_actor_records_a_version_on_its_own(home, tmp_path, ray_cl
         runs = bench.datasets.ingestion_runs("sales")
         fire = datetime.fromisoformat(run["fire_time"])
         if datetime.now(UTC) < fire + timedelta(minutes=1):
-            assert len(runs) == 1
+            assert len(runs) == 2
         assert len({r["fire_time"] for r in runs}) == len(runs)
         print(f"\nscheduler actor: version recorded {took:.1f}s after start_scheduler")
         assert bench.automation.stop_scheduler(namespace=ns)

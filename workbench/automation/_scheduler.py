@@ -47,6 +47,10 @@ class SchedulerActor:
         self.last_error: str | None = None
         self._stop = threading.Event()
         self.interrupted = self.engine.interrupt_orphans("scheduler:")
+        # ingestion runs an earlier incarnation left running end failed (their next fire time runs)
+        self.interrupted_runs = self.stages.store.ingestion.interrupt_runs(
+            "scheduler:", keep=self.incarnation
+        )
         self._save("running")
         self._thread = threading.Thread(target=self._loop, name="wb-scheduler", daemon=True)
         self._thread.start()
@@ -87,6 +91,7 @@ class SchedulerActor:
             "interval_s": self.interval_s,
             "last_error": self.last_error,
             "interrupted_on_start": self.interrupted,
+            "interrupted_runs_on_start": self.interrupted_runs,
             "alive": self._thread.is_alive(),
         }
 

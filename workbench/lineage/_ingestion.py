@@ -151,6 +151,32 @@ class IngestionRepository(Repository):
                 )
             return row
 
+    def interrupt_runs(self, runner_prefix: str, *, keep: str) -> list[int]:
+        """Runs left ``running`` by an earlier incarnation of a runner (``runner_prefix``, not
+        ``keep``) end ``failed`` as interrupted; their fire time is not run again (the next one is)."""
+        db = self._db
+        with db.transaction():
+            ids = [
+                int(r["id"])
+                for r in db.rows(
+                    "SELECT id FROM ingestion_runs WHERE status = 'running' "
+                    "AND substr(runner, 1, ?) = ? AND runner != ?",
+                    [len(runner_prefix), runner_prefix, keep],
+                )
+            ]
+            for run_id in ids:
+                db.execute(
+                    "UPDATE ingestion_runs SET status = 'failed', ended_at = ?, error = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    (
+                        utcnow(),
+                        f"interrupted: its runner stopped before the run ended ({keep} started "
+                        "after it); the next fire time runs again",
+                        run_id,
+                    ),
+                )
+            return ids
+
     def get_run(self, run_id: int) -> dict[str, Any]:
         return self._one(
             "SELECT * FROM ingestion_runs WHERE id = ?",
