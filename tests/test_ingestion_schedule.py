@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workbench.datasets import Checks, IngestionSchedule, Source
+from workbench.datasets import Checks, Custom, IngestionSchedule, Source
 from workbench.datasets._sources import register_source
 from workbench.exceptions import ConfigError, NotFoundError, SourceError
 
@@ -78,16 +78,18 @@ def test_a_schedule_stores_the_source_spec_and_refuses_what_cannot_be_re_read(st
     with pytest.raises(ConfigError, match="time zone"):
         ds.schedule(str(csv), name="bad", cron="* * * * *", since=datetime(2026, 1, 1))
     checks = Checks(min_rows=3, target="y")
-    if hasattr(Checks, "to_dict"):
-        stored = ds.schedule(str(csv), name="checked", cron="* * * * *", checks=checks)
-        assert stored.checks == checks.to_dict()
-        assert Checks.from_dict(stored.checks).to_dict() == checks.to_dict()
-    else:  # until Checks can be stored, a schedule with checks is refused, saying so
-        with pytest.raises(ConfigError, match="cannot store Checks"):
-            ds.schedule(str(csv), name="checked", cron="* * * * *", checks=checks)
+    stored = ds.schedule(str(csv), name="checked", cron="* * * * *", checks=checks)
+    assert stored.checks == checks.to_dict()
+    assert Checks.from_dict(stored.checks).to_dict() == checks.to_dict()
+    with pytest.raises(ConfigError, match="custom callables"):  # a callable cannot be stored
+        ds.schedule(
+            str(csv),
+            name="custom",
+            cron="* * * * *",
+            checks=Checks(custom=[Custom(lambda df: True, name="ok")]),
+        )
     assert [s.name for s in ds.schedules()] == sorted(s.name for s in ds.schedules())
-    assert "frame" not in {s.name for s in ds.schedules()}
-    assert "bad" not in {s.name for s in ds.schedules()}
+    assert {s.name for s in ds.schedules()} == {"sales", "checked"}
     with pytest.raises(NotFoundError, match="bench.datasets.schedule"):
         ds.unschedule("nothing")
 
@@ -143,6 +145,8 @@ def test_a_failed_run_masks_secrets_and_a_failed_check_records_nothing(stages, t
     csv = tmp_path / "rows.csv"
     write_csv(csv, 4)
     ds.schedule(str(csv), name="rows", cron="0 * * * *", target="label", since=at(9, 30))
+    # the stored checks are what a run validates with
+    ds.schedule(str(csv), name="few", cron="0 * * * *", checks=Checks(min_rows=10), since=at(9, 30))
     runs = {r["schedule"]: r for r in ds.run_due_schedules(now=at(10, 0, 1))}
     assert runs["db"]["status"] == "failed"
     assert "hunter2" not in runs["db"]["error"]
@@ -151,6 +155,7 @@ def test_a_failed_run_masks_secrets_and_a_failed_check_records_nothing(stages, t
         in (runs["db"]["error"])
     )
     assert runs["rows"]["status"] == "failed" and "label" in runs["rows"]["error"]
+    assert runs["few"]["status"] == "failed" and "(minimum 10)" in runs["few"]["error"]
     assert "DatasetValidationError" in runs["rows"]["error"]
     assert [v.name for v in ds.list()] == []
     assert all("hunter2" not in str(r) for r in ds.ingestion_runs())

@@ -16,6 +16,8 @@ from workbench.exceptions import ConfigError, DatasetValidationError, NotFoundEr
 from workbench.lineage import ArtifactStore, Store
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import polars as pl
 
     from workbench.datasets._diff import DatasetDiff
@@ -366,7 +368,7 @@ class Datasets:
         target: str | None = None,
         checks: Checks | None = None,
         enabled: bool = True,
-        since: Any = None,
+        since: datetime | float | None = None,
     ) -> IngestionSchedule:
         """Ingest ``source`` into ``name`` on a cron timetable (UTC), run by the scheduler actor.
 
@@ -418,7 +420,7 @@ class Datasets:
         return [run_record(r) for r in self.store.ingestion.list_runs(name)]
 
     def run_due_schedules(
-        self, *, now: Any = None, runner: str = "notebook"
+        self, *, now: datetime | float | None = None, runner: str = "notebook"
     ) -> list[dict[str, Any]]:
         """Run every enabled schedule whose cron fired since its cursor; returns the runs made now.
 

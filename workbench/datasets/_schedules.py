@@ -105,27 +105,11 @@ def mask_text(text: str) -> str:
 
 
 def _checks_dict(checks: Checks | None) -> dict[str, Any] | None:
-    if checks is None:
-        return None
-    to_dict = getattr(checks, "to_dict", None)
-    if to_dict is None:
-        raise ConfigError(
-            "this workbench cannot store Checks with a schedule yet (Checks has no to_dict); "
-            "schedule without checks= (target= is still checked) or validate the versions after."
-        )
-    return dict(to_dict())
+    return None if checks is None else dict(checks.to_dict())
 
 
 def _checks_from(data: dict[str, Any] | None) -> Checks | None:
-    if data is None:
-        return None
-    from_dict = getattr(Checks, "from_dict", None)
-    if from_dict is None:
-        raise ConfigError(
-            "this schedule stores checks but this workbench cannot read them back "
-            "(Checks has no from_dict); upgrade workbench or schedule again without checks=."
-        )
-    return from_dict(data)  # type: ignore[no-any-return]
+    return None if data is None else Checks.from_dict(data)
 
 
 def _utc(when: datetime | float | None) -> datetime:
