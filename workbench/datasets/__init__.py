@@ -6,6 +6,7 @@ from workbench.datasets._diff import DatasetDiff, diff
 from workbench.datasets._files import DeltaSource, FileSource
 from workbench.datasets._hashing import content_hash
 from workbench.datasets._http import HttpSource
+from workbench.datasets._mqtt import MqttSource
 from workbench.datasets._samples import write_breast_cancer_csv
 from workbench.datasets._schedules import IngestionSchedule
 from workbench.datasets._sources import Fetched, FrameSource, Source, as_source, source_from_spec
@@ -25,6 +26,7 @@ __all__ = [
     "content_hash",
     "SqlSource",
     "HttpSource",
+    "MqttSource",
     "as_source",
     "source_from_spec",
     "IngestionSchedule",
