@@ -75,6 +75,8 @@ def test_a_schedule_stores_the_source_spec_and_refuses_what_cannot_be_re_read(st
         ds.schedule(str(csv), name="bad", cron="*/10 * * *")
     with pytest.raises(ConfigError, match="minute"):
         ds.schedule(str(csv), name="bad", cron="61 * * * *")
+    with pytest.raises(ConfigError, match="never fires"):  # 31 February
+        ds.schedule(str(csv), name="bad", cron="0 0 31 2 *")
     with pytest.raises(ConfigError, match="time zone"):
         ds.schedule(str(csv), name="bad", cron="* * * * *", since=datetime(2026, 1, 1))
     checks = Checks(min_rows=3, target="y")

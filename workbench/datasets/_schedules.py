@@ -56,6 +56,15 @@ class IngestionSchedule:
         Whether the scheduler runs it.
     cursor : str
         ISO-8601 UTC moment the next fire time is counted from (the last claimed fire time).
+
+    Examples
+    --------
+    >>> s = IngestionSchedule("sales", "0 * * * *", {"kind": "files", "path": "/data/sales.csv"},
+    ...                       None, None, True, "2026-01-01T10:30:00+00:00", "", "")
+    >>> s.next_fire.isoformat()
+    '2026-01-01T11:00:00+00:00'
+    >>> s.due(datetime(2026, 1, 1, 13, 5, tzinfo=UTC)).isoformat()   # 11:00, 12:00, 13:00: one run
+    '2026-01-01T13:00:00+00:00'
     """
 
     name: str
@@ -136,7 +145,7 @@ def schedule_source(
     since: datetime | float | None = None,
 ) -> IngestionSchedule:
     """Store (or replace) the ingestion schedule of ``name``; see :meth:`Datasets.schedule`."""
-    CronSchedule(cron)  # a bad expression fails here, not in the scheduler
+    CronSchedule(cron).next_after(datetime.now(UTC))  # a bad or never-firing cron fails here
     src = as_source(source)
     spec = src.to_spec()  # a frame refuses: its rows cannot be re-read later
     source_from_spec(spec)  # what the scheduler will do: fail now if the spec does not read back
