@@ -777,3 +777,193 @@ def test_bench_widgets_read_through_a_second_connection_and_act_through_the_benc
     assert reg.refresh(force=True)["aliases"]["champion"] == 2
     widgets.close()
     assert widgets._reader is None
+
+
+# ------------------------------------------------------------------ dataset versions, reports, diffs
+@pytest.fixture
+def cities(tmp_path):
+    """A Workbench with three versions of dataset ``cities``: v2 changes rows, v3 fails a warning."""
+    import polars as pl
+
+    from workbench import Workbench
+    from workbench.datasets import Checks, Column
+
+    bench = Workbench(tmp_path / "cities")
+    old = pl.DataFrame(
+        {"id": [1, 2, 3, 4], "x": [1.0, 2.0, 3.0, None], "city": ["a", "b", "a", None]}
+    )
+    new = pl.DataFrame(
+        {"id": [4, 3, 2, 5], "x": [None, 3.5, 2.0, 9.0], "city": ["b", "a", "b", "c"]}
+    )
+    bench.datasets.ingest(old, name="cities")
+    bench.datasets.ingest(new, name="cities")
+    bench.datasets.ingest(
+        new.with_columns(x=pl.col("x") * 2),
+        name="cities",
+        checks=Checks(columns={"x": Column(max=10, severity="warn")}),
+    )
+    yield bench
+    bench.close()
+
+
+def test_dataset_widget_shows_versions_reports_and_the_last_two_diffed(cities):
+    from workbench.ui import DatasetWidget
+
+    w = DatasetWidget(cities.datasets, "cities", autostart=False)
+    w.refresh(force=True)
+    assert w.kind == "dataset" and w.dataset_name == "cities"
+    assert [(v["version"], v["rows"], v["cols"]) for v in w.versions] == [
+        (1, 4, 3),
+        (2, 4, 3),
+        (3, 4, 3),
+    ]
+    assert [(v["errors"], v["warnings"]) for v in w.versions] == [(0, 0), (0, 0), (0, 1)]
+    # the latest version's report, its failed warning first, every key present
+    assert w.selected == 3
+    first = w.report[0]
+    assert (first["check"], first["column"], first["passed"], first["severity"]) == (
+        "range",
+        "x",
+        False,
+        "warn",
+    )
+    assert first["failing"] == 1 and first["examples"] and all(r["passed"] for r in w.report[1:])
+    assert all(
+        {"check", "column", "passed", "severity", "failing", "examples", "detail"} <= set(r)
+        for r in w.report
+    )
+    # the last two versions, whole rows: every x doubled except the null
+    assert w.compare == {"a": 2, "b": 3, "key": []}
+    assert (w.diff["a"], w.diff["b"], w.diff["added"], w.diff["removed"]) == (
+        "cities@2",
+        "cities@3",
+        3,
+        3,
+    )
+    assert w.diff["text"].startswith("cities@2 -> cities@3")
+    json.dumps(w.get_state())  # everything synced is JSON
+
+
+def test_dataset_widget_diffs_the_chosen_pair_by_key_off_the_kernel_thread(cities):
+    from workbench.ui import DatasetWidget
+
+    w = DatasetWidget(cities.datasets, "cities", autostart=False)
+    w.refresh(force=True)
+    w._on_custom_msg(w, {"action": "diff", "params": {"a": 1, "b": 2, "key": "id"}}, [])
+    assert _wait(lambda: w.diff.get("a") == "cities@1", 10), w.diff
+    assert w.compare == {"a": 1, "b": 2, "key": ["id"]}
+    d = w.diff
+    assert (d["added"], d["removed"], d["changed"], d["unchanged"]) == (1, 1, 2, 1)
+    assert d["changed_columns"] == {"x": 1, "city": 1}
+    assert {"key": {"id": 4}, "changes": {"city": [None, "b"]}} in d["changed_examples"]
+    assert _wait(lambda: w.notice.get("text", "").startswith("cities@1 -> cities@2"), 5), w.notice
+    # the same pair again is not diffed again
+    calls = []
+    original = cities.datasets.diff
+    cities.datasets.diff = lambda *a, **k: calls.append(a) or original(*a, **k)
+    w.act("diff", a=1, b=2, key=["id"])
+    w.refresh(force=True)
+    assert calls == []
+    # a key that is not unique: the diff pane says why, nothing raised in the kernel
+    w.act("diff", a=1, b=2, key="city")
+    assert "is not unique in cities@1" in w.diff["error"] and "diff without key=" in w.diff["error"]
+    w.act("diff", a=1, b=9)
+    assert "cities version 9 does not exist" in w.diff["error"]
+
+
+def test_dataset_widget_shows_the_report_of_the_clicked_version(cities):
+    from workbench.ui import DatasetWidget
+
+    w = DatasetWidget(cities.datasets, "cities", autostart=False, compare=(1, 3), key="id")
+    w.refresh(force=True)
+    assert w.compare == {"a": 1, "b": 3, "key": ["id"]} and w.diff["changed"] == 3
+    w.selected = 1  # what a click on the row of v1 sets, from the browser
+    assert _wait(lambda: all(r["passed"] for r in w.report) and w.selected == 1, 5), w.report
+    assert len(w.report) == len(cities.datasets.get("cities", 1).validation)
+    with pytest.raises(NotFoundError, match="ingest it first"):
+        DatasetWidget(cities.datasets, "nope", autostart=False)
+
+
+def test_dataset_widget_with_one_version_has_nothing_to_diff(cities):
+    import polars as pl
+
+    from workbench.ui import DatasetWidget
+
+    cities.datasets.ingest(pl.DataFrame({"v": [1]}), name="single")
+    w = cities.widgets.dataset("single", autostart=False)
+    assert w._datasets is cities.widgets.reader.datasets
+    w.refresh(force=True)
+    assert isinstance(w, DatasetWidget)
+    assert w.compare == {} and w.diff == {} and [v["version"] for v in w.versions] == [1]
+
+
+# A DOM just big enough for widgets.js (no jsdom here): elements with children, text, attributes
+# and click listeners; the model's traits come from the real widget's synced state.
+_NODE_DOM = r"""
+class Node {
+  constructor(tag) { this.tag = tag; this.children = []; this.attrs = {}; this.listeners = {};
+    this.className = ""; this._text = ""; this.value = ""; }
+  set textContent(t) { this._text = String(t); this.children = []; }
+  get textContent() { return this._text + this.children.map((c) => typeof c === "string" ? c : c.textContent).join(" "); }
+  setAttribute(k, v) { this.attrs[k] = v; if (k === "value") this.value = v; }
+  addEventListener(ev, fn) { (this.listeners[ev] ||= []).push(fn); }
+  append(...cs) { this.children.push(...cs); }
+  replaceChildren(...cs) { this.children = []; this.append(...cs); }
+  remove() {}
+  click() { for (const fn of this.listeners.click || []) fn({}); }
+  find(pred) { if (pred(this)) return this;
+    for (const c of this.children) { if (typeof c !== "string") { const f = c.find(pred); if (f) return f; } }
+    return null; }
+}
+globalThis.document = { createElement: (t) => new Node(t), createElementNS: (_, t) => new Node(t), activeElement: null };
+globalThis.requestAnimationFrame = (f) => f();
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_dataset_renderer_draws_the_synced_state_and_sends_compare(cities, tmp_path):
+    from workbench.ui import DatasetWidget
+    from workbench.ui._widgets import ESM_PATH
+
+    w = DatasetWidget(cities.datasets, "cities", autostart=False, compare=(1, 2), key="id")
+    w.refresh(force=True)
+    state = {k: v for k, v in w.get_state().items() if not isinstance(v, bytes | memoryview)}
+    script = tmp_path / "render.mjs"
+    script.write_text(
+        _NODE_DOM
+        + f"const state = {json.dumps(state)};\n"
+        + r"""
+const handlers = {}; const sent = [];
+const model = { get: (k) => state[k], set: (k, v) => { state[k] = v; (handlers[`change:${k}`] || []).forEach((f) => f()); },
+  save_changes: () => {}, on: (ev, fn) => { (handlers[ev] ||= []).push(fn); }, off: () => {}, send: (m) => sent.push(m) };
+const el = new Node("div");
+const mod = await import(process.argv[2]);
+mod.default.render({ model, el });
+const text = el.textContent;
+const row = el.find((n) => n.attrs && n.attrs["data-version"] === "1");
+row.click();
+el.find((n) => n.attrs && n.attrs["data-action"] === "diff").click();
+console.log(JSON.stringify({ text, selected: state.selected, sent }));
+"""
+    )
+    out = subprocess.run(
+        ["node", str(script), ESM_PATH.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    text = got["text"]
+    for part in (
+        "dataset cities",
+        "3 versions",
+        "validation report of v3: 5 of 6 checks passed",  # the warning failed
+        "FAIL",
+        "cities@1 → cities@2: rows 4 → 4 (+1 added, −1 removed, ~2 changed, 1 unchanged; by key id)",
+        "changed columns (rows): x (1), city (1)",
+        "column statistics (a → b)",
+    ):
+        assert part in text, (part, text[:2000])
+    assert got["selected"] == 1, "a click on a version row sets the synced selected trait"
+    assert got["sent"] == [{"action": "diff", "params": {"a": 1, "b": 2, "key": "id"}}]

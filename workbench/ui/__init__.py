@@ -1,4 +1,4 @@
-"""Notebook and terminal displays: Tune progress, and live widgets for experiments, registry, deployments, monitors, lineage."""
+"""Notebook and terminal displays: Tune progress, and live widgets for experiments, registry, deployments, monitors, lineage, datasets."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ __all__ = [
     "DeploymentWidget",
     "MonitorWidget",
     "LineageWidget",
+    "DatasetWidget",
     "Widgets",
 ]
 
 if TYPE_CHECKING:
     from workbench.ui._progress_widget import ProgressWidget
     from workbench.ui._widgets import (
+        DatasetWidget,
         DeploymentWidget,
         ExperimentWidget,
         LineageWidget,

@@ -20,6 +20,7 @@ __all__ = [
     "MonitorSource",
     "RetrainActions",
     "LineageSource",
+    "DatasetSource",
 ]
 
 
@@ -119,3 +120,13 @@ class LineageSource(Protocol):
         self, node_type: str, node_id: int, *, max_nodes: int = 500
     ) -> dict[str, Any]: ...
     def lineage_record(self, node_type: str, node_id: int) -> dict[str, Any]: ...
+
+
+class DatasetSource(Protocol):
+    """``bench.datasets``: a dataset's versions, a version's validation report, and diffs."""
+
+    def versions(self, name: str) -> list[Any]: ...
+    def report(self, ref: Any) -> list[dict[str, Any]]: ...
+    def diff(
+        self, a: Any, b: Any, *, key: str | list[str] | None = None, examples: int = 5
+    ) -> Any: ...

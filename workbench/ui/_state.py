@@ -17,6 +17,7 @@ from typing import Any
 
 from workbench.runtime import jsonable, percentile
 from workbench.ui._sources import (
+    DatasetSource,
     DeploymentSource,
     ExperimentSource,
     LineageSource,
@@ -32,6 +33,8 @@ __all__ = [
     "deployment_state",
     "monitor_state",
     "lineage_state",
+    "dataset_state",
+    "diff_state",
     "node_record",
     "rollback_target",
     "clean",
@@ -529,3 +532,68 @@ def lineage_state(
     graph = lineage.lineage_graph(node_type, int(node_id), max_nodes=max_nodes)
     nodes = [{**n, "short": short_label(n["type"], n["label"])} for n in graph["nodes"]]
     return clean({"root": graph["root"], "nodes": nodes, "edges": graph["edges"]})
+
+
+# --------------------------------------------------------------------- dataset
+def dataset_state(
+    datasets: DatasetSource, name: str, *, selected: int | None = None
+) -> dict[str, Any]:
+    """Versions of dataset ``name`` (rows, columns, hash, checks that failed, by severity) and the
+    validation report of version ``selected`` (default: the latest), failures first."""
+    versions = datasets.versions(name)
+    rows = []
+    for dv in versions:
+        failed = [r for r in dv.validation if not r.get("passed", False)]
+        rows.append(
+            {
+                "version": dv.version,
+                "id": dv.id,
+                "rows": dv.n_rows,
+                "cols": len(dv.schema),
+                "hash": str(dv.content_hash).rsplit(":", 1)[-1][:12],
+                "source": dv.source,
+                "target": dv.target,
+                "parent_id": dv.parent_id,
+                "checks": len(dv.validation),
+                "errors": sum(r.get("severity", "error") != "warn" for r in failed),
+                "warnings": sum(r.get("severity") == "warn" for r in failed),
+            }
+        )
+    by_version = {dv.version: dv for dv in versions}
+    chosen = by_version.get(selected) if selected is not None else None
+    chosen = chosen or versions[-1]
+    report = sorted(
+        datasets.report(chosen), key=lambda r: (bool(r["passed"]), r["severity"] != "error")
+    )
+    return clean(
+        {
+            "name": name,
+            "versions": rows,
+            "selected": chosen.version,
+            "schema": dict(chosen.schema),
+            "report": report,
+        }
+    )
+
+
+def diff_state(
+    datasets: DatasetSource,
+    name: str,
+    a: int,
+    b: int,
+    key: Iterable[str] = (),
+    *,
+    examples: int = 5,
+) -> dict[str, Any]:
+    """``datasets.diff(name@a, name@b, key=...)`` as JSON (``to_dict()``), or ``{"error": ...}``
+    saying what to change (an unknown version, a key that is not unique...)."""
+    from workbench.exceptions import WorkbenchError
+
+    keys = [k for k in key if k]
+    try:
+        d = datasets.diff(
+            f"{name}@{int(a)}", f"{name}@{int(b)}", key=keys or None, examples=examples
+        )
+    except WorkbenchError as exc:
+        return {"error": str(exc), "a": int(a), "b": int(b), "key": keys}
+    return clean({**d.to_dict(), "text": str(d)})

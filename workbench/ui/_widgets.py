@@ -24,6 +24,7 @@ import traitlets
 from workbench._identity import default_actor
 from workbench.exceptions import ConfigError
 from workbench.ui._sources import (
+    DatasetSource,
     DeploymentSource,
     ExperimentSource,
     LineageSource,
@@ -37,7 +38,9 @@ from workbench.ui._sources import (
 from workbench.ui._state import (
     ExperimentReader,
     RequestSeries,
+    dataset_state,
     deployment_state,
+    diff_state,
     lineage_state,
     monitor_state,
     node_record,
@@ -52,6 +55,7 @@ __all__ = [
     "DeploymentWidget",
     "MonitorWidget",
     "LineageWidget",
+    "DatasetWidget",
     "Widgets",
 ]
 
@@ -681,6 +685,123 @@ class LineageWidget(LiveWidget):
             }
 
 
+# ------------------------------------------------------------------- dataset
+class DatasetWidget(LiveWidget):
+    """A dataset's versions, each version's validation report, and a diff between two of them.
+
+    Clicking a version shows its report (passed or failed per check, severity, failing rows,
+    examples); two version pickers, an optional key and "Compare" show what changed (schema, rows
+    added/removed/changed, column statistics). Diffs run on the widget's worker thread and are
+    kept until another pair is asked for.
+
+    Parameters
+    ----------
+    datasets : Datasets
+        ``bench.datasets``: the widget reads its ``versions``, ``report`` and ``diff``.
+    name : str
+        Dataset name.
+    compare : (int, int), optional
+        Versions to diff at first (default: the last two, when there are two).
+    key : str or list of str, optional
+        Key columns of that first diff (default: whole rows).
+    **kwargs
+        ``poll_interval`` (default 5 s), ``min_interval``, ``autostart``, ``actor``.
+
+    Examples
+    --------
+    >>> bench.widgets.dataset("cancer")                              # doctest: +SKIP
+    >>> DatasetWidget(bench.datasets, "cancer", compare=(1, 3), key="id")  # doctest: +SKIP
+    """
+
+    dataset_name = traitlets.Unicode("").tag(sync=True)
+    versions = traitlets.List([]).tag(sync=True)
+    #: The version whose report is shown (the browser sets it when a row is clicked).
+    selected = traitlets.Int(None, allow_none=True).tag(sync=True)
+    schema = traitlets.Dict({}).tag(sync=True)
+    report = traitlets.List([]).tag(sync=True)
+    #: ``{"a": version, "b": version, "key": [columns]}`` of the diff shown.
+    compare = traitlets.Dict({}).tag(sync=True)
+    #: ``DatasetDiff.to_dict()`` (plus ``text``), or ``{"error": ...}``.
+    diff = traitlets.Dict({}).tag(sync=True)
+
+    def __init__(
+        self,
+        datasets: DatasetSource,
+        name: str,
+        *,
+        compare: tuple[int, int] | None = None,
+        key: str | list[str] | None = None,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("poll_interval", 5.0)
+        self._datasets = datasets
+        self._name = name
+        self._diff_cache: tuple[Any, dict[str, Any]] | None = None
+        versions = datasets.versions(name)  # NotFoundError now, saying how to ingest it
+        initial: dict[str, Any] = {}
+        if compare is not None:
+            initial = {"a": int(compare[0]), "b": int(compare[1]), "key": _key_list(key)}
+        elif len(versions) >= 2:
+            initial = {
+                "a": versions[-2].version,
+                "b": versions[-1].version,
+                "key": _key_list(key),
+            }
+        super().__init__(kind="dataset", dataset_name=name, compare=initial, **kwargs)
+        self.observe(self._on_select, names=["selected"])
+
+    def _read(self) -> dict[str, Any]:
+        s = dataset_state(self._datasets, self._name, selected=self.selected)
+        state = {"versions": s["versions"], "schema": s["schema"], "report": s["report"]}
+        if self.selected is None:
+            state["selected"] = s["selected"]
+        state["diff"] = self._diff_for(dict(self.compare))
+        return state
+
+    def _diff_for(self, compare: Mapping[str, Any]) -> dict[str, Any]:
+        if not compare:
+            return {}
+        ask = (compare.get("a"), compare.get("b"), tuple(compare.get("key") or ()))
+        cached = self._diff_cache
+        if cached is not None and cached[0] == ask:
+            return cached[1]
+        out = diff_state(self._datasets, self._name, ask[0], ask[1], ask[2])
+        self._diff_cache = (ask, out)
+        return out
+
+    def _on_select(self, change: Mapping[str, Any]) -> None:
+        # a click in the browser: read the report off the kernel thread
+        if change["new"] is not None and change["new"] != change["old"]:
+            self.submit("select", version=change["new"])
+
+    def _actions(self) -> dict[str, Callable[..., Any]]:
+        return {"diff": self._diff_action, "select": self._select}
+
+    def _select(self, version: int) -> int:
+        if self.selected != int(version):
+            self.selected = int(version)
+        return int(version)
+
+    def _diff_action(self, a: int, b: int, key: Any = None) -> dict[str, Any]:
+        """Diff version ``a`` against ``b`` (by ``key``: a column, a list, or "c1, c2")."""
+        self.compare = {"a": int(a), "b": int(b), "key": _key_list(key)}
+        return self._diff_for(self.compare)
+
+    def _describe(self, action: str, params: dict[str, Any], result: Any) -> str:
+        if action == "select":
+            return f"validation report of {self._name}@{result}"
+        if result.get("error"):
+            return f"cannot diff: {result['error']}"
+        return result.get("text", "").splitlines()[0] if result.get("text") else "diff: done"
+
+
+def _key_list(key: Any) -> list[str]:
+    if key is None:
+        return []
+    parts = key.split(",") if isinstance(key, str) else list(key)
+    return [str(k).strip() for k in parts if str(k).strip()]
+
+
 # ------------------------------------------------------------------- factory
 class Widgets:
     """``bench.widgets``: one method per widget, wired to a :class:`~workbench.Workbench`.
@@ -732,6 +853,10 @@ class Widgets:
         """The lineage graph around a model version (data → experiment → model → deployments → drift)."""
         mv = self._bench.registry.get(model, version)
         return LineageWidget(self.reader, "model_version", mv.id, **kwargs)
+
+    def dataset(self, name: str, **kwargs: Any) -> DatasetWidget:
+        """Versions of dataset ``name``, each one's validation report, and a diff between two."""
+        return DatasetWidget(self.reader.datasets, name, **kwargs)
 
     def close(self) -> None:
         """Close the reading Workbench (widgets already shown stop updating; ``bench.close()``

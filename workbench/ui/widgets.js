@@ -1,4 +1,4 @@
-// workbench widgets: experiment, registry, deployment, monitor, lineage.
+// workbench widgets: experiment, registry, deployment, monitor, lineage, dataset.
 // One ES module (anywidget loads it as-is: no build step, no CDN, no imports); the
 // synced trait "kind" picks the renderer. Charts are small hand-written SVG.
 
@@ -831,9 +831,138 @@ function renderLineage(model, root) {
   return () => { off(); offRec(); box.remove(); };
 }
 
+// ------------------------------------------------------------------ dataset
+function shortValue(v) {
+  if (v === null || v === undefined) return "null";
+  const t = typeof v === "object" ? JSON.stringify(v) : String(v);
+  return t.length > 60 ? `${t.slice(0, 59)}…` : t;
+}
+
+function rowsTable(rows, title) {
+  if (!rows || !rows.length) return null;
+  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  return h("div", { class: "wb-card wb-scroll" }, h("div", { class: "wb-subtitle", text: title }),
+    h("table", { class: "wb-table" }, h("thead", {}, h("tr", {}, cols.map((c) => h("th", { text: c })))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, cols.map((c) => h("td", { class: typeof r[c] === "number" ? "wb-num" : "", text: shortValue(r[c]) })))))));
+}
+
+function reportTable(report) {
+  if (!report.length) return h("div", { class: "wb-empty", text: "no checks recorded" });
+  return h("table", { class: "wb-table wb-report" },
+    h("thead", {}, h("tr", {}, ["", "check", "column", "severity", "failing", "examples", "detail"].map((c) => h("th", { text: c })))),
+    h("tbody", {}, report.map((r) => h("tr", { class: r.passed ? "" : r.severity === "warn" ? "wb-warn-row" : "wb-fail-row", "data-check": r.check },
+      h("td", { class: r.passed ? "wb-pass" : `wb-sev-${r.severity === "warn" ? "warning" : "error"}`, text: r.passed ? "ok" : "FAIL" }),
+      h("td", { text: r.check || "?" }),
+      h("td", { text: r.column || "" }),
+      h("td", { text: r.severity || "error" }),
+      h("td", { class: "wb-num", text: r.failing === null || r.failing === undefined ? "–" : String(r.failing) }),
+      h("td", { text: (r.examples || []).slice(0, 3).map(shortValue).join("; ") }),
+      h("td", { text: r.detail || "" }),
+    ))));
+}
+
+function statsTable(stats) {
+  const rows = (stats || []).filter((st) => st.kind !== "key");
+  if (!rows.length) return null;
+  const pair = (st, k) => `${fmt((st.a || {})[k])} → ${fmt((st.b || {})[k])}`;
+  const tops = (side) => ((side || {}).top || []).slice(0, 3).map(([v, n]) => `${shortValue(v)}: ${n}`).join(", ") || "–";
+  return h("div", { class: "wb-card wb-scroll" }, h("div", { class: "wb-subtitle", text: "column statistics (a → b)" }),
+    h("table", { class: "wb-table" },
+      h("thead", {}, h("tr", {}, ["column", "kind", "null rate", "mean", "std", "top categories", "shift"].map((c) => h("th", { text: c })))),
+      h("tbody", {}, rows.map((st) => {
+        const sh = st.shift || {};
+        const moved = !st.a || !st.b || Object.values(sh).some((v) => v !== 0 && v !== null);
+        return h("tr", { class: moved ? "wb-strong" : "" },
+          h("td", { text: st.column }), h("td", { text: st.kind }), h("td", { text: pair(st, "null_rate") }),
+          h("td", { text: st.kind === "numeric" ? pair(st, "mean") : "" }), h("td", { text: st.kind === "numeric" ? pair(st, "std") : "" }),
+          h("td", { text: st.kind === "categorical" ? `${tops(st.a)} → ${tops(st.b)}` : "" }),
+          h("td", { text: !st.a ? "only in b" : !st.b ? "only in a" : Object.entries(sh).map(([k, v]) => `${k} ${v > 0 ? "+" : ""}${fmt(v)}`).join(", ") }));
+      }))));
+}
+
+function renderDataset(model, root) {
+  const box = h("div", { class: "wb-widget wb-dataset" });
+  root.append(box);
+  const head = h("div", { class: "wb-head" });
+  const { line: notice, off: offNotice } = noticeLine(model);
+  const versionsCard = h("div", { class: "wb-card wb-table-wrap" });
+  const reportCard = h("div", { class: "wb-card wb-scroll" });
+  const pickA = h("select", { class: "wb-pick-a", title: "version a (old)" });
+  const pickB = h("select", { class: "wb-pick-b", title: "version b (new)" });
+  const keyInput = h("input", { class: "wb-key", size: 14, placeholder: "key columns", title: "columns identifying a row, comma-separated (empty: whole rows)" });
+  const compareBtn = h("button", { class: "wb-btn", "data-action": "diff", text: "Compare",
+    onclick: () => send(model, "diff", { a: Number(pickA.value), b: Number(pickB.value), key: keyInput.value }) });
+  const diffBody = h("div", {});
+  const diffCard = h("div", { class: "wb-card" }, h("div", { class: "wb-row" }, h("span", { class: "wb-subtitle", text: "diff " }), pickA, h("span", { text: " → " }), pickB, h("span", { text: " by " }), keyInput, compareBtn), diffBody);
+  box.append(head, notice, versionsCard, reportCard, diffCard);
+
+  function drawVersions() {
+    const versions = model.get("versions") || [];
+    const selected = model.get("selected");
+    head.replaceChildren(h("span", { class: "wb-title", text: `dataset ${model.get("dataset_name")}` }), h("span", { class: "wb-muted", text: ` ${versions.length} versions · click one to see its validation report` }));
+    versionsCard.replaceChildren(h("table", { class: "wb-table" },
+      h("thead", {}, h("tr", {}, ["version", "rows", "columns", "hash", "checks", "failed", "source"].map((c) => h("th", { text: c })))),
+      h("tbody", {}, versions.map((v) => h("tr", { class: v.version === selected ? "wb-best-row" : "", "data-version": v.version, style: "cursor: pointer",
+        onclick: () => { model.set("selected", v.version); model.save_changes(); } },
+        h("td", { text: `v${v.version}` }), h("td", { class: "wb-num", text: fmt(v.rows) }), h("td", { class: "wb-num", text: String(v.cols) }),
+        h("td", { text: v.hash }), h("td", { class: "wb-num", text: String(v.checks) }),
+        h("td", { class: v.errors ? "wb-sev-error" : v.warnings ? "wb-sev-warning" : "", text: v.errors || v.warnings ? `${v.errors} errors, ${v.warnings} warnings` : "none" }),
+        h("td", { text: v.source || "" }))))));
+    const cmp = model.get("compare") || {};
+    for (const [pick, want] of [[pickA, cmp.a], [pickB, cmp.b]]) {
+      const current = pick.value;
+      pick.replaceChildren(...versions.map((v) => h("option", { value: v.version, text: `v${v.version}` })));
+      const chosen = want ?? (current ? Number(current) : undefined);
+      if (chosen !== undefined) pick.value = String(chosen);
+    }
+    if (document.activeElement !== keyInput) keyInput.value = (cmp.key || []).join(", ");
+  }
+
+  function drawReport() {
+    const report = model.get("report") || [];
+    const failed = report.filter((r) => !r.passed);
+    reportCard.replaceChildren(
+      h("div", { class: "wb-subtitle", text: `validation report of v${model.get("selected") ?? "?"}: ${report.length - failed.length} of ${report.length} checks passed${failed.length ? ` · ${failed.filter((r) => r.severity !== "warn").length} errors, ${failed.filter((r) => r.severity === "warn").length} warnings failed` : ""}` }),
+      reportTable(report));
+  }
+
+  function drawDiff() {
+    const d = model.get("diff") || {};
+    if (d.error) { diffBody.replaceChildren(h("div", { class: "wb-notice wb-error", text: d.error })); return; }
+    if (d.added === undefined) { diffBody.replaceChildren(h("div", { class: "wb-empty", text: "pick two versions and Compare" })); return; }
+    const parts = [`+${d.added} added`, `−${d.removed} removed`];
+    if (d.changed !== null && d.changed !== undefined) parts.push(`~${d.changed} changed`);
+    parts.push(`${d.unchanged} unchanged`);
+    const schema = [
+      ...Object.entries(d.added_columns || {}).map(([c, t]) => h("span", { class: "wb-chip wb-alias-chip", text: `+ ${c} (${t})` })),
+      ...Object.entries(d.removed_columns || {}).map(([c, t]) => h("span", { class: "wb-chip wb-sev-error", text: `− ${c} (${t})` })),
+      ...Object.entries(d.type_changes || {}).map(([c, [ta, tb]]) => h("span", { class: "wb-chip wb-sev-warning", text: `~ ${c}: ${ta} → ${tb}` })),
+    ];
+    const changedCols = Object.entries(d.changed_columns || {}).filter(([, n]) => n);
+    const changed = (d.changed_examples || []).flatMap((e) => Object.entries(e.changes).map(([c, [o, n]]) => ({ key: Object.entries(e.key).map(([k, v]) => `${k}=${shortValue(v)}`).join(", "), column: c, old: o, new: n })));
+    diffBody.replaceChildren(
+      h("div", { class: "wb-diff-summary", text: `${d.a} → ${d.b}: rows ${d.rows_a} → ${d.rows_b} (${parts.join(", ")}; ${d.key ? `by key ${d.key.join(", ")}` : "as whole rows"})` }),
+      h("div", { class: "wb-row" }, schema.length ? schema : h("span", { class: "wb-muted", text: "columns unchanged" })),
+      changedCols.length ? h("div", { class: "wb-muted", text: `changed columns (rows): ${changedCols.map(([c, n]) => `${c} (${n})`).join(", ")}` }) : null,
+      h("div", { class: "wb-charts" }, rowsTable(d.added_examples, "added rows"), rowsTable(d.removed_examples, "removed rows"), rowsTable(changed, "changed rows (old → new)")),
+      statsTable(d.stats),
+    );
+  }
+  const redrawVersions = scheduler(drawVersions);
+  const redrawReport = scheduler(drawReport);
+  const redrawDiff = scheduler(drawDiff);
+  const offs = [
+    listen(model, ["versions", "selected", "compare", "dataset_name"], redrawVersions),
+    listen(model, ["report", "selected"], redrawReport),
+    listen(model, ["diff"], redrawDiff),
+  ];
+  drawVersions(); drawReport(); drawDiff();
+  return () => { offs.forEach((f) => f()); offNotice(); box.remove(); };
+}
+
 const RENDERERS = {
   experiment: renderExperiment, registry: renderRegistry, deployment: renderDeployment,
-  monitor: renderMonitor, lineage: renderLineage,
+  monitor: renderMonitor, lineage: renderLineage, dataset: renderDataset,
 };
 
 function render({ model, el }) {
