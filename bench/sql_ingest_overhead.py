@@ -1,0 +1,237 @@
+"""What ``bench.datasets.ingest(SqlSource(...))`` adds to reading the same rows with polars alone.
+
+A throwaway PostgreSQL 15 (``tests/_postgres.py``: loopback, SCRAM password login) holds a table of
+``--rows`` rows (default 1 million: bigint id, timestamp, float8, text, int). Per round, interleaved
+so machine load hits both alike:
+
+- ``read``: ``polars.read_database_uri(sql, uri, engine="connectorx")`` alone;
+- ``ingest``: ``Workbench.datasets.ingest(SqlSource(uri, table=...), name=...)`` into a fresh home
+  (so the artifact really is written, not found by its hash).
+
+Medians over ``--rounds``; the ratio ingest/read is the headline. ``ingest`` does more than read:
+it validates (default checks), hashes the content, writes a zstd Parquet artifact and records the
+version, so the breakdown times each of those steps on the same frame, the way ``ingest`` calls
+them, and ``fetch`` (``SqlSource.fetch``: the login probe + the same read) separately. An
+incremental read (``watermark="id"``, 1 % new rows, an index on ``id``) is timed too.
+
+Usage::
+
+    .venv/bin/python bench/sql_ingest_overhead.py [--rows 1000000] [--rounds 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests._postgres import start_postgres  # noqa: E402
+
+TABLE_SQL = """
+create table sales (id bigint primary key, at timestamp not null, amount float8, region text,
+                    qty int);
+insert into sales
+  select g, timestamp '2024-01-01' + g * interval '1 second', (g % 9973) * 0.37,
+         (array['north', 'south', 'east', 'west'])[1 + g % 4], g % 50
+  from generate_series(1, {rows}) g;
+analyze sales;
+"""
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def breakdown(frame: Any, artifacts: Any, probe_of: Any) -> dict[str, float]:
+    """Seconds of each step ``ingest`` runs after the read, on ``frame``, called as it calls them;
+    and of the login probe ``probe_of`` (a :class:`SqlSource`) runs before it."""
+    from workbench.datasets import Checks
+    from workbench.datasets._datasets import content_hash
+
+    try:  # what ingest calls (validate() is the same checks, with the report formatted)
+        from workbench.datasets._validation import run_checks as check
+    except ImportError:
+        from workbench.datasets import validate as check
+
+    out: dict[str, float] = {}
+    src = probe_of
+    out["probe_s"], _ = _timed(lambda: src._probe(src._connect_uri()))
+    out["validate_s"], _ = _timed(lambda: check(frame, Checks()))
+    out["content_hash_s"], _ = _timed(lambda: content_hash(frame))
+
+    def parquet() -> bytes:
+        buf = io.BytesIO()
+        frame.write_parquet(buf, compression="zstd")
+        return buf.getvalue()
+
+    out["parquet_s"], payload = _timed(parquet)
+    out["artifact_put_s"], _ = _timed(lambda: artifacts.put_bytes(payload))
+    out["artifact_mb"] = len(payload) / 1e6
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    import polars as pl
+
+    from workbench import Workbench
+    from workbench.datasets import SqlSource
+    from workbench.lineage import ArtifactStore
+
+    pg = start_postgres(settings={"shared_buffers": "256MB"})
+    work = Path(tempfile.mkdtemp(prefix="wb-sqlbench-"))
+    try:
+        t_load, _ = _timed(lambda: pg.psql(TABLE_SQL.format(rows=args.rows), timeout_s=600))
+        print(
+            f"postgres started in {pg.start_s:.2f} s; {args.rows:,} rows loaded in {t_load:.1f} s"
+        )
+        os.environ["WB_BENCH_PG_PASSWORD"] = pg.password
+        src = SqlSource(pg.uri_without_password, table="sales", password_env="WB_BENCH_PG_PASSWORD")
+        sql = 'select * from "sales"'  # what src sends for a full read
+        read_s, ingest_s, fetch_s, steps = [], [], [], []
+        # warm up (not timed): the server's cache, and the first ingest's imports (pandera...)
+        frame = pl.read_database_uri(sql, pg.uri, engine="connectorx")
+        warm = Workbench(work / "warm")
+        try:
+            warm.datasets.ingest(src, name="sales")
+        finally:
+            warm.close()
+        orders = [
+            ("read", "ingest", "fetch"),
+            ("ingest", "fetch", "read"),
+            ("fetch", "read", "ingest"),
+        ]
+        for i in range(args.rounds):
+            bench = Workbench(work / f"home{i}")
+            try:
+                # the order rotates, so no side always runs first or right after another's work
+                for which in orders[i % 3]:
+                    if which == "read":
+                        t, frame = _timed(
+                            lambda: pl.read_database_uri(sql, pg.uri, engine="connectorx")
+                        )
+                        read_s.append(t)
+                    elif which == "ingest":
+                        t, dv = _timed(lambda b=bench: b.datasets.ingest(src, name="sales"))
+                        ingest_s.append(t)
+                        assert dv.created and dv.n_rows == args.rows, dv
+                    else:
+                        t, fetched = _timed(lambda: src.fetch({}))
+                        fetch_s.append(t)
+                        assert fetched.frame.height == args.rows
+                steps.append(breakdown(fetched.frame, ArtifactStore(work / f"steps{i}"), src))
+            finally:
+                bench.close()
+            print(
+                f"  round {i + 1}: read {read_s[-1]:.3f} s, ingest {ingest_s[-1]:.3f} s, "
+                f"fetch {fetch_s[-1]:.3f} s"
+            )
+
+        # incremental: 1 % new rows past the recorded watermark
+        inc = SqlSource(
+            pg.uri_without_password,
+            table="sales",
+            watermark="id",
+            password_env="WB_BENCH_PG_PASSWORD",
+        )
+        bench = Workbench(work / "incremental")
+        try:
+            bench.datasets.ingest(inc, name="sales")
+            new = max(1, args.rows // 100)
+            pg.psql(
+                "insert into sales select g, timestamp '2025-01-01' + g * interval '1 second', "
+                f"1.0, 'north', 1 from generate_series({args.rows + 1}, {args.rows + new}) g"
+            )
+            t_inc, dv = _timed(lambda: bench.datasets.ingest(inc, name="sales"))
+            assert dv.n_rows == new and dv.version == 2, dv
+            t_none, same = _timed(lambda: bench.datasets.ingest(inc, name="sales"))
+            assert same.id == dv.id
+        finally:
+            bench.close()
+
+        med = {
+            "read_s": _median(read_s),
+            "ingest_s": _median(ingest_s),
+            "fetch_s": _median(fetch_s),
+            **{k: _median([st[k] for st in steps]) for k in steps[0]},
+        }
+        med["ratio"] = med["ingest_s"] / med["read_s"]
+        # paired within a round: the two ran back to back, under the same load
+        med["paired_ratio"] = _median([g / r for g, r in zip(ingest_s, read_s, strict=True)])
+        med["paired_extra_s"] = _median([g - r for g, r in zip(ingest_s, read_s, strict=True)])
+        med["fetch_paired_ratio"] = _median([f / r for f, r in zip(fetch_s, read_s, strict=True)])
+        step_keys = ("probe_s", "validate_s", "content_hash_s", "parquet_s", "artifact_put_s")
+        med["steps_s"] = sum(med[k] for k in step_keys)
+        med["steps_pct_of_read"] = 100 * med["steps_s"] / med["read_s"]
+        print(
+            f"\n{args.rows:,} rows x {frame.width} columns ({frame.estimated_size('mb'):.0f} MB "
+            f"in memory), medians of {args.rounds} rounds:"
+        )
+        print(f"  polars.read_database_uri alone   {med['read_s']:.3f} s")
+        print(
+            f"  SqlSource.fetch                  {med['fetch_s']:.3f} s  "
+            f"(paired x{med['fetch_paired_ratio']:.3f}: login probe + the same read)"
+        )
+        print(
+            f"  datasets.ingest(SqlSource)       {med['ingest_s']:.3f} s  "
+            f"(x{med['ratio']:.2f} of medians; paired x{med['paired_ratio']:.2f}, "
+            f"{med['paired_extra_s']:+.3f} s)"
+        )
+        print("  what ingest does besides the read, each step timed alone on the same frame:")
+        print(f"    login probe                    {med['probe_s']:.4f} s")
+        print(f"    validate (default checks)      {med['validate_s']:.3f} s")
+        print(f"    content hash                   {med['content_hash_s']:.3f} s")
+        print(
+            f"    parquet zstd write             {med['parquet_s']:.3f} s  "
+            f"({med['artifact_mb']:.1f} MB)"
+        )
+        print(f"    artifact put                   {med['artifact_put_s']:.3f} s")
+        print(
+            f"    sum                            {med['steps_s']:.3f} s  "
+            f"({med['steps_pct_of_read']:.1f} % of the read; recording the row not included)"
+        )
+        print(
+            f"  incremental: {max(1, args.rows // 100):,} new rows {t_inc:.3f} s; "
+            f"nothing new {t_none:.3f} s"
+        )
+        out = {
+            "rows": args.rows,
+            "rounds": args.rounds,
+            "medians": med,
+            "runs": {"read_s": read_s, "ingest_s": ingest_s, "fetch_s": fetch_s},
+            "incremental_s": t_inc,
+            "nothing_new_s": t_none,
+            "postgres_start_s": pg.start_s,
+            "cpus": os.cpu_count(),
+        }
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+    finally:
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
