@@ -311,3 +311,42 @@ def test_arguments_and_bare_uris():
         repr(src) == "SqlSource(sqlite:///x.db query 'select id, amount from sales' watermark id)"
     )
     assert source_from_spec(src.to_spec()).to_spec() == src.to_spec()
+
+
+def test_statements_per_dialect_and_a_pickled_source():
+    from workbench.datasets._sql import _literal
+
+    pg_src = SqlSource("postgresql://etl:pw@db:5432/shop", table="s.t", watermark='my "col"')
+    assert pg_src._statement(("text", "o'k\\")) == (
+        'select * from "s"."t" where "my ""col""" > E\'o\'\'k\\\\\''
+    )
+    my = SqlSource("mysql://etl@db/shop", table="t`x", watermark="w")
+    assert my._statement(("text", "a\\'")) == "select * from `t``x` where `w` > 'a\\\\'''"
+    ora = SqlSource("oracle://etl@db:1521/x", query="select 1 w from dual;", watermark="w")
+    assert ora._statement(("date", "2024-01-02")) == (
+        "select * from (select 1 w from dual) _wb_query where \"w\" > date '2024-01-02'"
+    )
+    assert _literal("timestamptz", "2024-01-01T02:00:00+02:00", "postgresql") == (
+        "timestamptz '2024-01-01 00:00:00+00:00'"
+    )
+    assert (
+        _literal("timestamp", "2024-01-01T02:00:00.5", "sqlite") == "'2024-01-01 02:00:00.500000'"
+    )
+    assert _literal("decimal", "1E+3", "postgresql") == "1000"
+    assert _literal("float", 0.1, "postgresql") == "0.1"
+    for kind, value in (
+        ("float", "nan"),
+        ("decimal", "Infinity"),
+        ("date", "2024-13-01"),
+        ("text", 5),
+    ):
+        with pytest.raises(ConfigError, match="not a valid"):
+            _literal(kind, value, "postgresql")
+    with pytest.raises(ConfigError, match="unknown type"):
+        pg_src._since({"column": 'my "col"', "watermark": 1, "type": "blob"})
+
+    import pickle
+
+    again = pickle.loads(pickle.dumps(pg_src))  # as a scheduler actor receives it
+    assert again._connect_uri() == "postgresql://etl:pw@db:5432/shop"
+    assert "pw" not in repr(vars(again)) and "pw" not in again.describe()

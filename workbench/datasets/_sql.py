@@ -230,7 +230,8 @@ class SqlSource(Source):
             return base
         # a table is filtered in place (an index on the column applies); a query is wrapped so
         # the filter applies to what it returns, whatever its own where/group by/limit
-        inner = base if self.table is not None else f"select * from ({base}) as _wb_query"
+        alias = "_wb_query" if self.dialect == "oracle" else "as _wb_query"  # Oracle: no "as"
+        inner = base if self.table is not None else f"select * from ({base}) {alias}"
         column = _quote_ident(self.watermark, self.dialect)
         return f"{inner} where {column} > {_literal(since[0], since[1], self.dialect)}"
 
@@ -671,7 +672,9 @@ def _pg_login(
         return None
     finally:
         with contextlib.suppress(OSError):
-            conn.sendall(b"X\x00\x00\x00\x04")
+            conn.sendall(b"X\x00\x00\x00\x04")  # Terminate
+        if conn is not sock:
+            conn.close()  # the TLS socket took the caller's socket over
 
 
 def _recv_exact(conn: socket.socket | ssl.SSLSocket, n: int) -> bytes:
