@@ -42,6 +42,8 @@ class Mosquitto:
         A free loopback port by default; kept across :meth:`stop`/:meth:`start`.
     max_queued_messages : int
         Messages kept per offline session (mosquitto's default, 1000, drops the rest).
+    users : dict, optional
+        ``{username: password}``: anonymous clients are then refused.
     save_every_change : bool
         Save the state after every change (``autosave_on_changes``), so that a SIGKILL loses
         (almost) nothing; by default mosquitto saves every 30 minutes and when it stops.
@@ -54,6 +56,7 @@ class Mosquitto:
         port: int | None = None,
         max_queued_messages: int = 10000,
         save_every_change: bool = False,
+        users: dict[str, str] | None = None,
     ):
         self.folder = Path(folder)
         self.port = port or free_port()
@@ -62,7 +65,7 @@ class Mosquitto:
         data.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if users else 'true'}",
             "persistence true",
             f"persistence_location {data}/",
             f"max_queued_messages {max_queued_messages}",
@@ -71,6 +74,14 @@ class Mosquitto:
             "log_type warning",
             "log_type notice",
         ]
+        if users:
+            passwords = self.folder / "passwords"
+            passwords.write_text("")
+            for user, password in users.items():
+                subprocess.run(
+                    ["/usr/bin/mosquitto_passwd", "-b", str(passwords), user, password], check=True
+                )
+            lines.append(f"password_file {passwords}")
         if save_every_change:
             lines += ["autosave_interval 1", "autosave_on_changes true"]
         if os.getuid() == 0:
@@ -166,10 +177,17 @@ def publish(
 
 
 def pending(
-    port: int, client_id: str, topic: str, *, wait_s: float = 0.5, host: str = "127.0.0.1"
+    port: int,
+    client_id: str,
+    topic: str,
+    *,
+    wait_s: float = 0.5,
+    expect: int | None = None,
+    host: str = "127.0.0.1",
 ) -> list[bytes]:
     """The payloads the broker still holds for ``client_id``'s session (what it sends on reconnect
-    within ``wait_s``), read without acknowledging them: they stay pending."""
+    within ``wait_s``, or sooner once ``expect`` came), read without acknowledging them: they stay
+    pending. ``topic`` must be the session's own subscription (it is subscribed again)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -186,7 +204,7 @@ def pending(
     client.connect(host, port, clean_start=False, properties=props)
     client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=1))
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (expect is None or len(got) < expect):
         client.loop(timeout=0.05)
     client.disconnect()
     for _ in range(20):

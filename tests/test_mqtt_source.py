@@ -7,6 +7,7 @@ source's client id without acknowledging and lists what the broker still holds f
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_batches_become_versions_each_message_once(broker, stages, topic):
 def test_first_ingest_without_messages_is_an_error_then_the_session_keeps_them(
     broker, stages, topic
 ):
-    src = source(broker, topic)
+    src = source(broker, topic, batch_size=2)
     with pytest.raises(
         SourceError, match=r"no message on mqtt://127\.0\.0\.1:\d+/wb-test/.* within 0\.5 s"
     ) as err:
@@ -153,7 +154,7 @@ def test_wildcard_topics_and_id_field(broker, stages, topic):
 
 
 def test_validation_failure_leaves_the_messages_on_the_broker(broker, stages, topic):
-    src = source(broker, topic)
+    src = source(broker, topic, batch_size=2)
     src.subscribe()
     publish(broker.port, topic, [{"i": 1, "v": 5}, {"i": 2, "v": 500}])
     checks = Checks(columns={"v": Column(max=100)})
@@ -161,14 +162,14 @@ def test_validation_failure_leaves_the_messages_on_the_broker(broker, stages, to
         stages.datasets.ingest(src, name="s", checks=checks)
     with pytest.raises(NotFoundError):
         stages.datasets.get("s")
-    assert len(pending(broker.port, src.client_id, topic)) == 2
+    assert len(pending(broker.port, src.client_id, topic, expect=2)) == 2
     dv = stages.datasets.ingest(src, name="s")
     assert rows_of(stages, dv) == [1, 2]
 
 
 def test_a_crash_between_receive_and_record_loses_nothing(broker, stages, topic, tmp_path):
     """The ingesting process dies (os._exit, no abort, no ack) after the batch came in."""
-    src = source(broker, topic)
+    src = source(broker, topic, batch_size=3)
     src.subscribe()
     publish(broker.port, topic, [{"i": i} for i in range(3)])
     script = textwrap.dedent(
@@ -203,14 +204,14 @@ def test_a_lost_acknowledgement_does_not_duplicate_rows(broker, stages, topic, m
     recording): the broker sends them again, the next ingest drops them and acknowledges them."""
     from workbench.datasets import _mqtt
 
-    src = source(broker, topic)
+    src = source(broker, topic, batch_size=3)
     src.subscribe()
     publish(broker.port, topic, [{"i": i} for i in range(3)])
     with monkeypatch.context() as m:
         m.setattr(_mqtt._Session, "ack", _mqtt._Session.close)
         v1 = stages.datasets.ingest(src, name="s")
     assert v1.created and v1.n_rows == 3
-    assert len(pending(broker.port, src.client_id, topic)) == 3
+    assert len(pending(broker.port, src.client_id, topic, expect=3)) == 3
 
     again = stages.datasets.ingest(src, name="s")
     assert (again.version, again.created) == (1, False)
@@ -267,7 +268,7 @@ def test_broker_killed_mid_batch(sig, broker, stages, topic, monkeypatch, tmp_pa
 
         broker.start()
         monkeypatch.undo()
-        src.max_wait_s = WAIT
+        src.max_wait_s, src.batch_size = WAIT, 4
         dv = stages.datasets.ingest(src, name="s")
         assert rows_of(stages, dv) == [0, 1, 2, 3]
         assert stages.datasets.ingest(src, name="s").created is False
@@ -290,7 +291,7 @@ def test_unreachable_broker_fails_fast(stages):
 
 
 def test_a_payload_that_is_not_json(broker, stages, topic):
-    src = source(broker, topic)
+    src = source(broker, topic, batch_size=1)
     src.subscribe()
     publish(broker.port, topic, ["temperature=21.5"])
     with pytest.raises(
@@ -300,6 +301,67 @@ def test_a_payload_that_is_not_json(broker, stages, topic):
     with pytest.raises(NotFoundError):
         stages.datasets.get("s")
     # What the message says to do: read the topic as text (same session: the message is still there).
-    text = source(broker, topic, payload="text")
+    text = source(broker, topic, payload="text", batch_size=1)
     dv = stages.datasets.ingest(text, name="s")
     assert stages.datasets.load(dv)["payload"].to_list() == ["temperature=21.5"]
+
+
+def test_credentials_from_an_environment_variable(stages, tmp_path, monkeypatch):
+    with Mosquitto(tmp_path / "broker", users={"ops": "s3cret"}) as b:
+        kw = {"max_wait_s": WAIT, "client_id": "c-auth"}
+        with pytest.raises(
+            SourceError, match=r"refused client id 'c-auth'.*Not authori[sz]ed.*password_env"
+        ):
+            MqttSource("127.0.0.1", b.port, "t", **kw).subscribe()
+        src = MqttSource(
+            "127.0.0.1",
+            b.port,
+            "t",
+            username="ops",
+            password_env="WB_TEST_MQTT_PW",
+            batch_size=1,
+            **kw,
+        )
+        with pytest.raises(ConfigError, match=r"\$WB_TEST_MQTT_PW, which is not set"):
+            src.subscribe()
+        monkeypatch.setenv("WB_TEST_MQTT_PW", "wrong")
+        with pytest.raises(SourceError, match="refused"):
+            src.subscribe()
+        monkeypatch.setenv("WB_TEST_MQTT_PW", "s3cret")
+        src.subscribe()
+        import paho.mqtt.client as mqtt
+
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.username_pw_set("ops", "s3cret")
+        pub.connect("127.0.0.1", b.port)
+        pub.loop_start()
+        pub.publish("t", '{"i": 7}', qos=1).wait_for_publish(5)
+        pub.disconnect()
+        pub.loop_stop()
+        dv = stages.datasets.ingest(src, name="s")
+        assert rows_of(stages, dv) == [7]
+        assert (
+            "s3cret" not in json.dumps(dv.source_spec)
+            and dv.source_spec["password_env"] == "WB_TEST_MQTT_PW"
+        )
+        assert dv.source == f"mqtt://ops@127.0.0.1:{b.port}/t"
+
+
+def test_a_lost_session_is_reported(stages, tmp_path, topic, caplog):
+    """A broker killed before it saved anything forgets the session: the next ingest says that
+    what was published meanwhile is lost (and returns the last version)."""
+    with Mosquitto(tmp_path / "broker") as b:
+        src = source(b, topic, batch_size=1)
+        src.subscribe()
+        publish(b.port, topic, [{"i": 1}])
+        v1 = stages.datasets.ingest(src, name="s")
+        b.kill()
+        b.start()
+        with caplog.at_level("WARNING", logger="workbench.datasets._mqtt"):
+            again = stages.datasets.ingest(src, name="s")
+        assert (again.version, again.created) == (v1.version, False)
+        assert f"no session for client id {src.client_id!r}" in caplog.text
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="workbench.datasets._mqtt"):
+            stages.datasets.ingest(src, name="s")
+        assert "no session" not in caplog.text  # the session exists again

@@ -485,6 +485,8 @@ class _Session:
         deadline = time.monotonic() + timeout_s
         while not done():
             self._loop(min(0.05, max(deadline - time.monotonic(), 0.0)))
+            if self.connected is not None and self.connected.is_failure:
+                return
             if not done() and time.monotonic() >= deadline:
                 raise SourceError(
                     f"the MQTT broker of {self.source.describe()} sent no {what} within "
@@ -498,6 +500,8 @@ class _Session:
         rc = self.client.loop(timeout=timeout)
         if self.lost is None and rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
             self.lost = mqtt.error_string(rc)
+        if self.lost is not None and self.connected is not None and self.connected.is_failure:
+            return  # a refused CONNECT: the broker closes the connection; open() says why
         if self.lost is not None:
             n = len(self.messages)
             raise SourceError(
