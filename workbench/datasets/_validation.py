@@ -1,10 +1,11 @@
 """The engine that runs :class:`~workbench.datasets.Checks` on a polars frame.
 
-Row-level rules (nullability, range, categories, regex, uniqueness) run as one pandera
-``DataFrameSchema`` on pandera's polars backend (``lazy=True``: every failure collected, with
-the failing row's position); dataset-level rules (columns, dtypes, row counts, null shares, PSI)
-are aggregates computed here in one polars ``select``, and custom callables are called directly.
-pandera is imported only when a row-level rule is present (its import costs about a second).
+Row-level rules (range, categories, regex, uniqueness) run as one pandera ``DataFrameSchema``
+on pandera's polars backend (``lazy=True``: every failure collected, with the failing row's
+position); dataset-level rules (columns, dtypes, row counts, null shares, PSI) and nullability
+are aggregates computed here in one polars ``select`` (a null count costs nothing, so the rows
+are looked for only when there are some), and custom callables are called directly. pandera is
+imported only when one of its rules is present (its import costs about a second).
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["validate", "format_report", "run_checks", "Outcome", "psi"]
 
 # pandera's names for the two rules it runs as Column options rather than Checks
-_PANDERA_NAMES = {"not_nullable": "nullable", "field_uniqueness": "unique"}
-_ROW_RULES = ("nullable", "range", "isin", "regex", "unique")
+_PANDERA_NAMES = {"field_uniqueness": "unique"}
 
 
 @dataclass
@@ -189,6 +189,15 @@ def run_checks(df: pl.DataFrame, checks: Checks, *, examples: int = 5) -> Outcom
         if col.psi is not None and c in actual and c not in mistyped
     }
     exprs = [pl.col(c).null_count().alias(f"n:{c}") for c in present]
+    # nullability is counted here, not by pandera: a null count is free, NaN one pass
+    not_null = [
+        c
+        for c, col in checks.columns.items()
+        if col.nullable is False and c in actual and c not in mistyped
+    ]
+    exprs += [
+        pl.col(c).is_nan().sum().alias(f"nan:{c}") for c in not_null if df.schema[c].is_float()
+    ]
     for c, spec in psi_cols.items():
         if "edges" in spec and df.schema[c].is_numeric():
             # nulls drop out of a sum and NaN compares above every edge, so no validity mask
@@ -278,6 +287,32 @@ def run_checks(df: pl.DataFrame, checks: Checks, *, examples: int = 5) -> Outcom
                 _result("numeric", ok, detail, c, severity=sev("numeric", c), examples=ex)
             )
 
+    # no nulls where none are allowed (NaN counts as null, as in pandera)
+    for c in not_null:
+        k = int(stats.get(f"n:{c}", 0)) + int(stats.get(f"nan:{c}", 0))
+        idx = np.array([], dtype=np.int64)
+        if k:
+            missing = df[c].is_null()
+            if df.schema[c].is_float():
+                missing = missing | df[c].is_nan().fill_null(True)
+            idx = np.flatnonzero(missing.to_numpy())
+            if sev("nullable", c) == "error":
+                bad[idx] = any_bad = True
+        report.append(
+            _result(
+                "nullable",
+                k == 0,
+                f"{k} of {n} rows are null" + (" or NaN" if df.schema[c].is_float() else "")
+                if k
+                else "no nulls",
+                c,
+                severity=sev("nullable", c),
+                failing=k,
+                examples=_rows(df, idx[:examples].tolist(), examples),
+                level="row",
+            )
+        )
+
     # row-level rules, through pandera
     rules = {c: col for c, col in checks.columns.items() if c in actual and c not in mistyped}
     row_report, failed_idx = _row_rules(df, rules, checks, examples)
@@ -345,7 +380,7 @@ def _row_rules(
                 )
             else:
                 element.append(("regex", ("regex", col.regex), f"matches {col.regex!r}"))
-        if not element and col.nullable is not False and not col.unique:
+        if not element and not col.unique:
             continue
         if pa is None:
             import pandera.polars as pa
@@ -354,13 +389,9 @@ def _row_rules(
             numbered[(c, i)] = rule
             planned.append((c, rule, detail))
             built.append(_pandera_check(pa, spec))
-        if col.nullable is False:
-            planned.append((c, "nullable", "no nulls"))
         if col.unique:
             planned.append((c, "unique", "all values distinct"))
-        columns[c] = pa.Column(
-            None, nullable=col.nullable is not False, unique=col.unique, checks=built
-        )
+        columns[c] = pa.Column(None, nullable=True, unique=col.unique, checks=built)
     if not planned:
         return report, {}
     failures: dict[tuple[str, str], np.ndarray] = {}
