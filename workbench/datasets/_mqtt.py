@@ -269,7 +269,7 @@ class MqttSource(Source):
             session.close()
 
     def fetch(self, state: dict[str, Any]) -> Fetched:
-        session = _Session(self, known=bool(state))
+        session = _Session(self, known="seen" in state)
         try:
             session.open()
             messages = session.collect(self.batch_size, self.max_wait_s)
