@@ -106,6 +106,31 @@ class Postgres:
             raise RuntimeError(f"psql failed ({out.returncode}): {out.stderr.strip()}")
         return out.stdout
 
+    def reload(self) -> None:
+        """Make the server re-read ``pg_hba.conf`` and its settings (``pg_reload_conf()``)."""
+        assert self.psql("select pg_reload_conf()").strip() == "t"
+
+    def add_hba(self, line: str) -> None:
+        """Put an authentication rule first in ``pg_hba.conf`` (``"host all bob 127.0.0.1/32 md5"``)."""
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(line.rstrip() + "\n" + hba.read_text())
+        self.reload()
+
+    def enable_ssl(self) -> None:
+        """Turn TLS on with a fresh self-signed certificate (clients then negotiate it)."""
+        cert, key = self.data_dir / "server.crt", self.data_dir / "server.key"
+        _run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"]
+            + ["/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            60,
+        )
+        os.chmod(key, 0o600)
+        if self._as_owner:
+            for path in (cert, key):
+                shutil.chown(path, "postgres", "postgres")
+        self.psql("alter system set ssl = on")
+        self.reload()
+
     def alive(self) -> bool:
         """Whether the postmaster still runs (an exited one waiting to be reaped is not)."""
         try:

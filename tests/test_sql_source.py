@@ -350,3 +350,37 @@ def test_statements_per_dialect_and_a_pickled_source():
     again = pickle.loads(pickle.dumps(pg_src))  # as a scheduler actor receives it
     assert again._connect_uri() == "postgresql://etl:pw@db:5432/shop"
     assert "pw" not in repr(vars(again)) and "pw" not in again.describe()
+
+
+def test_md5_and_clear_text_logins_and_tls(pg):
+    """Every login the probe speaks, against the server's own check of it: a right password reads,
+    a wrong one is refused at once. Runs last: it turns TLS on (off again at the end)."""
+    pg.psql(
+        "set password_encryption = 'md5'; create role md5user login password 'm:d5/pw';"
+        "create role plainuser login password 'pl@in'; grant select on sales to md5user, plainuser"
+    )
+    pg.psql("create role tlsuser login password 'tl:s'; grant select on sales to tlsuser")  # SCRAM
+    pg.add_hba("host all md5user 127.0.0.1/32 md5")
+    pg.add_hba("host all plainuser 127.0.0.1/32 password")
+
+    def check(user: str, password: str, query: str = "") -> None:
+        base = f"postgresql://{user}:{{}}@127.0.0.1:{pg.port}/{pg.database}{query}"
+        good = SqlSource(base.format(quote(password, safe="")), table="sales")
+        assert good.fetch({}).frame.height == 100, user
+        err, took = _fails(SqlSource(base.format("wrong"), table="sales"), "wrong")
+        assert f"refused the login of user {user!r}" in str(err) and took < 5, (user, took)
+
+    check("md5user", "m:d5/pw")
+    check("plainuser", "pl@in")
+    pg.enable_ssl()
+    try:
+        # tlsuser may log in over TLS only: a probe that did not negotiate TLS would be turned
+        # away by the reject rule (not a password error) and leave connectorx to retry for 30 s
+        pg.add_hba("host all tlsuser 127.0.0.1/32 scram-sha-256")
+        pg.add_hba("hostnossl all tlsuser 127.0.0.1/32 reject")
+        check("tlsuser", "tl:s")
+        check("tlsuser", "tl:s", "?sslmode=require")
+        check("wb", pg.password)
+    finally:
+        pg.psql("alter system set ssl = off")
+        pg.reload()
