@@ -189,6 +189,8 @@ def test_inline_password_is_ingested_but_never_recorded(pg, datasets, tmp_path):
             str(datasets.get("inline")),
             folder=tmp_path,
         )
+    with pytest.raises(ConfigError, match="ingested with its password inline"):
+        source_from_spec(dv.source_spec)
     with pytest.raises(ConfigError, match="one way"):
         SqlSource(pg.uri, table="sales", password_env=ENV)
     masked = SqlSource(f"postgresql://127.0.0.1:{pg.port}/wb?user=wb&password=hunter2", table="t")

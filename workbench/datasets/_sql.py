@@ -174,6 +174,18 @@ class SqlSource(Source):
             spec["password_env"] = self.password_env
         return spec
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> SqlSource:
+        if "uri" not in spec:
+            # what ingest records when to_spec() refused: a source given its password inline
+            raise ConfigError(
+                "this SQL source was ingested with its password inline, so its URI was not "
+                "recorded and it cannot be read again from the record; ingest it with "
+                'SqlSource(uri_without_password, ..., password_env="VAR") to make it re-readable.'
+            )
+        args = {k: v for k, v in spec.items() if k != "kind"}
+        return cls(**args)
+
     def fetch(self, state: dict[str, Any]) -> Fetched:
         since = self._since(state)
         sql = self._statement(since)
