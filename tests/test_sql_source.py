@@ -386,3 +386,28 @@ def test_md5_and_clear_text_logins_and_tls(pg):
     finally:
         pg.psql("alter system set ssl = off")
         pg.reload()
+
+
+def test_a_scheduled_sql_source_goes_on_from_its_cursor(pg, datasets, monkeypatch):
+    """What the scheduler actor runs: the stored spec (password by env var), once per fire time."""
+    pg.psql(
+        "create table ticks (id serial primary key, v int); insert into ticks (v) values (1), (2)"
+    )
+    monkeypatch.setenv(ENV, pg.password)
+    src = SqlSource(pg.uri_without_password, table="ticks", watermark="id", password_env=ENV)
+    t0 = time.time() // 60 * 60 - 120
+    datasets.schedule(src, name="ticks", cron="* * * * *", since=t0)
+    assert datasets.schedules()[0].source == src.to_spec()
+    runs = datasets.run_due_schedules(now=t0 + 61)
+    assert [r["status"] for r in runs] == ["recorded"], runs
+    pg.psql("insert into ticks (v) values (3)")
+    assert [r["status"] for r in datasets.run_due_schedules(now=t0 + 121)] == ["recorded"]
+    assert datasets.load(datasets.get("ticks")).get_column("v").to_list() == [3]
+    assert [r["status"] for r in datasets.run_due_schedules(now=t0 + 181)] == ["unchanged"]
+
+    monkeypatch.setenv(ENV, "not-the-password")
+    failed = datasets.run_due_schedules(now=t0 + 241)
+    assert [r["status"] for r in failed] == ["failed"], failed
+    assert "refused the login" in failed[0]["error"]
+    _assert_nothing_holds(pg.password, str(datasets.ingestion_runs("ticks")))
+    _assert_nothing_holds("not-the-password", str(datasets.ingestion_runs("ticks")))
