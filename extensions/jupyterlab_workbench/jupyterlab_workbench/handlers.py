@@ -323,6 +323,66 @@ class AuditHandler(BaseHandler):
         self.send({"entries": await self.call(lambda b: b.audit_log(limit))})
 
 
+def _dataset_row(dv: Any) -> dict[str, Any]:
+    failed = [r for r in dv.validation if not r.get("passed", False)]
+    return {
+        "name": dv.name,
+        "version": dv.version,
+        "id": dv.id,
+        "rows": dv.n_rows,
+        "columns": len(dv.schema),
+        "content_hash": dv.content_hash,
+        "source": dv.source,
+        "target": dv.target,
+        "parent_id": dv.parent_id,
+        "checks": len(dv.validation),
+        "errors": sum(r.get("severity", "error") != "warn" for r in failed),
+        "warnings": sum(r.get("severity") == "warn" for r in failed),
+    }
+
+
+class DatasetsHandler(BaseHandler):
+    """Every dataset version (``bench.datasets.list()``), oldest first, without reports or data."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        rows = await self.call(lambda b: [_dataset_row(dv) for dv in b.datasets.list()])
+        self.send({"versions": rows})
+
+
+class DatasetReportHandler(BaseHandler):
+    """One version's columns and validation report (``bench.datasets.report``), every key present."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str, version: str) -> None:
+        v = _int(version, "version")
+
+        def read(b: Any) -> dict[str, Any]:
+            dv = b.datasets.get(name, v)
+            return {**_dataset_row(dv), "schema": dv.schema, "report": b.datasets.report(dv)}
+
+        self.send(await self.call(read))
+
+
+class DatasetDiffHandler(BaseHandler):
+    """``?a=1&b=2&key=id&examples=5``: what changed from version a to b (``bench.datasets.diff``)."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        a = _int(self.get_argument("a", None), "a")
+        b_version = _int(self.get_argument("b", None), "b")
+        examples = _int(self.get_argument("examples", "5"), "examples")
+        if not 0 <= examples <= 100:
+            raise _Error(400, f"examples must be in 0..100, got {examples}")
+        key = [k.strip() for k in self.get_argument("key", "").split(",") if k.strip()] or None
+
+        def read(b: Any) -> dict[str, Any]:
+            d = b.datasets.diff(f"{name}@{a}", f"{name}@{b_version}", key=key, examples=examples)
+            return {"diff": d.to_dict(), "text": str(d)}
+
+        self.send(await self.call(read))
+
+
 #: The one route table: (path under ``/workbench/``, handler). ``openapi.yaml`` describes each.
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"version", VersionHandler),
@@ -337,6 +397,9 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"retrains", RetrainsHandler),
     (r"retrains/(\d+)/(approve|reject)", RetrainAnswerHandler),
     (r"lineage/([^/]+)/([^/]+)", LineageHandler),
+    (r"datasets", DatasetsHandler),
+    (r"datasets/([^/]+)/versions/(\d+)", DatasetReportHandler),
+    (r"datasets/([^/]+)/diff", DatasetDiffHandler),
     (r"audit", AuditHandler),
 ]
 

@@ -6,13 +6,20 @@
  * `Fetcher`, time through an injected `Clock`.
  */
 
-export type TabId = 'experiments' | 'models' | 'deployments' | 'monitors' | 'lineage';
+export type TabId =
+  | 'experiments'
+  | 'models'
+  | 'deployments'
+  | 'monitors'
+  | 'lineage'
+  | 'datasets';
 export const TABS: { id: TabId; label: string }[] = [
   { id: 'experiments', label: 'Experiments' },
   { id: 'models', label: 'Models' },
   { id: 'deployments', label: 'Deployments' },
   { id: 'monitors', label: 'Monitors' },
-  { id: 'lineage', label: 'Lineage' }
+  { id: 'lineage', label: 'Lineage' },
+  { id: 'datasets', label: 'Datasets' }
 ];
 
 /** The REST API version this panel speaks (the server's `GET /workbench/version` `api`). */
@@ -88,6 +95,15 @@ export interface PanelState {
   alerts: any[] | null;
   retrains: any[] | null;
   lineage: { model: string; version: string; text: string } | null;
+  /** Every dataset version (`GET datasets`), oldest first. */
+  datasets: any[] | null;
+  /** The dataset shown (default: the one ingested last) and the version whose report is shown. */
+  dataset: string | null;
+  datasetVersion: number | null;
+  /** The shown version's columns and validation report. */
+  report: { name: string; version: number; schema: Record<string, string>; report: any[] } | null;
+  /** The diff asked for last (or of the last two versions), or why it could not be made. */
+  diff: DatasetDiffView | null;
   /** Traffic weights being edited, per deployment and version (percent, not yet applied). */
   drafts: Record<string, Record<string, number>>;
   /** The last action's outcome, shown under the tabs. */
@@ -116,6 +132,11 @@ export function initialState(): PanelState {
     alerts: null,
     retrains: null,
     lineage: null,
+    datasets: null,
+    dataset: null,
+    datasetVersion: null,
+    report: null,
+    diff: null,
     drafts: {},
     notice: null,
     confirm: null,
@@ -150,6 +171,48 @@ export function trialMetric(trial: any, metric: string): number | null {
   const m = trial && trial.metrics;
   const v = m && typeof m === 'object' ? m[metric] : undefined;
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+/** A diff between two versions of one dataset: `diff` is `DatasetDiff.to_dict()`, or `error`. */
+export interface DatasetDiffView {
+  name: string;
+  a: number;
+  b: number;
+  key: string[];
+  diff: any | null;
+  text: string;
+  error: string | null;
+}
+
+/** Dataset names, the one ingested last first. */
+export function datasetNames(versions: any[]): string[] {
+  const out: string[] = [];
+  for (const v of versions.slice().reverse()) {
+    if (!out.includes(v.name)) {
+      out.push(v.name);
+    }
+  }
+  return out;
+}
+
+/** The version numbers of one dataset, oldest first. */
+export function versionsOf(versions: any[], name: string | null): number[] {
+  return versions.filter(v => v.name === name).map(v => Number(v.version));
+}
+
+/** "id, region" → ["id", "region"]; blanks dropped. */
+export function parseKey(key: string | string[] | null | undefined): string[] {
+  const parts = Array.isArray(key) ? key : String(key ?? '').split(',');
+  return parts.map(k => String(k).trim()).filter(k => k.length > 0);
+}
+
+/** The REST path of a diff: `datasets/<name>/diff?a=1&b=2&key=id,region`. */
+export function diffPath(name: string, a: number, b: number, key: string[]): string {
+  const q = `a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`;
+  return (
+    `datasets/${encodeURIComponent(name)}/diff?${q}` +
+    (key.length ? `&key=${encodeURIComponent(key.join(','))}` : '')
+  );
 }
 
 export type Listener = (state: PanelState) => void;
@@ -259,6 +322,18 @@ export class PanelModel {
     void this.poll();
   }
 
+  /** Show dataset `name`: its latest version's report, and a diff of its last two versions. */
+  selectDataset(name: string): void {
+    this.set({ dataset: name, datasetVersion: null, report: null, diff: null });
+    void this.poll();
+  }
+
+  /** Show the validation report of one version of the dataset shown. */
+  selectDatasetVersion(version: number): void {
+    this.set({ datasetVersion: version });
+    void this.poll();
+  }
+
   selectExperiment(id: number): void {
     this.set({ selectedExperiment: id, followNewest: false, trials: null });
     void this.poll();
@@ -358,6 +433,8 @@ export class PanelModel {
           retrains: r.jobs
         });
       }
+    } else if (tab === 'datasets') {
+      await this.loadDatasets();
     } else if (tab === 'lineage') {
       const { versions } = await this.fetcher('models');
       if (this.changed('models', versions)) {
@@ -368,6 +445,72 @@ export class PanelModel {
         const pick = champion || versions[versions.length - 1];
         await this.showLineage(pick.model, champion ? 'champion' : String(pick.version));
       }
+    }
+  }
+
+  private async loadDatasets(): Promise<void> {
+    const { versions } = await this.fetcher('datasets');
+    const patch: Partial<PanelState> = {};
+    if (this.changed('datasets', versions) || this.state.datasets === null) {
+      patch.datasets = versions;
+    }
+    const names = datasetNames(versions);
+    let name = this.state.dataset;
+    if (name === null || !names.includes(name)) {
+      name = names.length ? names[0] : null;
+      patch.dataset = name;
+      patch.report = null;
+      patch.diff = null;
+    }
+    const numbers = versionsOf(versions, name);
+    let version = this.state.datasetVersion;
+    if (version === null || !numbers.includes(version)) {
+      version = numbers.length ? numbers[numbers.length - 1] : null;
+      patch.datasetVersion = version;
+    }
+    if (Object.keys(patch).length) {
+      this.set(patch);
+    }
+    if (name === null || version === null) {
+      return;
+    }
+    const r = this.state.report;
+    if (!r || r.name !== name || r.version !== version) {
+      const out = await this.fetcher(
+        `datasets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`
+      );
+      this.set({ report: { name, version, schema: out.schema || {}, report: out.report || [] } });
+    }
+    if (this.state.diff === null && numbers.length >= 2) {
+      // once per dataset shown: the last two versions, whole rows (Compare asks for others)
+      await this.diffDatasets(numbers[numbers.length - 2], numbers[numbers.length - 1], []);
+    }
+  }
+
+  /**
+   * Diff two versions of the dataset shown (by `key`: columns, or "a, b"). A refusal (a key that
+   * is not unique, an unknown version) is shown in place of the diff, not as a failed refresh.
+   */
+  async diffDatasets(a: number, b: number, key: string | string[]): Promise<void> {
+    const name = this.state.dataset;
+    if (name === null) {
+      return;
+    }
+    const keys = parseKey(key);
+    const view: DatasetDiffView = { name, a, b, key: keys, diff: null, text: '', error: null };
+    try {
+      const out = await this.fetcher(diffPath(name, a, b, keys));
+      view.diff = out.diff;
+      view.text = out.text || '';
+    } catch (err) {
+      if (err instanceof ApiError && err.status >= 400 && err.status < 500) {
+        view.error = err.message;
+      } else {
+        throw err;
+      }
+    }
+    if (this.state.dataset === name) {
+      this.set({ diff: view });
     }
   }
 

@@ -1,7 +1,15 @@
 import { Widget } from '@lumino/widgets';
 import { Message } from '@lumino/messaging';
 
-import { PanelModel, PanelState, TABS, TabId, trialMetric } from './model';
+import {
+  PanelModel,
+  PanelState,
+  TABS,
+  TabId,
+  datasetNames,
+  trialMetric,
+  versionsOf
+} from './model';
 
 /** Escape text for innerHTML. */
 function esc(value: unknown): string {
@@ -76,6 +84,118 @@ function lineageHtml(text: string): string {
     }
   }
   return out.join('');
+}
+
+/** A cell value in a narrow table: JSON for objects, "null" for a null, cut at 40 characters. */
+function cell(value: unknown): string {
+  const text =
+    value === null || value === undefined
+      ? 'null'
+      : typeof value === 'object'
+        ? JSON.stringify(value)
+        : typeof value === 'number' && !Number.isInteger(value)
+          ? String(Number(value.toPrecision(4)))
+          : String(value);
+  return text.length > 40 ? `${text.slice(0, 39)}…` : text;
+}
+
+/** A validation report: one row per check, failures first (errors, then warnings). */
+function reportHtml(report: any[]): string {
+  if (!report.length) {
+    return '<p class="jp-WorkbenchPanel-empty">no checks recorded</p>';
+  }
+  const rank = (r: any) => (r.passed ? 2 : r.severity === 'warn' ? 1 : 0);
+  const rows = report
+    .slice()
+    .sort((x, y) => rank(x) - rank(y))
+    .map(r => {
+      const state = r.passed ? 'ok' : r.severity === 'warn' ? 'warn' : 'fail';
+      const examples = (r.examples || []).slice(0, 3).map(cell).join('; ');
+      return (
+        `<tr class="jp-WorkbenchPanel-check jp-mod-${state}" data-check="${esc(r.check)}" data-passed="${r.passed ? 'true' : 'false'}">` +
+        `<td>${r.passed ? 'ok' : 'FAIL'}</td><td>${esc(r.check || '?')}${r.column ? ` <small>[${esc(r.column)}]</small>` : ''}` +
+        `<div class="jp-WorkbenchPanel-sub">${esc(r.detail || '')}${examples ? ` · e.g. ${esc(examples)}` : ''}</div></td>` +
+        `<td>${esc(r.severity || 'error')}</td><td>${r.failing === null || r.failing === undefined ? '–' : esc(r.failing)}</td></tr>`
+      );
+    })
+    .join('');
+  return `<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-report"><thead><tr><th></th><th>check · detail</th><th>severity</th><th>failing</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+/** What `DatasetDiff.to_dict()` says, for a sidebar: summary, schema, changed rows, statistics. */
+function diffHtml(d: any): string {
+  const parts = [`+${d.added} added`, `−${d.removed} removed`];
+  if (d.changed !== null && d.changed !== undefined) {
+    parts.push(`~${d.changed} changed`);
+  }
+  parts.push(`${d.unchanged} unchanged`);
+  const summary =
+    `<p class="jp-WorkbenchPanel-diffSummary">${esc(d.a)} → ${esc(d.b)}: rows ${esc(d.rows_a)} → ${esc(d.rows_b)} ` +
+    `(${esc(parts.join(', '))}; ${d.key ? `by key ${esc(d.key.join(', '))}` : 'as whole rows'})</p>`;
+  const schema = [
+    ...Object.entries(d.added_columns || {}).map(([c, t]) => `+ ${c} (${t})`),
+    ...Object.entries(d.removed_columns || {}).map(([c, t]) => `− ${c} (${t})`),
+    ...Object.entries(d.type_changes || {}).map(
+      ([c, t]) => `~ ${c}: ${(t as string[])[0]} → ${(t as string[])[1]}`
+    )
+  ];
+  const changedCols = Object.entries(d.changed_columns || {}).filter(([, n]) => Number(n) > 0);
+  const changed = (d.changed_examples || [])
+    .flatMap((e: any) =>
+      Object.entries(e.changes || {}).map(([c, v]) => {
+        const [o, n] = v as unknown[];
+        const key = Object.entries(e.key || {})
+          .map(([k, x]) => `${k}=${cell(x)}`)
+          .join(', ');
+        return `<li>${esc(key)}: <b>${esc(c)}</b> ${esc(cell(o))} → ${esc(cell(n))}</li>`;
+      })
+    )
+    .join('');
+  const rowList = (rows: any[], title: string) =>
+    rows && rows.length
+      ? `<h4>${esc(title)}</h4><ul class="jp-WorkbenchPanel-rows">${rows
+          .map(
+            r =>
+              `<li>${esc(
+                Object.entries(r)
+                  .map(([k, v]) => `${k}=${cell(v)}`)
+                  .join(', ')
+              )}</li>`
+          )
+          .join('')}</ul>`
+      : '';
+  const pair = (st: any, k: string) =>
+    `${cell((st.a || {})[k] ?? null)} → ${cell((st.b || {})[k] ?? null)}`;
+  const stats = (d.stats || [])
+    .filter((st: any) => st.kind !== 'key')
+    .map((st: any) => {
+      const shift = st.shift || {};
+      const moved = !st.a || !st.b || Object.values(shift).some(v => v !== 0 && v !== null);
+      const what =
+        st.kind === 'numeric'
+          ? `mean ${pair(st, 'mean')}, std ${pair(st, 'std')}`
+          : st.kind === 'categorical'
+            ? `tvd ${cell(shift.tvd ?? null)}`
+            : '';
+      return (
+        `<tr class="jp-WorkbenchPanel-stat${moved ? ' jp-mod-moved' : ''}" data-column="${esc(st.column)}">` +
+        `<td>${esc(st.column)}</td><td>${esc(pair(st, 'null_rate'))}</td><td>${esc(what)}</td></tr>`
+      );
+    })
+    .join('');
+  return (
+    summary +
+    `<p>${schema.length ? schema.map(x => `<span class="jp-WorkbenchPanel-alias">${esc(x)}</span>`).join(' ') : 'columns unchanged'}</p>` +
+    (changedCols.length
+      ? `<p class="jp-WorkbenchPanel-sub">changed columns (rows): ${esc(changedCols.map(([c, n]) => `${c} (${n})`).join(', '))}</p>`
+      : '') +
+    (changed ? `<h4>changed rows (old → new)</h4><ul class="jp-WorkbenchPanel-rows">${changed}</ul>` : '') +
+    rowList(d.added_examples, 'added rows') +
+    rowList(d.removed_examples, 'removed rows') +
+    (stats
+      ? `<h4>column statistics (a → b)</h4><table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-stats"><thead><tr><th>column</th><th>null rate</th><th>shift</th></tr></thead><tbody>${stats}</tbody></table>`
+      : '')
+  );
 }
 
 function confirmLabel(s: PanelState): string {
@@ -175,6 +295,19 @@ export class WorkbenchPanel extends Widget {
       case 'cancel':
         this.model.cancelPending();
         break;
+      case 'dataset':
+        this.model.selectDataset(d.name as string);
+        break;
+      case 'dataset-version':
+        this.model.selectDatasetVersion(Number(d.version));
+        break;
+      case 'dataset-diff': {
+        const form = target.closest('.jp-WorkbenchPanel-diffForm') as HTMLElement;
+        const pick = (n: string) => Number((form.querySelector(`[name=${n}]`) as HTMLSelectElement).value);
+        const key = (form.querySelector('[name=key]') as HTMLInputElement).value;
+        void this.model.diffDatasets(pick('a'), pick('b'), key);
+        break;
+      }
       case 'lineage': {
         const form = target.closest('.jp-WorkbenchPanel-lineageForm') as HTMLElement;
         const model = (form.querySelector('[name=model]') as HTMLSelectElement).value;
@@ -238,7 +371,64 @@ export class WorkbenchPanel extends Widget {
         return head + this.monitorsHtml(s);
       case 'lineage':
         return head + this.lineageHtml(s);
+      case 'datasets':
+        return head + this.datasetsHtml(s);
     }
+  }
+
+  private datasetsHtml(s: PanelState): string {
+    if (s.datasets === null) {
+      return '<p class="jp-WorkbenchPanel-empty">loading…</p>';
+    }
+    if (!s.datasets.length) {
+      return '<p class="jp-WorkbenchPanel-empty">No datasets yet: <code>bench.datasets.ingest(path, name=...)</code>.</p>';
+    }
+    const names = datasetNames(s.datasets)
+      .map(
+        n =>
+          `<button class="jp-WorkbenchPanel-button${n === s.dataset ? ' jp-mod-selected' : ''}" data-action="dataset" data-name="${esc(n)}">${esc(n)}</button>`
+      )
+      .join(' ');
+    const versions = s.datasets
+      .filter(v => v.name === s.dataset)
+      .slice()
+      .reverse()
+      .map(
+        v =>
+          `<tr class="jp-WorkbenchPanel-datasetVersion${v.version === s.datasetVersion ? ' jp-mod-selected' : ''}" data-action="dataset-version" data-version="${esc(v.version)}">` +
+          `<td><b>v${esc(v.version)}</b></td><td>${esc(v.rows)} × ${esc(v.columns)}</td>` +
+          `<td class="${v.errors ? 'jp-mod-fail' : v.warnings ? 'jp-mod-warn' : ''}">${v.errors || v.warnings ? `${esc(v.errors)} errors, ${esc(v.warnings)} warnings` : `${esc(v.checks)} checks passed`}</td></tr>`
+      )
+      .join('');
+    const r = s.report;
+    const report =
+      r && r.name === s.dataset
+        ? `<h3>Validation report of ${esc(r.name)} v${esc(r.version)}</h3>${reportHtml(r.report)}`
+        : '';
+    const numbers = versionsOf(s.datasets, s.dataset);
+    const d = s.diff;
+    const options = (chosen: number | undefined) =>
+      numbers
+        .map(n => `<option value="${n}"${n === chosen ? ' selected' : ''}>v${n}</option>`)
+        .join('');
+    const form =
+      numbers.length >= 2
+        ? `<div class="jp-WorkbenchPanel-diffForm"><select name="a" aria-label="version a">${options(d ? d.a : numbers[numbers.length - 2])}</select> → ` +
+          `<select name="b" aria-label="version b">${options(d ? d.b : numbers[numbers.length - 1])}</select> ` +
+          `<input name="key" size="8" placeholder="key" value="${esc(d ? d.key.join(', ') : '')}" aria-label="key columns, comma-separated"> ` +
+          '<button class="jp-WorkbenchPanel-button" data-action="dataset-diff">Compare</button></div>'
+        : '<p class="jp-WorkbenchPanel-empty">one version: nothing to compare yet</p>';
+    const diff = d
+      ? d.error
+        ? `<div class="jp-WorkbenchPanel-notice jp-mod-error">${esc(d.error)}</div>`
+        : `<div class="jp-WorkbenchPanel-diff">${diffHtml(d.diff)}</div>`
+      : '';
+    return (
+      `<div class="jp-WorkbenchPanel-datasets">${names}</div>` +
+      `<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-datasetVersions"><thead><tr><th>version</th><th>rows × cols</th><th>checks</th></tr></thead><tbody>${versions}</tbody></table>` +
+      report +
+      `<h3>Diff</h3>${form}${diff}`
+    );
   }
 
   private experimentsHtml(s: PanelState): string {

@@ -3,7 +3,17 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Backoff, PanelModel, ApiError, draftToWeights, trialMetric } = require('../lib-test/model.js');
+const {
+  Backoff,
+  PanelModel,
+  ApiError,
+  draftToWeights,
+  trialMetric,
+  datasetNames,
+  versionsOf,
+  parseKey,
+  diffPath
+} = require('../lib-test/model.js');
 
 class FakeClock {
   constructor() {
@@ -303,4 +313,90 @@ test('a panel started hidden checks the version only, and loads when first shown
   await flush();
   assert.deepEqual(calls.map(c => c.path), ['version', 'experiments', 'experiments/2/trials']);
   assert.equal(m.state.trials.length, 1);
+});
+
+// ------------------------------------------------------------------ datasets tab
+const DS = {
+  versions: [
+    { name: 'cities', version: 1, rows: 3, errors: 0, warnings: 0 },
+    { name: 'sales', version: 1, rows: 9, errors: 0, warnings: 0 },
+    { name: 'cities', version: 2, rows: 3, errors: 0, warnings: 1 }
+  ]
+};
+const REPORT = v => ({ schema: { id: 'Int64' }, report: [{ check: 'row_count', passed: v !== 2, severity: 'warn' }] });
+const DIFF = { diff: { a: 'cities@1', b: 'cities@2', added: 1, removed: 1, changed: 2, unchanged: 0, key: ['id'] }, text: 'cities@1 -> cities@2' };
+
+test('dataset helpers: names newest first, versions of one, keys, the diff path', () => {
+  assert.deepEqual(datasetNames(DS.versions), ['cities', 'sales']);
+  assert.deepEqual(versionsOf(DS.versions, 'cities'), [1, 2]);
+  assert.deepEqual(parseKey(' id, region ,'), ['id', 'region']);
+  assert.deepEqual(parseKey(['id']), ['id']);
+  assert.deepEqual(parseKey(''), []);
+  assert.equal(diffPath('my data', 1, 2, []), 'datasets/my%20data/diff?a=1&b=2');
+  assert.equal(diffPath('cities', 1, 2, ['id', 'region']), 'datasets/cities/diff?a=1&b=2&key=id%2Cregion');
+});
+
+test('the datasets tab shows the last ingested dataset, its latest report and a diff of its last two versions', async () => {
+  const clock = new FakeClock();
+  const { fetcher, calls } = server({
+    version: { api: 1 },
+    experiments: { experiments: [] },
+    datasets: DS,
+    'datasets/cities/versions/2': REPORT(2),
+    'datasets/cities/versions/1': REPORT(1),
+    'datasets/cities/diff?a=1&b=2': { ...DIFF, diff: { ...DIFF.diff, key: null } },
+    'datasets/cities/diff?a=1&b=2&key=id': DIFF,
+    'datasets/cities/diff?a=1&b=2&key=city': () => new ApiError(400, "key ['city'] is not unique in cities@1")
+  });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  m.selectTab('datasets');
+  await flush();
+  assert.equal(m.state.dataset, 'cities');
+  assert.equal(m.state.datasetVersion, 2);
+  assert.equal(m.state.report.version, 2);
+  assert.equal(m.state.report.report[0].passed, false);
+  assert.equal(m.state.diff.a, 1);
+  assert.equal(m.state.diff.diff.key, null);
+  // polling again fetches the version list only: the report and the diff are kept
+  const before = calls.length;
+  await clock.advance(1000);
+  assert.deepEqual(calls.slice(before).map(c => c.path), ['datasets']);
+  // clicking version 1 shows its report
+  m.selectDatasetVersion(1);
+  await flush();
+  assert.equal(m.state.report.version, 1);
+  assert.equal(m.state.report.report[0].passed, true);
+  // Compare by key; a refusal shows in place of the diff and is not a failed refresh
+  await m.diffDatasets(1, 2, 'id');
+  assert.deepEqual(m.state.diff.key, ['id']);
+  assert.equal(m.state.diff.diff.changed, 2);
+  await m.diffDatasets(1, 2, 'city');
+  assert.match(m.state.diff.error, /not unique in cities@1/);
+  assert.equal(m.state.diff.diff, null);
+  assert.equal(m.state.message, '');
+});
+
+test('picking another dataset drops the report and diff; one version has nothing to diff', async () => {
+  const clock = new FakeClock();
+  const { fetcher, calls } = server({
+    version: { api: 1 },
+    experiments: { experiments: [] },
+    datasets: DS,
+    'datasets/cities/versions/2': REPORT(2),
+    'datasets/cities/diff?a=1&b=2': DIFF,
+    'datasets/sales/versions/1': REPORT(1)
+  });
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  m.selectTab('datasets');
+  await flush();
+  m.selectDataset('sales');
+  assert.equal(m.state.report, null);
+  assert.equal(m.state.diff, null);
+  await flush();
+  assert.equal(m.state.report.name, 'sales');
+  assert.equal(m.state.datasetVersion, 1);
+  assert.equal(m.state.diff, null);
+  assert.equal(calls.filter(c => c.path.startsWith('datasets/sales/diff')).length, 0);
 });

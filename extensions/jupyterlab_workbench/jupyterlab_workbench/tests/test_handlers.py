@@ -257,6 +257,7 @@ async def test_empty_store_lists_nothing(jp_fetch, wb_home):
         (("monitors",), "monitors"),
         (("retrains",), "jobs"),
         (("audit",), "entries"),
+        (("datasets",), "versions"),
     ]:
         code, body = await call(jp_fetch, *parts)
         assert code == 200, (parts, body)
@@ -286,6 +287,7 @@ def test_openapi_describes_exactly_the_route_table():
         "deployments": ["{name}"],
         "retrains": ["{job_id}", "{answer}"],
         "lineage": ["{model}", "{version}"],
+        "datasets": ["{name}", "{version}"],
     }
     served = {}
     for pattern, handler in ROUTES:
@@ -430,3 +432,76 @@ def test_response_bodies_are_strict_json_without_binary_columns():
         "when": "2025-01-31 00:00:00",
     }
     assert "NaN" not in body
+
+
+def seed_datasets(home: Path) -> None:
+    """Two versions of dataset ``cities``: v2 removes a row, adds one, changes two."""
+    import polars as pl
+
+    from workbench import Workbench
+    from workbench.datasets import Checks, Column
+
+    with Workbench(home) as bench:
+        bench.datasets.ingest(
+            pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "city": ["a", "b", "a"]}),
+            name="cities",
+        )
+        bench.datasets.ingest(
+            pl.DataFrame({"id": [2, 3, 4], "x": [2.0, 30.0, 4.0], "city": ["c", "a", "b"]}),
+            name="cities",
+            checks=Checks(columns={"x": Column(max=10, severity="warn")}),
+        )
+
+
+async def query(jp_fetch, *parts, params):
+    try:
+        r = await jp_fetch("workbench", *parts, params=params)
+    except HTTPClientError as exc:
+        return exc.code, json.loads(exc.response.body or b"null")
+    return r.code, json.loads(r.body)
+
+
+async def test_dataset_versions_reports_and_diffs(jp_fetch, wb_home):
+    seed_datasets(wb_home)
+    code, body = await call(jp_fetch, "datasets")
+    assert code == 200, body
+    assert [
+        (v["name"], v["version"], v["rows"], v["errors"], v["warnings"]) for v in body["versions"]
+    ] == [
+        ("cities", 1, 3, 0, 0),
+        ("cities", 2, 3, 0, 1),
+    ]
+    code, body = await call(jp_fetch, "datasets", "cities", "versions", "2")
+    assert code == 200, body
+    assert body["schema"] == {"city": "String", "id": "Int64", "x": "Float64"}
+    failed = [r for r in body["report"] if not r["passed"]]
+    assert [(r["check"], r["column"], r["severity"], r["failing"]) for r in failed] == [
+        ("range", "x", "warn", 1)
+    ]
+    code, body = await query(
+        jp_fetch, "datasets", "cities", "diff", params={"a": "1", "b": "2", "key": "id"}
+    )
+    assert code == 200, body
+    d = body["diff"]
+    assert (d["added"], d["removed"], d["changed"], d["unchanged"]) == (1, 1, 2, 0)
+    assert d["changed_columns"] == {"x": 1, "city": 1} and d["key"] == ["id"]
+    assert body["text"].startswith("cities@1 -> cities@2: rows 3 -> 3")
+    code, body = await query(jp_fetch, "datasets", "cities", "diff", params={"a": "1", "b": "2"})
+    assert code == 200 and body["diff"]["key"] is None and body["diff"]["added"] == 3
+
+
+@pytest.mark.parametrize(
+    ("parts", "params", "status", "message"),
+    [
+        (("cities", "versions", "9"), {}, 404, "cities version 9 does not exist"),
+        (("nope", "diff"), {"a": "1", "b": "2"}, 404, "dataset nope version 1 does not exist"),
+        (("cities", "diff"), {"a": "1", "b": "2", "key": "city"}, 400, "not unique in cities@1"),
+        (("cities", "diff"), {"a": "1"}, 400, "b must be an integer"),
+        (("cities", "diff"), {"a": "1", "b": "2", "examples": "1000"}, 400, "examples must be in"),
+    ],
+)
+async def test_dataset_errors_say_what_to_do(jp_fetch, wb_home, parts, params, status, message):
+    seed_datasets(wb_home)
+    code, body = await query(jp_fetch, "datasets", *parts, params=params)
+    assert code == status, body
+    assert message in body["error"]
