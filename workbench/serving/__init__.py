@@ -14,6 +14,7 @@ __all__ = [
     "CanaryRollout",
     "BlueGreen",
     "Shadow",
+    "BundleScorer",
     "build_app",
     "normalize",
     "choose",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from workbench.serving._batch import BundleScorer
     from workbench.serving._blue_green import BlueGreen
     from workbench.serving._canary import CanaryRollout
     from workbench.serving._control import TrafficControl, TrafficUpdate
@@ -39,6 +41,7 @@ _LAZY = {
     "CanaryRollout": "workbench.serving._canary",
     "BlueGreen": "workbench.serving._blue_green",
     "Shadow": "workbench.serving._shadow",
+    "BundleScorer": "workbench.serving._batch",
     "build_app": "workbench.serving._router",
 }
 
