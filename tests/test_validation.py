@@ -417,3 +417,26 @@ def test_a_reference_passes_its_own_inferred_checks(values, cats, tolerance):
     v = checks.columns["v"]
     if v.min is not None:
         assert v.min <= df["v"].min() and v.max >= df["v"].max() and not math.isnan(v.min)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(-50, 150)), min_size=1, max_size=40),
+    st.sampled_from(["error", "warn"]),
+)
+def test_the_quarantine_mask_is_exactly_the_rows_failing_error_rules(ages, severity):
+    from workbench.datasets._validation import run_checks
+
+    df = pl.DataFrame({"age": pl.Series(ages, dtype=pl.Int64)})
+    checks = Checks(
+        columns={"age": Column(nullable=False, min=0, max=120, severity=severity)},
+        max_null_fraction=1.0,  # a mostly-null column is a dataset-level failure otherwise
+    )
+    out = run_checks(df, checks)
+    expected = [a is None or not 0 <= a <= 120 for a in ages]
+    if severity == "warn" or not any(expected):
+        assert out.bad_rows is None and out.errors == []
+    else:
+        assert out.bad_rows.tolist() == expected and out.dataset_errors == []
+    failing = sum(r["failing"] for r in out.report if r["check"] in ("nullable", "range"))
+    assert failing == sum(expected)

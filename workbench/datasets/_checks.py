@@ -62,6 +62,11 @@ class Column:
     severity : str or dict
         ``"error"`` or ``"warn"`` for all this column's rules, or per rule
         (``{"range": "warn"}``; rules not named keep their default).
+
+    Examples
+    --------
+    >>> Column("Int64", nullable=False, min=0, max=120, severity={"range": "warn"}).to_dict()
+    {'dtype': 'Int64', 'nullable': False, 'min': 0, 'max': 120, 'severity': {'range': 'warn'}}
     """
 
     dtype: str | None = None
@@ -130,6 +135,11 @@ class Custom:
         The ``check`` name in the report.
     column : str, optional
     severity : str
+
+    Examples
+    --------
+    >>> adult = Custom(lambda age: age >= 18, name="adult", column="age")
+    >>> total = Custom(lambda df: df["amount"].sum() < 1e6, name="total", severity="warn")
     """
 
     fn: Callable[[Any], Any]
