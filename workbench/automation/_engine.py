@@ -602,8 +602,9 @@ class Pipeline:
                 reference = stages.datasets.by_id(champion.dataset_version_id)
         except NotFoundError:
             pass
-        checks = stages.datasets.infer_checks(reference)
-        checks.target = train.target
+        from workbench.datasets import infer_checks
+
+        checks = infer_checks(stages.datasets.load(reference), target=train.target)
         checks.min_rows = p.min_rows
         checks.severity = {**checks.severity, "range": "warn"}
         # the stored copy is what this job applied, its own settings included
