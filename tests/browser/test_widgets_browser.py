@@ -374,6 +374,50 @@ def test_lineage_widget_shows_the_record_of_a_clicked_node(page, lab, seeded, no
     _shot(page, ".wb-lineage", "lineage")
 
 
+def test_dataset_widget_shows_reports_and_a_diff_by_key(page, lab, seeded, notebook):
+    import polars as pl
+
+    from workbench.api import Workbench
+    from workbench.datasets import Checks, Column
+
+    with Workbench(lab.home) as bench:
+        bench.datasets.ingest(
+            pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "city": ["a", "b", "a"]}),
+            name="cities",
+        )
+        bench.datasets.ingest(
+            pl.DataFrame({"id": [2, 3, 4], "x": [2.0, 30.0, 4.0], "city": ["c", "a", "b"]}),
+            name="cities",
+            checks=Checks(columns={"x": Column(max=10, severity="warn")}),
+        )
+    _start(page, notebook)
+    run_cell(page, 'bench.widgets.dataset("cities")')
+    page.wait_for_selector(".wb-dataset .wb-diff-summary")
+    box = page.locator(".wb-dataset")
+    assert "validation report of v2: " in box.inner_text()
+    failed = box.locator("tr.wb-warn-row")
+    assert failed.count() == 1 and "range" in failed.inner_text()
+    assert "cities@1 → cities@2" in box.locator(".wb-diff-summary").inner_text()
+    # the report of the version clicked
+    box.locator("tr[data-version='1']").click()
+    page.wait_for_function(
+        "() => document.querySelector('.wb-dataset').textContent.includes('validation report of v1')",
+        timeout=30_000,
+    )
+    assert box.locator("tr.wb-warn-row, tr.wb-fail-row").count() == 0
+    # compare by key: the diff runs in the kernel's worker thread and comes back
+    box.locator("input.wb-key").fill("id")
+    box.locator("button[data-action='diff']").click()
+    page.wait_for_function(
+        "() => document.querySelector('.wb-dataset .wb-diff-summary').textContent.includes('by key id')",
+        timeout=30_000,
+    )
+    summary = box.locator(".wb-diff-summary").inner_text()
+    assert "+1 added, −1 removed, ~2 changed, 0 unchanged" in summary, summary
+    assert "changed rows (old → new)" in box.inner_text()
+    _shot(page, ".wb-dataset", "dataset")
+
+
 def test_stop_button_ends_a_search_running_in_the_kernel(page, lab, seeded, notebook):
     from workbench.lineage import Store
 
