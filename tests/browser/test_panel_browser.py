@@ -134,3 +134,46 @@ def test_notebook_search_updates_its_widget_and_the_panel_live(page, lab, seeded
     panel.locator(".jp-WorkbenchPanel-trial").nth(2).wait_for()
     assert panel.locator(".jp-WorkbenchPanel-trial").count() == 3
     screenshot(page, "panel-live-search")
+
+
+def test_datasets_tab_shows_a_report_and_a_diff_by_key(page, lab):
+    import polars as pl
+
+    from workbench.api import Workbench
+    from workbench.datasets import Checks, Column
+
+    with Workbench(lab.home) as bench:
+        bench.datasets.ingest(
+            pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "city": ["a", "b", "a"]}),
+            name="panel-cities",
+        )
+        bench.datasets.ingest(
+            pl.DataFrame({"id": [2, 3, 4], "x": [2.0, 30.0, 4.0], "city": ["c", "a", "b"]}),
+            name="panel-cities",
+            checks=Checks(columns={"x": Column(max=10, severity="warn")}),
+        )
+    open_panel(page)
+    panel = page.locator("#jp-workbench-panel")
+    panel.locator('[data-tab="datasets"]').click()
+    # the dataset ingested last, its latest report (the failed warning first) and the last two diffed
+    panel.get_by_text("Validation report of panel-cities v2").wait_for(timeout=30_000)
+    first = panel.locator(".jp-WorkbenchPanel-check").first
+    assert first.get_attribute("data-check") == "range" and "FAIL" in first.inner_text()
+    summary = panel.locator(".jp-WorkbenchPanel-diffSummary")
+    summary.wait_for(timeout=30_000)
+    assert "panel-cities@1 → panel-cities@2" in summary.inner_text()
+    assert "as whole rows" in summary.inner_text()
+    panel.locator('.jp-WorkbenchPanel-datasetVersion[data-version="1"]').click()
+    panel.get_by_text("Validation report of panel-cities v1").wait_for(timeout=30_000)
+    assert panel.locator('.jp-WorkbenchPanel-check[data-passed="false"]').count() == 0
+    panel.locator(".jp-WorkbenchPanel-diffForm input[name=key]").fill("id")
+    panel.locator('[data-action="dataset-diff"]').click()
+    panel.get_by_text("by key id").wait_for(timeout=30_000)
+    text = panel.locator(".jp-WorkbenchPanel-diff").inner_text()
+    assert "+1 added, −1 removed, ~2 changed, 0 unchanged" in text, text
+    assert "changed columns (rows): x (1), city (1)" in text
+    # a key that is not unique: the server's refusal in place of the diff
+    panel.locator(".jp-WorkbenchPanel-diffForm input[name=key]").fill("city")
+    panel.locator('[data-action="dataset-diff"]').click()
+    panel.get_by_text("is not unique in panel-cities@1").wait_for(timeout=30_000)
+    screenshot(page, "panel-datasets")
