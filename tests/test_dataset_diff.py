@@ -284,3 +284,23 @@ def test_report_fills_in_the_keys_older_records_lack(stages):
             "detail": "",
         }
     ]
+
+
+def test_type_changes_compare_values_in_a_type_both_sides_fit():
+    from datetime import date
+
+    a = pl.DataFrame(
+        {"id": [1, 2, 3], "l": [[1], [2], [3]], "d": [date(2020, 1, 1)] * 3, "s": ["1", "2", "x"]}
+    )
+    b = a.with_columns(
+        pl.col("id").cast(pl.Float64),  # the key's type changed: rows still match
+        pl.col("l").cast(pl.List(pl.Float64)),
+        pl.col("d").cast(pl.Datetime),
+        pl.col("s").cast(pl.Int64, strict=False),  # "x" is lost
+    )
+    d = diff(a, b, key="id")
+    assert set(d.type_changes) == {"id", "l", "d", "s"}
+    assert (d.added, d.removed, d.changed, d.unchanged) == (0, 0, 1, 2)
+    assert d.changed_columns == {"l": 0, "d": 0, "s": 1}
+    assert d.changed_examples == [{"key": {"id": 3}, "changes": {"s": ["x", None]}}]
+    assert "id=3  s: 'x' -> None" in str(d)

@@ -140,7 +140,9 @@ class DatasetDiff:
         if self.changed_examples:
             lines.append(f"changed rows (first {len(self.changed_examples)}):")
             for ex in self.changed_examples:
-                changes = "; ".join(f"{c}: {o!r} -> {n!r}" for c, (o, n) in ex["changes"].items())
+                changes = "; ".join(
+                    f"{c}: {_value(o)} -> {_value(n)}" for c, (o, n) in ex["changes"].items()
+                )
                 lines.append(f"  {_short(ex['key'])}  {changes}")
         shifted = [s for s in self.stats if _shifted(s)]
         if shifted:
@@ -198,8 +200,13 @@ class DatasetDiff:
 
 
 def _short(row: dict[str, Any], width: int = 100) -> str:
-    text = ", ".join(f"{k}={v!r}" for k, v in row.items())
+    text = ", ".join(f"{k}={_value(v)}" for k, v in row.items())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _value(v: Any) -> str:
+    """A value as a reader writes it: text quoted, dates and decimals plain."""
+    return repr(v) if isinstance(v, str) else str(v)
 
 
 def _num(v: Any) -> str:
@@ -352,15 +359,8 @@ def _aligned(
     ca, cb = a.select(common), b.select(common)
     casts_a, casts_b = [], []
     for c in type_changes:
-        ta, tb = a.schema[c], b.schema[c]
-        # an Int64 -> Float64 change keeps 1 == 1.0; anything else compares as text
-        target = pl.Float64 if ta.is_numeric() and tb.is_numeric() else pl.String
-        try:
-            ca.get_column(c).cast(target)
-            cb.get_column(c).cast(target)
-        except Exception:
-            target = None
-        if target is None:  # nested types have no text form: their hashes never match
+        target = _common_type(ca.get_column(c), cb.get_column(c))
+        if target is None:  # no type holds both sides' values: their hashes never match
             casts_a.append(pl.col(c).hash(seed=1).alias(c))
             casts_b.append(pl.col(c).hash(seed=2).alias(c))
         else:
@@ -369,6 +369,29 @@ def _aligned(
     if casts_a:
         ca, cb = ca.with_columns(casts_a), cb.with_columns(casts_b)
     return ca, cb
+
+
+def _common_type(sa: pl.Series, sb: pl.Series) -> Any:
+    """A type both columns' values cast to without loss of meaning, or None.
+
+    Numbers compare as Float64 (an Int64 -> Float64 change keeps 1 == 1.0); anything involving
+    text compares as text; other changes (``List(Int64)`` -> ``List(Float64)``, Date -> Datetime)
+    in one side's type when the other side's values cast to it exactly (strict), else as text.
+    """
+    import polars as pl
+
+    ta, tb = sa.dtype, sb.dtype
+    if ta.is_numeric() and tb.is_numeric():
+        return pl.Float64
+    candidates = [pl.String] if pl.String in (ta, tb) else [tb, ta, pl.String]
+    for target in candidates:
+        try:
+            sa.cast(target, strict=True)
+            sb.cast(target, strict=True)
+        except Exception:
+            continue
+        return target
+    return None
 
 
 def _unique(frame: pl.DataFrame, keys: tuple[str, ...], side: str) -> None:
