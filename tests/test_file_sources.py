@@ -101,6 +101,10 @@ def test_hive_partitions_become_columns(tmp_path):
     spec = FileSource(root, schema_overrides={"month": pl.Utf8}, hive=True).to_spec()
     assert spec["schema_overrides"] == {"month": "String"} and spec["hive"] is True
     assert source_from_spec(spec).fetch({}).frame.equals(typed)
+    with pytest.raises(ConfigError, match="cannot be recorded in a source spec"):
+        FileSource(root, schema_overrides={"id": pl.List(pl.Int64)}).to_spec()
+    with pytest.raises(ConfigError, match="unknown polars type 'Integer'"):
+        FileSource(root, schema_overrides={"id": "Integer"})
 
 
 # ------------------------------------------------------------------------ faults

@@ -129,11 +129,11 @@ class FileSource(Source):
         import polars as pl
 
         fs, files = self._files()
-        blobs = _read_all(fs, files, local=not is_uri(self.location))
+        blobs, hashes = _read_all(fs, files, local=not is_uri(self.location))
         try:
             manifest = [
-                {"path": f.display, "size": f.size, "hash": bytes_hash(b)}
-                for f, b in zip(files, blobs, strict=True)
+                {"path": f.display, "size": f.size, "hash": h}
+                for f, h in zip(files, hashes, strict=True)
             ]
             fingerprint = self._fingerprint(manifest)
             new_state = {"fingerprint": fingerprint, "files": len(manifest)}
@@ -154,11 +154,11 @@ class FileSource(Source):
         'xxh3-128:'
         """
         fs, files = self._files()
-        blobs = _read_all(fs, files, local=not is_uri(self.location))
+        blobs, hashes = _read_all(fs, files, local=not is_uri(self.location))
         try:
             return [
-                {"path": f.display, "size": f.size, "hash": bytes_hash(b)}
-                for f, b in zip(files, blobs, strict=True)
+                {"path": f.display, "size": f.size, "hash": h}
+                for f, h in zip(files, hashes, strict=True)
             ]
         finally:
             for b in blobs:
@@ -174,7 +174,7 @@ class FileSource(Source):
         if self.format:
             spec["format"] = self.format
         if self.schema_overrides:
-            spec["schema_overrides"] = {k: str(v) for k, v in self.schema_overrides.items()}
+            spec["schema_overrides"] = {k: _dtype_name(v) for k, v in self.schema_overrides.items()}
         if self.hive is not None:
             spec["hive"] = self.hive
         options = {
@@ -186,7 +186,11 @@ class FileSource(Source):
 
     # ---------------------------------------------------------------- listing
     def _fingerprint(self, manifest: list[dict[str, Any]]) -> str:
-        options = {k: v for k, v in self.to_spec().items() if k not in ("kind", "path")}
+        options = {
+            "format": self.format,
+            "schema_overrides": {k: str(v) for k, v in self.schema_overrides.items()},
+            "hive": self.hive,
+        }
         payload = json.dumps({"files": manifest, "options": options}, sort_keys=True)
         return bytes_hash(payload.encode())
 
@@ -210,7 +214,9 @@ class FileSource(Source):
                 else:
                     infos, explicit = self._below(fs, base, None), False
             else:
-                infos, explicit = self._below(fs, base, _glob_regex(pattern)), False
+                deep = "/" in pattern or "**" in pattern  # else one folder's listing is enough
+                infos = self._below(fs, base, _glob_regex(pattern), recursive=deep)
+                explicit = False
                 if not infos and fs.get_file_info(base).type == pafs.FileType.NotFound:
                     raise ConfigError(
                         f"{where}: the folder (or bucket) above the glob does not exist; check "
@@ -274,11 +280,14 @@ class FileSource(Source):
         return fs, base.rstrip("/") or base, pattern, f"{scheme}://"
 
     @staticmethod
-    def _below(fs: Any, base: str, regex: re.Pattern[str] | None) -> list[tuple[Any, str]]:
+    def _below(
+        fs: Any, base: str, regex: re.Pattern[str] | None, *, recursive: bool = True
+    ) -> list[tuple[Any, str]]:
         import pyarrow.fs as pafs
 
         found = []
-        for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
+        selector = pafs.FileSelector(base, recursive=recursive, allow_not_found=True)
+        for info in fs.get_file_info(selector):
             if info.type != pafs.FileType.File:
                 continue
             rel = info.path[len(base) :].lstrip("/")
@@ -374,11 +383,21 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def _read_all(fs: Any, files: list[_File], *, local: bool) -> list[Any]:
-    """Every file's bytes, read once: memory-mapped when local, else one read per object
-    (concurrently: object stores answer in parallel, and hashing/mapping releases the GIL)."""
+def _read_all(fs: Any, files: list[_File], *, local: bool) -> tuple[list[Any], list[str]]:
+    """Every file's bytes, read once (memory-mapped when local, else one read per object), and
+    their xxh3-128, files read and hashed concurrently: object stores answer in parallel, and
+    xxh3 releases the GIL, so several cores hash."""
 
-    def read(f: _File) -> Any:
+    def read(f: _File) -> tuple[Any, str]:
+        blob = _read(f)
+        f.size = len(blob)  # what was hashed, even if the file changed since it was listed
+        try:
+            return blob, bytes_hash(blob)
+        except BaseException:
+            _close(blob)
+            raise
+
+    def _read(f: _File) -> Any:
         try:
             if local:
                 if f.size == 0:
@@ -394,9 +413,22 @@ def _read_all(fs: Any, files: list[_File], *, local: bool) -> list[Any]:
             ) from exc
 
     if len(files) == 1:
-        return [read(files[0])]
-    with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
-        return list(pool.map(read, files))
+        pairs = [read(files[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+            futures = [pool.submit(read, f) for f in files]
+            pairs = []
+            error: BaseException | None = None
+            for fut in futures:  # wait for all, so no mapping is left open behind an error
+                try:
+                    pairs.append(fut.result())
+                except BaseException as exc:
+                    error = error or exc
+            if error is not None:
+                for blob, _ in pairs:
+                    _close(blob)
+                raise error
+    return [b for b, _ in pairs], [h for _, h in pairs]
 
 
 def _close(blob: Any) -> None:
@@ -541,6 +573,21 @@ def _dtype(value: Any) -> Any:
         f"unknown polars type {value!r} in schema_overrides; use a polars dtype (pl.Utf8, pl.Int64, "
         "pl.Float64, pl.Date, pl.Datetime('us')) or its name ('String', 'Int64')."
     )
+
+
+def _dtype_name(dtype: Any) -> str:
+    """The name a spec stores for ``dtype``; :class:`ConfigError` when it would not read back."""
+    name = str(dtype)
+    try:
+        same = _dtype(name) == dtype
+    except ConfigError:
+        same = False
+    if not same:
+        raise ConfigError(
+            f"schema_overrides type {name} cannot be recorded in a source spec; override with a "
+            "plain type (pl.Utf8, pl.Int64, pl.Float64, pl.Date, pl.Datetime) and cast later."
+        )
+    return name
 
 
 def _spec_location(location: str) -> str:
