@@ -3,22 +3,26 @@
 ``start_postgres()`` creates a cluster in a fresh temporary directory, starts it on a free port of
 127.0.0.1 with password (SCRAM) authentication over TCP, and returns a :class:`Postgres` whose
 ``uri`` a client connects with and whose ``psql`` runs setup SQL as the superuser over the unix
-socket (trusted, so no password is needed there). ``stop()`` ends the server by ``pg_ctl stop -m
-immediate``, then by its pid if it is still there, and removes the directory.
+socket (trusted, so no password is needed there). ``stop()`` (or leaving a ``with`` block, or the
+interpreter's exit) ends the server by its pid with SIGQUIT, what ``pg_ctl stop -m immediate``
+sends, falling back on ``pg_ctl`` and SIGKILL, and removes the directory.
 
 PostgreSQL refuses to run as root: as root the cluster belongs to the ``postgres`` system user and
 every server command runs through ``runuser -u postgres --``.
 
 Examples
 --------
->>> pg = start_postgres()                                                      # doctest: +SKIP
->>> pg.psql("create table t (id int); insert into t values (1), (2)")          # doctest: +SKIP
->>> pl.read_database_uri("select * from t", pg.uri, engine="connectorx")       # doctest: +SKIP
+>>> with start_postgres() as pg:                                              # doctest: +SKIP
+...     pg.psql("create table t (id int); insert into t values (1), (2)")
+...     pl.read_database_uri("select * from t", pg.uri, engine="connectorx")
+>>> pg = start_postgres(password="pw"); pg.uri                               # doctest: +SKIP
+'postgresql://wb:pw@127.0.0.1:41233/wb'
 >>> pg.stop()                                                                  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -61,6 +65,7 @@ class Postgres:
     """Seconds from ``initdb`` to accepting connections."""
     host: str = "127.0.0.1"
     _as_owner: list[str] = field(default_factory=list, repr=False)
+    _stopped: bool = field(default=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -146,12 +151,21 @@ class Postgres:
             return True
         return state not in ("Z", "X")
 
+    def __enter__(self) -> Postgres:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
-        """End the server and delete its directory.
+        """End the server and delete its directory (once: later calls do nothing).
 
         SIGQUIT to the postmaster is what ``pg_ctl stop -m immediate`` sends, without its polling
         (~1 s); ``pg_ctl`` is the fallback should the signal not end it, SIGKILL the last resort.
         """
+        if self._stopped:
+            return  # the pid may belong to another process by now
+        self._stopped = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGQUIT)
         if not self._wait_gone(5) and self.data_dir.exists():
@@ -253,6 +267,8 @@ def start_postgres(
             pg.psql(f'create database "{database}"')
             pg.database = database
         pg.start_s = time.perf_counter() - t0
+        # a notebook kernel or script that ends without stop() does not leave the server running
+        atexit.register(pg.stop)
         return pg
     except BaseException:
         pidfile = root / "data" / "postmaster.pid"
