@@ -184,3 +184,36 @@ def test_score_table_in_process_appends_predictions(scoring):
     )
     empty = score_table(bundle, table.slice(0, 0), output="y")
     assert empty.num_rows == 0 and empty.schema.field("y").type == pa.string()
+
+
+@pytest.mark.ray
+def test_an_actor_reads_the_bundle_from_a_storage_uri_not_a_driver_path(
+    scoring, s3_server, tmp_path, monkeypatch
+):
+    """What each Ray Data actor runs when the nodes share no disk: the bundle fetched by hash from
+    the storage URI (here the loopback S3, into an empty node cache) and verified."""
+    import pyarrow.fs as pafs
+
+    from workbench.lineage import ArtifactStore
+    from workbench.serving import BundleScorer
+
+    for var, value in {
+        "AWS_ACCESS_KEY_ID": "testing-key",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(var, value)
+    query = f"endpoint_override={s3_server.endpoint}&scheme=http"
+    fs, _ = pafs.FileSystem.from_uri(f"s3://wb-scoring?{query}&allow_bucket_creation=true")
+    fs.create_dir("wb-scoring")
+    uri = f"s3://wb-scoring/artifacts?{query}"
+    sha = ArtifactStore(uri, cache_dir=tmp_path / "driver").put_object(scoring.bundle)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "node"))  # a node with nothing cached
+    scorer = BundleScorer(uri, sha, output="p")
+    rows = scoring.bench.datasets.load(scoring.dv).head(7)
+    got = scorer(rows.to_arrow()).column("p").to_pylist()
+    assert got == scoring.bundle.predict_frame(to_pandas(rows, scoring.bundle.features))
+    assert (tmp_path / "node" / sha[:2] / sha[2:]).is_file()  # fetched from S3 by the "node"
+    with pytest.raises(NotFoundError):
+        BundleScorer(uri, "0" * 64)
