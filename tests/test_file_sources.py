@@ -324,5 +324,7 @@ def test_delta_table_is_recorded_by_version_not_copied(datasets, tmp_path):
         f.unlink()
     with pytest.raises(SourceError, match="could not read the Delta table .* at version 0"):
         datasets.load(v0)
+    with pytest.raises(ConfigError, match=r"is a Delta table; read it with DeltaSource"):
+        datasets.ingest(table, name="delta-as-files")
     with pytest.raises(SourceError, match="could not open the Delta table"):
         DeltaSource(tmp_path / "not-a-table").fetch({})

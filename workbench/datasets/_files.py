@@ -212,6 +212,12 @@ class FileSource(Source):
                     name = info.path.rsplit("/", 1)[-1]
                     infos, explicit = [(info, name)], True
                 else:
+                    if fs.get_file_info(f"{base}/_delta_log").type == pafs.FileType.Directory:
+                        # its Parquet files include rows the table has since removed
+                        raise ConfigError(
+                            f"{where} is a Delta table; read it with DeltaSource({where!r}), "
+                            "which records its table version."
+                        )
                     infos, explicit = self._below(fs, base, None), False
             else:
                 deep = "/" in pattern or "**" in pattern  # else one folder's listing is enough
