@@ -1,6 +1,6 @@
 """What ``bench.datasets.ingest(SqlSource(...))`` adds to reading the same rows with polars alone.
 
-A throwaway PostgreSQL 15 (``tests/_postgres.py``: loopback, SCRAM password login) holds a table of
+A throwaway PostgreSQL 15 (``workbench.testing.start_postgres``: loopback, SCRAM password login) holds a table of
 ``--rows`` rows (default 1 million: bigint id, timestamp, float8, text, int). Per round, interleaved
 so machine load hits both alike:
 
@@ -29,16 +29,12 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests._postgres import start_postgres  # noqa: E402
+from workbench.testing import start_postgres
 
 TABLE_SQL = """
 create table sales (id bigint primary key, at timestamp not null, amount float8, region text,

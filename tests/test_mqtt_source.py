@@ -1,7 +1,7 @@
 """MqttSource against a real mosquitto (started here, ended by pid) and a real paho publisher.
 
 One broker for the module; each test has a topic and client id of its own. What is checked on the
-broker itself, not only in the store: :func:`tests._mosquitto.pending` reconnects under the
+broker itself, not only in the store: :func:`workbench.testing.pending` reconnects under the
 source's client id without acknowledging and lists what the broker still holds for it.
 """
 
@@ -18,10 +18,11 @@ import uuid
 
 import pytest
 
-from tests._mosquitto import Mosquitto, free_port, pending, publish
 from workbench.datasets import MqttSource, as_source, source_from_spec
 from workbench.datasets._checks import Checks, Column
 from workbench.exceptions import ConfigError, DatasetValidationError, NotFoundError, SourceError
+from workbench.runtime import free_port
+from workbench.testing import Mosquitto, pending, publish
 
 WAIT = 0.5
 

@@ -10,10 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
-from tests._postgres import postgres_available, start_postgres
 from workbench.datasets import Datasets, SqlSource, as_source, source_from_spec
 from workbench.exceptions import ConfigError, SourceError
 from workbench.lineage import ArtifactStore, Store
+from workbench.testing import postgres_available, start_postgres
 
 pytestmark = pytest.mark.skipif(
     not postgres_available(), reason="PostgreSQL 15 server not installed"

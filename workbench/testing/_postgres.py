@@ -27,13 +27,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
+
+from workbench.runtime import free_port
 
 __all__ = ["BIN", "Postgres", "postgres_available", "start_postgres"]
 
@@ -43,12 +44,6 @@ BIN = Path(os.environ.get("WORKBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 def postgres_available() -> bool:
     """Whether the PostgreSQL server binaries are installed (``$WORKBENCH_PG_BIN`` or PG 15's)."""
     return (BIN / "initdb").exists() and (BIN / "pg_ctl").exists()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -236,7 +231,7 @@ def start_postgres(
             timeout_s,
         )
         pwfile.unlink()
-        port = _free_port()
+        port = free_port()
         options = {
             "listen_addresses": "127.0.0.1",
             "fsync": "off",

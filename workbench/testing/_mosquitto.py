@@ -1,6 +1,6 @@
 """A real mosquitto broker on loopback, started and ended by pid, and a real paho publisher.
 
-Used by the MQTT tests and the streams notebook::
+Used by the MQTT tests and the data notebook::
 
     with Mosquitto(tmp_path / "broker") as broker:
         publish(broker.port, "plant/a", [{"t": 1}, {"t": 2}])
@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workbench.runtime import free_port
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def mosquitto_available() -> bool:
+    """Whether Debian's mosquitto broker is installed (``apt-get install mosquitto``)."""
+    return os.access(MOSQUITTO, os.X_OK)
 
 
 class Mosquitto:
