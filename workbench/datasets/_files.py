@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from workbench.datasets._hashing import bytes_hash, content_hash
 from workbench.datasets._sources import Fetched, Source, register_source
@@ -271,7 +271,7 @@ class FileSource(Source):
         scheme = head.split("://", 1)[0]
         rest = head.split("://", 1)[1]
         base_rest, pattern = _split_glob(rest)
-        extra = "&".join(f"{k}={v}" for k, v in self.storage_options.items())
+        extra = urlencode({k: str(v) for k, v in self.storage_options.items()}, safe=":/")
         query = "&".join(q for q in (query, extra) if q)
         uri = f"{scheme}://{base_rest}" + (f"?{query}" if query else "")
         try:
