@@ -71,7 +71,8 @@ def test_the_scored_rows_are_a_version_linked_to_the_model_and_the_input(scoring
 @pytest.mark.ray
 def test_scoring_the_same_rows_again_returns_their_version(scoring):
     bench, dv, mv = scoring.bench, scoring.dv, scoring.mv
-    again = bench.serving.score(mv, dv, concurrency=1)  # a ModelVersion, one actor, one batch
+    # a ModelVersion and "dataset@version", one actor, one batch
+    again = bench.serving.score(mv, f"bc@{dv.version}", concurrency=1)
     assert (again.id, again.created) == (scoring.scored.id, False)
     assert len(bench.store.edges(src=("dataset_version", again.id))) == 1  # the edge once
     assert [v for n, v in _versions(bench) if n == "bc-scored"] == [1]
@@ -130,8 +131,10 @@ def test_refusals_before_any_work(scoring):
         bench.serving.score("bc@7", dv)
     with pytest.raises(NotFoundError):
         bench.serving.score("nope@1", dv)
-    with pytest.raises(ConfigError, match="takes a DatasetVersion"):
-        bench.serving.score("bc@1", "bc@1")
+    with pytest.raises(ConfigError, match="takes a DatasetVersion or 'name@version'"):
+        bench.serving.score("bc@1", dv.id)
+    with pytest.raises(NotFoundError):
+        bench.serving.score("bc@1", "bc@9")
     with pytest.raises(ConfigError, match="batch_size"):
         bench.serving.score("bc@1", dv, batch_size=0)
     assert _versions(bench) == before

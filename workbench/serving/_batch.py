@@ -282,7 +282,7 @@ def score_version(
     artifacts: ArtifactStore,
     connect: Callable[[], Any],
     model_version: Mapping[str, Any],
-    dataset_version: DatasetVersion,
+    dataset_version: DatasetVersion | str,
     name: str | None,
     batch_size: int,
     num_gpus: float,
@@ -291,15 +291,17 @@ def score_version(
 ) -> DatasetVersion:
     """Score every row of ``dataset_version`` with ``model_version`` (its store row, artifact
     verified) on Ray Data and record the result; what :meth:`Serving.score` runs."""
-    if not isinstance(dataset_version, DatasetVersion):
+    if not isinstance(dataset_version, DatasetVersion | str):
         raise ConfigError(
-            f"score() takes a DatasetVersion (bench.datasets.get(name, version)), got "
+            f"score() takes a DatasetVersion or 'name@version' (e.g. 'cancer@2'), got "
             f"{type(dataset_version).__name__}."
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}.")
     if not isinstance(output, str) or not output:
         raise ConfigError(f"output must be a non-empty column name, got {output!r}.")
+    datasets = Datasets(store, artifacts)
+    dataset_version = datasets.resolve(dataset_version)  # "name" (its latest) or "name@3" too
     ref = f"{model_version['model']}@{model_version['version']}"
     check_inputs(
         model_version["signature"], dataset_version.schema, output=output, what=str(dataset_version)
@@ -308,7 +310,6 @@ def score_version(
 
     connect()
     compute = actor_pool(concurrency, num_gpus=num_gpus, cluster=ray.cluster_resources())
-    datasets = Datasets(store, artifacts)
     scored = _run(
         datasets.load(dataset_version).to_arrow(),  # the version's artifact, hash-verified
         artifacts_root=artifacts.uri,

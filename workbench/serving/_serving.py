@@ -1154,7 +1154,7 @@ class Serving:
     def score(
         self,
         model_ref: Any,
-        dataset_version: DatasetVersion,
+        dataset_version: DatasetVersion | str,
         *,
         name: str | None = None,
         batch_size: int = 4096,
@@ -1176,8 +1176,8 @@ class Serving:
         ----------
         model_ref : ModelVersion or str
             A model version, ``"model@version"``, ``"model@alias"`` or ``"model"`` (its champion).
-        dataset_version : DatasetVersion
-            The rows to score.
+        dataset_version : DatasetVersion or str
+            The rows to score: a version, ``"dataset@version"`` or ``"dataset"`` (its latest).
         name : str, optional
             Dataset the scored rows are recorded in; default ``"<dataset>-scored"``.
         batch_size : int
