@@ -252,6 +252,13 @@ def test_inferred_checks_pass_the_reference_and_flag_a_shifted_batch():
     assert (
         bad[0]["statistic"] > 0.2 and _one(validate(same, checks), "psi", "x")["statistic"] < 0.05
     )
+    # 50 rows of the same distribution: PSI's sampling noise alone (~9/50 for 10 bins) would pass
+    # 0.2 often, so the bound rises to chi2(9)'s 99th percentile / 50 = 0.43 and no warning comes;
+    # the same 50 rows shifted by 1.5 standard deviations still warn
+    small = [_one(validate(_reference(seed=s).head(50), checks), "psi", "x") for s in range(2, 12)]
+    assert all(r["passed"] and r["limit"] == pytest.approx(21.666 / 50, abs=1e-3) for r in small)
+    far = same.head(50).with_columns((pl.col("x") + 3.0).clip(upper_bound=x.max))
+    assert not _one(validate(far, checks), "psi", "x")["passed"]
     # a category share shift warns too; a new category is an error
     skew = same.with_columns(pl.Series("colour", ["blue"] * same.height))
     assert not _one(validate(skew, checks), "psi", "colour")["passed"]
