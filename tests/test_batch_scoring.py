@@ -12,7 +12,14 @@ import pytest
 
 from workbench.exceptions import ConfigError, DatasetValidationError, NotFoundError
 from workbench.features import to_pandas
-from workbench.serving._batch import actor_pool, model_reference, output_columns, score_table
+from workbench.serving._batch import (
+    BundleScorer,
+    _run,
+    actor_pool,
+    model_reference,
+    output_columns,
+    score_table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +52,39 @@ def test_every_row_is_scored_as_the_bundle_scores_it_in_input_order(scoring):
         column = out[f"prediction_proba_{bundle.classes[int(code)]}"].to_numpy()
         np.testing.assert_allclose(column, proba[:, j], rtol=0, atol=1e-12)
     assert out.columns == rows.columns + output_columns("prediction", bundle.signature)
+
+
+@pytest.mark.ray
+def test_rows_come_back_in_order_when_a_later_block_finishes_first(scoring):
+    import ray
+
+    class SlowFirstBlock(BundleScorer):
+        """Scores the block holding row 0 last: an unordered gather would put its rows last.
+        (Defined here so Ray pickles it by value: workers cannot import this test module.)"""
+
+        def __call__(self, batch):
+            import time
+
+            if batch.column("row")[0].as_py() == 0:
+                time.sleep(1.5)
+            return super().__call__(batch)
+
+    rows = scoring.bench.datasets.load(scoring.dv)
+    table = rows.with_row_index("row").to_arrow()
+    got = _run(
+        table,
+        artifacts_root=scoring.bench.artifacts.uri,
+        artifact_hash=scoring.mv.artifact_hash,
+        output="prediction",
+        batch_size=100,
+        num_gpus=0,
+        compute=ray.data.ActorPoolStrategy(size=2),
+        scorer=SlowFirstBlock,
+    )
+    assert got.column("row").to_pylist() == list(range(569))
+    assert got.column("prediction").to_pylist() == scoring.bundle.predict_frame(
+        to_pandas(rows, scoring.bundle.features)
+    )
 
 
 @pytest.mark.ray

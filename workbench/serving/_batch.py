@@ -346,9 +346,11 @@ def _run(
     batch_size: int,
     num_gpus: float,
     compute: Any,
+    scorer: type[BundleScorer] | None = None,
 ) -> pa.Table:
     """Send ``table`` through Ray's object store in blocks, score them on an actor pool, and
-    gather the result in the input's row order."""
+    gather the result in the input's row order (``scorer``: a :class:`BundleScorer` subclass
+    to map instead, for tests that slow one block down)."""
     import pyarrow as pa
     import ray
 
@@ -360,7 +362,7 @@ def _run(
     # the dataset holds its own copy of the DataContext: the global settings are untouched
     ds.context.execution_options.preserve_order = True
     scored = ds.map_batches(
-        BundleScorer,
+        scorer or BundleScorer,
         fn_constructor_kwargs={
             "artifacts_root": artifacts_root,
             "artifact_hash": artifact_hash,
