@@ -91,7 +91,7 @@ def check_inputs(
     --------
     >>> sig = {"features": {"age": "number", "city": "string"}, "task": "regression"}
     >>> check_inputs(sig, {"age": "Int64", "city": "String"}, output="y_hat", what="d@1")
-    >>> check_inputs(sig, {"age": "Int64"}, output="y_hat", what="d@1")
+    >>> check_inputs(sig, {"age": "Int64"}, output="y_hat", what="d@1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     workbench.exceptions.DatasetValidationError: d@1 lacks column(s) ['city'] the model needs; ...
