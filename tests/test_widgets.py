@@ -878,7 +878,8 @@ def test_dataset_widget_shows_the_report_of_the_clicked_version(cities):
     w.refresh(force=True)
     assert w.compare == {"a": 1, "b": 3, "key": ["id"]} and w.diff["changed"] == 3
     w.selected = 1  # what a click on the row of v1 sets, from the browser
-    assert _wait(lambda: all(r["passed"] for r in w.report) and w.selected == 1, 5), w.report
+    assert _wait(lambda: w.report_version == 1 and w.selected == 1, 5), w.report
+    assert all(r["passed"] for r in w.report)
     assert len(w.report) == len(cities.datasets.get("cities", 1).validation)
     with pytest.raises(NotFoundError, match="ingest it first"):
         DatasetWidget(cities.datasets, "nope", autostart=False)

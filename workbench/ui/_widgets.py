@@ -719,6 +719,8 @@ class DatasetWidget(LiveWidget):
     selected = traitlets.Int(None, allow_none=True).tag(sync=True)
     schema = traitlets.Dict({}).tag(sync=True)
     report = traitlets.List([]).tag(sync=True)
+    #: The version ``report`` belongs to (``selected`` changes at the click, the report after the read).
+    report_version = traitlets.Int(None, allow_none=True).tag(sync=True)
     #: ``{"a": version, "b": version, "key": [columns]}`` of the diff shown.
     compare = traitlets.Dict({}).tag(sync=True)
     #: ``DatasetDiff.to_dict()`` (plus ``text``), or ``{"error": ...}``.
@@ -752,7 +754,12 @@ class DatasetWidget(LiveWidget):
 
     def _read(self) -> dict[str, Any]:
         s = dataset_state(self._datasets, self._name, selected=self.selected)
-        state = {"versions": s["versions"], "schema": s["schema"], "report": s["report"]}
+        state = {
+            "versions": s["versions"],
+            "schema": s["schema"],
+            "report": s["report"],
+            "report_version": s["selected"],
+        }
         if self.selected is None:
             state["selected"] = s["selected"]
         state["diff"] = self._diff_for(dict(self.compare))

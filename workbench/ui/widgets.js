@@ -922,7 +922,7 @@ function renderDataset(model, root) {
     const report = model.get("report") || [];
     const failed = report.filter((r) => !r.passed);
     reportCard.replaceChildren(
-      h("div", { class: "wb-subtitle", text: `validation report of v${model.get("selected") ?? "?"}: ${report.length - failed.length} of ${report.length} checks passed${failed.length ? ` · ${failed.filter((r) => r.severity !== "warn").length} errors, ${failed.filter((r) => r.severity === "warn").length} warnings failed` : ""}` }),
+      h("div", { class: "wb-subtitle", text: `validation report of v${model.get("report_version") ?? "?"}: ${report.length - failed.length} of ${report.length} checks passed${failed.length ? ` · ${failed.filter((r) => r.severity !== "warn").length} errors, ${failed.filter((r) => r.severity === "warn").length} warnings failed` : ""}` }),
       reportTable(report));
   }
 
@@ -953,7 +953,7 @@ function renderDataset(model, root) {
   const redrawDiff = scheduler(drawDiff);
   const offs = [
     listen(model, ["versions", "selected", "compare", "dataset_name"], redrawVersions),
-    listen(model, ["report", "selected"], redrawReport),
+    listen(model, ["report", "report_version", "selected"], redrawReport),
     listen(model, ["diff"], redrawDiff),
   ];
   drawVersions(); drawReport(); drawDiff();
