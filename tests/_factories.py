@@ -27,3 +27,20 @@ def make_experiment(
         code_version={},
         packages={},
     )
+
+
+def ingest_two_city_versions(bench, name: str = "cities") -> None:
+    """Two versions of dataset ``name``: v2 changes rows 2-3, adds 4, drops 1, and fails a ``warn``
+    range check (x = 30 > 10), for the views of reports and diffs (widget, panel, handlers)."""
+    import polars as pl
+
+    from workbench.datasets import Checks, Column
+
+    bench.datasets.ingest(
+        pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "city": ["a", "b", "a"]}), name=name
+    )
+    bench.datasets.ingest(
+        pl.DataFrame({"id": [2, 3, 4], "x": [2.0, 30.0, 4.0], "city": ["c", "a", "b"]}),
+        name=name,
+        checks=Checks(columns={"x": Column(max=10, severity="warn")}),
+    )

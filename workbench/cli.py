@@ -330,23 +330,6 @@ def datasets() -> None:
     """Dataset versions: list them, show one's validation report, diff two."""
 
 
-def _version_row(dv: Any) -> dict[str, Any]:
-    failed = [r for r in dv.validation if not r.get("passed", False)]
-    return {
-        "name": dv.name,
-        "version": dv.version,
-        "id": dv.id,
-        "rows": dv.n_rows,
-        "columns": len(dv.schema),
-        "target": dv.target,
-        "content_hash": dv.content_hash,
-        "source": dv.source,
-        "parent_id": dv.parent_id,
-        "checks": len(dv.validation),
-        "failed": len(failed),
-    }
-
-
 @datasets.command("list")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -354,12 +337,14 @@ def _version_row(dv: Any) -> dict[str, Any]:
 @_errors
 def datasets_list(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Every dataset version (or the versions of NAME), oldest first."""
+    from workbench.datasets import short_hash
+
     with _bench(ctx) as bench:
         found = bench.datasets.versions(name) if name else bench.datasets.list()
-    rows = [_version_row(dv) for dv in found]
+    rows = [dv.summary() for dv in found]
     if not as_json:
         for r in rows:
-            r["content_hash"] = r["content_hash"].rsplit(":", 1)[-1][:12]  # no "xxh3-128:"
+            r["content_hash"] = short_hash(r["content_hash"])
     _emit(
         rows,
         ["name", "version", "rows", "columns", "target", "checks", "failed", "source"],
@@ -390,7 +375,7 @@ def datasets_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     with _bench(ctx) as bench:
         dv = bench.datasets.resolve(ref)
         report = bench.datasets.report(dv)
-    row = _version_row(dv)
+    row = dv.summary()
     if as_json:
         out = {**row, "schema": dv.schema, "source_spec": dv.source_spec, "validation": report}
         click.echo(json.dumps(out, indent=2, sort_keys=True, default=str))

@@ -137,21 +137,11 @@ def test_notebook_search_updates_its_widget_and_the_panel_live(page, lab, seeded
 
 
 def test_datasets_tab_shows_a_report_and_a_diff_by_key(page, lab):
-    import polars as pl
-
+    from tests._factories import ingest_two_city_versions
     from workbench.api import Workbench
-    from workbench.datasets import Checks, Column
 
     with Workbench(lab.home) as bench:
-        bench.datasets.ingest(
-            pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "city": ["a", "b", "a"]}),
-            name="panel-cities",
-        )
-        bench.datasets.ingest(
-            pl.DataFrame({"id": [2, 3, 4], "x": [2.0, 30.0, 4.0], "city": ["c", "a", "b"]}),
-            name="panel-cities",
-            checks=Checks(columns={"x": Column(max=10, severity="warn")}),
-        )
+        ingest_two_city_versions(bench, "panel-cities")
     open_panel(page)
     panel = page.locator("#jp-workbench-panel")
     panel.locator('[data-tab="datasets"]').click()

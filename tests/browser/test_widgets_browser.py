@@ -375,21 +375,11 @@ def test_lineage_widget_shows_the_record_of_a_clicked_node(page, lab, seeded, no
 
 
 def test_dataset_widget_shows_reports_and_a_diff_by_key(page, lab, seeded, notebook):
-    import polars as pl
-
+    from tests._factories import ingest_two_city_versions
     from workbench.api import Workbench
-    from workbench.datasets import Checks, Column
 
     with Workbench(lab.home) as bench:
-        bench.datasets.ingest(
-            pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "city": ["a", "b", "a"]}),
-            name="cities",
-        )
-        bench.datasets.ingest(
-            pl.DataFrame({"id": [2, 3, 4], "x": [2.0, 30.0, 4.0], "city": ["c", "a", "b"]}),
-            name="cities",
-            checks=Checks(columns={"x": Column(max=10, severity="warn")}),
-        )
+        ingest_two_city_versions(bench)
     _start(page, notebook)
     run_cell(page, 'bench.widgets.dataset("cities")')
     page.wait_for_selector(".wb-dataset .wb-diff-summary")

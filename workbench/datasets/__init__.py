@@ -4,7 +4,7 @@ from workbench.datasets._checks import Checks, Column, Custom, infer_checks
 from workbench.datasets._datasets import Datasets, DatasetVersion
 from workbench.datasets._diff import DatasetDiff, diff
 from workbench.datasets._files import DeltaSource, FileSource
-from workbench.datasets._hashing import content_hash
+from workbench.datasets._hashing import content_hash, short_hash
 from workbench.datasets._http import HttpSource
 from workbench.datasets._mqtt import MqttSource
 from workbench.datasets._samples import write_breast_cancer_csv
@@ -24,6 +24,7 @@ __all__ = [
     "FileSource",
     "DeltaSource",
     "content_hash",
+    "short_hash",
     "SqlSource",
     "HttpSource",
     "MqttSource",

@@ -70,6 +70,33 @@ class DatasetVersion:
             created=created,
         )
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able row for listings (CLI, widgets, the panel): what the version is, without its
+        report or rows; ``failed`` checks, of which ``errors`` and ``warnings`` by severity.
+
+        Examples
+        --------
+        >>> dv.summary()["failed"]                                    # doctest: +SKIP
+        1
+        """
+        failed = [r for r in self.validation if not r.get("passed", False)]
+        warnings = sum(r.get("severity") == "warn" for r in failed)
+        return {
+            "name": self.name,
+            "version": self.version,
+            "id": self.id,
+            "rows": self.n_rows,
+            "columns": len(self.schema),
+            "target": self.target,
+            "content_hash": self.content_hash,
+            "source": self.source,
+            "parent_id": self.parent_id,
+            "checks": len(self.validation),
+            "failed": len(failed),
+            "errors": len(failed) - warnings,
+            "warnings": warnings,
+        }
+
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"
 

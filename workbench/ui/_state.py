@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from workbench.datasets import short_hash
 from workbench.runtime import jsonable, percentile
 from workbench.ui._sources import (
     DatasetSource,
@@ -213,7 +214,7 @@ def registry_state(registry: RegistrySource, model: str) -> dict[str, Any]:
             "label": f"{dv['dataset']} v{dv['version']}",
             "rows": dv["n_rows"],
             "cols": dv["n_cols"],
-            "hash": str(dv["content_hash"]).rsplit(":", 1)[-1][:12],  # without "xxh3-128:"
+            "hash": short_hash(dv["content_hash"]),
             "created_at": dv["created_at"],
             "parent_id": dv.get("parent_id"),
         }
@@ -543,22 +544,8 @@ def dataset_state(
     versions = datasets.versions(name)
     rows = []
     for dv in versions:
-        failed = [r for r in dv.validation if not r.get("passed", False)]
-        rows.append(
-            {
-                "version": dv.version,
-                "id": dv.id,
-                "rows": dv.n_rows,
-                "cols": len(dv.schema),
-                "hash": str(dv.content_hash).rsplit(":", 1)[-1][:12],
-                "source": dv.source,
-                "target": dv.target,
-                "parent_id": dv.parent_id,
-                "checks": len(dv.validation),
-                "errors": sum(r.get("severity", "error") != "warn" for r in failed),
-                "warnings": sum(r.get("severity") == "warn" for r in failed),
-            }
-        )
+        row = dv.summary()
+        rows.append({**row, "cols": row["columns"], "hash": short_hash(dv.content_hash)})
     by_version = {dv.version: dv for dv in versions}
     chosen = by_version.get(selected) if selected is not None else None
     chosen = chosen or versions[-1]

@@ -323,30 +323,12 @@ class AuditHandler(BaseHandler):
         self.send({"entries": await self.call(lambda b: b.audit_log(limit))})
 
 
-def _dataset_row(dv: Any) -> dict[str, Any]:
-    failed = [r for r in dv.validation if not r.get("passed", False)]
-    return {
-        "name": dv.name,
-        "version": dv.version,
-        "id": dv.id,
-        "rows": dv.n_rows,
-        "columns": len(dv.schema),
-        "content_hash": dv.content_hash,
-        "source": dv.source,
-        "target": dv.target,
-        "parent_id": dv.parent_id,
-        "checks": len(dv.validation),
-        "errors": sum(r.get("severity", "error") != "warn" for r in failed),
-        "warnings": sum(r.get("severity") == "warn" for r in failed),
-    }
-
-
 class DatasetsHandler(BaseHandler):
     """Every dataset version (``bench.datasets.list()``), oldest first, without reports or data."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        rows = await self.call(lambda b: [_dataset_row(dv) for dv in b.datasets.list()])
+        rows = await self.call(lambda b: [dv.summary() for dv in b.datasets.list()])
         self.send({"versions": rows})
 
 
@@ -359,7 +341,7 @@ class DatasetReportHandler(BaseHandler):
 
         def read(b: Any) -> dict[str, Any]:
             dv = b.datasets.get(name, v)
-            return {**_dataset_row(dv), "schema": dv.schema, "report": b.datasets.report(dv)}
+            return {**dv.summary(), "schema": dv.schema, "report": b.datasets.report(dv)}
 
         self.send(await self.call(read))
 

@@ -436,21 +436,11 @@ def test_response_bodies_are_strict_json_without_binary_columns():
 
 def seed_datasets(home: Path) -> None:
     """Two versions of dataset ``cities``: v2 removes a row, adds one, changes two."""
-    import polars as pl
-
+    from tests._factories import ingest_two_city_versions
     from workbench import Workbench
-    from workbench.datasets import Checks, Column
 
     with Workbench(home) as bench:
-        bench.datasets.ingest(
-            pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "city": ["a", "b", "a"]}),
-            name="cities",
-        )
-        bench.datasets.ingest(
-            pl.DataFrame({"id": [2, 3, 4], "x": [2.0, 30.0, 4.0], "city": ["c", "a", "b"]}),
-            name="cities",
-            checks=Checks(columns={"x": Column(max=10, severity="warn")}),
-        )
+        ingest_two_city_versions(bench)
 
 
 async def query(jp_fetch, *parts, params):
