@@ -28,6 +28,18 @@ def test_ingest_csv_and_parquet_give_the_same_content_hash(datasets, tmp_path):
     assert datasets.load(a).equals(pl.read_csv(csv))
 
 
+def test_the_same_rows_under_two_names_are_stored_once(datasets, tmp_path):
+    df = pl.DataFrame({"a": list(range(1000)), "b": ["x", "y"] * 500})
+    one = datasets.ingest(df, name="one")
+    two = datasets.ingest(df.rechunk(), name="two")
+    other = datasets.ingest(df.head(999), name="three")
+    assert (one.name, two.name) == ("one", "two") and one.id != two.id  # a version of each name
+    assert one.content_hash == two.content_hash != other.content_hash
+    assert one.artifact_hash == two.artifact_hash != other.artifact_hash
+    stored = [p for p in (tmp_path / "art").rglob("*") if p.is_file()]
+    assert len(stored) == 2, stored  # one copy of the shared rows, one of the others
+
+
 def test_failed_validation_records_nothing(datasets):
     df = pl.DataFrame({"x": [1.0, None, None, None], "y": ["a", None, "b", "a"]})
     with pytest.raises(DatasetValidationError) as info:
