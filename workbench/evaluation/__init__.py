@@ -13,6 +13,7 @@ from workbench.evaluation._metrics import (
     score,
     task_metrics,
 )
+from workbench.evaluation._predictions import Predictions
 
 __all__ = [
     "METRICS",
@@ -26,4 +27,5 @@ __all__ = [
     "task_metrics",
     "compare",
     "Comparison",
+    "Predictions",
 ]

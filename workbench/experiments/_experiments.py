@@ -6,7 +6,7 @@ import inspect
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +24,7 @@ from workbench.registry import ModelBundle
 
 if TYPE_CHECKING:
     from workbench.datasets import Datasets, DatasetVersion
+    from workbench.evaluation import Predictions
     from workbench.experiments._stopper import StopFlag
 
 __all__ = ["Experiments", "SearchResult", "code_version", "package_versions"]
@@ -964,6 +965,44 @@ class Experiments:
             classes=data["classes"],
             task=data["task"],
             params={"family": family, **family_params(config), "seed": seed},
+        )
+
+    def predict(
+        self,
+        bundle: ModelBundle,
+        holdout: DatasetVersion,
+        *,
+        sensitive_features: Sequence[str] = (),
+    ) -> Predictions:
+        """A bundle's predictions (and class probabilities, when its estimator gives them) on every
+        row of ``holdout``, with the true values and the ``sensitive_features`` columns' groups:
+        what metrics, the statistical gate and fairness figures are computed from."""
+        from workbench.evaluation import Predictions
+        from workbench.features import to_pandas
+
+        if not holdout.target:
+            raise ConfigError(f"{holdout} has no target column; ingest it with target=...")
+        df = self.datasets.load(holdout)
+        missing = [c for c in sensitive_features if c not in df.columns]
+        if missing:
+            raise ConfigError(
+                f"sensitive features {missing} are not columns of {holdout} ({df.columns})"
+            )
+        X = to_pandas(df, bundle.features)
+        preds = bundle.predict_frame(X)
+        proba = None
+        if bundle.task == "classification" and hasattr(bundle.pipeline, "predict_proba"):
+            try:
+                proba = bundle.pipeline.predict_proba(X)
+            except (AttributeError, NotImplementedError):
+                proba = None  # e.g. an SVC without probability=True
+        return Predictions.of(
+            bundle.task,
+            df[holdout.target].to_list(),
+            preds,
+            classes=bundle.classes,
+            proba=proba,
+            sensitive={c: df[c].to_list() for c in sensitive_features},
         )
 
     def evaluate(self, bundle: ModelBundle, holdout: DatasetVersion) -> dict[str, float]:

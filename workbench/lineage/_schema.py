@@ -334,4 +334,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE UNIQUE INDEX ingestion_runs_by_fire ON ingestion_runs (schedule, fire_time);
         """,
     ),
+    (
+        "0009_evaluations",
+        """
+        CREATE TABLE trial_folds (
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            trial_id TEXT NOT NULL,
+            fold INTEGER NOT NULL,
+            metrics_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, trial_id, fold)
+        );
+        CREATE TABLE model_evaluations (
+            id INTEGER PRIMARY KEY,
+            model_version_id INTEGER NOT NULL REFERENCES model_versions(id),
+            holdout_version_id INTEGER REFERENCES dataset_versions(id),
+            metrics_json TEXT NOT NULL,
+            details_json TEXT NOT NULL DEFAULT '{}',
+            fairness_json TEXT,
+            cv_json TEXT,
+            gate_json TEXT,
+            report_artifact TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX model_evaluations_by_version ON model_evaluations (model_version_id, id);
+        """,
+    ),
 ]

@@ -11,6 +11,7 @@ from workbench.exceptions import ConfigError
 from workbench.lineage._datasets import DatasetRepository
 from workbench.lineage._db import Database
 from workbench.lineage._deployments import DeploymentRepository
+from workbench.lineage._evaluations import EvaluationRepository
 from workbench.lineage._experiments import ExperimentRepository
 from workbench.lineage._ingestion import IngestionRepository
 from workbench.lineage._models import ModelRepository
@@ -30,6 +31,7 @@ NODE_TABLES = {
     "alert": "alerts",
     "retrain_job": "retrain_jobs",
     "retrain_step": "retrain_steps",
+    "model_evaluation": "model_evaluations",
 }
 
 # What Store.counts() reports, and the query behind each figure.
@@ -52,8 +54,9 @@ class Store:
     transactions, migrations) is shared by one repository per family of
     records, each an attribute: ``datasets``, ``experiments``, ``models``,
     ``deployments`` (traffic, request log, shadow log), ``monitors`` (windows,
-    alerts, labels), ``retraining`` (policies, jobs, steps, scheduler state) and ``ingestion``
-    (ingestion schedules and their runs).
+    alerts, labels), ``retraining`` (policies, jobs, steps, scheduler state), ``ingestion``
+    (ingestion schedules and their runs) and ``evaluations`` (cross-validation folds of trials,
+    holdout evaluations of model versions).
     The store itself keeps what spans families: transactions, the audit log
     and lineage edges. One ``Store`` may be shared between threads of a process.
 
@@ -74,6 +77,7 @@ class Store:
         self.monitors = MonitorRepository(self._db, self.deployments)
         self.retraining = RetrainingRepository(self._db)
         self.ingestion = IngestionRepository(self._db)
+        self.evaluations = EvaluationRepository(self._db)
         #: ``audit(action, entity_type, entity_id, detail=None, *, actor=None)``: append an audit
         #: entry (``actor`` defaults to the OS user). ``link(src_type, src_id, relation, dst_type,
         #: dst_id)``: record a typed lineage edge (idempotent). Both join an open transaction.
