@@ -4,7 +4,16 @@ from workbench.features._pipeline import (
     build_preprocessor,
     coerce_records,
     feature_kinds,
+    feature_names,
     to_pandas,
 )
+from workbench.features._spec import FeatureSpec
 
-__all__ = ["build_preprocessor", "feature_kinds", "to_pandas", "coerce_records"]
+__all__ = [
+    "FeatureSpec",
+    "build_preprocessor",
+    "feature_kinds",
+    "feature_names",
+    "to_pandas",
+    "coerce_records",
+]
