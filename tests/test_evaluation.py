@@ -58,7 +58,7 @@ def test_with_rmse_a_worse_challenger_loses_through_compare_and_the_gate():
 
 
 def test_metric_direction_has_one_owner():
-    assert LOWER_IS_BETTER == {"rmse", "mae", "log_loss"}
+    assert LOWER_IS_BETTER == {"rmse", "mae", "mape", "log_loss", "brier"}
     assert [metric_mode(m) for m in ("f1", "accuracy", "r2", "rmse", "mae")] == [
         "max",
         "max",

@@ -1,8 +1,11 @@
 """Validation: classification and regression metrics, their direction, champion-versus-challenger on the same holdout."""
 
+from workbench.evaluation._cv import cv_summary
+from workbench.evaluation._evaluate import Evaluation, evaluate, prediction_metrics
 from workbench.evaluation._metrics import (
     LOWER_IS_BETTER,
     METRICS,
+    PROBA_METRICS,
     REGRESSION_METRICS,
     Comparison,
     compare,
@@ -28,4 +31,9 @@ __all__ = [
     "compare",
     "Comparison",
     "Predictions",
+    "PROBA_METRICS",
+    "Evaluation",
+    "evaluate",
+    "prediction_metrics",
+    "cv_summary",
 ]

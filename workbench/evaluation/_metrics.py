@@ -10,6 +10,7 @@ from workbench.exceptions import ConfigError
 
 __all__ = [
     "METRICS",
+    "PROBA_METRICS",
     "REGRESSION_METRICS",
     "LOWER_IS_BETTER",
     "lower_is_better",
@@ -23,9 +24,11 @@ __all__ = [
 ]
 
 METRICS = ("accuracy", "precision", "recall", "f1")
-REGRESSION_METRICS = ("r2", "rmse", "mae")
+#: classification metrics computed from class probabilities (only for an estimator that gives them)
+PROBA_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
+REGRESSION_METRICS = ("r2", "rmse", "mae", "mape")
 #: the metrics where a smaller value is better; every other metric is higher-is-better
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss", "brier"})
 
 
 def lower_is_better(metric: str) -> bool:
@@ -55,30 +58,52 @@ def gain(metric: str, champion: float, challenger: float) -> float:
     return champion - challenger if lower_is_better(metric) else challenger - champion
 
 
-def task_metrics(task: str) -> tuple[str, ...]:
-    """The metric names the built-in trainable reports for a task."""
+def task_metrics(task: str, *, proba: bool = False) -> tuple[str, ...]:
+    """The metric names computed for a task from predicted labels (values); with ``proba=True``
+    also those a classifier's class probabilities give (:data:`PROBA_METRICS`), which the
+    built-in trainable reports for an estimator with ``predict_proba``.
+
+    Examples
+    --------
+    >>> task_metrics("regression")
+    ('r2', 'rmse', 'mae', 'mape')
+    >>> "roc_auc" in task_metrics("classification", proba=True)
+    True
+    """
     if task == "classification":
-        return METRICS
+        return METRICS + PROBA_METRICS if proba else METRICS
     if task == "regression":
         return REGRESSION_METRICS
     raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
 
 
 def regression_score(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
-    """R², root-mean-square error and mean absolute error.
+    """R², root-mean-square error, mean absolute error and mean absolute percentage error.
+
+    MAPE is the mean of ``|y - ŷ| / |y|`` over the rows whose true value is not 0 (a zero target
+    has no relative error); it is left out when every true value is 0. It is a fraction, not
+    a percentage: 0.05 means 5 %.
 
     Examples
     --------
     >>> regression_score([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])["mae"]
     0.3333333333333333
+    >>> round(regression_score([0.0, 2.0, 4.0], [1.0, 2.0, 5.0])["mape"], 6)  # the 0 row is skipped
+    0.125
     """
+    import numpy as np
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-    return {
+    out = {
         "r2": float(r2_score(y_true, y_pred)),
         "rmse": float(mean_squared_error(y_true, y_pred) ** 0.5),
         "mae": float(mean_absolute_error(y_true, y_pred)),
     }
+    yt, yp = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    nonzero = yt != 0
+    if nonzero.any():
+        out["mape"] = float(np.mean(np.abs(yt[nonzero] - yp[nonzero]) / np.abs(yt[nonzero])))
+    return out
 
 
 def score(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, float]:
