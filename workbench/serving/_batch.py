@@ -99,7 +99,12 @@ def check_inputs(
     wanted: dict[str, str] = dict(signature.get("features", {}))
     have = feature_kinds(schema, None)
     missing = [c for c in wanted if c not in have]
-    mistyped = {c: (k, schema[c]) for c, k in wanted.items() if c in have and have[c] != k}
+    # Bundles from before the "datetime" kind took Date/Datetime columns as strings: still theirs.
+    mistyped = {
+        c: (k, schema[c])
+        for c, k in wanted.items()
+        if c in have and have[c] != k and (k, have[c]) != ("string", "datetime")
+    }
     report = [
         {"check": "model_feature", "column": c, "passed": False, "detail": "column absent"}
         for c in missing
