@@ -204,6 +204,9 @@ def test_datetime_parts_and_cyclical_encodings():
     assert math.dist(dec[[i, j]], jan[[i, j]]) < 0.6
     missing = pre.transform(X.iloc[2:])[0]
     assert missing[names.index("at_missing")] == 1.0
+    # the flag stays 0/1 when the parts are scaled
+    scaled, names = _fit(kinds, FeatureSpec(missing_indicator=True), X)
+    assert scaled.transform(X)[:, names.index("at_missing")].tolist() == [0.0, 0.0, 1.0]
 
 
 def test_datetime_kind_from_schema_and_records():
@@ -572,3 +575,21 @@ def test_baseline_from_kinds_and_a_sample():
     y = np.arange(n) % 2
     pre, names = _fit(kinds, spec, to_pandas(sample, kinds), y)
     assert names[:2] == ["x", "x_missing"] and "user" in names and "city_paris" in names
+
+
+def test_the_examples_in_docs_features_run_and_give_what_they_say():
+    """Each python block of docs/features.md runs; a last line ``expr  # value`` must give value."""
+    import ast
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "features.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 3
+    scope: dict = {}
+    for block in blocks:
+        *body, last = block.strip().splitlines()
+        exec(compile("\n".join(body), "docs/features.md", "exec"), scope)
+        expr, _, expected = last.partition("  # ")
+        assert expected, f"the block ending {last!r} does not say what it gives"
+        assert eval(expr, scope) == ast.literal_eval(expected), last

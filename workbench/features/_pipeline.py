@@ -250,10 +250,10 @@ def _spec_columns(kinds: Mapping[str, str], spec: FeatureSpec) -> list[tuple[str
         name = "categorical" if method == spec.encode else f"categorical_{method}"
         out.append((name, _chain(("impute", impute), ("encode", _encoder(method, spec))), cols))
     if datetimes:
-        parts = DatetimeParts(
-            spec.datetime_parts, cyclical=spec.cyclical, indicator=spec.missing_indicator
-        )
+        parts = DatetimeParts(spec.datetime_parts, cyclical=spec.cyclical)
         out.append(("datetime", _chain(("parts", parts), ("scale", _scaler(spec))), datetimes))
+        if spec.missing_indicator:
+            out.append(("datetime_missing", MissingFlags(), datetimes))
     for col in text:
         out.append((f"text_{col}", HashedTfidf(n_features=spec.text_features), [col]))
     if not out:

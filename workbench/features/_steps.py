@@ -135,7 +135,7 @@ class OutlierClipper(TransformerMixin, BaseEstimator):
 
 
 class MissingFlags(TransformerMixin, BaseEstimator):
-    """``<col>_missing`` (1.0 where the value is null) for each column that had nulls at fit.
+    """``<col>_missing`` (1.0 where the value is null, NaN or NaT) for each column that had nulls at fit.
 
     Columns complete in training get no flag, so the output width is fixed at fit.
 
@@ -147,14 +147,20 @@ class MissingFlags(TransformerMixin, BaseEstimator):
     (['b_missing'], [[1.0]])
     """
 
+    @staticmethod
+    def _null(X: Any) -> np.ndarray:
+        import pandas as pd
+
+        return np.asarray(pd.isna(pd.DataFrame(X)), dtype=bool)
+
     def fit(self, X: Any, y: Any = None) -> MissingFlags:
         _remember_input(self, X)
-        self.columns_ = np.flatnonzero(np.isnan(_floats(X)).any(axis=0))
+        self.columns_ = np.flatnonzero(self._null(X).any(axis=0))
         return self
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "columns_")
-        return np.isnan(_floats(X)[:, self.columns_]).astype(np.float64)
+        return self._null(X)[:, self.columns_].astype(np.float64)
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         names = _names_in(self, input_features)
@@ -302,7 +308,7 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
     For each column: ``<col>_<part>`` for each of ``parts`` (year, month, day, weekday with
     Monday 0, hour), then ``<col>_<part>_sin``/``_cos`` for month, weekday and hour when
     ``cyclical``. A null or unparseable value takes the training median of each part
-    (``<col>_missing`` flags it when ``indicator``). Time-zone-aware values are read in UTC.
+    (:class:`MissingFlags` flags it). Time-zone-aware values are read in UTC.
 
     Examples
     --------
@@ -319,21 +325,17 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
         parts: Sequence[str] = DATETIME_PARTS,
         *,
         cyclical: bool = True,
-        indicator: bool = False,
     ):
         self.parts = parts
         self.cyclical = cyclical
-        self.indicator = indicator
 
-    def _parts(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _parts(self, X: Any) -> np.ndarray:
         import pandas as pd
 
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
-        cols, missing = [], []
+        cols = []
         for c in frame.columns:
-            t = _as_timestamps(frame[c])
-            missing.append(t.isna().to_numpy())
-            dt = t.dt
+            dt = _as_timestamps(frame[c]).dt
             values = {
                 "year": dt.year,
                 "month": dt.month,
@@ -343,24 +345,19 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
             }
             for p in self.parts:
                 cols.append(values[p].to_numpy(dtype=np.float64, na_value=np.nan))
-        n = len(frame)
-        parts = np.column_stack(cols) if cols else np.empty((n, 0))
-        return parts, np.column_stack(missing) if missing else np.empty((n, 0), dtype=bool)
+        return np.column_stack(cols) if cols else np.empty((len(frame), 0))
 
     def fit(self, X: Any, y: Any = None) -> DatetimeParts:
         unknown = [p for p in self.parts if p not in DATETIME_PARTS]
         if unknown:
             raise ValueError(f"unknown datetime parts {unknown}; choose from {DATETIME_PARTS}")
         _remember_input(self, X)
-        parts, missing = self._parts(X)
-        self.medians_ = _medians(parts)
-        self.flag_columns_ = np.flatnonzero(missing.any(axis=0)) if self.indicator else []
+        self.medians_ = _medians(self._parts(X))
         return self
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "medians_")
-        parts, missing = self._parts(X)
-        parts = _fill(parts, self.medians_)
+        parts = _fill(self._parts(X), self.medians_)
         k = len(self.parts)
         blocks = []
         for c in range(self.n_features_in_):
@@ -372,7 +369,6 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
                         period, start = _CYCLES[p]
                         angle = 2 * math.pi * (block[:, j] - start) / period
                         blocks.append(np.column_stack([np.sin(angle), np.cos(angle)]))
-        blocks.append(missing[:, self.flag_columns_].astype(np.float64))
         return np.column_stack(blocks) if blocks else np.empty((len(parts), 0))
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
@@ -384,7 +380,6 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
                 for p in self.parts:
                     if p in _CYCLES:
                         out += [f"{c}_{p}_sin", f"{c}_{p}_cos"]
-        out += [f"{names[j]}_missing" for j in self.flag_columns_]
         return np.asarray(out, dtype=object)
 
 
