@@ -11,7 +11,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from workbench.exceptions import InvalidRequestError
-from workbench.features import build_preprocessor, coerce_records, feature_kinds, to_pandas
+from workbench.features import (
+    FeatureSpec,
+    build_preprocessor,
+    coerce_records,
+    feature_kinds,
+    feature_names,
+    to_pandas,
+)
 from workbench.registry import ModelBundle
 
 DF = pl.DataFrame(
@@ -76,3 +83,31 @@ def test_bad_records_name_the_field(records, field, message):
     with pytest.raises(InvalidRequestError, match=message) as info:
         coerce_records(records, kinds)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("with_spec", [False, True], ids=["default", "baseline"])
+def test_datetime_features_serve_as_they_train(with_spec):
+    df = pl.DataFrame(
+        {
+            "at": ["2024-01-01T10:00:00", None, "2024-06-01T20:00:00", "2024-03-01T01:00:00"],
+            "x": [1.0, 2.0, None, 4.0],
+        }
+    ).with_columns(pl.col("at").str.to_datetime())
+    kinds = feature_kinds({n: str(t) for n, t in df.schema.items()}, None)
+    assert kinds == {"at": "datetime", "x": "number"}
+    spec = FeatureSpec.baseline(kinds, df) if with_spec else None
+    pipe = Pipeline(
+        [("preprocess", build_preprocessor(kinds, spec)), ("model", LogisticRegression())]
+    )
+    pipe.fit(to_pandas(df, kinds), [0, 1, 0, 1])
+    bundle = ModelBundle(pipeline=pipe, features=kinds, target="y", classes=["a", "b"])
+    records = [
+        {"at": None if r["at"] is None else r["at"].isoformat(), "x": r["x"]} for r in df.to_dicts()
+    ]
+    np.testing.assert_array_equal(
+        pipe.predict_proba(coerce_records(records, kinds, allow_missing=True)),
+        pipe.predict_proba(to_pandas(df, kinds)),
+    )
+    assert bundle.predict_records(records) == bundle.predict_frame(to_pandas(df, kinds))
+    names = feature_names(pipe)
+    assert "at_hour_sin" in names and ("x_missing" in names) == with_spec
