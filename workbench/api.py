@@ -170,12 +170,15 @@ class Workbench:
         seed: int = 0,
         actor: str | None = None,
         reason: str = "",
+        sensitive_features: Sequence[str] = (),
     ) -> ModelVersion:
         """Refit a search's best config on ``train``, score it on ``holdout``, register it (and set ``alias``).
 
         The registered metrics are the holdout's; lineage records the experiment, the training
         data and the holdout it was evaluated on (:meth:`workbench.stages.Stages.register_best`,
-        which the retraining pipeline also uses).
+        which the retraining pipeline also uses). The version's evaluation (metrics, details,
+        the trial's CV intervals, per-group fairness figures for ``sensitive_features``) is
+        recorded with it: read it with ``bench.registry.evaluation(model, version)``.
         """
         return self.stages.register_best(
             search,
@@ -186,6 +189,7 @@ class Workbench:
             seed=seed,
             actor=actor,
             reason=reason,
+            sensitive_features=sensitive_features,
         )
 
     def compare(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.config import Settings, storage_refusal
 from workbench.datasets import Datasets
@@ -17,6 +18,7 @@ from workbench.registry import ModelRegistry
 
 if TYPE_CHECKING:
     from workbench.datasets import DatasetVersion
+    from workbench.evaluation import Evaluation, Predictions
     from workbench.experiments import SearchResult
     from workbench.registry import ModelBundle, ModelVersion
     from workbench.runtime import RayConnection
@@ -27,7 +29,13 @@ __all__ = ["Stages", "Candidate"]
 
 @dataclass(frozen=True)
 class Candidate:
-    """A search's best configuration refit on ``train`` and scored on ``holdout``, not yet registered."""
+    """A search's best configuration refit on ``train`` and scored on ``holdout``, not yet registered.
+
+    ``predictions`` are its predictions on every holdout row (what the statistical gate pairs
+    with the champion's), ``evaluation`` their metrics and details (``metrics`` is
+    ``evaluation.metrics``), ``fairness`` the per-group report when sensitive features were
+    given (else None).
+    """
 
     bundle: ModelBundle
     metrics: dict[str, float]
@@ -35,6 +43,9 @@ class Candidate:
     trial_id: str
     train: DatasetVersion
     holdout: DatasetVersion
+    predictions: Predictions | None = None
+    evaluation: Evaluation | None = None
+    fairness: dict[str, Any] | None = None
 
 
 class Stages:
@@ -130,16 +141,42 @@ class Stages:
         train: DatasetVersion,
         holdout: DatasetVersion,
         seed: int = 0,
+        sensitive_features: Sequence[str] = (),
     ) -> Candidate:
-        """Refit ``search``'s best configuration on all of ``train`` and score it on ``holdout``."""
+        """Refit ``search``'s best configuration on all of ``train`` and evaluate it on ``holdout``.
+
+        The candidate keeps its holdout :class:`~workbench.evaluation.Predictions` and their
+        :func:`~workbench.evaluation.evaluate` result; with ``sensitive_features`` (columns of
+        ``holdout``) also their fairness report (per-group metrics and gaps).
+
+        Examples
+        --------
+        >>> c = stages.refit_best(result, train=train, holdout=holdout)   # doctest: +SKIP
+        >>> c.evaluation.details["confusion"]["matrix"]                     # doctest: +SKIP
+        [[40, 2], [1, 71]]
+        """
+        from workbench.evaluation import evaluate
+
         bundle = self.experiments.fit_bundle(train, search.best_config, seed=seed)
+        predictions = self.experiments.predict(
+            bundle, holdout, sensitive_features=tuple(sensitive_features)
+        )
+        evaluation = evaluate(predictions)
+        fairness = None
+        if sensitive_features:
+            from workbench.evaluation import fairness_report
+
+            fairness = fairness_report(predictions)
         return Candidate(
             bundle=bundle,
-            metrics=self.experiments.evaluate(bundle, holdout),
+            metrics=dict(evaluation.metrics),
             experiment_id=search.experiment_id,
             trial_id=search.best_trial_id,
             train=train,
             holdout=holdout,
+            predictions=predictions,
+            evaluation=evaluation,
+            fairness=fairness,
         )
 
     def register_candidate(
@@ -150,11 +187,19 @@ class Stages:
         alias: str | None = None,
         actor: str | None = None,
         reason: str = "",
+        gate: Any = None,
     ) -> ModelVersion:
         """Register ``candidate`` as the next version of ``model`` with its holdout metrics (and set ``alias``).
 
-        Lineage records the experiment and trial, the training data and the holdout it was evaluated on.
+        Lineage records the experiment and trial, the training data and the holdout it was
+        evaluated on. One evaluation row is recorded with the version
+        (``bench.registry.evaluation(model, version)``): the holdout metrics and details, the
+        fairness report when the candidate has one, the CV summary of the trial's recorded
+        folds, and ``gate`` (a ``GateVerdict`` or its dict: the verdict against the champion)
+        when given.
         """
+        from workbench.evaluation import cv_summary
+
         mv = self.registry.register(
             model,
             candidate.bundle,
@@ -166,6 +211,17 @@ class Stages:
         )
         self.store.link(
             "dataset_version", candidate.holdout.id, "evaluated", "model_version", mv.id
+        )
+        folds = self.store.evaluations.list_folds(candidate.experiment_id, candidate.trial_id)
+        self.store.evaluations.add(
+            mv.id,
+            holdout_version_id=candidate.holdout.id,
+            metrics=candidate.metrics,
+            details=candidate.evaluation.details if candidate.evaluation else None,
+            fairness=candidate.fairness,
+            cv=cv_summary([f["metrics"] for f in folds]) if folds else None,
+            gate=_verdict_dict(gate),
+            actor=actor,
         )
         if alias:
             mv = self.registry.set_alias(
@@ -189,9 +245,13 @@ class Stages:
         seed: int = 0,
         actor: str | None = None,
         reason: str = "",
+        sensitive_features: Sequence[str] = (),
     ) -> ModelVersion:
-        """:meth:`refit_best` then :meth:`register_candidate`: the search's best, scored on ``holdout``, registered."""
-        candidate = self.refit_best(search, train=train, holdout=holdout, seed=seed)
+        """:meth:`refit_best` then :meth:`register_candidate`: the search's best, evaluated on
+        ``holdout`` (with per-group figures for ``sensitive_features``), registered."""
+        candidate = self.refit_best(
+            search, train=train, holdout=holdout, seed=seed, sensitive_features=sensitive_features
+        )
         return self.register_candidate(
             candidate, model=model, alias=alias, actor=actor, reason=reason
         )
@@ -253,3 +313,14 @@ def _nodes_not_seeing(
         return unseen
     finally:
         marker.unlink(missing_ok=True)
+
+
+def _verdict_dict(gate: Any) -> dict[str, Any] | None:
+    """A gate verdict as the JSON-able dict recorded with an evaluation (None stays None)."""
+    if gate is None:
+        return None
+    if isinstance(gate, Mapping):
+        return dict(gate)
+    if hasattr(gate, "as_dict"):
+        return dict(gate.as_dict())
+    raise ConfigError(f"gate must be a GateVerdict or its dict, got {gate!r}")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "compare_trials",
+    "with_cv",
     "trial_columns",
     "metric_curves",
     "plot_parallel_coordinates",
@@ -44,6 +45,7 @@ _SKIP = {
     "duration_s",
     "config",
     "metrics",
+    "cv",
 }
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
 _WHERE = re.compile(r"^\s*(?P<col>[^=!<>]+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>.*?)\s*$")
@@ -85,8 +87,11 @@ def compare_trials(
     list of dict
         One dict per trial: ``experiment_id``, ``experiment`` (its name), ``trial_id``,
         ``status``, ``duration_s``, the other trial columns (``started_at``, ``ended_at``,
-        ``error``...), ``config.<key>`` per hyperparameter (nested dicts joined with ``.``)
-        and ``metrics.<key>`` per final metric. A trial that has not finished shows the
+        ``error``...), ``config.<key>`` per hyperparameter (nested dicts joined with ``.``),
+        ``metrics.<key>`` per final metric and, for a trial that recorded its folds,
+        ``cv.<metric>.<stat>`` with ``stat`` one of ``mean``, ``std``, ``ci_low``,
+        ``ci_high``, ``n_folds`` (:func:`workbench.evaluation.cv_summary`; e.g.
+        ``"cv.f1.ci_low>=0.9"`` in ``where``). A trial that has not finished shows the
         latest value it reported.
 
     Raises
@@ -132,8 +137,10 @@ def trial_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     base = [c for c in BASE_COLUMNS if c in seen]
     config = sorted(c for c in seen if c.startswith("config."))
     metrics = sorted(c for c in seen if c.startswith("metrics."))
-    other = [c for c in seen if c not in base and c not in config and c not in metrics]
-    return [*base, *other, *config, *metrics]
+    cv = sorted(c for c in seen if c.startswith("cv."))
+    grouped = {*base, *config, *metrics, *cv}
+    other = [c for c in seen if c not in grouped]
+    return [*base, *other, *config, *metrics, *cv]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -175,7 +182,29 @@ def _load_rows(store: Store, exp_ids: list[int], statuses: list[str]) -> list[di
     order = {e: i for i, e in enumerate(exp_ids)}
     trials.sort(key=lambda t: (order[t["experiment_id"]], t["id"]))
     latest = store.experiments.get_latest_metrics([t["id"] for t in trials if not t.get("metrics")])
-    return [_flatten(t, latest.get(t["id"], {})) for t in trials]
+    return [_flatten(t, latest.get(t["id"], {})) for t in with_cv(store, trials)]
+
+
+def with_cv(store: Store, trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``trials`` (rows of ``store.experiments.list_trials``), each given ``cv``: the summary of
+    its recorded folds (:func:`workbench.evaluation.cv_summary`), or None when it recorded none.
+
+    Examples
+    --------
+    >>> rows = with_cv(store, store.experiments.list_trials(1))   # doctest: +SKIP
+    >>> rows[0]["cv"]["f1"]["n_folds"]                             # doctest: +SKIP
+    3
+    """
+    from workbench.evaluation import cv_summary
+
+    folds: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for exp_id in dict.fromkeys(t["experiment_id"] for t in trials):
+        for f in store.evaluations.list_folds(exp_id):
+            folds.setdefault((exp_id, f["trial_id"]), []).append(f["metrics"])
+    for t in trials:
+        recorded = folds.get((t["experiment_id"], t["trial_id"]))
+        t["cv"] = cv_summary(recorded) if recorded else None
+    return trials
 
 
 def _flatten(trial: dict[str, Any], latest: dict[str, float]) -> dict[str, Any]:
@@ -192,6 +221,8 @@ def _flatten(trial: dict[str, Any], latest: dict[str, float]) -> dict[str, Any]:
         _put(row, key, value)
     _put(row, "config", trial.get("config") or {})
     _put(row, "metrics", trial.get("metrics") or latest)
+    if trial.get("cv"):
+        _put(row, "cv", trial["cv"])
     return row
 
 

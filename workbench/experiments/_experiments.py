@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.config import Settings
-from workbench.evaluation import score
 from workbench.exceptions import ConfigError, ExperimentError, NotFoundError
 from workbench.experiments._estimators import make_pipeline
 from workbench.experiments._handle import SearchHandle
@@ -178,6 +177,11 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
     two; the last step is the full cross-validated score. With a scheduler that
     pauses or clones trials (HyperBand, PBT) each step also saves a tiny
     checkpoint (the per-fold scores), and a resumed trial continues from it.
+
+    Each step also carries every fold's own metrics so far under ``_folds`` (a
+    list, which Tune does not treat as a metric): the driver-side tracking
+    callback records them in the store, so the trial's metric stays the running
+    mean while each fold is kept for its CV interval.
     """
     import json
     import tempfile
@@ -202,7 +206,7 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
         task=data.get("task", "classification"),
     ):
         per_fold.append(fold)
-        metrics = mean_scores(per_fold)
+        metrics: dict[str, Any] = {**mean_scores(per_fold), "_folds": list(per_fold)}
         if not data.get("checkpoints"):
             tune.report(metrics)
             continue
@@ -482,9 +486,10 @@ class Experiments:
         task = data["task"]
         # a user trainable reports what it likes; f1/r2 is also what the torch MLP reports
         metric = metric or ("r2" if task == "regression" else "f1")
-        if trainable is None and metric not in task_metrics(task):
+        if trainable is None and metric not in task_metrics(task, proba=True):
             raise ConfigError(
-                f"metric {metric!r} is never reported for {task}; choose one of {list(task_metrics(task))}"
+                f"metric {metric!r} is never reported for {task}; choose one of "
+                f"{list(task_metrics(task, proba=True))}"
             )
         mode = mode or metric_mode(metric)
         if trainable is not None and not callable(trainable):
@@ -517,6 +522,14 @@ class Experiments:
                     raise ConfigError(
                         f"model family {family!r} is for {family_task(family)}, but this search is "
                         f"{task} (target {dataset.target!r}); pass task=... or other families"
+                    )
+                if metric not in task_metrics(task) and not hasattr(
+                    estimator_class(family), "predict_proba"
+                ):
+                    raise ConfigError(
+                        f"metric {metric!r} needs class probabilities, and model family "
+                        f"{family!r} has no predict_proba; choose one of "
+                        f"{list(task_metrics(task))} or another family"
                     )
         opt.check_space(space, search_alg)
         per_trial = opt.normalize_resources(resources, cpus_per_trial)
@@ -603,7 +616,7 @@ class Experiments:
         )
         # recorded with credentials masked; resume maps it back to this storage's own URI
         self.store.experiments.set_tune_path(exp_id, mask_uri(self.settings.tune_path(tune_dir)))
-        keep = task_metrics(data["task"]) if trainable is None else None
+        keep = task_metrics(data["task"], proba=True) if trainable is None else None
         return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
 
     def auto(
@@ -871,7 +884,7 @@ class Experiments:
         display = make_progress(progress)
         callback.display = display
         steps = options.get("max_steps") or options.get("folds", 3)
-        keep = task_metrics(data["task"]) if recorded == "sklearn" else None
+        keep = task_metrics(data["task"], proba=True) if recorded == "sklearn" else None
         return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
 
     def _prepared(
@@ -1006,22 +1019,37 @@ class Experiments:
         )
 
     def evaluate(self, bundle: ModelBundle, holdout: DatasetVersion) -> dict[str, float]:
-        """Holdout metrics of a bundle: accuracy, precision, recall and F1 (macro) for a classifier,
-        R², RMSE and MAE for a regressor."""
-        from workbench.evaluation import regression_score
-        from workbench.features import to_pandas
+        """Holdout metrics of a bundle: the flat ``metrics`` of
+        :func:`workbench.evaluation.evaluate` on :meth:`predict`'s predictions (accuracy and
+        macro precision/recall/F1, with probabilities ROC-AUC, PR-AUC, log-loss and Brier
+        score, for a classifier; R², RMSE, MAE and MAPE for a regressor).
 
-        df = self.datasets.load(holdout)
-        preds = bundle.predict_frame(to_pandas(df, bundle.features))
-        truth = df[holdout.target].to_list()
-        if bundle.task == "regression":
-            return regression_score([float(v) for v in truth], [float(p) for p in preds])
-        return score([str(v) for v in truth], [str(p) for p in preds])
+        Examples
+        --------
+        >>> bench.experiments.evaluate(bundle, holdout)["roc_auc"]     # doctest: +SKIP
+        0.99
+        """
+        from workbench.evaluation import evaluate
+
+        return evaluate(self.predict(bundle, holdout)).metrics
 
     def trials(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
         """Trials (of one experiment, else all) with ``config``, ``metrics`` (last reported),
-        ``status`` and ``duration_s``, in the order they started."""
-        return self.store.experiments.list_trials(experiment_id)
+        ``status``, ``duration_s`` and ``cv``, in the order they started.
+
+        ``cv`` is the trial's cross-validation summary from its recorded folds,
+        ``{metric: {"mean", "std", "ci_low", "ci_high", "n_folds"}}``
+        (:func:`workbench.evaluation.cv_summary`), or None for a trial that recorded no fold
+        (a user trainable).
+
+        Examples
+        --------
+        >>> bench.experiments.trials(1)[0]["cv"]["f1"]["ci_low"]       # doctest: +SKIP
+        0.93
+        """
+        from workbench.experiments._compare import with_cv
+
+        return with_cv(self.store, self.store.experiments.list_trials(experiment_id))
 
     def list(self) -> list[dict[str, Any]]:
         """Every experiment with ``n_trials``, oldest first."""

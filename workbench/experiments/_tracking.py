@@ -13,7 +13,10 @@ from ray.tune import Callback
 from workbench.lineage import Store, utcnow
 from workbench.runtime import jsonable
 
-__all__ = ["TrackingCallback"]
+__all__ = ["TrackingCallback", "FOLDS_KEY"]
+
+#: the result key under which the built-in trainable reports every fold's own metrics so far
+FOLDS_KEY = "_folds"
 
 # Fields Tune adds to every result; the step is stored separately and timings come from the trial record.
 _RESERVED = {
@@ -40,7 +43,8 @@ _RESERVED = {
 
 
 class TrackingCallback(Callback):
-    """Record trials (config, per-step metrics, status, error, duration) of one experiment.
+    """Record trials (config, per-step metrics, status, error, duration, and each
+    cross-validation fold's own metrics) of one experiment.
 
     Writes are buffered and flushed once per Tune event-loop step, so a
     search makes one transaction per step instead of one per metric. State
@@ -72,6 +76,8 @@ class TrackingCallback(Callback):
         self._store: Store | None = None
         self._pending_trials: dict[str, dict[str, Any]] = {}
         self._pending_metrics: list[tuple[str, int, dict[str, float]]] = []
+        # trial id → every fold's metrics so far (the built-in trainable reports them as _folds)
+        self._pending_folds: dict[str, list[dict[str, float]]] = {}
         self._started: dict[str, float] = {}
         self._status: dict[str, str] = {}
         self._best: dict[str, Any] | None = None
@@ -147,6 +153,15 @@ class TrackingCallback(Callback):
             if k not in _RESERVED and isinstance(v, int | float) and not isinstance(v, bool)
         }
         self._pending_metrics.append((trial.trial_id, step, values))
+        folds = result.get(FOLDS_KEY)
+        if isinstance(folds, list) and folds:
+            # the whole list each step (a resumed trial reports its checkpointed folds again),
+            # recorded in place of what the store holds for this trial
+            self.__dict__.setdefault("_pending_folds", {})[trial.trial_id] = [
+                {k: float(v) for k, v in f.items() if isinstance(v, int | float)}
+                for f in folds
+                if isinstance(f, dict)
+            ]
         row = self._trial(trial)
         if isinstance(result.get("node_ip"), str):
             row["node"] = result["node_ip"]
@@ -213,7 +228,7 @@ class TrackingCallback(Callback):
         self.flush()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._pending_trials or self._pending_metrics:
+        if self._pending_trials or self._pending_metrics or getattr(self, "_pending_folds", None):
             self.flush()
         self._show(trials, "RUNNING")
 
@@ -234,13 +249,19 @@ class TrackingCallback(Callback):
 
     # ---------------------------------------------------------------- helpers
     def flush(self) -> None:
-        if not (self._pending_trials or self._pending_metrics):
+        pending_folds = getattr(self, "_pending_folds", {})  # a callback pickled before folds
+        if not (self._pending_trials or self._pending_metrics or pending_folds):
             return
-        self.store.experiments.record_trial_events(
-            self.experiment_id, list(self._pending_trials.values()), self._pending_metrics
-        )
+        if self._pending_trials or self._pending_metrics:
+            self.store.experiments.record_trial_events(
+                self.experiment_id, list(self._pending_trials.values()), self._pending_metrics
+            )
+        # after the trial rows: a fold belongs to a recorded trial
+        for trial_id, folds in pending_folds.items():
+            self.store.evaluations.record_folds(self.experiment_id, trial_id, folds)
         self._pending_trials = {}
         self._pending_metrics = []
+        self._pending_folds = {}
 
     def summary(self, trials: list, status: str) -> dict[str, Any]:
         states = [t.status for t in trials]

@@ -130,6 +130,36 @@ class ModelRegistry:
         self.store.models.set_alias(model, alias, version, actor=actor, reason=reason)
         return self.get(model, version)
 
+    def evaluation(self, model: str, ref: int | str = "champion") -> dict[str, Any] | None:
+        """The newest recorded evaluation of a version (number or alias), or None when it has
+        none (registered without one, e.g. by ``register()`` directly).
+
+        A dict with ``id``, ``model_version_id``, ``holdout_version_id``, ``metrics`` (flat),
+        ``details`` (per-class figures, confusion matrix, ROC/PR/calibration curves or residual
+        quantiles: see :func:`workbench.evaluation.evaluate`), ``fairness``, ``cv`` (the
+        training trial's per-metric mean, std and 95% interval over folds), ``gate`` (the
+        verdict against the champion, when one was judged), ``report_artifact``,
+        ``created_at``; absent parts are None.
+
+        Examples
+        --------
+        >>> ev = bench.registry.evaluation("cancer")                      # doctest: +SKIP
+        >>> ev["metrics"]["roc_auc"], ev["cv"]["f1"]["ci_low"]            # doctest: +SKIP
+        (0.995, 0.948)
+        """
+        return self.store.evaluations.latest(self.get(model, ref).id)
+
+    def evaluations(self, model: str, ref: int | str = "champion") -> list[dict[str, Any]]:
+        """Every recorded evaluation of a version, oldest first (``[]`` when it has none); each as
+        :meth:`evaluation` returns it.
+
+        Examples
+        --------
+        >>> [e["holdout_version_id"] for e in bench.registry.evaluations("cancer", 2)]  # doctest: +SKIP
+        [3]
+        """
+        return self.store.evaluations.list(self.get(model, ref).id)
+
     def history(self, model: str) -> list[dict[str, Any]]:
         """Every move of an alias of ``model``: ``alias``, ``version``, ``previous_version``,
         ``actor``, ``reason``, ``at``, oldest first."""
