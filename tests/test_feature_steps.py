@@ -209,6 +209,22 @@ def test_datetime_parts_and_cyclical_encodings():
     assert scaled.transform(X)[:, names.index("at_missing")].tolist() == [0.0, 0.0, 1.0]
 
 
+def test_datetime_parts_agree_with_pandas_over_two_centuries():
+    from workbench.features._steps import DatetimeParts
+
+    rng = np.random.default_rng(3)
+    minutes = rng.integers(0, 200 * 365 * 24 * 60, 5000)
+    t = pd.Series(pd.to_datetime("1900-01-01") + pd.to_timedelta(minutes, unit="min"))
+    t[::17] = pd.NaT
+    parts = DatetimeParts(cyclical=False).fit(pd.DataFrame({"t": t}))
+    out = parts.transform(pd.DataFrame({"t": t}))
+    dt = t.dropna().dt
+    expected = np.column_stack([dt.year, dt.month, dt.day, dt.weekday, dt.hour])
+    np.testing.assert_array_equal(out[t.notna().to_numpy()], expected)
+    # NaT takes the training median of each part
+    np.testing.assert_array_equal(out[0], np.median(expected, axis=0))
+
+
 def test_datetime_kind_from_schema_and_records():
     df = pl.DataFrame(
         {"at": [None, "2024-01-02T03:04:05"], "d": ["2024-05-01", "2024-05-02"]}

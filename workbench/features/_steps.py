@@ -281,15 +281,15 @@ class Ratios(TransformerMixin, BaseEstimator):
         return np.asarray([f"{names[i]}/{names[j]}" for i, j in self.pairs], dtype=object)
 
 
-def _as_timestamps(values: Any) -> Any:
-    """One column as naive pandas timestamps: aware values in UTC, strings parsed, the rest NaT."""
+def _as_datetime64(values: Any) -> np.ndarray:
+    """One column as naive ``datetime64[ns]``: aware values in UTC, strings parsed, the rest NaT."""
     import pandas as pd
 
     s = pd.Series(values).reset_index(drop=True)
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC").dt.tz_localize(None)
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_dtype(s.dtype):
-        return s
+        return s.to_numpy(dtype="datetime64[ns]")
     out = []
     for v in s:
         try:
@@ -298,8 +298,26 @@ def _as_timestamps(values: Any) -> Any:
             t = pd.NaT
         if t is not pd.NaT and t.tzinfo is not None:
             t = t.tz_convert("UTC").tz_localize(None)
-        out.append(t)
-    return pd.Series(pd.DatetimeIndex(out, dtype="datetime64[ns]"))
+        out.append(np.datetime64("NaT") if t is pd.NaT else t.to_datetime64())
+    return np.array(out, dtype="datetime64[ns]")
+
+
+def _calendar(t: np.ndarray, part: str) -> np.ndarray:
+    """A calendar part of naive datetimes by numpy unit arithmetic (NaT gives NaN)."""
+    days = t.astype("datetime64[D]")
+    if part == "year":
+        value = t.astype("datetime64[Y]").astype(np.int64) + 1970
+    elif part == "month":
+        value = t.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    elif part == "day":
+        value = (days - t.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+    elif part == "weekday":
+        value = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+    else:
+        value = (t.astype("datetime64[h]") - days.astype("datetime64[h]")).astype(np.int64)
+    out = value.astype(np.float64)
+    out[np.isnat(t)] = np.nan
+    return out
 
 
 class DatetimeParts(TransformerMixin, BaseEstimator):
@@ -335,16 +353,8 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
         cols = []
         for c in frame.columns:
-            dt = _as_timestamps(frame[c]).dt
-            values = {
-                "year": dt.year,
-                "month": dt.month,
-                "day": dt.day,
-                "weekday": dt.weekday,
-                "hour": dt.hour,
-            }
-            for p in self.parts:
-                cols.append(values[p].to_numpy(dtype=np.float64, na_value=np.nan))
+            t = _as_datetime64(frame[c])
+            cols += [_calendar(t, p) for p in self.parts]
         return np.column_stack(cols) if cols else np.empty((len(frame), 0))
 
     def fit(self, X: Any, y: Any = None) -> DatetimeParts:
