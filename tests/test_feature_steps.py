@@ -142,6 +142,21 @@ def test_missing_category_instead_of_most_frequent():
     assert row[names.index("city_missing")] == 1.0 and row[names.index("city_paris")] == 0.0
 
 
+@pytest.mark.parametrize("encode", ["onehot", "ordinal", "target"])
+def test_booleans_take_a_missing_category_with_every_encoding(encode):
+    X = pd.DataFrame({"m": pd.Series([True, False, np.nan, True, False] * 2, dtype=object)})
+    y = [0, 1, 0, 1, 1] * 2
+    pre = build_preprocessor(
+        {"m": "boolean"}, FeatureSpec(categorical_impute="missing", encode=encode)
+    )
+    pre.fit(X, y)
+    served = pickle.loads(pickle.dumps(pre))
+    records = coerce_records([{"m": None}, {"m": False}], {"m": "boolean"}, allow_missing=True)
+    np.testing.assert_array_equal(served.transform(records), pre.transform(X.iloc[[2, 1]]))
+    if encode == "onehot":
+        assert feature_names(pre) == ["m_False", "m_True", "m_missing"]
+
+
 def test_ordinal_unknown_is_minus_one():
     pre, names = _fit(CAT, FeatureSpec(encode="ordinal"), XC)
     assert names == ["city"]

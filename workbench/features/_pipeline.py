@@ -188,6 +188,7 @@ def _encoder(method: str, spec: FeatureSpec) -> Any:
 
 def _spec_columns(kinds: Mapping[str, str], spec: FeatureSpec) -> list[tuple[str, Any, Any]]:
     from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import FunctionTransformer
 
     from workbench.features._steps import (
         DatetimeParts,
@@ -197,6 +198,7 @@ def _spec_columns(kinds: Mapping[str, str], spec: FeatureSpec) -> list[tuple[str
         MissingFlags,
         OutlierClipper,
         Ratios,
+        as_text,
     )
 
     _require(kinds, "text", spec.text, {STRING})
@@ -242,13 +244,15 @@ def _spec_columns(kinds: Mapping[str, str], spec: FeatureSpec) -> list[tuple[str
         cols = [c for c in categorical if methods[c] == method]
         if not cols:
             continue
-        impute = (
-            SimpleImputer(strategy="most_frequent")
-            if spec.categorical_impute == "most_frequent"
-            else SimpleImputer(strategy="constant", fill_value="missing")
-        )
+        if spec.categorical_impute == "most_frequent":
+            as_str, impute = None, SimpleImputer(strategy="most_frequent")
+        else:
+            # booleans become "True"/"False" so they sort beside the "missing" category
+            as_str = FunctionTransformer(as_text, feature_names_out="one-to-one")
+            impute = SimpleImputer(strategy="constant", fill_value="missing")
         name = "categorical" if method == spec.encode else f"categorical_{method}"
-        out.append((name, _chain(("impute", impute), ("encode", _encoder(method, spec))), cols))
+        encode = _encoder(method, spec)
+        out.append((name, _chain(("text", as_str), ("impute", impute), ("encode", encode)), cols))
     if datetimes:
         parts = DatetimeParts(spec.datetime_parts, cyclical=spec.cyclical)
         out.append(("datetime", _chain(("parts", parts), ("scale", _scaler(spec))), datetimes))

@@ -26,6 +26,7 @@ __all__ = [
     "OutlierClipper",
     "Ratios",
     "UserStep",
+    "as_text",
     "mutual_info",
 ]
 
@@ -71,6 +72,23 @@ def _fill(X: np.ndarray, values: np.ndarray) -> np.ndarray:
     rows, cols = np.where(np.isnan(X))
     X[rows, cols] = values[cols]
     return X
+
+
+def as_text(X: Any) -> np.ndarray:
+    """Category values as strings, nulls kept as NaN (so ``True`` and a ``"missing"`` fill mix).
+
+    Examples
+    --------
+    >>> as_text([[True], [None]]).ravel().tolist()
+    ['True', nan]
+    """
+    import pandas as pd
+
+    x = np.asarray(X, dtype=object).reshape(np.shape(X)[0], -1).copy()
+    null = np.asarray(pd.isna(pd.DataFrame(x)), dtype=bool)
+    x[~null] = [str(v) for v in x[~null]]
+    x[null] = np.nan
+    return x
 
 
 class OutlierClipper(TransformerMixin, BaseEstimator):
