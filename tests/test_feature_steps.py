@@ -180,6 +180,13 @@ def test_target_encoding_cross_fits_on_training_rows():
     assert plain[city == "a"].mean() > plain[city == "b"].mean() + 0.4
     # an unseen category gets the overall mean
     assert pre.transform(pd.DataFrame({"city": ["zzz"]}))[0, 0] == pytest.approx(y.mean(), abs=0.05)
+    # the folds are seeded: the same rows cross-fit to the same values
+    np.testing.assert_array_equal(
+        build_preprocessor(CAT, FeatureSpec(encode="target")).fit_transform(X, y)[:, 0], crossed
+    )
+    # a fold of fewer rows than five folds (small data's CV) still cross-fits
+    tiny = build_preprocessor(CAT, FeatureSpec(encode="target"))
+    assert tiny.fit_transform(X.iloc[:3], y[:3]).shape == (3, 1)
 
 
 def test_column_encode_overrides_the_default_for_one_column():

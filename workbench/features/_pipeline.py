@@ -178,12 +178,12 @@ def _encoder(method: str, spec: FeatureSpec) -> Any:
         )
     if method == "ordinal":
         return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
-    from sklearn.model_selection import KFold
+    from workbench.features._steps import CappedKFold
 
     # TargetEncoder cross-fits in fit_transform (each training row encoded by the other folds)
     # and encodes serving rows, and unseen categories, with the full-data means. Seeded folds
-    # (its own default shuffles unseeded); plain KFold because it also splits a regression target.
-    return TargetEncoder(cv=KFold(5, shuffle=True, random_state=0))
+    # (its own default shuffles unseeded); plain K-fold because it also splits a regression target.
+    return TargetEncoder(cv=CappedKFold(5))
 
 
 def _spec_columns(kinds: Mapping[str, str], spec: FeatureSpec) -> list[tuple[str, Any, Any]]:

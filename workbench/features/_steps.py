@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
+    "CappedKFold",
     "DatetimeParts",
     "HashedTfidf",
     "Interactions",
@@ -89,6 +90,32 @@ def as_text(X: Any) -> np.ndarray:
     x[~null] = [str(v) for v in x[~null]]
     x[null] = np.nan
     return x
+
+
+class CappedKFold:
+    """Seeded shuffled K-fold that uses fewer folds (at least 2) when there are fewer rows.
+
+    The target encoder's cross-fitting splitter: scikit-learn's KFold refuses a training fold
+    of under ``n_splits`` rows, which small datasets' CV folds reach.
+
+    Examples
+    --------
+    >>> len(list(CappedKFold(5).split(list(range(3)))))
+    3
+    """
+
+    def __init__(self, n_splits: int = 5, *, random_state: int = 0):
+        self.n_splits = n_splits
+        self.random_state = random_state
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.n_splits if X is None else max(2, min(self.n_splits, len(X)))
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        from sklearn.model_selection import KFold
+
+        folds = KFold(self.get_n_splits(X), shuffle=True, random_state=self.random_state)
+        return folds.split(X, y, groups)
 
 
 class OutlierClipper(TransformerMixin, BaseEstimator):
