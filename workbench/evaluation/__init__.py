@@ -17,6 +17,7 @@ from workbench.evaluation._metrics import (
     task_metrics,
 )
 from workbench.evaluation._predictions import Predictions
+from workbench.evaluation._significance import mcnemar, paired_bootstrap, paired_bootstrap_many
 
 __all__ = [
     "METRICS",
@@ -36,4 +37,7 @@ __all__ = [
     "evaluate",
     "prediction_metrics",
     "cv_summary",
+    "paired_bootstrap",
+    "paired_bootstrap_many",
+    "mcnemar",
 ]
