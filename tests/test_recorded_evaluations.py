@@ -1,0 +1,116 @@
+"""A search ranked by roc_auc records every fold of every trial; trials() and compare_trials carry
+each trial's CV summary; a registered version has its evaluation row (metrics, details, cv) in
+the store, read back through the registry. One 2-trial search on the breast-cancer data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from workbench.evaluation import PROBA_METRICS, cv_summary
+from workbench.exceptions import ConfigError
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def searched(cancer_bench):
+    from ray import tune
+
+    bench, dv = cancer_bench
+    parts = bench.datasets.split(dv, {"train": 0.7, "holdout": 0.3})
+    result = bench.experiments.search(
+        parts["train"],
+        name="bc-auc",
+        space={"family": "logistic_regression", "C": tune.grid_search([0.05, 1.0])},
+        metric="roc_auc",
+        num_samples=1,
+        folds=3,
+        progress=None,
+    )
+    return bench, parts, result
+
+
+def test_search_by_roc_auc_records_folds_and_cv(searched):
+    bench, _, result = searched
+    exp = bench.store.experiments.get(result.experiment_id)
+    assert exp["metric"] == "roc_auc" and exp["mode"] == "max"
+    assert set(result.best_metrics) >= {"f1", *PROBA_METRICS}
+    folds = bench.store.evaluations.list_folds(result.experiment_id)
+    trials = bench.experiments.trials(result.experiment_id)
+    assert len(trials) == 2 and len(folds) == 6  # 2 trials x 3 folds, one row each
+    for t in trials:
+        mine = [f["metrics"] for f in folds if f["trial_id"] == t["trial_id"]]
+        assert [f["fold"] for f in folds if f["trial_id"] == t["trial_id"]] == [0, 1, 2]
+        # the trial's reported metric is the running mean; the folds average to it
+        assert t["metrics"]["roc_auc"] == pytest.approx(np.mean([m["roc_auc"] for m in mine]))
+        assert t["cv"] == cv_summary(mine)
+        cv = t["cv"]["roc_auc"]
+        # not clipped to [0, 1]: a t-interval over 3 folds near 1 may pass it
+        assert cv["n_folds"] == 3 and cv["ci_low"] < cv["mean"] < cv["ci_high"]
+        assert cv["mean"] == pytest.approx(t["metrics"]["roc_auc"])
+    # the fold metrics are not mixed into the per-step metrics table
+    names = {
+        m["name"] for m in bench.experiments.metrics(result.experiment_id, trials[0]["trial_id"])
+    }
+    assert "roc_auc" in names and not any(n.startswith("_fold") for n in names)
+    # compare_trials: flat cv columns, usable in where/sort
+    rows = bench.compare_trials(result.experiment_id, sort="-cv.roc_auc.mean")
+    assert rows[0]["cv.roc_auc.mean"] >= rows[1]["cv.roc_auc.mean"]
+    assert {"cv.f1.ci_low", "cv.f1.ci_high", "cv.log_loss.std"} <= set(rows[0])
+    low = min(r["cv.roc_auc.ci_low"] for r in rows)
+    assert len(bench.compare_trials(result.experiment_id, where=f"cv.roc_auc.ci_low>{low}")) == 1
+
+
+def test_registered_version_has_its_evaluation(searched):
+    bench, parts, result = searched
+    mv = bench.register_best(
+        result, model="bc-eval", train=parts["train"], holdout=parts["holdout"], alias="champion"
+    )
+    ev = bench.registry.evaluation("bc-eval")
+    assert ev is not None and ev["model_version_id"] == mv.id
+    assert ev["holdout_version_id"] == parts["holdout"].id
+    assert ev["metrics"] == pytest.approx(mv.metrics) and "roc_auc" in ev["metrics"]
+    # the recorded ROC-AUC is the holdout's, recomputed here from the bundle
+    bundle = bench.registry.load("bc-eval")
+    preds = bench.experiments.predict(bundle, parts["holdout"])
+    pos = preds.proba[:, preds.classes.index(preds.classes[1])]
+    assert ev["metrics"]["roc_auc"] == pytest.approx(
+        roc_auc_score(preds.y_true == preds.classes[1], pos)
+    )
+    assert sum(map(sum, ev["details"]["confusion"]["matrix"])) == parts["holdout"].n_rows
+    assert ev["details"]["roc"][preds.classes[1]]["auc"] == ev["metrics"]["roc_auc"]
+    # cv: the best trial's folds
+    best = next(
+        t
+        for t in bench.experiments.trials(result.experiment_id)
+        if t["trial_id"] == result.best_trial_id
+    )
+    assert (
+        ev["cv"] == best["cv"]
+    )  # the same folds, the same summary (JSON round trip of floats is exact)
+    assert ev["gate"] is None and ev["fairness"] is None
+    assert [e["id"] for e in bench.registry.evaluations("bc-eval", mv.version)] == [ev["id"]]
+    # holdout metrics are evaluate()'s superset of today's four
+    assert bench.experiments.evaluate(bundle, parts["holdout"]) == pytest.approx(ev["metrics"])
+
+
+def test_a_version_registered_without_evaluation_has_none(searched):
+    bench, parts, result = searched
+    bundle = bench.experiments.fit_bundle(parts["train"], result.best_config)
+    mv = bench.registry.register("bc-bare", bundle, metrics={"f1": 0.9})
+    assert bench.registry.evaluation("bc-bare", mv.version) is None
+    assert bench.registry.evaluations("bc-bare", mv.version) == []
+
+
+def test_probability_metric_refused_for_a_family_without_probabilities(searched):
+    bench, parts, _ = searched
+    with pytest.raises(ConfigError, match="needs class probabilities"):
+        bench.experiments.search(
+            parts["train"],
+            name="x",
+            space={"family": "sklearn.svm.LinearSVC"},
+            metric="roc_auc",
+            progress=None,
+        )
