@@ -7,7 +7,7 @@ read and acts on what it returns, so every rule is unit-tested on plain data.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "Budget",
     "Gate",
     "GateVerdict",
+    "GATE_TESTS",
     "LoopPolicy",
     "drift_trigger_ids",
     "performance_dropped",
@@ -181,15 +182,43 @@ def admission(
 
 
 # ----------------------------------------------------------------------- gate
+#: the values of ``Gate.test``: None compares the two point values, as before significance tests
+GATE_TESTS = (None, "paired_bootstrap", "mcnemar")
+#: the least ``Gate.resamples``: fewer make the interval's ends too noisy to decide on
+MIN_RESAMPLES = 1000
+SUFFICIENT = "sufficient"
+NOT_ENOUGH = "not enough evidence"
+
+
 @dataclass(frozen=True)
 class GateVerdict:
+    """A gate's decision with its evidence; ``reason`` says it in words.
+
+    ``champion``/``challenger`` are the gate metric's values on the whole holdout. With a test,
+    ``interval`` is the ``1 - alpha`` interval of the paired difference (the challenger's gain,
+    positive = better, in the metric's direction) and ``p_value`` its one-sided p-value (McNemar:
+    the exact test's), ``n`` the holdout rows, and ``evidence`` ``"sufficient"`` when the test
+    decided either way or ``"not enough evidence"`` when it could not (a holdout under
+    ``min_samples`` rows, an interval across the margin, a McNemar test rejecting neither way).
+    ``guarded`` holds each guarded metric's figures, ``regressions`` the guarded metrics that
+    failed, ``fairness`` each fairness bound's figures (champion, challenger, bound, passed).
+    """
+
     passed: bool
     metric: str
     champion: float
     challenger: float
     margin: float
-    regressions: dict[str, dict[str, float]]
+    regressions: dict[str, dict[str, Any]]
     reason: str
+    test: str | None = None
+    n: int | None = None
+    interval: list[float] | None = None
+    p_value: float | None = None
+    evidence: str | None = None
+    alpha: float | None = None
+    guarded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fairness: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,16 +226,137 @@ class GateVerdict:
 
 @dataclass(frozen=True)
 class Gate:
-    """The challenger must beat the champion by ``margin`` on ``metric`` and lose no more than
-    ``tolerance`` on any ``guarded`` metric; better and worse follow each metric's direction
-    (:func:`workbench.evaluation.lower_is_better`: less wins for rmse, mae, log_loss)."""
+    """What a challenger must show against the champion on the same holdout to be registered.
+
+    Better and worse follow each metric's direction
+    (:func:`workbench.evaluation.lower_is_better`: less wins for rmse, mae, log_loss).
+
+    Parameters
+    ----------
+    metric, margin
+        The challenger must gain at least ``margin`` on ``metric``. Without a test: on the two
+        point values (a zero margin lets a tie pass, a positive margin needs a real gain). With
+        ``test="paired_bootstrap"``: the whole ``1 - alpha`` interval of the paired gain must lie
+        above ``margin`` (strictly: an identical model does not pass a zero margin). With
+        ``test="mcnemar"`` (``metric="accuracy"`` only): McNemar's one-sided exact test must
+        reject "equally accurate" at ``alpha`` and the accuracy gain must be at least ``margin``.
+    guarded, tolerance
+        Metrics the challenger may not lose more than ``tolerance`` on. Without a test: the point
+        loss. With a test (either: McNemar only speaks of accuracy), each guarded metric's paired
+        bootstrap interval on the same resamples: it fails when the whole interval lies below
+        ``-tolerance``, i.e. the loss beyond the tolerance is shown; an interval that merely
+        reaches below is recorded (``guarded``) but does not fail: a guard refuses on evidence of
+        harm, as the gate metric passes on evidence of a gain.
+    test, alpha, resamples, seed
+        ``None``, ``"paired_bootstrap"`` or ``"mcnemar"``; the level; the bootstrap's resamples
+        (at least 1,000) and the seed of the resampling.
+    min_samples
+        With a test, a holdout under this many rows gives ``"not enough evidence"`` (not passed).
+    fairness
+        ``{gap: bound}`` over :func:`workbench.evaluation.fairness_gaps` of the predictions'
+        sensitive groups, e.g. ``{"equalized_odds_difference": 0.1}``: a challenger whose gap is
+        above the bound *and* wider than the champion's is refused; one that narrows a gap which
+        is already too wide is not refused for it. A ``*_ratio`` gap (1 is parity) is a floor:
+        refused below the bound and below the champion's. Needs ``Predictions`` with
+        ``sensitive`` groups.
+
+    :meth:`judge` takes two metric dicts (point values only: no test, no fairness) or two
+    :class:`~workbench.evaluation.Predictions` of the models on the same holdout rows.
+
+    Examples
+    --------
+    >>> Gate("f1", margin=0.01).judge({"f1": 0.90}, {"f1": 0.92}).passed
+    True
+    >>> from workbench.evaluation import Predictions
+    >>> y = ["a", "b"] * 100
+    >>> champ = Predictions.of("classification", y, y[:180] + ["a"] * 20)
+    >>> chall = Predictions.of("classification", y, y[:184] + ["a"] * 16)
+    >>> v = Gate("accuracy", test="paired_bootstrap").judge(champ, chall)
+    >>> v.passed, v.evidence, v.n
+    (False, 'not enough evidence', 200)
+    """
 
     metric: str = "f1"
     margin: float = 0.0
     guarded: tuple[str, ...] = ()
     tolerance: float = 0.0
+    test: str | None = None
+    alpha: float = 0.05
+    resamples: int = MIN_RESAMPLES
+    seed: int = 0
+    min_samples: int = 100
+    fairness: dict[str, float] = field(default_factory=dict)
 
-    def judge(self, champion: dict[str, float], challenger: dict[str, float]) -> GateVerdict:
+    def __post_init__(self) -> None:
+        if self.test not in GATE_TESTS:
+            raise ConfigError(
+                f"Gate(test={self.test!r}): use None (compare the two values), "
+                "'paired_bootstrap' (an interval of any metric's paired difference) or "
+                "'mcnemar' (an exact test of accuracy)"
+            )
+        if self.test == "mcnemar" and self.metric != "accuracy":
+            raise ConfigError(
+                f"Gate(test='mcnemar') tests accuracy (right against wrong), not {self.metric!r}; "
+                "use metric='accuracy', or test='paired_bootstrap' for any metric"
+            )
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"Gate(alpha={self.alpha!r}) must be between 0 and 1, e.g. 0.05")
+        if self.resamples < MIN_RESAMPLES:
+            raise ConfigError(
+                f"Gate(resamples={self.resamples!r}): at least {MIN_RESAMPLES} resamples, or the "
+                "interval's ends are too noisy to decide on (1,000 on 10,000 rows take < 1 s)"
+            )
+        if self.min_samples < 1:
+            raise ConfigError(f"Gate(min_samples={self.min_samples!r}) must be at least 1")
+        for name, bound in self.fairness.items():
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                raise ConfigError(
+                    f"Gate(fairness={{{name!r}: {bound!r}}}): a bound is a number, e.g. "
+                    "{'equalized_odds_difference': 0.1}"
+                )
+
+    @property
+    def needs_predictions(self) -> bool:
+        """Whether :meth:`judge` needs the two models' ``Predictions`` (a test or a fairness
+        bound), not only their metrics."""
+        return self.test is not None or bool(self.fairness)
+
+    def judge(self, champion: Any, challenger: Any) -> GateVerdict:
+        """The verdict on ``challenger`` against ``champion``: two metric dicts, or two
+        :class:`~workbench.evaluation.Predictions` on the same holdout rows."""
+        from workbench.evaluation import Predictions
+
+        if isinstance(champion, Mapping) and isinstance(challenger, Mapping):
+            if self.needs_predictions:
+                raise ConfigError(
+                    "this gate has a significance test or a fairness bound: pass the two models' "
+                    "Predictions on the same holdout (bench.experiments.predict(bundle, holdout, "
+                    "sensitive_features=...)), not their metrics"
+                )
+            return self._judge_values(champion, challenger)
+        if not (isinstance(champion, Predictions) and isinstance(challenger, Predictions)):
+            raise ConfigError(
+                "Gate.judge takes two metric dicts or two Predictions, got "
+                f"{type(champion).__name__} and {type(challenger).__name__}"
+            )
+        champion.check_paired(challenger)
+        if self.test is None:
+            from workbench.evaluation import prediction_metrics
+
+            verdict = self._judge_values(
+                prediction_metrics(champion), prediction_metrics(challenger)
+            )
+            verdict = _replace_verdict(verdict, n=champion.n)
+        else:
+            verdict = self._judge_tested(champion, challenger)
+        if self.fairness:
+            verdict = self._judge_fairness(verdict, champion, challenger)
+        return verdict
+
+    # ----------------------------------------------------------- point values
+    def _judge_values(
+        self, champion: Mapping[str, float], challenger: Mapping[str, float]
+    ) -> GateVerdict:
         missing = [
             m for m in (self.metric, *self.guarded) if m not in champion or m not in challenger
         ]
@@ -238,6 +388,188 @@ class Gate:
             regressions=regressions,
             reason=reason,
         )
+
+    # ------------------------------------------------------------------ tested
+    def _judge_tested(self, champion: Any, challenger: Any) -> GateVerdict:
+        from workbench.evaluation import mcnemar, paired_bootstrap_many
+
+        n = champion.n
+        level = f"{100 * (1 - self.alpha):g}%"
+        boot_metrics = list(dict.fromkeys(self.guarded))
+        if self.test == "paired_bootstrap":
+            boot_metrics = list(dict.fromkeys([self.metric, *self.guarded]))
+        common = {"test": self.test, "n": n, "alpha": self.alpha}
+        if n < self.min_samples:
+            from workbench.evaluation import prediction_metrics
+
+            a = prediction_metrics(champion).get(self.metric, float("nan"))
+            b = prediction_metrics(challenger).get(self.metric, float("nan"))
+            return GateVerdict(
+                passed=False,
+                metric=self.metric,
+                champion=a,
+                challenger=b,
+                margin=self.margin,
+                regressions={},
+                reason=(
+                    f"not enough evidence: the holdout has {n} rows, fewer than "
+                    f"min_samples={self.min_samples}; score both models on a holdout of at least "
+                    f"{self.min_samples} rows (or lower Gate(min_samples=...))"
+                ),
+                evidence=NOT_ENOUGH,
+                **common,
+            )
+        boot = (
+            paired_bootstrap_many(
+                boot_metrics,
+                champion,
+                challenger,
+                resamples=self.resamples,
+                seed=self.seed,
+                alpha=self.alpha,
+            )
+            if boot_metrics
+            else {}
+        )
+        if self.test == "paired_bootstrap":
+            r = boot[self.metric]
+            low, high = r["interval"]
+            d = r["difference"]
+            beats = low > self.margin
+            decided = beats or high <= self.margin
+            figures = (
+                f"{self.metric} gain {d:+.4f}, {level} interval [{low:+.4f}, {high:+.4f}] "
+                f"(paired bootstrap, n={n}, {r['resamples_used']} resamples)"
+            )
+            if beats:
+                reason = f"{figures} clears margin {self.margin}"
+            elif decided:
+                reason = f"{figures} does not clear margin {self.margin}"
+            else:
+                reason = f"not enough evidence: {figures} straddles margin {self.margin}; " + (
+                    _rows_needed_bootstrap(n, d, low, high, self.margin)
+                )
+            values = {"interval": [low, high], "p_value": r["p_value"]}
+        else:
+            r = mcnemar(champion, challenger, alpha=self.alpha)
+            d, p, p_rev = r["difference"], r["p_value"], r["p_value_reverse"]
+            beats = p < self.alpha and d >= self.margin - 1e-12
+            decided = p < self.alpha or p_rev < self.alpha
+            figures = (
+                f"accuracy gain {d:+.4f}, McNemar p={p:.3g} (n={n}, "
+                f"{r['challenger_only']} rows only the challenger gets right, "
+                f"{r['champion_only']} only the champion)"
+            )
+            if beats:
+                reason = f"{figures} < alpha {self.alpha}, gain >= margin {self.margin}"
+            elif p < self.alpha:
+                reason = f"{figures}: significant but below margin {self.margin}"
+            elif decided:
+                reason = f"{figures}: the champion is the more accurate (p={p_rev:.3g})"
+            else:
+                reason = f"not enough evidence: {figures} >= alpha {self.alpha}; " + (
+                    _rows_needed_mcnemar(n, r, self.alpha)
+                )
+            values = {"interval": None, "p_value": p}
+        guarded, regressions = {}, {}
+        for g in self.guarded:
+            gr = boot[g]
+            low_g, high_g = gr["interval"]
+            entry = {
+                "champion": gr["champion"],
+                "challenger": gr["challenger"],
+                "loss": -gr["difference"],
+                "interval": [low_g, high_g],
+                "passed": not high_g < -self.tolerance,
+            }
+            guarded[g] = entry
+            if not entry["passed"]:
+                regressions[g] = {k: v for k, v in entry.items() if k != "passed"}
+        if regressions:
+            reason += (
+                f"; shown to regress beyond tolerance {self.tolerance} on {sorted(regressions)} "
+                f"(whole {level} interval of the gain below {-self.tolerance})"
+            )
+        elif beats and self.guarded:
+            reason += ", no guarded regression shown"
+        return GateVerdict(
+            passed=beats and not regressions,
+            metric=self.metric,
+            champion=r["champion"],
+            challenger=r["challenger"],
+            margin=self.margin,
+            regressions=regressions,
+            reason=reason,
+            evidence=SUFFICIENT if decided else NOT_ENOUGH,
+            guarded=guarded,
+            **values,
+            **common,
+        )
+
+    # ---------------------------------------------------------------- fairness
+    def _judge_fairness(self, verdict: GateVerdict, champion: Any, challenger: Any) -> GateVerdict:
+        from workbench.evaluation import fairness_gaps
+
+        if not champion.sensitive or not challenger.sensitive:
+            raise ConfigError(
+                "this gate has fairness bounds but the predictions have no sensitive groups: "
+                "score both models with sensitive_features=[...] (LoopPolicy(sensitive_features="
+                "...), bench.experiments.predict(..., sensitive_features=...))"
+            )
+        gaps_a, gaps_b = fairness_gaps(champion), fairness_gaps(challenger)
+        figures, refused = {}, []
+        for name, bound in self.fairness.items():
+            if name not in gaps_a or name not in gaps_b:
+                raise ConfigError(
+                    f"Gate(fairness=...) has no gap {name!r}; the gaps are {sorted(gaps_b)}"
+                )
+            a, b = float(gaps_a[name]), float(gaps_b[name])
+            floor = name.endswith("_ratio")  # parity is 1: a ratio bound is a minimum
+            beyond = b < bound if floor else b > bound
+            wider = b < a if floor else b > a
+            ok = not (beyond and wider)
+            figures[name] = {"champion": a, "challenger": b, "bound": float(bound), "passed": ok}
+            if not ok:
+                refused.append(f"{name} {b:.4f} {'<' if floor else '>'} {bound} (champion {a:.4f})")
+        reason = verdict.reason
+        if refused:
+            reason += "; fairness: " + ", ".join(refused)
+        return _replace_verdict(
+            verdict, passed=verdict.passed and not refused, reason=reason, fairness=figures
+        )
+
+
+def _replace_verdict(verdict: GateVerdict, **changes: Any) -> GateVerdict:
+    """A copy of ``verdict`` with ``changes``."""
+    from dataclasses import replace
+
+    return replace(verdict, **changes)
+
+
+def _rows_needed_bootstrap(n: int, gain_: float, low: float, high: float, margin: float) -> str:
+    """Roughly how many holdout rows would make the interval clear the margin, if the observed
+    gain held: the interval narrows as 1/sqrt(n)."""
+    if gain_ <= margin:
+        return (
+            "the observed gain is not above the margin, so more rows would not make it pass at "
+            "this gain"
+        )
+    half = (high - low) / 2
+    need = math.ceil(n * (half / (gain_ - margin)) ** 2)
+    return f"about {need} holdout rows would be needed if the gain held"
+
+
+def _rows_needed_mcnemar(n: int, r: dict[str, Any], alpha: float) -> str:
+    """Roughly how many holdout rows would make McNemar's test reject, if the discordant rows'
+    split held (normal approximation of the binomial)."""
+    from scipy.stats import norm
+
+    b, c = r["champion_only"], r["challenger_only"]
+    if c <= b:
+        return "the challenger is not right more often than the champion on these rows"
+    z = (c - b) / math.sqrt(b + c)
+    need = math.ceil(n * (norm.ppf(1 - alpha) / z) ** 2)
+    return f"about {need} holdout rows would be needed if the split of the disagreements held"
 
 
 # ------------------------------------------------------------------ warm start
@@ -335,6 +667,9 @@ class LoopPolicy:
         ``entrypoint_num_cpus`` of the Ray Job. The entrypoint is a driver that waits for its
         Tune trials, which reserve their own CPUs; 0 lets it start on a head node with
         ``CPU: 0`` (the cluster template's).
+    sensitive_features
+        Columns of the holdout whose groups both models' predictions carry, for the gate's
+        ``fairness`` bounds (and the registered version's per-group figures).
     job_package
         Ship the installed ``workbench`` package with the Ray Job (``runtime_env`` ``py_modules``:
         0.3 MB zipped, 0.1 s to upload on loopback) so the job runs exactly the submitter's code;
@@ -369,6 +704,7 @@ class LoopPolicy:
     run_as: str | None = None
     job_num_cpus: float = 0.0
     job_package: bool = True
+    sensitive_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.run_as not in RUN_AS:
@@ -402,6 +738,7 @@ class LoopPolicy:
         g.pop("lower_is_better", None)
         g["guarded"] = tuple(g["guarded"])
         d["gate"] = Gate(**g)
+        d["sensitive_features"] = tuple(d.get("sensitive_features", ()))
         d["canary_steps"] = tuple(d["canary_steps"])
         return cls(**d)
 
