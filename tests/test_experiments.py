@@ -126,7 +126,10 @@ def test_search_records_every_trial_and_is_reproducible(bench_with_data):
     # the best config refitted and scored on the holdout
     bundle = bench.experiments.fit_bundle(parts["train"], first.best_config)
     holdout = bench.experiments.evaluate(bundle, parts["holdout"])
-    assert holdout["accuracy"] > 0.9 and set(holdout) == {"accuracy", "precision", "recall", "f1"}
+    assert holdout["accuracy"] > 0.9 and set(holdout) == {
+        *("accuracy", "precision", "recall", "f1"),
+        *("roc_auc", "pr_auc", "log_loss", "brier"),
+    }
 
 
 def test_best_so_far_compares_each_trials_latest_value(tmp_path):
