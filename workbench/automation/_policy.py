@@ -508,14 +508,14 @@ class Gate:
 
     # ---------------------------------------------------------------- fairness
     def _judge_fairness(self, verdict: GateVerdict, champion: Any, challenger: Any) -> GateVerdict:
-        from workbench.evaluation import fairness_gaps
-
         if not champion.sensitive or not challenger.sensitive:
             raise ConfigError(
                 "this gate has fairness bounds but the predictions have no sensitive groups: "
                 "score both models with sensitive_features=[...] (LoopPolicy(sensitive_features="
                 "...), bench.experiments.predict(..., sensitive_features=...))"
             )
+        from workbench.evaluation import fairness_gaps
+
         gaps_a, gaps_b = fairness_gaps(champion), fairness_gaps(challenger)
         figures, refused = {}, []
         for name, bound in self.fairness.items():
