@@ -1,7 +1,8 @@
 """The statistical gate on synthetic predictions with a known answer: paired bootstrap intervals
 (against a slow per-resample loop of scikit-learn), McNemar p-values (against scipy), the gate's
 verdicts (a small true gain passes on a large holdout and is "not enough evidence" on a tiny one,
-direction, guarded metrics, fairness bounds) and the policy's stored form. Pure: no Ray."""
+direction, guarded metrics, fairness bounds) and the policy's stored form, all pure; one
+retraining through the engine (Ray) records the verdict."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.test_automation_loop import _drift, loop_bench, policy  # noqa: F401
 from workbench.automation import Gate, LoopPolicy
 from workbench.evaluation import Predictions, mcnemar, paired_bootstrap, paired_bootstrap_many
 from workbench.evaluation._significance import _counts, _index_blocks, _Scorer
@@ -313,3 +315,32 @@ def test_policy_with_a_statistical_gate_round_trips_and_old_policies_load():
     del old["sensitive_features"]
     loaded = LoopPolicy.from_dict(old)
     assert loaded.gate == Gate() and loaded.sensitive_features == ()
+
+
+# ---------------------------------------------------------------- the retraining loop
+@pytest.mark.ray
+def test_the_retraining_gate_judges_paired_predictions_and_its_verdict_is_registered(
+    loop_bench,  # noqa: F811
+    ray_cluster,
+):
+    """One warm-started retraining with a bootstrap gate of non-inferiority (margin -0.5): the
+    gate step records the test, the interval and the holdout's rows, and the verdict is stored
+    with the registered version's evaluation."""
+    bench = loop_bench
+    bench.automation.add_policy(
+        policy(gate=Gate("accuracy", margin=-0.5, test="paired_bootstrap", guarded=("f1",)))
+    )
+    _drift(bench.store, "bc-drift", [True, True])
+    bench.automation.tick()
+    (job,) = bench.automation.jobs("bc")
+    assert job["status"] == "PROMOTED", job
+    steps = {s["step"]: s["detail"] for s in bench.automation.steps(job["id"])}
+    holdout = bench.datasets.get("bc-holdout")
+    gate = steps["gate"]
+    assert gate["test"] == "paired_bootstrap" and gate["n"] == holdout.n_rows
+    low, high = gate["interval"]
+    assert -0.5 < low <= high and gate["evidence"] == "sufficient"
+    assert steps["evaluation"]["n"] == holdout.n_rows
+    stored = bench.registry.evaluation("bc", 2)["gate"]
+    assert stored["test"] == "paired_bootstrap" and stored["interval"] == [low, high]
+    assert stored["guarded"]["f1"]["passed"] and stored["n"] == holdout.n_rows

@@ -732,36 +732,59 @@ class Pipeline:
             "time_budget_s": self.search_budget_s,
         }
 
-        # 4. evaluate both on the fresh holdout
+        # 4. evaluate both on the fresh holdout: the same rows, paired, for the gate's test
+        from workbench.evaluation import prediction_metrics
+
         holdout = stages.datasets.get(p.holdout)
-        candidate = stages.refit_best(result, train=snap, holdout=holdout, seed=p.seed)
-        chall_metrics = candidate.metrics
-        champ_metrics = stages.experiments.evaluate(
-            stages.registry.load(p.model, champion.version), holdout
+        sensitive = tuple(p.sensitive_features)
+        candidate = stages.refit_best(
+            result, train=snap, holdout=holdout, seed=p.seed, sensitive_features=sensitive
         )
+        chall_metrics = candidate.metrics
+        chall_preds = candidate.predictions or stages.experiments.predict(
+            candidate.bundle, holdout, sensitive_features=sensitive
+        )
+        champ_preds = stages.experiments.predict(
+            stages.registry.load(p.model, champion.version), holdout, sensitive_features=sensitive
+        )
+        champ_metrics = prediction_metrics(champ_preds)
         self.step(
             "evaluation",
             "ok",
-            f"on {holdout}: champion {champ_metrics.get(p.gate.metric):.4f}, challenger {chall_metrics.get(p.gate.metric):.4f}",
+            f"on {holdout} ({champ_preds.n} rows): champion {champ_metrics.get(p.gate.metric):.4f}, "
+            f"challenger {chall_metrics.get(p.gate.metric):.4f}",
             champion=champ_metrics,
             challenger=chall_metrics,
             holdout_id=holdout.id,
+            n=champ_preds.n,
+            sensitive_features=list(sensitive),
         )
 
-        # 5. gate
-        verdict = p.gate.judge(champ_metrics, chall_metrics)
+        # 5. gate: on the paired predictions when it tests significance or fairness
+        verdict = (
+            p.gate.judge(champ_preds, chall_preds)
+            if p.gate.needs_predictions
+            else p.gate.judge(champ_metrics, chall_metrics)
+        )
         self.detail.update(gate=verdict.as_dict(), champion_version=champion.version)
         self.step(
             "gate",
             "passed" if verdict.passed else "failed",
             verdict.reason,
             verdict=verdict.as_dict(),
+            test=verdict.test,
+            interval=verdict.interval,
+            p_value=verdict.p_value,
+            n=champ_preds.n,
+            evidence=verdict.evidence,
         )
         if not verdict.passed:
             return self.finish(JobStatus.REJECTED, "gate_failed")
 
-        # 6. register (only a challenger that passed the gate)
-        mv = stages.register_candidate(candidate, model=p.model, actor=ACTOR)
+        # 6. register (only a challenger that passed the gate), with the verdict beside its evaluation
+        mv = stages.register_candidate(
+            candidate, model=p.model, actor=ACTOR, gate=verdict.as_dict()
+        )
         self.store.retraining.set_job(self.id, challenger_version_id=mv.id)
         self.detail["challenger_version"] = mv.version
         self.step("registration", "ok", f"{mv}", model_version_id=mv.id)
