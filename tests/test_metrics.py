@@ -214,7 +214,7 @@ def test_fold_scores_report_probability_metrics():
 
     data = load_breast_cancer(as_frame=True)
     X, y = data.data.iloc[:240], data.target.to_numpy()[:240]
-    kinds = {c: "numeric" for c in X.columns}
+    kinds = {c: "number" for c in X.columns}
     config = {"family": "logistic_regression", "C": 1.0}
     folds = list(fold_scores(config, X, y, kinds, folds=3, seed=0))
     assert len(folds) == 3 and all(set(f) >= {"f1", *PROBA_METRICS} for f in folds)
@@ -237,3 +237,18 @@ def test_fold_scores_report_probability_metrics():
     svc = list(fold_scores({"family": "sklearn.svm.LinearSVC"}, X, y, kinds, folds=2, seed=0))
     assert set(svc[0]) == {"accuracy", "precision", "recall", "f1"}
     assert isinstance(X, pd.DataFrame)
+
+
+def test_auc_and_average_precision_with_tied_scores_match_sklearn():
+    rng = np.random.default_rng(3)
+    for n in (7, 50, 400):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        p = np.round(rng.random(n) * 0.6 + y * 0.3, 1)  # few distinct scores: many ties
+        m = prediction_metrics(
+            Predictions.of(
+                "classification", y, (p > 0.5).astype(int), classes=[0, 1], proba=np.c_[1 - p, p]
+            )
+        )
+        assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert m["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)

@@ -159,7 +159,6 @@ def _proba_metrics(
     """ROC-AUC, PR-AUC, log-loss and Brier score (and, with ``curves``, the ROC, PR and calibration
     details) from the class probabilities."""
     import numpy as np
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
     classes = list(preds.classes)
     proba = np.asarray(preds.proba, dtype=float)
@@ -177,8 +176,7 @@ def _proba_metrics(
         positives = onehot[:, j]
         if positives.sum() in (0, len(positives)):
             continue  # the class (or every other) is absent from the true values: undefined
-        roc_auc[c] = float(roc_auc_score(positives, proba[:, j]))
-        pr_auc[c] = float(average_precision_score(positives, proba[:, j]))
+        roc_auc[c], pr_auc[c] = _auc_ap(positives, proba[:, j])
     if roc_auc:
         metrics["roc_auc"] = float(np.mean(list(roc_auc.values())))
         metrics["pr_auc"] = float(np.mean(list(pr_auc.values())))
@@ -203,6 +201,29 @@ def _proba_metrics(
             correct = (np.asarray(classes, dtype=object)[top] == y_true).astype(float)
             details["calibration"] = _calibration(correct, proba.max(axis=1))
     return metrics, details
+
+
+def _auc_ap(positives: Any, scores: Any) -> tuple[float, float]:
+    """ROC-AUC and average precision of one one-vs-rest column, from one sort.
+
+    The same numbers as scikit-learn's ``roc_auc_score`` and ``average_precision_score``
+    (tied scores form one threshold; the ROC area by the trapezoidal rule), at a fraction of
+    their input-validation cost: every cross-validation fold computes them.
+    """
+    import numpy as np
+
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")
+    s = np.asarray(scores, dtype=float)[order]
+    y = np.asarray(positives, dtype=float)[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each distinct score
+    tps = np.cumsum(y)[last]
+    fps = (last + 1) - tps
+    tpr = np.r_[0.0, tps / tps[-1]]
+    fpr = np.r_[0.0, fps / fps[-1]]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    precision = tps / (tps + fps)
+    ap = float(np.sum(np.diff(tpr) * precision))
+    return auc, ap
 
 
 def _thin(*columns: Any) -> list[list[float]]:

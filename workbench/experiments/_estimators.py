@@ -254,28 +254,31 @@ def fold_scores(
         if task == "regression":
             yield regression_score(y_test, pipe.predict(X_test))
             continue
-        proba = None if basic else _predict_proba(pipe, X_test)
+        # preprocess the fold's rows once for both predict and predict_proba
+        model = pipe.steps[-1][1]
+        features = pipe[:-1].transform(X_test) if len(pipe.steps) > 1 else X_test
+        proba = None if basic else _predict_proba(model, features)
         if proba is None:
-            yield score(y_test, pipe.predict(X_test))
+            yield score(y_test, model.predict(features))
             continue
         yield prediction_metrics(
             Predictions.of(
                 "classification",
                 y_test,
-                pipe.predict(X_test),
-                classes=pipe.classes_,
+                model.predict(features),
+                classes=model.classes_,
                 proba=proba,
             )
         )
 
 
-def _predict_proba(pipe: Any, X: Any) -> Any:
+def _predict_proba(model: Any, X: Any) -> Any:
     """Class probabilities, or None for an estimator without them (an SVC without
     ``probability=True``)."""
-    if not hasattr(pipe, "predict_proba"):
+    if not hasattr(model, "predict_proba"):
         return None
     try:
-        return pipe.predict_proba(X)
+        return model.predict_proba(X)
     except (AttributeError, NotImplementedError):
         return None
 
