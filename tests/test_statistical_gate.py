@@ -344,3 +344,26 @@ def test_the_retraining_gate_judges_paired_predictions_and_its_verdict_is_regist
     stored = bench.registry.evaluation("bc", 2)["gate"]
     assert stored["test"] == "paired_bootstrap" and stored["interval"] == [low, high]
     assert stored["guarded"]["f1"]["passed"] and stored["n"] == holdout.n_rows
+
+
+def test_bench_compare_with_a_test_gives_the_statistical_verdict(loop_bench):  # noqa: F811
+    bench = loop_bench
+    holdout = bench.datasets.get("bc-holdout")
+    weak = bench.experiments.fit_bundle(
+        bench.datasets.get("bc-train"), {"family": "logistic_regression", "C": 1e-4}
+    )
+    bench.registry.register("bc", weak, metrics={})
+    point = bench.compare("bc", 2, holdout=holdout, metric="accuracy", tolerance=0.01)
+    tested = bench.compare(
+        "bc", 2, holdout=holdout, metric="accuracy", tolerance=0.01, test="paired_bootstrap"
+    )
+    same = [k for k in point if k != "challenger_wins"]
+    assert {k: tested[k] for k in same} == pytest.approx(
+        {k: point[k] for k in same}
+    )  # same figures ...
+    assert tested["test"] == "paired_bootstrap" and tested["n"] == holdout.n_rows
+    low, high = tested["interval"]
+    assert low <= tested["delta"] <= high
+    assert tested["challenger_wins"] == (low > -0.01)  # ... judged on the interval
+    mc = bench.compare("bc", 2, holdout=holdout, metric="accuracy", test="mcnemar")
+    assert mc["p_value"] is not None and mc["interval"] is None

@@ -200,11 +200,65 @@ class Workbench:
         holdout: Any,
         metric: str = "f1",
         tolerance: float = 0.0,
+        test: str | None = None,
+        alpha: float = 0.05,
+        resamples: int = 1000,
+        seed: int = 0,
+        min_samples: int = 100,
+        sensitive_features: Sequence[str] = (),
+        fairness: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """Champion versus ``challenger`` of ``model``, both scored now on the same holdout dataset version."""
-        champ = self.experiments.evaluate(self.registry.load(model, "champion"), holdout)
-        chall = self.experiments.evaluate(self.registry.load(model, challenger), holdout)
-        return compare(champ, chall, metric=metric, tolerance=tolerance).as_dict()
+        """Champion versus ``challenger`` of ``model``, both scored now on the same holdout dataset version.
+
+        Without ``test``: the two values of ``metric`` (``challenger_wins`` when it is no more than
+        ``tolerance`` worse, :func:`workbench.evaluation.compare`). With
+        ``test="paired_bootstrap"`` or ``"mcnemar"`` (``metric="accuracy"``), or ``fairness``
+        bounds over ``sensitive_features``: the statistical verdict of
+        :class:`~workbench.automation.Gate` with ``margin=-tolerance`` on the two models' paired
+        predictions (the challenger wins only when the interval of its gain lies above
+        ``-tolerance``, or McNemar's test rejects at ``alpha``); the same keys, plus ``test``,
+        ``n``, ``interval``, ``p_value``, ``evidence``, ``alpha``, ``fairness`` and ``reason``.
+
+        Examples
+        --------
+        >>> bench.compare("cancer", 2, holdout=holdout, metric="accuracy",
+        ...               test="paired_bootstrap")["evidence"]                # doctest: +SKIP
+        'not enough evidence'
+        """
+        champ_bundle = self.registry.load(model, "champion")
+        chall_bundle = self.registry.load(model, challenger)
+        if test is None and not fairness:
+            champ = self.experiments.evaluate(champ_bundle, holdout)
+            chall = self.experiments.evaluate(chall_bundle, holdout)
+            return compare(champ, chall, metric=metric, tolerance=tolerance).as_dict()
+        from workbench.automation import Gate
+
+        gate = Gate(
+            metric,
+            margin=-tolerance,
+            test=test,
+            alpha=alpha,
+            resamples=resamples,
+            seed=seed,
+            min_samples=min_samples,
+            fairness=dict(fairness or {}),
+        )
+        sensitive = tuple(sensitive_features)
+        verdict = gate.judge(
+            self.experiments.predict(champ_bundle, holdout, sensitive_features=sensitive),
+            self.experiments.predict(chall_bundle, holdout, sensitive_features=sensitive),
+        ).as_dict()
+        return {
+            "metric": metric,
+            "champion": verdict["champion"],
+            "challenger": verdict["challenger"],
+            "delta": verdict["challenger"] - verdict["champion"],
+            "tolerance": tolerance,
+            "challenger_wins": verdict["passed"],
+            **{k: verdict[k] for k in ("test", "n", "interval", "p_value", "evidence", "alpha")},
+            "fairness": verdict["fairness"],
+            "reason": verdict["reason"],
+        }
 
     # ------------------------------------------------------ trials across experiments
     def compare_trials(
