@@ -17,6 +17,7 @@ from workbench.evaluation._metrics import (
     task_metrics,
 )
 from workbench.evaluation._predictions import Predictions
+from workbench.evaluation._report import render_report
 from workbench.evaluation._significance import mcnemar, paired_bootstrap, paired_bootstrap_many
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "paired_bootstrap",
     "paired_bootstrap_many",
     "mcnemar",
+    "render_report",
 ]

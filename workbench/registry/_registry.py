@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from workbench.exceptions import ArtifactCorruptError, ConfigError, NotFoundError
@@ -159,6 +161,65 @@ class ModelRegistry:
         [3]
         """
         return self.store.evaluations.list(self.get(model, ref).id)
+
+    def report(
+        self, model: str, ref: int | str = "champion", *, path: str | os.PathLike[str] | None = None
+    ) -> str:
+        """The HTML evaluation report of a version's newest evaluation (one self-contained page:
+        metrics, ROC/PR/calibration curves, confusion matrix, per-class and per-group bars, CV
+        intervals, the gate's verdict; see :func:`workbench.evaluation.render_report`).
+
+        The first call renders it and stores it as an artifact attached to the evaluation; later
+        calls return that stored page unchanged (a record of the evaluation, its aliases as they
+        were then). ``path`` also writes it to that file. Raises NotFoundError when the version
+        has no recorded evaluation.
+
+        Examples
+        --------
+        >>> html = bench.registry.report("cancer", "champion", path="cancer.html")  # doctest: +SKIP
+        >>> html.startswith("<!DOCTYPE html>")                                       # doctest: +SKIP
+        True
+        """
+        from workbench.evaluation import render_report
+
+        mv = self.get(model, ref)
+        ev = self.store.evaluations.latest(mv.id)
+        if ev is None:
+            raise NotFoundError(
+                f"{mv} has no recorded evaluation, so there is no report; register a version with a "
+                "holdout (bench.register_best(..., holdout=...) or stages.register_candidate) to "
+                "record one."
+            )
+        if ev.get("report_artifact"):
+            html = self.artifacts.get_bytes(ev["report_artifact"]).decode("utf-8")
+        else:
+            row = self.store.models.get_version_by_id(mv.id)
+            html = render_report(
+                {
+                    "model": mv.model,
+                    "version": mv.version,
+                    "aliases": list(mv.aliases),
+                    "task": row.get("task"),
+                    "created_at": mv.created_at,
+                    "trained_on": self._dataset_label(mv.dataset_version_id),
+                    "holdout": self._dataset_label(ev.get("holdout_version_id")),
+                    "evaluation": ev,
+                }
+            )
+            digest = self.artifacts.put_bytes(html.encode("utf-8"))
+            self.store.evaluations.set_report(ev["id"], digest)
+        if path is not None:
+            Path(path).write_text(html, encoding="utf-8")
+        return html
+
+    def _dataset_label(self, dataset_version_id: int | None) -> str | None:
+        if dataset_version_id is None:
+            return None
+        try:
+            dv = self.store.datasets.get_version_by_id(dataset_version_id)
+        except NotFoundError:
+            return f"dataset version id {dataset_version_id} (deleted)"
+        return f"{dv['dataset']}@{dv['version']}"
 
     def history(self, model: str) -> list[dict[str, Any]]:
         """Every move of an alias of ``model``: ``alias``, ``version``, ``previous_version``,
