@@ -16,11 +16,12 @@ started Ray, so each run is its own Python process with its own private Ray (its
 timed: only ``search`` is). Runs alternate ``rich``, ``basic``, ``rich``... so a change in machine
 load hits both alike; the 1-minute load average is printed with each run. A second, Ray-free
 figure times ``fold_scores`` alone for the same 64 configurations in this process (the trial
-body without Tune around it), to show the metrics' own cost.
+body without Tune around it, the two variants alternating per configuration), to show the
+metrics' own cost.
 
 Usage::
 
-    .venv/bin/python bench/metrics_overhead.py                 # 3 repeats of each, ~5 minutes on 2 cores
+    .venv/bin/python bench/metrics_overhead.py                 # 3 repeats of each, ~4 minutes on 2 cores
     .venv/bin/python bench/metrics_overhead.py --repeats 1 --trials 16
 """
 
@@ -93,17 +94,22 @@ def fold_only(trials: int, folds: int, repeats: int) -> dict[str, list[float]]:
         {"family": "logistic_regression", "C": float(10 ** rng.uniform(-3, 1))}
         for _ in range(trials)
     ]
+    # interleaved per configuration (order alternating), so load drift hits both variants alike
     out: dict[str, list[float]] = {"rich": [], "basic": []}
-    for _ in range(repeats):
-        for variant in ("rich", "basic"):
-            if variant == "basic":
-                os.environ["WORKBENCH_FOLD_METRICS"] = "basic"
-            else:
-                os.environ.pop("WORKBENCH_FOLD_METRICS", None)
-            t0 = time.perf_counter()
-            for c in configs:
+    for r in range(repeats):
+        total = {"rich": 0.0, "basic": 0.0}
+        for k, c in enumerate(configs):
+            order = ("rich", "basic") if (k + r) % 2 == 0 else ("basic", "rich")
+            for variant in order:
+                if variant == "basic":
+                    os.environ["WORKBENCH_FOLD_METRICS"] = "basic"
+                else:
+                    os.environ.pop("WORKBENCH_FOLD_METRICS", None)
+                t0 = time.perf_counter()
                 list(fold_scores(c, X, y, kinds, folds=folds, seed=0))
-            out[variant].append(time.perf_counter() - t0)
+                total[variant] += time.perf_counter() - t0
+        for variant, seconds in total.items():
+            out[variant].append(seconds)
     os.environ.pop("WORKBENCH_FOLD_METRICS", None)
     return out
 
