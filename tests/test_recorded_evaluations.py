@@ -11,7 +11,36 @@ from sklearn.metrics import roc_auc_score
 from workbench.evaluation import PROBA_METRICS, cv_summary
 from workbench.exceptions import ConfigError
 
-pytestmark = pytest.mark.ray
+
+def test_tracking_callback_records_each_trials_folds(tmp_path):
+    """Through the callback's hooks, no Ray: the latest ``_folds`` list of a trial is what the
+    store holds after the step (a resumed trial reporting its folds again replaces them), and
+    the list is neither a per-step metric nor a final one."""
+    from types import SimpleNamespace
+
+    from tests._factories import make_experiment
+    from workbench.experiments._tracking import FOLDS_KEY, TrackingCallback
+    from workbench.lineage import Store
+
+    store = Store(tmp_path / "l.db")
+    exp = make_experiment(store)
+    cb = TrackingCallback(str(tmp_path / "l.db"), exp, metric="f1", mode="max", total=1, name="e")
+    t = SimpleNamespace(trial_id="t1", config={}, status="RUNNING", last_result={})
+    cb.on_trial_start(0, [t], t)
+    f0, f1 = {"f1": 0.8, "roc_auc": 0.9}, {"f1": 0.9, "roc_auc": 0.95}
+    cb.on_trial_result(0, [t], t, {"f1": 0.8, "training_iteration": 1, FOLDS_KEY: [f0]})
+    assert store.evaluations.list_folds(exp) == []  # buffered until the step ends
+    cb.on_step_end(0, [t])
+    assert [f["metrics"] for f in store.evaluations.list_folds(exp, "t1")] == [f0]
+    t.last_result = {"f1": 0.85, "training_iteration": 2, FOLDS_KEY: [f0, f1]}
+    cb.on_trial_result(1, [t], t, t.last_result)
+    cb.on_trial_complete(1, [t], t)
+    assert [f["metrics"] for f in store.evaluations.list_folds(exp, "t1")] == [f0, f1]
+    row = store.experiments.list_trials(exp)[0]
+    assert row["metrics"] == {"f1": 0.85}
+    steps = store.experiments.list_trial_metrics(exp, "t1")
+    assert {m["name"] for m in steps} == {"f1"}
+    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +61,7 @@ def searched(cancer_bench):
     return bench, parts, result
 
 
+@pytest.mark.ray
 def test_search_by_roc_auc_records_folds_and_cv(searched):
     bench, _, result = searched
     exp = bench.store.experiments.get(result.experiment_id)
@@ -63,6 +93,7 @@ def test_search_by_roc_auc_records_folds_and_cv(searched):
     assert len(bench.compare_trials(result.experiment_id, where=f"cv.roc_auc.ci_low>{low}")) == 1
 
 
+@pytest.mark.ray
 def test_registered_version_has_its_evaluation(searched):
     bench, parts, result = searched
     mv = bench.register_best(
@@ -96,6 +127,7 @@ def test_registered_version_has_its_evaluation(searched):
     assert bench.experiments.evaluate(bundle, parts["holdout"]) == pytest.approx(ev["metrics"])
 
 
+@pytest.mark.ray
 def test_a_version_registered_without_evaluation_has_none(searched):
     bench, parts, result = searched
     bundle = bench.experiments.fit_bundle(parts["train"], result.best_config)
@@ -104,6 +136,7 @@ def test_a_version_registered_without_evaluation_has_none(searched):
     assert bench.registry.evaluations("bc-bare", mv.version) == []
 
 
+@pytest.mark.ray
 def test_probability_metric_refused_for_a_family_without_probabilities(searched):
     bench, parts, _ = searched
     with pytest.raises(ConfigError, match="needs class probabilities"):

@@ -189,6 +189,7 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
     from ray import tune
 
     from workbench.experiments._estimators import fold_scores, mean_scores
+    from workbench.experiments._tracking import FOLDS_KEY
 
     per_fold: list[dict[str, float]] = []
     checkpoint = tune.get_checkpoint() if data.get("checkpoints") else None
@@ -206,7 +207,7 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
         task=data.get("task", "classification"),
     ):
         per_fold.append(fold)
-        metrics: dict[str, Any] = {**mean_scores(per_fold), "_folds": list(per_fold)}
+        metrics: dict[str, Any] = {**mean_scores(per_fold), FOLDS_KEY: list(per_fold)}
         if not data.get("checkpoints"):
             tune.report(metrics)
             continue
