@@ -215,8 +215,8 @@ def test_the_bootstrap_is_seeded_and_paired():
     # paired: the same rows for both models give a far narrower interval of the difference than
     # two independent bootstraps (whose spreads add), since the models err on the same rows
     score_a, score_b = _Scorer("f1", champ), _Scorer("f1", chall)
-    w_a = _counts(np.concatenate(list(_index_blocks(3_000, 600, 1))))
-    w_b = _counts(np.concatenate(list(_index_blocks(3_000, 600, 2))))
+    w_a = _counts(np.concatenate(list(_index_blocks(3_000, 600, 1)))).astype(float)
+    w_b = _counts(np.concatenate(list(_index_blocks(3_000, 600, 2)))).astype(float)
     unpaired = np.percentile(score_b(w_b) - score_a(w_a), [2.5, 97.5])
     paired = one["interval"]
     assert paired[1] - paired[0] < 0.8 * (unpaired[1] - unpaired[0])

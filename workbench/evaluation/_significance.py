@@ -124,10 +124,14 @@ def paired_bootstrap_many(
         raise ConfigError("the holdout has no rows; score both models on a non-empty holdout")
     scorers = {m: (_Scorer(m, champion), _Scorer(m, challenger)) for m in metrics}
     diffs: dict[str, list[Any]] = {m: [] for m in metrics}
+    ranked = any(m in ("roc_auc", "pr_auc") for m in metrics)
     for idx in _index_blocks(n, resamples, seed):
-        w = _counts(idx)
+        counts = _counts(idx)
+        w = counts.astype(float)
+        # the AUCs gather rows of the counts: fast in the (n, b) layout, so transposed once here
+        counts_nb = counts.T.astype(np.int32, order="C") if ranked else None
         for m, (score_a, score_b) in scorers.items():
-            diffs[m].append(gain(m, score_a(w), score_b(w)))
+            diffs[m].append(gain(m, score_a(w, counts_nb), score_b(w, counts_nb)))
     ones = np.ones((1, n))
     out: dict[str, dict[str, Any]] = {}
     for m, (score_a, score_b) in scorers.items():
@@ -241,16 +245,16 @@ def _index_blocks(n: int, resamples: int, seed: int) -> Iterator[Any]:
 
 
 def _counts(idx: Any) -> Any:
-    """``(b, n)`` float weights: how many times each row was drawn in each resample."""
+    """``(b, n)`` counts: how many times each row was drawn in each resample."""
     import numpy as np
 
     b, n = idx.shape
     flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(float)
+    return np.bincount(flat, minlength=b * n).reshape(b, n)
 
 
 class _Scorer:
-    """A metric of one model's predictions as a function of row weights ``W`` (``(b, n)``, one
+    """A metric of one model's predictions as a function of row weights ``w`` (``(b, n)``, one
     resample a row): the per-row pieces are computed once, each call is a few matrix products.
 
     With all weights 1 it gives the metric on the whole holdout, as
@@ -330,7 +334,9 @@ class _Scorer:
                 "rows; use a holdout with every class"
             )
 
-    def __call__(self, w: Any) -> Any:
+    def __call__(self, w: Any, counts: Any = None) -> Any:
+        """The metric per row of ``w`` (``(b, n)`` float row weights); ``counts``: the same as
+        ``(n, b)`` int32, which the AUCs sum exactly (given by the bootstrap, else made from ``w``)."""
         import numpy as np
 
         m = self.metric
@@ -373,7 +379,9 @@ class _Scorer:
                 return s[:, 0] / s[:, 1]
         if m == "brier":
             return (w @ self.columns)[:, 0] / total
-        per_class = [self._auc(w, *curve) for curve in self.curves]
+        if counts is None:
+            counts = np.ascontiguousarray(np.rint(w).astype(np.int32).T)
+        per_class = [self._auc(counts, *curve) for curve in self.curves]
         stacked = np.stack(per_class, axis=1)
         valid = ~np.isnan(stacked)
         count = valid.sum(axis=1)
@@ -392,18 +400,22 @@ class _Scorer:
         (weight of the positives and of the negatives scoring at least as high)."""
         import numpy as np
 
-        wp = w[:, pos_idx]
-        cum_neg = np.zeros((w.shape[0], len(neg_idx) + 1))
-        np.cumsum(w[:, neg_idx], axis=1, out=cum_neg[:, 1:])
-        p_tot, n_tot = wp.sum(axis=1), cum_neg[:, -1]
+        b = w.shape[1]
+        wp = w[pos_idx]
+        cum_neg = np.zeros((len(neg_idx) + 1, b), dtype=np.int32)
+        np.cumsum(w[neg_idx], axis=0, dtype=np.int32, out=cum_neg[1:])
+        p_tot = wp.sum(axis=0, dtype=np.int64)
+        n_tot = cum_neg[-1].astype(np.int64)
         defined = (p_tot > 0) & (n_tot > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.metric == "roc_auc":
-                lower = 0.5 * (cum_neg[:, neg_lo] + cum_neg[:, neg_hi])
-                return np.where(defined, (wp * lower).sum(axis=1) / (p_tot * n_tot), np.nan)
-            cum_pos = np.zeros((w.shape[0], len(pos_idx) + 1))
-            np.cumsum(wp, axis=1, out=cum_pos[:, 1:])
-            tps = p_tot[:, None] - cum_pos[:, pos_lo]
-            fps = n_tot[:, None] - cum_neg[:, neg_lo]
-            precision = np.divide(tps, tps + fps, out=np.zeros_like(tps), where=wp > 0)
-            return np.where(defined, (wp * precision).sum(axis=1) / p_tot, np.nan)
+                # twice the weight of the negatives below (ties once): exact in integers
+                lower2 = cum_neg[neg_lo] + cum_neg[neg_hi]
+                num2 = np.einsum("ij,ij->j", wp, lower2, dtype=np.int64)
+                return np.where(defined, num2 / (2.0 * p_tot * n_tot), np.nan)
+            cum_pos = np.zeros((len(pos_idx) + 1, b), dtype=np.int32)
+            np.cumsum(wp, axis=0, dtype=np.int32, out=cum_pos[1:])
+            tps = p_tot - cum_pos[pos_lo]
+            above = tps + (n_tot - cum_neg[neg_lo])
+            precision = np.divide(tps, above, out=np.zeros(tps.shape), where=wp > 0)
+            return np.where(defined, np.einsum("ij,ij->j", wp, precision) / p_tot, np.nan)
