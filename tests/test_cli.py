@@ -218,3 +218,41 @@ def test_datasets_show_prints_failed_warnings_first_with_examples(two_versions):
     assert all(ln.startswith("  ok ") for ln in report[3:])
     listed = json.loads(run(two_versions, "datasets", "list", "warned", "--json").output)
     assert listed[0]["failed"] == 1
+
+
+# -------------------------------------------------------------------- report
+def test_report_writes_the_champions_html_and_refuses_a_version_without_evaluation(
+    populated, tmp_path
+):
+    store = Store(populated / "lineage.db")
+    mv = store.models.get_version("m", 1)
+    store.evaluations.add(
+        mv["id"],
+        holdout_version_id=mv["dataset_version_id"],
+        metrics={"f1": 0.8765, "roc_auc": 0.9321},
+        details={"task": "classification", "n": 3},
+    )
+    store.close()
+    out = tmp_path / "m.html"
+    result = CliRunner().invoke(cli, ["--home", str(populated), "report", "m", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and ">0.9321<" in html and 'data-model="m"' in html
+    # MODEL@VERSION prints the same stored page
+    assert run(populated, "report", "m@1").output.strip() == html.strip()
+    store = Store(populated / "lineage.db")
+    store.models.add_version(
+        "m",
+        task="classification",
+        artifact_hash="c" * 64,
+        params={},
+        metrics={},
+        signature={},
+        experiment_id=None,
+        trial_id=None,
+        dataset_version_id=None,
+    )
+    store.close()
+    result = CliRunner().invoke(cli, ["--home", str(populated), "report", "m@2"])
+    assert result.exit_code == 1 and "has no recorded evaluation" in result.output
+    assert "register_best" in result.output

@@ -325,6 +325,33 @@ def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
             click.echo(bench.lineage_text(model, version))
 
 
+@cli.command()
+@click.argument("ref", metavar="MODEL[@VERSION]")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the HTML here (default: print it).",
+)
+@click.pass_context
+@_errors
+def report(ctx: click.Context, ref: str, output: str | None) -> None:
+    """The HTML evaluation report of a model version (MODEL = its champion, MODEL@VERSION or
+    MODEL@ALIAS)."""
+    model, _, version = ref.partition("@")
+    if not model:
+        raise click.BadParameter(
+            "use MODEL, MODEL@VERSION or MODEL@ALIAS, e.g. breast-cancer@2", param_hint="MODEL"
+        )
+    with _bench(ctx) as bench:
+        html = bench.registry.report(model, version or "champion", path=output)
+    if output is None:
+        click.echo(html)
+    else:
+        click.echo(f"wrote {output}", err=True)
+
+
 @cli.group()
 def datasets() -> None:
     """Dataset versions: list them, show one's validation report, diff two."""
