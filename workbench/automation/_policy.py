@@ -456,9 +456,9 @@ class Gate:
             beats = p < self.alpha and d >= self.margin - 1e-12
             decided = p < self.alpha or p_rev < self.alpha
             figures = (
-                f"accuracy gain {d:+.4f}, McNemar p={p:.3g} (n={n}, "
-                f"{r['challenger_only']} rows only the challenger gets right, "
-                f"{r['champion_only']} only the champion)"
+                f"accuracy gain {d:+.4f}, McNemar p={p:.3g} (n={n}; of the {r['discordant']} "
+                f"rows where the models disagree, the challenger is right on "
+                f"{r['challenger_only']})"
             )
             if beats:
                 reason = f"{figures} < alpha {self.alpha}, gain >= margin {self.margin}"
