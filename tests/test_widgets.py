@@ -222,6 +222,30 @@ def test_stop_without_a_running_search_says_what_to_do(store):
         w.act("explode")
 
 
+def test_experiment_rows_show_the_cv_interval_of_the_metric_when_folds_were_recorded(store):
+    from workbench.evaluation import cv_summary
+    from workbench.ui import ExperimentWidget
+
+    eid = make_experiment(store, name="cv")
+    _trials(store, eid, 3)
+    folds = [{"f1": 0.80}, {"f1": 0.84}, {"f1": 0.88}]
+    store.evaluations.record_folds(eid, "t0001", folds)
+    w = ExperimentWidget(_experiments(store), eid, autostart=False)
+    w.refresh(force=True)
+    assert w.columns[:5] == ["trial_id", "status", "f1", "duration_s", "cv f1"]
+    rows = {r[0]: r for r in json.loads(w.rows_json)}
+    s = cv_summary(folds)["f1"]
+    assert rows["t0001"][4] == f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+    assert rows["t0001"][4] == "0.840 [0.741, 0.939]"  # t(0.975, 2) = 4.303, std 0.04
+    assert rows["t0000"][4] is None  # no folds recorded: no interval
+    # without any fold the table keeps its columns
+    other = make_experiment(store, name="plain")
+    _trials(store, other, 2)
+    w2 = ExperimentWidget(_experiments(store), other, autostart=False)
+    w2.refresh(force=True)
+    assert "cv f1" not in w2.columns
+
+
 # ------------------------------------------------------------------ registry
 @pytest.fixture
 def bench(tmp_path):
@@ -968,3 +992,66 @@ console.log(JSON.stringify({ text, selected: state.selected, sent }));
         assert part in text, (part, text[:2000])
     assert got["selected"] == 1, "a click on a version row sets the synced selected trait"
     assert got["sent"] == [{"action": "diff", "params": {"a": 1, "b": 2, "key": "id"}}]
+
+
+def _evaluate_version(registry, version, *, gate=None, fairness=None):
+    mv = registry.get("cancer", version)
+    return registry.store.evaluations.add(
+        mv.id,
+        holdout_version_id=mv.dataset_version_id,
+        metrics={"f1": 0.91, "roc_auc": 0.97},
+        details={"task": "classification", "n": 171},
+        cv={"f1": {"mean": 0.9, "std": 0.02, "ci_low": 0.875, "ci_high": 0.925, "n_folds": 5}},
+        gate=gate,
+        fairness=fairness,
+    )
+
+
+def test_registry_widget_shows_evaluations_and_opens_the_stored_report(registry):
+    from workbench.ui import RegistryWidget
+
+    gate = {
+        "passed": False,
+        "metric": "f1",
+        "champion": 0.9,
+        "challenger": 0.91,
+        "margin": 0.0,
+        "reason": "not enough evidence",
+        "test": "paired_bootstrap",
+        "n": 171,
+        "interval": [-0.01, 0.03],
+        "p_value": 0.2,
+        "evidence": "not enough evidence",
+        "regressions": {},
+    }
+    fairness = {
+        "sensitive_features": ["sex"],
+        "overall": {"f1": 0.91},
+        "by_group": {"sex": {"f": {"f1": 0.95, "count": 80}, "m": {"f1": 0.87, "count": 91}}},
+        "gaps": {"sex": {"f1_difference": 0.08, "demographic_parity_difference": 0.1}},
+    }
+    _evaluate_version(registry, 2, gate=gate, fairness=fairness)
+    w = RegistryWidget(registry, "cancer", autostart=False)
+    w.refresh(force=True)
+    assert set(w.evaluations) == {"2"}, "only evaluated versions have a summary"
+    ev = w.evaluations["2"]
+    metrics = {m["name"]: m for m in ev["metrics"]}
+    assert metrics["roc_auc"]["value"] == 0.97 and metrics["roc_auc"]["cv"] is None
+    assert metrics["f1"]["cv"] == {"mean": 0.9, "ci_low": 0.875, "ci_high": 0.925, "n_folds": 5}
+    assert ev["holdout"] == "cancer v1" and ev["n"] == 171 and not ev["has_report"]
+    assert ev["gate"]["passed"] is False and ev["gate"]["interval"] == [-0.01, 0.03]
+    assert ev["gate"]["evidence"] == "not enough evidence"
+    assert ev["fairness"]["metrics"] == ["f1"]
+    assert [(g["group"], g["count"], g["values"]["f1"]) for g in ev["fairness"]["groups"]] == [
+        ("f", 80, 0.95),
+        ("m", 91, 0.87),
+    ]
+    assert ev["fairness"]["gaps"]["sex"]["f1_difference"] == 0.08
+    json.dumps(w.get_state())
+
+    w.act("report", version=2)
+    assert w.report_version == 2 and w.report_html == registry.report("cancer", 2)
+    assert 'id="gate-verdict"' in w.report_html and "group-bars-sex" in w.report_html
+    assert w.evaluations["2"]["has_report"], "refreshed after the action: the report is stored"
+    with pytest.raises(NotFoundError, match="no recorded evaluation"):
+        w.act("report", version=1)

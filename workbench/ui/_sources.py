@@ -45,20 +45,22 @@ class SearchControl(Protocol):
 
 
 class RegistrySource(Protocol):
-    """``bench.registry``: versions, alias history and the data versions behind them."""
+    """``bench.registry``: versions, alias history, the data versions behind them, evaluations."""
 
     def get(self, model: str, ref: int | str = "champion") -> Any: ...
     def list(self, model: str | None = None) -> list[Any]: ...
     def history(self, model: str) -> list[dict[str, Any]]: ...
     def data_versions(self, model: str) -> list[dict[str, Any]]: ...
+    def evaluation(self, model: str, ref: int | str = "champion") -> dict[str, Any] | None: ...
 
 
 class RegistryActions(RegistrySource, Protocol):
-    """``bench.registry``, for the promote and roll back buttons."""
+    """``bench.registry``, for the promote and roll back buttons and the report."""
 
     def set_alias(
         self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = ""
     ) -> Any: ...
+    def report(self, model: str, ref: int | str = "champion", *, path: Any = None) -> str: ...
 
 
 class DeploymentSource(Protocol):

@@ -31,6 +31,8 @@ __all__ = [
     "ExperimentReader",
     "RequestSeries",
     "registry_state",
+    "evaluation_summary",
+    "cv_text",
     "deployment_state",
     "monitor_state",
     "lineage_state",
@@ -113,11 +115,14 @@ class ExperimentReader:
             for k in t.get("metrics") or {}:
                 if k != metric and k not in metric_keys:
                     metric_keys.append(k)
+        # the CV mean and 95% interval of the experiment's metric, when trials carry them
+        with_cv = any(isinstance((t.get("cv") or {}).get(metric), Mapping) for t in trials)
         columns = [
             "trial_id",
             "status",
             metric,
             "duration_s",
+            *([f"cv {metric}"] if with_cv else []),
             *(f"config.{k}" for k in config_keys),
             *(f"metrics.{k}" for k in metric_keys),
         ]
@@ -139,6 +144,7 @@ class ExperimentReader:
                     status,
                     value,
                     _num(t.get("duration_s")),
+                    *([cv_text((t.get("cv") or {}).get(metric))] if with_cv else []),
                     *(_cell(config.get(k)) for k in config_keys),
                     *(_cell(metrics.get(k)) for k in metric_keys),
                 ]
@@ -200,9 +206,12 @@ class ExperimentReader:
 
 # -------------------------------------------------------------------- registry
 def registry_state(registry: RegistrySource, model: str) -> dict[str, Any]:
-    """Versions of ``model`` (metrics, aliases, data version), alias history and data versions.
+    """Versions of ``model`` (metrics, aliases, data version), alias history, data versions, and
+    each evaluated version's :func:`evaluation_summary` under ``evaluations`` (keyed by the
+    version as text).
 
-    ``registry`` is ``bench.registry`` (``get``, ``list``, ``history``, ``data_versions``).
+    ``registry`` is ``bench.registry`` (``get``, ``list``, ``history``, ``data_versions``,
+    ``evaluation``).
     """
     versions = registry.list(model)
     if not versions:
@@ -262,10 +271,16 @@ def registry_state(registry: RegistrySource, model: str) -> dict[str, Any]:
     for r in rows:
         for a in r["aliases"]:
             aliases[a] = r["version"]
+    evaluations = {}
+    for mv in versions:
+        summary = evaluation_summary(registry.evaluation(model, mv.version), labels=labels)
+        if summary is not None:
+            evaluations[str(mv.version)] = summary
     return clean(
         {
             "model": model,
             "versions": rows,
+            "evaluations": evaluations,
             "metric_names": metric_names,
             "aliases": aliases,
             "history": history,
@@ -273,6 +288,112 @@ def registry_state(registry: RegistrySource, model: str) -> dict[str, Any]:
             "rollback": {a: rollback_target(history, a, aliases.get(a)) for a in aliases},
         }
     )
+
+
+def evaluation_summary(
+    ev: Mapping[str, Any] | None, *, labels: Mapping[int, str] | None = None
+) -> dict[str, Any] | None:
+    """What the registry widget and the panel show of a recorded evaluation (None for none).
+
+    ``metrics``: one row per metric, ``{"name", "value"}`` (the holdout figure) and ``"cv"``
+    (``{"mean", "ci_low", "ci_high", "n_folds"}`` of the training trial's folds, or None);
+    ``fairness``: ``{"features", "metrics", "groups": [{"feature", "group", "count",
+    "values": {metric: v}}], "gaps": {feature: {gap: v}}}`` or None; ``gate``: the verdict's
+    ``passed``, ``metric``, ``champion``, ``challenger``, ``margin``, ``reason``, ``test``,
+    ``n``, ``interval``, ``p_value``, ``evidence`` or None; ``holdout`` (a dataset label from
+    ``labels`` or ``dataset version #id``), ``n`` (holdout rows), ``created_at``, ``id`` and
+    ``has_report`` (whether the HTML report is stored already).
+
+    Examples
+    --------
+    >>> s = evaluation_summary({"id": 1, "metrics": {"f1": 0.9}, "details": {"n": 50},
+    ...     "cv": {"f1": {"mean": 0.88, "ci_low": 0.85, "ci_high": 0.91, "n_folds": 5}}})
+    >>> s["metrics"][0]["name"], s["metrics"][0]["cv"]["ci_high"], s["n"]
+    ('f1', 0.91, 50)
+    """
+    if not ev:
+        return None
+    metrics = dict(ev.get("metrics") or {})
+    cv = {k: v for k, v in (ev.get("cv") or {}).items() if isinstance(v, Mapping)}
+    rows = []
+    for name in [*metrics, *(k for k in cv if k not in metrics)]:
+        c = cv.get(name)
+        rows.append(
+            {
+                "name": name,
+                "value": _num(metrics.get(name)),
+                "cv": None
+                if c is None
+                else {k: _num(c.get(k)) for k in ("mean", "ci_low", "ci_high", "n_folds")},
+            }
+        )
+    fairness = None
+    fair = ev.get("fairness") or {}
+    if fair.get("by_group"):
+        groups, names = [], []
+        for feature, by in fair["by_group"].items():
+            for group, vals in (by or {}).items():
+                if not isinstance(vals, Mapping):
+                    continue
+                values = {k: _num(v) for k, v in vals.items() if k != "count"}
+                names += [k for k in values if k not in names]
+                groups.append(
+                    {
+                        "feature": feature,
+                        "group": group,
+                        "count": vals.get("count"),
+                        "values": values,
+                    }
+                )
+        fairness = {
+            "features": list(fair.get("sensitive_features") or fair["by_group"]),
+            "metrics": names,
+            "groups": groups,
+            "gaps": {
+                f: {k: _num(v) for k, v in g.items()}
+                for f, g in (fair.get("gaps") or {}).items()
+                if isinstance(g, Mapping)
+            },
+        }
+    gate = None
+    if ev.get("gate"):
+        keep = ("passed", "metric", "champion", "challenger", "margin", "reason", "test", "n")
+        gate = {k: ev["gate"].get(k) for k in keep}
+        gate.update(
+            interval=ev["gate"].get("interval"),
+            p_value=_num(ev["gate"].get("p_value")),
+            evidence=ev["gate"].get("evidence"),
+        )
+    hid = ev.get("holdout_version_id")
+    return clean(
+        {
+            "id": ev.get("id"),
+            "created_at": ev.get("created_at"),
+            "holdout": None if hid is None else (labels or {}).get(hid, f"dataset version #{hid}"),
+            "n": (ev.get("details") or {}).get("n"),
+            "metrics": rows,
+            "fairness": fairness,
+            "gate": gate,
+            "has_report": bool(ev.get("report_artifact")),
+        }
+    )
+
+
+def cv_text(cv: Mapping[str, Any] | None) -> str | None:
+    """A CV summary of one metric as a table cell: ``"mean [ci_low, ci_high]"`` to 3 decimals
+    (``"mean (1 fold)"`` without an interval; None without a summary).
+
+    Examples
+    --------
+    >>> cv_text({"mean": 0.9512, "ci_low": 0.9391, "ci_high": 0.9633, "n_folds": 5})
+    '0.951 [0.939, 0.963]'
+    """
+    if not cv or _num(cv.get("mean")) is None:
+        return None
+    lo, hi = _num(cv.get("ci_low")), _num(cv.get("ci_high"))
+    if lo is None or hi is None:
+        return f"{cv['mean']:.3f} ({cv.get('n_folds', 1)} fold)"
+    return f"{cv['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def rollback_target(

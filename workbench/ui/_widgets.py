@@ -384,7 +384,9 @@ class ExperimentWidget(LiveWidget):
 
 # ------------------------------------------------------------------ registry
 class RegistryWidget(LiveWidget):
-    """Versions of one model with their metrics, data versions and aliases; promote and roll back.
+    """Versions of one model with their metrics, data versions and aliases; promote and roll back;
+    the selected version's evaluation (metrics with CV intervals, per-group figures, the gate's
+    verdict) and its HTML report (action ``report``, shown in a sandboxed frame).
 
     Parameters
     ----------
@@ -409,6 +411,10 @@ class RegistryWidget(LiveWidget):
     data_versions = traitlets.List([]).tag(sync=True)
     rollback = traitlets.Dict({}).tag(sync=True)
     highlight = traitlets.Int(None, allow_none=True).tag(sync=True)
+    #: evaluated versions' summaries ({version: evaluation_summary}), and the last report opened
+    evaluations = traitlets.Dict({}).tag(sync=True)
+    report_html = traitlets.Unicode("").tag(sync=True)
+    report_version = traitlets.Int(None, allow_none=True).tag(sync=True)
 
     def __init__(
         self,
@@ -432,7 +438,13 @@ class RegistryWidget(LiveWidget):
         return state
 
     def _actions(self) -> dict[str, Callable[..., Any]]:
-        return {"promote": self._promote, "rollback": self._rollback}
+        return {"promote": self._promote, "rollback": self._rollback, "report": self._report}
+
+    def _report(self, version: int) -> dict[str, Any]:
+        # the writing registry: the first report of an evaluation is stored as an artifact
+        html = self._registry.report(self._model, int(version))
+        self.report_html, self.report_version = html, int(version)
+        return {"version": int(version), "chars": len(html)}
 
     def _promote(
         self, version: int, alias: str = "champion", reason: str = "", confirm: bool = False
@@ -467,6 +479,8 @@ class RegistryWidget(LiveWidget):
         return {"alias": alias, "version": target, "from": current}
 
     def _describe(self, action: str, params: dict[str, Any], result: Any) -> str:
+        if action == "report":
+            return f"evaluation report of version {result['version']} opened below"
         if action == "rollback":
             return f"{result['alias']} rolled back: version {result['from']} → {result['version']}"
         return f"{result['alias']} is now version {result['version']}"

@@ -490,13 +490,94 @@ function barChart({ title, groups, keys, width = 460, height = 230, yLabel }) {
   return h("div", {}, f.svg, legend(keys.map((k, i) => [k, PALETTE[i % PALETTE.length]])));
 }
 
+// One metric's CV interval as a small SVG bar: [0, 1] for bounded metrics, else its own span.
+function intervalBar(cv, value) {
+  const w = 120, hgt = 14;
+  if (!cv || typeof cv.ci_low !== "number" || typeof cv.ci_high !== "number") return h("span", { class: "wb-muted", text: "" });
+  const pts = [cv.ci_low, cv.ci_high, cv.mean, value].filter((v) => typeof v === "number");
+  let lo = Math.min(...pts), hi = Math.max(...pts);
+  if (lo >= 0 && hi <= 1) { lo = 0; hi = 1; } else { const pad = (hi - lo) * 0.1 || 0.5; lo -= pad; hi += pad; }
+  const x = (v) => 2 + ((v - lo) / (hi - lo)) * (w - 4);
+  return s("svg", { class: "wb-ci", width: w, height: hgt, viewBox: `0 0 ${w} ${hgt}` },
+    s("line", { x1: 2, y1: 7, x2: w - 2, y2: 7, stroke: "#ddd" }),
+    s("line", { class: "wb-ci-bar", x1: x(cv.ci_low), y1: 7, x2: x(cv.ci_high), y2: 7, stroke: "#1f77b4", "stroke-width": 4 }),
+    typeof cv.mean === "number" ? s("circle", { cx: x(cv.mean), cy: 7, r: 3, fill: "#1f77b4" }) : null,
+    typeof value === "number" ? s("line", { x1: x(value), y1: 1, x2: x(value), y2: 13, stroke: "#d62728", "stroke-width": 2 }, s("title", { text: `holdout ${fmt(value)}` })) : null,
+    s("title", { text: `CV mean ${fmt(cv.mean)}, 95% interval [${fmt(cv.ci_low)}, ${fmt(cv.ci_high)}] over ${cv.n_folds} folds; red: holdout` }));
+}
+
+// The evaluation summary of one version (registry widget and the same shape in the panel).
+function evaluationView(ev, version) {
+  const rows = (ev.metrics || []).map((m) => h("tr", { "data-metric": m.name },
+    h("td", { text: m.name }), h("td", { class: "wb-num", text: fmt(m.value) }),
+    h("td", { class: "wb-num", text: m.cv ? fmt(m.cv.mean) : "–" }),
+    h("td", { class: "wb-num", text: m.cv && typeof m.cv.ci_low === "number" ? `[${fmt(m.cv.ci_low)}, ${fmt(m.cv.ci_high)}]` : "–" }),
+    h("td", { class: "wb-num", text: m.cv ? fmt(m.cv.n_folds) : "–" }),
+    h("td", {}, intervalBar(m.cv, m.value))));
+  const parts = [
+    h("div", { class: "wb-subtitle", text: `evaluation of v${version}${ev.holdout ? ` on ${ev.holdout}` : ""}${ev.n ? ` (${ev.n} rows)` : ""} · ${shortTime(ev.created_at)}` }),
+    h("table", { class: "wb-table wb-eval-metrics" },
+      h("thead", {}, h("tr", {}, ["metric", "holdout", "CV mean", "95% interval", "folds", ""].map((c) => h("th", { text: c })))),
+      h("tbody", {}, rows)),
+  ];
+  const g = ev.gate;
+  if (g) {
+    parts.push(h("div", { class: `wb-gate ${g.passed ? "wb-gate-passed" : "wb-gate-refused"}`, "data-passed": String(!!g.passed) },
+      h("b", { text: g.passed ? "gate passed" : "gate refused" }),
+      h("span", { text: ` ${g.metric}: champion ${fmt(g.champion)} → challenger ${fmt(g.challenger)}, margin ${fmt(g.margin)}${g.test ? ` · ${g.test}` : ""}${g.n ? `, n=${g.n}` : ""}${g.interval ? `, interval [${fmt(g.interval[0])}, ${fmt(g.interval[1])}]` : ""}${typeof g.p_value === "number" ? `, p=${fmt(g.p_value)}` : ""}${g.evidence ? ` · ${g.evidence}` : ""}` }),
+      h("div", { class: "wb-muted", text: g.reason || "" })));
+  }
+  const f = ev.fairness;
+  if (f && f.groups && f.groups.length) {
+    parts.push(h("div", { class: "wb-subtitle", text: `per group (${(f.features || []).join(", ")})` }),
+      h("table", { class: "wb-table wb-eval-groups" },
+        h("thead", {}, h("tr", {}, ["feature", "group", "count", ...f.metrics].map((c) => h("th", { text: c })))),
+        h("tbody", {}, f.groups.map((r) => h("tr", { "data-group": r.group },
+          h("td", { text: r.feature }), h("td", { text: r.group }), h("td", { class: "wb-num", text: fmt(r.count) }),
+          f.metrics.map((m) => h("td", { class: "wb-num", text: fmt(r.values[m]) })))))),
+      ...Object.entries(f.gaps || {}).map(([feat, gaps]) => h("div", { class: "wb-muted wb-gaps", text: `gaps by ${feat}: ${Object.entries(gaps).map(([k, v]) => `${k} ${fmt(v)}`).join(", ")}` })));
+  }
+  return parts;
+}
+
 function renderRegistry(model, root) {
   const { box, head, confirmHost, notice, offNotice } = actionFrame(model, root, "registry");
   const body = h("div", {});
   box.append(head, confirmHost, notice, body);
   const aliasInput = h("input", { class: "wb-alias", value: "champion", size: 10, title: "alias to move" });
+  const ui = { selected: null };
+  let evals = {}, reportUrl = null;
+
+  // the version whose evaluation is shown: the one clicked, else the highlighted, the champion's,
+  // the newest evaluated
+  function selected() {
+    const keys = Object.keys(evals);
+    if (ui.selected && evals[ui.selected]) return ui.selected;
+    const hl = model.get("highlight"), champ = (model.get("aliases") || {}).champion;
+    for (const v of [hl, champ]) if (v !== null && v !== undefined && evals[String(v)]) return String(v);
+    return keys.length ? keys.sort((a, b) => Number(b) - Number(a))[0] : null;
+  }
+
+  function evalCard() {
+    const v = selected();
+    if (!v) return h("div", { class: "wb-card wb-eval wb-empty", text: "no version has a recorded evaluation (register one with a holdout)" });
+    const ev = evals[v];
+    const html = model.get("report_html"), shown = String(model.get("report_version")) === v && html;
+    const open = h("button", { class: "wb-btn", "data-action": "report", "data-version": v, text: shown ? "Reload report" : "Open report",
+      onclick: () => send(model, "report", { version: Number(v) }) });
+    const extra = [];
+    if (shown) {
+      if (reportUrl) URL.revokeObjectURL(reportUrl);
+      const url = reportUrl = URL.createObjectURL(new Blob([html], { type: "text/html" }));
+      extra.push(h("a", { class: "wb-report-link", href: url, download: `${model.get("model_name")}-v${v}-report.html`, text: "download" }),
+        h("iframe", { class: "wb-report-frame", sandbox: "", title: `evaluation report of v${v}`, srcdoc: html }));
+    }
+    return h("div", { class: "wb-card wb-eval", "data-version": v }, ...evaluationView(ev, v),
+      h("div", { class: "wb-row" }, open, ...extra.slice(0, 1)), ...extra.slice(1));
+  }
 
   function draw() {
+    evals = model.get("evaluations") || {};
     const versions = model.get("versions") || [];
     const aliases = model.get("aliases") || {};
     const rollback = model.get("rollback") || {};
@@ -528,9 +609,13 @@ function renderRegistry(model, root) {
           confirmBar(confirmHost, `Point ${alias} of ${model.get("model_name")} at v${v.version}${aliases[alias] ? ` (now v${aliases[alias]})` : ""}?`, () => send(model, "promote", { version: v.version, alias, confirm: true }));
         },
       })),
+      h("td", {}, evals[String(v.version)] ? h("button", {
+        class: `wb-btn${String(v.version) === selected() ? " wb-on" : ""}`, "data-action": "evaluation", "data-version": v.version, text: "Show",
+        onclick: () => { ui.selected = String(v.version); draw(); },
+      }) : h("span", { class: "wb-muted", text: "–" })),
     ));
     const table = h("table", { class: "wb-table" },
-      h("thead", {}, h("tr", {}, ["version", "aliases", ...metrics, "data", "experiment / trial", "registered", ""].map((c) => h("th", { text: c })))),
+      h("thead", {}, h("tr", {}, ["version", "aliases", ...metrics, "data", "experiment / trial", "registered", "", "evaluation"].map((c) => h("th", { text: c })))),
       h("tbody", {}, rows));
     const hist = (model.get("history") || []).slice().reverse().slice(0, 20);
     const dvs = model.get("data_versions") || [];
@@ -538,6 +623,7 @@ function renderRegistry(model, root) {
       h("div", { class: "wb-charts" }, h("div", { class: "wb-card" }, chart)),
       h("div", { class: "wb-row" }, h("span", { class: "wb-muted", text: "promote moves alias " }), aliasInput),
       h("div", { class: "wb-table-wrap" }, table),
+      evalCard(),
       h("div", { class: "wb-charts" },
         h("div", { class: "wb-card wb-list" }, h("div", { class: "wb-subtitle", text: "alias history (newest first)" }),
           hist.length ? hist.map((x) => h("div", { class: "wb-hist", text: `${shortTime(x.at)}  ${x.alias}: ${x.previous_version ? `v${x.previous_version} → ` : ""}v${x.version}  by ${x.actor}${x.reason ? ` — ${x.reason}` : ""}` })) : h("div", { class: "wb-empty", text: "no alias moved yet" })),
@@ -547,9 +633,9 @@ function renderRegistry(model, root) {
     );
   }
   const redraw = scheduler(draw);
-  const off = listen(model, ["versions", "aliases", "history", "data_versions", "rollback", "metric_names", "highlight"], redraw);
+  const off = listen(model, ["versions", "aliases", "history", "data_versions", "rollback", "metric_names", "highlight", "evaluations", "report_html", "report_version"], redraw);
   draw();
-  return () => { off(); offNotice(); box.remove(); };
+  return () => { off(); offNotice(); if (reportUrl) URL.revokeObjectURL(reportUrl); box.remove(); };
 }
 
 // ------------------------------------------------------------------ deployment
