@@ -145,6 +145,91 @@ def test_a_guarded_metric_fails_only_when_its_loss_beyond_tolerance_is_shown():
     assert not mc.passed and mc.p_value < 0.05 and set(mc.regressions) == {"log_loss"}
 
 
+def test_probability_metrics_gate_in_their_direction():
+    """roc_auc (higher is better) and log_loss (lower is better) judged on the same pair: a
+    challenger with sharper, right probabilities wins on both, and loses both when swapped."""
+    rng = np.random.default_rng(8)
+    n = 3_000
+    y = rng.integers(0, 2, n)
+    labels = np.array(["n", "y"])
+
+    def model(sharpness):
+        score = np.clip(0.5 + (y - 0.5) * sharpness + rng.normal(0, 0.25, n), 0.01, 0.99)
+        return Predictions.of(
+            "classification",
+            labels[y],
+            labels[(score > 0.5).astype(int)],
+            classes=labels,
+            proba=np.c_[1 - score, score],
+        )
+
+    dull, sharp = model(0.2), model(0.5)
+    for metric in ("roc_auc", "log_loss", "brier", "pr_auc"):
+        gate = Gate(metric, test="paired_bootstrap")
+        win, loss = gate.judge(dull, sharp), gate.judge(sharp, dull)
+        assert win.passed and win.interval[0] > 0, (metric, win.reason)
+        assert not loss.passed and loss.evidence == "sufficient" and loss.interval[1] < 0
+
+
+def grouped_pair(n: int, *, champion_bias: float, challenger_bias: float, seed: int = 0):
+    """Two classifiers 85% right in each of groups 'a' and 'b'; then each flips ``bias`` of group
+    b's true negatives to positive: unfair to group a by construction (group b gets more
+    positive predictions and a higher false-positive rate: both demographic parity and
+    equalized odds gaps grow with the bias)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    group = np.where(rng.random(n) < 0.5, "a", "b")
+    base = np.where(rng.random(n) < 0.85, y, 1 - y)
+    u = rng.random(n)
+    labels = np.array(["n", "y"])
+
+    def model(bias):
+        pred = np.where((group == "b") & (y == 0) & (base == 0) & (u < bias), 1, base)
+        return Predictions.of(
+            "classification", labels[y], labels[pred], classes=labels, sensitive={"group": group}
+        )
+
+    return model(champion_bias), model(challenger_bias)
+
+
+def _selection_gap(p):
+    rates = [np.mean(p.y_pred[p.sensitive["group"] == g] == "y") for g in ("a", "b")]
+    return abs(rates[0] - rates[1])
+
+
+def test_the_fairness_bound_refuses_a_challenger_unfair_by_construction():
+    import workbench.evaluation as ev
+
+    if not hasattr(ev, "fairness_gaps"):
+        pytest.skip("workbench.evaluation.fairness_gaps (issue 13 part C) is not there yet")
+    gate = Gate(
+        "accuracy",
+        margin=-1.0,  # any accuracy: this gate is about fairness alone
+        fairness={"equalized_odds_difference": 0.1, "demographic_parity_difference": 0.1},
+    )
+    fair, unfair = grouped_pair(4_000, champion_bias=0.0, challenger_bias=0.6)
+    assert _selection_gap(unfair) > 0.2 > 0.05 > _selection_gap(fair)  # the construction
+    refused = gate.judge(fair, unfair)
+    assert not refused.passed and "fairness" in refused.reason
+    dp = refused.fairness["demographic_parity_difference"]
+    assert dp["champion"] == pytest.approx(_selection_gap(fair))  # the figures are the gaps
+    assert dp["challenger"] == pytest.approx(_selection_gap(unfair)) and not dp["passed"]
+    assert not refused.fairness["equalized_odds_difference"]["passed"]
+    # a fair challenger passes; one narrowing a gap that is still too wide is not refused for it
+    assert gate.judge(unfair, fair).passed
+    _, less_unfair = grouped_pair(4_000, champion_bias=0.6, challenger_bias=0.4)
+    narrowed = gate.judge(unfair, less_unfair)
+    dp = narrowed.fairness["demographic_parity_difference"]
+    assert narrowed.passed and dp["challenger"] > 0.1 and dp["challenger"] < dp["champion"]
+    # the same with a significance test, and a ratio bound is a floor
+    tested = Gate("accuracy", margin=-1.0, test="paired_bootstrap", fairness=gate.fairness)
+    assert not tested.judge(fair, unfair).passed and tested.judge(unfair, fair).passed
+    ratio = Gate("accuracy", margin=-1.0, fairness={"demographic_parity_ratio": 0.8})
+    assert not ratio.judge(fair, unfair).passed and ratio.judge(unfair, fair).passed
+    with pytest.raises(ConfigError, match="no gap"):
+        Gate("accuracy", fairness={"parity_of_vibes": 0.1}).judge(fair, unfair)
+
+
 # ---------------------------------------------------------------- the computations
 def _reference_gains(metric, champ, chall, rows):
     """The slow peer: scikit-learn on each resample's rows (index arrays)."""
