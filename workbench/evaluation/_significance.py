@@ -30,6 +30,8 @@ __all__ = ["paired_bootstrap", "paired_bootstrap_many", "mcnemar", "BOOTSTRAP_ME
 BOOTSTRAP_METRICS = METRICS + PROBA_METRICS + REGRESSION_METRICS
 #: how many (resample, row) cells one block of the bootstrap holds (bounds its memory: 8 bytes each)
 _BLOCK_CELLS = 2_000_000
+#: the metrics computed from ranks of the scores (the rest are weighted sums)
+_RANKED = ("roc_auc", "pr_auc")
 
 
 def paired_bootstrap(
@@ -124,10 +126,11 @@ def paired_bootstrap_many(
         raise ConfigError("the holdout has no rows; score both models on a non-empty holdout")
     scorers = {m: (_Scorer(m, champion), _Scorer(m, challenger)) for m in metrics}
     diffs: dict[str, list[Any]] = {m: [] for m in metrics}
-    ranked = any(m in ("roc_auc", "pr_auc") for m in metrics)
+    ranked = any(m in _RANKED for m in metrics)
+    weighted = any(m not in _RANKED for m in metrics)
     for idx in _index_blocks(n, resamples, seed):
         counts = _counts(idx)
-        w = counts.astype(float)
+        w = counts.astype(float) if weighted else counts
         # the AUCs gather rows of the counts: fast in the (n, b) layout, so transposed once here
         counts_nb = counts.T.astype(np.int32, order="C") if ranked else None
         for m, (score_a, score_b) in scorers.items():
@@ -272,8 +275,9 @@ class _Scorer:
             e = y - np.asarray(preds.y_pred, dtype=float)
             nz = (y != 0).astype(float)
             ape = np.divide(np.abs(e), np.abs(y), out=np.zeros_like(e), where=y != 0)
-            # columns: y, y², e², |e|, ape (0 where y = 0), y != 0
-            self.columns = np.stack([y, y * y, e * e, np.abs(e), ape, nz], axis=1)
+            # columns: 1, y, y², e², |e|, ape (0 where y = 0), y != 0
+            one = np.ones_like(y)
+            self.columns = np.stack([one, y, y * y, e * e, np.abs(e), ape, nz], axis=1)
             return
         if preds.task != "classification":
             raise ConfigError(f"{metric} is a classification metric; this model is a regressor")
@@ -302,7 +306,8 @@ class _Scorer:
             self.columns = np.stack([loss, known.astype(float)], axis=1)
             return
         if metric == "brier":
-            self.columns = ((proba - onehot) ** 2).mean(axis=1)[:, None]
+            sq = ((proba - onehot) ** 2).mean(axis=1)
+            self.columns = np.stack([sq, np.ones_like(sq)], axis=1)
             return
         # roc_auc / pr_auc: one-vs-rest per class (binary: the positive class classes[1]). Each
         # class's positive and negative rows are sorted by score once; for each positive row,
@@ -340,10 +345,18 @@ class _Scorer:
         import numpy as np
 
         m = self.metric
-        total = w.sum(axis=1)
+        if m in _RANKED:
+            if counts is None:
+                counts = np.ascontiguousarray(np.rint(w).astype(np.int32).T)
+            per_class = [self._auc(counts, *curve) for curve in self.curves]
+            stacked = np.stack(per_class, axis=1)
+            valid = ~np.isnan(stacked)
+            count = valid.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(count > 0, np.nansum(stacked, axis=1) / count, np.nan)
         if m in REGRESSION_METRICS:
             s = w @ self.columns
-            sy, syy, see, sae, sape, snz = s.T
+            total, sy, syy, see, sae, sape, snz = s.T
             if m == "rmse":
                 return np.sqrt(see / total)
             if m == "mae":
@@ -361,8 +374,8 @@ class _Scorer:
             k = self.k
             s = w @ self.columns
             support, predicted, hits = s[:, :k], s[:, k : 2 * k], s[:, 2 * k :]
-            if m == "accuracy":
-                return hits.sum(axis=1) / total
+            if m == "accuracy":  # every row has one true label: the supports sum to the weight
+                return hits.sum(axis=1) / support.sum(axis=1)
             # macro over the labels present in the resample (true or predicted), as scikit-learn
             present = (support + predicted) > 0
             if m == "precision":
@@ -377,16 +390,8 @@ class _Scorer:
             s = w @ self.columns
             with np.errstate(invalid="ignore", divide="ignore"):
                 return s[:, 0] / s[:, 1]
-        if m == "brier":
-            return (w @ self.columns)[:, 0] / total
-        if counts is None:
-            counts = np.ascontiguousarray(np.rint(w).astype(np.int32).T)
-        per_class = [self._auc(counts, *curve) for curve in self.curves]
-        stacked = np.stack(per_class, axis=1)
-        valid = ~np.isnan(stacked)
-        count = valid.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, np.nansum(stacked, axis=1) / count, np.nan)
+        s = w @ self.columns  # brier: the mean of the rows' squared errors
+        return s[:, 0] / s[:, 1]
 
     def _auc(
         self, w: Any, pos_idx: Any, neg_idx: Any, neg_lo: Any, neg_hi: Any, pos_lo: Any
