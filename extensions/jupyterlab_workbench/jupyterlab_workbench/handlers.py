@@ -202,6 +202,46 @@ class AliasesHandler(BaseHandler):
         self.send({"model_version": mv})
 
 
+def _ref(version: str) -> int | str:
+    """A version in a path: its number, or an alias such as ``champion``."""
+    return int(version) if version.isdigit() else version
+
+
+class EvaluationHandler(BaseHandler):
+    """A version's newest recorded evaluation (``bench.registry.evaluation``: metrics, details,
+    fairness, cv, gate), ``null`` when it has none; 404 for an unknown model or version."""
+
+    @tornado.web.authenticated
+    async def get(self, model: str, version: str) -> None:
+        ref = _ref(version)
+
+        def read(b: Any) -> dict[str, Any]:
+            mv = b.registry.get(model, ref)
+            return {
+                "model": model,
+                "version": mv.version,
+                "evaluation": b.registry.evaluation(model, mv.version),
+            }
+
+        self.send(await self.call(read))
+
+
+class ReportHandler(BaseHandler):
+    """The version's HTML evaluation report (``bench.registry.report``), as a page a browser tab
+    opens: its inline styles are allowed, nothing else is (no script, no request, sandboxed)."""
+
+    @property
+    def content_security_policy(self) -> str:
+        return "frame-ancestors 'self'; default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
+    @tornado.web.authenticated
+    async def get(self, model: str, version: str) -> None:
+        ref = _ref(version)
+        html = await self.call(lambda b: b.registry.report(model, ref))
+        self.set_status(200)
+        self.finish(html, set_content_type="text/html; charset=UTF-8")
+
+
 class DeploymentsHandler(BaseHandler):
     """Deployments with their recorded weights and ``rollback_to``: the version a rollback would
     send all traffic to now (``serving.last_known_good``, read from the store), or null."""
@@ -306,7 +346,7 @@ class RetrainAnswerHandler(BaseHandler):
 class LineageHandler(BaseHandler):
     @tornado.web.authenticated
     async def get(self, model: str, version: str) -> None:
-        ref: int | str = int(version) if version.isdigit() else version
+        ref = _ref(version)
 
         def read(b: Any) -> dict[str, Any]:
             return {"chain": b.lineage(model, ref), "text": b.lineage_text(model, ref)}
@@ -372,6 +412,8 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"experiments/(\d+)/trials", TrialsHandler),
     (r"models", ModelsHandler),
     (r"models/([^/]+)/aliases", AliasesHandler),
+    (r"models/([^/]+)/versions/([^/]+)/evaluation", EvaluationHandler),
+    (r"models/([^/]+)/versions/([^/]+)/report", ReportHandler),
     (r"deployments", DeploymentsHandler),
     (r"deployments/([^/]+)/traffic", TrafficHandler),
     (r"deployments/([^/]+)/rollback", RollbackHandler),

@@ -273,6 +273,41 @@ async def test_lineage_of_the_champion(jp_fetch, wb_home):
     assert code == 404
 
 
+async def test_evaluation_and_report_of_a_version(jp_fetch, wb_home):
+    from workbench import Workbench
+
+    seed(wb_home)
+    with Workbench(wb_home) as bench:
+        mv = bench.registry.get("cancer", 1)
+        bench.store.evaluations.add(
+            mv.id,
+            holdout_version_id=None,
+            metrics={"f1": 0.9512, "roc_auc": 0.9876},
+            details={"task": "classification", "n": 171},
+            cv={"f1": {"mean": 0.94, "std": 0.01, "ci_low": 0.93, "ci_high": 0.95, "n_folds": 5}},
+        )
+    code, body = await call(jp_fetch, "models", "cancer", "versions", "champion", "evaluation")
+    assert code == 200, body
+    assert body["version"] == 1 and body["evaluation"]["metrics"]["roc_auc"] == 0.9876
+    assert body["evaluation"]["cv"]["f1"]["ci_high"] == 0.95
+    code, body = await call(jp_fetch, "models", "cancer", "versions", "2", "evaluation")
+    assert (code, body["evaluation"]) == (200, None)
+    code, body = await call(jp_fetch, "models", "cancer", "versions", "9", "evaluation")
+    assert code == 404 and "no version 9" in body["error"]
+
+    r = await jp_fetch("workbench", "models", "cancer", "versions", "1", "report")
+    assert r.code == 200 and r.headers["Content-Type"].startswith("text/html")
+    csp = r.headers["Content-Security-Policy"]
+    assert "sandbox" in csp and "default-src 'none'" in csp and "script" not in csp
+    html = r.body.decode()
+    assert html.startswith("<!DOCTYPE html>") and ">0.9876<" in html
+    with Workbench(wb_home) as bench:
+        assert html == bench.registry.report("cancer", 1)  # the stored page
+        assert bench.registry.evaluation("cancer", 1)["report_artifact"]
+    code, body = await call(jp_fetch, "models", "cancer", "versions", "2", "report")
+    assert code == 404 and "no recorded evaluation" in body["error"]
+
+
 def test_openapi_describes_exactly_the_route_table():
     import yaml
 
@@ -283,7 +318,7 @@ def test_openapi_describes_exactly_the_route_table():
     # the OpenAPI name of each path parameter, in order, by the route's first segment
     params = {
         "experiments": ["{experiment_id}"],
-        "models": ["{model}"],
+        "models": ["{model}", "{version}"],
         "deployments": ["{name}"],
         "retrains": ["{job_id}", "{answer}"],
         "lineage": ["{model}", "{version}"],
