@@ -741,9 +741,11 @@ class Pipeline:
             result, train=snap, holdout=holdout, seed=p.seed, sensitive_features=sensitive
         )
         chall_metrics = candidate.metrics
-        chall_preds = candidate.predictions or stages.experiments.predict(
-            candidate.bundle, holdout, sensitive_features=sensitive
-        )
+        chall_preds = candidate.predictions
+        if chall_preds is None:
+            chall_preds = stages.experiments.predict(
+                candidate.bundle, holdout, sensitive_features=sensitive
+            )
         champ_preds = stages.experiments.predict(
             stages.registry.load(p.model, champion.version), holdout, sensitive_features=sensitive
         )
