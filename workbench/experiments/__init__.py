@@ -7,7 +7,7 @@ from workbench.experiments._compare import (
     plot_parallel_coordinates,
     trial_columns,
 )
-from workbench.experiments._estimators import FAMILIES, default_search_space
+from workbench.experiments._estimators import FAMILIES, default_search_space, feature_choices
 from workbench.experiments._experiments import (
     Experiments,
     SearchResult,
@@ -24,6 +24,7 @@ __all__ = [
     "SearchHandle",
     "FAMILIES",
     "default_search_space",
+    "feature_choices",
     "code_version",
     "package_versions",
     "SEARCH_ALGS",

@@ -21,6 +21,7 @@ __all__ = [
     "make_estimator",
     "family_params",
     "make_pipeline",
+    "feature_choices",
     "cross_validate",
     "fold_scores",
     "mean_scores",
@@ -200,18 +201,73 @@ def make_estimator(config: dict[str, Any], *, seed: int) -> Any:
 def make_pipeline(config: dict[str, Any], kinds: dict[str, str], *, seed: int) -> Any:
     """Preprocessing (fitted on the training fold only) followed by the configured estimator.
 
-    An estimator with a ``kinds`` parameter (the torch MLP) preprocesses by itself, as its
-    trials do (fitted on its own training split), so it gets the feature kinds instead of a
-    ``preprocess`` step.
+    The preprocessing is ``build_preprocessor(kinds, config["features"])``: a trial config's
+    ``features`` (a :class:`~workbench.features.FeatureSpec` dict) chooses it, and without one
+    it is the default pipeline. An estimator with a ``kinds`` parameter (the torch MLP)
+    preprocesses by itself, as its trials do (fitted on its own training split), so it gets the
+    feature kinds instead of a ``preprocess`` step, and takes no feature spec.
+
+    Examples
+    --------
+    >>> pipe = make_pipeline(
+    ...     {"family": "ridge", "features": {"scale": "robust"}}, {"x": "number"}, seed=0
+    ... )
+    >>> [name for name, _ in pipe.steps]
+    ['preprocess', 'model']
     """
     from sklearn.pipeline import Pipeline
 
     from workbench.features import build_preprocessor
 
     estimator = make_estimator(config, seed=seed)
+    spec = config.get("features")
     if "kinds" in estimator.get_params():
+        if spec is not None:
+            raise ConfigError(
+                f"model family {config.get('family')!r} preprocesses its inputs itself (the "
+                "default pipeline) and takes no feature spec; drop 'features' from its config "
+                "or search a scikit-learn family"
+            )
         return Pipeline([("model", estimator.set_params(kinds=dict(kinds)))])
-    return Pipeline([("preprocess", build_preprocessor(kinds)), ("model", estimator)])
+    return Pipeline([("preprocess", build_preprocessor(kinds, spec)), ("model", estimator)])
+
+
+def feature_choices(kinds: dict[str, str], sample: Any = None) -> dict[str, dict[str, Any]]:
+    """The preprocessing variants an automatic feature search chooses from, as FeatureSpec dicts.
+
+    Whole specs, so the choice is one categorical value of the search space (searchers
+    that need flat spaces take it as it is): ``default`` (today's pipeline), ``baseline``
+    (:meth:`FeatureSpec.baseline` of the kinds and ``sample`` rows: missing flags, rare
+    categories pooled, text hashed), ``robust`` (baseline with robust scaling and IQR clipping
+    with outlier flags), ``interactions`` (baseline with pairwise products of the numbers,
+    at most 20; only with two numbers or more) and ``selected`` (baseline with
+    mutual-information selection of about the best half of its columns, at least 10).
+
+    Examples
+    --------
+    >>> sorted(feature_choices({"x": "number", "z": "number", "c": "string"}))
+    ['baseline', 'default', 'interactions', 'robust', 'selected']
+    >>> feature_choices({"x": "number"})["robust"]["outliers"]
+    'iqr'
+    """
+    from dataclasses import replace
+
+    from workbench.features import FeatureSpec
+
+    base = FeatureSpec.baseline(kinds, sample)
+    numbers = sum(1 for k in kinds.values() if k == "number")
+    # a generous estimate of the baseline's width: the k of the selection step
+    width = numbers * 2 + sum(8 for k in kinds.values() if k != "number")
+    variants = {
+        "default": FeatureSpec(),
+        "baseline": base,
+        "robust": replace(base, scale="robust", outliers="iqr", outlier_flags=True),
+        "interactions": replace(base, interactions=True),
+        "selected": replace(base, select="mutual_info", select_k=max(10, width // 2)),
+    }
+    if numbers < 2:
+        del variants["interactions"]
+    return {name: spec.to_dict() for name, spec in variants.items()}
 
 
 def fold_scores(

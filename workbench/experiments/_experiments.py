@@ -6,7 +6,7 @@ import inspect
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from workbench.datasets import Datasets, DatasetVersion
     from workbench.evaluation import Predictions
     from workbench.experiments._stopper import StopFlag
+    from workbench.features import FeatureSpec
 
 __all__ = ["Experiments", "SearchResult", "code_version", "package_versions"]
 
@@ -276,6 +277,20 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# rows the automatic feature search's baseline looks at (text, cardinality, nulls)
+_FEATURE_SAMPLE_ROWS = 5_000
+
+
+def _checked_spec(features: Any, kinds: dict[str, str]) -> dict[str, Any]:
+    """A feature spec as its dict, checked against the dataset's feature kinds now (a column it
+    names that is not a feature, or not of the right kind) rather than in every trial."""
+    from workbench.features import FeatureSpec, build_preprocessor
+
+    spec = FeatureSpec.from_dict(features)
+    build_preprocessor(kinds, spec)
+    return spec.to_dict()
+
+
 class Experiments:
     """Hyperparameter searches on Ray Tune, every trial recorded in the lineage store.
 
@@ -351,6 +366,7 @@ class Experiments:
         max_steps: int | None = None,
         task: str = "auto",
         estimator: Any = None,
+        features: FeatureSpec | Mapping[str, Any] | None = None,
     ) -> SearchResult:
         """Search model families and hyperparameters with Ray Tune; record the experiment and every trial.
 
@@ -384,6 +400,12 @@ class Experiments:
         path (``"sklearn.svm.SVC"``): the space's keys that are its parameters
         are passed to it. A space's ``family`` may also hold import paths.
 
+        ``features`` (a :class:`~workbench.features.FeatureSpec` or its dict) is the
+        preprocessing of every trial (default: the default pipeline); it goes into each trial's
+        config as ``config["features"]``, so the refit bundle and :meth:`reproduce` use it. A
+        space with its own ``"features"`` key (a spec dict, or ``tune.choice`` over spec dicts,
+        e.g. of :func:`feature_choices`) wins over it: the features are then searched.
+
         Blocks until the search ends and returns its :class:`SearchResult`;
         :meth:`start_search` runs the same search in a background thread. An
         interrupted search (kernel or driver killed) continues with
@@ -414,6 +436,7 @@ class Experiments:
             max_steps=max_steps,
             task=task,
             estimator=estimator,
+            features=features,
         ).run()
 
     def start_search(self, dataset: DatasetVersion, *, name: str, **options: Any) -> SearchHandle:
@@ -460,6 +483,7 @@ class Experiments:
         max_steps: int | None,
         task: str,
         estimator: Any,
+        features: FeatureSpec | Mapping[str, Any] | None = None,
     ) -> _Prepared:
         """Check the options, record the experiment and build its Tuner; nothing runs yet."""
         from ray import tune
@@ -513,6 +537,8 @@ class Experiments:
             if trainable is not None:
                 raise ConfigError("a user trainable needs its search space: pass space={...}")
             space = default_search_space(search_alg=search_alg, task=task)
+        if features is not None and "features" not in space:
+            space = {**space, "features": _checked_spec(features, data["kinds"])}
         if trainable is None and "family" not in space:
             raise ConfigError(
                 "the search space needs a 'family' key (e.g. tune.grid_search(['logistic_regression', 'random_forest']))"
@@ -631,6 +657,8 @@ class Experiments:
         seed: int = 0,
         progress: str | None = "auto",
         resources: dict[str, float] | None = None,
+        features: FeatureSpec | Mapping[str, Any] | None = None,
+        feature_search: bool = False,
     ) -> SearchResult:
         """Search every built-in model family of the dataset's task with default spaces.
 
@@ -644,6 +672,19 @@ class Experiments:
         datasets over 50,000 rows leave out the random forest, the slowest to
         fit on 2 cores at that size). Blocks until the search ends;
         :meth:`start_auto` runs it in the background.
+
+        ``features`` fixes the preprocessing of every trial (see :meth:`search`).
+        ``feature_search=True`` searches it with the models: each trial's config draws its
+        ``features`` from :func:`feature_choices` of the dataset's kinds and rows (the default
+        pipeline, :meth:`FeatureSpec.baseline`, robust scaling with outlier clipping, numeric
+        interactions, mutual-information selection), so the best trial, its refit bundle and
+        :meth:`reproduce` carry the chosen spec. See ``docs/feature-search.md``.
+
+        Examples
+        --------
+        >>> result = bench.experiments.auto(train, name="auto-f", feature_search=True)  # doctest: +SKIP
+        >>> sorted(result.best_config["features"])[:3]                                 # doctest: +SKIP
+        ['categorical_impute', 'clip_quantiles', 'column_encode']
         """
         options = self._auto_options(
             dataset,
@@ -654,6 +695,8 @@ class Experiments:
             seed=seed,
             progress=progress,
             resources=resources,
+            features=features,
+            feature_search=feature_search,
         )
         return self.search(dataset, **options)
 
@@ -676,18 +719,39 @@ class Experiments:
         seed: int,
         progress: str | None,
         resources: dict[str, float] | None,
+        features: FeatureSpec | Mapping[str, Any] | None = None,
+        feature_search: bool = False,
     ) -> dict[str, Any]:
         """The :meth:`search` arguments of an automatic search of ``dataset``."""
-        from workbench.experiments._estimators import TASK_FAMILIES, default_search_space
+        from ray import tune
 
-        data_task = self.training_data(dataset, task=task)["task"]
+        from workbench.experiments._estimators import (
+            TASK_FAMILIES,
+            default_search_space,
+            feature_choices,
+        )
+
+        if feature_search and features is not None:
+            raise ConfigError(
+                "give either features= (one spec for every trial) or feature_search=True (specs "
+                "searched with the models), not both"
+            )
+        data = self.training_data(dataset, task=task)
+        data_task = data["task"]
         families = TASK_FAMILIES[data_task]
         if dataset.n_rows > 50_000:
             families = tuple(f for f in families if not f.startswith("random_forest"))
         folds = 5 if dataset.n_rows <= 2_000 else 3
+        space = default_search_space(families, task=data_task)
+        if feature_search:
+            # the baseline looks at the rows (text, high-cardinality and null columns)
+            sample = self.datasets.load(dataset).head(_FEATURE_SAMPLE_ROWS)
+            choices = feature_choices(data["kinds"], sample)
+            space["features"] = tune.choice(list(choices.values()))
         return {
             "name": name,
-            "space": default_search_space(families, task=data_task),
+            "space": space,
+            "features": features,
             "task": data_task,
             "num_samples": num_samples,
             "folds": folds,
@@ -961,24 +1025,48 @@ class Experiments:
         )
 
     def fit_bundle(
-        self, dataset: DatasetVersion, config: dict[str, Any], *, seed: int = 0
+        self,
+        dataset: DatasetVersion,
+        config: dict[str, Any],
+        *,
+        seed: int = 0,
+        features: FeatureSpec | Mapping[str, Any] | None = None,
     ) -> ModelBundle:
         """Fit preprocessing + estimator of ``config`` on the whole dataset version (the torch
         MLP, ``family="torch_mlp"``, trains as its trials do: on all but their seeded
-        validation split)."""
+        validation split).
+
+        The preprocessing is ``config["features"]`` (a trial's spec), else ``features``, else
+        the default pipeline; the bundle records the spec (``feature_spec``, and
+        ``params["features"]``) and the generated column names (``feature_names``, also in its
+        signature, which the registry keeps).
+
+        Examples
+        --------
+        >>> bundle = bench.experiments.fit_bundle(train, {"family": "ridge"}, features={"scale": "robust"})  # doctest: +SKIP
+        >>> bundle.feature_names[:2]                                                                         # doctest: +SKIP
+        ['age', 'income']
+        """
         from workbench.experiments._estimators import family_params, family_task
 
         family = config.get("family")  # None: family_task's ConfigError says what to pass
         data = self.training_data(dataset, task=family_task(family))
+        spec = config.get("features", features)
+        if spec is not None:
+            config = {**config, "features": _checked_spec(spec, data["kinds"])}
         pipe = make_pipeline(config, data["kinds"], seed=seed)
         pipe.fit(data["X"], data["y"])
+        params = {"family": family, **family_params(config), "seed": seed}
+        if spec is not None:
+            params["features"] = config["features"]
         return ModelBundle(
             pipeline=pipe,
             features=data["kinds"],
             target=dataset.target or "",
             classes=data["classes"],
             task=data["task"],
-            params={"family": family, **family_params(config), "seed": seed},
+            params=params,
+            feature_spec=config.get("features"),
         )
 
     def predict(

@@ -21,15 +21,38 @@ class ModelBundle:
     Attributes
     ----------
     pipeline : sklearn.pipeline.Pipeline
-        Steps ``preprocess`` (ColumnTransformer) and ``model``.
+        Steps ``preprocess`` (the fitted :func:`~workbench.features.build_preprocessor`) and
+        ``model``.
     features : dict
-        Feature name → kind (``number``, ``string``, ``boolean``), in input order.
+        Feature name → kind (``number``, ``string``, ``boolean``, ``datetime``), in input order.
     target : str
         Name of the label column.
     classes : list
         Label values, indexed by the estimator's integer classes (empty for regression).
     task : str
         ``classification`` or ``regression``.
+    params : dict
+        The configuration it was fitted with (family, estimator parameters, seed, and the
+        ``features`` spec when one was given).
+    feature_spec : dict or None
+        The :class:`~workbench.features.FeatureSpec` (as its dict) of the ``preprocess`` step;
+        None for the default pipeline.
+    feature_names : list of str
+        The columns the fitted preprocessing generates (what the estimator sees), read from
+        the pipeline when not given; empty for a model that preprocesses by itself.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from sklearn.pipeline import Pipeline
+    >>> from workbench.features import build_preprocessor
+    >>> kinds = {"x": "number", "c": "string"}
+    >>> X = pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]})
+    >>> pipe = Pipeline([("preprocess", build_preprocessor(kinds)), ("model", LinearRegression())])
+    >>> bundle = ModelBundle(pipe.fit(X, [1.0, 2.0, 3.0]), kinds, "y", [], task="regression")
+    >>> bundle.feature_names
+    ['x', 'c_a', 'c_b']
     """
 
     pipeline: Any
@@ -38,14 +61,30 @@ class ModelBundle:
     classes: list[Any]
     task: str = "classification"
     params: dict[str, Any] = field(default_factory=dict)
+    feature_spec: dict[str, Any] | None = None
+    feature_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.feature_names:
+            self.feature_names = _generated_names(self.pipeline)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # bundles pickled before feature specs existed lack the two attributes
+        state.setdefault("feature_spec", None)
+        if not state.get("feature_names"):
+            state["feature_names"] = _generated_names(state.get("pipeline"))
+        self.__dict__.update(state)
 
     @property
     def signature(self) -> dict[str, Any]:
+        """What the registry records: input features and kinds, target, classes, task and the
+        generated feature names."""
         return {
             "features": dict(self.features),
             "target": self.target,
             "classes": list(self.classes),
             "task": self.task,
+            "feature_names": list(self.feature_names),
         }
 
     def predict_frame(self, frame: Any) -> list[Any]:
@@ -58,3 +97,17 @@ class ModelBundle:
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> list[Any]:
         """Validate JSON-like records against the signature and predict (raises InvalidRequestError)."""
         return self.predict_frame(coerce_records(records, self.features, allow_missing=True))
+
+
+def _generated_names(pipeline: Any) -> list[str]:
+    """The fitted preprocessing's output names, or [] (no ``preprocess`` step, not fitted)."""
+    from workbench.exceptions import ConfigError
+    from workbench.features import feature_names
+
+    steps = getattr(pipeline, "named_steps", None)
+    if steps is None or "preprocess" not in steps:
+        return []
+    try:
+        return feature_names(pipeline)
+    except (ConfigError, AttributeError, ValueError, TypeError):
+        return []  # a user step without get_feature_names_out
