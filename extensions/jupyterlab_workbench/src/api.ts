@@ -1,7 +1,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { ApiError, Fetcher } from './model';
+import { ApiError, Fetcher, reportPath } from './model';
 
 /**
  * Call the workbench REST API (`<base_url>workbench/<path>`). ServerConnection adds the token or
@@ -30,3 +30,8 @@ export const requestAPI: Fetcher = async (path, init = {}) => {
   }
   return data;
 };
+
+/** The absolute URL of a version's HTML evaluation report (opened in a new browser tab). */
+export function reportUrl(model: string, version: number | string): string {
+  return URLExt.join(ServerConnection.makeSettings().baseUrl, 'workbench', reportPath(model, version));
+}

@@ -95,6 +95,8 @@ export interface PanelState {
   alerts: any[] | null;
   retrains: any[] | null;
   lineage: { model: string; version: string; text: string } | null;
+  /** The evaluation shown in the Models tab (of the champion until a version is picked). */
+  evaluation: EvaluationView | null;
   /** Every dataset version (`GET datasets`), oldest first. */
   datasets: any[] | null;
   /** The dataset shown (default: the one ingested last) and the version whose report is shown. */
@@ -132,6 +134,7 @@ export function initialState(): PanelState {
     alerts: null,
     retrains: null,
     lineage: null,
+    evaluation: null,
     datasets: null,
     dataset: null,
     datasetVersion: null,
@@ -171,6 +174,126 @@ export function trialMetric(trial: any, metric: string): number | null {
   const m = trial && trial.metrics;
   const v = m && typeof m === 'object' ? m[metric] : undefined;
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+/** One metric of an evaluation: its holdout value and the training trial's CV summary. */
+export interface EvaluationMetric {
+  name: string;
+  value: number | null;
+  cv: { mean: number | null; ci_low: number | null; ci_high: number | null; n_folds: number | null } | null;
+}
+
+/** What the Models tab shows of a recorded evaluation (the registry widget shows the same). */
+export interface EvaluationSummary {
+  id: number | null;
+  createdAt: string | null;
+  n: number | null;
+  metrics: EvaluationMetric[];
+  gate: any | null;
+  fairness: {
+    features: string[];
+    metrics: string[];
+    groups: { feature: string; group: string; count: number | null; values: Record<string, number | null> }[];
+    gaps: Record<string, Record<string, number | null>>;
+  } | null;
+  hasReport: boolean;
+}
+
+export interface EvaluationView {
+  model: string;
+  version: number;
+  /** null: the version has no recorded evaluation. */
+  summary: EvaluationSummary | null;
+}
+
+function finite(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+/** An evaluation row (`GET models/<m>/versions/<v>/evaluation`) → what the panel shows; null for none. */
+export function evaluationSummary(ev: any): EvaluationSummary | null {
+  if (!ev || typeof ev !== 'object') {
+    return null;
+  }
+  const metrics = ev.metrics && typeof ev.metrics === 'object' ? ev.metrics : {};
+  const cv = ev.cv && typeof ev.cv === 'object' ? ev.cv : {};
+  const names = [...Object.keys(metrics), ...Object.keys(cv).filter(k => !(k in metrics))];
+  const rows: EvaluationMetric[] = names.map(name => {
+    const c = cv[name];
+    return {
+      name,
+      value: finite(metrics[name]),
+      cv:
+        c && typeof c === 'object'
+          ? { mean: finite(c.mean), ci_low: finite(c.ci_low), ci_high: finite(c.ci_high), n_folds: finite(c.n_folds) }
+          : null
+    };
+  });
+  let fairness: EvaluationSummary['fairness'] = null;
+  const byGroup = ev.fairness && ev.fairness.by_group;
+  if (byGroup && typeof byGroup === 'object' && Object.keys(byGroup).length) {
+    const groups: NonNullable<EvaluationSummary['fairness']>['groups'] = [];
+    const gm: string[] = [];
+    for (const [feature, by] of Object.entries<any>(byGroup)) {
+      for (const [group, vals] of Object.entries<any>(by || {})) {
+        if (!vals || typeof vals !== 'object') {
+          continue;
+        }
+        const values: Record<string, number | null> = {};
+        for (const [k, v] of Object.entries(vals)) {
+          if (k !== 'count') {
+            values[k] = finite(v);
+            if (!gm.includes(k)) {
+              gm.push(k);
+            }
+          }
+        }
+        groups.push({ feature, group, count: finite(vals.count), values });
+      }
+    }
+    const gaps: Record<string, Record<string, number | null>> = {};
+    for (const [feature, g] of Object.entries<any>(ev.fairness.gaps || {})) {
+      gaps[feature] = {};
+      for (const [k, v] of Object.entries(g || {})) {
+        gaps[feature][k] = finite(v);
+      }
+    }
+    fairness = { features: ev.fairness.sensitive_features || Object.keys(byGroup), metrics: gm, groups, gaps };
+  }
+  return {
+    id: finite(ev.id),
+    createdAt: ev.created_at ?? null,
+    n: finite(ev.details && ev.details.n),
+    metrics: rows,
+    gate: ev.gate || null,
+    fairness,
+    hasReport: Boolean(ev.report_artifact)
+  };
+}
+
+/** A CV summary as text, "mean [ci_low, ci_high]" to 3 decimals (what the widgets show); null for none. */
+export function cvText(cv: any): string | null {
+  const mean = finite(cv && cv.mean);
+  if (mean === null) {
+    return null;
+  }
+  const lo = finite(cv.ci_low);
+  const hi = finite(cv.ci_high);
+  if (lo === null || hi === null) {
+    return `${mean.toFixed(3)} (${cv.n_folds ?? 1} fold)`;
+  }
+  return `${mean.toFixed(3)} [${lo.toFixed(3)}, ${hi.toFixed(3)}]`;
+}
+
+/** The trial's CV text for its experiment's metric (`trials` rows carry `cv`), or null. */
+export function trialCv(trial: any, metric: string): string | null {
+  const cv = trial && trial.cv && typeof trial.cv === 'object' ? trial.cv[metric] : null;
+  return cvText(cv);
+}
+
+/** The REST path (under `workbench/`) of a version's HTML report. */
+export function reportPath(model: string, version: number | string): string {
+  return `models/${encodeURIComponent(model)}/versions/${encodeURIComponent(String(version))}/report`;
 }
 
 /** A diff between two versions of one dataset: `diff` is `DatasetDiff.to_dict()`, or `error`. */
@@ -417,6 +540,16 @@ export class PanelModel {
       if (this.changed('models', versions)) {
         this.set({ models: versions });
       }
+      const shown = this.state.evaluation;
+      if (
+        versions.length &&
+        (!shown || !versions.some((v: any) => v.model === shown.model && v.version === shown.version))
+      ) {
+        // once, until a version is picked: the champion's evaluation (else the newest version's)
+        const champion = versions.find((v: any) => (v.aliases || []).includes('champion'));
+        const pick = champion || versions[versions.length - 1];
+        await this.showEvaluation(pick.model, pick.version);
+      }
     } else if (tab === 'deployments') {
       const { deployments } = await this.fetcher('deployments');
       if (this.changed('deployments', deployments)) {
@@ -512,6 +645,16 @@ export class PanelModel {
     if (this.state.dataset === name) {
       this.set({ diff: view });
     }
+  }
+
+  /** Show a version's recorded evaluation in the Models tab (none: says so). */
+  async showEvaluation(model: string, version: number): Promise<void> {
+    const out = await this.fetcher(
+      `models/${encodeURIComponent(model)}/versions/${encodeURIComponent(String(version))}/evaluation`
+    );
+    this.set({
+      evaluation: { model, version: Number(out.version ?? version), summary: evaluationSummary(out.evaluation) }
+    });
   }
 
   async showLineage(model: string, version: string): Promise<void> {

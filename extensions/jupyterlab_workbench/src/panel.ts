@@ -1,12 +1,15 @@
 import { Widget } from '@lumino/widgets';
 import { Message } from '@lumino/messaging';
 
+import { reportUrl } from './api';
 import {
+  EvaluationView,
   PanelModel,
   PanelState,
   TABS,
   TabId,
   datasetNames,
+  trialCv,
   trialMetric,
   versionsOf
 } from './model';
@@ -276,6 +279,9 @@ export class WorkbenchPanel extends Widget {
       case 'experiment':
         this.model.selectExperiment(Number(d.id));
         break;
+      case 'evaluation':
+        void this.model.showEvaluation(d.model as string, Number(d.version));
+        break;
       case 'promote':
         this.model.askPromote(d.model as string, Number(d.version), d.alias || 'champion');
         break;
@@ -451,18 +457,26 @@ export class WorkbenchPanel extends Widget {
     let trials = '';
     if (exp) {
       const metric = exp.metric || 'f1';
+      // the CV column appears once any trial recorded folds (the built-in trainable does)
+      const withCv = (s.trials || []).some(t => trialCv(t, metric) !== null);
       const rows = (s.trials || [])
         .map(
           t =>
             `<tr class="jp-WorkbenchPanel-trial" data-trial="${esc(t.trial_id)}"><td>${esc(t.trial_id)}</td>` +
             `<td>${esc(t.status)}</td><td>${num(trialMetric(t, metric))}</td>` +
+            (withCv
+              ? `<td class="jp-WorkbenchPanel-cv" title="mean over folds [95% interval]">${esc(trialCv(t, metric) ?? '–')}</td>`
+              : '') +
             `<td class="jp-WorkbenchPanel-config" title="${esc(configText(t.config))}">${esc(configText(t.config))}</td></tr>`
         )
         .join('');
+      const cols = withCv ? 5 : 4;
       trials =
         `<h3>Trials of ${esc(exp.name)} (#${esc(exp.id)}, ${esc(metric)} ${esc(exp.mode || '')})</h3>` +
-        `<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-trials"><thead><tr><th>trial</th><th>status</th><th>${esc(metric)}</th><th>config</th></tr></thead>` +
-        `<tbody>${rows || '<tr><td colspan="4">no trials yet</td></tr>'}</tbody></table>`;
+        `<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-trials"><thead><tr><th>trial</th><th>status</th><th>${esc(metric)}</th>` +
+        (withCv ? `<th>CV ${esc(metric)} [95%]</th>` : '') +
+        `<th>config</th></tr></thead>` +
+        `<tbody>${rows || `<tr><td colspan="${cols}">no trials yet</td></tr>`}</tbody></table>`;
     }
     return (
       '<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-experiments"><thead><tr><th>#</th><th>name</th><th>status</th><th>trials</th></tr></thead>' +
@@ -488,15 +502,86 @@ export class WorkbenchPanel extends Widget {
         const promote = aliases.includes('champion')
           ? ''
           : `<button class="jp-WorkbenchPanel-button" data-action="promote" data-model="${esc(v.model)}" data-version="${esc(v.version)}">Promote</button>`;
+        const ev = s.evaluation;
+        const shown = ev !== null && ev.model === v.model && ev.version === v.version;
         return (
-          `<tr class="jp-WorkbenchPanel-version" data-model="${esc(v.model)}" data-version="${esc(v.version)}">` +
+          `<tr class="jp-WorkbenchPanel-version${shown ? ' jp-mod-selected' : ''}" data-model="${esc(v.model)}" data-version="${esc(v.version)}">` +
           `<td>${esc(v.model)} <b>v${esc(v.version)}</b><div class="jp-WorkbenchPanel-sub">${metrics}</div></td>` +
           `<td>${aliases.map(a => `<span class="jp-WorkbenchPanel-alias">${esc(a)}</span>`).join(' ')}</td>` +
-          `<td>${promote}</td></tr>`
+          `<td>${promote}<button class="jp-WorkbenchPanel-button" data-action="evaluation" data-model="${esc(v.model)}" data-version="${esc(v.version)}" title="show this version's evaluation">Eval</button></td></tr>`
         );
       })
       .join('');
-    return `<table class="jp-WorkbenchPanel-table"><thead><tr><th>version · metrics</th><th>aliases</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+    return (
+      `<table class="jp-WorkbenchPanel-table"><thead><tr><th>version · metrics</th><th>aliases</th><th></th></tr></thead><tbody>${rows}</tbody></table>` +
+      this.evaluationHtml(s.evaluation)
+    );
+  }
+
+  /** The evaluation of the version picked (or the champion): metrics with CV intervals, the gate, groups, the report. */
+  private evaluationHtml(ev: EvaluationView | null): string {
+    if (ev === null) {
+      return '';
+    }
+    const title = `<h3>Evaluation of ${esc(ev.model)} v${esc(ev.version)}</h3>`;
+    const e = ev.summary;
+    if (e === null) {
+      return (
+        `<div class="jp-WorkbenchPanel-evaluation" data-model="${esc(ev.model)}" data-version="${esc(ev.version)}">${title}` +
+        '<p class="jp-WorkbenchPanel-empty">No recorded evaluation: register a version with a holdout (<code>bench.register_best(..., holdout=...)</code>).</p></div>'
+      );
+    }
+    const metrics = e.metrics
+      .map(
+        m =>
+          `<tr data-metric="${esc(m.name)}"><td>${esc(m.name)}</td><td>${num(m.value)}</td>` +
+          `<td>${m.cv && m.cv.ci_low !== null ? `${num(m.cv.mean, 3)} [${num(m.cv.ci_low, 3)}, ${num(m.cv.ci_high, 3)}]` : m.cv ? num(m.cv.mean, 3) : '–'}</td></tr>`
+      )
+      .join('');
+    let gate = '';
+    if (e.gate) {
+      const g = e.gate;
+      const interval = Array.isArray(g.interval) ? `, interval [${num(g.interval[0])}, ${num(g.interval[1])}]` : '';
+      gate =
+        `<div class="jp-WorkbenchPanel-gate ${g.passed ? 'jp-mod-passed' : 'jp-mod-refused'}" data-passed="${g.passed ? 'true' : 'false'}">` +
+        `<b>gate ${g.passed ? 'passed' : 'refused'}</b> ${esc(g.metric)}: ${num(g.champion)} → ${num(g.challenger)}` +
+        `${g.test ? ` · ${esc(g.test)}` : ''}${g.n ? `, n=${esc(g.n)}` : ''}${interval}` +
+        `${typeof g.p_value === 'number' ? `, p=${num(g.p_value)}` : ''}${g.evidence ? ` · ${esc(g.evidence)}` : ''}` +
+        `<div class="jp-WorkbenchPanel-sub">${esc(g.reason || '')}</div></div>`;
+    }
+    let groups = '';
+    const f = e.fairness;
+    if (f && f.groups.length) {
+      groups =
+        `<h4>Per group (${esc(f.features.join(', '))})</h4><table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-groups"><thead><tr><th>group</th><th>n</th>` +
+        f.metrics.map(m => `<th>${esc(m)}</th>`).join('') +
+        '</tr></thead><tbody>' +
+        f.groups
+          .map(
+            g =>
+              `<tr data-group="${esc(g.group)}"><td>${esc(g.feature)}=${esc(g.group)}</td><td>${esc(g.count ?? '–')}</td>` +
+              f.metrics.map(m => `<td>${num(g.values[m], 3)}</td>`).join('') +
+              '</tr>'
+          )
+          .join('') +
+        '</tbody></table>' +
+        Object.entries(f.gaps)
+          .map(
+            ([feat, gaps]) =>
+              `<div class="jp-WorkbenchPanel-sub">gaps by ${esc(feat)}: ${Object.entries(gaps)
+                .map(([k, v]) => `${esc(k)} ${num(v, 3)}`)
+                .join(', ')}</div>`
+          )
+          .join('');
+    }
+    return (
+      `<div class="jp-WorkbenchPanel-evaluation" data-model="${esc(ev.model)}" data-version="${esc(ev.version)}">${title}` +
+      `<div class="jp-WorkbenchPanel-sub">${e.n !== null ? `${esc(e.n)} holdout rows · ` : ''}${esc(shortTime(e.createdAt))}</div>` +
+      `<table class="jp-WorkbenchPanel-table jp-WorkbenchPanel-evalMetrics"><thead><tr><th>metric</th><th>holdout</th><th>CV mean [95%]</th></tr></thead><tbody>${metrics}</tbody></table>` +
+      gate +
+      groups +
+      `<p><a class="jp-WorkbenchPanel-button jp-WorkbenchPanel-report" href="${esc(reportUrl(ev.model, ev.version))}" target="_blank" rel="noopener">Open report</a></p></div>`
+    );
   }
 
   private deploymentsHtml(s: PanelState): string {

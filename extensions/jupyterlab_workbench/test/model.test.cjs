@@ -12,7 +12,11 @@ const {
   datasetNames,
   versionsOf,
   parseKey,
-  diffPath
+  diffPath,
+  evaluationSummary,
+  cvText,
+  trialCv,
+  reportPath
 } = require('../lib-test/model.js');
 
 class FakeClock {
@@ -399,4 +403,64 @@ test('picking another dataset drops the report and diff; one version has nothing
   assert.equal(m.state.datasetVersion, 1);
   assert.equal(m.state.diff, null);
   assert.equal(calls.filter(c => c.path.startsWith('datasets/sales/diff')).length, 0);
+});
+
+const EVAL = {
+  id: 7,
+  created_at: '2026-12-07T08:00:00',
+  metrics: { f1: 0.91, roc_auc: 0.97 },
+  details: { n: 171 },
+  cv: { f1: { mean: 0.9, std: 0.02, ci_low: 0.875, ci_high: 0.925, n_folds: 5 }, log_loss: { mean: 0.2, std: null, ci_low: null, ci_high: null, n_folds: 1 } },
+  fairness: {
+    sensitive_features: ['sex'],
+    by_group: { sex: { f: { f1: 0.95, count: 80 }, m: { f1: 0.87, count: 91 } } },
+    gaps: { sex: { f1_difference: 0.08 } }
+  },
+  gate: { passed: false, metric: 'f1', interval: [-0.01, 0.03], evidence: 'not enough evidence' },
+  report_artifact: null
+};
+
+test('an evaluation row becomes metrics with CV intervals, groups, gaps and the gate', () => {
+  const e = evaluationSummary(EVAL);
+  assert.deepEqual(e.metrics.map(m => m.name), ['f1', 'roc_auc', 'log_loss']);
+  assert.deepEqual(e.metrics[0].cv, { mean: 0.9, ci_low: 0.875, ci_high: 0.925, n_folds: 5 });
+  assert.equal(e.metrics[1].cv, null);
+  assert.equal(e.metrics[2].value, null);
+  assert.equal(e.n, 171);
+  assert.deepEqual(e.fairness.metrics, ['f1']);
+  assert.deepEqual(e.fairness.groups.map(g => [g.group, g.count, g.values.f1]), [['f', 80, 0.95], ['m', 91, 0.87]]);
+  assert.equal(e.fairness.gaps.sex.f1_difference, 0.08);
+  assert.equal(e.gate.evidence, 'not enough evidence');
+  assert.equal(e.hasReport, false);
+  assert.equal(evaluationSummary(null), null);
+  assert.equal(cvText(EVAL.cv.f1), '0.900 [0.875, 0.925]');
+  assert.equal(cvText(EVAL.cv.log_loss), '0.200 (1 fold)');
+  assert.equal(trialCv({ cv: EVAL.cv }, 'f1'), '0.900 [0.875, 0.925]');
+  assert.equal(trialCv({ cv: null }, 'f1'), null);
+  assert.equal(reportPath('a b/c', 2), 'models/a%20b%2Fc/versions/2/report');
+});
+
+test("the models tab shows the champion's evaluation once, then the version picked", async () => {
+  const MODELS = { versions: [{ model: 'm', version: 1, aliases: [] }, { model: 'm', version: 2, aliases: ['champion'] }] };
+  const { fetcher, calls } = server({
+    version: { api: 1 },
+    experiments: EXPS,
+    'experiments/2/trials': TRIALS,
+    models: MODELS,
+    'models/m/versions/2/evaluation': { model: 'm', version: 2, evaluation: EVAL },
+    'models/m/versions/1/evaluation': { model: 'm', version: 1, evaluation: null }
+  });
+  const clock = new FakeClock();
+  const m = new PanelModel(fetcher, clock, { baseMs: 1000 });
+  await m.start();
+  m.selectTab('models');
+  await flush();
+  await flush();
+  assert.equal(m.state.evaluation.version, 2);
+  assert.equal(m.state.evaluation.summary.metrics[0].value, 0.91);
+  const asked = calls.filter(c => c.path.endsWith('/evaluation')).length;
+  await clock.advance(1000);
+  assert.equal(calls.filter(c => c.path.endsWith('/evaluation')).length, asked, 'not fetched again on each poll');
+  await m.showEvaluation('m', 1);
+  assert.deepEqual([m.state.evaluation.version, m.state.evaluation.summary], [1, null]);
 });
