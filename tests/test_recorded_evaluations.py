@@ -147,3 +147,18 @@ def test_probability_metric_refused_for_a_family_without_probabilities(searched)
             metric="roc_auc",
             progress=None,
         )
+
+
+@pytest.mark.ray
+def test_a_candidate_registered_with_its_gate_verdict(searched):
+    from workbench.automation import Gate
+
+    bench, parts, result = searched
+    candidate = bench.stages.refit_best(result, train=parts["train"], holdout=parts["holdout"])
+    assert candidate.metrics == candidate.evaluation.metrics
+    assert candidate.predictions.n == parts["holdout"].n_rows and candidate.fairness is None
+    verdict = Gate("roc_auc").judge({"roc_auc": 0.5}, candidate.metrics)
+    mv = bench.stages.register_candidate(candidate, model="bc-gated", gate=verdict)
+    ev = bench.registry.evaluation("bc-gated", mv.version)
+    assert ev["gate"]["passed"] is True and ev["gate"]["metric"] == "roc_auc"
+    assert ev["gate"]["challenger"] == pytest.approx(candidate.metrics["roc_auc"])
