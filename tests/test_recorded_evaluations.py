@@ -69,6 +69,7 @@ def test_search_by_roc_auc_records_folds_and_cv(searched):
     assert set(result.best_metrics) >= {"f1", *PROBA_METRICS}
     folds = bench.store.evaluations.list_folds(result.experiment_id)
     trials = bench.experiments.trials(result.experiment_id)
+    assert [t["cv"] for t in result.trials] == [t["cv"] for t in trials]
     assert len(trials) == 2 and len(folds) == 6  # 2 trials x 3 folds, one row each
     for t in trials:
         mine = [f["metrics"] for f in folds if f["trial_id"] == t["trial_id"]]

@@ -1021,7 +1021,7 @@ class Experiments:
             best_trial_id=best_id,
             best_config={k: v for k, v in best.config.items()},
             best_metrics=best_metrics,
-            trials=self.store.experiments.list_trials(exp_id),
+            trials=self.trials(exp_id),  # with each trial's cv summary
         )
 
     def fit_bundle(
