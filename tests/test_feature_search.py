@@ -100,7 +100,7 @@ def test_fit_bundle_records_spec_and_generated_names(bench_rows):
     assert bundle.feature_spec == spec.to_dict() == bundle.params["features"]
     names = bundle.feature_names
     assert "amount_missing" in names and "when_hour_sin" in names
-    assert sum(n.startswith("note_") for n in names) == 16  # hashed TF-IDF, not one-hot
+    assert sum(n.startswith("note_tfidf_") for n in names) == 16  # hashed TF-IDF, not one-hot
     assert bundle.signature["feature_names"] == names
     assert bundle.pipeline.named_steps["model"].n_features_in_ == len(names)
     # a config's own spec wins over features=
@@ -108,7 +108,7 @@ def test_fit_bundle_records_spec_and_generated_names(bench_rows):
         dv, {"family": "logistic_regression", "features": {"outliers": "quantile"}}, features=spec
     )
     assert own.feature_spec["outliers"] == "quantile" and not own.feature_spec["missing_indicator"]
-    assert not any(n.startswith("note_") and n[5:].isdigit() for n in own.feature_names)
+    assert not any(n.startswith("note_tfidf_") for n in own.feature_names)
     # the default pipeline records no spec, but still its names
     plain = bench.experiments.fit_bundle(dv, {"family": "logistic_regression"})
     assert plain.feature_spec is None and "features" not in plain.params
