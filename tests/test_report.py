@@ -73,8 +73,13 @@ def _f(x):
 
 @pytest.fixture(scope="module")
 def cancer_eval():
+    return cancer_evaluation()
+
+
+def cancer_evaluation():
     """A real classifier's holdout evaluation (breast cancer), a challenger's gate verdict, the
-    trial's CV summary over 5 real folds and per-group figures on a synthetic sensitive column."""
+    trial's CV summary over 5 real folds and per-group figures on a synthetic sensitive column
+    (the keyword arguments of ``store.evaluations.add``; also used by the browser test)."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
@@ -133,6 +138,12 @@ def cancer_eval():
 
 @pytest.fixture
 def registry(store, tmp_path, cancer_eval):
+    seed_versions(store, cancer_eval)
+    return ModelRegistry(store, ArtifactStore(tmp_path / "artifacts"))
+
+
+def seed_versions(store, evaluation, model="cancer<x>"):
+    """Versions 1 and 2 of ``model`` trained on ``cancer@1``, v2 the champion with ``evaluation``."""
     dv, _ = store.datasets.add_version(
         "cancer",
         content_hash="h",
@@ -146,7 +157,7 @@ def registry(store, tmp_path, cancer_eval):
     )
     for v in (1, 2):
         store.models.add_version(
-            "cancer<x>",
+            model,
             task="classification",
             artifact_hash=str(v) * 64,
             params={},
@@ -156,10 +167,9 @@ def registry(store, tmp_path, cancer_eval):
             trial_id=None,
             dataset_version_id=dv["id"],
         )
-    store.models.set_alias("cancer<x>", "champion", 2, reason="test")
-    mv = store.models.get_version("cancer<x>", 2)
-    store.evaluations.add(mv["id"], holdout_version_id=dv["id"], **cancer_eval)
-    return ModelRegistry(store, ArtifactStore(tmp_path / "artifacts"))
+    store.models.set_alias(model, "champion", 2, reason="test")
+    mv = store.models.get_version(model, 2)
+    return store.evaluations.add(mv["id"], holdout_version_id=dv["id"], **evaluation)
 
 
 def test_report_parses_holds_every_chart_and_the_stored_numbers(registry, store):

@@ -329,7 +329,7 @@ def _confusion(conf: Mapping[str, Any] | None) -> str:
         cells = []
         for p, v in zip(labels, row, strict=False):
             share = int(v) / top
-            fg = "#fff" if share > 0.55 else "#222"
+            fg = "#fff" if share > 0.65 else "#222"
             cells.append(
                 f'<td data-true="{_e(t)}" data-predicted="{_e(p)}" data-count="{int(v)}" '
                 f'style="background:rgba(31,119,180,{share:.3f});color:{fg}">{int(v)}</td>'
@@ -439,7 +439,7 @@ def _cv(cv: Mapping[str, Any] | None) -> str:
     entries = {k: v for k, v in cv.items() if isinstance(v, Mapping)}
     if not entries:
         return ""
-    row_h, label_w, w = 22, 90, 300
+    row_h, label_w, w = 30, 90, 300
     height = len(entries) * row_h + 10
     body, rows = [], []
     for i, (name, s) in enumerate(entries.items()):
@@ -447,9 +447,8 @@ def _cv(cv: Mapping[str, Any] | None) -> str:
         y = 8 + i * row_h
         pts = [v for v in (mean, lo, hi) if v is not None]
         a, b = (min(pts), max(pts)) if pts else (0.0, 1.0)
-        if 0 <= a and b <= 1:
-            a, b = 0.0, 1.0  # bounded metrics share one axis
-        pad = (b - a) * 0.05 or 0.5
+        # each metric on its own axis, the interval in its middle half (the ends are labelled)
+        pad = (b - a) * 0.5 or (abs(a) * 0.05 or 0.05)
         a, b = a - pad, b + pad
 
         def sx(v: float, a: float = a, b: float = b) -> float:
@@ -457,13 +456,16 @@ def _cv(cv: Mapping[str, Any] | None) -> str:
 
         body.append(f'<text x="0" y="{y + 10}">{_e(name)}</text>')
         body.append(
-            f'<line x1="{label_w}" y1="{y + 7}" x2="{label_w + w}" y2="{y + 7}" stroke="#eee"/>'
+            f'<line x1="{label_w}" y1="{y + 7}" x2="{label_w + w}" y2="{y + 7}" stroke="#ddd"/>'
+            f'<text class="axis" x="{label_w}" y="{y + 20}" fill="#999">{a:.3f}</text>'
+            f'<text class="axis" x="{label_w + w}" y="{y + 20}" text-anchor="end" fill="#999">'
+            f"{b:.3f}</text>"
         )
         if lo is not None and hi is not None:
             body.append(
-                f'<line class="ci" data-metric="{_e(name)}" data-low="{lo!r}" data-high="{hi!r}" '
-                f'x1="{sx(lo)}" y1="{y + 7}" x2="{sx(hi)}" y2="{y + 7}" stroke="#1f77b4" '
-                'stroke-width="3"/>'
+                f'<rect class="ci" data-metric="{_e(name)}" data-low="{lo!r}" data-high="{hi!r}" '
+                f'x="{sx(lo)}" y="{y + 4}" width="{max(sx(hi) - sx(lo), 1.0):.2f}" height="6" '
+                'fill="#1f77b4" opacity="0.8"/>'
             )
         if mean is not None:
             body.append(
