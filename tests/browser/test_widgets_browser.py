@@ -318,6 +318,41 @@ def test_registry_widget_promotes_after_confirmation(page, lab, seeded, notebook
     _shot(page, ".wb-registry", "registry")
 
 
+def test_registry_widget_shows_an_evaluation_and_opens_its_report(page, lab, seeded, notebook):
+    from tests.test_report import cancer_evaluation
+    from workbench.api import Workbench
+
+    with Workbench(lab.home) as bench:
+        mv = bench.registry.get("bc-model", 2)
+        bench.store.evaluations.add(mv.id, holdout_version_id=None, **cancer_evaluation())
+        ev = bench.registry.evaluation("bc-model", 2)
+    _start(page, notebook)
+    run_cell(page, 'bench.registry.get("bc-model", 2)')
+    card = page.locator('.wb-registry .wb-eval[data-version="2"]').last
+    card.wait_for()
+    for name, value in ev["metrics"].items():
+        cells = card.locator(f'.wb-eval-metrics tr[data-metric="{name}"] td')
+        assert float(cells.nth(1).inner_text()) == pytest.approx(value, abs=5e-5)
+    cv = ev["cv"]["f1"]
+    assert card.locator('tr[data-metric="f1"] svg.wb-ci line.wb-ci-bar').count() == 1
+    assert f"[{round(cv['ci_low'], 4)}, {round(cv['ci_high'], 4)}]" in card.inner_text()
+    gate = card.locator(".wb-gate")
+    assert gate.get_attribute("data-passed") == str(ev["gate"]["passed"]).lower()
+    assert f"n={ev['gate']['n']}" in gate.inner_text()
+    assert sorted(card.locator(".wb-eval-groups tr[data-group]").evaluate_all(
+        "rs => rs.map(r => r.dataset.group)")) == ["a<b>", "c"]  # fmt: skip
+    card.locator('button[data-action="report"]').click()
+    frame = page.frame_locator(".wb-registry .wb-report-frame").last
+    frame.locator("#roc-curve").wait_for(timeout=30_000)
+    (cls,) = ev["details"]["roc"]
+    legend = frame.locator(f'.series-label[data-class="{cls}"]').first.inner_text()
+    assert legend == f"{cls} (AUC {ev['details']['roc'][cls]['auc']:.4f})"
+    assert frame.locator('#metrics tr[data-metric="f1"] td').nth(1).inner_text() == (
+        f"{ev['metrics']['f1']:.4f}"
+    )
+    _shot(page, ".wb-registry", "registry_evaluation")
+
+
 def test_deployment_widget_shows_traffic_requests_and_canary(page, lab, seeded, notebook):
     _start(page, notebook)
     run_cell(page, 'bench.widgets.deployment("bc-model")')
