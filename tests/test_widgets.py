@@ -1038,6 +1038,7 @@ def test_registry_widget_shows_evaluations_and_opens_the_stored_report(registry)
     metrics = {m["name"]: m for m in ev["metrics"]}
     assert metrics["roc_auc"]["value"] == 0.97 and metrics["roc_auc"]["cv"] is None
     assert metrics["f1"]["cv"] == {"mean": 0.9, "ci_low": 0.875, "ci_high": 0.925, "n_folds": 5}
+    assert isinstance(metrics["f1"]["cv"]["n_folds"], int)
     assert ev["holdout"] == "cancer v1" and ev["n"] == 171 and not ev["has_report"]
     assert ev["gate"]["passed"] is False and ev["gate"]["interval"] == [-0.01, 0.03]
     assert ev["gate"]["evidence"] == "not enough evidence"

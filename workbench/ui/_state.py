@@ -324,7 +324,10 @@ def evaluation_summary(
                 "value": _num(metrics.get(name)),
                 "cv": None
                 if c is None
-                else {k: _num(c.get(k)) for k in ("mean", "ci_low", "ci_high", "n_folds")},
+                else {
+                    **{k: _num(c.get(k)) for k in ("mean", "ci_low", "ci_high")},
+                    "n_folds": None if _num(c.get("n_folds")) is None else int(c["n_folds"]),
+                },
             }
         )
     fairness = None
