@@ -325,3 +325,31 @@ def test_report_is_stored_once_and_reused(registry, store, tmp_path):
 def test_a_version_without_evaluation_says_how_to_get_one(registry):
     with pytest.raises(NotFoundError, match="holdout"):
         registry.report("cancer<x>", 1)
+
+
+def test_multiclass_report_draws_one_vs_rest_curves_per_class():
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    idx = np.random.default_rng(0).permutation(len(y))
+    tr, te = idx[:100], idx[100:]
+    m = LogisticRegression(max_iter=1000).fit(X[tr], names[tr])
+    ev = evaluate(
+        Predictions.of(
+            "classification",
+            names[te],
+            m.predict(X[te]),
+            classes=list(m.classes_),
+            proba=m.predict_proba(X[te]),
+        )
+    )
+    tree = Tree(render_report({"model": "iris", "version": 3, "evaluation": ev.as_dict()}))
+    for chart, key in (("roc-curve", "roc"), ("pr-curve", "pr")):
+        series = [n for n in tree.by_id(chart).iter() if n.tag == "polyline"]
+        assert sorted(s.attrs["data-class"] for s in series) == sorted(ev.details[key])
+        assert len(series) == 3
+    cells = [n for n in tree.by_id("confusion-matrix").iter() if "data-count" in n.attrs]
+    assert len(cells) == 9 and sum(int(c.text) for c in cells) == 50
+    assert not tree.find(id="cv-intervals") and not tree.find(id="gate-verdict")  # absent parts
