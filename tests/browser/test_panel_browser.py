@@ -61,6 +61,12 @@ def test_side_panel_shows_an_experiments_trials(page, seeded):
     text = panel.locator(".jp-WorkbenchPanel-trials").inner_text()
     for t in seeded["bench"].experiments.trials(result.experiment_id):
         assert f"{t['metrics']['f1']:.4f}" in text
+        # the CV column: mean [95% interval] over the trial's 2 recorded folds
+        cv = t["cv"]["f1"]
+        shown = panel.locator(
+            f'.jp-WorkbenchPanel-trial[data-trial="{t["trial_id"]}"] .jp-WorkbenchPanel-cv'
+        ).inner_text()
+        assert shown == f"{cv['mean']:.3f} [{cv['ci_low']:.3f}, {cv['ci_high']:.3f}]"
     screenshot(page, "panel-experiments")
 
 
