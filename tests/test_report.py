@@ -124,9 +124,9 @@ def cancer_evaluation():
         "by_group": {"grp": by_group},
         "gaps": {"grp": {"f1_difference": abs(by_group["a<b>"]["f1"] - by_group["c"]["f1"])}},
     }
-    gate = Gate(metric="roc_auc", test="paired_bootstrap", min_samples=30).judge(
-        preds(weak, slice(0, 2)), mine
-    )
+    gate = Gate(
+        metric="roc_auc", test="paired_bootstrap", min_samples=30, guarded=("log_loss",)
+    ).judge(preds(weak, slice(0, 2)), mine)
     return {
         "metrics": ev.metrics,
         "details": ev.details,
@@ -253,6 +253,10 @@ def test_report_parses_holds_every_chart_and_the_stored_numbers(registry, store)
     ]
     (n_row,) = [n for n in gate.iter() if n.attrs.get("data-field") == "holdout rows (n)"]
     assert n_row.all_text().endswith(str(ev["gate"]["n"]))
+    (guard,) = [n for n in gate.iter() if n.attrs.get("data-name") == "log_loss"]
+    g = ev["gate"]["guarded"]["log_loss"]
+    assert guard.attrs["data-passed"] == str(g["passed"]).lower()
+    assert f"interval [{_f(g['interval'][0])}, {_f(g['interval'][1])}]" in guard.all_text()
     # fairness: per-group bars and the gap, escaped group names intact after parsing
     groups = ev["fairness"]["by_group"]["grp"]
     gbars = [n for n in tree.by_id("group-bars-grp").iter() if n.tag == "rect"]

@@ -190,12 +190,13 @@ def _gate(gate: Mapping[str, Any] | None) -> str:
     for kind in ("guarded", "fairness"):
         for name, figs in (gate.get(kind) or {}).items():
             figs = figs if isinstance(figs, Mapping) else {}
-            text = ", ".join(
-                f"{_e(k)} {fmt(v)}" for k, v in figs.items() if not isinstance(v, list)
-            )
+            text = ", ".join(_figure(k, v) for k, v in figs.items() if k != "passed")
+            ok = figs.get("passed")
+            mark = "" if ok is None else f' data-passed="{str(bool(ok)).lower()}"'
             cells += (
-                f'<tr data-field="{kind}" data-name="{_e(name)}"><td class="l">{kind}: {_e(name)}'
-                f"</td><td>{text}</td></tr>"
+                f'<tr data-field="{kind}" data-name="{_e(name)}"{mark}><td class="l">{kind}: '
+                f"{_e(name)}</td><td>{text}{'' if ok is None else (' · ok' if ok else ' · FAILED')}"
+                "</td></tr>"
             )
     word = "passed" if passed else "refused"
     return (
@@ -204,6 +205,13 @@ def _gate(gate: Mapping[str, Any] | None) -> str:
         f'<p class="verdict {word}"><b>{word}</b>: {_e(gate.get("reason", ""))}</p>'
         f"<table>{cells}</table></section>"
     )
+
+
+def _figure(key: str, value: Any) -> str:
+    """One figure of a guarded metric or a fairness bound: ``name value`` or ``name [low, high]``."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"{_e(key)} [{fmt(value[0])}, {fmt(value[1])}]"
+    return f"{_e(key)} {fmt(value)}"
 
 
 def _curves(details: Mapping[str, Any]) -> str:
