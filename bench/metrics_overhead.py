@@ -13,8 +13,8 @@ the *same* search:
 
 The switch must reach the Ray workers, which inherit the environment of the process that
 started Ray, so each run is its own Python process with its own private Ray (its start is not
-timed: only ``search`` is). Runs alternate ``rich``, ``basic``, ``rich``... so a change in machine
-load hits both alike; the 1-minute load average is printed with each run. A second, Ray-free
+timed: only ``search`` is). Each repeat runs both back to back, the order alternating between
+repeats, so a change in machine load hits both alike; the 1-minute load average is printed with each run. A second, Ray-free
 figure times ``fold_scores`` alone for the same 64 configurations in this process (the trial
 body without Tune around it, the two variants alternating per configuration), to show the
 metrics' own cost.
@@ -127,7 +127,8 @@ def main() -> int:
 
     runs: dict[str, list[float]] = {"rich": [], "basic": []}
     for r in range(args.repeats):
-        for variant in ("rich", "basic"):
+        # the order alternates between repeats: a load that keeps rising does not favour one
+        for variant in ("rich", "basic") if r % 2 == 0 else ("basic", "rich"):
             env = dict(os.environ)
             env.pop("WORKBENCH_FOLD_METRICS", None)
             if variant == "basic":
