@@ -163,3 +163,37 @@ def test_a_candidate_registered_with_its_gate_verdict(searched):
     ev = bench.registry.evaluation("bc-gated", mv.version)
     assert ev["gate"]["passed"] is True and ev["gate"]["metric"] == "roc_auc"
     assert ev["gate"]["challenger"] == pytest.approx(candidate.metrics["roc_auc"])
+
+
+def _has_fairness() -> bool:
+    import workbench.evaluation as ev
+
+    return hasattr(ev, "fairness_report")
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(
+    not _has_fairness(), reason="workbench.evaluation.fairness_report (part C) not there yet"
+)
+def test_sensitive_features_give_the_evaluation_its_fairness_report(searched):
+    import polars as pl
+
+    bench, parts, result = searched
+    df = bench.datasets.load(parts["train"])
+    groups = pl.when(pl.col(df.columns[0]) > pl.col(df.columns[0]).median()).then(pl.lit("high"))
+    df = df.with_columns(groups.otherwise(pl.lit("low")).alias("group"))
+    dv = bench.datasets.ingest(df, name="bc-groups", target=parts["train"].target)
+    split = bench.datasets.split(dv, {"train": 0.7, "holdout": 0.3})
+    mv = bench.register_best(
+        result,
+        model="bc-fair",
+        train=split["train"],
+        holdout=split["holdout"],
+        sensitive_features=["group"],
+    )
+    ev = bench.registry.evaluation("bc-fair", mv.version)
+    fairness = ev["fairness"]
+    assert fairness["sensitive_features"] == ["group"]
+    counts = {g: v["count"] for g, v in fairness["by_group"]["group"].items()}
+    assert set(counts) == {"high", "low"} and sum(counts.values()) == split["holdout"].n_rows
+    assert "demographic_parity_difference" in fairness["gaps"]["group"]
