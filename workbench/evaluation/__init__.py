@@ -2,6 +2,7 @@
 
 from workbench.evaluation._cv import cv_summary
 from workbench.evaluation._evaluate import Evaluation, evaluate, prediction_metrics
+from workbench.evaluation._fairness import fairness_gaps, fairness_report
 from workbench.evaluation._metrics import (
     LOWER_IS_BETTER,
     METRICS,
@@ -42,4 +43,6 @@ __all__ = [
     "paired_bootstrap_many",
     "mcnemar",
     "render_report",
+    "fairness_report",
+    "fairness_gaps",
 ]

@@ -1,0 +1,210 @@
+"""Fairness: a model's metrics per group of each sensitive feature and the gaps between groups, through
+fairlearn's ``MetricFrame`` (pure, no Ray)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from workbench.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from workbench.evaluation._predictions import Predictions
+
+__all__ = ["fairness_report", "fairness_gaps", "GAPS"]
+
+#: the gaps between groups a report always carries for a classifier (every ``<metric>_difference``
+#: comes on top); a ``*_ratio`` is 1 at parity and a floor in a gate, the others 0 and a ceiling
+GAPS = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "selection_rate")
+REGRESSION_METRICS = ("rmse", "mae", "mean_prediction")
+
+
+def _number(value: Any) -> float | None:
+    """A plain float, or None for NaN/inf (a metric undefined in a group): JSON has no NaN."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _metric_functions(task: str, classes: Sequence[str]) -> dict[str, Callable[..., float]]:
+    """Per-row metric functions of (y_true, y_pred) for MetricFrame.
+
+    Classification: accuracy and macro precision/recall/F1 over ``classes`` (the model's own, so a
+    group missing a class is scored on the same footing), and the selection rate, the share
+    predicted as the positive class (``classes[1]`` of a binary model; for more classes the
+    share predicted as the most frequent prediction overall is not meaningful, so it is left out).
+    """
+    import numpy as np
+    from sklearn import metrics as skm
+
+    if task == "regression":
+        return {
+            "rmse": lambda t, p: float(np.sqrt(np.mean((np.asarray(t) - np.asarray(p)) ** 2))),
+            "mae": lambda t, p: float(np.mean(np.abs(np.asarray(t) - np.asarray(p)))),
+            "mean_prediction": lambda t, p: float(np.mean(p)),
+        }
+    labels = list(classes)
+
+    def macro(fn: Callable[..., Any]) -> Callable[[Any, Any], float]:
+        return lambda t, p: float(fn(t, p, labels=labels, average="macro", zero_division=0))
+
+    out: dict[str, Callable[..., float]] = {
+        "accuracy": lambda t, p: float(skm.accuracy_score(t, p)),
+        "precision": macro(skm.precision_score),
+        "recall": macro(skm.recall_score),
+        "f1": macro(skm.f1_score),
+    }
+    if len(labels) == 2:
+        positive = labels[1]
+        out["selection_rate"] = lambda t, p: float(np.mean(np.asarray(p) == positive))
+    return out
+
+
+def fairness_report(preds: Predictions, *, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per-group metrics and the gaps between groups, for each sensitive feature of ``preds``.
+
+    Classification: accuracy, macro precision/recall/F1 and (binary) the selection rate (the share
+    predicted as the positive class, ``classes[1]``) per group; the gaps are fairlearn's
+    demographic-parity difference and ratio and equalized-odds difference (the larger of the
+    true- and false-positive-rate gaps) of the positive class for a binary model, and for more
+    classes the worst of each class taken one-vs-rest. Regression: RMSE, MAE and the mean
+    prediction per group. Every metric also gives ``<metric>_difference``: max minus min over
+    the groups. ``count`` is each group's number of rows: a small group's figures are noisy, and
+    a metric undefined in a group (no positive row, for the true-positive rate) is None.
+
+    Returns ``{"sensitive_features", "overall", "by_group": {feature: {group: {metric: v,
+    "count": n}}}, "gaps": {feature: {gap: v}}}``, JSON-able (NaN becomes None).
+
+    Examples
+    --------
+    >>> from workbench.evaluation import Predictions
+    >>> p = Predictions.of("classification", ["y", "n", "y", "n"], ["y", "n", "n", "n"],
+    ...                    classes=["n", "y"], sensitive={"sex": ["f", "f", "m", "m"]})
+    >>> r = fairness_report(p)
+    >>> r["by_group"]["sex"]["f"]["selection_rate"], r["by_group"]["sex"]["m"]["selection_rate"]
+    (0.5, 0.0)
+    >>> r["gaps"]["sex"]["demographic_parity_difference"]
+    0.5
+    """
+    import numpy as np
+    from fairlearn.metrics import MetricFrame
+
+    if not preds.sensitive:
+        raise ConfigError(
+            "these predictions carry no sensitive groups: score the model with "
+            "sensitive_features=[...] (bench.experiments.predict(bundle, holdout, "
+            "sensitive_features=['sex']))."
+        )
+    functions = _metric_functions(preds.task, preds.classes)
+    if metrics is not None:
+        unknown = sorted(set(metrics) - set(functions))
+        if unknown:
+            raise ConfigError(
+                f"fairness metrics {unknown} are not available for this model; choose from "
+                f"{sorted(functions)}"
+            )
+        functions = {m: functions[m] for m in metrics}
+    y_true, y_pred = np.asarray(preds.y_true), np.asarray(preds.y_pred)
+    overall: dict[str, Any] = {}
+    by_group: dict[str, Any] = {}
+    gaps: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        # a group without a positive row makes a rate 0/0; it is reported as None, not warned
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        for feature, groups in preds.sensitive.items():
+            groups = np.asarray(groups)
+            frame = MetricFrame(
+                metrics=functions, y_true=y_true, y_pred=y_pred, sensitive_features=groups
+            )
+            if not overall:
+                overall = {m: _number(v) for m, v in frame.overall.items()}
+            table = frame.by_group
+            counts = {
+                str(g): int(c) for g, c in zip(*np.unique(groups, return_counts=True), strict=True)
+            }
+            by_group[feature] = {
+                str(g): {
+                    **{m: _number(table.loc[g, m]) for m in functions},
+                    "count": counts[str(g)],
+                }
+                for g in table.index
+            }
+            feature_gaps: dict[str, Any] = {}
+            if preds.task == "classification":
+                feature_gaps.update(_classification_gaps(y_true, y_pred, groups, preds.classes))
+            for m in functions:
+                values = [v[m] for v in by_group[feature].values() if v[m] is not None]
+                feature_gaps[f"{m}_difference"] = (
+                    _number(max(values) - min(values)) if values else None
+                )
+            gaps[feature] = feature_gaps
+    return {
+        "sensitive_features": list(preds.sensitive),
+        "overall": overall,
+        "by_group": by_group,
+        "gaps": gaps,
+    }
+
+
+def _classification_gaps(
+    y_true: Any, y_pred: Any, groups: Any, classes: Sequence[str]
+) -> dict[str, float | None]:
+    """fairlearn's parity gaps of the positive class (binary), or the worst class one-vs-rest."""
+    import numpy as np
+    from fairlearn.metrics import (
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+    )
+
+    positives = [classes[1]] if len(classes) == 2 else list(classes)
+    worst: dict[str, float | None] = {}
+    for positive in positives:
+        t = (np.asarray(y_true) == positive).astype(int)
+        p = (np.asarray(y_pred) == positive).astype(int)
+        values = {
+            "demographic_parity_difference": demographic_parity_difference(
+                t, p, sensitive_features=groups
+            ),
+            "demographic_parity_ratio": demographic_parity_ratio(t, p, sensitive_features=groups),
+            "equalized_odds_difference": equalized_odds_difference(t, p, sensitive_features=groups),
+        }
+        for name, value in values.items():
+            v = _number(value)
+            if v is None:
+                worst.setdefault(name, None)
+                continue
+            old = worst.get(name)
+            if old is None or (v < old if name.endswith("_ratio") else v > old):
+                worst[name] = v
+    return worst
+
+
+def fairness_gaps(preds: Predictions) -> dict[str, float]:
+    """Each gap of :func:`fairness_report` at its worst over the sensitive features: the largest
+    difference, the smallest ratio (undefined gaps are left out).
+
+    Examples
+    --------
+    >>> from workbench.evaluation import Predictions
+    >>> p = Predictions.of("classification", ["y", "n", "y", "n"], ["y", "n", "n", "n"],
+    ...                    classes=["n", "y"], sensitive={"sex": ["f", "f", "m", "m"]})
+    >>> fairness_gaps(p)["demographic_parity_difference"]
+    0.5
+    """
+    out: dict[str, float] = {}
+    for feature_gaps in fairness_report(preds)["gaps"].values():
+        for name, value in feature_gaps.items():
+            if value is None:
+                continue
+            old = out.get(name)
+            if old is None or (value < old if name.endswith("_ratio") else value > old):
+                out[name] = value
+    return out
