@@ -21,6 +21,7 @@ Usage::
 
     .venv/bin/python bench/feature_search.py                     # 3 seeds, 1,200 rows, 4 samples/family
     .venv/bin/python bench/feature_search.py --seeds 1 --rows 600 --samples 2
+    .venv/bin/python bench/feature_search.py --data cancer       # clean numbers: the cost side
 """
 
 from __future__ import annotations
@@ -38,10 +39,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def one_seed(bench, seed: int, rows: int, samples: int) -> dict[str, dict[str, float]]:
+def dataset(bench, data: str, seed: int, rows: int):
+    """``orders``: the synthetic rows; ``cancer``: scikit-learn's breast-cancer data (30 clean
+    numbers, where the default pipeline already suits and feature search can only cost time)."""
+    if data == "cancer":
+        from workbench.datasets import write_breast_cancer_csv
+
+        path = write_breast_cancer_csv(Path(bench.settings.home) / f"bc{seed}.csv")
+        return bench.datasets.ingest(path, name=f"bc{seed}", target="diagnosis")
     from tests.test_feature_search import make_frame
 
-    dv = bench.datasets.ingest(make_frame(rows, seed=seed), name=f"shop{seed}", target="label")
+    return bench.datasets.ingest(make_frame(rows, seed=seed), name=f"shop{seed}", target="label")
+
+
+def one_seed(bench, data: str, seed: int, rows: int, samples: int) -> dict[str, dict[str, float]]:
+    from collections import Counter
+
+    dv = dataset(bench, data, seed, rows)
     parts = bench.datasets.split(dv, {"train": 0.75, "holdout": 0.25}, seed=seed)
     out = {}
     order = [("fixed", False), ("features", True)]
@@ -66,6 +80,7 @@ def one_seed(bench, seed: int, rows: int, samples: int) -> dict[str, dict[str, f
             "f1": holdout["f1"],
             "roc_auc": holdout.get("roc_auc", float("nan")),
             "trials": len(result.trials),
+            "status": dict(Counter(t["status"] for t in result.trials)),
             "load": load,
             "best": f"{result.best_config['family']} / {chosen}",
         }
@@ -91,6 +106,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1200)
     parser.add_argument("--samples", type=int, default=4, help="trials per model family")
+    parser.add_argument("--data", choices=("orders", "cancer"), default="orders")
     args = parser.parse_args()
 
     from workbench.api import Workbench
@@ -98,14 +114,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench = Workbench(Path(tmp) / "wb")
         bench.stages.connect()  # Ray's start is not timed
-        runs = [one_seed(bench, s, args.rows, args.samples) for s in range(args.seeds)]
+        runs = [one_seed(bench, args.data, s, args.rows, args.samples) for s in range(args.seeds)]
         bench.store.close()
 
     def med(variant: str, key: str) -> float:
         return statistics.median(r[variant][key] for r in runs)
 
     summary = {
-        "rows": args.rows,
+        "data": args.data,
+        "rows": args.rows if args.data == "orders" else 569,
         "trials_per_search": runs[0]["fixed"]["trials"],
         "seeds": args.seeds,
         "fixed": {k: med("fixed", k) for k in ("f1", "roc_auc", "wall_s")},
