@@ -198,10 +198,6 @@ def _selection_gap(p):
 
 
 def test_the_fairness_bound_refuses_a_challenger_unfair_by_construction():
-    import workbench.evaluation as ev
-
-    if not hasattr(ev, "fairness_gaps"):
-        pytest.skip("workbench.evaluation.fairness_gaps (issue 13 part C) is not there yet")
     gate = Gate(
         "accuracy",
         margin=-1.0,  # any accuracy: this gate is about fairness alone

@@ -515,22 +515,39 @@ class Gate:
                 "...), bench.experiments.predict(..., sensitive_features=...))"
             )
         from workbench.evaluation import fairness_gaps
+        from workbench.evaluation._fairness import GAPS  # the gaps every report has: one owner
 
         gaps_a, gaps_b = fairness_gaps(champion), fairness_gaps(challenger)
         figures, refused = {}, []
+        known = set(gaps_a) | set(gaps_b) | set(GAPS)
         for name, bound in self.fairness.items():
-            if name not in gaps_a or name not in gaps_b:
+            if name not in known and not name.endswith("_difference"):
                 raise ConfigError(
-                    f"Gate(fairness=...) has no gap {name!r}; the gaps are {sorted(gaps_b)}"
+                    f"Gate(fairness=...) has no gap {name!r}; the gaps are {sorted(known)} "
+                    "(and <metric>_difference for a metric of the fairness report)"
                 )
-            a, b = float(gaps_a[name]), float(gaps_b[name])
+            if name not in gaps_b:  # undefined for the challenger (e.g. a ratio of 0/0 rates)
+                a_ = gaps_a.get(name)
+                figures[name] = {
+                    "champion": None if a_ is None else float(a_),
+                    "challenger": None,
+                    "bound": float(bound),
+                    "passed": True,
+                }
+                continue
+            b = float(gaps_b[name])
             floor = name.endswith("_ratio")  # parity is 1: a ratio bound is a minimum
+            a = float(gaps_a[name]) if name in gaps_a else (math.inf if floor else -math.inf)
             beyond = b < bound if floor else b > bound
-            wider = b < a if floor else b > a
+            wider = b < a if floor else b > a  # a gap the champion lacks counts as widened
             ok = not (beyond and wider)
+            a = a if math.isfinite(a) else None
             figures[name] = {"champion": a, "challenger": b, "bound": float(bound), "passed": ok}
             if not ok:
-                refused.append(f"{name} {b:.4f} {'<' if floor else '>'} {bound} (champion {a:.4f})")
+                champ_text = "undefined" if a is None else f"{a:.4f}"
+                refused.append(
+                    f"{name} {b:.4f} {'<' if floor else '>'} {bound} (champion {champ_text})"
+                )
         reason = verdict.reason
         if refused:
             reason += "; fairness: " + ", ".join(refused)
