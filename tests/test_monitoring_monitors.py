@@ -337,6 +337,33 @@ def test_performance_from_labels_joined_by_request_id(env):
     assert [a["severity"] for a in env.received] == ["critical"]
 
 
+def test_performance_per_group_flags_the_group_it_fails_while_the_average_holds(env):
+    mon = env.monitoring.performance_monitor(
+        "svc", window=200, metric="accuracy", min_value=0.7, group_by="city", min_group_rows=20
+    )
+    ids = env.log(env.rows(200))
+    requests = env.store.deployments.list_requests("svc")
+    city = {r["request_id"]: r["features"][0]["city"] for r in requests}
+    pred = {r["request_id"]: r["prediction"][0] for r in requests}
+    flip = {"pos": "neg", "neg": "pos"}
+    # every label right except Rome's (about 20 % of the rows): wrong there every time
+    env.monitoring.record_labels(
+        {rid: flip[pred[rid]] if city[rid] == "rome" else pred[rid] for rid in ids}
+    )
+    (window,) = mon.check()
+    rome = sum(c == "rome" for c in city.values())
+    assert window["value"] == pytest.approx(1 - rome / 200) and window["value"] > 0.7
+    assert window["by_group"]["rome"] == {"n": rome, "accuracy": 0.0, "judged": rome >= 20}
+    assert window["by_group"]["lyon"]["accuracy"] == 1.0
+    assert window["verdict"] == "degraded" and window["failing_groups"] == ["rome"]
+    (alert,) = env.received
+    assert "city=rome 0.000" in alert["title"] and alert["severity"] == "critical"
+    stored = env.store.monitors.list_windows(mon.name)[-1]
+    assert stored["detail"]["by_group"]["oslo"]["n"] == sum(c == "oslo" for c in city.values())
+    with pytest.raises(ConfigError, match="not a feature"):
+        env.monitoring.performance_monitor("svc", name="p2", min_value=0.5, group_by="sex")
+
+
 def test_operational_latency_errors_throughput(env):
     mon = env.monitoring.operational_monitor(
         "svc", window=50, max_p99_ms=100.0, max_error_rate=0.05, min_rows=20

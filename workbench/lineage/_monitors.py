@@ -306,14 +306,16 @@ class MonitorRepository(Repository):
     def list_labels_after(
         self, deployment: str, after: int = 0, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Labelled requests in the order their labels arrived (``label_seq``), after ``after``.
+        """Labelled requests (``prediction``, ``label`` and ``features``, each a list with one entry
+        per record) in the order their labels arrived (``label_seq``), after ``after``.
 
         A label recorded again for the same request gets a new ``label_seq``.
         """
         dep = self._deployments.get(deployment)
         sql = (
             "SELECT f.rowid AS label_seq, f.label_json, f.at AS labeled_at, r.id, r.request_id, "
-            "r.model_version_id, v.version AS model_version, r.prediction_json, r.status_code, r.at "
+            "r.model_version_id, v.version AS model_version, r.prediction_json, r.features_json, "
+            "r.status_code, r.at "
             "FROM feedback f JOIN request_logs r ON r.request_id = f.request_id "
             "LEFT JOIN model_versions v ON v.id = r.model_version_id "
             "WHERE r.deployment_id = ? AND f.rowid > ? ORDER BY f.rowid"

@@ -406,6 +406,12 @@ class PerformanceMonitor(_Monitor):
     ``degraded`` (``is_drift`` true: performance drift). The floor is
     ``min_value``, else the deployed version's registered holdout metric
     minus ``tolerance``.
+
+    With ``group_by`` (a feature of the requests, such as ``"sex"``), the metric is also measured
+    per group of that feature's values (``by_group``); a group with at least ``min_group_rows``
+    labelled records whose metric falls below the floor (above the ceiling) makes the window
+    ``degraded`` too, even when the overall figure holds, and the alert names it: a model can
+    stay accurate on average while it fails one group.
     """
 
     kind = "performance"
@@ -421,12 +427,24 @@ class PerformanceMonitor(_Monitor):
         windows = split_windows(rows, self.spec, records_of=self._pairs)
         return [self._evaluate(w) for w in windows]
 
-    @staticmethod
-    def _pairs(row: dict[str, Any]) -> list[tuple[Any, Any, Any]]:
+    def _pairs(self, row: dict[str, Any]) -> list[tuple[Any, Any, Any, Any]]:
+        """``(model version, prediction, label, group)`` per record of a labelled request (the
+        group is the ``group_by`` feature's value as text, None without ``group_by``)."""
         preds, labels = row["prediction"], row["label"]
         if row.get("status_code", 200) != 200 or len(preds) != len(labels):
-            return [("unpaired", None, None)] * max(len(labels), 1)
-        return [(row.get("model_version"), p, y) for p, y in zip(preds, labels, strict=True)]
+            return [("unpaired", None, None, None)] * max(len(labels), 1)
+        by = self.config.get("group_by")
+        records = row.get("features") or []
+        groups: list[Any] = [None] * len(preds)
+        if by and len(records) == len(preds):
+            groups = [
+                None if not isinstance(r, dict) or r.get(by) is None else str(r[by])
+                for r in records
+            ]
+        return [
+            (row.get("model_version"), p, y, g)
+            for p, y, g in zip(preds, labels, groups, strict=True)
+        ]
 
     def _evaluate(self, w: Window) -> dict[str, Any]:
         from workbench.evaluation import lower_is_better, regression_score, score
@@ -460,21 +478,36 @@ class PerformanceMonitor(_Monitor):
             self._alert(INSUFFICIENT, f"{reason} ({self.deployment})", detail, result_id)
             return {"id": result_id, "verdict": INSUFFICIENT, "is_drift": False, "reason": reason}
 
-        def measure(subset: Sequence[tuple[Any, Any, Any]]) -> float:
+        def measure(subset: Sequence[tuple[Any, ...]]) -> float:
             if task == "regression":
                 return regression_score(
-                    [float(y) for _, _, y in subset], [float(p) for _, p, _ in subset]
+                    [float(r[2]) for r in subset], [float(r[1]) for r in subset]
                 )[metric]
-            return score([str(y) for _, _, y in subset], [str(p) for _, p, _ in subset])[metric]
+            return score([str(r[2]) for r in subset], [str(r[1]) for r in subset])[metric]
 
         value = measure(pairs)
         bound = float(self.config["bound"])
         lower = lower_is_better(metric)
-        degraded = value > bound if lower else value < bound
+
+        def beyond(v: float) -> bool:
+            return v > bound if lower else v < bound
+
         by_version: dict[str, Any] = {}
-        for version in sorted({str(v) for v, _, _ in pairs}):
+        for version in sorted({str(r[0]) for r in pairs}):
             subset = [p for p in pairs if str(p[0]) == version]
             by_version[version] = {"n": len(subset), metric: measure(subset)}
+        by_group: dict[str, Any] = {}
+        failing_groups: list[str] = []
+        if self.config.get("group_by"):
+            min_group = int(self.config.get("min_group_rows") or 1)
+            for group in sorted({r[3] for r in pairs if r[3] is not None}):
+                subset = [p for p in pairs if p[3] == group]
+                v = measure(subset)
+                judged = len(subset) >= min_group
+                by_group[group] = {"n": len(subset), metric: v, "judged": judged}
+                if judged and beyond(v):
+                    failing_groups.append(group)
+        degraded = beyond(value) or bool(failing_groups)
         verdict = DEGRADED if degraded else OK
         detail = {
             **base,
@@ -485,6 +518,10 @@ class PerformanceMonitor(_Monitor):
             "baseline": self.config.get("baseline"),
             "by_version": by_version,
         }
+        if self.config.get("group_by"):
+            detail.update(
+                group_by=self.config["group_by"], by_group=by_group, failing_groups=failing_groups
+            )
         result_id = self.store.monitors.record_window(
             self.name,
             first_request_log_id=min(r["id"] for r in w.requests),
@@ -497,14 +534,32 @@ class PerformanceMonitor(_Monitor):
             state=state,
         )
         if degraded:
+            kind = "ceiling" if lower else "floor"
+            if beyond(value):
+                message = (
+                    f"{metric} of {self.deployment} fell to {value:.3f} ({kind} {bound:.3f}) "
+                    f"over {len(pairs)} labelled records"
+                )
+            else:
+                worst = ", ".join(
+                    f"{g} {by_group[g][metric]:.3f} (n={by_group[g]['n']})" for g in failing_groups
+                )
+                message = (
+                    f"{metric} of {self.deployment} for {self.config['group_by']}={worst} is past "
+                    f"the {kind} {bound:.3f} (overall {value:.3f} over {len(pairs)} records)"
+                )
             self._alert(
                 DEGRADED,
-                f"{metric} of {self.deployment} fell to {value:.3f} "
-                f"({'ceiling' if lower else 'floor'} {bound:.3f}) over {len(pairs)} labelled records",
-                {"value": value, "bound": bound, "by_version": by_version},
+                message,
+                {
+                    "value": value,
+                    "bound": bound,
+                    "by_version": by_version,
+                    **({"by_group": by_group} if by_group else {}),
+                },
                 result_id,
             )
-        return {
+        out = {
             "id": result_id,
             "verdict": verdict,
             "is_drift": degraded,
@@ -515,6 +570,9 @@ class PerformanceMonitor(_Monitor):
             "n": len(pairs),
             "by_version": by_version,
         }
+        if self.config.get("group_by"):
+            out.update(by_group=by_group, failing_groups=failing_groups)
+        return out
 
 
 class OperationalMonitor(_Monitor):
@@ -793,8 +851,12 @@ class Monitoring:
         min_rows: int | None = None,
         reference: DatasetVersion | None = None,
         alerts: Mapping[str, Any] | None = None,
+        group_by: str | None = None,
+        min_group_rows: int = 10,
     ) -> PerformanceMonitor:
-        """Accuracy/F1 (or R²/RMSE/MAE) per window of labelled requests; see :class:`PerformanceMonitor`."""
+        """Accuracy/F1 (or R²/RMSE/MAE) per window of labelled requests, also per group of the
+        ``group_by`` feature (groups with fewer than ``min_group_rows`` records in a window are
+        shown, not judged); see :class:`PerformanceMonitor`."""
         from workbench.evaluation import lower_is_better, task_metrics
 
         spec = parse_window(window)
@@ -815,10 +877,23 @@ class Monitoring:
                 "pass min_value="
             )
         dv, _ = self._reference(deployment, reference)
+        if group_by is not None:
+            features = dict((mv or {}).get("signature", {}).get("features") or {}) or dict(
+                dv.schema
+            )
+            if group_by not in features:
+                raise ConfigError(
+                    f"group_by={group_by!r} is not a feature of {deployment!r}'s requests; "
+                    f"choose one of {sorted(features)}"
+                )
+            if min_group_rows < 1:
+                raise ConfigError("min_group_rows must be at least 1")
         config = {
             "window": window if not isinstance(window, timedelta) else f"{spec.size:g}s",
             "metric": metric,
             "task": task,
+            "group_by": group_by,
+            "min_group_rows": int(min_group_rows),
             "bound": bound,
             "baseline": baseline,
             "tolerance": tolerance,
