@@ -107,3 +107,38 @@ def test_monitor_windows_over_logged_requests(tmp_path):
     drift = store.monitors.list_windows("svc-drift", drift_only=True)
     assert drift and store.edges(dst=("drift_result", drift[0]["id"]))[0]["src_type"] == "monitor"
     assert store.audit_log()[0]["action"] in {"drift.detected", "monitor.upsert"}
+
+
+def test_a_datetime_feature_is_left_out_by_default_and_compared_as_epoch_seconds_when_named(
+    tmp_path,
+):
+    from datetime import UTC, datetime, timedelta
+
+    from workbench.monitoring._encode import Encoder
+
+    store = Store(tmp_path / "lineage.db")
+    datasets = Datasets(store, ArtifactStore(tmp_path / "artifacts"))
+    start = datetime(2024, 1, 1)
+    frame = pl.DataFrame(
+        {
+            "x": np.arange(50, dtype=float),
+            "when": [start + timedelta(hours=i) for i in range(50)],
+            "y": ["a", "b"] * 25,
+        }
+    )
+    dv = datasets.ingest(frame, name="ref", target="y")
+    assert Monitoring._kinds(dv, None) == {"x": "number"}  # a timestamp always "drifts"
+    kinds = Monitoring._kinds(dv, ["x", "when"])
+    assert kinds == {"x": "number", "when": "datetime"}
+    enc = Encoder.fit(frame.drop("y").to_dicts(), kinds)
+    assert enc.categorical == [] and "when" not in enc.categories
+    logged = [
+        {"x": 1.0, "when": "2024-01-01T02:00:00"},
+        {"x": 2.0, "when": "2024-01-01T03:00:00+01:00"},  # the same instant as 02:00 UTC
+    ]
+    out = enc.encode(logged, min_rows=1)
+    epoch = datetime(2024, 1, 1, 2, tzinfo=UTC).timestamp()
+    assert out.x[:, 1].tolist() == [epoch, epoch]
+    bad = enc.encode([{"x": 1.0, "when": "tomorrow"}], min_rows=1)
+    assert bad.verdict == "schema mismatch" and "ISO-8601" in bad.reason
+    store.close()

@@ -40,7 +40,25 @@ SCHEMA_MISMATCH = "schema mismatch"
 VERDICTS = (OK, DRIFT, DEGRADED, BREACH, INSUFFICIENT, SCHEMA_MISMATCH)
 
 NUMBER = "number"
+#: a date/time feature: compared as seconds since the epoch (UTC), a number like any other
+DATETIME = "datetime"
 _MISSING = object()
+
+
+def _epoch_seconds(value: Any) -> float:
+    """Seconds since 1970-01-01 UTC of a logged ISO-8601 string or a date/datetime read from the
+    reference (naive values are UTC, as training reads them); NaN for a missing value."""
+    from datetime import UTC, date, datetime
+
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)  # ValueError: not a date, reported by the caller
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+    raise TypeError(f"{type(value).__name__} is not a date")
 
 
 def _cat_key(value: Any) -> str:
@@ -85,7 +103,7 @@ class Encoder:
         categories = {
             col: sorted({_cat_key(r[col]) for r in rows if r.get(col) is not None})
             for col, kind in kinds.items()
-            if kind != NUMBER
+            if kind not in (NUMBER, DATETIME)
         }
         return cls(kinds, categories)
 
@@ -95,7 +113,7 @@ class Encoder:
 
     @property
     def categorical(self) -> list[int]:
-        return [j for j, kind in enumerate(self.kinds.values()) if kind != NUMBER]
+        return [j for j, kind in enumerate(self.kinds.values()) if kind not in (NUMBER, DATETIME)]
 
     def to_json(self) -> dict[str, Any]:
         return {"kinds": self.kinds, "categories": self.categories}
@@ -127,6 +145,12 @@ class Encoder:
             n_absent = sum(1 for v in values if v is _MISSING)
             if n_absent:
                 absent[col] = n_absent
+                continue
+            if kind == DATETIME:
+                try:
+                    x[:, j] = [_epoch_seconds(v) for v in values]
+                except (TypeError, ValueError) as exc:
+                    bad[col] = f"holds values that are not ISO-8601 dates ({exc})"
                 continue
             if kind == NUMBER:
                 text = next((v for v in values if isinstance(v, str)), None)
