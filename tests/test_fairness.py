@@ -51,6 +51,7 @@ def test_gaps_of_a_model_unfair_to_one_group_equal_the_construction():
     assert groups["b"]["selection_rate"] == pytest.approx(sel_b)
     assert gaps["accuracy_difference"] == pytest.approx(1.0 - groups["b"]["accuracy"])
     assert r["overall"]["accuracy"] == pytest.approx(_rate(p.y_true == p.y_pred))
+    assert r["notes"] == []  # large groups, each with both classes: nothing to warn about
 
 
 def test_a_fair_model_has_gaps_near_zero_and_the_worst_gap_is_kept():
@@ -137,11 +138,27 @@ def test_a_group_without_positives_is_reported_not_a_crash_and_bad_calls_say_wha
     truth = np.array(["y", "n", "y", "n", "n", "n"])
     pred = np.array(["y", "n", "n", "n", "y", "n"])
     group = np.array(["a", "a", "a", "b", "b", "b"])  # b has no 'y' row: its TPR is undefined
-    r = fairness_report(
-        Predictions.of("classification", truth, pred, classes=["n", "y"], sensitive={"g": group})
-    )
+    p = Predictions.of("classification", truth, pred, classes=["n", "y"], sensitive={"g": group})
+    r = fairness_report(p)
     assert r["by_group"]["g"]["b"]["count"] == 3
     json.dumps(r, allow_nan=False)
+    # the TPR gap needs two groups with positives: only the FPR gap (a 0/1, b 1/3) is left, where
+    # fairlearn counts b's undefined TPR as 0 and reports a's TPR 1/2 as the gap
+    from fairlearn.metrics import equalized_odds_difference
+
+    t, q = (truth == "y").astype(int), (pred == "y").astype(int)
+    assert equalized_odds_difference(t, q, sensitive_features=group) == pytest.approx(0.5)
+    assert r["gaps"]["g"]["equalized_odds_difference"] == pytest.approx(1 / 3)
+    assert any("group b of g has no 'y' rows" in n for n in r["notes"])
+    assert any("group a of g has 3 rows" in n for n in r["notes"])
+    assert not any("rows (fewer" in n for n in fairness_report(p, min_group_size=3)["notes"])
+    # nobody predicted positive: the ratio is 0/0, None in the report, absent from the worst gaps
+    never = Predictions.of(
+        "classification", truth, ["n"] * 6, classes=["n", "y"], sensitive={"g": group}
+    )
+    assert fairness_report(never)["gaps"]["g"]["demographic_parity_ratio"] is None
+    assert "demographic_parity_ratio" not in fairness_gaps(never)
+    assert fairness_gaps(never)["demographic_parity_difference"] == 0.0
     with pytest.raises(ConfigError, match="sensitive_features"):
         fairness_report(Predictions.of("classification", truth, pred, classes=["n", "y"]))
     with pytest.raises(ConfigError, match="choose from"):

@@ -66,7 +66,9 @@ def _metric_functions(task: str, classes: Sequence[str]) -> dict[str, Callable[.
     return out
 
 
-def fairness_report(preds: Predictions, *, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+def fairness_report(
+    preds: Predictions, *, metrics: Sequence[str] | None = None, min_group_size: int = 30
+) -> dict[str, Any]:
     """Per-group metrics and the gaps between groups, for each sensitive feature of ``preds``.
 
     Classification: accuracy, macro precision/recall/F1 and (binary) the selection rate (the share
@@ -76,10 +78,26 @@ def fairness_report(preds: Predictions, *, metrics: Sequence[str] | None = None)
     classes the worst of each class taken one-vs-rest. Regression: RMSE, MAE and the mean
     prediction per group. Every metric also gives ``<metric>_difference``: max minus min over
     the groups. ``count`` is each group's number of rows: a small group's figures are noisy, and
-    a metric undefined in a group (no positive row, for the true-positive rate) is None.
+    a figure undefined in a group is None.
 
-    Returns ``{"sensitive_features", "overall", "by_group": {feature: {group: {metric: v,
-    "count": n}}}, "gaps": {feature: {gap: v}}}``, JSON-able (NaN becomes None).
+    Parameters
+    ----------
+    preds
+        Predictions carrying ``sensitive`` groups (``sensitive_features=[...]`` where they are
+        made).
+    metrics
+        The per-group metrics to compute (default: all of the task's).
+    min_group_size
+        A group with fewer rows is still reported, with a note saying its figures are noisy.
+
+    Returns
+    -------
+    dict
+        ``{"sensitive_features", "overall", "by_group": {feature: {group: {metric: v, "count":
+        n}}}, "gaps": {feature: {gap: v}}, "notes": [str]}``, JSON-able (NaN becomes None).
+        ``notes`` says which groups are small and which figures are undefined and why (a group
+        with no positive row has no true-positive rate: it is left out of
+        ``equalized_odds_difference`` rather than counted as 0, as fairlearn would).
 
     Examples
     --------
@@ -114,6 +132,7 @@ def fairness_report(preds: Predictions, *, metrics: Sequence[str] | None = None)
     overall: dict[str, Any] = {}
     by_group: dict[str, Any] = {}
     gaps: dict[str, Any] = {}
+    notes: list[str] = []
     with warnings.catch_warnings():
         # a group without a positive row makes a rate 0/0; it is reported as None, not warned
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -136,9 +155,19 @@ def fairness_report(preds: Predictions, *, metrics: Sequence[str] | None = None)
                 }
                 for g in table.index
             }
+            for g, c in counts.items():
+                if c < min_group_size:
+                    notes.append(
+                        f"group {g} of {feature} has {c} rows (fewer than {min_group_size}): "
+                        "its figures are noisy"
+                    )
             feature_gaps: dict[str, Any] = {}
             if preds.task == "classification":
-                feature_gaps.update(_classification_gaps(y_true, y_pred, groups, preds.classes))
+                feature_gaps.update(
+                    _classification_gaps(
+                        y_true, y_pred, groups, preds.classes, feature=feature, notes=notes
+                    )
+                )
             for m in functions:
                 values = [v[m] for v in by_group[feature].values() if v[m] is not None]
                 feature_gaps[f"{m}_difference"] = (
@@ -150,18 +179,27 @@ def fairness_report(preds: Predictions, *, metrics: Sequence[str] | None = None)
         "overall": overall,
         "by_group": by_group,
         "gaps": gaps,
+        "notes": list(dict.fromkeys(notes)),
     }
 
 
 def _classification_gaps(
-    y_true: Any, y_pred: Any, groups: Any, classes: Sequence[str]
+    y_true: Any, y_pred: Any, groups: Any, classes: Sequence[str], *, feature: str, notes: list[str]
 ) -> dict[str, float | None]:
-    """fairlearn's parity gaps of the positive class (binary), or the worst class one-vs-rest."""
+    """The parity gaps of the positive class (binary), or the worst class one-vs-rest.
+
+    The per-group selection, true- and false-positive rates come from fairlearn's ``MetricFrame``.
+    A group with no positive row has no true-positive rate (no negative row: no false-positive
+    rate); fairlearn's ``equalized_odds_difference`` counts such a rate as 0, which makes a gap
+    out of a group's absence of positives, so that group is left out of that rate's gap instead
+    and ``notes`` says so. A rate's gap needs two groups where it is defined.
+    """
     import numpy as np
     from fairlearn.metrics import (
-        demographic_parity_difference,
-        demographic_parity_ratio,
-        equalized_odds_difference,
+        MetricFrame,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
     )
 
     positives = [classes[1]] if len(classes) == 2 else list(classes)
@@ -169,12 +207,40 @@ def _classification_gaps(
     for positive in positives:
         t = (np.asarray(y_true) == positive).astype(int)
         p = (np.asarray(y_pred) == positive).astype(int)
+        frame = MetricFrame(
+            metrics={
+                "selection": selection_rate,
+                "tpr": true_positive_rate,
+                "fpr": false_positive_rate,
+                "positives": lambda a, _: int(np.sum(a)),
+                "negatives": lambda a, _: int(np.size(a) - np.sum(a)),
+            },
+            y_true=t,
+            y_pred=p,
+            sensitive_features=groups,
+        ).by_group
+        selection = [float(v) for v in frame["selection"]]
+        rate_gaps: list[float] = []
+        for rate, count, missing in (("tpr", "positives", "no"), ("fpr", "negatives", "only")):
+            defined = [float(v) for v, c in zip(frame[rate], frame[count], strict=True) if c > 0]
+            for g in frame.index[frame[count] == 0]:
+                which = "true" if rate == "tpr" else "false"
+                notes.append(
+                    f"group {g!s} of {feature} has {missing} {positive!r} rows: its {which}-"
+                    "positive rate is undefined and left out of equalized_odds_difference"
+                )
+            if len(defined) >= 2:
+                rate_gaps.append(max(defined) - min(defined))
+        top = max(selection)
+        if top == 0:
+            notes.append(
+                f"no group of {feature} is predicted {positive!r}: demographic_parity_ratio is "
+                "undefined"
+            )
         values = {
-            "demographic_parity_difference": demographic_parity_difference(
-                t, p, sensitive_features=groups
-            ),
-            "demographic_parity_ratio": demographic_parity_ratio(t, p, sensitive_features=groups),
-            "equalized_odds_difference": equalized_odds_difference(t, p, sensitive_features=groups),
+            "demographic_parity_difference": top - min(selection),
+            "demographic_parity_ratio": min(selection) / top if top > 0 else None,
+            "equalized_odds_difference": max(rate_gaps) if rate_gaps else None,
         }
         for name, value in values.items():
             v = _number(value)
