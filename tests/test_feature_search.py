@@ -190,6 +190,31 @@ def test_auto_feature_search_space_and_refusals(bench_rows):
         bench.experiments.auto(dv, name="x", features={}, feature_search=True)
 
 
+def test_search_refuses_a_bad_spec_before_recording_anything(bench_rows):
+    bench, dv = bench_rows
+    before = len(bench.experiments.list())
+    with pytest.raises(ConfigError, match="city"):
+        bench.experiments.search(dv, name="bad", features={"ratios": [["city", "x1"]]})
+    assert len(bench.experiments.list()) == before
+
+
+@pytest.mark.ray
+def test_search_with_fixed_features_records_them_in_every_trial(bench_rows, ray_cluster):
+    bench, dv = bench_rows
+    spec = FeatureSpec(outliers="quantile", text=("note",), text_features=8)
+    result = bench.experiments.search(
+        dv,
+        name="fixed-spec",
+        space={"family": "logistic_regression", "C": 1.0},
+        features=spec,
+        folds=2,
+        num_samples=1,
+        progress=None,
+    )
+    (trial,) = bench.experiments.trials(result.experiment_id)
+    assert trial["config"]["features"] == spec.to_dict() == result.best_config["features"]
+
+
 @pytest.mark.ray
 def test_feature_search_trials_carry_specs_reproduce_and_refit(bench_rows, ray_cluster):
     """One automatic search with features in the space (3 families x 1 sample, 5 folds on 300
