@@ -145,7 +145,7 @@ def test_the_paired_gate_passes_on_the_large_holdout_and_not_on_the_small(execut
 
 def test_the_unfair_challenger_is_refused_for_fairness_and_the_fair_one_passes(executed):
     _, out, _ = executed
-    built_in = _floats(r"a gap of about 0\.3 x [0-9.]+ = ([0-9.]+) built in", out)[0]
+    built_in = _floats(r"a gap of about 0\.25 x [0-9.]+ = ([0-9.]+) built in", out)[0]
     fair = _floats(
         r"challenger: passed=True .* demographic_parity_difference ([0-9.]+) \(champion ([0-9.]+), "
         r"bound 0\.1\) fairness passed=True",
@@ -158,7 +158,7 @@ def test_the_unfair_challenger_is_refused_for_fairness_and_the_fair_one_passes(e
     )
     assert fair[0] < 0.1 < unfair[0] and unfair[0] > unfair[1]
     # the model reproduces the disparity its labels carry, roughly
-    assert abs(unfair[0] - built_in) < 0.08, (unfair[0], built_in)
+    assert abs(unfair[0] - built_in) < 0.05, (unfair[0], built_in)
     # refused for fairness alone: its ROC-AUC gain over the champion does clear the margin
     assert re.search(
         r"clears margin 0\.0; fairness: demographic_parity_difference [0-9.]+ > 0\.1 "
