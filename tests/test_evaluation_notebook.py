@@ -183,7 +183,8 @@ def test_the_winner_is_registered_with_its_verdict_and_the_report_matches(execut
     auc = ev["details"]["roc"]["yes"]["auc"]
     assert f"legend 'AUC {auc:.4f}' in it: True" in out and f"AUC {auc:.4f}" in html
     assert (
-        "parts drawn: ['roc-curve', 'pr-curve', 'calibration-curve', 'confusion-matrix', "
+        "parts drawn: ['roc-curve', 'pr-curve', 'per-class-bars', 'calibration-curve', "
+        "'confusion-matrix', "
         "'cv-intervals', 'gate-verdict', 'group-bars-group']" in out
     )
     widget_cell = next(c for c in nb.cells if "bench.widgets.registry" in c.source)
