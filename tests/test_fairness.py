@@ -121,6 +121,17 @@ def test_several_features_multiclass_regression_and_json():
     assert worst["demographic_parity_difference"] == max(
         r["gaps"][f]["demographic_parity_difference"] for f in ("sex", "age")
     )
+    # more classes: each class one-vs-rest through fairlearn, the worst kept
+    from fairlearn.metrics import demographic_parity_ratio, equalized_odds_difference
+
+    sex = p.sensitive["sex"]
+    ovr = [((truth == c).astype(int), (pred == c).astype(int)) for c in ("a", "b", "c")]
+    assert r["gaps"]["sex"]["equalized_odds_difference"] == pytest.approx(
+        max(equalized_odds_difference(t, q, sensitive_features=sex) for t, q in ovr)
+    )
+    assert r["gaps"]["sex"]["demographic_parity_ratio"] == pytest.approx(
+        min(demographic_parity_ratio(t, q, sensitive_features=sex) for t, q in ovr)
+    )
     json.dumps(r, allow_nan=False)  # plain floats, no numpy types, no NaN
 
     y = rng.normal(size=n)
