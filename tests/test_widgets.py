@@ -272,7 +272,8 @@ def bench(tmp_path):
             artifact_hash=f"{i}" * 64,
             params={"C": i},
             metrics={"f1": f1, "accuracy": f1 - 0.01},
-            signature={},
+            # version 3 was trained with a feature spec: its bundle's generated columns
+            signature={"feature_names": ["radius", "radius_missing", "texture"]} if i == 3 else {},
             experiment_id=None,
             trial_id=None,
             dataset_version_id=dv["id"],
@@ -299,6 +300,8 @@ def test_registry_state_lists_versions_metrics_data_and_aliases(registry):
     assert w.aliases == {"champion": 1}
     assert w.data_versions[0]["label"] == "cancer v1" and w.data_versions[0]["rows"] == 569
     assert w.rollback == {"champion": None}, "champion never moved: nothing to roll back to"
+    assert w.versions[2]["feature_names"] == ["radius", "radius_missing", "texture"]
+    assert w.versions[0]["feature_names"] == []  # a version from before feature specs
     with pytest.raises(NotFoundError, match="known models: cancer"):
         RegistryWidget(registry, "nope", autostart=False)
 

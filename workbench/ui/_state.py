@@ -254,6 +254,8 @@ def registry_state(registry: RegistrySource, model: str) -> dict[str, Any]:
                 "trial_id": mv.trial_id,
                 "created_at": mv.created_at,
                 "artifact": mv.artifact_hash[:12],
+                # the columns the fitted preprocessing generates (what the estimator sees)
+                "feature_names": list((mv.signature or {}).get("feature_names") or []),
             }
         )
     history = [

@@ -572,7 +572,13 @@ function renderRegistry(model, root) {
       extra.push(h("a", { class: "wb-report-link", href: url, download: `${model.get("model_name")}-v${v}-report.html`, text: "download" }),
         h("iframe", { class: "wb-report-frame", sandbox: "", title: `evaluation report of v${v}`, srcdoc: html }));
     }
-    return h("div", { class: "wb-card wb-eval", "data-version": v }, ...evaluationView(ev, v),
+    const row = (model.get("versions") || []).find((r) => String(r.version) === v) || {};
+    const names = row.feature_names || [];
+    const generated = names.length
+      ? h("div", { class: "wb-muted wb-feature-names", title: names.join(", "),
+          text: `${names.length} generated features: ${names.slice(0, 12).join(", ")}${names.length > 12 ? ", …" : ""}` })
+      : null;
+    return h("div", { class: "wb-card wb-eval", "data-version": v }, ...evaluationView(ev, v), generated,
       h("div", { class: "wb-row" }, open, ...extra.slice(0, 1)), ...extra.slice(1));
   }
 
