@@ -68,9 +68,15 @@ def test_auto_mode_for_classification_and_an_estimator_by_import_path(cancer_ben
     from ray import tune
 
     bench, dv = cancer_bench
-    auto = bench.experiments.auto(dv, name="auto-clf", num_samples=1, progress=None)
+    auto = bench.experiments.auto(
+        dv, name="auto-clf", num_samples=1, progress=None, metric="roc_auc"
+    )
     families = sorted(t["config"]["family"] for t in bench.experiments.trials(auto.experiment_id))
     assert families == ["gradient_boosting", "logistic_regression", "random_forest"]
+    record = bench.experiments.get(auto.experiment_id)
+    assert (record["metric"], record["mode"]) == ("roc_auc", "max")  # ranked by ROC-AUC
+    best = max(bench.experiments.trials(auto.experiment_id), key=lambda t: t["metrics"]["roc_auc"])
+    assert auto.best_trial_id == best["trial_id"] and auto.best_metrics["roc_auc"] > 0.95
     assert auto.best_metrics["f1"] > 0.9
 
     svc = bench.experiments.search(

@@ -4,6 +4,8 @@ the store, read back through the registry. One 2-trial search on the breast-canc
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -32,7 +34,8 @@ def test_tracking_callback_records_each_trials_folds(tmp_path):
     assert store.evaluations.list_folds(exp) == []  # buffered until the step ends
     cb.on_step_end(0, [t])
     assert [f["metrics"] for f in store.evaluations.list_folds(exp, "t1")] == [f0]
-    t.last_result = {"f1": 0.85, "training_iteration": 2, FOLDS_KEY: [f0, f1]}
+    # the built-in trainable sends them as JSON text (Tune's TensorBoard logger warns on a list)
+    t.last_result = {"f1": 0.85, "training_iteration": 2, FOLDS_KEY: json.dumps([f0, f1])}
     cb.on_trial_result(1, [t], t, t.last_result)
     cb.on_trial_complete(1, [t], t)
     assert [f["metrics"] for f in store.evaluations.list_folds(exp, "t1")] == [f0, f1]

@@ -208,7 +208,9 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
         task=data.get("task", "classification"),
     ):
         per_fold.append(fold)
-        metrics: dict[str, Any] = {**mean_scores(per_fold), FOLDS_KEY: list(per_fold)}
+        # the folds travel as JSON text: Tune's TensorBoard logger takes a list for a histogram
+        # and warns on one of dicts, while it leaves text alone
+        metrics: dict[str, Any] = {**mean_scores(per_fold), FOLDS_KEY: json.dumps(per_fold)}
         if not data.get("checkpoints"):
             tune.report(metrics)
             continue
@@ -659,6 +661,7 @@ class Experiments:
         resources: dict[str, float] | None = None,
         features: FeatureSpec | Mapping[str, Any] | None = None,
         feature_search: bool = False,
+        metric: str | None = None,
     ) -> SearchResult:
         """Search every built-in model family of the dataset's task with default spaces.
 
@@ -673,6 +676,8 @@ class Experiments:
         fit on 2 cores at that size). Blocks until the search ends;
         :meth:`start_auto` runs it in the background.
 
+        ``metric`` ranks the trials instead of F1/R² (any metric :meth:`search` takes, such as
+        ``"roc_auc"``; its direction comes from :func:`workbench.evaluation.metric_mode`).
         ``features`` fixes the preprocessing of every trial (see :meth:`search`).
         ``feature_search=True`` searches it with the models: each trial's config draws its
         ``features`` from :func:`feature_choices` of the dataset's kinds and rows (the default
@@ -697,6 +702,7 @@ class Experiments:
             resources=resources,
             features=features,
             feature_search=feature_search,
+            metric=metric,
         )
         return self.search(dataset, **options)
 
@@ -721,6 +727,7 @@ class Experiments:
         resources: dict[str, float] | None,
         features: FeatureSpec | Mapping[str, Any] | None = None,
         feature_search: bool = False,
+        metric: str | None = None,
     ) -> dict[str, Any]:
         """The :meth:`search` arguments of an automatic search of ``dataset``."""
         from ray import tune
@@ -760,6 +767,7 @@ class Experiments:
             "time_budget_s": time_budget_s,
             "progress": progress,
             "resources": resources,
+            **({"metric": metric} if metric is not None else {}),
         }
 
     def reproduce(self, experiment_id: int, trial_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -154,6 +155,11 @@ class TrackingCallback(Callback):
         }
         self._pending_metrics.append((trial.trial_id, step, values))
         folds = result.get(FOLDS_KEY)
+        if isinstance(folds, str):  # the built-in trainable sends them as JSON text
+            try:
+                folds = json.loads(folds)
+            except ValueError:
+                folds = None
         if isinstance(folds, list) and folds:
             # the whole list each step (a resumed trial reports its checkpointed folds again),
             # recorded in place of what the store holds for this trial
