@@ -364,6 +364,67 @@ def test_performance_per_group_flags_the_group_it_fails_while_the_average_holds(
         env.monitoring.performance_monitor("svc", name="p2", min_value=0.5, group_by="sex")
 
 
+def test_performance_per_group_of_a_regressor_leaves_a_one_record_group_unjudged(env):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    from workbench.features import build_preprocessor
+    from workbench.registry import ModelBundle, ModelRegistry
+
+    frame = _frame(env.rng, 300).with_columns(y=pl.col("x1") * 2.0)
+    dv = env.datasets.ingest(frame, name="reg-ref", target="y")
+    kinds = {"x1": "number", "x2": "number", "city": "string"}
+    pipe = Pipeline([("preprocess", build_preprocessor(kinds)), ("model", LinearRegression())])
+    bundle = ModelBundle(
+        pipe.fit(frame.select(list(kinds)).to_pandas(), frame["y"].to_numpy()),
+        kinds,
+        "y",
+        [],
+        task="regression",
+    )
+    ModelRegistry(env.store, env.artifacts).register(
+        "r", bundle, metrics={"rmse": 0.1}, dataset_version_id=dv.id
+    )
+    env.store.deployments.add("reg", model="r", route_prefix="/reg", status="running")
+    env.store.deployments.record_traffic("reg", {1: 1.0})
+    mon = env.monitoring.performance_monitor(
+        "reg", window=41, metric="r2", min_value=0.5, group_by="city", min_group_rows=5
+    )
+    # 40 records from lyon and oslo, one from rome: rome's R² is undefined, not a crash or NaN
+    records = [{**r, "city": "lyon" if i % 2 else "oslo"} for i, r in enumerate(env.rows(40))]
+    records.append({**env.rows(1)[0], "city": "rome"})
+    mv = env.store.models.get_version("r", 1)["id"]
+    env.store.deployments.record_requests(
+        [
+            {
+                "request_id": f"g{i}",
+                "deployment": "reg",
+                "model_version_id": mv,
+                "features": [rec],
+                "prediction": bundle.predict_records([rec]),
+                "latency_ms": 1.0,
+                "status_code": 200,
+            }
+            for i, rec in enumerate(records)
+        ]
+    )
+    # lyon's truth is the model's prediction; oslo's is unrelated noise: its R² is far below 0.5
+    env.monitoring.record_labels(
+        {
+            f"g{i}": float(bundle.predict_records([rec])[0])
+            + (0.0 if rec["city"] != "oslo" else float(env.rng.normal(scale=5.0)))
+            for i, rec in enumerate(records)
+        }
+    )
+    (window,) = mon.check()
+    groups = window["by_group"]
+    assert groups["rome"] == {"n": 1, "r2": None, "judged": False}
+    assert groups["lyon"]["r2"] == pytest.approx(1.0) and groups["lyon"]["judged"]
+    assert groups["oslo"]["r2"] < 0.5 and window["failing_groups"] == ["oslo"]
+    assert window["verdict"] == "degraded"
+    json.dumps(env.store.monitors.list_windows(mon.name)[-1]["detail"], allow_nan=False)
+
+
 def test_operational_latency_errors_throughput(env):
     mon = env.monitoring.operational_monitor(
         "svc", window=50, max_p99_ms=100.0, max_error_rate=0.05, min_rows=20

@@ -497,16 +497,30 @@ class PerformanceMonitor(_Monitor):
         for version in sorted({str(r[0]) for r in pairs}):
             subset = [p for p in pairs if str(p[0]) == version]
             by_version[version] = {"n": len(subset), metric: measure(subset)}
+
+        def measure_group(subset: Sequence[tuple[Any, ...]]) -> float | None:
+            """None where a small group leaves the metric undefined (R² of one record, MAPE of
+            zero targets): shown as such, never judged."""
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    v = float(measure(subset))
+                except KeyError:
+                    return None
+            return v if math.isfinite(v) else None
+
         by_group: dict[str, Any] = {}
         failing_groups: list[str] = []
         if self.config.get("group_by"):
             min_group = int(self.config.get("min_group_rows") or 1)
             for group in sorted({r[3] for r in pairs if r[3] is not None}):
                 subset = [p for p in pairs if p[3] == group]
-                v = measure(subset)
-                judged = len(subset) >= min_group
+                v = measure_group(subset)
+                judged = len(subset) >= min_group and v is not None
                 by_group[group] = {"n": len(subset), metric: v, "judged": judged}
-                if judged and beyond(v):
+                if judged and v is not None and beyond(v):
                     failing_groups.append(group)
         degraded = beyond(value) or bool(failing_groups)
         verdict = DEGRADED if degraded else OK
