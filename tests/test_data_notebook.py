@@ -9,39 +9,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests._notebooks import error_outputs, execute_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "data.ipynb"
 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    import os
-
     folder = tmp_path_factory.mktemp("data-notebook")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    old = os.environ.pop("WORKBENCH_HOME", None)
-    try:
-        NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-        ).execute()
-    finally:
-        if old is not None:
-            os.environ["WORKBENCH_HOME"] = old
-    text = "\n".join(
-        o.get("text", "")
-        for c in nb.cells
-        for o in c.get("outputs", [])
-        if o.get("output_type") == "stream"
-    )
+    nb, text = execute_notebook(NOTEBOOK, folder)
     return nb, text, folder
 
 
 def test_it_runs_without_errors_and_stores_under_dot_workbench(executed):
     nb, _, folder = executed
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = error_outputs(nb)
     assert not errors, errors
     assert (folder / ".workbench" / "lineage.db").exists()
 

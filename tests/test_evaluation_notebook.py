@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests._notebooks import error_outputs, execute_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluation.ipynb"
 
@@ -22,24 +22,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a notebook in a kernel, two 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory, ray_cluster):
-    mp = pytest.MonkeyPatch()
-    mp.delenv("WORKBENCH_HOME", raising=False)
-    mp.setenv("RAY_ADDRESS", ray_cluster.address)
-    mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
     folder = tmp_path_factory.mktemp("evaluation-notebook")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    try:
-        NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-        ).execute()
-    finally:
-        mp.undo()
-    text = "\n".join(
-        o.get("text", "")
-        for c in nb.cells
-        for o in c.get("outputs", [])
-        if o.get("output_type") == "stream"
-    )
+    env = {"RAY_ADDRESS": ray_cluster.address, "RAY_USAGE_STATS_ENABLED": "0"}
+    nb, text = execute_notebook(NOTEBOOK, folder, env)
     return nb, text, folder
 
 
@@ -62,7 +47,7 @@ def _floats(pattern: str, out: str) -> list[float]:
 
 def test_it_runs_without_errors_and_cleans_up(executed):
     nb, out, folder = executed
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = error_outputs(nb)
     assert not errors, errors
     assert (folder / ".workbench" / "lineage.db").exists()
     assert "train loans-train@1 2000 rows, holdout loans-holdout@1 2000 rows" in out

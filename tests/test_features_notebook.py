@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests._notebooks import error_outputs, execute_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "features.ipynb"
 
@@ -21,31 +21,19 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory, ray_cluster, serve_apps):
-    mp = pytest.MonkeyPatch()
-    mp.delenv("WORKBENCH_HOME", raising=False)
-    mp.setenv("WORKBENCH_SERVE_PORT", str(serve_apps.port))
-    mp.setenv("RAY_ADDRESS", ray_cluster.address)
-    mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
     folder = tmp_path_factory.mktemp("features-notebook")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    try:
-        NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-        ).execute()
-    finally:
-        mp.undo()
-    text = "\n".join(
-        o.get("text", "")
-        for c in nb.cells
-        for o in c.get("outputs", [])
-        if o.get("output_type") == "stream"
-    )
+    env = {
+        "WORKBENCH_SERVE_PORT": serve_apps.port,
+        "RAY_ADDRESS": ray_cluster.address,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    nb, text = execute_notebook(NOTEBOOK, folder, env)
     return nb, text, folder
 
 
 def test_it_runs_without_errors(executed):
     nb, out, folder = executed
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = error_outputs(nb)
     assert not errors, errors
     assert (folder / ".workbench" / "lineage.db").exists()
 

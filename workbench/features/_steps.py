@@ -510,7 +510,24 @@ def mutual_info(X: Any, y: Any) -> np.ndarray:
     return score(X, y, random_state=0)
 
 
-class MutualInfoSelect(TransformerMixin, BaseEstimator):
+class _Selector(TransformerMixin, BaseEstimator):
+    """Base of the selection steps: ``fit`` sets ``selector_`` (a fitted scikit-learn selector
+    over the float matrix); transforming, the kept columns and their names are shared."""
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "selector_")
+        return np.asarray(self.selector_.transform(_floats(X)))
+
+    def get_support(self) -> np.ndarray:
+        check_is_fitted(self, "selector_")
+        return self.selector_.get_support()
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        names = np.asarray(_names_in(self, input_features), dtype=object)
+        return names[self.get_support()]
+
+
+class MutualInfoSelect(_Selector):
     """Keep the ``k`` columns of highest mutual information with the target (all when fewer).
 
     Examples
@@ -532,20 +549,8 @@ class MutualInfoSelect(TransformerMixin, BaseEstimator):
         self.selector_ = SelectKBest(mutual_info, k=k).fit(_floats(X), y)
         return self
 
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "selector_")
-        return np.asarray(self.selector_.transform(_floats(X)))
 
-    def get_support(self) -> np.ndarray:
-        check_is_fitted(self, "selector_")
-        return self.selector_.get_support()
-
-    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
-        names = np.asarray(_names_in(self, input_features), dtype=object)
-        return names[self.get_support()]
-
-
-class ModelSelect(TransformerMixin, BaseEstimator):
+class ModelSelect(_Selector):
     """Keep the columns a model finds useful (``SelectFromModel``), the model chosen by the target.
 
     ``model="linear"``: an L1 logistic regression (classes) or a Lasso (numbers);
@@ -587,18 +592,6 @@ class ModelSelect(TransformerMixin, BaseEstimator):
             raise ValueError(f"model must be 'linear' or 'tree', got {self.model!r}")
         self.selector_ = SelectFromModel(est, max_features=self.max_features).fit(_floats(X), y)
         return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "selector_")
-        return np.asarray(self.selector_.transform(_floats(X)))
-
-    def get_support(self) -> np.ndarray:
-        check_is_fitted(self, "selector_")
-        return self.selector_.get_support()
-
-    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
-        names = np.asarray(_names_in(self, input_features), dtype=object)
-        return names[self.get_support()]
 
 
 class UserStep(TransformerMixin, BaseEstimator):
