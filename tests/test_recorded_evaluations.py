@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from workbench.evaluation import PROBA_METRICS, cv_summary
-from workbench.exceptions import ConfigError
+from workbench.exceptions import ConfigError, ExperimentError
 
 
 def test_tracking_callback_records_each_trials_folds(tmp_path):
@@ -200,3 +200,47 @@ def test_sensitive_features_give_the_evaluation_its_fairness_report(searched):
     counts = {g: v["count"] for g, v in fairness["by_group"]["group"].items()}
     assert set(counts) == {"high", "low"} and sum(counts.values()) == split["holdout"].n_rows
     assert "demographic_parity_difference" in fairness["gaps"]["group"]
+
+
+def test_a_trial_recorded_before_the_probability_metrics_still_reproduces(tmp_path):
+    """An older workbench recorded only accuracy/precision/recall/F1 per trial; reproduce()
+    compares on what the trial recorded (no Ray: the trial's own fold code, in this process)."""
+    import polars as pl
+    from sklearn.datasets import load_breast_cancer
+
+    from workbench import Workbench
+    from workbench.experiments._estimators import fold_scores, mean_scores
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    frame = pl.from_pandas(X.iloc[:150, :4]).with_columns(
+        pl.Series("y", y.iloc[:150].astype(str).to_list())
+    )
+    bench = Workbench(tmp_path)
+    try:
+        dv = bench.datasets.ingest(frame, name="c", target="y")
+        exp = bench.store.experiments.add(
+            name="old", dataset_version_id=dv.id, metric="f1", mode="max", num_samples=1,
+            search_space={"_options": {"folds": 3, "task": "classification"}},
+            search_alg="random", scheduler="FIFO", seed=0, code_version={}, packages={},
+        )  # fmt: skip
+        config = {"family": "logistic_regression", "C": 1.0}
+        data = bench.experiments.training_data(dv, task="classification")
+        full = mean_scores(
+            list(fold_scores(config, data["X"], data["y"], data["kinds"], folds=3, seed=0))
+        )
+        assert "roc_auc" in full  # what a trial reports now
+        old = {k: full[k] for k in ("accuracy", "precision", "recall", "f1")}
+        bench.store.experiments.record_trial_events(
+            exp,
+            [{"trial_id": "t1", "config": config, "status": "TERMINATED", "metrics": old}],
+            [("t1", 3, old)],
+        )
+        again = bench.experiments.reproduce(exp, "t1")
+        assert again["match"] and set(again["recorded"]) == set(old) == set(again["reproduced"])
+        bench.store.experiments.record_trial_events(
+            exp, [{"trial_id": "t2", "config": config, "status": "ERROR", "metrics": {}}]
+        )
+        with pytest.raises(ExperimentError, match="no final metrics"):
+            bench.experiments.reproduce(exp, "t2")
+    finally:
+        bench.close()

@@ -825,13 +825,16 @@ class Experiments:
                 min(steps, folds) or folds,
             )
         )
-        again = mean_scores(per_fold)
-        recorded = {k: trial["metrics"][k] for k in again if k in trial["metrics"]}
-        if len(recorded) != len(again):
+        reproduced = mean_scores(per_fold)
+        # compared on the metrics the trial recorded: one from an older version of the
+        # workbench has fewer (no probability metrics) and still reproduces
+        recorded = {k: trial["metrics"][k] for k in reproduced if k in trial["metrics"]}
+        if not recorded or (exp.get("metric") in reproduced and exp["metric"] not in recorded):
             raise ExperimentError(
                 f"trial {trial_id} has no final metrics recorded (status {trial['status']}); "
                 "only a finished trial can be compared"
             )
+        again = {k: reproduced[k] for k in recorded}
         diff = max(abs(again[k] - recorded[k]) for k in again)
         return {
             "experiment_id": experiment_id,
