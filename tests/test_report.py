@@ -123,6 +123,7 @@ def cancer_evaluation():
         "overall": {"f1": ev.metrics["f1"]},
         "by_group": {"grp": by_group},
         "gaps": {"grp": {"f1_difference": abs(by_group["a<b>"]["f1"] - by_group["c"]["f1"])}},
+        "notes": ["grp=c has 12 rows (< 30): its figures are noisy"],
     }
     gate = Gate(
         metric="roc_auc", test="paired_bootstrap", min_samples=30, guarded=("log_loss",)
@@ -265,6 +266,8 @@ def test_report_parses_holds_every_chart_and_the_stored_numbers(registry, store)
         assert float(b.attrs["data-value"]) == groups[b.attrs["data-group"]]["f1"]
     (gap,) = tree.find(**{"data-gap": "f1_difference"})
     assert float(gap.attrs["data-value"]) == ev["fairness"]["gaps"]["grp"]["f1_difference"]
+    notes = [n.all_text() for n in tree.by_id("fairness-notes").iter() if n.tag == "li"]
+    assert notes == ev["fairness"]["notes"]  # "(< 30)" escaped, and read back intact
 
 
 def test_text_is_escaped():

@@ -1032,6 +1032,7 @@ def test_registry_widget_shows_evaluations_and_opens_the_stored_report(registry)
         "overall": {"f1": 0.91},
         "by_group": {"sex": {"f": {"f1": 0.95, "count": 80}, "m": {"f1": 0.87, "count": 91}}},
         "gaps": {"sex": {"f1_difference": 0.08, "demographic_parity_difference": 0.1}},
+        "notes": ["sex=f has 80 rows (< 100)"],
     }
     _evaluate_version(registry, 2, gate=gate, fairness=fairness)
     w = RegistryWidget(registry, "cancer", autostart=False)
@@ -1051,6 +1052,7 @@ def test_registry_widget_shows_evaluations_and_opens_the_stored_report(registry)
         ("m", 91, 0.87),
     ]
     assert ev["fairness"]["gaps"]["sex"]["f1_difference"] == 0.08
+    assert ev["fairness"]["notes"] == ["sex=f has 80 rows (< 100)"]
     json.dumps(w.get_state())
 
     w.act("report", version=2)

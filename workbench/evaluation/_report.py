@@ -560,5 +560,10 @@ def _fairness(fair: Mapping[str, Any] | None) -> str:
             + ", ".join(f"{_e(k)} {fmt(v)}" for k, v in overall.items())
             + "</p>"
         )
+    notes = [str(n) for n in fair.get("notes") or []]
+    if notes:  # small groups, undefined rates: what to read the figures with
+        out.append(
+            '<ul id="fairness-notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+        )
     out.append("</section>")
     return "".join(out)

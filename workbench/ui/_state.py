@@ -300,7 +300,7 @@ def evaluation_summary(
     ``metrics``: one row per metric, ``{"name", "value"}`` (the holdout figure) and ``"cv"``
     (``{"mean", "ci_low", "ci_high", "n_folds"}`` of the training trial's folds, or None);
     ``fairness``: ``{"features", "metrics", "groups": [{"feature", "group", "count",
-    "values": {metric: v}}], "gaps": {feature: {gap: v}}}`` or None; ``gate``: the verdict's
+    "values": {metric: v}}], "gaps": {feature: {gap: v}}, "notes": [str]}`` or None; ``gate``: the verdict's
     ``passed``, ``metric``, ``champion``, ``challenger``, ``margin``, ``reason``, ``test``,
     ``n``, ``interval``, ``p_value``, ``evidence`` or None; ``holdout`` (a dataset label from
     ``labels`` or ``dataset version #id``), ``n`` (holdout rows), ``created_at``, ``id`` and
@@ -359,6 +359,7 @@ def evaluation_summary(
                 for f, g in (fair.get("gaps") or {}).items()
                 if isinstance(g, Mapping)
             },
+            "notes": [str(n) for n in fair.get("notes") or []],
         }
     gate = None
     if ev.get("gate"):

@@ -535,7 +535,8 @@ function evaluationView(ev, version) {
         h("tbody", {}, f.groups.map((r) => h("tr", { "data-group": r.group },
           h("td", { text: r.feature }), h("td", { text: r.group }), h("td", { class: "wb-num", text: fmt(r.count) }),
           f.metrics.map((m) => h("td", { class: "wb-num", text: fmt(r.values[m]) })))))),
-      ...Object.entries(f.gaps || {}).map(([feat, gaps]) => h("div", { class: "wb-muted wb-gaps", text: `gaps by ${feat}: ${Object.entries(gaps).map(([k, v]) => `${k} ${fmt(v)}`).join(", ")}` })));
+      ...Object.entries(f.gaps || {}).map(([feat, gaps]) => h("div", { class: "wb-muted wb-gaps", text: `gaps by ${feat}: ${Object.entries(gaps).map(([k, v]) => `${k} ${fmt(v)}`).join(", ")}` })),
+      ...(f.notes || []).map((n) => h("div", { class: "wb-muted wb-fairness-note", text: n })));
   }
   return parts;
 }
