@@ -129,6 +129,13 @@ def test_registered_version_has_its_evaluation(searched):
     assert [e["id"] for e in bench.registry.evaluations("bc-eval", mv.version)] == [ev["id"]]
     # holdout metrics are evaluate()'s superset of today's four
     assert bench.experiments.evaluate(bundle, parts["holdout"]) == pytest.approx(ev["metrics"])
+    # the retraining canary's roc_auc replays logged records through this bundle: the same
+    # probabilities as on the holdout rows
+    from workbench.automation._engine import _version_scores
+
+    records = bench.datasets.load(parts["holdout"]).drop(parts["holdout"].target).to_dicts()[:25]
+    classes, proba = _version_scores(bench.stages, "bc-eval")(mv.version, records)
+    assert classes == preds.classes and np.allclose(proba, preds.proba[:25])
 
 
 @pytest.mark.ray

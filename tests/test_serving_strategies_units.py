@@ -692,3 +692,80 @@ def test_a_canary_rolls_back_through_the_control_and_records_its_evidence(contro
     assert canary.decided_at == row["at"]
     audit = next(a for a in store.audit_log(20) if a["action"] == "canary.rolled_back")
     assert audit["detail"]["traffic_change_id"] == row["id"]
+
+
+def test_canary_judges_roc_auc_on_labelled_requests_replayed_through_each_bundle(control, store):
+    """metric="roc_auc": each version's AUC over its labelled requests, from its own bundle's
+    probabilities on the logged inputs (serving answers labels only); a challenger whose AUC
+    drops beyond the bound is refused, one close to the champion passes."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from workbench.features import coerce_records
+    from workbench.serving import CanaryRollout
+
+    rng = np.random.default_rng(3)
+    kinds = {"x": "number", "z": "number"}
+
+    class Bundle:  # the slice of ModelBundle the scorer reads: features, classes, pipeline
+        def __init__(self, column):
+            X = rng.normal(size=(400, 2))
+            y = np.where(X[:, 0] + 0.5 * rng.normal(size=400) > 0, "pos", "neg")
+            self.features, self.classes = kinds, ["neg", "pos"]
+            self.pipeline = LogisticRegression().fit(X[:, [column]] * [[1.0]], y)
+            self.column = column
+
+        def predict_proba(self, records):
+            frame = coerce_records(records, self.features)
+            return self.pipeline.predict_proba(frame.to_numpy()[:, [self.column]])
+
+    bundles = {1: Bundle(0), 2: Bundle(1)}  # v2 looks at the uninformative column
+    calls = []
+
+    def scores(version, records):
+        calls.append((version, len(records)))
+        return bundles[version].classes, bundles[version].predict_proba(records)
+
+    canary = CanaryRollout(
+        control, "svc", 1, 2, metric="roc_auc", scores=scores, min_labels=40,
+        max_accuracy_drop=0.05, min_requests=1,
+    )  # fmt: skip
+    canary.start()
+    rows, labels, truth = [], {}, {1: [], 2: []}
+    for i in range(120):
+        version = 1 if i % 2 else 2
+        rec = {"x": float(rng.normal()), "z": float(rng.normal())}
+        y = "pos" if rec["x"] + 0.5 * rng.normal() > 0 else "neg"
+        pred = bundles[version].pipeline.predict(
+            coerce_records([rec], kinds).to_numpy()[:, [bundles[version].column]]
+        )[0]
+        rid = f"r{i}"
+        mv = store.models.get_version("m", version)["id"]
+        rows.append(
+            {"request_id": rid, "deployment": "svc", "model_version_id": mv, "features": [rec],
+             "prediction": [str(pred)], "latency_ms": 1.0, "status_code": 200, "at": None}
+        )  # fmt: skip
+        labels[rid] = y
+        truth[version].append((rec, y))
+    store.deployments.record_requests(rows)
+    store.monitors.record_labels(labels)
+    analysis = canary.analyze()
+    for version in (1, 2):
+        recs = [r for r, _ in truth[version]]
+        expected = roc_auc_score(
+            [y == "pos" for _, y in truth[version]], bundles[version].predict_proba(recs)[:, 1]
+        )
+        assert analysis["versions"][version]["value"] == pytest.approx(expected)
+    assert analysis["versions"][1]["value"] > 0.8 > 0.65 > analysis["versions"][2]["value"]
+    (check,) = [c for c in canary.checks(analysis) if c["check"] == "roc_auc"]
+    assert check["failed"] is True and "roc_auc on labelled requests" in check["detail"]
+    assert sorted(v for v, _ in calls) == [1, 2] and all(n == 60 for _, n in calls)
+    # a challenger 0.02 below the champion is within the 0.05 bound
+    close = {v: {**a} for v, a in analysis["versions"].items()}
+    close[2]["value"] = close[1]["value"] - 0.02
+    assert canary.checks({"versions": close})[-1]["failed"] is False
+    with pytest.raises(ConfigError, match="needs class probabilities"):
+        CanaryRollout(control, "svc", 1, 2, metric="roc_auc")
+    with pytest.raises(ConfigError, match="metric= one of"):
+        CanaryRollout(control, "svc", 1, 2, metric="vibes")

@@ -890,6 +890,8 @@ class Pipeline:
             max_accuracy_drop=p.max_accuracy_drop,
             min_labels=p.min_labels,
             actor=ACTOR,
+            metric=p.canary_metric,
+            scores=_version_scores(stages, p.model),
         )
         started = rollout.start()
         self.step(
@@ -957,3 +959,20 @@ def check_policy(stages: Stages, policy: LoopPolicy) -> None:
         raise ConfigError(
             f"policy {policy.name!r}: model {policy.model!r} has no champion; set one first ({exc})"
         ) from exc
+
+
+def _version_scores(stages: Stages, model: str) -> Any:
+    """``scores(version, records) -> (classes, proba)`` for the canary's probability metrics: the
+    logged inputs replayed through each version's own bundle (loaded once per version)."""
+    bundles: dict[int, Any] = {}
+
+    def scores(version: int, records: list[dict[str, Any]]) -> tuple[list[Any], Any]:
+        from workbench.features import coerce_records
+
+        if version not in bundles:
+            bundles[version] = stages.registry.load(model, version)
+        bundle = bundles[version]
+        frame = coerce_records(records, bundle.features, allow_missing=True)
+        return list(bundle.classes), bundle.pipeline.predict_proba(frame)
+
+    return scores

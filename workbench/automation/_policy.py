@@ -660,9 +660,11 @@ class LoopPolicy:
     canary
         Roll out through a canary on the deployment (needs Ray Serve running it); otherwise
         the champion alias moves directly once the gate passes.
-    canary_steps, max_error_rate, min_requests, max_accuracy_drop, min_labels
+    canary_steps, max_error_rate, min_requests, max_accuracy_drop, min_labels, canary_metric
         The canary's steps and its rollback checks (see ``CanaryRollout``): the challenger's
-        5xx rate, requests per step, and accuracy on requests whose labels arrived.
+        5xx rate, requests per step, and ``canary_metric`` (accuracy by default; ``"roc_auc"``
+        and the other probability metrics replay the logged inputs through each version's
+        bundle) on requests whose labels arrived, which may drop by ``max_accuracy_drop``.
     max_canary_rounds, canary_poll_s
         The canary is judged every ``canary_poll_s`` seconds, at most ``max_canary_rounds``
         times; a canary that has not finished by then is rolled back.
@@ -715,6 +717,7 @@ class LoopPolicy:
     min_requests: int = 30
     max_accuracy_drop: float = 0.05
     min_labels: int = 30
+    canary_metric: str = "accuracy"
     max_canary_rounds: int = 50
     canary_poll_s: float = 1.0
     canary_wait_for_labels: bool = False
@@ -728,6 +731,13 @@ class LoopPolicy:
             raise ConfigError(
                 f"LoopPolicy(run_as={self.run_as!r}): use 'inline', 'ray_job', or None (decided "
                 "by the cluster: a Ray Job when joined to a cluster with a job server)."
+            )
+        from workbench.evaluation import METRICS, PROBA_METRICS
+
+        if self.canary_metric not in (*METRICS, *PROBA_METRICS):
+            raise ConfigError(
+                f"LoopPolicy(canary_metric={self.canary_metric!r}): use one of "
+                f"{[*METRICS, *PROBA_METRICS]}."
             )
         if self.job_num_cpus < 0:
             raise ConfigError(f"LoopPolicy(job_num_cpus={self.job_num_cpus!r}) must be >= 0.")

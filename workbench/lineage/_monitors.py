@@ -329,10 +329,12 @@ class MonitorRepository(Repository):
     def list_labeled_predictions(
         self, deployment: str, *, model_version_id: int, since: str | None = None
     ) -> list[dict[str, Any]]:
-        """Answered requests of one version that have ground truth: ``prediction`` and ``label``."""
+        """Answered requests of one version that have ground truth: ``prediction``, ``label`` and
+        the input ``features`` (each a list with one entry per record)."""
         dep = self._deployments.get(deployment)
         sql = (
-            "SELECT r.request_id, r.prediction_json, f.label_json, r.at FROM request_logs r "
+            "SELECT r.request_id, r.prediction_json, f.label_json, r.features_json, r.at "
+            "FROM request_logs r "
             "JOIN feedback f ON f.request_id = r.request_id "
             "WHERE r.deployment_id = ? AND r.model_version_id = ? AND r.status_code = 200"
         )

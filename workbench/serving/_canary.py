@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError
@@ -33,9 +34,10 @@ class CanaryRollout:
     - latency (when set): with ``min_requests`` challenger requests at this
       step, its p99 is above ``max_p99_ms``, or above ``max_p99_ratio`` times
       the champion's p99 since the rollout started;
-    - accuracy: with at least ``min_labels`` labelled requests on each side,
-      the challenger's accuracy trails the champion's by more than
-      ``max_accuracy_drop``.
+    - accuracy (or ``metric``): with at least ``min_labels`` labelled requests
+      on each side, the challenger trails the champion on ``metric`` by more
+      than ``max_accuracy_drop``, in the metric's direction
+      (:func:`workbench.evaluation.gain`).
 
     Otherwise, once the challenger has served ``min_requests`` at this step, it
     moves to the next step. At the last step (100% challenger) a healthy
@@ -66,9 +68,20 @@ class CanaryRollout:
         Latency limits on the challenger's p99 (absolute, and relative to the
         champion's); off by default, since latency on a shared machine is noisy.
     max_accuracy_drop : float
-        Largest tolerated accuracy gap (champion minus challenger) on labelled requests.
+        Largest tolerated drop of ``metric`` (champion's minus challenger's, in the metric's
+        direction) on labelled requests.
     min_labels : int
-        Labelled requests needed on each side before accuracy is judged.
+        Labelled records needed on each side before ``metric`` is judged.
+    metric : str
+        What the labelled check compares: ``"accuracy"`` (default), ``"precision"``,
+        ``"recall"``, ``"f1"`` (macro) from the served labels; or ``"roc_auc"``, ``"pr_auc"``,
+        ``"log_loss"``, ``"brier"`` from class probabilities, which need ``scores``.
+    scores : callable, optional
+        ``scores(version, records) -> (classes, proba)``: a version's class probabilities for the
+        logged input records (``proba`` of shape ``(len(records), len(classes))``). Serving
+        answers with labels only, so a probability metric is measured by replaying the logged
+        inputs through the version's own bundle, the fitted pipeline the replica serves (the
+        retraining loop passes one built from the registry).
     actor : str, optional
         Recorded with every traffic change (default ``"canary"``).
 
@@ -96,7 +109,22 @@ class CanaryRollout:
         max_accuracy_drop: float = 0.05,
         min_labels: int = 30,
         actor: str | None = None,
+        metric: str = "accuracy",
+        scores: Callable[[int, list[dict[str, Any]]], tuple[Sequence[Any], Any]] | None = None,
     ):
+        from workbench.evaluation import METRICS, PROBA_METRICS
+
+        if metric not in (*METRICS, *PROBA_METRICS):
+            raise ConfigError(
+                f"the canary's labelled check takes metric= one of {[*METRICS, *PROBA_METRICS]}, "
+                f"got {metric!r}."
+            )
+        if metric in PROBA_METRICS and scores is None:
+            raise ConfigError(
+                f"metric={metric!r} needs class probabilities: pass scores=(version, records) -> "
+                "(classes, proba), e.g. from bench.registry.load(model, version).pipeline."
+                "predict_proba on the records."
+            )
         if not 0.0 <= float(max_error_rate) < 1.0:
             raise ConfigError(f"max_error_rate must be in [0, 1), got {max_error_rate!r}.")
         if int(min_requests) < 1:
@@ -119,6 +147,8 @@ class CanaryRollout:
         self.max_p99_ratio = None if max_p99_ratio is None else float(max_p99_ratio)
         self.max_accuracy_drop = float(max_accuracy_drop)
         self.min_labels = int(min_labels)
+        self.metric = metric
+        self.scores = scores
         self.actor = actor or "canary"
         self.step = -1
         self.state = "pending"
@@ -204,11 +234,10 @@ class CanaryRollout:
                 since=self.started_at or self.step_started_at,
                 model_version_id=mv_id,
             )
-            labels, correct = _label_counts(
-                store.monitors.list_labeled_predictions(
-                    self.name, model_version_id=mv_id, since=self.started_at or self.step_started_at
-                )
+            labelled = store.monitors.list_labeled_predictions(
+                self.name, model_version_id=mv_id, since=self.started_at or self.step_started_at
             )
+            labels, correct = _label_counts(labelled)
             versions[version] = {
                 "requests": n,
                 "errors": errors,
@@ -219,6 +248,8 @@ class CanaryRollout:
                 "labels": labels,
                 "accuracy": correct / labels if labels else None,
             }
+            if self.metric != "accuracy":
+                versions[version]["value"] = self._labelled_metric(version, labelled)
         return {
             "step": self.step,
             "weights": dict(self.schedule[self.step]),
@@ -270,23 +301,68 @@ class CanaryRollout:
                 }
             )
         judged = min(ch["labels"], champ["labels"]) >= self.min_labels
-        gap = (
-            champ["accuracy"] - ch["accuracy"]
-            if ch["accuracy"] is not None and champ["accuracy"] is not None
-            else None
-        )
+        if self.metric == "accuracy":
+            gap = (
+                champ["accuracy"] - ch["accuracy"]
+                if ch["accuracy"] is not None and champ["accuracy"] is not None
+                else None
+            )
+            out.append(
+                {
+                    "check": "accuracy",
+                    "failed": (gap is not None and gap > self.max_accuracy_drop)
+                    if judged
+                    else None,
+                    "detail": (
+                        f"accuracy on labelled requests: challenger {_pct(ch['accuracy'])} ({ch['labels']} labels), "
+                        f"champion {_pct(champ['accuracy'])} ({champ['labels']} labels), max drop "
+                        f"{self.max_accuracy_drop:.1%}, judged from {self.min_labels} labels per side"
+                    ),
+                }
+            )
+            return out
+        from workbench.evaluation import gain
+
+        a, b = champ.get("value"), ch.get("value")
+        drop = -gain(self.metric, a, b) if a is not None and b is not None else None
         out.append(
             {
-                "check": "accuracy",
-                "failed": (gap is not None and gap > self.max_accuracy_drop) if judged else None,
+                "check": self.metric,
+                "failed": (drop is not None and drop > self.max_accuracy_drop) if judged else None,
                 "detail": (
-                    f"accuracy on labelled requests: challenger {_pct(ch['accuracy'])} ({ch['labels']} labels), "
-                    f"champion {_pct(champ['accuracy'])} ({champ['labels']} labels), max drop "
-                    f"{self.max_accuracy_drop:.1%}, judged from {self.min_labels} labels per side"
+                    f"{self.metric} on labelled requests: challenger {_num(b)} ({ch['labels']} labels), "
+                    f"champion {_num(a)} ({champ['labels']} labels), max drop "
+                    f"{self.max_accuracy_drop:g}, judged from {self.min_labels} labels per side"
                 ),
             }
         )
         return out
+
+    def _labelled_metric(self, version: int, rows: list[dict[str, Any]]) -> float | None:
+        """``metric`` of one version over its labelled records (None without any, or when it is
+        undefined on them: an AUC over a single class)."""
+        from workbench.evaluation import PROBA_METRICS, Predictions, prediction_metrics
+
+        records, preds, truth = [], [], []
+        for r in rows:
+            feats = r.get("features") or [None] * len(r["prediction"])
+            for x, p, y in zip(feats, r["prediction"], r["label"], strict=False):
+                records.append(x)
+                preds.append(p)
+                truth.append(y)
+        if not truth:
+            return None
+        classes: Sequence[Any] = sorted({str(v) for v in (*truth, *preds)})
+        proba = None
+        if self.metric in PROBA_METRICS:
+            if any(not isinstance(x, dict) for x in records):
+                return None  # requests logged without their inputs cannot be replayed
+            assert self.scores is not None  # checked in __init__
+            classes, proba = self.scores(version, records)
+        value = prediction_metrics(
+            Predictions.of("classification", truth, preds, classes=classes, proba=proba)
+        ).get(self.metric)
+        return None if value is None or not math.isfinite(value) else float(value)
 
     def advance(self) -> str:
         """Judge the current step and act: ``advanced``, ``completed``, ``rolled_back`` or ``waiting``.
@@ -407,3 +483,7 @@ def _latencies(store: Any, deployment: str, *, since: str, model_version_id: int
     return store.deployments.list_latencies(
         deployment, model_version_id=model_version_id, since=since
     )
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
