@@ -1129,9 +1129,9 @@ class Experiments:
         >>> bench.experiments.evaluate(bundle, holdout)["roc_auc"]     # doctest: +SKIP
         0.99
         """
-        from workbench.evaluation import evaluate
+        from workbench.evaluation import prediction_metrics
 
-        return evaluate(self.predict(bundle, holdout)).metrics
+        return prediction_metrics(self.predict(bundle, holdout))  # evaluate()'s, without details
 
     def trials(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
         """Trials (of one experiment, else all) with ``config``, ``metrics`` (last reported),
