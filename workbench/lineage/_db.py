@@ -236,5 +236,16 @@ class Repository:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration script on ``;`` (our migrations hold no literal semicolons)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration script into statements: a ``;`` ends one only where SQLite says the
+    statement is complete (a trigger's ``BEGIN … END`` holds several)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        raise WorkbenchError(f"incomplete SQL statement in a migration: {pending.strip()[:80]!r}")
+    return statements

@@ -360,4 +360,72 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX model_evaluations_by_version ON model_evaluations (model_version_id, id);
         """,
     ),
+    (
+        # Tamper evidence: each entry carries the hash of the one before it (written by
+        # Database.audit); entries cannot be changed once hashed, nor deleted. Entries written
+        # before this migration have no hash until the first open chains them (the only update
+        # the trigger lets through).
+        "0010_audit_chain",
+        """
+        ALTER TABLE audit_log ADD COLUMN prev_hash TEXT;
+        ALTER TABLE audit_log ADD COLUMN hash TEXT;
+        CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+        WHEN OLD.hash IS NOT NULL
+        BEGIN
+            SELECT RAISE(ABORT, 'audit_log is append-only: an entry cannot be changed');
+        END;
+        CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+        BEGIN
+            SELECT RAISE(ABORT, 'audit_log is append-only: an entry cannot be deleted');
+        END;
+        """,
+    ),
+    (
+        # Who may do what: role grants and access settings (changed by an admin only, audited),
+        # and serving API keys (stored as SHA-256 of the key; the name is what request rows record).
+        "0011_access",
+        """
+        CREATE TABLE access_grants (
+            user TEXT NOT NULL,
+            role TEXT NOT NULL,
+            granted_by TEXT NOT NULL,
+            granted_at TEXT NOT NULL,
+            PRIMARY KEY (user, role)
+        );
+        CREATE TABLE access_settings (
+            key TEXT PRIMARY KEY,
+            value_json TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            key_hash TEXT NOT NULL UNIQUE,
+            scopes_json TEXT NOT NULL,
+            deployment TEXT,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        ALTER TABLE request_logs ADD COLUMN api_key TEXT;
+        """,
+    ),
+    (
+        # Reproducibility: the environment a search ran in (Python, platform, lock and diff
+        # artifacts, notebook cells) and the hash of the Tune state it may be resumed from.
+        "0012_environment",
+        """
+        ALTER TABLE experiments ADD COLUMN environment_json TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE experiments ADD COLUMN tune_state_hash TEXT;
+        """,
+    ),
+    (
+        # A registered version's row bound to its artifact: a digest over the row's identity and
+        # artifact hash, so swapping artifact hashes between rows is detected on load.
+        "0013_model_binding",
+        """
+        ALTER TABLE model_versions ADD COLUMN row_digest TEXT;
+        """,
+    ),
 ]
