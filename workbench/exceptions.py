@@ -12,6 +12,9 @@ __all__ = [
     "InvalidRequestError",
     "ExperimentError",
     "DeploymentError",
+    "PermissionDenied",
+    "TamperedError",
+    "UnsafeHomeError",
 ]
 
 
@@ -66,3 +69,26 @@ class ExperimentError(WorkbenchError):
 
 class DeploymentError(WorkbenchError):
     """A deployment could not be created, changed or reached."""
+
+
+class PermissionDenied(WorkbenchError):
+    """The acting identity lacks the role an action needs, claims another identity, or would
+    approve its own request under the four-eyes rule. Nothing was changed.
+
+    ``user``, ``action`` and ``role`` say who tried what and which role it needs.
+    """
+
+    def __init__(self, message: str, *, user: str = "", action: str = "", role: str = ""):
+        super().__init__(message)
+        self.user = user
+        self.action = action
+        self.role = role
+
+
+class TamperedError(WorkbenchError):
+    """A record no longer matches what was written: an edited audit entry, a model version row
+    whose artifact hash was swapped, a Tune state file that changed since it was recorded."""
+
+
+class UnsafeHomeError(ConfigError):
+    """``WORKBENCH_HOME`` is owned by another user or writable by group or others."""
