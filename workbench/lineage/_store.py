@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.exceptions import ConfigError
+from workbench.lineage._access import AccessRepository
 from workbench.lineage._datasets import DatasetRepository
 from workbench.lineage._db import Database
 from workbench.lineage._deployments import DeploymentRepository
@@ -78,6 +79,7 @@ class Store:
         self.retraining = RetrainingRepository(self._db)
         self.ingestion = IngestionRepository(self._db)
         self.evaluations = EvaluationRepository(self._db)
+        self.access = AccessRepository(self._db)
         #: ``audit(action, entity_type, entity_id, detail=None, *, actor=None)``: append an audit
         #: entry (``actor`` defaults to the OS user). ``link(src_type, src_id, relation, dst_type,
         #: dst_id)``: record a typed lineage edge (idempotent). Both join an open transaction.
