@@ -18,7 +18,7 @@ __all__ = ["MAX_DIGITS", "is_int_text", "parse_int", "parse_float"]
 
 #: More digits than any id, count or port needs; ``int()`` of 4,300+ digits raises in 3.11.
 MAX_DIGITS = 18
-_INT = re.compile(r"[+-]?[0-9]{1,%d}" % MAX_DIGITS)
+_INT = re.compile(rf"[+-]?[0-9]{{1,{MAX_DIGITS}}}")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?")
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from workbench.config import Settings
     from workbench.datasets import Datasets, DatasetVersion
     from workbench.experiments import Experiments, SearchResult
+    from workbench.governance import Access
     from workbench.lineage import ArtifactStore, Store
     from workbench.monitoring import Monitoring
     from workbench.registry import ModelRegistry, ModelVersion
@@ -123,6 +124,18 @@ class Workbench:
     def connect(self) -> RayConnection:
         """Connect to Ray (``address``, else ``$RAY_ADDRESS``, else local); idempotent."""
         return self.stages.connect()
+
+    @cached_property
+    def access(self) -> Access:
+        """Who may do what: ``whoami()``, ``grant(user, role)``, ``revoke``, ``grants()``,
+        ``set_four_eyes()`` (see docs/governance.md)."""
+        from workbench.governance import Access
+
+        return Access(self.store)
+
+    def whoami(self) -> dict[str, Any]:
+        """Who is acting, their roles, whether roles are enforced, and what they may do now."""
+        return self.access.whoami()
 
     @cached_property
     def automation(self) -> Automation:

@@ -12,6 +12,7 @@ from workbench.config import Settings, storage_refusal
 from workbench.datasets import Datasets
 from workbench.exceptions import ConfigError
 from workbench.experiments import Experiments
+from workbench.governance import requires
 from workbench.lineage import ArtifactStore, Store
 from workbench.monitoring import Monitoring
 from workbench.registry import ModelRegistry
@@ -179,6 +180,7 @@ class Stages:
             fairness=fairness,
         )
 
+    @requires("register")
     def register_candidate(
         self,
         candidate: Candidate,
@@ -234,6 +236,7 @@ class Stages:
             )
         return mv
 
+    @requires("register")
     def register_best(
         self,
         search: SearchResult,

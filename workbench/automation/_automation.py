@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from workbench.governance import Access, requires
 from workbench.status import JobStatus
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Automation:
     def __init__(self, stages: Stages):
         self.stages = stages
 
+    @requires("policy")
     def add_policy(self, policy: LoopPolicy, *, enabled: bool = True) -> LoopPolicy:
         """Store a retraining policy (replacing one of the same name); the scheduler reads it on its next tick.
 
@@ -52,6 +54,7 @@ class Automation:
         """Stored policies with their state (last check, cron cursor)."""
         return self.stages.store.retraining.list_policies()
 
+    @requires("policy")
     def disable_policy(self, name: str) -> None:
         row = self.stages.store.retraining.get_policy(name)
         self.stages.store.retraining.set_policy(name, row["config"], enabled=False)
@@ -135,18 +138,32 @@ class Automation:
         """
         return self.stages.store.retraining.get_job(int(job_id))
 
+    @requires("approve")
     def approve(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
-        """Approve a pending job; the scheduler (or :meth:`tick`) runs it next."""
+        """Approve a pending job; the scheduler (or :meth:`tick`) runs it next.
+
+        Under the four-eyes rule (``bench.access.set_four_eyes()``) the person who requested the
+        job (who saved its policy) may not approve it.
+        """
         from workbench.automation._engine import Engine
+
+        job = self.stages.store.retraining.get_job(int(job_id))
+        Access(self.stages.store).require_other_person(
+            "approve",
+            self.stages.store.access.policy_author(job["policy"]),
+            f"retrain job {job_id} (policy {job['policy']!r})",
+        )
 
         return Engine(self.stages).answer(job_id, approve=True, actor=actor, reason=reason)
 
+    @requires("approve")
     def reject(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
         """Reject a pending job; it never runs and does not count against the budget."""
         from workbench.automation._engine import Engine
 
         return Engine(self.stages).answer(job_id, approve=False, actor=actor, reason=reason)
 
+    @requires("policy")
     def start_scheduler(self, *, interval_s: float = 60.0, namespace: str | None = None) -> Any:
         """Start (or find) the named, detached scheduler actor; it outlives this kernel.
 
@@ -195,6 +212,7 @@ class Automation:
         except ValueError:
             return None
 
+    @requires("policy")
     def stop_scheduler(self, *, namespace: str | None = None) -> bool:
         """Stop the scheduler after its current tick and remove the actor; False if none ran."""
         import ray

@@ -13,6 +13,7 @@ from workbench.datasets._hashing import content_hash
 from workbench.datasets._sources import Fetched, Source, as_source
 from workbench.datasets._validation import format_report, run_checks
 from workbench.exceptions import ConfigError, DatasetValidationError, NotFoundError
+from workbench.governance import requires
 from workbench.lineage import ArtifactStore, Store
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class Datasets:
         self.artifacts = artifacts
 
     # ------------------------------------------------------------------ ingest
+    @requires("ingest")
     def ingest(
         self,
         source: str | Path | pl.DataFrame | Source,
@@ -396,6 +398,7 @@ class Datasets:
         )
 
     # --------------------------------------------------------------- schedules
+    @requires("schedule")
     def schedule(
         self,
         source: str | Path | pl.DataFrame | Source,
@@ -442,6 +445,7 @@ class Datasets:
 
         return [IngestionSchedule.from_row(r) for r in self.store.ingestion.list_schedules()]
 
+    @requires("schedule")
     def unschedule(self, name: str) -> IngestionSchedule:
         """Disable the schedule of ``name`` (its runs stay on record); ``schedule`` enables it again."""
         from workbench.datasets._schedules import IngestionSchedule
@@ -475,6 +479,7 @@ class Datasets:
         return run_due(self, now=now, runner=runner)
 
     # ------------------------------------------------------------- derivations
+    @requires("ingest")
     def split(
         self,
         dv: DatasetVersion,
@@ -511,6 +516,7 @@ class Datasets:
             out[part] = self.ingest(frame, name=f"{dv.name}-{part}", target=dv.target, parent=dv)
         return out
 
+    @requires("ingest")
     def extend(self, dv: DatasetVersion, new_rows: pl.DataFrame) -> DatasetVersion:
         """A new version of ``dv``'s dataset: its rows plus ``new_rows`` (same columns), validated again."""
         import polars as pl

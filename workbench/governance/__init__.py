@@ -10,6 +10,7 @@ carries.
 - :func:`requires`: the guard.
 """
 
+from workbench._identity import Identity, acting_as, current_identity
 from workbench.governance._access import (
     ACCESS_ENV,
     SYSTEM_ACTORS,
@@ -17,7 +18,6 @@ from workbench.governance._access import (
     guarded_actions,
     requires,
 )
-from workbench.governance._identity import Identity, acting_as, current_identity
 from workbench.governance._roles import ACTIONS, ROLES, allows, role_for
 
 __all__ = [

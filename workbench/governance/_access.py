@@ -28,8 +28,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from workbench._identity import current_identity, os_user
 from workbench.exceptions import ConfigError, PermissionDenied
-from workbench.governance._identity import current_identity
 from workbench.governance._roles import ACTIONS, ROLES, allows, role_for
 
 if TYPE_CHECKING:
@@ -50,17 +50,11 @@ _DEPTH: ContextVar[int] = ContextVar("workbench_guard_depth", default=0)
 def _owner_of(path: str) -> str:
     """The OS user owning the home holding ``path`` (the store file), else this process's user."""
     if path == ":memory:":
-        return _os_user()
+        return os_user()
     try:
         return pwd.getpwuid(Path(path).resolve().parent.stat().st_uid).pw_name
     except (KeyError, OSError):
-        return _os_user()
-
-
-def _os_user() -> str:
-    from workbench._identity import default_actor
-
-    return default_actor()
+        return os_user()
 
 
 class Access:
@@ -256,7 +250,10 @@ def requires(action: str) -> Callable[[F], F]:
     role_for(action)
 
     def wrap(fn: F) -> F:
-        takes_actor = "actor" in fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
+        takes_actor = (
+            "actor"
+            in fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
+        )
 
         @functools.wraps(fn)
         def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -283,7 +280,11 @@ def requires(action: str) -> Callable[[F], F]:
                     "intent.failed",
                     type(self).__name__.lower(),
                     None,
-                    {"intent": intent, "call": fn.__qualname__, "error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+                    {
+                        "intent": intent,
+                        "call": fn.__qualname__,
+                        "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                    },
                     actor=actor,
                 )
                 raise
@@ -299,7 +300,7 @@ def requires(action: str) -> Callable[[F], F]:
 def guarded_actions(cls: type) -> dict[str, str]:
     """``{method name: action}`` for every guarded method of ``cls`` (what the docs table shows)."""
     return {
-        name: getattr(member, "__requires__")
+        name: member.__requires__
         for name, member in vars(cls).items()
         if callable(member) and hasattr(member, "__requires__")
     }

@@ -87,3 +87,11 @@ class AccessRepository(Repository):
             "ORDER BY id LIMIT 1",
             [action, entity_type, int(entity_id)],
         )
+
+    def policy_author(self, policy: str) -> str | None:
+        """Who last saved retraining policy ``policy`` (the person asking for its retraining)."""
+        return self._db.scalar(
+            "SELECT actor FROM audit_log WHERE action = 'policy.save' "
+            "AND json_extract(detail_json, '$.name') = ? ORDER BY id DESC LIMIT 1",
+            [policy],
+        )

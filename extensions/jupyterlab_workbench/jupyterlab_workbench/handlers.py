@@ -1,25 +1,35 @@
 """REST handlers of the workbench server extension: thin adapters over the public ``workbench`` API.
 
-Every handler is ``@tornado.web.authenticated`` and a Jupyter ``APIHandler`` (so a cookie-authenticated
-POST without the ``_xsrf`` token is refused); every route is in :data:`ROUTES`, the one route table,
-and is described in ``openapi.yaml``. Actions pass the Jupyter user's name as ``actor=`` so the
-audit log records who did it. No SQL, Ray or Serve call sits here: each handler calls one public
-method of :class:`workbench.Workbench` in a worker thread and turns ``WorkbenchError`` into HTTP.
+Every handler is a Jupyter ``APIHandler`` (so a cookie-authenticated POST without the ``_xsrf``
+token is refused), every method is ``@tornado.web.authenticated`` and ``@authorized`` on the
+``workbench`` resource (so a deployment's ``Authorizer``, such as JupyterHub's scopes, applies:
+``read`` for GET, ``write`` for POST), and every route is in :data:`ROUTES`, the one route table,
+described in ``openapi.yaml``. Each call runs as the Jupyter user (:func:`workbench.governance.
+acting_as`), so the library's roles decide what it may do and the audit log records who did it;
+with Jupyter Server's own single-user identity providers (token or password) whoever holds the
+server's token is its owner, the OS user running the server. No SQL, Ray or Serve call sits
+here: each handler calls one public method of :class:`workbench.Workbench` in a worker thread and
+turns ``WorkbenchError`` into HTTP (``PermissionDenied`` is 403).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
 from jupyterlab_workbench._version import API_VERSION, __version__
+from workbench._identity import acting_as, os_user
+from workbench._numbers import is_int_text, parse_int
 from workbench.runtime import jsonable
 
 __all__ = ["ROUTES", "NAMESPACE", "WorkbenchService", "setup_handlers"]
@@ -56,11 +66,17 @@ class WorkbenchService:
 
         self._executor.submit(importlib.import_module, "workbench.api")
 
-    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        def run() -> Any:
-            return fn(self.bench, *args, **kwargs)
+    async def call(self, fn: Any, *args: Any, user: str | None = None, **kwargs: Any) -> Any:
+        """Run ``fn(bench, ...)`` in the worker thread, as ``user`` when given."""
 
-        return await IOLoop.current().run_in_executor(self._executor, run)
+        def run() -> Any:
+            if user is None:
+                return fn(self.bench, *args, **kwargs)
+            with acting_as(user, "jupyter"):
+                return fn(self.bench, *args, **kwargs)
+
+        context = contextvars.copy_context()
+        return await IOLoop.current().run_in_executor(self._executor, context.run, run)
 
     def close(self) -> None:
         if self._bench is not None:
@@ -74,8 +90,16 @@ def _json_body(payload: Any) -> str:
     return json.dumps(body, default=str)
 
 
+#: Jupyter Server's own identity providers: one person (the token's holder) owns the server.
+_SINGLE_USER_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
+
+
 class BaseHandler(APIHandler):
-    """JSON in, JSON out; ``WorkbenchError`` becomes 400/404/409 with ``{"error": message}``."""
+    """JSON in, JSON out; ``WorkbenchError`` becomes 400/403/404/409 with ``{"error": message}``."""
+
+    auth_resource = NAMESPACE
+    #: GET routes need a role (any) when roles are enforced; ``whoami`` answers everyone.
+    reads_need_role = True
 
     @property
     def service(self) -> WorkbenchService:
@@ -83,6 +107,11 @@ class BaseHandler(APIHandler):
 
     @property
     def actor(self) -> str:
+        """Who this request acts as: the user the ``IdentityProvider`` names (JupyterHub's and
+        other multi-user providers), or the OS user running the server for Jupyter Server's own
+        token/password providers, whose anonymous users are new random names per script request."""
+        if type(self.identity_provider) in _SINGLE_USER_PROVIDERS:
+            return os_user()
         user = self.current_user
         return getattr(user, "username", None) or getattr(user, "name", None) or str(user)
 
@@ -106,11 +135,22 @@ class BaseHandler(APIHandler):
             DatasetValidationError,
             InvalidRequestError,
             NotFoundError,
+            PermissionDenied,
             WorkbenchError,
         )
 
+        if self.request.method == "GET" and self.reads_need_role:
+            # reading through the server needs a role too (any role reads) when roles are enforced
+            inner = fn
+
+            def fn(b: Any, *a: Any, **kw: Any) -> Any:
+                b.access.require("read")
+                return inner(b, *a, **kw)
+
         try:
-            return await self.service.call(fn, *args, **kwargs)
+            return await self.service.call(fn, *args, user=self.actor, **kwargs)
+        except PermissionDenied as exc:
+            raise _Error(403, str(exc)) from exc
         except NotFoundError as exc:
             raise _Error(404, str(exc)) from exc
         except (ConfigError, InvalidRequestError, DatasetValidationError, ValueError) as exc:
@@ -137,10 +177,12 @@ class _Error(tornado.web.HTTPError):
 
 
 def _int(value: Any, what: str) -> int:
+    """A whole number from a path, a query or a JSON body: ASCII digits or a JSON integer only
+    (``true``, ``2.9``, ``²`` and 19+ digits are 400, never 500)."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise _Error(400, f"{what} must be an integer, got {value!r}") from None
+        return parse_int(value, what)
+    except ValueError as exc:
+        raise _Error(400, str(exc)) from None
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -148,6 +190,7 @@ class VersionHandler(BaseHandler):
     """The extension's version: the panel calls it first and says "server extension missing" on 404."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         from workbench import __version__ as wb_version
 
@@ -162,12 +205,14 @@ class VersionHandler(BaseHandler):
 
 class ExperimentsHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         self.send({"experiments": await self.call(lambda b: b.experiments.list())})
 
 
 class TrialsHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, experiment_id: str) -> None:
         eid = _int(experiment_id, "experiment id")
         rows = await self.call(lambda b: b.experiments.trials(eid))
@@ -176,6 +221,7 @@ class TrialsHandler(BaseHandler):
 
 class ModelsHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         self.send({"versions": await self.call(lambda b: b.registry.list())})
 
@@ -184,10 +230,12 @@ class AliasesHandler(BaseHandler):
     """GET: the model's alias history. POST ``{"alias", "version", "reason"}``: move an alias (promote)."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, model: str) -> None:
         self.send({"model": model, "history": await self.call(lambda b: b.registry.history(model))})
 
     @tornado.web.authenticated
+    @authorized
     async def post(self, model: str) -> None:
         data = self.body()
         alias = data.get("alias") or "champion"
@@ -195,16 +243,13 @@ class AliasesHandler(BaseHandler):
             raise _Error(400, "alias must be a string such as 'champion'")
         version = _int(data.get("version"), "version")
         reason = str(data.get("reason") or "set from the JupyterLab panel")
-        actor = self.actor
-        mv = await self.call(
-            lambda b: b.registry.set_alias(model, alias, version, actor=actor, reason=reason)
-        )
+        mv = await self.call(lambda b: b.registry.set_alias(model, alias, version, reason=reason))
         self.send({"model_version": mv})
 
 
 def _ref(version: str) -> int | str:
     """A version in a path: its number, or an alias such as ``champion``."""
-    return int(version) if version.isdigit() else version
+    return int(version) if is_int_text(version) else version
 
 
 class EvaluationHandler(BaseHandler):
@@ -212,6 +257,7 @@ class EvaluationHandler(BaseHandler):
     fairness, cv, gate), ``null`` when it has none; 404 for an unknown model or version."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, model: str, version: str) -> None:
         ref = _ref(version)
 
@@ -235,6 +281,7 @@ class ReportHandler(BaseHandler):
         return "frame-ancestors 'self'; default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, model: str, version: str) -> None:
         ref = _ref(version)
         html = await self.call(lambda b: b.registry.report(model, ref))
@@ -247,6 +294,7 @@ class DeploymentsHandler(BaseHandler):
     send all traffic to now (``serving.last_known_good``, read from the store), or null."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         def read(b: Any) -> list[dict[str, Any]]:
             from workbench.exceptions import NotFoundError
@@ -270,14 +318,12 @@ class TrafficHandler(BaseHandler):
     before Serve is touched."""
 
     @tornado.web.authenticated
+    @authorized
     async def post(self, name: str) -> None:
         data = self.body()
         weights = data.get("weights")
         reason = str(data.get("reason") or "set from the JupyterLab panel")
-        actor = self.actor
-        served = await self.call(
-            lambda b: b.serving.set_traffic(name, weights, actor=actor, reason=reason)
-        )
+        served = await self.call(lambda b: b.serving.set_traffic(name, weights, reason=reason))
         self.send({"deployment": name, "weights": served})
 
 
@@ -285,14 +331,14 @@ class RollbackHandler(BaseHandler):
     """POST ``{"to_version": null, "reason"}``: all traffic back to the last known good version."""
 
     @tornado.web.authenticated
+    @authorized
     async def post(self, name: str) -> None:
         data = self.body()
         to = data.get("to_version")
         to_version = None if to is None else _int(to, "to_version")
         reason = str(data.get("reason") or "rollback from the JupyterLab panel")
-        actor = self.actor
         served = await self.call(
-            lambda b: b.serving.rollback(name, to_version=to_version, actor=actor, reason=reason)
+            lambda b: b.serving.rollback(name, to_version=to_version, reason=reason)
         )
         self.send({"deployment": name, "weights": served})
 
@@ -305,6 +351,7 @@ class MonitorsHandler(BaseHandler):
     """Monitors, the newest windows each one tested (verdict, p-value, threshold), and alerts."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         def read(b: Any) -> dict[str, Any]:
             monitors = b.monitoring.list()
@@ -323,6 +370,7 @@ class MonitorsHandler(BaseHandler):
 
 class RetrainsHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         jobs, pending = await self.call(lambda b: (b.automation.jobs(), b.automation.pending()))
         self.send({"jobs": jobs, "pending": pending})
@@ -332,19 +380,20 @@ class RetrainAnswerHandler(BaseHandler):
     """POST ``{"reason"}`` to ``.../approve`` or ``.../reject`` a retraining waiting for a person."""
 
     @tornado.web.authenticated
+    @authorized
     async def post(self, job_id: str, answer: str) -> None:
         jid = _int(job_id, "job id")
         reason = str(self.body().get("reason") or f"{answer} from the JupyterLab panel")
-        actor = self.actor
         if answer == "approve":
-            job = await self.call(lambda b: b.automation.approve(jid, actor=actor, reason=reason))
+            job = await self.call(lambda b: b.automation.approve(jid, reason=reason))
         else:
-            job = await self.call(lambda b: b.automation.reject(jid, actor=actor, reason=reason))
+            job = await self.call(lambda b: b.automation.reject(jid, reason=reason))
         self.send({"job": job})
 
 
 class LineageHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, model: str, version: str) -> None:
         ref = _ref(version)
 
@@ -356,6 +405,7 @@ class LineageHandler(BaseHandler):
 
 class AuditHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         limit = _int(self.get_argument("limit", "100"), "limit")
         if not 0 < limit <= 10_000:
@@ -367,6 +417,7 @@ class DatasetsHandler(BaseHandler):
     """Every dataset version (``bench.datasets.list()``), oldest first, without reports or data."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         rows = await self.call(lambda b: [dv.summary() for dv in b.datasets.list()])
         self.send({"versions": rows})
@@ -376,6 +427,7 @@ class DatasetReportHandler(BaseHandler):
     """One version's columns and validation report (``bench.datasets.report``), every key present."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, name: str, version: str) -> None:
         v = _int(version, "version")
 
@@ -390,6 +442,7 @@ class DatasetDiffHandler(BaseHandler):
     """``?a=1&b=2&key=id&examples=5``: what changed from version a to b (``bench.datasets.diff``)."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, name: str) -> None:
         a = _int(self.get_argument("a", None), "a")
         b_version = _int(self.get_argument("b", None), "b")
@@ -403,6 +456,40 @@ class DatasetDiffHandler(BaseHandler):
             return {"diff": d.to_dict(), "text": str(d)}
 
         self.send(await self.call(read))
+
+
+class WhoamiHandler(BaseHandler):
+    """Who the panel acts as, their roles and the actions they may take now
+    (``bench.whoami()``): the panel shows only the buttons that will work."""
+
+    reads_need_role = False
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.send(await self.call(lambda b: b.whoami()))
+
+
+class AccessHandler(BaseHandler):
+    """GET: every role grant. POST ``{"user", "role", "grant": true|false}``: grant or revoke a
+    role (admin only; ``bench.access.grant`` / ``revoke``)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.send({"grants": await self.call(lambda b: b.access.grants())})
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        data = self.body()
+        user, role, grant = data.get("user"), data.get("role"), data.get("grant", True)
+        if not isinstance(user, str) or not isinstance(role, str) or not isinstance(grant, bool):
+            raise _Error(400, 'send {"user": "ada", "role": "deployer", "grant": true}')
+        changed = await self.call(
+            lambda b: b.access.grant(user, role) if grant else b.access.revoke(user, role)
+        )
+        self.send({"user": user, "role": role, "grant": grant, "changed": changed})
 
 
 #: The one route table: (path under ``/workbench/``, handler). ``openapi.yaml`` describes each.
@@ -425,6 +512,8 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"datasets/([^/]+)/versions/(\d+)", DatasetReportHandler),
     (r"datasets/([^/]+)/diff", DatasetDiffHandler),
     (r"audit", AuditHandler),
+    (r"whoami", WhoamiHandler),
+    (r"access", AccessHandler),
 ]
 
 

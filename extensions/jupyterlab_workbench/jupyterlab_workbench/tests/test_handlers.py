@@ -46,6 +46,29 @@ def aliases(home: Path) -> dict[int, list[str]]:
         return {mv.version: list(mv.aliases) for mv in bench.registry.list("cancer")}
 
 
+def name_users(jp_serverapp, monkeypatch, username: str) -> None:
+    """Make the server's identity provider a multi-user one (a subclass, as JupyterHub's is) whose
+    token-authenticated user is ``username``."""
+    import inspect
+
+    from jupyter_server.auth import User
+
+    idp = jp_serverapp.identity_provider
+    real_get_user = idp.get_user
+
+    class NamedIdentityProvider(type(idp)):
+        pass
+
+    async def get_user(handler):  # the token still authenticates; the user is renamed
+        user = real_get_user(handler)
+        if inspect.isawaitable(user):
+            user = await user
+        return User(username=username, name=username.title()) if user else None
+
+    monkeypatch.setattr(idp, "__class__", NamedIdentityProvider)
+    monkeypatch.setattr(idp, "get_user", get_user)
+
+
 async def call(jp_fetch, *parts, method="GET", body=None, headers=None):
     kwargs = {"method": method, "headers": headers}
     if body is not None or method == "POST":
@@ -178,21 +201,9 @@ async def test_promote_records_the_jupyter_user_in_the_audit_log(jp_fetch, jp_se
 async def test_actor_is_the_identity_providers_username(
     jp_fetch, jp_serverapp, wb_home, monkeypatch
 ):
-    """With a named identity (as JupyterHub gives), the audit log names that user."""
-    import inspect
-
-    from jupyter_server.auth import User
-
-    idp = jp_serverapp.identity_provider
-    real_get_user = idp.get_user
-
-    async def get_user(handler):  # the token still authenticates; the user is renamed
-        user = real_get_user(handler)
-        if inspect.isawaitable(user):
-            user = await user
-        return User(username="alice", name="Alice") if user else None
-
-    monkeypatch.setattr(idp, "get_user", get_user)
+    """With a named identity from a multi-user identity provider (as JupyterHub's), the audit log
+    names that user."""
+    name_users(jp_serverapp, monkeypatch, "alice")
     seed(wb_home)
     code, body = await call(
         jp_fetch,
@@ -214,7 +225,13 @@ async def test_actor_is_the_identity_providers_username(
 @pytest.mark.parametrize(
     "parts,body,status,words",
     [
-        (("models", "cancer", "aliases"), {"alias": "champion", "version": "two"}, 400, "integer"),
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": "two"}, 400, "whole"),
+        # numbers parsed strictly: never int(True) == 1, int(2.9) == 2, a 500 on '²' or 10**30
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": 2.9}, 400, "whole"),
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": True}, 400, "whole"),
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": 10**30}, 400, "range"),
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": "²"}, 400, "whole"),
+        (("models", "cancer", "aliases"), {"alias": "champion", "version": "9" * 5000}, 400, "whole"),
         (("models", "nope", "aliases"), {"alias": "champion", "version": 1}, 404, "nope"),
         (("models", "cancer", "aliases"), {"alias": "champion", "version": 9}, 404, "9"),
         (("deployments", "cancer", "traffic"), {"weights": {"1": "x"}}, 400, "number"),
@@ -521,7 +538,7 @@ async def test_dataset_versions_reports_and_diffs(jp_fetch, wb_home):
         (("cities", "versions", "9"), {}, 404, "cities version 9 does not exist"),
         (("nope", "diff"), {"a": "1", "b": "2"}, 404, "dataset nope version 1 does not exist"),
         (("cities", "diff"), {"a": "1", "b": "2", "key": "city"}, 400, "not unique in cities@1"),
-        (("cities", "diff"), {"a": "1"}, 400, "b must be an integer"),
+        (("cities", "diff"), {"a": "1"}, 400, "b must be a whole number"),
         (("cities", "diff"), {"a": "1", "b": "2", "examples": "1000"}, 400, "examples must be in"),
     ],
 )
