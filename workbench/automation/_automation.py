@@ -138,7 +138,7 @@ class Automation:
         """
         return self.stages.store.retraining.get_job(int(job_id))
 
-    @requires("approve")
+    @requires("approve", check=lambda self, job_id, **_: self._four_eyes(job_id))
     def approve(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
         """Approve a pending job; the scheduler (or :meth:`tick`) runs it next.
 
@@ -147,21 +147,24 @@ class Automation:
         """
         from workbench.automation._engine import Engine
 
+        return Engine(self.stages).answer(job_id, approve=True, actor=actor, reason=reason)
+
+    @requires("approve", check=lambda self, job_id, **_: self._four_eyes(job_id))
+    def reject(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
+        """Reject a pending job; it never runs and does not count against the budget."""
+        from workbench.automation._engine import Engine
+
+        return Engine(self.stages).answer(job_id, approve=False, actor=actor, reason=reason)
+
+    def _four_eyes(self, job_id: int) -> None:
+        """Under the four-eyes rule, the person who asked for a job (who saved its policy) may
+        not answer it."""
         job = self.stages.store.retraining.get_job(int(job_id))
         Access(self.stages.store).require_other_person(
             "approve",
             self.stages.store.access.policy_author(job["policy"]),
             f"retrain job {job_id} (policy {job['policy']!r})",
         )
-
-        return Engine(self.stages).answer(job_id, approve=True, actor=actor, reason=reason)
-
-    @requires("approve")
-    def reject(self, job_id: int, *, actor: str | None = None, reason: str = "") -> dict[str, Any]:
-        """Reject a pending job; it never runs and does not count against the budget."""
-        from workbench.automation._engine import Engine
-
-        return Engine(self.stages).answer(job_id, approve=False, actor=actor, reason=reason)
 
     @requires("policy")
     def start_scheduler(self, *, interval_s: float = 60.0, namespace: str | None = None) -> Any:

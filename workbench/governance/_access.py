@@ -241,11 +241,13 @@ def _summary(value: Any) -> Any:
     return type(value).__name__
 
 
-def requires(action: str) -> Callable[[F], F]:
+def requires(action: str, *, check: Callable[..., None] | None = None) -> Callable[[F], F]:
     """Guard a stage method with ``action`` (see :data:`~workbench.governance.ACTIONS`).
 
     The method's ``actor=`` keyword, when it has one, is checked and replaced by the name to
-    record. Nested guarded calls check their own action but record no second intent.
+    record. ``check(self, *args, **kwargs)``, when given, runs after the role check and before
+    the intent is recorded (the four-eyes rule): what it refuses leaves no trace either.
+    Nested guarded calls check their own action but record no second intent.
     """
     role_for(action)
 
@@ -260,6 +262,8 @@ def requires(action: str) -> Callable[[F], F]:
             store = _store_of(self)
             access = Access(store)
             actor = access.require(action, actor=kwargs.get("actor"))
+            if check is not None:
+                check(self, *args, **kwargs)
             if takes_actor:
                 kwargs["actor"] = actor
             depth = _DEPTH.get()
