@@ -11,7 +11,7 @@ import pytest
 
 from workbench import Workbench
 from workbench._identity import acting_as, os_user
-from workbench.exceptions import PermissionDenied
+from workbench.exceptions import PermissionDenied, WorkbenchError
 from workbench.governance import ACTIONS, Access, guarded_actions
 
 
@@ -128,7 +128,7 @@ def test_intent_is_recorded_before_the_effect_and_a_failure_after_it(home, csv):
         assert intent < effect
         assert entries[intent]["detail"]["action"] == "ingest"
         assert entries[intent]["detail"]["call"] == "Datasets.ingest"
-        with pytest.raises(Exception):
+        with pytest.raises(WorkbenchError):
             bench.datasets.ingest(csv.parent / "missing.csv", name="gone")
         failed = bench.audit_log(1)[0]
         assert failed["action"] == "intent.failed" and "missing" in failed["detail"]["error"]
