@@ -174,3 +174,24 @@ def test_every_mutating_stage_method_is_guarded():
         "register_best": "register",
     }
     assert set(guarded_actions(Automation).values()) == {"policy", "approve"}
+
+
+def test_the_cli_grants_lists_and_refuses_with_exit_status_3(home, monkeypatch):
+    from click.testing import CliRunner
+
+    from workbench.cli import EXIT_DENIED, cli
+
+    run = CliRunner().invoke
+    out = run(cli, ["--home", str(home), "whoami", "--json"])
+    assert out.exit_code == 0 and '"enforced": false' in out.output
+    out = run(cli, ["--home", str(home), "access", "grant", "ada", "editor"])
+    assert out.exit_code == 0 and "ada now holds editor" in out.output
+    out = run(cli, ["--home", str(home), "access", "list"])
+    assert "ada   editor" in out.output and f"{os_user()}  admin" in out.output
+    monkeypatch.setenv("JUPYTERHUB_USER", "ada")
+    out = run(cli, ["--home", str(home), "access", "grant", "ada", "admin"])
+    assert out.exit_code == EXIT_DENIED and "needs the 'admin' role" in out.output
+    out = run(cli, ["--home", str(home), "access", "four-eyes", "on"])
+    assert out.exit_code == EXIT_DENIED
+    with Workbench(home) as bench:
+        assert bench.access.roles("ada") == {"editor"} and not bench.access.four_eyes
