@@ -15,6 +15,7 @@ STAGES = (
     "features",
     "experiments",
     "evaluation",
+    "governance",
     "registry",
     "serving",
     "monitoring",

@@ -114,6 +114,35 @@ export interface PanelState {
   confirm: Confirmation | null;
   busy: boolean;
   lastPollMs: number | null;
+  /** Who the panel acts as (GET whoami): the buttons it may press; null when not known. */
+  me: Me | null;
+}
+
+/** The panel's user: their roles and the actions the workbench allows them now. */
+export interface Me {
+  user: string;
+  roles: string[];
+  enforced: boolean;
+  allowed: string[];
+}
+
+/** Whether `me` may take `action` (unknown, as with an older server, allows: the server decides). */
+export function may(me: Me | null, action: string): boolean {
+  return me === null || !me.enforced || me.allowed.includes(action);
+}
+
+/** The role each guarded panel button needs, as the workbench's action table says. */
+export const BUTTON_ROLE: Record<string, string> = {
+  promote: 'approver',
+  traffic: 'deployer',
+  rollback: 'deployer',
+  approve: 'approver'
+};
+
+/** The tooltip of a button `me` may not press. */
+export function deniedTitle(me: Me | null, action: string): string {
+  const who = me ? `${me.user} (${me.roles.join(', ') || 'no role'})` : 'you';
+  return `${who} may not ${action}: it needs the ${BUTTON_ROLE[action] || action} role`;
 }
 
 export function initialState(): PanelState {
@@ -144,7 +173,8 @@ export function initialState(): PanelState {
     notice: null,
     confirm: null,
     busy: false,
-    lastPollMs: null
+    lastPollMs: null,
+    me: null
   };
 }
 
@@ -382,6 +412,7 @@ export class PanelModel {
         return;
       }
       this.set({ status: 'ready', message: '', version });
+      await this.loadMe();
     } catch (err) {
       const status = err instanceof ApiError ? err.status : 0;
       this.set({
@@ -397,6 +428,15 @@ export class PanelModel {
     }
     if (this.state.visible) {
       await this.poll(); // a hidden panel loads nothing until it is shown
+    }
+  }
+
+  /** Who the panel acts as; an error (an older server without the route) leaves it unknown. */
+  async loadMe(): Promise<void> {
+    try {
+      this.set({ me: (await this.fetcher('whoami')) as Me });
+    } catch {
+      this.set({ me: null });
     }
   }
 

@@ -9,6 +9,8 @@ import {
   TABS,
   TabId,
   datasetNames,
+  deniedTitle,
+  may,
   trialCv,
   trialMetric,
   versionsOf
@@ -20,6 +22,11 @@ function esc(value: unknown): string {
     /[&<>"']/g,
     c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string
   );
+}
+
+/** ` disabled title="…"` on a button whose action the panel's user may not take, else ''. */
+function guard(s: PanelState, action: string): string {
+  return may(s.me, action) ? '' : ` disabled data-denied="${esc(action)}" title="${esc(deniedTitle(s.me, action))}"`;
 }
 
 function num(value: unknown, digits = 4): string {
@@ -358,6 +365,9 @@ export class WorkbenchPanel extends Widget {
       (s.notice
         ? `<div class="jp-WorkbenchPanel-notice ${s.notice.ok ? 'jp-mod-ok' : 'jp-mod-error'}">${esc(s.notice.text)}</div>`
         : '') +
+      (s.me && s.me.enforced
+        ? `<div class="jp-WorkbenchPanel-identity" title="what you may do: ${esc(s.me.allowed.join(', ') || 'nothing')}">as <b>${esc(s.me.user)}</b> · ${esc(s.me.roles.join(', ') || 'no role')}</div>`
+        : '') +
       (s.confirm
         ? `<div class="jp-WorkbenchPanel-confirm" role="alertdialog" data-kind="${esc(s.confirm.kind)}"><p>${esc(s.confirm.text)}</p>` +
           `<button class="jp-WorkbenchPanel-button jp-mod-accept" data-action="confirm">${esc(confirmLabel(s))}</button>` +
@@ -501,7 +511,7 @@ export class WorkbenchPanel extends Widget {
           .join(', ');
         const promote = aliases.includes('champion')
           ? ''
-          : `<button class="jp-WorkbenchPanel-button" data-action="promote" data-model="${esc(v.model)}" data-version="${esc(v.version)}">Promote</button>`;
+          : `<button class="jp-WorkbenchPanel-button" data-action="promote" data-model="${esc(v.model)}" data-version="${esc(v.version)}"${guard(s, 'promote')}>Promote</button>`;
         const ev = s.evaluation;
         const shown = ev !== null && ev.model === v.model && ev.version === v.version;
         return (
@@ -607,9 +617,11 @@ export class WorkbenchPanel extends Widget {
         return (
           `<section class="jp-WorkbenchPanel-deployment" data-deployment="${esc(d.name)}">` +
           `<h3>${esc(d.name)} <small>${esc(d.model)} · ${esc(d.status)}</small></h3>${sliders}` +
-          `<div class="jp-WorkbenchPanel-actions"><button class="jp-WorkbenchPanel-button" data-action="apply-traffic" data-deployment="${esc(d.name)}"${s.drafts[d.name] && !s.busy ? '' : ' disabled'}>Apply traffic</button>` +
+          `<div class="jp-WorkbenchPanel-actions"><button class="jp-WorkbenchPanel-button" data-action="apply-traffic" data-deployment="${esc(d.name)}"${!may(s.me, 'traffic') ? guard(s, 'traffic') : s.drafts[d.name] && !s.busy ? '' : ' disabled'}>Apply traffic</button>` +
           `<button class="jp-WorkbenchPanel-button" data-action="rollback" data-deployment="${esc(d.name)}"` +
-          (d.rollback_to === null
+          (!may(s.me, 'rollback')
+            ? guard(s, 'rollback')
+            : d.rollback_to === null
             ? ' disabled title="no earlier version held all traffic, and no champion to go back to"'
             : `${s.busy ? ' disabled' : ''}${d.rollback_to !== undefined ? ` title="all traffic to v${esc(d.rollback_to)}"` : ''}`) +
           '>Roll back</button></div></section>'
@@ -669,8 +681,8 @@ export class WorkbenchPanel extends Widget {
       .map(j => {
         const pending = j.status === 'PENDING_APPROVAL';
         const buttons = pending
-          ? `<button class="jp-WorkbenchPanel-button" data-action="approve" data-job="${esc(j.id)}">Approve</button>` +
-            `<button class="jp-WorkbenchPanel-button" data-action="reject" data-job="${esc(j.id)}">Reject</button>`
+          ? `<button class="jp-WorkbenchPanel-button" data-action="approve" data-job="${esc(j.id)}"${guard(s, 'approve')}>Approve</button>` +
+            `<button class="jp-WorkbenchPanel-button" data-action="reject" data-job="${esc(j.id)}"${guard(s, 'approve')}>Reject</button>`
           : '';
         const cause = j.drift_result_id ? `drift result #${j.drift_result_id}` : j.event_key || '';
         return (

@@ -16,7 +16,9 @@ const {
   evaluationSummary,
   cvText,
   trialCv,
-  reportPath
+  reportPath,
+  may,
+  deniedTitle
 } = require('../lib-test/model.js');
 
 class FakeClock {
@@ -311,11 +313,11 @@ test('a panel started hidden checks the version only, and loads when first shown
   m.setVisible(false);
   await m.start();
   assert.equal(m.state.status, 'ready');
-  assert.deepEqual(calls.map(c => c.path), ['version']);
+  assert.deepEqual(calls.map(c => c.path), ['version', 'whoami']);
   assert.equal(m.polling, false);
   m.setVisible(true);
   await flush();
-  assert.deepEqual(calls.map(c => c.path), ['version', 'experiments', 'experiments/2/trials']);
+  assert.deepEqual(calls.map(c => c.path), ['version', 'whoami', 'experiments', 'experiments/2/trials']);
   assert.equal(m.state.trials.length, 1);
 });
 
@@ -463,4 +465,19 @@ test("the models tab shows the champion's evaluation once, then the version pick
   assert.equal(calls.filter(c => c.path.endsWith('/evaluation')).length, asked, 'not fetched again on each poll');
   await m.showEvaluation('m', 1);
   assert.deepEqual([m.state.evaluation.version, m.state.evaluation.summary], [1, null]);
+});
+
+// ------------------------------------------------------------------ roles
+test('the panel learns who it acts as; buttons follow the allowed actions', async () => {
+  const me = { user: 'vic', roles: ['viewer'], enforced: true, allowed: ['read'] };
+  const { fetcher } = server({ version: { api: 1 }, whoami: me, experiments: EXPS, 'experiments/2/trials': TRIALS });
+  const m = new PanelModel(fetcher, new FakeClock(), { baseMs: 1000 });
+  await m.start();
+  assert.deepEqual(m.state.me, me);
+  assert.equal(may(m.state.me, 'read'), true);
+  assert.equal(may(m.state.me, 'promote'), false);
+  assert.equal(deniedTitle(m.state.me, 'promote'), 'vic (viewer) may not promote: it needs the approver role');
+  // open homes, and servers without the route (me null), leave every button to the server
+  assert.equal(may({ ...me, enforced: false }, 'promote'), true);
+  assert.equal(may(null, 'traffic'), true);
 });
