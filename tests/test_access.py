@@ -195,3 +195,25 @@ def test_the_cli_grants_lists_and_refuses_with_exit_status_3(home, monkeypatch):
     assert out.exit_code == EXIT_DENIED
     with Workbench(home) as bench:
         assert bench.access.roles("ada") == {"editor"} and not bench.access.four_eyes
+
+
+def test_four_eyes_nobody_promotes_a_version_they_registered(home):
+    from tests._serve_env import cancer_bundle
+
+    with Workbench(home) as bench:
+        for user in ("alice", "bob"):
+            bench.access.grant(user, "editor")
+            bench.access.grant(user, "approver")
+        bench.access.set_four_eyes(True)
+        bundle, _ = cancer_bundle()
+        with acting_as("alice"):
+            mv = bench.registry.register("cancer", bundle, metrics={"f1": 0.9})
+            before = snapshot(bench)
+            with pytest.raises(PermissionDenied, match="alice requested cancer version 1"):
+                bench.registry.set_alias("cancer", "champion", mv.version)
+            assert snapshot(bench) == before and bench.registry.get("cancer", 1).aliases == ()
+        with acting_as("bob"):
+            assert bench.registry.set_alias("cancer", "champion", 1).aliases == ("champion",)
+        with acting_as("carol"):  # no role at all
+            with pytest.raises(PermissionDenied, match="needs the 'editor' role"):
+                bench.registry.register("cancer", bundle, metrics={"f1": 0.9})

@@ -1061,3 +1061,22 @@ def test_registry_widget_shows_evaluations_and_opens_the_stored_report(registry)
     assert w.evaluations["2"]["has_report"], "refreshed after the action: the report is stored"
     with pytest.raises(NotFoundError, match="no recorded evaluation"):
         w.act("report", version=1)
+
+
+def test_buttons_the_user_may_not_press_are_disabled_and_refused_with_nothing_changed(bench):
+    """With roles on, a viewer's registry widget disables Promote/Roll back (the reason is the
+    tooltip) and a promote sent anyway is refused by the library: the alias does not move."""
+    from workbench._identity import acting_as
+
+    registry = bench.registry
+    assert bench.widgets.registry("cancer", autostart=False).denied == {}  # open home
+    bench.access.grant("vic", "viewer")
+    with acting_as("vic"):
+        w = bench.widgets.registry("cancer", autostart=False)
+        assert w.denied == {"promote": "vic (viewer) may not promote: it needs the approver role"}
+        before = (registry.history("cancer"), registry.store.audit_log(1000))
+        w._on_custom_msg(w, {"action": "promote", "params": {"version": 2, "confirm": True}}, [])
+        assert _wait(lambda: w.notice.get("level") == "error", 5), w.notice
+    assert "needs the 'approver' role" in w.notice["text"]
+    assert registry.get("cancer", "champion").version == 1
+    assert (registry.history("cancer"), registry.store.audit_log(1000)) == before

@@ -118,18 +118,40 @@ class Access:
         """Every grant: ``user``, ``role``, ``granted_by``, ``granted_at``."""
         return self.store.access.grants()
 
+    def denied(self, actions: tuple[str, ...] | list[str]) -> dict[str, str]:
+        """``{action: why}`` for each of ``actions`` the acting user may not take now (empty in an
+        open home): what a widget disables, with the reason as the button's tooltip.
+
+        Examples
+        --------
+        >>> from workbench.lineage import Store
+        >>> Access(Store(":memory:")).denied(["deploy"])
+        {}
+        """
+        if not self.enforced:
+            return {}
+        me = current_identity().name
+        roles = self.roles(me)
+        held = ", ".join(sorted(roles)) or "no role"
+        return {
+            a: f"{me} ({held}) may not {a}: it needs the {role_for(a)} role"
+            for a in actions
+            if not allows(roles, a)
+        }
+
     # ----------------------------------------------------------------- checks
     def require(self, action: str, *, actor: str | None = None) -> str:
         """The name to record as ``actor`` for ``action``, or :class:`PermissionDenied`.
 
-        ``actor`` may name the acting user, or one of :data:`SYSTEM_ACTORS`; with enforcement
-        off it is recorded as given (one person owns the home).
+        ``actor`` may name the acting user (with a channel note: ``"ada (widget)"``), or one of
+        :data:`SYSTEM_ACTORS`; with enforcement off it is recorded as given (one person owns the
+        home).
         """
         me = current_identity().name
         needed = role_for(action)
         if not self.enforced:
             return actor or me
-        if actor is not None and actor != me and actor not in SYSTEM_ACTORS:
+        if actor is not None and not _names_self(actor, me) and actor not in SYSTEM_ACTORS:
             raise PermissionDenied(
                 f"{me} cannot act as {actor!r}: actor= may only name yourself "
                 f"(or {', '.join(sorted(SYSTEM_ACTORS))}); leave it out.",
@@ -213,6 +235,11 @@ class Access:
                 role="admin",
             )
         return me
+
+
+def _names_self(actor: str, me: str) -> bool:
+    """``actor`` is ``me``, or ``me`` with a note of the channel: ``"ada (widget)"``."""
+    return actor == me or (actor.startswith(f"{me} (") and actor.endswith(")"))
 
 
 def _store_of(obj: Any) -> Store:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.exceptions import ArtifactCorruptError, ConfigError, NotFoundError
+from workbench.governance import Access, requires
 from workbench.lineage import ArtifactStore, Store
 from workbench.registry._bundle import ModelBundle
 
@@ -70,6 +71,7 @@ class ModelRegistry:
         self.store = store
         self.artifacts = artifacts
 
+    @requires("register")
     def register(
         self,
         model: str,
@@ -126,11 +128,25 @@ class ModelRegistry:
             )
         return bundle
 
+    @requires(
+        "promote", check=lambda self, model, alias, version, **_: self._four_eyes(model, version)
+    )
     def set_alias(
         self, model: str, alias: str, version: int, *, actor: str | None = None, reason: str = ""
     ) -> ModelVersion:
+        """Point ``alias`` of ``model`` at ``version`` (promotion when the alias is ``champion``);
+        needs the ``approver`` role when roles are enforced, and under the four-eyes rule someone
+        other than who registered the version."""
         self.store.models.set_alias(model, alias, version, actor=actor, reason=reason)
         return self.get(model, version)
+
+    def _four_eyes(self, model: str, version: int) -> None:
+        access = Access(self.store)
+        if not (access.enforced and access.four_eyes):
+            return
+        mv = self.get(model, version)
+        registrant = self.store.access.first_actor("model_version.register", "model_version", mv.id)
+        access.require_other_person("promote", registrant, f"{model} version {mv.version}")
 
     def evaluation(self, model: str, ref: int | str = "champion") -> dict[str, Any] | None:
         """The newest recorded evaluation of a version (number or alias), or None when it has

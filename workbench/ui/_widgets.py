@@ -10,6 +10,7 @@ is asked for.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import pathlib
 import threading
@@ -78,12 +79,19 @@ class LiveWidget(anywidget.AnyWidget):
     actor : str, optional
         Recorded as who acted, for every action taken from the widget
         (default: ``"<user> (widget)"``).
+    denied : dict, optional
+        ``{action: why}``: the actions the user's roles do not allow, whose buttons are disabled
+        with the reason as their tooltip (``bench.widgets`` fills it from ``bench.access.denied``;
+        the library refuses those actions anyway).
     """
 
     _esm = ESM_PATH
     _css = CSS_PATH
 
     kind = traitlets.Unicode("").tag(sync=True)
+    #: ``{action: why}`` for the actions the user's roles do not allow (empty in an open home):
+    #: their buttons are disabled, the reason is the tooltip. The library refuses them anyway.
+    denied = traitlets.Dict({}).tag(sync=True)
     notice = traitlets.Dict({}).tag(sync=True)
     busy = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
@@ -233,7 +241,9 @@ class LiveWidget(anywidget.AnyWidget):
             self._executor = ThreadPoolExecutor(
                 1, thread_name_prefix=f"workbench-{self.kind}-action"
             )
-        return self._executor.submit(self._run_action, action, params)
+        # the click runs as whoever is acting in the kernel (contextvars do not cross threads)
+        context = contextvars.copy_context()
+        return self._executor.submit(context.run, self._run_action, action, params)
 
     def _run_action(self, action: str, params: dict[str, Any]) -> Any:
         self.busy = action
@@ -430,7 +440,12 @@ class RegistryWidget(LiveWidget):
         self._view: RegistrySource = reads if reads is not None else registry
         self._model = model
         registry_state(self._view, model)  # NotFoundError now, naming the known models
-        super().__init__(kind="registry", model_name=model, highlight=highlight, **kwargs)
+        super().__init__(
+            kind="registry",
+            model_name=model,
+            highlight=highlight,
+            **kwargs,
+        )
 
     def _read(self) -> dict[str, Any]:
         state = registry_state(self._view, self._model)
@@ -531,7 +546,11 @@ class DeploymentWidget(LiveWidget):
         self._name = name
         self._view.record(name)  # NotFoundError now
         self._series = RequestSeries(self._view, name, window_s=window_s, bucket_s=bucket_s)
-        super().__init__(kind="deployment", bucket_s=bucket_s, **kwargs)
+        super().__init__(
+            kind="deployment",
+            bucket_s=bucket_s,
+            **kwargs,
+        )
 
     def _read(self) -> dict[str, Any]:
         self._series.update()
@@ -611,7 +630,11 @@ class MonitorWidget(LiveWidget):
         self._name = monitor
         self._automation = automation
         monitoring.record(monitor)  # NotFoundError now
-        super().__init__(kind="monitor", can_approve=automation is not None, **kwargs)
+        super().__init__(
+            kind="monitor",
+            can_approve=automation is not None,
+            **kwargs,
+        )
 
     def _read(self) -> dict[str, Any]:
         s = monitor_state(self._monitoring, self._name)
@@ -855,19 +878,23 @@ class Widgets:
             if handle is None and hasattr(experiment, "stop") and hasattr(experiment, "state"):
                 handle = experiment
             experiment = experiment.experiment_id
+        kwargs.setdefault("denied", self._bench.access.denied(["search"]))
         return ExperimentWidget(self.reader.experiments, int(experiment), handle=handle, **kwargs)
 
     def registry(self, model: str, **kwargs: Any) -> RegistryWidget:
         """Versions, aliases and data versions of ``model``, with promote and roll back."""
+        kwargs.setdefault("denied", self._bench.access.denied(["promote"]))
         return RegistryWidget(self._bench.registry, model, reads=self.reader.registry, **kwargs)
 
     def deployment(self, name: str, **kwargs: Any) -> DeploymentWidget:
         """Traffic sliders, request charts and canary progress of deployment ``name``."""
+        kwargs.setdefault("denied", self._bench.access.denied(["traffic", "rollback"]))
         return DeploymentWidget(self._bench.serving, name, reads=self.reader.serving, **kwargs)
 
     def monitor(self, name: str, **kwargs: Any) -> MonitorWidget:
         """Drift p-values, alerts and retraining of monitor ``name`` (approve/reject pending jobs)."""
         kwargs.setdefault("automation", self._bench.automation)
+        kwargs.setdefault("denied", self._bench.access.denied(["approve"]))
         return MonitorWidget(self.reader.monitoring, name, **kwargs)
 
     def lineage(self, model: str, version: int | str = "champion", **kwargs: Any) -> LineageWidget:

@@ -27,6 +27,13 @@ function h(tag, attrs, ...children) {
   return node;
 }
 
+/** Attributes that disable a button whose action the user's roles do not allow (model "denied":
+ * {action: why}, empty in an open home), with the reason as its tooltip. */
+function deny(model, action) {
+  const why = (model.get("denied") || {})[action];
+  return why ? { disabled: true, title: why, "data-denied": action } : {};
+}
+
 function s(tag, attrs, ...children) {
   const node = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -351,7 +358,9 @@ function renderExperiment(model, root) {
     const canStop = model.get("can_stop");
     const stopping = model.get("stop_requested");
     stopBtn.style.display = canStop || (stopping && exp.status === "RUNNING") ? "" : "none";
-    stopBtn.disabled = !canStop || stopping;
+    const denied = (model.get("denied") || {}).search;
+    stopBtn.disabled = !canStop || stopping || !!denied;
+    stopBtn.title = denied || "";
     stopBtn.textContent = stopping ? "Stopping…" : "Stop search";
   }
 
@@ -595,7 +604,7 @@ function renderRegistry(model, root) {
       h("span", { class: "wb-muted", text: ` ${versions.length} versions` }),
       ...Object.entries(aliases).map(([a, v]) => h("span", { class: "wb-chip wb-alias-chip" }, `${a} → v${v}`)),
       ...Object.entries(rollback).filter(([, t]) => t !== null && t !== undefined).map(([a, t]) => h("button", {
-        class: "wb-btn wb-danger", "data-action": "rollback", text: `Roll back ${a} to v${t}`,
+        class: "wb-btn wb-danger", "data-action": "rollback", text: `Roll back ${a} to v${t}`, ...deny(model, "promote"),
         onclick: () => confirmBar(confirmHost, `Move ${a} of ${model.get("model_name")} from v${aliases[a]} back to v${t}?`, () => send(model, "rollback", { alias: a, confirm: true })),
       })),
     );
@@ -610,7 +619,7 @@ function renderRegistry(model, root) {
       h("td", { text: v.experiment_id ? `#${v.experiment_id} ${v.trial_id || ""}` : "–" }),
       h("td", { text: shortTime(v.created_at) }),
       h("td", {}, h("button", {
-        class: "wb-btn", "data-action": "promote", "data-version": v.version, text: "Promote",
+        class: "wb-btn", "data-action": "promote", "data-version": v.version, text: "Promote", ...deny(model, "promote"),
         onclick: () => {
           const alias = aliasInput.value.trim() || "champion";
           confirmBar(confirmHost, `Point ${alias} of ${model.get("model_name")} at v${v.version}${aliases[alias] ? ` (now v${aliases[alias]})` : ""}?`, () => send(model, "promote", { version: v.version, alias, confirm: true }));
@@ -668,7 +677,7 @@ function renderDeployment(model, root) {
     for (const v of extra) if (!(v in draft)) draft[v] = 0;
     const total = Object.values(draft).reduce((a, b) => a + b, 0) || 1;
     const rows = Object.keys(draft).sort((a, b) => a - b).map((v, i) => {
-      const slider = h("input", { type: "range", min: 0, max: 100, step: 1, value: draft[v], class: "wb-slider", "data-version": v, "aria-label": `weight of version ${v}`, disabled: !!busy });
+      const slider = h("input", { type: "range", min: 0, max: 100, step: 1, value: draft[v], class: "wb-slider", "data-version": v, "aria-label": `weight of version ${v}`, disabled: !!busy, ...deny(model, "traffic") });
       const share = h("span", { class: "wb-share", text: pct(draft[v] / total) });
       slider.addEventListener("input", () => { draft[v] = Number(slider.value); const t = Object.values(draft).reduce((a, b) => a + b, 0) || 1; for (const el of traffic.querySelectorAll(".wb-share")) el.textContent = pct(draft[el.dataset.version] / t); });
       slider.addEventListener("change", () => { draft[v] = Number(slider.value); apply(); });
@@ -679,7 +688,7 @@ function renderDeployment(model, root) {
     const add = addable.length ? h("select", { class: "wb-add", onchange: (e) => { if (e.target.value) { extra.add(e.target.value); drawTraffic(); } } },
       h("option", { value: "", text: "add a version…" }), addable.map((v) => h("option", { value: v, text: `v${v}` }))) : null;
     traffic.replaceChildren(h("div", { class: "wb-subtitle", text: "traffic weights (release a slider to reconfigure the router)" }), ...rows, h("div", { class: "wb-row" }, add,
-      h("button", { class: "wb-btn wb-danger", "data-action": "rollback", text: "Roll back", disabled: !!busy, onclick: () => confirmBar(confirmHost, `Send 100% of ${model.get("deployment").name} back to its last known good version?`, () => send(model, "rollback", { confirm: true })) })));
+      h("button", { class: "wb-btn wb-danger", "data-action": "rollback", text: "Roll back", disabled: !!busy, ...deny(model, "rollback"), onclick: () => confirmBar(confirmHost, `Send 100% of ${model.get("deployment").name} back to its last known good version?`, () => send(model, "rollback", { confirm: true })) })));
   }
 
   function drawHead() {
@@ -792,8 +801,8 @@ function renderMonitor(model, root) {
     const jobList = h("div", { class: "wb-card wb-list" }, h("div", { class: "wb-subtitle", text: "retraining caused by drift" }),
       jobs.length ? jobs.slice().reverse().map((j) => h("div", { class: "wb-hist" }, `${shortTime(j.started_at)} job #${j.id} (drift result #${j.drift_result_id}): ${j.status}${j.decision ? ` — ${j.decision}` : ""} `,
         model.get("can_approve") && j.status === "PENDING_APPROVAL" ? [
-          h("button", { class: "wb-btn", "data-action": "approve", text: "Approve", onclick: () => confirmBar(confirmHost, `Approve retrain job #${j.id}?`, () => send(model, "approve", { job_id: j.id, confirm: true })) }),
-          h("button", { class: "wb-btn wb-danger", "data-action": "reject", text: "Reject", onclick: () => confirmBar(confirmHost, `Reject retrain job #${j.id}?`, () => send(model, "reject", { job_id: j.id, confirm: true })) }),
+          h("button", { class: "wb-btn", "data-action": "approve", text: "Approve", ...deny(model, "approve"), onclick: () => confirmBar(confirmHost, `Approve retrain job #${j.id}?`, () => send(model, "approve", { job_id: j.id, confirm: true })) }),
+          h("button", { class: "wb-btn wb-danger", "data-action": "reject", text: "Reject", ...deny(model, "approve"), onclick: () => confirmBar(confirmHost, `Reject retrain job #${j.id}?`, () => send(model, "reject", { job_id: j.id, confirm: true })) }),
         ] : null)) : h("div", { class: "wb-empty", text: "no retraining yet" }));
     body.replaceChildren(h("div", { class: "wb-charts" }, cards.map((c) => h("div", { class: "wb-card wb-scroll" }, c))), h("div", { class: "wb-charts" }, alertList, jobList));
   }

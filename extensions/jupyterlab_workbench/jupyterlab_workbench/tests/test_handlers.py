@@ -231,7 +231,12 @@ async def test_actor_is_the_identity_providers_username(
         (("models", "cancer", "aliases"), {"alias": "champion", "version": True}, 400, "whole"),
         (("models", "cancer", "aliases"), {"alias": "champion", "version": 10**30}, 400, "range"),
         (("models", "cancer", "aliases"), {"alias": "champion", "version": "²"}, 400, "whole"),
-        (("models", "cancer", "aliases"), {"alias": "champion", "version": "9" * 5000}, 400, "whole"),
+        (
+            ("models", "cancer", "aliases"),
+            {"alias": "champion", "version": "9" * 5000},
+            400,
+            "whole",
+        ),
         (("models", "nope", "aliases"), {"alias": "champion", "version": 1}, 404, "nope"),
         (("models", "cancer", "aliases"), {"alias": "champion", "version": 9}, 404, "9"),
         (("deployments", "cancer", "traffic"), {"weights": {"1": "x"}}, 400, "number"),
