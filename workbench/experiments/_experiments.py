@@ -18,6 +18,7 @@ from workbench.config import Settings
 from workbench.exceptions import ConfigError, ExperimentError, NotFoundError
 from workbench.experiments._estimators import make_pipeline
 from workbench.experiments._handle import SearchHandle
+from workbench.governance import requires
 from workbench.lineage import Store, mask_uri
 from workbench.registry import ModelBundle
 
@@ -345,6 +346,7 @@ class Experiments:
             y = np.array([index[str(v)] for v in labels])
         return {"X": to_pandas(df, kinds), "y": y, "kinds": kinds, "classes": classes, "task": task}
 
+    @requires("search")
     def search(
         self,
         dataset: DatasetVersion,
@@ -441,6 +443,7 @@ class Experiments:
             features=features,
         ).run()
 
+    @requires("search")
     def start_search(self, dataset: DatasetVersion, *, name: str, **options: Any) -> SearchHandle:
         """Start :meth:`search` in a background thread of this process and return its handle at once.
 
@@ -648,6 +651,7 @@ class Experiments:
         keep = task_metrics(data["task"], proba=True) if trainable is None else None
         return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
 
+    @requires("search")
     def auto(
         self,
         dataset: DatasetVersion,
@@ -706,6 +710,7 @@ class Experiments:
         )
         return self.search(dataset, **options)
 
+    @requires("search")
     def start_auto(self, dataset: DatasetVersion, *, name: str, **options: Any) -> SearchHandle:
         """Start :meth:`auto` in a background thread and return its :class:`SearchHandle` at once.
 
@@ -770,6 +775,7 @@ class Experiments:
             **({"metric": metric} if metric is not None else {}),
         }
 
+    @requires("search")
     def reproduce(self, experiment_id: int, trial_id: str) -> dict[str, Any]:
         """Re-run a recorded trial of the built-in trainable from its record alone, in this process.
 
@@ -846,6 +852,7 @@ class Experiments:
             "match": diff <= 1e-9,
         }
 
+    @requires("search")
     def resume(
         self,
         experiment_id: int,
@@ -865,6 +872,7 @@ class Experiments:
         """
         return self._prepare_resume(experiment_id, trainable=trainable, progress=progress).run()
 
+    @requires("search")
     def start_resume(
         self,
         experiment_id: int,
@@ -1182,6 +1190,7 @@ class Experiments:
         """
         return self.store.experiments.list_trial_metrics(int(experiment_id), str(trial_id))
 
+    @requires("search")
     def record_stop(
         self, experiment_id: int, *, reason: str, actor: str | None = None, via: str | None = None
     ) -> int:

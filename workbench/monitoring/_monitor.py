@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench.exceptions import ConfigError, NotFoundError
+from workbench.governance import requires
 from workbench.lineage import ArtifactStore, Store
 from workbench.monitoring._alerts import Alerts, AlertSink, WebhookSink
 from workbench.monitoring._detectors import make_detector
@@ -712,6 +713,7 @@ class Monitoring:
         self.alerting = alerting or Alerts(store)
 
     # ------------------------------------------------------------ creation
+    @requires("monitor")
     def drift_monitor(
         self,
         deployment: str,
@@ -775,6 +777,7 @@ class Monitoring:
         }
         return self._create(name or f"{deployment}-drift", deployment, "data_drift", dv, config)
 
+    @requires("monitor")
     def prediction_monitor(
         self,
         deployment: str,
@@ -810,6 +813,7 @@ class Monitoring:
             name or f"{deployment}-prediction-drift", deployment, "prediction_drift", dv, config
         )
 
+    @requires("monitor")
     def online_monitor(
         self,
         deployment: str,
@@ -854,6 +858,7 @@ class Monitoring:
             name or f"{deployment}-online-drift", deployment, "online_drift", dv, config
         )
 
+    @requires("monitor")
     def performance_monitor(
         self,
         deployment: str,
@@ -919,6 +924,7 @@ class Monitoring:
             name or f"{deployment}-performance", deployment, "performance", dv, config
         )
 
+    @requires("monitor")
     def operational_monitor(
         self,
         deployment: str,

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import ConfigError, DeploymentError, InvalidRequestError, NotFoundError
+from workbench.governance import requires
 from workbench.runtime import jsonable
 from workbench.serving._blue_green import BlueGreen
 from workbench.serving._control import KEEP, TrafficUpdate, iso_utc
@@ -273,6 +274,7 @@ class Serving:
         )
 
     # ------------------------------------------------------------------- API
+    @requires("deploy")
     def deploy(
         self,
         model: str,
@@ -387,6 +389,7 @@ class Serving:
             timeout_s=timeout_s,
         )()
 
+    @requires("deploy")
     def start_deploy(
         self, model: str, version: int | str = "champion", **options: Any
     ) -> DeployProgress:
@@ -529,6 +532,7 @@ class Serving:
 
         return finish
 
+    @requires("traffic")
     def set_traffic(
         self,
         name: str,
@@ -568,6 +572,7 @@ class Serving:
         ).weights
 
     # ------------------------------------------------------ traffic control
+    @requires("traffic")
     def apply_traffic(
         self,
         name: str,
@@ -695,6 +700,7 @@ class Serving:
             )
         return {int(k): float(v) for k, v in history[-1]["weights"].items()}
 
+    @requires("rollback")
     def rollback(
         self,
         name: str,
@@ -811,6 +817,7 @@ class Serving:
         return None, "none"
 
     # ---------------------------------------------------------- strategies
+    @requires("deploy")
     def blue_green(
         self,
         name: str,
@@ -850,6 +857,7 @@ class Serving:
             timeout_s=timeout_s,
         )
 
+    @requires("deploy")
     def stage(
         self,
         name: str,
@@ -876,6 +884,7 @@ class Serving:
             version, warmup_records=warmup_records, actor=actor, reason=reason, timeout_s=timeout_s
         )
 
+    @requires("traffic")
     def switch(
         self,
         name: str,
@@ -896,6 +905,7 @@ class Serving:
             version, actor=actor, reason=reason, timeout_s=timeout_s
         )
 
+    @requires("deploy")
     def retire(
         self,
         name: str,
@@ -916,6 +926,7 @@ class Serving:
             version, actor=actor, reason=reason, timeout_s=timeout_s
         )
 
+    @requires("deploy")
     def shadow(
         self,
         name: str,
@@ -956,6 +967,7 @@ class Serving:
             timeout_s=timeout_s,
         )
 
+    @requires("deploy")
     def stop_shadow(
         self,
         name: str,
@@ -1292,6 +1304,7 @@ class Serving:
             out["ready"] = dep["status"] == "running" and out["serve"]["status"] == "RUNNING"
         return out
 
+    @requires("deploy")
     def undeploy(self, name: str, *, actor: str | None = None) -> None:
         """Flush the deployment's logs, delete its Serve app and mark it ``deleted`` in the store."""
         from ray import serve
