@@ -8,8 +8,8 @@ of real requests sent over HTTP (one as in training, two shifted), and a retrain
 tests then promote v2 (through the confirmation), roll the deployment back, approve one retraining
 and reject the other, and
 read the Monitors and Lineage tabs; each action is checked through the API (aliases, the router's
-weights, the job) and in the audit log, where the actor must be the Jupyter user of the lab, not
-the seeding process. Screenshots land in tests/browser/artifacts/.
+weights, the job) and in the audit log, where the actor must be the lab's user (the OS user that
+owns the token-login server), recorded through the panel. Screenshots land in tests/browser/artifacts/.
 """
 
 from __future__ import annotations
@@ -92,14 +92,14 @@ def audit(bench, action: str) -> list[dict]:
 
 
 def lab_user(page) -> str:
-    """The Jupyter user this browser is logged in as (what the panel's actions must record).
+    """Who the panel's actions must be recorded as: the lab is logged in with Jupyter's own token,
+    so its user is the server's owner, the OS user running it (docs/governance.md), not the
+    random anonymous name Jupyter gives the browser."""
+    from workbench._identity import os_user
 
-    The module's browser context logged in with the token as an anonymous user with a random name,
-    so the name is read from the page, not asked with the token.
-    """
     name = page.evaluate("() => window.jupyterapp.serviceManager.user.identity.username")
     assert name and name not in ("automation", "seed"), name
-    return name
+    return os_user()
 
 
 def p_text(value: float) -> str:
