@@ -290,3 +290,46 @@ def test_lineage_tab_shows_the_chain_from_dataset_to_deployment(page, seeded):
             document.querySelector('#jp-workbench-panel .jp-WorkbenchPanel-lineage').innerText.includes(want)""",
         arg=[len(recorded(other)), f"model {MODEL} v{other}"],
     )
+
+
+def test_a_viewer_sees_which_buttons_they_may_not_press_and_why(page, seeded):
+    """Last in the module: the lab's user is made a viewer (another admin is granted first, so
+    the owner's admin can be revoked). The panel then says who it acts as, disables Promote,
+    Apply traffic, Roll back, Approve and Reject with the role each needs, and nothing moves."""
+    from workbench._identity import os_user
+
+    bench = seeded["bench"]
+    me = os_user()
+    bench.access.grant("second-admin", "admin")
+    bench.access.grant(me, "viewer")
+    bench.access.revoke(me, "admin")
+    assert bench.access.roles(me) == {"viewer"}
+    before = (
+        bench.registry.history(MODEL),
+        bench.serving.traffic(DEPLOYMENT),
+        bench.audit_log(500),
+    )
+
+    panel = open_tab(page, "models")
+    identity = panel.locator(".jp-WorkbenchPanel-identity")
+    identity.wait_for()
+    assert identity.inner_text().strip() == f"as {me} · viewer"
+    promote = panel.locator('[data-action="promote"]').first
+    promote.wait_for()
+    assert promote.is_disabled()
+    assert (
+        promote.get_attribute("title")
+        == f"{me} (viewer) may not promote: it needs the approver role"
+    )
+
+    panel.locator('[data-tab="deployments"]').click()
+    rollback = panel.locator(f'[data-action="rollback"][data-deployment="{DEPLOYMENT}"]')
+    rollback.wait_for()
+    assert rollback.is_disabled() and "deployer role" in rollback.get_attribute("title")
+    apply = panel.locator(f'[data-action="apply-traffic"][data-deployment="{DEPLOYMENT}"]')
+    assert apply.is_disabled() and "deployer role" in apply.get_attribute("title")
+    sliders = panel.locator(f'[data-action="weight"][data-deployment="{DEPLOYMENT}"]')
+    assert sliders.count() == 2 and all(sliders.nth(i).is_disabled() for i in range(2))
+    screenshot(page, "panel-viewer")
+    after = (bench.registry.history(MODEL), bench.serving.traffic(DEPLOYMENT), bench.audit_log(500))
+    assert after == before

@@ -482,6 +482,7 @@ export class PanelModel {
 
   selectTab(tab: TabId): void {
     this.set({ tab, notice: null, confirm: null });
+    void this.loadMe(); // roles may have changed since the panel started
     void this.poll();
   }
 

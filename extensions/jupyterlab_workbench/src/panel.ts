@@ -609,7 +609,7 @@ export class WorkbenchPanel extends Widget {
             const value = draft[version] ?? Math.round(Number(w) * 100);
             return (
               `<label class="jp-WorkbenchPanel-weight">v${esc(version)} ` +
-              `<input type="range" min="0" max="100" step="1" value="${esc(value)}" data-action="weight" data-deployment="${esc(d.name)}" data-version="${esc(version)}" aria-label="weight of version ${esc(version)}"> ` +
+              `<input type="range" min="0" max="100" step="1" value="${esc(value)}" data-action="weight" data-deployment="${esc(d.name)}" data-version="${esc(version)}" aria-label="weight of version ${esc(version)}"${guard(s, 'traffic')}> ` +
               `<span>${esc(value)}%</span> <small>(serving ${Math.round(Number(w) * 100)}%)</small></label>`
             );
           })
