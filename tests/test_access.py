@@ -176,7 +176,7 @@ def test_every_mutating_stage_method_is_guarded():
     assert set(guarded_actions(Automation).values()) == {"policy", "approve"}
 
 
-def test_the_cli_grants_lists_and_refuses_with_exit_status_3(home, monkeypatch):
+def test_the_cli_grants_lists_and_refuses_with_exit_status_5(home, monkeypatch):
     from click.testing import CliRunner
 
     from workbench.cli import EXIT_DENIED, cli

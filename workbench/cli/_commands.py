@@ -1,78 +1,18 @@
-"""The ``workbench`` command: a thin layer over the Python API (errors become click errors)."""
+"""The reading commands and ``demo``, ``resume``, ``reproduce``, ``serve-config``, ``report`` and
+``datasets``: each one calls the public API."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from collections.abc import Callable, Sequence
-from functools import wraps
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from workbench.exceptions import PermissionDenied, WorkbenchError
+from workbench.cli._base import _bench, _cell, _emit, _errors, cli
 
-__all__ = ["main", "cli", "EXIT_DENIED"]
-
-#: Exit status when the acting user's role does not allow the command (1: any other refusal).
-EXIT_DENIED = 3
-
-
-def _bench(ctx: click.Context) -> Any:
-    from workbench.api import Workbench
-
-    return Workbench(ctx.obj.get("home"))
-
-
-def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PermissionDenied as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = EXIT_DENIED
-            raise error from exc
-        except WorkbenchError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, default=str)[:60]
-    return "" if value is None else str(value)
-
-
-def _emit(rows: Any, columns: Sequence[str], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo(_table(rows, columns))
-
-
-@click.group()
-@click.option(
-    "--home", envvar="WORKBENCH_HOME", default=None, help="Workbench home (default ./.workbench)."
-)
-@click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
-    """workbench: notebook-first MLOps on Ray."""
-    ctx.obj = {"home": home}
+__all__: list[str] = []
 
 
 @cli.command()
@@ -456,81 +396,3 @@ def datasets_diff(
         click.echo(json.dumps(d.to_dict(), indent=2, sort_keys=True, allow_nan=False))
     else:
         click.echo(str(d))
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-@_errors
-def whoami(ctx: click.Context, as_json: bool) -> None:
-    """Who this command acts as, their roles, and what they may do."""
-    with _bench(ctx) as bench:
-        me = bench.whoami()
-    if as_json:
-        click.echo(json.dumps(me, indent=2, sort_keys=True))
-        return
-    mode = "roles enforced" if me["enforced"] else "open (single-user home: every action allowed)"
-    click.echo(f"{me['user']} ({me['source']}): {', '.join(me['roles']) or 'no role'}; {mode}")
-    click.echo("may: " + (", ".join(me["allowed"]) or "nothing"))
-    if me["four_eyes"]:
-        click.echo("four-eyes rule on: nobody approves or promotes what they asked for")
-
-
-@cli.group()
-def access() -> None:
-    """Roles: who may do what (viewer, editor, deployer, approver, admin)."""
-
-
-@access.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-@_errors
-def access_list(ctx: click.Context, as_json: bool) -> None:
-    """Every role grant."""
-    with _bench(ctx) as bench:
-        rows = bench.access.grants()
-    _emit(rows, ["user", "role", "granted_by", "granted_at"], as_json)
-
-
-@access.command("grant")
-@click.argument("user")
-@click.argument("role", type=click.Choice(["viewer", "editor", "deployer", "approver", "admin"]))
-@click.pass_context
-@_errors
-def access_grant(ctx: click.Context, user: str, role: str) -> None:
-    """Give USER the ROLE (admin only). The first grant turns roles on for this home."""
-    with _bench(ctx) as bench:
-        changed = bench.access.grant(user, role)
-    click.echo(f"{user} {'now holds' if changed else 'already held'} {role}")
-
-
-@access.command("revoke")
-@click.argument("user")
-@click.argument("role", type=click.Choice(["viewer", "editor", "deployer", "approver", "admin"]))
-@click.pass_context
-@_errors
-def access_revoke(ctx: click.Context, user: str, role: str) -> None:
-    """Take ROLE from USER (admin only; the last admin stays)."""
-    with _bench(ctx) as bench:
-        changed = bench.access.revoke(user, role)
-    click.echo(f"{user} {'no longer holds' if changed else 'did not hold'} {role}")
-
-
-@access.command("four-eyes")
-@click.argument("state", type=click.Choice(["on", "off"]))
-@click.pass_context
-@_errors
-def access_four_eyes(ctx: click.Context, state: str) -> None:
-    """Turn the four-eyes rule on or off (admin only): nobody approves a retraining or promotes a
-    version they asked for."""
-    with _bench(ctx) as bench:
-        bench.access.set_four_eyes(state == "on")
-    click.echo(f"four-eyes rule {state}")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="workbench")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])
