@@ -259,6 +259,38 @@ class Stages:
             candidate, model=model, alias=alias, actor=actor, reason=reason
         )
 
+    # ------------------------------------------------------ from the record alone
+    def search_result(self, experiment_id: int) -> SearchResult:
+        """The :class:`~workbench.experiments.SearchResult` of a finished experiment, rebuilt from
+        its record (its best trial's config and metrics), for :meth:`register_best` in another
+        process than the one that searched (the CLI's ``workbench register``).
+
+        Examples
+        --------
+        >>> stages.register_best(stages.search_result(3), model="cancer",
+        ...                      train=train, holdout=holdout)                  # doctest: +SKIP
+        """
+        from workbench.experiments import SearchResult
+
+        exp = self.experiments.get(experiment_id)
+        best = exp.get("best_trial_id")
+        trials = self.experiments.trials(experiment_id)
+        found = [t for t in trials if t["trial_id"] == best]
+        if not best or not found:
+            raise ConfigError(
+                f"experiment {experiment_id} ({exp.get('status')}) has no best trial yet; wait for "
+                f"it to finish (`workbench runs {experiment_id}`) or `workbench resume "
+                f"{experiment_id}` if its driver died"
+            )
+        return SearchResult(
+            experiment_id=int(experiment_id),
+            name=exp["name"],
+            best_trial_id=best,
+            best_config=dict(found[0]["config"] or {}),
+            best_metrics={k: v for k, v in (found[0]["metrics"] or {}).items()},
+            trials=trials,
+        )
+
     # ---------------------------------------------------------------- closing
     def close(self) -> None:
         """Close the store and Serving's HTTP client; stop Ray only if this object started it."""

@@ -8,7 +8,10 @@ from workbench.governance import Access, requires
 from workbench.status import JobStatus
 
 if TYPE_CHECKING:
-    from workbench.automation._policy import LoopPolicy
+    from collections.abc import Sequence
+
+    from workbench.automation._policy import GateVerdict, LoopPolicy
+    from workbench.datasets import DatasetVersion
     from workbench.stages import Stages
 
 __all__ = ["Automation"]
@@ -117,6 +120,57 @@ class Automation:
                 f"{job_id} (the head restarted?); its steps are in bench.automation.steps({job_id})."
             )
         return jobs.logs(sid)
+
+    def gate(
+        self,
+        model: str,
+        challenger: int | str,
+        *,
+        against: int | str = "champion",
+        holdout: DatasetVersion | str | None = None,
+        gate: Any = None,
+        sensitive_features: Sequence[str] = (),
+    ) -> GateVerdict:
+        """Judge registered version ``challenger`` of ``model`` against version ``against`` (a
+        number or an alias) on the same ``holdout`` rows with ``gate`` (a
+        :class:`Gate`; default ``Gate()``: f1, no margin); returns the
+        :class:`GateVerdict`. Nothing is recorded.
+
+        ``holdout`` defaults to the dataset version the challenger was evaluated on when it was
+        registered (its recorded evaluation).
+
+        Examples
+        --------
+        >>> bench.automation.gate("cancer", 3, against="champion").passed   # doctest: +SKIP
+        False
+        """
+        from workbench.automation._policy import Gate
+        from workbench.exceptions import ConfigError
+
+        gate = gate if gate is not None else Gate()
+        chall = self.stages.registry.get(model, challenger)
+        champ = self.stages.registry.get(model, against)
+        if holdout is None:
+            evaluation = self.stages.registry.evaluation(model, chall.version)
+            if not evaluation or evaluation.get("holdout_version_id") is None:
+                raise ConfigError(
+                    f"{model}@{chall.version} was registered without a holdout evaluation: name "
+                    "the holdout to judge both versions on (--holdout NAME[@VERSION])"
+                )
+            holdout = self.stages.datasets.by_id(evaluation["holdout_version_id"])
+        holdout = self.stages.datasets.resolve(holdout)
+        sensitive = tuple(sensitive_features)
+        preds = [
+            self.stages.experiments.predict(
+                self.stages.registry.load(model, mv.version), holdout, sensitive_features=sensitive
+            )
+            for mv in (champ, chall)
+        ]
+        if gate.needs_predictions:
+            return gate.judge(preds[0], preds[1])
+        from workbench.evaluation import prediction_metrics
+
+        return gate.judge(prediction_metrics(preds[0]), prediction_metrics(preds[1]))
 
     def pending(self) -> list[dict[str, Any]]:
         """Jobs waiting for a person: answer each with :meth:`approve` or :meth:`reject`."""
