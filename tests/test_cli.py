@@ -182,19 +182,24 @@ def test_datasets_list_show_and_diff(two_versions):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["datasets", "show", "nope"], "dataset nope does not exist; ingest it first"),
-        (["datasets", "show", "cities@7"], "dataset cities version 7 does not exist"),
-        (["datasets", "show", "cities@x"], "use NAME or NAME@VERSION"),
-        (["datasets", "list", "nope"], "dataset nope does not exist"),
-        (["datasets", "diff", "cities@1", "cities@2", "-k", "city"], "is not unique in cities@1"),
-        (["datasets", "diff", "cities@1", "cities@2", "-k", "zz"], "are not in cities@1"),
+        (["datasets", "show", "nope"], "dataset nope does not exist; ingest it first", 3),
+        (["datasets", "show", "cities@7"], "dataset cities version 7 does not exist", 3),
+        (["datasets", "show", "cities@x"], "use NAME or NAME@VERSION", 4),
+        (["datasets", "list", "nope"], "dataset nope does not exist", 3),
+        (
+            ["datasets", "diff", "cities@1", "cities@2", "-k", "city"],
+            "is not unique in cities@1",
+            4,
+        ),
+        (["datasets", "diff", "cities@1", "cities@2", "-k", "zz"], "are not in cities@1", 4),
     ],
 )
-def test_datasets_errors_say_what_to_do(two_versions, args, message):
+def test_datasets_errors_say_what_to_do(two_versions, args, message, code):
+    # 3: not found (NotFoundError), 4: refused (any other WorkbenchError); see docs/cli.md
     result = CliRunner().invoke(cli, ["--home", str(two_versions), *args])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert message in result.output
 
 
@@ -254,5 +259,5 @@ def test_report_writes_the_champions_html_and_refuses_a_version_without_evaluati
     )
     store.close()
     result = CliRunner().invoke(cli, ["--home", str(populated), "report", "m@2"])
-    assert result.exit_code == 1 and "has no recorded evaluation" in result.output
+    assert result.exit_code == 3 and "has no recorded evaluation" in result.output
     assert "register_best" in result.output

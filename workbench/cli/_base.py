@@ -10,11 +10,35 @@ from typing import Any
 
 import click
 
-from workbench.exceptions import PermissionDenied, WorkbenchError
+from workbench.exceptions import NotFoundError, PermissionDenied, WorkbenchError
 
-__all__ = ["cli", "main", "EXIT_DENIED", "_bench", "_errors", "_emit", "_table", "_cell"]
+__all__ = [
+    "cli",
+    "main",
+    "EXIT_OK",
+    "EXIT_NO",
+    "EXIT_USAGE",
+    "EXIT_NOT_FOUND",
+    "EXIT_REFUSED",
+    "EXIT_DENIED",
+    "_bench",
+    "_errors",
+    "_emit",
+    "_table",
+    "_cell",
+]
 
-#: Exit status when the acting user's role does not allow the command (1: any other refusal).
+#: Exit statuses a CI step can branch on (docs/cli.md lists them per command).
+EXIT_OK = 0
+#: A gate, check or canary said no (the command ran; its answer is "not this one").
+EXIT_NO = 1
+#: Bad usage: an unknown option, a missing argument, a malformed value (click's own status).
+EXIT_USAGE = 2
+#: What the command names does not exist (``NotFoundError``).
+EXIT_NOT_FOUND = 3
+#: Refused: a conflict or any other ``WorkbenchError`` (bad configuration, failed validation...).
+EXIT_REFUSED = 4
+#: The acting user's role does not allow the command (``PermissionDenied``).
 EXIT_DENIED = 5
 
 
@@ -29,12 +53,16 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except PermissionDenied as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = EXIT_DENIED
-            raise error from exc
         except WorkbenchError as exc:
-            raise click.ClickException(str(exc)) from exc
+            error = click.ClickException(str(exc))
+            error.exit_code = (
+                EXIT_DENIED
+                if isinstance(exc, PermissionDenied)
+                else EXIT_NOT_FOUND
+                if isinstance(exc, NotFoundError)
+                else EXIT_REFUSED
+            )
+            raise error from exc
 
     return wrapper
 
