@@ -3,6 +3,7 @@ by trials and registration."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,10 @@ __all__ = [
     "FAMILIES",
     "TASK_FAMILIES",
     "estimator_class",
+    "allow_import",
+    "allowed_imports",
+    "check_import_path",
+    "check_config_imports",
     "family_task",
     "default_search_space",
     "make_estimator",
@@ -68,6 +73,94 @@ TASK_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Import paths a recorded row (a trial's config, a feature step, a trainable's qualname) may name:
+# a row is data, and importing what it names runs that module's code. Workbench's own families
+# and trainables, scikit-learn's estimators and transformers, and what the caller allows.
+# Importing any module of scikit-learn (or of workbench.features) runs only that installed code.
+_ALLOWED_PREFIXES = ("sklearn.", "workbench.features.")
+# workbench's own trainables, by the path a search records for them
+_OWN_TRAINABLES = ("workbench.experiments._torch.torch_mlp_trainable",)
+_allowed: set[str] = set()
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def allow_import(target: Any) -> str:
+    """Let recorded rows name ``target`` (a class, function or ``"module.qualname"`` path) for
+    import in this process, beyond workbench's own families and trainables and scikit-learn's
+    classes; returns the path allowed.
+
+    A search given ``estimator=cls`` or ``trainable=fn`` allows them itself; a later process that
+    reproduces or resumes a row naming them allows them again with this call.
+
+    Examples
+    --------
+    >>> allow_import("sklearn.svm.SVC")
+    'sklearn.svm.SVC'
+    """
+    path = target if isinstance(target, str) else _path_of(target)
+    if not _is_path(path) or "<locals>" in path or path.startswith("__main__."):
+        raise ConfigError(
+            f"{target!r} cannot be allowed for import: give a class or function defined at the top "
+            "level of an importable module, or its 'module.qualname' path"
+        )
+    _allowed.add(path)
+    return path
+
+
+def allowed_imports() -> list[str]:
+    """The paths :func:`allow_import` allowed in this process (sent to Tune's trials with a search)."""
+    return sorted(_allowed)
+
+
+def _path_of(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+
+
+def _is_path(path: Any) -> bool:
+    parts = path.split(".") if isinstance(path, str) else []
+    return len(parts) >= 2 and all(_IDENTIFIER.fullmatch(p) for p in parts)
+
+
+def check_import_path(path: Any, *, what: str) -> str:
+    """``path`` when a recorded row may name it for import, else ``ConfigError`` before anything is
+    imported: ``os.system``, a planted module, anything outside workbench's own code and
+    scikit-learn that :func:`allow_import` did not allow.
+
+    Examples
+    --------
+    >>> check_import_path("os.system", what="model family")
+    Traceback (most recent call last):
+    ...
+    workbench.exceptions.ConfigError: model family 'os.system' is not on the import allow-list ...
+    """
+    if not _is_path(path):
+        raise ConfigError(f"{what} {path!r} is not an import path 'module.name'")
+    own = {p for p, _ in FAMILIES.values()} | set(_OWN_TRAINABLES)
+    if path in _allowed or path in own or path.startswith(_ALLOWED_PREFIXES):
+        return path
+    raise ConfigError(
+        f"{what} {path!r} is not on the import allow-list (workbench's own families and "
+        "trainables, scikit-learn, and what workbench.experiments.allow_import allowed); nothing "
+        f"was imported. If you trust it, call workbench.experiments.allow_import({path!r}) first"
+    )
+
+
+def check_config_imports(config: Any) -> None:
+    """Check every import path a recorded trial config names (its ``family`` and its feature
+    spec's ``steps``) against the allow-list, before any of them is imported."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"a trial config must be a dict, got {type(config).__name__}")
+    family = config.get("family")
+    if isinstance(family, str) and family not in FAMILIES:
+        check_import_path(family, what="model family")
+    features = config.get("features")
+    steps = features.get("steps", ()) if isinstance(features, dict) else ()
+    for step in steps if isinstance(steps, list | tuple) else [steps]:
+        target = step.get("step") if isinstance(step, dict) else step
+        if isinstance(target, str):
+            check_import_path(target, what="feature step")
+
+
 def estimator_class(family: Any) -> type:
     """The scikit-learn estimator class a config's ``family`` names: a family of :data:`FAMILIES`,
     an import path such as ``"sklearn.svm.SVC"``, or the class itself."""
@@ -79,6 +172,7 @@ def estimator_class(family: Any) -> type:
         module, _, name = FAMILIES[family][0].rpartition(".")
         cls = getattr(importlib.import_module(module), name)
     elif isinstance(family, str) and "." in family:
+        check_import_path(family, what="model family")
         module, _, name = family.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module), name)

@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.config import Settings
 from workbench.exceptions import ConfigError, ExperimentError, NotFoundError
-from workbench.experiments._estimators import make_pipeline
+from workbench.experiments._environment import capture_environment, environment_differences
+from workbench.experiments._estimators import (
+    FAMILIES,
+    allow_import,
+    allowed_imports,
+    check_config_imports,
+    make_pipeline,
+)
 from workbench.experiments._handle import SearchHandle
+from workbench.experiments._tune_state import checked_tune_path, state_record, verify_state
 from workbench.governance import requires
 from workbench.lineage import Store, mask_uri
 from workbench.registry import ModelBundle
@@ -190,9 +198,11 @@ def _trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
 
     from ray import tune
 
-    from workbench.experiments._estimators import fold_scores, mean_scores
+    from workbench.experiments._estimators import allow_import, fold_scores, mean_scores
     from workbench.experiments._tracking import FOLDS_KEY
 
+    for path in data.get("allowed_imports", ()):  # what the driver's caller allowed
+        allow_import(path)
     per_fold: list[dict[str, float]] = []
     checkpoint = tune.get_checkpoint() if data.get("checkpoints") else None
     if checkpoint is not None:
@@ -224,6 +234,17 @@ def _user_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
     """A user function ``fn(config, data)`` run as a Tune trial (it calls ``ray.tune.report``)."""
     fn = data["fn"]
     fn(config, data)
+
+
+def _allow_passed(target: Any) -> None:
+    """What the caller passed in (an estimator class or path, a trainable) may be named by the
+    rows this search records; one defined in ``__main__`` or a function cannot be re-imported."""
+    if isinstance(target, str) and target in FAMILIES:
+        return
+    try:
+        allow_import(target)
+    except ConfigError:
+        pass
 
 
 def _qualname(fn: Any) -> str:
@@ -258,9 +279,12 @@ def _import_qualname(qualname: str) -> Any:
     (defined in ``__main__``, a notebook cell, or inside another function)."""
     import importlib
 
+    from workbench.experiments._estimators import check_import_path
+
     module, _, attr = qualname.rpartition(".")
     if not module or module == "__main__" or "<locals>" in qualname:
         return None
+    check_import_path(qualname, what="trainable")  # a row is data: import only what is allowed
     try:
         obj: Any = importlib.import_module(module)
         for part in attr.split("."):
@@ -510,6 +534,7 @@ class Experiments:
         if estimator is not None:
             if trainable is not None:
                 raise ConfigError("give either estimator= or trainable=, not both")
+            _allow_passed(estimator)
             cls = estimator_class(estimator)
             space = {**(space or {}), "family": f"{cls.__module__}.{cls.__qualname__}"}
         data = self.training_data(dataset, task=task)
@@ -563,6 +588,12 @@ class Experiments:
                         f"{family!r} has no predict_proba; choose one of "
                         f"{list(task_metrics(task))} or another family"
                     )
+        if trainable is None:
+            for family in _space_families(space["family"]):
+                if family not in FAMILIES:
+                    _allow_passed(family)
+        else:
+            _allow_passed(trainable)
         opt.check_space(space, search_alg)
         per_trial = opt.normalize_resources(resources, cpus_per_trial)
         steps = max_steps if max_steps is not None else folds
@@ -572,7 +603,12 @@ class Experiments:
         total = opt.count_trials(space, search_alg, num_samples)
         # an autoscaler's cluster: asks for nodes and says which type it waits for (else None)
         waiting = opt.check_resources(per_trial, count=min(total, max_concurrent_trials or total))
-        data.update(folds=folds, seed=seed, checkpoints=opt.needs_checkpoints(scheduler))
+        data.update(
+            folds=folds,
+            seed=seed,
+            checkpoints=opt.needs_checkpoints(scheduler),
+            allowed_imports=allowed_imports(),
+        )
         fn = _trainable
         if trainable is not None:
             data["fn"] = trainable
@@ -603,6 +639,7 @@ class Experiments:
             seed=seed,
             code_version=code_version(),
             packages=package_versions(),
+            environment=capture_environment(self.datasets.artifacts),
         )
         display = make_progress(progress)
         callback = TrackingCallback(
@@ -647,9 +684,14 @@ class Experiments:
             ),
         )
         # recorded with credentials masked; resume maps it back to this storage's own URI
-        self.store.experiments.set_tune_path(exp_id, mask_uri(self.settings.tune_path(tune_dir)))
+        location = self.settings.tune_path(tune_dir)
+        self.store.experiments.set_tune_path(exp_id, mask_uri(location))
+        # the Tuner wrote tuner.pkl: its hash is what a resume checks before unpickling it
+        self.store.experiments.set_tune_state_hash(exp_id, state_record(location, complete=False))
         keep = task_metrics(data["task"], proba=True) if trainable is None else None
-        return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
+        return self._prepared(
+            tuner, callback, stop_flag, display, steps=steps, keep=keep, location=location
+        )
 
     @requires("search")
     def auto(
@@ -775,14 +817,39 @@ class Experiments:
             **({"metric": metric} if metric is not None else {}),
         }
 
+    def differences(self, experiment_id: int) -> list[dict[str, Any]]:
+        """What differs between the environment a search started in and this process's:
+        ``[{"what", "then", "now"}]`` for Python, platform, each package (changed, added:
+        ``then`` None, removed: ``now`` None), git commit, uncommitted diff, notebook and its
+        cells, Ray. Empty when nothing differs.
+
+        Examples
+        --------
+        >>> bench.experiments.differences(1)                             # doctest: +SKIP
+        [{'what': 'package scikit-learn', 'then': '1.5.2', 'now': '1.6.0'}]
+        """
+        exp = self.store.experiments.get(int(experiment_id))
+        now = capture_environment(self.datasets.artifacts)
+        return environment_differences(exp.get("environment"), now, self.datasets.artifacts)
+
     @requires("search")
     def reproduce(self, experiment_id: int, trial_id: str) -> dict[str, Any]:
         """Re-run a recorded trial of the built-in trainable from its record alone, in this process.
 
         The dataset version, configuration, folds, seed and task all come from
-        the store; the cross-validation is the trial's own code path. Returns
-        ``{"recorded": ..., "reproduced": ..., "max_abs_diff": ..., "match": bool}``
-        (match: every metric within 1e-9).
+        the store; the cross-validation is the trial's own code path. Before it
+        runs, every difference between the environment the search started in and
+        this one is listed (:meth:`differences`). Returns ``{"differences": [...],
+        "recorded": ..., "reproduced": ..., "max_abs_diff": ..., "match": bool}``
+        (match: every metric within 1e-9). A config naming a model family or feature
+        step outside the import allow-list is refused (``ConfigError``) before anything
+        is imported.
+
+        Examples
+        --------
+        >>> r = bench.experiments.reproduce(1, "a1b2c3d4_00001")          # doctest: +SKIP
+        >>> r["differences"], r["match"]                                 # doctest: +SKIP
+        ([], True)
         """
         from itertools import islice
 
@@ -808,6 +875,8 @@ class Experiments:
                 f"trial {trial_id} ran the user trainable {options['trainable']}; reproduce() "
                 "re-runs the built-in scikit-learn trainable only"
             )
+        check_config_imports(trial["config"])  # a row is data: nothing outside the allow-list
+        differences = self.differences(experiment_id)
         data = self.training_data(
             self.datasets.by_id(exp["dataset_version_id"]), task=options.get("task", "auto")
         )
@@ -845,7 +914,80 @@ class Experiments:
         return {
             "experiment_id": experiment_id,
             "trial_id": trial_id,
+            "differences": differences,
             "config": trial["config"],
+            "recorded": recorded,
+            "reproduced": again,
+            "max_abs_diff": diff,
+            "match": diff <= 1e-9,
+        }
+
+    @requires("search")
+    def reproduce_model(self, model: str, version: int | str) -> dict[str, Any]:
+        """Refit a registered model version from its record and compare its holdout metrics.
+
+        The version's experiment and trial give the config (its model family, feature spec), its
+        params the seed, its training dataset version the rows, and its evaluation the holdout;
+        the refit is :meth:`fit_bundle` and the metrics :meth:`evaluate`, as
+        ``Stages.register_best`` computed them. Every difference between the environment of the
+        search and this one is listed first. Returns ``{"model", "version", "differences",
+        "recorded", "reproduced", "max_abs_diff", "match"}`` (match: every recorded metric
+        within 1e-9).
+
+        Raises
+        ------
+        ConfigError
+            The version was registered without an experiment and trial, training data or a
+            holdout evaluation (nothing to refit from), or its config names an import outside
+            the allow-list (nothing was imported).
+
+        Examples
+        --------
+        >>> r = bench.experiments.reproduce_model("cancer", 1)            # doctest: +SKIP
+        >>> r["match"], r["differences"]                                 # doctest: +SKIP
+        (True, [])
+        """
+        row = self.store.models.get_version(model, version)
+        name = f"{model}@{row['version']}"
+        exp_id, trial_id = row.get("experiment_id"), row.get("trial_id")
+        if exp_id is None or trial_id is None or row.get("dataset_version_id") is None:
+            raise ConfigError(
+                f"{name} was registered without its experiment, trial and training data; only a "
+                "version registered from a search (Stages.register_best) can be refitted"
+            )
+        trial = next(
+            (t for t in self.store.experiments.list_trials(exp_id) if t["trial_id"] == trial_id),
+            None,
+        )
+        if trial is None:
+            raise NotFoundError(f"trial {trial_id} of experiment {exp_id} ({name}) is not recorded")
+        evaluation = self.store.evaluations.latest(row["id"])
+        holdout_id = evaluation.get("holdout_version_id") if evaluation else None
+        if holdout_id is None:
+            raise ConfigError(
+                f"{name} has no holdout evaluation recorded, so its metrics cannot be compared"
+            )
+        config = dict(trial["config"])
+        if "features" in row["params"] and "features" not in config:
+            config["features"] = row["params"]["features"]
+        check_config_imports(config)  # before fit_bundle imports anything
+        differences = self.differences(exp_id)
+        seed = row["params"].get("seed", 0)
+        bundle = self.fit_bundle(self.datasets.by_id(row["dataset_version_id"]), config, seed=seed)
+        reproduced = self.evaluate(bundle, self.datasets.by_id(holdout_id))
+        recorded = {
+            k: v
+            for k, v in row["metrics"].items()
+            if k in reproduced and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        if not recorded:
+            raise ConfigError(f"{name} recorded none of the metrics {sorted(reproduced)}")
+        again = {k: reproduced[k] for k in recorded}
+        diff = max(abs(again[k] - recorded[k]) for k in again)
+        return {
+            "model": model,
+            "version": row["version"],
+            "differences": differences,
             "recorded": recorded,
             "reproduced": again,
             "max_abs_diff": diff,
@@ -906,7 +1048,10 @@ class Experiments:
                 "Start a new search instead."
             )
         path = exp.get("tune_path")
-        path = self.settings.resolve_tune_path(path) if path else path
+        # a row is data: restore only from our own folder, and only the pickles the search wrote
+        path = checked_tune_path(self.settings, path) if path else path
+        if path and tune.Tuner.can_restore(path):
+            verify_state(path, exp.get("tune_state_hash"), experiment_id=experiment_id)
         if not path or not tune.Tuner.can_restore(path):
             raise ExperimentError(
                 f"experiment {experiment_id} has no Tune state to resume from at {mask_uri(path) if path else '(not recorded)'}; "
@@ -965,11 +1110,17 @@ class Experiments:
         callback.freeze(finished)
         callback.waiting, callback.asked_autoscaler = waiting, waiting is not None
         self.store.experiments.record_resume(experiment_id)
+        # this run's snapshots will replace the last ones: until it ends only tuner.pkl is known
+        self.store.experiments.set_tune_state_hash(
+            experiment_id, state_record(path, complete=False)
+        )
         display = make_progress(progress)
         callback.display = display
         steps = options.get("max_steps") or options.get("folds", 3)
         keep = task_metrics(data["task"], proba=True) if recorded == "sklearn" else None
-        return self._prepared(tuner, callback, stop_flag, display, steps=steps, keep=keep)
+        return self._prepared(
+            tuner, callback, stop_flag, display, steps=steps, keep=keep, location=path
+        )
 
     def _prepared(
         self,
@@ -980,8 +1131,18 @@ class Experiments:
         *,
         steps: int,
         keep: tuple[str, ...] | None,
+        location: str,
     ) -> _Prepared:
-        run = partial(self._fit, tuner, callback, stop_flag, display, steps=steps, keep=keep)
+        run = partial(
+            self._fit,
+            tuner,
+            callback,
+            stop_flag,
+            display,
+            steps=steps,
+            keep=keep,
+            location=location,
+        )
         return _Prepared(callback=callback, stop_flag=stop_flag, run=run, experiments=self)
 
     def _fit(
@@ -993,8 +1154,10 @@ class Experiments:
         *,
         steps: int,
         keep: tuple[str, ...] | None,
+        location: str,
     ) -> SearchResult:
-        """Run the Tuner to the end and record the experiment's outcome."""
+        """Run the Tuner to the end and record the experiment's outcome (and the hashes of the
+        Tune state it leaves, which a resume checks)."""
         exp_id, name, metric, mode = (
             callback.experiment_id,
             callback.name,
@@ -1005,11 +1168,13 @@ class Experiments:
             with _tune_console_quiet():
                 grid_result = tuner.fit()
         except Exception as exc:
+            self._record_state(exp_id, location)
             self.store.experiments.set_finished(exp_id, status="ERROR", error=repr(exc))
             raise ExperimentError(f"search {name!r} (experiment {exp_id}) failed: {exc}") from exc
         finally:
             if display is not None:
                 display.close()
+        self._record_state(exp_id, location)
         ok = [
             r
             for r in grid_result
@@ -1042,6 +1207,14 @@ class Experiments:
             best_metrics=best_metrics,
             trials=self.trials(exp_id),  # with each trial's cv summary
         )
+
+    def _record_state(self, experiment_id: int, location: str) -> None:
+        """Hash every state file Tune left after ``fit`` (it syncs its last snapshot first)."""
+        try:
+            record = state_record(location, complete=True)
+        except OSError:  # storage unreachable now: the start's tuner.pkl hash stays
+            return
+        self.store.experiments.set_tune_state_hash(experiment_id, record)
 
     def fit_bundle(
         self,

@@ -42,7 +42,10 @@ class ExperimentRepository(Repository):
         seed: int | None,
         code_version: dict[str, Any],
         packages: dict[str, str],
+        environment: dict[str, Any] | None = None,
     ) -> int:
+        """Record a search starting (status RUNNING), with ``environment``: what it runs on
+        (``environment_json``; see ``workbench.experiments._environment``)."""
         db = self._db
         with db.transaction():
             return self._record(
@@ -60,6 +63,7 @@ class ExperimentRepository(Repository):
                     "seed": seed,
                     "code_version_json": dumps(code_version),
                     "packages_json": dumps(packages),
+                    "environment_json": dumps(environment or {}),
                     "started_at": utcnow(),
                 },
                 node="experiment",
@@ -73,6 +77,14 @@ class ExperimentRepository(Repository):
         with self._db.transaction():
             self._db.execute(
                 "UPDATE experiments SET tune_path = ? WHERE id = ?", (path, experiment_id)
+            )
+
+    def set_tune_state_hash(self, experiment_id: int, record: str) -> None:
+        """The hashes of the Tune state files a search wrote (``tune_state_hash``), checked before
+        ``Tuner.restore`` unpickles them."""
+        with self._db.transaction():
+            self._db.execute(
+                "UPDATE experiments SET tune_state_hash = ? WHERE id = ?", (record, experiment_id)
             )
 
     def record_resume(self, experiment_id: int) -> list[str]:
