@@ -7,7 +7,12 @@ from workbench.experiments._compare import (
     plot_parallel_coordinates,
     trial_columns,
 )
-from workbench.experiments._estimators import FAMILIES, default_search_space, feature_choices
+from workbench.experiments._estimators import (
+    FAMILIES,
+    allow_import,
+    default_search_space,
+    feature_choices,
+)
 from workbench.experiments._experiments import (
     Experiments,
     SearchResult,
@@ -23,6 +28,7 @@ __all__ = [
     "SearchResult",
     "SearchHandle",
     "FAMILIES",
+    "allow_import",
     "default_search_space",
     "feature_choices",
     "code_version",
