@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench._numbers import is_int_text
 from workbench.exceptions import NotFoundError
 from workbench.lineage._db import Repository, default_actor, dumps, utcnow
 
@@ -98,7 +99,9 @@ class ModelRepository(Repository):
     def get_version(self, model: str, ref: int | str) -> dict[str, Any]:
         """Look a version up by number (``3``, ``"3"``) or alias (``"champion"``)."""
         m = self.get(model)
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        if is_int_text(ref) or (
+            type(ref) is int and is_int_text(str(ref))
+        ):  # not '²', True, 10**30
             row = self._db.row(
                 "SELECT id FROM model_versions WHERE model_id = ? AND version = ?",
                 [m["id"], int(ref)],
@@ -106,7 +109,7 @@ class ModelRepository(Repository):
         else:
             row = self._db.row(
                 "SELECT model_version_id AS id FROM aliases WHERE model_id = ? AND alias = ?",
-                [m["id"], ref],
+                [m["id"], str(ref)],
             )
         if row is None:
             versions = [
