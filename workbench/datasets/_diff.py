@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workbench._numbers import is_int_text
 from workbench.exceptions import ConfigError
 from workbench.runtime import jsonable
 
@@ -630,7 +631,7 @@ def resolve_ref(ref: str) -> tuple[str, int | None]:
     name, sep, version = text.rpartition("@")
     if not sep:
         name, version = text, ""
-    if not name or (sep and not version.isdigit()):
+    if not name or (sep and not (is_int_text(version) and version[0] not in "+-")):
         raise ConfigError(f"use NAME or NAME@VERSION (e.g. cancer@2), got {ref!r}")
     return name, int(version) if version else None
 

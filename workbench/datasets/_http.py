@@ -687,7 +687,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", value):  # not '²' (isdigit) nor 5,000 digits
         return float(value)
     from email.utils import parsedate_to_datetime
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from workbench._numbers import is_int_text, parse_float
 from workbench.exceptions import ConfigError
 
 __all__ = ["WindowSpec", "parse_window", "Window", "split_windows"]
@@ -49,16 +50,20 @@ def parse_window(window: int | str | timedelta) -> WindowSpec:
             raise ConfigError("a time window must be longer than zero")
         return WindowSpec("time", seconds)
     if isinstance(window, int):
+        if not 0 < window < 10**9:
+            raise ConfigError(f"a count window holds 1 to 999999999 records, not {window}")
         return WindowSpec("count", window)
-    if isinstance(window, str):
+    if isinstance(window, str) and len(window) <= 40:
         text = window.strip().lower()
-        if text.isdigit():
-            return WindowSpec("count", int(text))
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)", text)
-        if m and float(m.group(1)) > 0:
-            return WindowSpec("time", float(m.group(1)) * _UNITS[m.group(2)])
+        if is_int_text(text) and text[0] not in "+-":
+            return parse_window(int(text))
+        m = re.fullmatch(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)\s*(s|sec|min|m|h|d)", text)
+        if m and parse_float(m.group(1)) > 0:
+            seconds = parse_float(m.group(1)) * _UNITS[m.group(2)]
+            return WindowSpec("time", int(seconds) if seconds.is_integer() else seconds)
+    shown = window[:40] + "…" if isinstance(window, str) and len(window) > 40 else window
     raise ConfigError(
-        f"window {window!r} is neither a number of records (100) nor a duration ('30s', '15min', '1h', '1d')"
+        f"window {shown!r} is neither a number of records (100) nor a duration ('30s', '15min', '1h', '1d')"
     )
 
 

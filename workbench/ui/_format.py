@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from workbench._numbers import parse_int
+
 __all__ = ["format_progress_line", "format_value", "format_elapsed"]
 
 _ELLIPSIS = "..."
@@ -58,10 +60,22 @@ def format_elapsed(seconds: Any) -> str:
 
 
 def _int(summary: Mapping[str, Any], key: str) -> int:
+    return max(0, _count(summary.get(key) or 0) or 0)
+
+
+def _count(value: Any) -> int | None:
+    """A whole number from a summary (``3``, ``3.0``, ``"3"``), else ``None``: never ``True``,
+    ``2.9``, ``'²'``, ``inf`` or 10**30 (a count shown must be one that was meant).
+
+    >>> [_count(v) for v in (3, 3.0, "3", True, 2.9, "²", float("inf"), 10**30)]
+    [3, 3, 3, None, None, None, None, None]
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
     try:
-        return max(0, int(summary.get(key) or 0))
-    except (TypeError, ValueError):
-        return 0
+        return parse_int(value)
+    except ValueError:
+        return None
 
 
 def _bar(done: int, total: int, cells: int) -> str:
@@ -107,10 +121,7 @@ def format_progress_line(
     running = _int(summary, "running")
     errored = _int(summary, "errored")
     raw_total = summary.get("total")
-    try:
-        total = int(raw_total) if raw_total is not None else None
-    except (TypeError, ValueError):
-        total = None
+    total = _count(raw_total) if raw_total is not None else None
 
     count = f"{done}/{total} trials" if total is not None else f"{done} trials"
     best = summary.get("best")

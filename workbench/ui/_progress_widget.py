@@ -11,6 +11,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from workbench.ui._format import _count
 from workbench.ui._throttle import Throttle
 
 __all__ = ["ProgressWidget"]
@@ -136,10 +137,7 @@ class ProgressWidget(anywidget.AnyWidget):
 
 
 def _int(value: Any) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
+    return max(0, _count(value or 0) or 0)
 
 
 def _opt_int(value: Any) -> int | None:
