@@ -13,10 +13,10 @@ import difflib
 import functools
 import io
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from workbench._numbers import is_int_text, parse_float
 from workbench.exceptions import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
@@ -48,7 +48,30 @@ _SKIP = {
     "cv",
 }
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
-_WHERE = re.compile(r"^\s*(?P<col>[^=!<>]+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>.*?)\s*$")
+#: The longest ``where`` condition read; longer ones are refused before any parsing.
+MAX_WHERE_CHARS = 1000
+
+
+def _split_where(expr: str) -> tuple[str, str, str] | None:
+    """``"metrics.f1 >= 0.9"`` -> ``("metrics.f1", ">=", "0.9")``; ``None`` when it is not
+    ``COLUMN OP VALUE``. One pass to the first operator character (linear: the old regex's lazy
+    groups took 0.9 s on 8,000 spaces); the value is everything after the operator, a literal.
+
+    >>> _split_where(" metrics.f1>=0.9; DROP TABLE trials ")
+    ('metrics.f1', '>=', '0.9; DROP TABLE trials')
+    >>> _split_where("a = 1") is None, _split_where(">= 1") is None
+    (True, True)
+    """
+    at = next((i for i, ch in enumerate(expr) if ch in "=!<>"), -1)
+    if at < 0:
+        return None
+    op = expr[at : at + 2] if expr[at : at + 2] in OPERATORS else expr[at]
+    if op not in OPERATORS:
+        return None
+    column, value = expr[:at].strip(), expr[at + len(op) :].strip()
+    if not column or not value:
+        return None
+    return column, op, value
 
 
 # ------------------------------------------------------------------------------------------ table
@@ -276,16 +299,21 @@ def _parse_where(
     for expr in _as_list(where):
         if not isinstance(expr, str):
             raise ConfigError(f"where conditions are strings like 'metrics.f1>=0.9', not {expr!r}.")
-        m = _WHERE.match(expr)
-        if m is None or not m["value"]:
+        if len(expr) > MAX_WHERE_CHARS:
+            raise ConfigError(
+                f"where condition of {len(expr)} characters refused ({MAX_WHERE_CHARS} at most): "
+                f"write COLUMN OP VALUE, e.g. 'metrics.f1>=0.9', one condition per list item."
+            )
+        parts = _split_where(expr)
+        if parts is None:
             raise ConfigError(
                 f"cannot read where condition {expr!r}: write COLUMN OP VALUE with OP one of "
                 f"{' '.join(OPERATORS)}, e.g. 'metrics.f1>=0.9' or 'config.family==random_forest'. "
                 f"Columns: {', '.join(columns)}."
             )
         if check:
-            _check_column(m["col"], columns, f"where {expr!r}")
-        conditions.append(_Condition(expr, m["col"], m["op"], m["value"]))
+            _check_column(parts[0], columns, f"where {expr!r}")
+        conditions.append(_Condition(expr, *parts))
     return conditions
 
 
@@ -308,12 +336,10 @@ def _literal(raw: str) -> Any:
         return None
     if low in ("true", "false"):
         return low == "true"
-    try:
+    if is_int_text(raw):  # ASCII digits only: not '²', '1_000' or 5,000 digits
         return int(raw)
-    except ValueError:
-        pass
     try:
-        return float(raw)
+        return parse_float(raw)
     except ValueError:
         return raw
 
