@@ -9,6 +9,7 @@ from typing import Any
 
 from workbench.exceptions import ConfigError
 from workbench.lineage._access import AccessRepository
+from workbench.lineage._api_keys import ApiKeyRepository
 from workbench.lineage._datasets import DatasetRepository
 from workbench.lineage._db import Database
 from workbench.lineage._deployments import DeploymentRepository
@@ -80,6 +81,7 @@ class Store:
         self.ingestion = IngestionRepository(self._db)
         self.evaluations = EvaluationRepository(self._db)
         self.access = AccessRepository(self._db)
+        self.api_keys = ApiKeyRepository(self._db)
         #: ``audit(action, entity_type, entity_id, detail=None, *, actor=None)``: append an audit
         #: entry (``actor`` defaults to the OS user). ``link(src_type, src_id, relation, dst_type,
         #: dst_id)``: record a typed lineage edge (idempotent). Both join an open transaction.
