@@ -15,6 +15,8 @@ __all__ = [
     "PermissionDenied",
     "TamperedError",
     "UnsafeHomeError",
+    "VersionMismatchError",
+    "VersionMismatchWarning",
 ]
 
 
@@ -92,3 +94,13 @@ class TamperedError(WorkbenchError):
 
 class UnsafeHomeError(ConfigError):
     """``WORKBENCH_HOME`` is owned by another user or writable by group or others."""
+
+
+class VersionMismatchError(WorkbenchError):
+    """A model bundle was trained under another major version of a package it needs (scikit-learn,
+    numpy, torch) than the one installed; the message names both and the version to install."""
+
+
+class VersionMismatchWarning(UserWarning):
+    """A model bundle was trained under another minor or patch version of a package it needs; it
+    loaded, but its predictions may differ slightly."""
