@@ -10,16 +10,22 @@ channel's outcome is recorded on the alert (``deliveries``).
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
+import hashlib
 import html
+import http.client
 import json
 import logging
 import os
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from workbench.exceptions import ConfigError
 from workbench.lineage import Store
@@ -32,6 +38,10 @@ __all__ = [
     "WebhookSink",
     "CallbackSink",
     "Alerts",
+    "QUEUE_LIMIT",
+    "flush_webhooks",
+    "redact_url",
+    "webhook_stats",
 ]
 
 SEVERITIES = ("info", "warning", "critical")
@@ -98,12 +108,183 @@ class NotebookSink:
         )
 
 
+def redact_url(url: str) -> str:
+    """``url`` safe to show: ``scheme://host[:port]``, with its path, query and credentials
+    replaced by ``…#`` and a fingerprint (the first 6 hex digits of its SHA-256), so two URLs can
+    be told apart without either being revealed.
+
+    Examples
+    --------
+    >>> redact_url("https://hooks.example.com/services/T00/B00/XXXX?token=s3cret")
+    'https://hooks.example.com/…#92e439'
+    >>> redact_url("http://127.0.0.1:8080")
+    'http://127.0.0.1:8080'
+    """
+    text = str(url)
+    fingerprint = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:6]
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return f"<unreadable URL>#{fingerprint}"
+    if ":" in host:
+        host = f"[{host}]"
+    shown = f"{parts.scheme}://{host}{port}"
+    secret = parts.username or parts.password or parts.path not in ("", "/") or parts.query
+    return f"{shown}/…#{fingerprint}" if secret or parts.fragment else shown
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with ``url``, its path and query and its password redacted."""
+    parts = urlsplit(url)
+    out = text.replace(url, redact_url(url))
+    tail = parts.path + (f"?{parts.query}" if parts.query else "")
+    if len(tail) > 1:
+        out = out.replace(tail, "/…")
+    if parts.password:
+        out = out.replace(parts.password, "…")
+    return out
+
+
+#: Alerts waiting per webhook URL; past this the oldest is dropped (and counted).
+QUEUE_LIMIT = 1000
+
+
+class _Queue:
+    """The alerts waiting for one webhook URL, sent one at a time by a daemon thread."""
+
+    def __init__(self, limit: int):
+        self.items: deque[tuple[WebhookSink, dict[str, Any], Callable[[str], None] | None]] = (
+            deque()
+        )
+        self.limit = limit
+        self.busy = False
+        self.stats = {"queued": 0, "sent": 0, "failed": 0, "dropped": 0}
+        self.cond = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def put(self, sink: WebhookSink, alert: dict[str, Any], done: Callable[[str], None] | None):
+        dropped = None
+        with self.cond:
+            if len(self.items) >= self.limit:
+                dropped = self.items.popleft()
+                self.stats["dropped"] += 1
+            self.items.append((sink, alert, done))
+            self.stats["queued"] += 1
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(
+                    target=self._run, name=f"workbench-webhook {sink.display}", daemon=True
+                )
+                self.thread.start()
+            self.cond.notify_all()
+        if dropped is not None:
+            log.warning(
+                "alert %s to %s dropped: %d alerts already waiting",
+                dropped[1].get("id"),
+                sink.display,
+                self.limit,
+            )
+            _report(dropped[2], f"dropped: {self.limit} alerts were waiting for {sink.display}")
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.items:
+                    self.cond.wait()
+                sink, alert, done = self.items.popleft()
+                self.busy = True
+            try:
+                sink.deliver(alert)
+                outcome = "ok"
+                self.stats["sent"] += 1
+            except Exception as exc:
+                outcome = f"failed: {type(exc).__name__}: {_scrub(str(exc), sink.url)}"[:500]
+                self.stats["failed"] += 1
+                log.warning(
+                    "alert %s not delivered to %s: %s", alert.get("id"), sink.display, outcome
+                )
+            _report(done, outcome)
+            with self.cond:
+                self.busy = False
+                self.cond.notify_all()
+
+    def wait(self, deadline: float) -> bool:
+        with self.cond:
+            while self.items or self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+
+def _report(done: Callable[[str], None] | None, outcome: str) -> None:
+    if done is None:
+        return
+    try:
+        done(outcome)
+    except Exception as exc:  # e.g. the store was closed meanwhile
+        log.warning("the outcome of a webhook delivery could not be recorded: %s", exc)
+
+
+_QUEUES: dict[str, _Queue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def _queue_for(url: str) -> _Queue:
+    with _QUEUES_LOCK:
+        queue = _QUEUES.get(url)
+        if queue is None:
+            queue = _QUEUES[url] = _Queue(QUEUE_LIMIT)
+        return queue
+
+
+def flush_webhooks(timeout_s: float = 10.0) -> bool:
+    """Wait until every queued webhook delivery has been tried; ``False`` when ``timeout_s`` ran out.
+
+    Examples
+    --------
+    >>> flush_webhooks(1.0)
+    True
+    """
+    deadline = time.monotonic() + timeout_s
+    with _QUEUES_LOCK:
+        queues = list(_QUEUES.values())
+    return all(q.wait(deadline) for q in queues)
+
+
+def webhook_stats() -> dict[str, dict[str, int]]:
+    """Per webhook (its URL redacted): alerts ``queued``, ``sent``, ``failed``, ``dropped`` (queue
+    full) and ``waiting`` since this process started.
+
+    Examples
+    --------
+    >>> isinstance(webhook_stats(), dict)
+    True
+    """
+    with _QUEUES_LOCK:
+        items = list(_QUEUES.items())
+    return {redact_url(url): {**q.stats, "waiting": len(q.items)} for url, q in items}
+
+
 class WebhookSink:
-    """POSTs the alert as JSON to ``url``; retried with backoff on connection errors and 5xx.
+    """POSTs the alert as JSON to ``url``, from a background queue, so a slow or dead receiver
+    never holds up the monitor that raised the alert.
 
     The body is ``{"source": "workbench", "alert": {...}}``; the header
     ``X-Workbench-Alert`` carries the deduplication key, so a receiver can
-    deduplicate too.
+    deduplicate too. Each attempt has a total deadline of ``timeout_s`` (connect, send and read
+    together: a receiver that trickles its answer is cut off); connection errors, timeouts and
+    5xx are retried ``retries`` times with backoff; a 3xx is a failure (redirects are not
+    followed, so neither the body nor ``headers`` ever reach another host) and a 4xx is not
+    retried. Up to :data:`QUEUE_LIMIT` alerts wait per URL; past that the oldest is dropped and
+    counted (:func:`webhook_stats`). The URL is shown only redacted (:func:`redact_url`).
+
+    Examples
+    --------
+    >>> WebhookSink("https://hooks.example.com/T0/B0/secret")
+    WebhookSink('https://hooks.example.com/…#4a7160')
     """
 
     name = "webhook"
@@ -117,15 +298,33 @@ class WebhookSink:
         backoff_s: float = 0.5,
         headers: dict[str, str] | None = None,
     ):
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"webhook URL must start with http:// or https://, got {url!r}")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            shown = redact_url(url) if isinstance(url, str) else type(url).__name__
+            raise ConfigError(f"webhook URL must start with http:// or https://, got {shown!r}")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ConfigError(f"webhook URL {redact_url(url)!r} cannot be read: {exc}") from None
+        if not parts.hostname:
+            raise ConfigError(f"webhook URL {redact_url(url)!r} names no host")
         self.url = url
+        self.display = redact_url(url)
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.headers = dict(headers or {})
 
+    def __repr__(self) -> str:
+        return f"WebhookSink({self.display!r})"
+
+    def deliver_later(self, alert: dict[str, Any], done: Callable[[str], None] | None = None):
+        """Queue ``alert``; ``done(outcome)`` is called from the sender thread (``"ok"``,
+        ``"failed: ..."`` or ``"dropped: ..."``). Returns at once."""
+        _queue_for(self.url).put(self, alert, done)
+
     def deliver(self, alert: dict[str, Any]) -> None:
+        """POST ``alert`` now (blocking, at most ``retries + 1`` deadlines); raises when it failed."""
         body = json.dumps({"source": "workbench", "alert": alert}, default=str).encode()
         headers = {
             "Content-Type": "application/json",
@@ -133,22 +332,64 @@ class WebhookSink:
             "X-Workbench-Alert": str(alert.get("dedup_key", "")),
             **self.headers,
         }
-        last: Exception | None = None
+        last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    resp.read()
+                status = self._post(body, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                continue
+            if 200 <= status < 300:
                 return
-            except urllib.error.HTTPError as exc:
-                last = exc
-                if exc.code < 500:
-                    break  # the receiver refused it; asking again will not help
-            except (urllib.error.URLError, OSError) as exc:
-                last = exc
-        raise ConnectionError(f"POST {self.url} failed: {last}")
+            if 300 <= status < 400:
+                raise ConnectionError(
+                    f"POST {self.display} answered {status} (a redirect): not followed; "
+                    "give the webhook its final URL."
+                )
+            last = f"HTTP {status}"
+            if status < 500:
+                break  # the receiver refused it; asking again will not help
+        raise ConnectionError(f"POST {self.display} failed: {_scrub(last, self.url)}")
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> int:
+        """One attempt; the status. A watchdog closes the socket at the deadline."""
+        parts = urlsplit(self.url)
+        deadline = time.monotonic() + self.timeout_s
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = cls(parts.hostname, parts.port, timeout=self.timeout_s)
+        sent = dict(headers)
+        if parts.username is not None:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            sent.setdefault("Authorization", "Basic " + base64.b64encode(token).decode())
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(self.timeout_s, cut)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request("POST", path, body=body, headers=sent)
+            resp = conn.getresponse()
+            resp.read(65536)
+            if expired.is_set() or time.monotonic() > deadline:
+                raise TimeoutError(f"no complete answer within {self.timeout_s:g} s")
+            return resp.status
+        except (OSError, http.client.HTTPException):
+            if expired.is_set():
+                raise TimeoutError(f"no complete answer within {self.timeout_s:g} s") from None
+            raise
+        finally:
+            watchdog.cancel()
+            conn.close()
 
 
 class CallbackSink:
@@ -240,7 +481,12 @@ class Alerts:
             "at": row["first_at"],
         }
         deliveries: dict[str, str] = {}
+        later = []
         for sink in [*self.sinks, *extra_sinks]:
+            if hasattr(sink, "deliver_later"):  # webhooks: sent by a background thread
+                deliveries[sink.name] = "queued"
+                later.append(sink)
+                continue
             try:
                 sink.deliver(alert)
                 deliveries[sink.name] = "ok"
@@ -248,7 +494,32 @@ class Alerts:
                 deliveries[sink.name] = f"failed: {type(exc).__name__}: {exc}"[:500]
                 log.warning("alert %s not delivered to %s: %s", row["id"], sink.name, exc)
         self.store.monitors.set_alert_delivery(row["id"], deliveries)
+        shared = dict(deliveries)
+        for sink in later:
+            sink.deliver_later(
+                alert, functools.partial(self._delivered, row["id"], shared, sink.name)
+            )  # type: ignore[attr-defined]
         return {**row, "deliveries": deliveries}
+
+    def _delivered(
+        self, alert_id: int, deliveries: dict[str, str], name: str, outcome: str
+    ) -> None:
+        """A background delivery's outcome, written onto the alert row."""
+        with _QUEUES_LOCK:
+            deliveries[name] = outcome
+            snapshot = dict(deliveries)
+        self.store.monitors.set_alert_delivery(alert_id, snapshot)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait (at most ``timeout_s``) until queued webhook deliveries were tried and recorded
+        on their alerts; ``False`` when some are still waiting.
+
+        Examples
+        --------
+        >>> Alerts(Store(":memory:"), sinks=[]).flush(1.0)
+        True
+        """
+        return flush_webhooks(timeout_s)
 
     def list(
         self, monitor: str | None = None, *, severity: str | None = None, limit: int = 100

@@ -22,7 +22,7 @@ import numpy as np
 from workbench.exceptions import ConfigError, NotFoundError
 from workbench.governance import requires
 from workbench.lineage import ArtifactStore, Store
-from workbench.monitoring._alerts import Alerts, AlertSink, WebhookSink
+from workbench.monitoring._alerts import Alerts, AlertSink, WebhookSink, redact_url
 from workbench.monitoring._detectors import make_detector
 from workbench.monitoring._encode import (
     BREACH,
@@ -1259,5 +1259,15 @@ def _default_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
-    """A monitor row without its running state (internal, and large for online detectors)."""
-    return {k: v for k, v in row.items() if k != "state"}
+    """A monitor row without its running state (internal, and large for online detectors), its
+    webhook URL redacted (a secret: the real one stays in the store, where delivery reads it).
+
+    >>> _record({"name": "m", "state": {}, "config": {"alerts": {"webhook_url": "https://h.example/s"}}})
+    {'name': 'm', 'config': {'alerts': {'webhook_url': 'https://h.example/…#5ea232'}}}
+    """
+    out = {k: v for k, v in row.items() if k != "state"}
+    alerts = (out.get("config") or {}).get("alerts") or {}
+    if alerts.get("webhook_url"):
+        alerts = {**alerts, "webhook_url": redact_url(alerts["webhook_url"])}
+        out["config"] = {**out["config"], "alerts": alerts}
+    return out
