@@ -526,7 +526,9 @@ def test_webhook_delivery_dedup_and_cooldown(tmp_path, receiver):
     first = alerts.emit(title="p99 high", severity="critical", dedup_key="k", cooldown_s=60)
     dup = alerts.emit(title="p99 high", severity="critical", dedup_key="k", cooldown_s=60)
     assert first["deliver"] and not dup["deliver"] and dup["count"] == 2
-    assert first["deliveries"] == {"webhook": "ok"}
+    assert first["deliveries"] == {"webhook": "queued"}  # sent in the background
+    assert alerts.flush(10)
+    assert store.monitors.list_alerts()[0]["deliveries"] == {"webhook": "ok"}
     assert len(receiver.received) == 1
     got = receiver.received[0]
     assert got["headers"]["Content-Type"] == "application/json"
@@ -537,6 +539,7 @@ def test_webhook_delivery_dedup_and_cooldown(tmp_path, receiver):
     alerts.emit(title="p99 high", severity="critical", dedup_key="short", cooldown_s=0.2)
     time.sleep(0.3)
     alerts.emit(title="p99 high", severity="critical", dedup_key="short", cooldown_s=0.2)
+    assert alerts.flush(10)
     assert [a["count"] for a in store.monitors.list_alerts() if a["dedup_key"] == "short"] == [1, 2]
     assert len(receiver.received) == 3
     store.close()
@@ -549,11 +552,13 @@ def test_a_broken_webhook_is_recorded_not_raised(tmp_path):
     try:
         sinks = [refused, WebhookSink(not_found.url, retries=3, backoff_s=0.01)]
         sinks[1].name = "webhook-404"
-        out = Alerts(store, sinks=sinks).emit(title="t", severity="warning", dedup_key="b")
+        alerts = Alerts(store, sinks=sinks)
+        alerts.emit(title="t", severity="warning", dedup_key="b")
+        assert alerts.flush(10)
+        out = store.monitors.list_alerts()[0]
         assert out["deliveries"]["webhook"].startswith("failed: ConnectionError")
         assert "404" in out["deliveries"]["webhook-404"]
         assert len(not_found.received) == 1  # a 4xx is not retried
-        assert store.monitors.list_alerts()[0]["deliveries"] == out["deliveries"]
     finally:
         not_found.close()
     with pytest.raises(ConfigError, match="http"):
@@ -576,6 +581,7 @@ def test_monitor_alerts_reach_the_webhook_log_and_notebook(tmp_path, receiver, c
     env.log(env.rows(200, shift=1.0))
     with caplog.at_level("WARNING", logger="workbench.alerts"):
         assert [r["verdict"] for r in mon.check()] == ["drift", "drift"]
+    assert env.monitoring.alerting.flush(10)
     assert len(receiver.received) == 2  # cooldown 0: every window is its own alert
     alert = receiver.received[0]["body"]["alert"]
     assert alert["monitor"] == mon.name and alert["detail"]["deployment"] == "svc"
