@@ -2,7 +2,12 @@
 with an exit code; see docs/cli.md). One module per family of commands, each registering on the
 one ``cli`` group."""
 
-from workbench.cli import _commands, _governance  # noqa: F401  (they register their commands)
+from workbench.cli import (  # noqa: F401  (each module registers its commands)
+    _commands,
+    _governance,
+    _lifecycle,
+    _operations,
+)
 from workbench.cli._base import EXIT_DENIED, cli, main
 
 __all__ = ["cli", "main", "EXIT_DENIED"]
