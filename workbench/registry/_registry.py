@@ -128,6 +128,42 @@ class ModelRegistry:
             )
         return bundle
 
+    def export(
+        self,
+        model: str,
+        ref: int | str = "champion",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: str = "mlflow",
+        overwrite: bool = False,
+    ) -> Path:
+        """Write a version as a portable package: ``format="mlflow"`` an MLflow pyfunc model
+        directory, ``"container"`` a Ray Serve Docker build context (see docs/packaging.md).
+
+        The artifact's SHA-256 is verified first (ArtifactCorruptError, nothing written); an
+        existing non-empty ``path`` is refused unless ``overwrite=True``.
+
+        Examples
+        --------
+        >>> bench.registry.export("cancer", "champion", "cancer-mlflow")          # doctest: +SKIP
+        PosixPath('cancer-mlflow')
+        """
+        from workbench.registry._package import write_package
+
+        if path is None:
+            raise ConfigError("export() needs path=, the folder to write the package to.")
+        mv = self.get(model, ref)
+        data = self.artifacts.get_bytes(mv.artifact_hash)  # verifies the SHA-256
+        manifest = {
+            "model": mv.model,
+            "version": mv.version,
+            "sha256": mv.artifact_hash,
+            "signature": mv.signature,
+            "packages": (mv.signature or {}).get("packages") or {},
+            "metrics": mv.metrics,
+        }
+        return write_package(data, path, manifest=manifest, format=format, overwrite=overwrite)
+
     @requires(
         "promote", check=lambda self, model, alias, version, **_: self._four_eyes(model, version)
     )
