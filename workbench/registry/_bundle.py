@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.features import coerce_records
 
-__all__ = ["ModelBundle"]
+__all__ = ["ModelBundle", "allow_version_mismatch", "check_versions", "training_packages"]
+
+_ALLOW: ContextVar[bool] = ContextVar("allow_version_mismatch", default=False)
 
 
 @dataclass
@@ -40,6 +45,11 @@ class ModelBundle:
     feature_names : list of str
         The columns the fitted preprocessing generates (what the estimator sees), read from
         the pipeline when not given; empty for a model that preprocesses by itself.
+    packages : dict
+        Versions it was trained under (``python``, ``scikit-learn``, ``numpy``, and ``torch``
+        when the model uses it), recorded when not given. Unpickling the bundle compares them to
+        the installed ones: another minor/patch version warns (VersionMismatchWarning), another
+        major version raises VersionMismatchError unless :func:`allow_version_mismatch` is on.
 
     Examples
     --------
@@ -63,28 +73,35 @@ class ModelBundle:
     params: dict[str, Any] = field(default_factory=dict)
     feature_spec: dict[str, Any] | None = None
     feature_names: list[str] = field(default_factory=list)
+    packages: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.feature_names:
             self.feature_names = _generated_names(self.pipeline)
+        if not self.packages:
+            self.packages = training_packages(self.pipeline)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # bundles pickled before feature specs existed lack the two attributes
         state.setdefault("feature_spec", None)
         if not state.get("feature_names"):
             state["feature_names"] = _generated_names(state.get("pipeline"))
+        # bundles pickled before versions were recorded have none: nothing to compare
+        state.setdefault("packages", {})
+        check_versions(state["packages"], what="this model bundle")
         self.__dict__.update(state)
 
     @property
     def signature(self) -> dict[str, Any]:
-        """What the registry records: input features and kinds, target, classes, task and the
-        generated feature names."""
+        """What the registry records: input features and kinds, target, classes, task, the
+        generated feature names and the package versions it was trained under."""
         return {
             "features": dict(self.features),
             "target": self.target,
             "classes": list(self.classes),
             "task": self.task,
             "feature_names": list(self.feature_names),
+            "packages": dict(self.packages),
         }
 
     def predict_frame(self, frame: Any) -> list[Any]:
@@ -111,3 +128,67 @@ def _generated_names(pipeline: Any) -> list[str]:
         return feature_names(pipeline)
     except (ConfigError, AttributeError, ValueError, TypeError):
         return []  # a user step without get_feature_names_out
+
+
+def training_packages(pipeline: Any) -> dict[str, str]:
+    """The versions a bundle of ``pipeline`` is trained under: python, scikit-learn, numpy, and
+    torch when a step's class comes from torch or workbench's torch estimator.
+
+    Examples
+    --------
+    >>> sorted(training_packages(None))
+    ['numpy', 'python', 'scikit-learn']
+    """
+    import platform
+
+    from workbench.registry._loader import installed_versions
+
+    names = ["scikit-learn", "numpy"]
+    steps = pipeline.get_params(deep=True).values() if hasattr(pipeline, "get_params") else ()
+    if any(type(v).__module__.startswith(("torch", "workbench.experiments._torch")) for v in steps):
+        names.append("torch")
+    return {"python": platform.python_version(), **installed_versions(names)}
+
+
+@contextmanager
+def allow_version_mismatch(allow: bool = True) -> Iterator[None]:
+    """Within the block, bundles trained under another major version load (with a warning)
+    instead of raising VersionMismatchError.
+
+    Examples
+    --------
+    >>> with allow_version_mismatch():                           # doctest: +SKIP
+    ...     bundle = bench.registry.load("cancer", "champion")
+    """
+    token = _ALLOW.set(allow)
+    try:
+        yield
+    finally:
+        _ALLOW.reset(token)
+
+
+def check_versions(trained: Mapping[str, str], *, what: str = "this model bundle") -> None:
+    """Warn (VersionMismatchWarning) when ``trained`` differs from the installed versions in
+    minor/patch; raise VersionMismatchError across a major version, naming both versions and
+    what to install, unless :func:`allow_version_mismatch` or WORKBENCH_ALLOW_VERSION_MISMATCH=1
+    allows it."""
+    from workbench.exceptions import VersionMismatchError, VersionMismatchWarning
+    from workbench.registry._loader import (
+        _allowed,
+        installed_versions,
+        mismatch_message,
+        version_problems,
+    )
+
+    if not trained:
+        return
+    minor, major = version_problems(trained, installed_versions(trained))
+    if major and not (_ALLOW.get() or _allowed()):
+        raise VersionMismatchError(mismatch_message(major, trained, what))
+    if minor or major:
+        warnings.warn(
+            f"{what}: {'; '.join(minor + major)}; its predictions may differ. Install the "
+            "training versions to reproduce them exactly.",
+            VersionMismatchWarning,
+            stacklevel=2,
+        )
