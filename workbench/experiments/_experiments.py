@@ -1067,6 +1067,7 @@ class Experiments:
             folds=options.get("folds", 3),
             seed=exp["seed"] or 0,
             checkpoints=options.get("checkpoints", opt.needs_checkpoints(exp["scheduler"])),
+            allowed_imports=allowed_imports(),  # what this process allowed, for the trials
         )
         fn = _trainable
         if recorded != "sklearn":
