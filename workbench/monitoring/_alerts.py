@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -240,8 +240,9 @@ def _queue_for(url: str) -> _Queue:
         return queue
 
 
-def flush_webhooks(timeout_s: float = 10.0) -> bool:
-    """Wait until every queued webhook delivery has been tried; ``False`` when ``timeout_s`` ran out.
+def flush_webhooks(timeout_s: float = 10.0, urls: Iterable[str] | None = None) -> bool:
+    """Wait until every queued webhook delivery (to ``urls``, default all) has been tried;
+    ``False`` when ``timeout_s`` ran out first.
 
     Examples
     --------
@@ -250,7 +251,7 @@ def flush_webhooks(timeout_s: float = 10.0) -> bool:
     """
     deadline = time.monotonic() + timeout_s
     with _QUEUES_LOCK:
-        queues = list(_QUEUES.values())
+        queues = [q for u, q in _QUEUES.items() if urls is None or u in set(urls)]
     return all(q.wait(deadline) for q in queues)
 
 
@@ -426,6 +427,7 @@ class Alerts:
 
     def __init__(self, store: Store, *, sinks: Sequence[AlertSink] | None = None):
         self.store = store
+        self._webhooks: set[str] = set()
         if sinks is None:
             self.notebook = NotebookSink()
             default: list[AlertSink] = [LogSink(), self.notebook]
@@ -496,6 +498,7 @@ class Alerts:
         self.store.monitors.set_alert_delivery(row["id"], deliveries)
         shared = dict(deliveries)
         for sink in later:
+            self._webhooks.add(sink.url)  # type: ignore[attr-defined]
             sink.deliver_later(
                 alert, functools.partial(self._delivered, row["id"], shared, sink.name)
             )  # type: ignore[attr-defined]
@@ -511,15 +514,15 @@ class Alerts:
         self.store.monitors.set_alert_delivery(alert_id, snapshot)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait (at most ``timeout_s``) until queued webhook deliveries were tried and recorded
-        on their alerts; ``False`` when some are still waiting.
+        """Wait (at most ``timeout_s``) until the webhook deliveries this object queued were tried
+        and recorded on their alerts; ``False`` when some are still waiting.
 
         Examples
         --------
         >>> Alerts(Store(":memory:"), sinks=[]).flush(1.0)
         True
         """
-        return flush_webhooks(timeout_s)
+        return flush_webhooks(timeout_s, self._webhooks)
 
     def list(
         self, monitor: str | None = None, *, severity: str | None = None, limit: int = 100
