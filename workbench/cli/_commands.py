@@ -156,6 +156,21 @@ def resume(ctx: click.Context, experiment_id: int, progress: str) -> None:
     )
 
 
+def _print_reproduction(out: dict[str, Any]) -> None:
+    """What differs between then and now, then recorded vs reproduced metrics and the verdict."""
+    for d in out.get("differences") or []:
+        click.echo(f"differs: {d['what']}: then {d['then']}, now {d['now']}")
+    if not out.get("differences"):
+        click.echo("environment: nothing differs from when it was recorded")
+    for k in out["reproduced"]:
+        click.echo(
+            f"{k:<10} recorded {out['recorded'][k]:.6f}  reproduced {out['reproduced'][k]:.6f}"
+        )
+    click.echo(
+        f"max |difference| {out['max_abs_diff']:.3g}: {'match' if out['match'] else 'MISMATCH'}"
+    )
+
+
 @cli.command()
 @click.argument("experiment_id", type=int)
 @click.argument("trial_id")
@@ -163,19 +178,34 @@ def resume(ctx: click.Context, experiment_id: int, progress: str) -> None:
 @click.pass_context
 @_errors
 def reproduce(ctx: click.Context, experiment_id: int, trial_id: str, as_json: bool) -> None:
-    """Re-run a recorded trial from its record alone and compare its metrics (exit 1 if they differ)."""
+    """Re-run a recorded trial from its record alone, after listing what differs in the
+    environment since then, and compare its metrics (exit 1 if they differ)."""
     with _bench(ctx) as bench:
         out = bench.experiments.reproduce(experiment_id, trial_id)
     if as_json:
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(json.dumps(out, indent=2, sort_keys=True, default=str))
     else:
-        for k in out["reproduced"]:
-            click.echo(
-                f"{k:<10} recorded {out['recorded'][k]:.6f}  reproduced {out['reproduced'][k]:.6f}"
-            )
-        click.echo(
-            f"max |difference| {out['max_abs_diff']:.3g}: {'match' if out['match'] else 'MISMATCH'}"
-        )
+        _print_reproduction(out)
+    if not out["match"]:
+        ctx.exit(1)
+
+
+@cli.command("reproduce-model")
+@click.argument("model")
+@click.argument("version", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def reproduce_model(ctx: click.Context, model: str, version: int, as_json: bool) -> None:
+    """Refit registered version VERSION of MODEL from its recorded experiment, trial and data,
+    after listing what differs in the environment, and compare its metrics (exit 1 if they
+    differ)."""
+    with _bench(ctx) as bench:
+        out = bench.experiments.reproduce_model(model, version)
+    if as_json:
+        click.echo(json.dumps(out, indent=2, sort_keys=True, default=str))
+    else:
+        _print_reproduction(out)
     if not out["match"]:
         ctx.exit(1)
 
