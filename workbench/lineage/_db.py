@@ -4,6 +4,8 @@ the audit log and lineage edges. Repositories are the only users of its query he
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -14,7 +16,18 @@ from typing import Any
 
 from workbench._identity import default_actor
 from workbench.exceptions import NotFoundError, WorkbenchError
+from workbench.lineage._audit import (
+    GENESIS,
+    AuditVerification,
+    audit_key,
+    entry_hash,
+    read_head,
+    verify_chain,
+    write_head,
+)
 from workbench.lineage._schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Database", "Repository", "utcnow", "default_actor", "dumps", "as_list"]
 
@@ -60,17 +73,20 @@ class Database:
     failed none. One ``Database`` may be shared between threads of a process.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, busy_timeout_s: float | None = None):
         self.path = str(path)
+        self.busy_timeout_s = (
+            BUSY_TIMEOUT_MS / 1000 if busy_timeout_s is None else float(busy_timeout_s)
+        )
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         conn = sqlite3.connect(
             self.path,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=self.busy_timeout_s,
             isolation_level=None,  # we open transactions ourselves
             check_same_thread=False,
         )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -81,15 +97,32 @@ class Database:
         self._sqlite = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
+        self._head: tuple[int, str] | None = None  # the audit entry to record as head after COMMIT
+        self._reader: sqlite3.Connection | None = None
+        #: where the audit head is kept (None in memory): ``$WORKBENCH_AUDIT_HEAD``, else beside the file
+        self.head_path = (
+            None
+            if self.path == ":memory:"
+            else os.environ.get("WORKBENCH_AUDIT_HEAD") or self.path + ".audit-head"
+        )
         self.migrate()
+        self._chain_legacy_entries()
 
     def close(self) -> None:
         with self._lock:
+            if self._reader is not None:
+                self._reader.close()
             self.conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """A write transaction opened with ``BEGIN IMMEDIATE``; nested calls join the outer one."""
+        """A write transaction opened with ``BEGIN IMMEDIATE``; nested calls join the outer one.
+
+        Whatever fails (the body, or the ``COMMIT`` itself: a full disk) is rolled back, so the
+        connection is never left inside a transaction. A full disk, or another process holding
+        the write lock longer than the busy timeout, raises :class:`WorkbenchError` saying so;
+        nothing of the transaction was recorded.
+        """
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -98,18 +131,51 @@ class Database:
                 finally:
                     self._depth -= 1
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._store_error(exc) from exc
             self._depth = 1
+            self._head = None
             try:
                 yield
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
-            else:
                 self.conn.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                self._head = None
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise self._store_error(exc) from exc
+                raise
             finally:
                 self._depth = 0
+            head, self._head = self._head, None
+            if head is not None and self.head_path:
+                try:
+                    write_head(self.head_path, *head)
+                except OSError as exc:  # the entry is committed; only the tail check is weaker
+                    log.warning("could not record the audit head at %s: %s", self.head_path, exc)
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # SQLite may have rolled back already (a full disk)
+                log.warning("ROLLBACK of %s failed: %s", self.path, exc)
+
+    def _store_error(self, exc: sqlite3.OperationalError) -> Exception:
+        text = str(exc)
+        if "full" in text:
+            return WorkbenchError(
+                f"the lineage store {self.path} is full ({text}); nothing of this change was recorded. "
+                "Free disk space (or raise the quota) and run it again."
+            )
+        if "locked" in text or "busy" in text:
+            return WorkbenchError(
+                f"the lineage store {self.path} stayed locked by another process for {self.busy_timeout_s:g} s "
+                f"({text}); nothing of this change was recorded. Wait for the other writer (a long "
+                "search, another notebook) to finish and run it again."
+            )
+        return exc
 
     # ----------------------------------------------------- query helpers (repositories only)
     def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
@@ -177,18 +243,98 @@ class Database:
         *,
         actor: str | None = None,
     ) -> int:
+        """Append an entry linked to the one before it (see :mod:`workbench.lineage._audit`);
+        the previous hash is read inside the same ``BEGIN IMMEDIATE`` transaction, so several
+        processes appending at once still form one chain."""
+        key = audit_key()
         with self.transaction():
-            return self.insert(
-                "audit_log",
-                {
-                    "actor": actor or default_actor(),
-                    "action": action,
-                    "entity_type": entity_type,
-                    "entity_id": entity_id,
-                    "detail_json": dumps(detail or {}),
-                    "at": utcnow(),
-                },
+            last = self.row("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            prev = self.scalar(
+                "SELECT hash FROM audit_log WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
             )
+            row = {
+                "id": (last["id"] if last else 0) + 1,
+                "actor": actor or default_actor(),
+                "action": action,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "detail_json": dumps(detail or {}),
+                "at": utcnow(),
+                "prev_hash": prev or GENESIS,
+            }
+            row["hash"] = entry_hash(row, key)
+            new_id = self.insert("audit_log", row)
+            self._head = (new_id, row["hash"])
+            return new_id
+
+    def _chain_legacy_entries(self) -> None:
+        """Hash the entries written before the chain existed, once: only while no entry has a
+        hash yet, so a row inserted later without one is never adopted (verify names it)."""
+        if self.scalar("SELECT 1 FROM audit_log WHERE hash IS NOT NULL LIMIT 1"):
+            return
+        if not self.scalar("SELECT 1 FROM audit_log WHERE hash IS NULL LIMIT 1"):
+            return
+        key = audit_key()
+        with self.transaction():
+            if self.scalar("SELECT 1 FROM audit_log WHERE hash IS NOT NULL LIMIT 1"):
+                return  # another process chained them first
+            prev = GENESIS
+            for raw in self.conn.execute(
+                "SELECT id, actor, action, entity_type, entity_id, detail_json, at FROM audit_log ORDER BY id"
+            ).fetchall():
+                row = dict(
+                    zip(
+                        ("id", "actor", "action", "entity_type", "entity_id", "detail_json", "at"),
+                        raw,
+                        strict=True,
+                    )
+                )
+                row["prev_hash"] = prev
+                digest = entry_hash(row, key)
+                self.execute(
+                    "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE id = ?",
+                    (prev, digest, row["id"]),
+                )
+                prev = digest
+                self._head = (row["id"], digest)
+
+    def verify_audit(self) -> AuditVerification:
+        """Check the whole chain and the recorded head; see :func:`~workbench.lineage._audit.verify_chain`."""
+        rows = self.rows(
+            "SELECT id, actor, action, entity_type, entity_id, detail_json, at, prev_hash, hash "
+            "FROM audit_log ORDER BY id"
+        )
+        return verify_chain(rows, audit_key(), read_head(self.head_path))
+
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query, on a second connection opened ``mode=ro`` with
+        ``PRAGMA query_only = ON``: an ``UPDATE``, ``DELETE``, ``DROP`` or ``PRAGMA`` write fails."""
+        with self._lock:
+            if self._reader is None:
+                if self.path == ":memory:":
+                    raise WorkbenchError(
+                        "query() needs a store on a file; an in-memory store has no second connection."
+                    )
+                reader = sqlite3.connect(
+                    f"file:{Path(self.path).resolve()}?mode=ro",
+                    uri=True,
+                    timeout=self.busy_timeout_s,
+                    check_same_thread=False,
+                )
+                reader.execute("PRAGMA query_only = ON")
+                reader.row_factory = sqlite3.Row
+                self._reader = reader
+            try:
+                cur = self._reader.execute(sql, params)
+                return [dict(r) for r in cur.fetchall()]
+            except sqlite3.Error as exc:
+                raise WorkbenchError(
+                    f"query refused or failed: {exc}. query() runs read-only SELECTs; change the "
+                    "store through its repositories."
+                ) from exc
+            finally:
+                if self._reader.in_transaction:
+                    self._reader.execute("ROLLBACK")
 
     def link(self, src_type: str, src_id: int, relation: str, dst_type: str, dst_id: int) -> None:
         """Record a typed lineage edge ``src --relation--> dst`` (idempotent)."""
