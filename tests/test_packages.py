@@ -178,6 +178,7 @@ import pandas as pd
 frame = pd.read_json(sys.argv[2], orient="split")
 frame["t"] = pd.to_datetime(frame["t"])
 {load}
+assert not any(m.split(".")[0] == "workbench" for m in sys.modules), "needed workbench"
 print(json.dumps(list(map(str, preds))))
 """
 
@@ -250,3 +251,20 @@ def test_container_requirements_install_in_a_fresh_venv_and_predict(reg, rows, t
     # workbench is not importable there: the package stands alone
     probe = subprocess.run([py, "-I", "-c", "import workbench"], capture_output=True, timeout=60)
     assert probe.returncode != 0
+    # the Serve app module (ray is in the image, not in requirements.txt: use this venv's ray)
+    app = (
+        "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport serve_app\n"
+        "from ray.serve import Application\nassert isinstance(serve_app.app, Application)\n"
+        "bundle = serve_app.workbench_model.load(serve_app.MODEL_DIR)\n"
+        "print(json.dumps(serve_app.predict_records(bundle, json.loads(sys.argv[2]))))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", app, str(out), json.dumps(records)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == reg.load("churn", 1).predict_records(
+        records
+    )
