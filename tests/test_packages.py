@@ -187,7 +187,7 @@ print(json.dumps(list(map(str, preds))))
 def test_mlflow_pyfunc_predicts_like_the_bundle(reg, rows, tmp_path):
     frame, _ = rows
     target = DEPS / "packages-mlflow"
-    from workbench.registry import MLFLOW_VERSION
+    from workbench.registry._package import MLFLOW_VERSION
 
     if not (target / ".installed").exists():
         subprocess.run(

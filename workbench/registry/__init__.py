@@ -1,7 +1,6 @@
 """Model registry: versions, aliases (``champion``) with history, hash-verified loading, rollback."""
 
 from workbench.registry._bundle import ModelBundle, allow_version_mismatch, check_versions
-from workbench.registry._package import FORMATS, MLFLOW_VERSION
 from workbench.registry._registry import ModelRegistry, ModelVersion
 
 __all__ = [
@@ -10,6 +9,4 @@ __all__ = [
     "ModelBundle",
     "allow_version_mismatch",
     "check_versions",
-    "FORMATS",
-    "MLFLOW_VERSION",
 ]
