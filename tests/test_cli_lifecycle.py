@@ -78,13 +78,21 @@ def test_ingest_validate_and_refusals(flow, tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
-def test_search_registered_and_versions(flow):
+def test_search_registered_and_versions(flow, tmp_path):
     run, _, _, found, search_s = flow
     assert "experiment 1 finished: best trial" in found.output
     models = json.loads(run("models", "bc", "--json").output)
     assert [m["version"] for m in models] == [1, 2]
     assert "champion" in models[0]["aliases"]
     assert search_s < 120
+    listed = tmp_path / "list.yaml"
+    listed.write_text("[1, 2]\n")
+    assert run("search", "bc", "--space", str(listed)).exit_code == 2
+    assert run("search", "bc", "--space", str(tmp_path / "missing.yaml")).exit_code == 2
+    assert run("search", "nope").exit_code == 3
+    assert run("register", "1", "-m", "bc", "--train", "nope", "--holdout", "bc").exit_code == 3
+    assert len(json.loads(run("runs", "--json").output)) == 1  # no experiment recorded
+    assert [m["version"] for m in json.loads(run("models", "bc", "--json").output)] == [1, 2]
 
 
 def test_gate_exit_codes(flow):
@@ -255,12 +263,56 @@ def _commands(group: click.Group, prefix: str = "") -> list[str]:
 def test_every_command_is_documented_with_its_exit_codes():
     text = (ROOT / "docs" / "cli.md").read_text()
 
+    rows = "\n".join(line for line in text.splitlines() if line.startswith("| `workbench "))
+
     def documented(command: str) -> bool:
-        # `workbench datasets ingest ...`, or `ingest ...` after a slash in the same row
-        return any(f"`{p}{command}{end}" in text for p in ("workbench ", "") for end in " `")
+        # a row's `workbench datasets ingest ...`, or `/ `ingest ...` later in that row
+        return any(f"{p}{command}{end}" in rows for p in ("`workbench ", "/ `") for end in " `")
 
     missing = [c for c in _commands(cli) if not documented(c)]
     assert not missing, f"docs/cli.md does not document: {missing}"
     assert "## Exit codes" in text
     for code in range(6):
         assert re.search(rf"^\| `{code}` \|", text, re.M), f"exit code {code} not in the table"
+
+
+@pytest.mark.slow
+def test_search_no_wait_returns_the_experiment_id_and_the_search_goes_on(tmp_path):
+    """`search --no-wait` prints the recorded experiment id and exits; the detached process (its
+    own private Ray) finishes the search, recorded in the store."""
+    from workbench.datasets import write_breast_cancer_csv
+
+    home = tmp_path / "wb"
+    csv = write_breast_cancer_csv(tmp_path / "bc.csv")
+    (tmp_path / "space.yaml").write_text("family: logistic_regression\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+    def wb(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(WORKBENCH), "--home", str(home), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+
+    assert (
+        wb("datasets", "ingest", str(csv), "--name", "bc", "--target", "diagnosis").returncode == 0
+    )
+    started = wb(
+        "search", "bc", "--space", "space.yaml", "--num-samples", "1", "--folds", "2",
+        "--no-wait", "--log", "s.log", "--json",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    out = json.loads(started.stdout)
+    assert out["experiment_id"] == 1 and Path(out["log"]).is_absolute()
+    deadline = time.monotonic() + 180
+    status = None
+    while time.monotonic() < deadline:
+        status = json.loads(wb("runs", "--json").stdout)[0]["status"]
+        if status not in ("RUNNING", "PENDING"):
+            break
+        time.sleep(2)
+    assert status == "TERMINATED", Path(out["log"]).read_text()
+    assert "experiment 1 finished" in Path(out["log"]).read_text()

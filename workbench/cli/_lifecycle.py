@@ -237,7 +237,7 @@ def _detach(ctx: click.Context, log: str | None, as_json: bool) -> None:
                 exp = int(line.split()[1])
                 _out(
                     as_json,
-                    {"experiment_id": exp, "pid": proc.pid, "log": str(path)},
+                    {"experiment_id": exp, "pid": proc.pid, "log": str(path.resolve())},
                     f"experiment {exp} running in process {proc.pid} (log {path}); "
                     f"follow it with `workbench runs {exp}`",
                 )
