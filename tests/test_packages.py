@@ -268,3 +268,38 @@ def test_container_requirements_install_in_a_fresh_venv_and_predict(reg, rows, t
     assert json.loads(run.stdout.strip().splitlines()[-1]) == reg.load("churn", 1).predict_records(
         records
     )
+
+
+def test_registry_load_refuses_a_bundle_trained_under_another_major(tmp_path):
+    store = Store(":memory:")
+    registry = ModelRegistry(store, ArtifactStore(tmp_path / "artifacts"))
+    bundle = _bundle()
+    bundle.packages = {**bundle.packages, "scikit-learn": "0.24.2"}
+    registry.register("old", bundle, metrics={})
+    with pytest.raises(VersionMismatchError, match="pip install 'scikit-learn==0.24.2'"):
+        registry.load("old", 1)
+    with allow_version_mismatch(), pytest.warns(VersionMismatchWarning):
+        assert registry.load("old", 1).predict_frame(_frame(2, 3))
+    assert [str(v) for v in registry.list("old")] == ["old@1"]  # nothing changed
+    store.close()
+
+
+def test_package_loader_refuses_tampering_and_a_major_mismatch(reg, tmp_path, monkeypatch):
+    from workbench.registry import _loader
+
+    out = reg.export("churn", 1, tmp_path / "pkg")
+    monkeypatch.syspath_prepend(str(out / "code"))  # where MLflow puts code/ (workbench_steps)
+    frame = _frame(5, 4)
+    assert _loader.load(out / "model").predict(frame) == _expected(reg, frame)
+    meta_path = out / "model" / "workbench.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "packages": {**meta["packages"], "numpy": "0.9"}}))
+    with pytest.raises(_loader.VersionMismatch, match="numpy trained with 0.9"):
+        _loader.load(out / "model")
+    monkeypatch.setenv(_loader.ALLOW_ENV, "1")
+    with pytest.warns(UserWarning, match="numpy trained with 0.9"):
+        _loader.load(out / "model")
+    pkl = out / "model" / "bundle.pkl"
+    pkl.write_bytes(pkl.read_bytes().replace(b"yes", b"YES") + b"\x00")
+    with pytest.raises(pickle.UnpicklingError, match="SHA-256"):
+        _loader.load(out / "model")

@@ -128,6 +128,12 @@ def load(path: str | os.PathLike[str], *, allow_version_mismatch: bool = False) 
     checking the installed versions against those the bundle was trained with first."""
     folder = Path(path)
     manifest = json.loads((folder / "workbench.json").read_text())
+    data = (folder / "bundle.pkl").read_bytes()  # integrity first, then versions
+    if manifest.get("sha256") and hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+        raise pickle.UnpicklingError(
+            f"{folder / 'bundle.pkl'} does not match the SHA-256 in workbench.json; it was not "
+            "loaded. Export the model again."
+        )
     trained = manifest.get("packages") or {}
     minor, major = version_problems(trained, installed_versions(trained))
     what = f"model {manifest.get('model')}@{manifest.get('version')}"
@@ -135,12 +141,6 @@ def load(path: str | os.PathLike[str], *, allow_version_mismatch: bool = False) 
         raise VersionMismatch(mismatch_message(major, trained, what))
     if minor or major:
         warnings.warn(f"{what}: {'; '.join(minor + major)}", stacklevel=2)
-    data = (folder / "bundle.pkl").read_bytes()
-    if manifest.get("sha256") and hashlib.sha256(data).hexdigest() != manifest["sha256"]:
-        raise pickle.UnpicklingError(
-            f"{folder / 'bundle.pkl'} does not match the SHA-256 in workbench.json; it was not "
-            "loaded. Export the model again."
-        )
     return _Unpickler(io.BytesIO(data)).load()
 
 
