@@ -316,3 +316,38 @@ def test_search_no_wait_returns_the_experiment_id_and_the_search_goes_on(tmp_pat
         time.sleep(2)
     assert status == "TERMINATED", Path(out["log"]).read_text()
     assert "experiment 1 finished" in Path(out["log"]).read_text()
+
+
+def test_a_viewer_is_refused_with_exit_5_and_nothing_changes(flow, monkeypatch):
+    """Roles on (the OS user becomes admin), then as viewer 'vic': every changing command exits 5
+    and the store reads the same afterwards. Runs last: it turns roles on for the module's home."""
+    run, home, csv, *_ = flow
+    before = [
+        run(*cmd, "--json").output for cmd in (["models"], ["deployments"], ["policies", "list"])
+    ]
+    assert run("access", "grant", "vic", "viewer").exit_code == 0
+    monkeypatch.setenv("JUPYTERHUB_USER", "vic")
+    attempts = [
+        ["datasets", "ingest", str(csv), "--name", "vic", "--target", "diagnosis"],
+        ["register", "1", "-m", "bc", "--train", "bc", "--holdout", "bc"],
+        ["promote", "bc@2"],
+        ["traffic", "bccli", "1=0.5", "2=0.5"],
+        ["rollback", "bccli", "--to", "1"],
+        ["policies", "add", "p", "-m", "bc", "-d", "bccli", "--train", "bc", "--holdout", "bc"],
+        ["policies", "disable", "bcloop"],
+        ["monitors", "add", "drift", "bccli", "--name", "vic-drift"],
+    ]
+    through = [a for a in attempts if run(*a).exit_code != 5]
+    assert through == [], through
+    monkeypatch.delenv("JUPYTERHUB_USER")
+    after = [
+        run(*cmd, "--json").output for cmd in (["models"], ["deployments"], ["policies", "list"])
+    ]
+    assert after == before
+    assert [d["name"] for d in json.loads(run("datasets", "list", "--json").output)] == [
+        "bc",
+        "bc2",
+    ]
+    assert [m["name"] for m in json.loads(run("monitors", "list", "--json").output)] == [
+        "bccli-drift"
+    ]
