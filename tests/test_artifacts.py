@@ -45,4 +45,4 @@ def test_files_are_read_only(tmp_path):
     store = ArtifactStore(tmp_path)
     digest = store.put_bytes(b"x")
     assert not os.access(store.path_for(digest), os.W_OK) or os.geteuid() == 0
-    assert oct(store.path_for(digest).stat().st_mode & 0o777) == "0o444"
+    assert oct(store.path_for(digest).stat().st_mode & 0o777) == "0o400"

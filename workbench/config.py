@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.exceptions import ConfigError
+from workbench.exceptions import ConfigError, UnsafeHomeError
 from workbench.lineage import is_uri, mask_uri
 
-__all__ = ["Settings", "join_location", "resolve_home", "resolve_storage", "storage_refusal"]
+__all__ = [
+    "Settings",
+    "join_location",
+    "resolve_home",
+    "resolve_storage",
+    "secure_home",
+    "storage_refusal",
+]
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,6 +33,59 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """Return the absolute workbench home: ``home``, else ``$WORKBENCH_HOME``, else ``./.workbench``."""
     raw = home if home is not None else os.environ.get("WORKBENCH_HOME", DEFAULT_HOME)
     return Path(raw).expanduser().resolve()
+
+
+def secure_home(home: str | os.PathLike[str]) -> Path:
+    """Create ``home`` with mode ``0700`` when it is missing; refuse one that is not safe.
+
+    An existing home must be a directory owned by this user and writable by nobody else: a
+    home owned by another user, or writable by its group or by others, raises
+    :class:`UnsafeHomeError` naming the ``chown``/``chmod`` to run (whoever can write it can
+    plant artifacts and rows). One that others may read (``0755``, made before homes were
+    created ``0700``) is accepted with a warning. Returns the absolute path.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> home = secure_home(os.path.join(tempfile.mkdtemp(), "wb"))
+    >>> oct(home.stat().st_mode & 0o777)
+    '0o700'
+    """
+    path = Path(home).expanduser().absolute()
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+        return path
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeHomeError(
+            f"WORKBENCH_HOME {path} is not a directory; point WORKBENCH_HOME at a folder."
+        )
+    me = os.geteuid()
+    if info.st_uid != me:
+        raise UnsafeHomeError(
+            f"WORKBENCH_HOME {path} is owned by uid {info.st_uid}, not by you (uid {me}): whoever "
+            f"owns it can plant models and records. Use a home of your own, or take it over with "
+            f"`chown -R {me} {path}`."
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeHomeError(
+            f"WORKBENCH_HOME {path} is writable by its group or by others (mode "
+            f"{oct(info.st_mode & 0o777)}): they could plant models and records. Run "
+            f"`chmod 700 {path}`."
+        )
+    if info.st_mode & 0o077:
+        log.warning(
+            "WORKBENCH_HOME %s can be read by others (mode %s); run `chmod 700 %s` to keep "
+            "artifacts and logged requests private",
+            path,
+            oct(info.st_mode & 0o777),
+            path,
+        )
+    return path
 
 
 def resolve_storage(storage: str | os.PathLike[str] | None = None) -> str | None:
@@ -74,6 +138,10 @@ class Settings:
         storage: str | os.PathLike[str] | None = None,
     ) -> Settings:
         return cls(home=resolve_home(home), storage=resolve_storage(storage))
+
+    def ensure_home(self) -> Path:
+        """Create the home ``0700`` or refuse an unsafe one (:func:`secure_home`); returns it."""
+        return secure_home(self.home)
 
     @property
     def db_path(self) -> Path:

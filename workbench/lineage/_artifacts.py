@@ -81,8 +81,23 @@ def default_cache_dir() -> Path:
     return Path(raw).expanduser() if raw else Path(tempfile.gettempdir()) / "workbench-cache"
 
 
-def _write_atomic(dest: Path, data: bytes, *, mode: int = 0o444) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def _private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each ``0700`` (only the owner lists or enters them)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another process made it
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+
+
+def _write_atomic(dest: Path, data: bytes, *, mode: int = 0o400) -> None:
+    # read-only to its owner (the home is 0700 too): artifacts may hold personal data
+    _private_dirs(dest.parent)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -334,7 +349,7 @@ class ArtifactStore:
         """
         start = time.perf_counter()
         if not self.remote:
-            self.root.mkdir(parents=True, exist_ok=True)
+            _private_dirs(self.root)
             return time.perf_counter() - start
         key = f"{self._base}/.probe-{uuid.uuid4().hex}"
         payload = b"workbench storage probe"

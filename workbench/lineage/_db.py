@@ -169,6 +169,12 @@ class Database:
                 f"the lineage store {self.path} is full ({text}); nothing of this change was recorded. "
                 "Free disk space (or raise the quota) and run it again."
             )
+        if "disk I/O error" in text:
+            return WorkbenchError(
+                f"the lineage store {self.path} could not be written ({text}: a full disk, a file "
+                "size limit or a failing disk); nothing of this change was recorded. Free disk space "
+                "or check the disk, and run it again."
+            )
         if "locked" in text or "busy" in text:
             return WorkbenchError(
                 f"the lineage store {self.path} stayed locked by another process for {self.busy_timeout_s:g} s "
