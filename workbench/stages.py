@@ -70,6 +70,7 @@ class Stages:
         self.settings = settings
         self.address = address
         self.serve_port = serve_port
+        settings.ensure_home()  # created 0700; one owned by another user or writable by others is refused
         self.artifacts = ArtifactStore(settings.artifacts_root)
         # a storage URI is probed (write, read back, delete) before the store opens, so a bad
         # bucket, endpoint or credential raises ConfigError with nothing recorded
