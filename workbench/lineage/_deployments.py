@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,8 @@ from workbench.lineage._db import Database, Repository, as_list, default_actor, 
 from workbench.lineage._models import ModelRepository
 
 __all__ = ["DeploymentRepository"]
+
+log = logging.getLogger(__name__)
 
 _DEPLOYMENT = "SELECT d.*, m.name AS model FROM deployments d JOIN models m ON m.id = d.model_id"
 
@@ -159,34 +162,47 @@ class DeploymentRepository(Repository):
 
     # --------------------------------------------------------------- request log
     def record_requests(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Append a batch of request log rows in one transaction; duplicates (same request id) are ignored."""
+        """Append a batch of request log rows in one transaction; duplicates (same request id) are ignored.
+
+        Each row is serialised on its own: a row that cannot be (a cyclic or too deeply nested
+        value, a missing field) is skipped alone and the others of the batch are kept.
+        ``api_key`` is the name of the API key the request came with, if any.
+        """
         if not rows:
             return 0
-        db = self._db
-        with db.transaction():
-            deployments = self._ids_by_name()
-            values = []
-            for r in rows:
-                dep_id = deployments.get(r["deployment"])
-                if dep_id is None:
-                    continue  # deployment deleted meanwhile; nothing to attach the log to
+        values = []
+        skipped = 0
+        for r in rows:
+            try:
                 values.append(
                     (
                         r["request_id"],
-                        dep_id,
+                        r["deployment"],
                         r.get("model_version_id"),
-                        dumps(r["features"]),
+                        dumps(r.get("features")),
                         dumps(r.get("prediction")),
                         float(r["latency_ms"]),
                         int(r.get("status_code", 200)),
-                        r.get("error"),
+                        None if r.get("error") is None else str(r["error"])[:2000],
                         r.get("at") or utcnow(),
+                        r.get("api_key"),
                     )
                 )
+            except (KeyError, TypeError, ValueError, RecursionError):
+                skipped += 1
+        if skipped:
+            log.warning("request log: %d row(s) could not be serialised and were skipped", skipped)
+        db = self._db
+        with db.transaction():
+            deployments = self._ids_by_name()
+            attached = [
+                (v[0], deployments[v[1]], *v[2:]) for v in values if v[1] in deployments
+            ]  # a deployment deleted meanwhile: nothing to attach its rows to
             cur = db.executemany(
                 "INSERT OR IGNORE INTO request_logs (request_id, deployment_id, model_version_id, features_json, "
-                "prediction_json, latency_ms, status_code, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
+                "prediction_json, latency_ms, status_code, error, at, api_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                attached,
             )
             return cur.rowcount
 

@@ -28,6 +28,11 @@ __all__ = [
     "token_digest",
     "auth_options",
     "authorization_error",
+    "authorize",
+    "key_options",
+    "SCOPES",
+    "route_scope",
+    "host_error",
 ]
 
 TOKEN_ENV = "WORKBENCH_SERVE_TOKEN"
@@ -37,6 +42,9 @@ MIN_TOKEN_CHARS = 16
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")  # RFC 6750 b64token
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: What a named API key may be allowed: ``predict`` (POST /predict, v2 infer) and ``health``
+#: (GET /health and the v2 metadata routes).
+SCOPES = ("predict", "health")
 _HINT = (
     f"set {TOKEN_ENV} (for example: export {TOKEN_ENV}="
     "$(python -c 'import secrets; print(secrets.token_urlsafe(32))')) or pass token=... to "
@@ -169,3 +177,126 @@ def authorization_error(path: str, header: str | None, digest: str | None) -> st
     if not hmac.compare_digest(presented, digest):
         return "the bearer token is not valid for this endpoint"
     return None
+
+
+def key_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the ``api_keys`` of a router ``user_config``: ``[{name, sha256, scopes}]`` (digests only).
+
+    Examples
+    --------
+    >>> key_options({})
+    {'api_keys': []}
+    >>> key_options({"api_keys": [{"name": "ci", "sha256": "a" * 64, "scopes": ["predict"]}]})["api_keys"][0]["name"]
+    'ci'
+    """
+    keys = config.get("api_keys") or []
+    if not isinstance(keys, list):
+        raise ConfigError("router config 'api_keys' must be a list of {name, sha256, scopes}.")
+    clean = []
+    for key in keys:
+        if (
+            not isinstance(key, Mapping)
+            or not isinstance(key.get("name"), str)
+            or not isinstance(key.get("sha256"), str)
+            or not _HEX64.match(key["sha256"])
+            or not isinstance(key.get("scopes"), list | tuple)
+            or not set(key["scopes"]) <= set(SCOPES)
+        ):
+            raise ConfigError(
+                "router config 'api_keys' entries must be {name, sha256 (the key's SHA-256 hex "
+                f"digest, never the key), scopes (a subset of {list(SCOPES)})}}."
+            )
+        clean.append({"name": key["name"], "sha256": key["sha256"], "scopes": list(key["scopes"])})
+    return {"api_keys": clean}
+
+
+def route_scope(path: str) -> str:
+    """The scope a route needs: ``predict`` for /predict and v2 infer, ``health`` otherwise.
+
+    Examples
+    --------
+    >>> route_scope("/predict"), route_scope("/v2/models/m/infer"), route_scope("/health")
+    ('predict', 'predict', 'health')
+    """
+    return "predict" if path == "/predict" or path.endswith("/infer") else "health"
+
+
+def authorize(
+    path: str,
+    header: str | None,
+    digest: str | None,
+    keys: list[dict[str, Any]] | tuple[()] = (),
+) -> tuple[int | None, str, str | None]:
+    """``(status, message, key_name)`` for a request: status None when it may pass.
+
+    The single token (``digest``) passes every route (``key_name`` None). A named key passes
+    the routes its scopes allow; one without the route's scope gets 403. Digests are compared
+    with :func:`hmac.compare_digest`; messages never hold the presented value.
+
+    Examples
+    --------
+    >>> keys = [{"name": "probe", "sha256": token_digest("h" * 20), "scopes": ["health"]}]
+    >>> authorize("/health", "Bearer " + "h" * 20, None, keys)
+    (None, '', 'probe')
+    >>> authorize("/predict", "Bearer " + "h" * 20, None, keys)[:2]
+    (403, "the API key 'probe' lacks the 'predict' scope for this route")
+    >>> authorize("/predict", None, None, [])
+    (None, '', None)
+    """
+    if (digest is None and not keys) or path in OPEN_PATHS:
+        return None, "", None
+    if not header:
+        return (
+            401,
+            "this endpoint requires a bearer token: send the header 'Authorization: Bearer <token>'",
+            None,
+        )
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        return 401, "the Authorization header must have the form 'Bearer <token>'", None
+    presented = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    if digest is not None and hmac.compare_digest(presented, digest):
+        return None, "", None
+    found = None
+    for key in keys:  # compare against every key: the time does not tell which one matched
+        if hmac.compare_digest(presented, key["sha256"]):
+            found = key
+    if found is None:
+        return 401, "the bearer token is not valid for this endpoint", None
+    scope = route_scope(path)
+    if scope not in found["scopes"]:
+        return 403, f"the API key {found['name']!r} lacks the {scope!r} scope for this route", None
+    return None, "", found["name"]
+
+
+def host_error(host_header: str | None) -> str | None:
+    """Why a ``Host`` header is refused on an endpoint without a token, or None.
+
+    Without a token the endpoint trusts being reachable from this machine only; a page on
+    another site can still reach it by DNS rebinding (its name resolving to 127.0.0.1), and
+    then the browser sends that name as ``Host``. Only loopback names pass; a request without
+    a Host (HTTP/1.0, an in-process call) passes too, as no browser sends one.
+
+    Examples
+    --------
+    >>> [host_error(h) is None for h in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "evil.example:8000", None)]
+    [True, True, True, False, True]
+    """
+    value = (host_header or "").strip()
+    if not value:
+        return None
+    if value.startswith("["):
+        name = value[1 : value.find("]")] if "]" in value else ""
+        rest = value[value.find("]") + 1 :] if "]" in value else ""
+    else:
+        name, _, port = value.partition(":")
+        rest = ":" + port if port else ""
+    if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
+        return f"the Host header {value[:80]!r} is not a loopback address"
+    if name and is_loopback(name):
+        return None
+    return (
+        f"the Host header {value[:80]!r} is not a loopback address; without a token this "
+        "endpoint answers only requests addressed to 127.0.0.1, localhost or [::1]"
+    )

@@ -23,6 +23,7 @@ prediction was NaN/inf (returned as ``null``); errors are ``{"error",
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,11 +41,57 @@ class HTTPError(Exception):
         self.status, self.message, self.field = status, message, field
 
 
+#: The deepest nesting of arrays/objects a request body may have (a record is 2-3 levels deep).
+MAX_JSON_DEPTH = 32
+#: The longest string a request body may hold (characters between quotes, escapes included).
+MAX_JSON_STRING = 65_536
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_shape(raw: bytes) -> None:
+    """Refuse a body nesting deeper than :data:`MAX_JSON_DEPTH` or holding a string longer than
+    :data:`MAX_JSON_STRING`, in one pass over its tokens, before :func:`json.loads` recurses.
+
+    The scan stops at the first bracket past the cap, so 200k ``[`` cost microseconds.
+
+    Examples
+    --------
+    >>> check_json_shape(b'{"columns": {"a": [1, 2]}}')
+    >>> check_json_shape(b"[" * 200_000)
+    Traceback (most recent call last):
+    ...
+    workbench.exceptions.InvalidRequestError: the body nests too deeply (over 32 levels); a request is {"records": [{feature: value}]}
+    """
+    depth = 0
+    for match in _JSON_TOKENS.finditer(raw):
+        token = match.group()
+        first = token[:1]
+        if first == b'"':
+            if len(token) - 2 > MAX_JSON_STRING:
+                raise InvalidRequestError(
+                    f"the body holds a string over {MAX_JSON_STRING} characters; "
+                    "send feature values, not documents",
+                    field="body",
+                )
+        elif first in b"[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidRequestError(
+                    f"the body nests too deeply (over {MAX_JSON_DEPTH} levels); a request is "
+                    '{"records": [{feature: value}]}',
+                    field="body",
+                )
+        else:
+            depth -= 1
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse a request body; anything that is not JSON is an InvalidRequestError on field ``body``.
 
-    ``RecursionError`` counts too: a body of 100k nested brackets fits in 1 MiB.
+    The nesting depth and string lengths are checked first (:func:`check_json_shape`), so a
+    body of 100k nested brackets (it fits in 1 MiB) never reaches the recursive parser.
     """
+    check_json_shape(raw)
     try:
         return json.loads(raw)
     except RecursionError:

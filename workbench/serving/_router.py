@@ -29,9 +29,10 @@ from typing import Any
 
 from ray import serve
 
+from workbench._numbers import parse_int
 from workbench.exceptions import ConfigError, InvalidRequestError
 from workbench.runtime import jsonable
-from workbench.serving._auth import auth_options, authorization_error
+from workbench.serving._auth import auth_options, authorize, host_error, key_options
 from workbench.serving._codecs import HTTPError as _HTTPError
 from workbench.serving._codecs import JSONCodec
 from workbench.serving._isolated import (
@@ -60,6 +61,20 @@ __all__ = ["Router", "build_app", "validate_config", "ROUTER_CODE_VERSION", "MAX
 log = logging.getLogger("workbench.serving.router")
 
 MAX_BODY_BYTES = 1 << 20
+#: Logged features are capped by the request body's size: a larger request is answered and
+#: counted, but its features are not stored (``features`` null), so one client cannot fill the
+#: store at max_body_bytes per request.
+LOG_FEATURES_MAX_BYTES = 256 * 1024
+#: A request body must arrive within this many seconds (``body_timeout_s`` in the config), so
+#: slow uploads cannot hold a replica's request slots.
+BODY_TIMEOUT_S = 10.0
+#: Rejected requests are logged as a summary: status, reason (at most this many characters)
+#: and body size; never their content, never a model version.
+LOG_ERROR_CHARS = 300
+#: The media types a POST may declare (a cross-origin ``text/plain`` POST, which browsers send
+#: without a preflight, is refused before anything is read).
+JSON_TYPES = frozenset({"application/json"})
+V2_TYPES = frozenset({"application/json", "application/octet-stream"})
 LOG_BUFFER_ROWS = 10_000
 FLUSH_INTERVAL_S = 0.25
 FLUSH_ROWS = 64
@@ -157,6 +172,7 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out["versions"] = {str(v): clean[str(v)] for v in weights}
     out.update(validation_options(out))  # non_finite, max_body_bytes
     out.update(auth_options(out))  # token_sha256 (a digest; the token never reaches a replica)
+    out.update(key_options(out))  # api_keys: [{name, sha256, scopes}] (digests only)
     out.update(scaling_options(out))  # replicas/autoscaling, CPUs/GPUs, batching
     return out
 
@@ -217,6 +233,29 @@ class _Routing:
     weights: dict[int, float]
 
 
+def _check_media(headers: Mapping[str, str], protocol: str) -> None:
+    """415 for a POST whose Content-Type (or, for /predict, Content-Encoding) is not accepted."""
+    allowed = V2_TYPES if protocol == "v2" else JSON_TYPES
+    declared = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    # NVIDIA's tritonclient sends its v2 infer bodies without a Content-Type: v2 lets none pass
+    if declared not in allowed and not (protocol == "v2" and not declared):
+        raise _HTTPError(
+            415,
+            f"Content-Type {declared or 'none'!r} is not accepted; send "
+            f"{' or '.join(sorted(allowed))}",
+            "content-type",
+        )
+    encoding = (headers.get("content-encoding") or "").strip().lower()
+    if protocol != "v2" and encoding not in ("", "identity"):
+        raise _HTTPError(
+            415,
+            f"Content-Encoding {encoding[:40]!r} is not accepted on /predict; send the body "
+            "uncompressed (the v2 infer route accepts gzip and deflate, inflated up to "
+            "max_body_bytes)",
+            "body",
+        )
+
+
 @serve.deployment(
     name="Router", max_ongoing_requests=16, ray_actor_options={"num_cpus": DEFAULT_NUM_CPUS}
 )
@@ -246,6 +285,8 @@ class Router:
         self._recorder: Any = None
         self._buffer: deque[dict[str, Any]] = deque(maxlen=LOG_BUFFER_ROWS)
         self._dropped = 0
+        self._refused: dict[int, int] = {}  # 401/403/421 answers: counted, never logged
+        self._unlogged_features = 0  # answered requests whose features were over the log cap
         self._written = 0
         self._lost = 0
         self._inflight: set[asyncio.Future[Any]] = set()
@@ -396,6 +437,8 @@ class Router:
                 "written": self._written,
                 "lost": self._lost,
                 "dropped": self._dropped,
+                "refused": {str(k): n for k, n in sorted(self._refused.items())},
+                "features_not_logged": self._unlogged_features,
             },
         }
 
@@ -408,11 +451,19 @@ class Router:
         sub = path[len(root) :] if root and path.startswith(root) else path
         sub = "/" + sub.strip("/")
         is_v2 = sub == "/v2" or sub.startswith("/v2/")
-        denied = authorization_error(
-            sub, request.headers.get("authorization"), self._config.get("token_sha256")
+        digest = self._config.get("token_sha256")
+        keys = self._config.get("api_keys") or []
+        if digest is None and not keys:
+            bad_host = host_error(request.headers.get("host"))
+            if bad_host is not None:  # DNS rebinding: a page elsewhere naming 127.0.0.1
+                self._refused[421] = self._refused.get(421, 0) + 1
+                return JSONCodec().respond(421, {"error": bad_host, "field": "host"})
+        status, message, key_name = authorize(
+            sub, request.headers.get("authorization"), digest, keys
         )
-        if denied is not None:
-            return self._unauthorized(sub, denied, is_v2)
+        if status is not None:
+            return self._unauthorized(sub, message, is_v2, status)
+        request.scope["workbench.api_key"] = key_name
         if is_v2:
             from workbench.serving import _v2
 
@@ -440,30 +491,20 @@ class Router:
             status_code=404,
         )
 
-    def _unauthorized(self, sub: str, message: str, is_v2: bool) -> Any:
-        """401 without a hint of the presented token; prediction routes also log the attempt."""
+    def _unauthorized(self, sub: str, message: str, is_v2: bool, status: int = 401) -> Any:
+        """401/403 without a hint of the presented token: counted (``/health``'s ``refused``),
+        not logged, so unauthenticated clients cannot write to the store."""
         from workbench.serving._v2 import error_response
 
+        self._refused[status] = self._refused.get(status, 0) + 1
         request_id = uuid.uuid4().hex
-        headers = {"www-authenticate": "Bearer", "workbench-request-id": request_id}
-        if sub == "/predict" or (is_v2 and sub.endswith("/infer")):
-            self._ensure_flusher()
-            self._log(
-                {
-                    "request_id": request_id,
-                    "deployment": self._config.get("deployment", ""),
-                    "model_version_id": None,
-                    "features": None,
-                    "prediction": None,
-                    "latency_ms": 0.0,
-                    "status_code": 401,
-                    "error": message,
-                }
-            )
+        headers = {"workbench-request-id": request_id}
+        if status == 401:
+            headers["www-authenticate"] = "Bearer"
         if is_v2:
-            return error_response(401, message, headers)
+            return error_response(status, message, headers)
         return JSONCodec().respond(
-            401, {"error": message, "field": "authorization", "request_id": request_id}, headers
+            status, {"error": message, "field": "authorization", "request_id": request_id}, headers
         )
 
     async def _predict(self, request: Any, codec: Any = None) -> Any:
@@ -472,6 +513,7 @@ class Router:
         request_id = uuid.uuid4().hex
         routing = self._routing
         version: _Loaded | None = None
+        size: int | None = None
         records: Any = None
         predictions: Any = None
         try:
@@ -481,7 +523,9 @@ class Router:
                     "the router has no model versions yet; deploy one with Serving.deploy",
                     None,
                 )
+            _check_media(request.headers, getattr(codec, "protocol", "json"))
             raw = await self._read_body(request)
+            size = len(raw)
             records, key = codec.decode(raw, request.headers, routing)  # JSON or v2, validated
             chosen = route(routing.weights, sticky_key(request.headers, key))
             version = routing.versions[chosen]
@@ -524,16 +568,27 @@ class Router:
                 primary_prediction=predictions,
                 primary_latency_ms=latency_ms,
             )
+        rejected = 400 <= status < 500
+        if rejected:
+            # A bounded summary: the reason and the size, never the content, never a version
+            # (a canary is judged on what its model answered, not on what clients sent).
+            error = f"{(error or '')[:LOG_ERROR_CHARS]} (body {size if size is not None else '?'} bytes)"
+        keep_features = (
+            not rejected and isinstance(records, list) and (size or 0) <= LOG_FEATURES_MAX_BYTES
+        )
+        if not rejected and isinstance(records, list) and not keep_features:
+            self._unlogged_features += 1
         self._log(
             {
                 "request_id": request_id,
                 "deployment": routing.deployment if routing else self._config.get("deployment", ""),
-                "model_version_id": version.model_version_id if version else None,
-                "features": records if isinstance(records, list) else None,
-                "prediction": predictions,
+                "model_version_id": version.model_version_id if version and not rejected else None,
+                "features": records if keep_features else None,
+                "prediction": None if rejected else predictions,
                 "latency_ms": latency_ms,
                 "status_code": status,
                 "error": error,
+                "api_key": request.scope.get("workbench.api_key"),
             }
         )
         return codec.respond(status, payload)
@@ -603,24 +658,43 @@ class Router:
         return out
 
     async def _read_body(self, request: Any) -> bytes:
+        """The body, refused with 413 past ``max_body_bytes`` (a declared Content-Length before
+        reading anything) and with 408 when it has not all arrived within ``body_timeout_s``."""
         limit = int(self._config.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _HTTPError(
-                413,
-                f"the body is {int(declared)} bytes; the limit is {limit} (max_body_bytes). Send fewer records per request.",
-                "body",
-            )
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
+        if declared is not None:
+            try:
+                length = parse_int(declared.strip(), "Content-Length", minimum=0)
+            except ValueError as exc:
+                raise _HTTPError(400, f"{exc}; send the body's size in bytes", "body") from None
+            if length > limit:
                 raise _HTTPError(
                     413,
-                    f"the body exceeds {limit} bytes (max_body_bytes); send fewer records per request.",
+                    f"the body is {length} bytes; the limit is {limit} (max_body_bytes). Send fewer records per request.",
                     "body",
                 )
-            chunks.append(chunk)
+        timeout = float(self._config.get("body_timeout_s") or BODY_TIMEOUT_S)
+        chunks: list[bytes] = []
+        size = 0
+
+        async def read() -> None:
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _HTTPError(
+                        413,
+                        f"the body exceeds {limit} bytes (max_body_bytes); send fewer records per request.",
+                        "body",
+                    )
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(read(), timeout)
+        except TimeoutError:
+            raise _HTTPError(
+                408, f"the body did not arrive within {timeout:g} s; send it at once", "body"
+            ) from None
         return b"".join(chunks)
 
     # ------------------------------------------------------------- logging

@@ -206,7 +206,91 @@ class Serving:
             **scaling,
             **validation_options({"non_finite": non_finite, "max_body_bytes": max_body_bytes}),
             "token_sha256": token_digest(self._token) if self._token else None,
+            "api_keys": self._key_digests(name),
         }
+
+    # ------------------------------------------------------------------ API keys
+    def _key_digests(self, name: str) -> list[dict[str, Any]]:
+        """What a router replica of ``name`` is told about API keys: names, digests and scopes."""
+        return [
+            {"name": k["name"], "sha256": k["key_hash"], "scopes": k["scopes"]}
+            for k in self.store.api_keys.active_digests(name)
+        ]
+
+    def create_api_key(
+        self,
+        name: str,
+        *,
+        scopes: tuple[str, ...] | list[str] = ("predict",),
+        deployment: str | None = None,
+        actor: str | None = None,
+    ) -> str:
+        """Create a named API key and return its secret (shown this once; only its SHA-256 is kept).
+
+        Clients send it as ``Authorization: Bearer <key>``; each request-log row then names the
+        key (``request_logs.api_key``). Scopes: ``predict`` (POST /predict, v2 infer) and
+        ``health`` (GET /health, v2 metadata). ``deployment`` binds the key to one deployment
+        (default: every deployment). Running deployments learn the key at once (a reconfigure,
+        no restart); a deployment with keys and no token refuses requests without a key.
+
+        Examples
+        --------
+        >>> key = serving.create_api_key("ci", scopes=("predict",))         # doctest: +SKIP
+        >>> httpx.post(url, json=body, headers={"authorization": f"Bearer {key}"})  # doctest: +SKIP
+        """
+        import secrets
+
+        from workbench._identity import default_actor
+        from workbench.serving._auth import SCOPES, token_digest
+
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(
+                f"API key name {name!r} must be 1-63 letters, digits, '-', '_' or '.'."
+            )
+        scopes = [scopes] if isinstance(scopes, str) else list(scopes)
+        if not scopes or not set(scopes) <= set(SCOPES):
+            raise ConfigError(
+                f"API key scopes must be a non-empty subset of {list(SCOPES)}; got {scopes!r}."
+            )
+        if deployment is not None:
+            self.store.deployments.get(deployment)  # NotFoundError names what to do
+        secret = "wbk_" + secrets.token_urlsafe(32)
+        self.store.api_keys.create(
+            name, token_digest(secret), scopes, deployment, actor or default_actor()
+        )
+        self._push_keys(deployment)
+        return secret
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        """Every API key: ``name``, ``scopes``, ``deployment``, ``created_by``, ``created_at``,
+        ``revoked_at``; never the secret or its digest."""
+        return self.store.api_keys.list()
+
+    def revoke_api_key(self, name: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Revoke a key: running deployments stop accepting it at once (a reconfigure, about
+        0.3 s; a deployment that cannot be reached learns it on its next reconfigure)."""
+        from workbench._identity import default_actor
+
+        row = self.store.api_keys.revoke(name, by=actor or default_actor())
+        self._push_keys(row["deployment"])
+        return row
+
+    def _push_keys(self, deployment: str | None) -> None:
+        """Give running deployments (one, or all) their current key digests, in place."""
+        names = [deployment] if deployment else [d["name"] for d in self.store.deployments.list()]
+        for dep_name in names:
+            dep = self.store.deployments.get(dep_name)
+            if dep["status"] != "running":
+                continue
+            try:
+                current = _call_handle(lambda n=dep_name: self._handle(n).config.remote(), 30)
+            except Exception as exc:  # not running in Serve: its next deploy reads the store
+                log.warning("could not give %s its API keys now: %s", dep_name, exc)
+                continue
+            if not current:
+                continue
+            config = {**current, "api_keys": self._key_digests(dep_name)}
+            self._run(dep_name, dep["route_prefix"], config, timeout_s=60)
 
     def _run(
         self, name: str, route_prefix: str, config: dict[str, Any], *, timeout_s: float
@@ -456,6 +540,18 @@ class Serving:
         if not route_prefix.startswith("/") or route_prefix == "/" or route_prefix.endswith("/"):
             raise ConfigError(
                 f"route_prefix must look like '/{name}' (leading '/', no trailing '/'); got {route_prefix!r}."
+            )
+        try:
+            existing = self.store.deployments.get(name)
+        except NotFoundError:
+            existing = None
+        if existing is not None and existing["model"] != model and existing["status"] != "deleted":
+            # traffic history, canaries and request logs are keyed by the deployment: mixing two
+            # models' versions under one name would make them lie
+            raise DeploymentError(
+                f"deployment {name!r} serves model {existing['model']!r}, not {model!r}; "
+                f"undeploy it first (serving.undeploy({name!r})) or pick another name "
+                f"(serving.deploy({model!r}, name='{model}-2'))."
             )
         from workbench.serving._scaling import scaling_options
 
