@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -150,6 +151,15 @@ def training_packages(pipeline: Any) -> dict[str, str]:
     return {"python": platform.python_version(), **installed_versions(names)}
 
 
+@functools.lru_cache(maxsize=32)
+def _installed(names: tuple[str, ...]) -> dict[str, str]:
+    # every unpickled bundle asks (a serving replica, each Ray Data actor): metadata lookups cost
+    # ~3 ms, and what is installed does not change under a running process
+    from workbench.registry._loader import installed_versions
+
+    return installed_versions(names)
+
+
 @contextmanager
 def allow_version_mismatch(allow: bool = True) -> Iterator[None]:
     """Within the block, bundles trained under another major version load (with a warning)
@@ -175,14 +185,13 @@ def check_versions(trained: Mapping[str, str], *, what: str = "this model bundle
     from workbench.exceptions import VersionMismatchError, VersionMismatchWarning
     from workbench.registry._loader import (
         _allowed,
-        installed_versions,
         mismatch_message,
         version_problems,
     )
 
     if not trained:
         return
-    minor, major = version_problems(trained, installed_versions(trained))
+    minor, major = version_problems(trained, _installed(tuple(sorted(trained))))
     if major and not (_ALLOW.get() or _allowed()):
         raise VersionMismatchError(mismatch_message(major, trained, what))
     if minor or major:
