@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_entries_are_chained_and_verify(tmp_path, monkeypatch):
     result = s.verify_audit()
     assert result.ok and result.checked == 5 and result.first_bad_id is None
     assert result.head == (5, rows[-1]["hash"]) and not result.keyed
-    head = json.loads(open(s.path + ".audit-head").read())
+    head = json.loads(Path(s.path + ".audit-head").read_text().strip())
     assert head == {"id": 5, "hash": rows[-1]["hash"]}
 
 
@@ -167,6 +168,7 @@ def test_legacy_entries_are_chained_once_and_later_unhashed_rows_are_not_adopted
 
 _APPEND = """
 import sys
+from pathlib import Path
 from workbench.lineage import Store
 s = Store(sys.argv[1])
 for i in range(25):

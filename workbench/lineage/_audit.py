@@ -178,32 +178,55 @@ def verify_chain(
     return AuditVerification(True, len(rows), None, "", keyed, head_pair)
 
 
+def _parse_head(data: bytes) -> dict[str, Any] | None:
+    try:
+        head = json.loads(data.decode().strip() or "null")
+    except ValueError:
+        return None
+    return head if isinstance(head, dict) and "id" in head and "hash" in head else None
+
+
 def read_head(path: str | None) -> dict[str, Any] | None:
     """The head recorded at ``path`` (``{"id", "hash"}``), or None when there is none."""
     if not path:
         return None
     try:
-        head = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return _parse_head(Path(path).read_bytes())
+    except OSError:
         return None
-    return head if isinstance(head, dict) and "id" in head and "hash" in head else None
 
 
-def write_head(path: str, entry_id: int, digest: str) -> None:
-    """Record ``(entry_id, digest)`` as the head at ``path`` unless it already names a later entry
-    (a lock keeps two processes from racing); atomic (a temporary file, then a rename). Not
-    fsynced: after a power cut it may be missing or older, which weakens the tail check but never
-    makes a good log look tampered."""
-    import fcntl
+class HeadFile:
+    """The head ``(id, hash)`` of the log, kept in a small file outside the database.
 
-    target = Path(path)
-    with open(str(target) + ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        current = read_head(path)
-        if current is not None and int(current["id"]) >= entry_id:
-            return
-        tmp = target.with_name(target.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"id": entry_id, "hash": digest}, f)
-        os.replace(tmp, target)
+    One open descriptor, overwritten in place under an exclusive ``flock`` (about 0.1 ms; a
+    temporary file and a rename cost 2 ms per entry here), moved forward only: two processes
+    committing at once never move it back. Not fsynced: after a power cut it may be torn or older,
+    which weakens the tail check but never makes a good log look tampered (a torn head is ignored).
+    """
+
+    _SIZE = 256
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+
+    def advance(self, entry_id: int, digest: str) -> None:
+        import fcntl
+
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            current = _parse_head(os.pread(self._fd, self._SIZE, 0))
+            if current is not None and int(current["id"]) >= entry_id:
+                return
+            record = json.dumps({"id": entry_id, "hash": digest}).encode()
+            os.pwrite(self._fd, record.ljust(self._SIZE), 0)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -19,11 +19,11 @@ from workbench.exceptions import NotFoundError, WorkbenchError
 from workbench.lineage._audit import (
     GENESIS,
     AuditVerification,
+    HeadFile,
     audit_key,
     entry_hash,
     read_head,
     verify_chain,
-    write_head,
 )
 from workbench.lineage._schema import MIGRATIONS
 
@@ -99,6 +99,7 @@ class Database:
         self._depth = 0
         self._head: tuple[int, str] | None = None  # the audit entry to record as head after COMMIT
         self._reader: sqlite3.Connection | None = None
+        self._head_file: HeadFile | None = None
         #: where the audit head is kept (None in memory): ``$WORKBENCH_AUDIT_HEAD``, else beside the file
         self.head_path = (
             None
@@ -112,6 +113,8 @@ class Database:
         with self._lock:
             if self._reader is not None:
                 self._reader.close()
+            if self._head_file is not None:
+                self._head_file.close()
             self.conn.close()
 
     @contextmanager
@@ -151,7 +154,9 @@ class Database:
             head, self._head = self._head, None
             if head is not None and self.head_path:
                 try:
-                    write_head(self.head_path, *head)
+                    if self._head_file is None:
+                        self._head_file = HeadFile(self.head_path)
+                    self._head_file.advance(*head)
                 except OSError as exc:  # the entry is committed; only the tail check is weaker
                     log.warning("could not record the audit head at %s: %s", self.head_path, exc)
 
