@@ -71,7 +71,7 @@ def run_demo(
     }
     _inject_parameters(nb, params)
     executed = settings.home / "quickstart.ipynb"
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.ensure_home()  # created 0700, like every home
 
     def heading(cell: Any, cell_index: int, **_: Any) -> None:
         if cell.cell_type == "markdown" and cell.source.startswith("#"):
