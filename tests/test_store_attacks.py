@@ -85,11 +85,14 @@ wal = sys.argv[1] + "-wal"
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 limit = max(os.path.getsize(sys.argv[1]), os.path.getsize(wal))
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+body_done = False
 try:
     with s.transaction():
         s.audit("huge", "t", 2, {"blob": "x" * 400_000})  # fits the page cache: fails on COMMIT
+        body_done = True
 except Exception as exc:
     print("ERR", type(exc).__name__, exc)
+print("BODY_DONE", body_done)
 print("IN_TX", s._db.conn.in_transaction)
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 s.audit("after", "t", 3)
@@ -106,6 +109,7 @@ def test_disk_full_on_commit_rolls_back(tmp_path):
     assert (
         "ERR WorkbenchError" in out.stdout and "nothing of this change was recorded" in out.stdout
     ), out.stdout
+    assert "BODY_DONE True" in out.stdout  # the write itself succeeded: COMMIT failed
     assert "IN_TX False" in out.stdout
     assert "ACTIONS ['after', 'before']" in out.stdout
     s = Store(path)
@@ -355,3 +359,22 @@ def test_path_shaped_model_names_are_refused(registry, name):
         "SELECT 1 FROM audit_log WHERE action = 'model_version.register' AND id > ?",
         [before["audit"]],
     )
+
+
+def test_a_commit_refused_by_sqlite_is_rolled_back(tmp_path):
+    """A deferred foreign-key violation fails the COMMIT and, unlike a full disk, SQLite keeps the
+    transaction open: the store must roll it back itself, or every later write fails."""
+    s = Store(tmp_path / "lineage.db")
+    s.audit("before", "t", 1)
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        with s.transaction():
+            s._db.execute("PRAGMA defer_foreign_keys = ON")
+            s.audit("doomed", "t", 2)
+            s._db.execute(
+                "INSERT INTO aliases (model_id, alias, model_version_id) VALUES (999, 'x', 999)"
+            )
+    assert not s._db.conn.in_transaction
+    s.audit("after", "t", 3)
+    assert [r["action"] for r in s.audit_log()] == ["after", "before"]
+    assert s.query("SELECT COUNT(*) AS n FROM aliases") == [{"n": 0}]
+    assert s.verify_audit().ok
