@@ -217,3 +217,39 @@ def test_four_eyes_nobody_promotes_a_version_they_registered(home):
         with acting_as("carol"):  # no role at all
             with pytest.raises(PermissionDenied, match="needs the 'editor' role"):
                 bench.registry.register("cancer", bundle, metrics={"f1": 0.9})
+
+
+def test_audit_verify_and_export_from_the_cli(home, tmp_path):
+    """`workbench audit verify` passes on an intact log and exits 1 naming an entry edited through
+    a second connection with the triggers dropped; `workbench export` writes a package, and is
+    refused (exit 5, nothing written) for someone without the editor role."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from tests._serve_env import cancer_bundle
+    from workbench.cli import EXIT_DENIED, cli
+
+    with Workbench(home) as bench:
+        bundle, _ = cancer_bundle()
+        bench.registry.register("cancer", bundle, metrics={"f1": 0.9})
+        assert bench.audit.verify().ok
+    run = CliRunner().invoke
+    out = run(cli, ["--home", str(home), "audit", "verify"])
+    assert out.exit_code == 0 and out.output.startswith("ok: "), out.output
+    out = run(cli, ["--home", str(home), "export", "cancer@1", str(tmp_path / "pkg")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "pkg" / "MLmodel").exists()
+    with Workbench(home) as bench:
+        bench.access.grant("vic", "viewer")
+    with acting_as("vic"):
+        out = run(cli, ["--home", str(home), "export", "cancer@1", str(tmp_path / "pkg2")])
+    assert out.exit_code == EXIT_DENIED and not (tmp_path / "pkg2").exists()
+
+    raw = sqlite3.connect(home / "lineage.db")
+    raw.execute("DROP TRIGGER audit_log_append_only_update")
+    raw.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 2")
+    raw.commit()
+    raw.close()
+    out = run(cli, ["--home", str(home), "audit", "verify", "--json"])
+    assert out.exit_code == 1 and '"first_bad_id": 2' in out.output, out.output

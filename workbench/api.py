@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from workbench.config import Settings
     from workbench.datasets import Datasets, DatasetVersion
     from workbench.experiments import Experiments, SearchResult
-    from workbench.governance import Access
+    from workbench.governance import Access, Audit
     from workbench.lineage import ArtifactStore, Store
     from workbench.monitoring import Monitoring
     from workbench.registry import ModelRegistry, ModelVersion
@@ -132,6 +132,14 @@ class Workbench:
         from workbench.governance import Access
 
         return Access(self.store)
+
+    @cached_property
+    def audit(self) -> Audit:
+        """The audit log: ``verify()`` (the hash chain; names the first edited, deleted or
+        reordered entry) and ``entries(limit)`` (see docs/audit.md)."""
+        from workbench.governance import Audit
+
+        return Audit(self.store)
 
     def whoami(self) -> dict[str, Any]:
         """Who is acting, their roles, whether roles are enforced, and what they may do now."""

@@ -1,7 +1,9 @@
-"""Governance commands: ``whoami`` and ``access`` (roles; see docs/governance.md)."""
+"""Governance commands: ``whoami``, ``access`` (roles; docs/governance.md), ``audit`` (the hash
+chain; docs/audit.md) and ``export`` (portable packages; docs/packaging.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -79,3 +81,67 @@ def access_four_eyes(ctx: click.Context, state: str) -> None:
     with _bench(ctx) as bench:
         bench.access.set_four_eyes(state == "on")
     click.echo(f"four-eyes rule {state}")
+
+
+@cli.group()
+def audit() -> None:
+    """The audit log: verify its hash chain, list its entries."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Check every entry's hash chain and the recorded head; exit 1 naming the first edited,
+    deleted or reordered entry."""
+    with _bench(ctx) as bench:
+        result = bench.audit.verify()
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2, sort_keys=True))
+    elif result.ok:
+        keyed = "HMAC-keyed" if result.keyed else "unkeyed (SHA-256)"
+        click.echo(f"ok: {result.checked} entries, chain {keyed}, head {result.head}")
+    else:
+        click.echo(f"TAMPERED: {result.problem}", err=True)
+    if not result.ok:
+        ctx.exit(1)
+
+
+@audit.command("log")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def audit_log(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """The newest entries, newest first."""
+    with _bench(ctx) as bench:
+        rows = bench.audit.entries(limit)
+    _emit(rows, ["id", "at", "actor", "action", "entity_type", "entity_id", "detail"], as_json)
+
+
+@cli.command("export")
+@click.argument("ref", metavar="MODEL[@VERSION]")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mlflow", "container"]),
+    default="mlflow",
+    show_default=True,
+)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty PATH.")
+@click.pass_context
+@_errors
+def export(ctx: click.Context, ref: str, path: str, fmt: str, overwrite: bool) -> None:
+    """Write a portable package of a model version (MODEL: its champion): an MLflow-pyfunc model
+    directory or a Ray Serve container build context (docs/packaging.md)."""
+    model, _, version = ref.partition("@")
+    if not model:
+        raise click.BadParameter("use MODEL, MODEL@VERSION or MODEL@ALIAS", param_hint="MODEL")
+    ref_value: int | str = (
+        int(version) if version.isascii() and version.isdigit() else (version or "champion")
+    )
+    with _bench(ctx) as bench:
+        out = bench.registry.export(model, ref_value, path, format=fmt, overwrite=overwrite)
+    click.echo(f"wrote {fmt} package of {ref} to {out}")

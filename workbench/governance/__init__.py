@@ -18,6 +18,7 @@ from workbench.governance._access import (
     guarded_actions,
     requires,
 )
+from workbench.governance._audit import Audit
 from workbench.governance._roles import ACTIONS, ROLES, allows, role_for
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ROLES",
     "SYSTEM_ACTORS",
     "Access",
+    "Audit",
     "Identity",
     "acting_as",
     "allows",

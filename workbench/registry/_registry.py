@@ -128,6 +128,7 @@ class ModelRegistry:
             )
         return bundle
 
+    @requires("export")
     def export(
         self,
         model: str,

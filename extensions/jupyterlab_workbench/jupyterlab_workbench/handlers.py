@@ -413,6 +413,18 @@ class AuditHandler(BaseHandler):
         self.send({"entries": await self.call(lambda b: b.audit_log(limit))})
 
 
+class AuditVerifyHandler(BaseHandler):
+    """The audit log's hash chain checked (``bench.audit.verify()``): ``ok``, ``checked``,
+    ``first_bad_id``, ``problem``, ``keyed``, ``head``."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        import dataclasses
+
+        self.send(await self.call(lambda b: dataclasses.asdict(b.audit.verify())))
+
+
 class DatasetsHandler(BaseHandler):
     """Every dataset version (``bench.datasets.list()``), oldest first, without reports or data."""
 
@@ -512,6 +524,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"datasets/([^/]+)/versions/(\d+)", DatasetReportHandler),
     (r"datasets/([^/]+)/diff", DatasetDiffHandler),
     (r"audit", AuditHandler),
+    (r"audit/verify", AuditVerifyHandler),
     (r"whoami", WhoamiHandler),
     (r"access", AccessHandler),
 ]
