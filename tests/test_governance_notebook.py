@@ -47,7 +47,8 @@ def test_the_store_holds_what_the_notebook_says(executed):
         assert {("ada", "editor"), ("ada", "approver"), ("vic", "viewer")} <= grants
         assert bench.access.four_eyes
         promote = next(e for e in bench.audit_log(100) if e["action"] == "alias.set")
-        assert promote["actor"] == "cy" and "reviewed by cy" in str(promote["detail"])
+        # the promotion by cy, whose actor the notebook then rewrote behind the store's back
+        assert promote["actor"] == "mallory" and "reviewed by cy" in str(promote["detail"])
         intents = [e for e in bench.audit_log(100) if e["action"] == "intent"]
         assert {e["detail"]["call"] for e in intents} >= {
             "Datasets.ingest",
