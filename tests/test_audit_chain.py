@@ -182,3 +182,11 @@ def test_concurrent_processes_form_one_chain(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     result = s.verify_audit()
     assert result.ok and result.checked == 101, result.problem
+
+
+def test_entries_verify_whatever_types_the_caller_passed(tmp_path):
+    s = Store(tmp_path / "lineage.db")
+    s.audit("note", "model_version", "5")  # stored as 5 by the column's affinity
+    s.audit("note", "model_version", 6.0, {"x": 1.5, "y": [None, True]})
+    s.audit("note", "model_version", None, {"when": object()})  # detail dumped with str()
+    assert s.verify_audit().ok, s.verify_audit().problem

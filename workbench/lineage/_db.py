@@ -65,6 +65,21 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _entity_id(value: Any) -> int | None:
+    """An audit entry's entity id as the INTEGER column keeps it (``"5"`` and ``5.0`` are 5)."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+        if number == float(value):
+            return number
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise WorkbenchError(
+        f"an audit entry's entity id must be an integer id or None, not {value!r}."
+    )
+
+
 class Database:
     """One SQLite file: WAL, foreign keys, a busy timeout, ``BEGIN IMMEDIATE`` write transactions.
 
@@ -265,10 +280,11 @@ class Database:
             )
             row = {
                 "id": (last["id"] if last else 0) + 1,
-                "actor": actor or default_actor(),
-                "action": action,
-                "entity_type": entity_type,
-                "entity_id": entity_id,
+                # hashed as SQLite stores them, so verify recomputes the same bytes
+                "actor": str(actor or default_actor()),
+                "action": str(action),
+                "entity_type": str(entity_type),
+                "entity_id": _entity_id(entity_id),
                 "detail_json": dumps(detail or {}),
                 "at": utcnow(),
                 "prev_hash": prev or GENESIS,
