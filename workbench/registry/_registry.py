@@ -119,7 +119,9 @@ class ModelRegistry:
         ]
 
     def load(self, model: str, ref: int | str = "champion") -> ModelBundle:
-        """Load a version's bundle after verifying its artifact's SHA-256."""
+        """Load a version's bundle after verifying its row (TamperedError when its artifact hash
+        was swapped or the row edited or planted; see docs/audit.md) and its artifact's SHA-256
+        (ArtifactCorruptError)."""
         mv = self.get(model, ref)
         bundle = self.artifacts.get_object(mv.artifact_hash)
         if not isinstance(bundle, ModelBundle):
