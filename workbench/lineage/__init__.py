@@ -8,6 +8,7 @@ from workbench.lineage._artifacts import (
     sha256_bytes,
     sha256_file,
 )
+from workbench.lineage._audit import AuditVerification
 from workbench.lineage._db import utcnow
 from workbench.lineage._graph import describe_node, format_chain, lineage_chain
 from workbench.lineage._store import NODE_TABLES, Store
@@ -15,6 +16,7 @@ from workbench.lineage._store import NODE_TABLES, Store
 NODE_TYPES = tuple(NODE_TABLES)
 
 __all__ = [
+    "AuditVerification",
     "Store",
     "ArtifactStore",
     "default_cache_dir",
