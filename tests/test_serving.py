@@ -282,8 +282,10 @@ def test_every_request_reaches_the_store_with_version_and_latency(env):
         row = rows[request_id]
         assert row["status_code"] == status
         assert row["latency_ms"] > 0
-        if version is not None:
+        if version is not None and not 400 <= status < 500:  # a rejected request: no version
             assert row["model_version_id"] == ids[version] and row["model_version"] == version
+        elif 400 <= status < 500:
+            assert row["model_version_id"] is None and not row["features"]
         if status == 200:
             records = body["records"] if "records" in body else None
             if records is not None:
