@@ -26,7 +26,7 @@ def env(serve_apps, tmp_path_factory):
     from tests._serve_env import cancer_bundle, champion_env, register_bundles
 
     with champion_env(
-        tmp_path_factory, NAME, versions=1, reason="attack tests", apps=serve_apps
+        tmp_path_factory, NAME, versions=2, reason="attack tests", apps=serve_apps
     ) as env:
         bundle, _ = cancer_bundle()
         register_bundles(env.store, env.artifacts, "other-model", [bundle])
@@ -292,6 +292,35 @@ def test_slow_uploads_do_not_stall_the_replica(env):
             s.close()
 
 
+def test_a_client_cannot_pick_its_version_while_a_canary_runs(env):
+    import httpx
+
+    ATTACKS.append("sticky key during a canary")
+    env.serving.apply_traffic(
+        NAME, {1: 0.5, 2: 0.5}, actor="tester", reason="attack: canary", kind="canary"
+    )
+    try:
+        before = _last_id(env)
+        seen = set()
+        with httpx.Client(timeout=30) as c:
+            for i in range(24):
+                r = c.post(
+                    env.url + "/predict",
+                    json={"records": [env.records[i]], "key": "pin-me"},
+                    headers={"x-workbench-key": "pin-me"},
+                )
+                assert r.status_code == 200
+                seen.add(r.json()["model_version"])
+            bad = c.post(env.url + "/predict", json={"records": [{"x": 1}]})
+            assert bad.status_code == 422
+        assert seen == {1, 2}  # a sticky key would pin one version (chance of this: 2 in 2**24)
+        new = [r for r in _rows(env) if r["id"] > before]
+        rejected = [r for r in new if r["status_code"] != 200]
+        assert len(rejected) == 1 and rejected[0]["model_version_id"] is None  # not the canary's
+    finally:
+        env.serving.set_traffic(NAME, {1: 1.0}, actor="tester", reason="attack: canary over")
+
+
 def test_redeploying_another_model_under_the_name_is_refused(env):
     from workbench.exceptions import DeploymentError
 
@@ -340,5 +369,5 @@ def test_named_api_keys_scopes_names_and_revocation(env):
     assert post(predict) == 401
     assert revoke_s < 10
     health = env.serving.health(NAME)
-    assert health["log"]["refused"]["401"] >= 3 and health["log"]["refused"]["403"] == 1
+    assert health["refused"]["401"] >= 3 and health["refused"]["403"] == 1
     print(f"attacks tried: {len(ATTACKS)}; revoke took effect in {revoke_s:.2f} s")

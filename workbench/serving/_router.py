@@ -173,6 +173,7 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out.update(validation_options(out))  # non_finite, max_body_bytes
     out.update(auth_options(out))  # token_sha256 (a digest; the token never reaches a replica)
     out.update(key_options(out))  # api_keys: [{name, sha256, scopes}] (digests only)
+    out["ignore_sticky"] = out.get("ignore_sticky") is True  # set while a canary runs
     out.update(scaling_options(out))  # replicas/autoscaling, CPUs/GPUs, batching
     return out
 
@@ -432,13 +433,13 @@ class Router:
                 "batches": sum(self._batch_sizes.values()),
                 "sizes": {str(k): n for k, n in sorted(self._batch_sizes.items())},
             },
+            "refused": {str(k): n for k, n in sorted(self._refused.items())},  # 401/403/421
+            "features_not_logged": self._unlogged_features,  # bodies over LOG_FEATURES_MAX_BYTES
             "log": {
                 "buffered": len(self._buffer),
                 "written": self._written,
                 "lost": self._lost,
                 "dropped": self._dropped,
-                "refused": {str(k): n for k, n in sorted(self._refused.items())},
-                "features_not_logged": self._unlogged_features,
             },
         }
 
@@ -527,7 +528,11 @@ class Router:
             raw = await self._read_body(request)
             size = len(raw)
             records, key = codec.decode(raw, request.headers, routing)  # JSON or v2, validated
-            chosen = route(routing.weights, sticky_key(request.headers, key))
+            if self._config.get("ignore_sticky"):  # a canary runs: clients cannot pick
+                key, sticky = None, None
+            else:
+                sticky = sticky_key(request.headers, key)
+            chosen = route(routing.weights, sticky)
             version = routing.versions[chosen]
             try:
                 predictions = await self._infer(version, records)

@@ -732,6 +732,9 @@ class Serving:
         config.pop("shadow", None)
         if shadow_spec is not None:
             config["shadow"] = dict(shadow_spec)
+        # while a canary runs the router picks the version by weight alone: a client's sticky key
+        # could otherwise steer itself onto (or away from) the challenger
+        config["ignore_sticky"] = kind == "canary"
         config["warmup"] = (
             warmup_records if warmup_records is not None else self.warmup_records(name, list(specs))
         )
