@@ -253,3 +253,31 @@ def test_audit_verify_and_export_from_the_cli(home, tmp_path):
     raw.close()
     out = run(cli, ["--home", str(home), "audit", "verify", "--json"])
     assert out.exit_code == 1 and '"first_bad_id": 2' in out.output, out.output
+
+
+def test_api_keys_from_the_cli_need_the_deployer_role(home):
+    """No deployment needed: a key is created (secret printed once, never listed), revoked, and a
+    viewer can neither create nor revoke one (exit 5, nothing changed)."""
+    from click.testing import CliRunner
+
+    from workbench.cli import EXIT_DENIED, cli
+
+    run = CliRunner().invoke
+    out = run(cli, ["--home", str(home), "api-keys", "create", "ci-bot", "--scope", "predict"])
+    secret = out.output.strip()
+    assert out.exit_code == 0 and secret.startswith("wbk_") and len(secret) > 30, out.output
+    listed = run(cli, ["--home", str(home), "api-keys", "list", "--json"])
+    assert '"name": "ci-bot"' in listed.output and secret not in listed.output
+    with Workbench(home) as bench:
+        bench.access.grant("vic", "viewer")
+        before = bench.serving.api_keys()
+    with acting_as("vic"):
+        for args in (["create", "vic-key"], ["revoke", "ci-bot"]):
+            out = run(cli, ["--home", str(home), "api-keys", *args])
+            assert out.exit_code == EXIT_DENIED and "deployer" in out.output, out.output
+    with Workbench(home) as bench:
+        assert bench.serving.api_keys() == before
+    out = run(cli, ["--home", str(home), "api-keys", "revoke", "ci-bot"])
+    assert out.exit_code == 0
+    with Workbench(home) as bench:
+        assert bench.serving.api_keys()[0]["revoked_at"]

@@ -186,7 +186,7 @@ def test_cli_serve_config_writes_and_prints(recorded, tmp_path):
     assert printed.exit_code == 0, printed.output
     assert yaml.safe_load(printed.stdout)["applications"][0]["deployments"][0]["num_replicas"] == 3
     missing = runner.invoke(cli, ["--home", home, "serve-config", "nope"])
-    assert missing.exit_code == 1 and "nope" in missing.output
+    assert missing.exit_code == 3 and "nope" in missing.output  # 3: not found
 
 
 # ------------------------------------------------------------------ serve run, for real

@@ -145,3 +145,55 @@ def export(ctx: click.Context, ref: str, path: str, fmt: str, overwrite: bool) -
     with _bench(ctx) as bench:
         out = bench.registry.export(model, ref_value, path, format=fmt, overwrite=overwrite)
     click.echo(f"wrote {fmt} package of {ref} to {out}")
+
+
+@cli.group("api-keys")
+def api_keys() -> None:
+    """Named serving API keys with scopes (predict, health): the key's name is recorded on each
+    request it makes (docs/security-serving.md)."""
+
+
+@api_keys.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(["predict", "health"]),
+    help="Repeat for several (default: predict).",
+)
+@click.option("--deployment", default=None, help="Only for this deployment (default: all).")
+@click.pass_context
+@_errors
+def api_keys_create(
+    ctx: click.Context, name: str, scopes: tuple[str, ...], deployment: str | None
+) -> None:
+    """Create key NAME (deployer role) and print its secret: the only time it is shown."""
+    with _bench(ctx) as bench:
+        secret = bench.serving.create_api_key(
+            name, scopes=scopes or ("predict",), deployment=deployment
+        )
+    click.echo(secret)
+
+
+@api_keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def api_keys_list(ctx: click.Context, as_json: bool) -> None:
+    """Every key: name, scopes, deployment, who created it and when, revoked or not (never the
+    secret or its hash)."""
+    with _bench(ctx) as bench:
+        rows = bench.serving.api_keys()
+    _emit(rows, ["name", "scopes", "deployment", "created_by", "created_at", "revoked_at"], as_json)
+
+
+@api_keys.command("revoke")
+@click.argument("name")
+@click.pass_context
+@_errors
+def api_keys_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke key NAME (deployer role); running deployments refuse it within a second."""
+    with _bench(ctx) as bench:
+        bench.serving.revoke_api_key(name)
+    click.echo(f"revoked {name}")

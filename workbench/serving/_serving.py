@@ -217,6 +217,7 @@ class Serving:
             for k in self.store.api_keys.active_digests(name)
         ]
 
+    @requires("api_key")
     def create_api_key(
         self,
         name: str,
@@ -266,6 +267,7 @@ class Serving:
         ``revoked_at``; never the secret or its digest."""
         return self.store.api_keys.list()
 
+    @requires("api_key")
     def revoke_api_key(self, name: str, *, actor: str | None = None) -> dict[str, Any]:
         """Revoke a key: running deployments stop accepting it at once (a reconfigure, about
         0.3 s; a deployment that cannot be reached learns it on its next reconfigure)."""
