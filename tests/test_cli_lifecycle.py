@@ -309,9 +309,13 @@ def test_search_no_wait_returns_the_experiment_id_and_the_search_goes_on(tmp_pat
     assert out["experiment_id"] == 1 and Path(out["log"]).is_absolute()
     deadline = time.monotonic() + 180
     status = None
+    log = Path(out["log"])
     while time.monotonic() < deadline:
         status = json.loads(wb("runs", "--json").stdout)[0]["status"]
-        if status not in ("RUNNING", "PENDING"):
+        # the detached process records the end, then writes its last log line: wait for both
+        if status not in ("RUNNING", "PENDING") and (
+            status != "TERMINATED" or "experiment 1 finished" in log.read_text()
+        ):
             break
         time.sleep(2)
     assert status == "TERMINATED", Path(out["log"]).read_text()

@@ -116,8 +116,9 @@ def test_another_host_is_421_dns_rebinding(env, host):
         b'{"records": [' + b'{"a": ' * 960 + b"1" + b"}" * 960 + b"]}",
         b'{"records": [{"mean radius": "' + b"x" * 100_000 + b'"}]}',
         b'{"records": ' + b"[" * 40 + b"]" * 40 + b"}",
+        b'{"records": [' + b"0," * 100_000 + b"0]}",
     ],
-    ids=["200k-brackets", "960-deep-record", "100k-string", "40-deep"],
+    ids=["200k-brackets", "960-deep-record", "100k-string", "40-deep", "100k-values"],
 )
 def test_deep_or_huge_json_is_400_fast_and_not_logged_raw(env, body):
     import httpx

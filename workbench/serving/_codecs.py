@@ -46,6 +46,9 @@ class HTTPError(Exception):
 MAX_JSON_DEPTH = 32
 #: The longest string a request body may hold (characters between quotes, escapes included).
 MAX_JSON_STRING = 65_536
+#: The most values (array items and object members, all containers together) a request body may
+#: hold: 100k is 10k records of 10 features; a 1 MiB body of ``[0,0,0,...]`` would be 500k.
+MAX_JSON_ITEMS = 100_000
 # A string, or an unterminated one up to the end: every attempt that starts at a quote succeeds, so
 # one left-to-right pass consumes each byte once (no restart inside a string: linear time).
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
@@ -54,8 +57,9 @@ _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def check_json_shape(raw: bytes) -> None:
-    """Refuse a body nesting deeper than :data:`MAX_JSON_DEPTH` or holding a string longer than
-    :data:`MAX_JSON_STRING`, before :func:`json.loads` recurses into it.
+    """Refuse a body nesting deeper than :data:`MAX_JSON_DEPTH`, holding a string longer than
+    :data:`MAX_JSON_STRING` or more than :data:`MAX_JSON_ITEMS` values, before :func:`json.loads`
+    recurses into it or builds its containers.
 
     Strings are blanked and the brackets left are summed by C-level passes (regular expressions,
     ``bytes.translate``, ``itertools.accumulate``), so 200k ``[`` cost a few milliseconds.
@@ -67,6 +71,10 @@ def check_json_shape(raw: bytes) -> None:
     Traceback (most recent call last):
     ...
     workbench.exceptions.InvalidRequestError: the body nests too deeply (over 32 levels); a request is {"records": [{feature: value}]}
+    >>> check_json_shape(b"[" + b"0," * 100_000 + b"0]")
+    Traceback (most recent call last):
+    ...
+    workbench.exceptions.InvalidRequestError: the body holds over 100000 values; send at most that many feature values per request (split a batch into several requests)
     """
     if len(raw) > MAX_JSON_STRING and any(
         m.end() - m.start() - 2 > MAX_JSON_STRING for m in _JSON_STRING.finditer(raw)
@@ -76,7 +84,14 @@ def check_json_shape(raw: bytes) -> None:
             "send feature values, not documents",
             field="body",
         )
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    bare = _JSON_STRING.sub(b"", raw)
+    if bare.count(b",") >= MAX_JSON_ITEMS:
+        raise InvalidRequestError(
+            f"the body holds over {MAX_JSON_ITEMS} values; send at most that many feature values "
+            "per request (split a batch into several requests)",
+            field="body",
+        )
+    brackets = bare.translate(None, _NOT_BRACKETS)
     if brackets.count(b"[") + brackets.count(b"{") <= MAX_JSON_DEPTH:
         return
     if max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > MAX_JSON_DEPTH:
