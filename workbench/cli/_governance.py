@@ -136,14 +136,11 @@ def audit_log(ctx: click.Context, limit: int, as_json: bool) -> None:
 def export(ctx: click.Context, ref: str, path: str, fmt: str, overwrite: bool) -> None:
     """Write a portable package of a model version (MODEL: its champion): an MLflow-pyfunc model
     directory or a Ray Serve container build context (docs/packaging.md)."""
-    model, _, version = ref.partition("@")
-    if not model:
-        raise click.BadParameter("use MODEL, MODEL@VERSION or MODEL@ALIAS", param_hint="MODEL")
-    ref_value: int | str = (
-        int(version) if version.isascii() and version.isdigit() else (version or "champion")
-    )
+    from workbench.cli._lifecycle import _ref, _version
+
+    model, version = _ref(ref, default="champion")
     with _bench(ctx) as bench:
-        out = bench.registry.export(model, ref_value, path, format=fmt, overwrite=overwrite)
+        out = bench.registry.export(model, _version(version), path, format=fmt, overwrite=overwrite)
     click.echo(f"wrote {fmt} package of {ref} to {out}")
 
 

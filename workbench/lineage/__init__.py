@@ -9,7 +9,7 @@ from workbench.lineage._artifacts import (
     sha256_file,
 )
 from workbench.lineage._audit import AuditVerification
-from workbench.lineage._db import utcnow
+from workbench.lineage._db import is_sha256_hex, utcnow
 from workbench.lineage._graph import describe_node, format_chain, lineage_chain
 from workbench.lineage._store import NODE_TABLES, Store
 
@@ -17,6 +17,7 @@ NODE_TYPES = tuple(NODE_TABLES)
 
 __all__ = [
     "AuditVerification",
+    "is_sha256_hex",
     "Store",
     "ArtifactStore",
     "default_cache_dir",

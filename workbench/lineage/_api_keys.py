@@ -7,16 +7,14 @@ transaction.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from workbench.exceptions import ConfigError
-from workbench.lineage._db import Repository, dumps, utcnow
+from workbench.lineage._db import Repository, dumps, is_sha256_hex, utcnow
 
 __all__ = ["ApiKeyRepository"]
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PUBLIC = "id, name, scopes_json, deployment, created_by, created_at, revoked_at"
 
 
@@ -43,7 +41,7 @@ class ApiKeyRepository(Repository):
         created_by: str,
     ) -> dict[str, Any]:
         """Record a key; :class:`ConfigError` when the name (or the digest) is taken."""
-        if not isinstance(key_hash, str) or not _HEX64.match(key_hash):
+        if not is_sha256_hex(key_hash):
             raise ConfigError("key_hash must be the lowercase SHA-256 hex digest of the key.")
         with self._db.transaction():
             if self._db.scalar("SELECT 1 FROM api_keys WHERE name = ?", [name]) is not None:

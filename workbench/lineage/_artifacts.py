@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from workbench.exceptions import ArtifactCorruptError, ConfigError, NotFoundError
+from workbench.lineage._db import is_sha256_hex
 
 __all__ = [
     "ArtifactStore",
@@ -181,7 +182,7 @@ class ArtifactStore:
     # ---------------------------------------------------------------- naming
     def path_for(self, digest: str) -> Any:
         """The local path (or, on a URI, the filesystem path) of ``digest``."""
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if not is_sha256_hex(digest):
             raise NotFoundError(
                 f"{digest!r} is not a SHA-256 hex digest; artifact ids are 64 lowercase hex characters."
             )

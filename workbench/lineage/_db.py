@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,7 @@ from workbench.lineage._schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Database", "Repository", "utcnow", "default_actor", "dumps", "as_list"]
+__all__ = ["Database", "Repository", "utcnow", "default_actor", "dumps", "as_list", "is_sha256_hex"]
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -39,6 +40,21 @@ Params = Sequence[Any] | dict[str, Any]
 def utcnow() -> str:
     """Current UTC time as an ISO-8601 string with microseconds (sorts as text)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha256_hex(value: Any) -> bool:
+    """Whether ``value`` is a SHA-256 hex digest as the store keeps them (64 lowercase hex
+    characters, nothing else): artifact ids, API key hashes.
+
+    Examples
+    --------
+    >>> is_sha256_hex("ab" * 32), is_sha256_hex("../" + "a" * 61), is_sha256_hex("a" * 64 + "\\n")
+    (True, False, False)
+    """
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 def dumps(value: Any) -> str:

@@ -11,11 +11,10 @@ from typing import Any
 from workbench._numbers import is_int_text
 from workbench.exceptions import ConfigError, NotFoundError, TamperedError
 from workbench.lineage._audit import audit_key
-from workbench.lineage._db import Repository, default_actor, dumps, utcnow
+from workbench.lineage._db import Repository, default_actor, dumps, is_sha256_hex, utcnow
 
 __all__ = ["ModelRepository", "row_digest"]
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
@@ -101,7 +100,7 @@ class ModelRepository(Repository):
         actor: str | None = None,
     ) -> dict[str, Any]:
         check_model_name(model)
-        if not isinstance(artifact_hash, str) or not _HEX64.fullmatch(artifact_hash):
+        if not is_sha256_hex(artifact_hash):
             raise ConfigError(
                 f"artifact hash {str(artifact_hash)[:80]!r} is not a SHA-256 hex digest (64 lowercase "
                 "hex characters); register the bundle through ModelRegistry.register."

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workbench.exceptions import ConfigError
+from workbench.lineage import is_sha256_hex
 
 __all__ = [
     "TOKEN_ENV",
@@ -41,7 +42,6 @@ MIN_TOKEN_CHARS = 16
 #: load balancers and Kubernetes probes expect. Everything else needs one when a token is set.
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")  # RFC 6750 b64token
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 #: What a named API key may be allowed: ``predict`` (POST /predict, v2 infer) and ``health``
 #: (GET /health and the v2 metadata routes).
 SCOPES = ("predict", "health")
@@ -140,7 +140,7 @@ def auth_options(config: Mapping[str, Any]) -> dict[str, Any]:
     {'token_sha256': None}
     """
     digest = config.get("token_sha256")
-    if digest is not None and (not isinstance(digest, str) or not _HEX64.match(digest)):
+    if digest is not None and not is_sha256_hex(digest):
         raise ConfigError(
             "router config 'token_sha256' must be the lowercase SHA-256 hex digest of the token "
             "(hashlib.sha256(token.encode()).hexdigest()), never the token itself."
@@ -197,8 +197,7 @@ def key_options(config: Mapping[str, Any]) -> dict[str, Any]:
         if (
             not isinstance(key, Mapping)
             or not isinstance(key.get("name"), str)
-            or not isinstance(key.get("sha256"), str)
-            or not _HEX64.match(key["sha256"])
+            or not is_sha256_hex(key.get("sha256"))
             or not isinstance(key.get("scopes"), list | tuple)
             or not set(key["scopes"]) <= set(SCOPES)
         ):
