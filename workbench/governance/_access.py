@@ -47,6 +47,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 _DEPTH: ContextVar[int] = ContextVar("workbench_guard_depth", default=0)
 
 
+def _roles_by_env() -> bool:
+    """Whether ``WORKBENCH_ACCESS=roles`` enforces roles (``open`` or unset: not by itself)."""
+    mode = os.environ.get(ACCESS_ENV, "").strip().lower()
+    if mode not in {"", "open", "roles"}:
+        raise ConfigError(f"{ACCESS_ENV}={mode!r}: use 'roles' (enforce) or leave it unset.")
+    return mode == "roles"
+
+
 def _owner_of(path: str) -> str:
     """The OS user owning the home holding ``path`` (the store file), else this process's user."""
     if path == ":memory:":
@@ -75,10 +83,7 @@ class Access:
     @property
     def enforced(self) -> bool:
         """Whether roles are checked: ``WORKBENCH_ACCESS=roles``, or any grant recorded."""
-        mode = os.environ.get(ACCESS_ENV, "").strip().lower()
-        if mode not in {"", "open", "roles"}:
-            raise ConfigError(f"{ACCESS_ENV}={mode!r}: use 'roles' (enforce) or leave it unset.")
-        return mode == "roles" or self.store.access.has_grants()
+        return _roles_by_env() or self.store.access.has_grants()
 
     @property
     def four_eyes(self) -> bool:
@@ -89,9 +94,10 @@ class Access:
         """The roles ``user`` (default: who is acting) holds; with enforcement off, or on with no
         grant yet, the home's owner holds ``admin``."""
         user = user or current_identity().name
-        if not self.store.access.has_grants():
-            return {"admin"} if (not self.enforced or user == _owner_of(self.store.path)) else set()
-        return self.store.access.roles_of(user)
+        if self.store.access.has_grants():
+            return self.store.access.roles_of(user)
+        # no grant yet: open (everyone admin) unless the environment enforces, then the owner only
+        return {"admin"} if (not _roles_by_env() or user == _owner_of(self.store.path)) else set()
 
     def allowed(self, action: str, user: str | None = None) -> bool:
         """Whether ``user`` (default: who is acting) may do ``action`` now."""
