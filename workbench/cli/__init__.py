@@ -7,6 +7,7 @@ from workbench.cli import (  # noqa: F401  (each module registers its commands)
     _governance,
     _lifecycle,
     _operations,
+    _project,
 )
 from workbench.cli._base import EXIT_DENIED, cli, main
 

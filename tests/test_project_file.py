@@ -1,0 +1,249 @@
+"""workbench.yaml: load with line numbers, plan/apply idempotently against a real store (one tiny
+real Ray Tune search), export a store back to a file whose plan is empty; CLI through click's
+runner and one subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from workbench.project import ProjectFileError, apply, dump, export_project, load, loads, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROJECT = """\
+version: 1
+datasets:
+  - name: bc
+    source: {csv}
+    target: diagnosis
+  - name: bc-holdout
+    source: {holdout}
+    target: diagnosis
+experiments:
+  - name: bc-search
+    dataset: bc
+    space:
+      family: logistic_regression
+      C: {{loguniform: [1e-2, 1e1]}}
+    num_samples: 2
+    folds: 2
+    model: bc-model
+    holdout: bc-holdout
+gate:
+  metric: f1
+  margin: 0.0
+policies:
+  - name: bc-nightly
+    model: bc-model
+    deployment: bc-serving
+    train: bc
+    holdout: bc-holdout
+    triggers: [{{cron: "0 3 * * *"}}]
+    cooldown_s: 600
+    budget: {{max_per_day: 2}}
+"""
+
+
+# ------------------------------------------------------------------ pure: the file and its schema
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"),
+    [
+        ("datasets:\n  - name: a\n    sorce: x.csv\n", 3, "datasets[0].sorce", "unknown field"),
+        (
+            "experiments:\n  - name: e\n    dataset: d\n    space:\n      C: {lognormal: [1, 2]}\n",
+            5,
+            "experiments[0].space.C",
+            "sampling domain",
+        ),
+        (
+            "experiments:\n  - name: e\n    dataset: d\n    num_samples: 0\n",
+            4,
+            "experiments[0].num_samples",
+            "minimum of 1",
+        ),
+        (
+            "deployments:\n  - name: d\n    model: m\n\n    strategy: rolling\n",
+            5,
+            "deployments[0].strategy",
+            "'rolling' is not one of",
+        ),
+        (
+            "datasets:\n  - {name: a}\n  - {name: a}\n",
+            3,
+            "datasets[1].name",
+            "two entries named 'a'",
+        ),
+        ("experiments:\n  - name: e\n    model: m\n", 2, "experiments[0]", "'dataset' is a"),
+    ],
+)
+def test_an_invalid_file_names_the_field_and_the_line(text, line, field, words):
+    with pytest.raises(ProjectFileError) as info:
+        loads(text, path="workbench.yaml")
+    message = str(info.value)
+    assert message.startswith(f"workbench.yaml:{line}: {field}: "), message
+    assert words in message
+    assert "\n" not in message
+
+
+def test_yaml_errors_and_missing_files_are_one_line(tmp_path):
+    with pytest.raises(ProjectFileError, match=r"^w.yaml:3: not valid YAML: .*on line 2\)$"):
+        loads("a:\n  - [1\n", path="w.yaml")
+    with pytest.raises(ProjectFileError, match="export-project"):
+        load(tmp_path / "none.yaml")
+
+
+def test_numbers_and_domains_read_as_written():
+    p = loads("experiments:\n  - {name: e, dataset: d, space: {lr: {loguniform: [1e-3, 1e-1]}}}\n")
+    assert p.experiments[0]["space"]["lr"] == {"loguniform": [0.001, 0.1]}
+    assert p.line("experiments", 0, "space") == 2
+
+
+def test_the_schema_file_is_published_in_the_package():
+    import jsonschema
+
+    from workbench.project import SCHEMA_PATH, schema
+
+    assert SCHEMA_PATH.name == "schema.json" and SCHEMA_PATH.exists()
+    jsonschema.Draft202012Validator.check_schema(schema())
+    assert "project/schema.json" in (ROOT / "pyproject.toml").read_text()
+
+
+# ------------------------------------------------------------------- against a real store
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, ray_cluster):
+    """A home where the project file was applied once: ``(bench, file, first apply's plan)``."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    home = tmp_path_factory.mktemp("project")
+    csv = write_breast_cancer_csv(home / "bc.csv")
+    holdout = home / "bc-holdout.csv"
+    lines = Path(csv).read_text().splitlines(keepends=True)
+    holdout.write_text("".join(lines[:1] + lines[1::3]))
+    path = home / "workbench.yaml"
+    path.write_text(PROJECT.format(csv=csv, holdout=holdout))
+    bench = Workbench(home)
+    first = apply(bench, path)
+    yield bench, path, first
+    bench.close()
+
+
+def test_apply_creates_everything_once_and_a_second_apply_changes_nothing(project):
+    bench, path, first = project
+    created = {(c.kind, c.name): c for c in first.changes}
+    assert [c.action for c in first.changes] == ["create"] * 5, str(first)
+    assert created["experiment", "bc-search"].note.startswith("ran experiment ")
+    assert "now champion" in created["model", "bc-model"].note
+    exp = next(e for e in bench.experiments.list() if e["name"] == "bc-search")
+    assert exp["status"] == "TERMINATED" and exp["num_samples"] == 2
+    assert exp["search_space"]["C"] == "loguniform(0.01, 10.0)"  # a readable record
+    assert bench.registry.get("bc-model", "champion").experiment_id == exp["id"]
+
+    assert plan(bench, path).empty
+    again = apply(bench, path)
+    assert again.empty and again.applied, str(again)
+    assert len([e for e in bench.experiments.list() if e["name"] == "bc-search"]) == 1
+    assert len(bench.registry.list("bc-model")) == 1
+    entries = [e for e in bench.audit.entries(200) if e.get("action") == "experiment.start"]
+    assert len(entries) == 1 and entries[0].get("actor")
+
+
+def test_a_manual_change_shows_as_drift_by_field_and_apply_restores_it(project):
+    from dataclasses import replace
+
+    from workbench.automation import LoopPolicy
+
+    bench, path, _ = project
+    row = next(r for r in bench.automation.policies() if r["name"] == "bc-nightly")
+    policy = LoopPolicy.from_dict(row["config"])
+    bench.automation.add_policy(replace(policy, cooldown_s=60.0, approval=True))
+
+    drift = plan(bench, path)
+    (change,) = drift.pending
+    assert (change.kind, change.name, change.action) == ("policy", "bc-nightly", "change")
+    assert change.fields == {"cooldown_s": [60.0, 600], "approval": [True, False]}
+    assert "~ policy bc-nightly (cooldown_s: 60 -> 600; approval: True -> False)" in str(drift)
+
+    text = path.read_text()
+    changed = path.with_name("changed.yaml")
+    changed.write_text(text.replace("folds: 2", "folds: 3"))
+    exp_change = next(c for c in plan(bench, changed).pending if c.kind == "experiment")
+    assert exp_change.action == "change" and exp_change.fields == {"folds": [2, 3]}
+
+    apply(bench, path)
+    assert plan(bench, path).empty
+
+
+def test_export_round_trip_plans_nothing(project, tmp_path):
+    bench, _, _ = project
+    exported = export_project(bench)
+    assert [d["name"] for d in exported["datasets"]] == ["bc", "bc-holdout"]
+    (exp,) = exported["experiments"]
+    assert exp["space"] == {"family": "logistic_regression", "C": {"loguniform": [0.01, 10.0]}}
+    assert exp["model"] == "bc-model" and exp["holdout"] == "bc-holdout@1"
+    file = tmp_path / "exported.yaml"
+    file.write_text(dump(exported))
+    again = plan(bench, file)
+    assert again.empty, str(again)
+    assert export_project(bench) == load(file).as_dict()
+
+
+# ---------------------------------------------------------------------------------- CLI
+def test_cli_plan_apply_export_and_their_exit_codes(project, tmp_path):
+    from workbench.cli import cli
+
+    bench, path, _ = project
+    home = str(bench.settings.home)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--home", home, "plan", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "nothing to change" in out.output
+
+    pending = tmp_path / "pending.yaml"
+    pending.write_text(path.read_text().replace("cooldown_s: 600", "cooldown_s: 700"))
+    out = runner.invoke(cli, ["--home", home, "plan", str(pending), "--json"])
+    assert out.exit_code == 1, out.output
+    body = json.loads(out.output)
+    assert body["pending"] == 1 and body["changes"][-1]["fields"] == {"cooldown_s": [600, 700]}
+
+    out = runner.invoke(cli, ["--home", home, "apply", str(pending), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["pending"] == 1
+    assert runner.invoke(cli, ["--home", home, "plan", str(pending)]).exit_code == 0
+    assert runner.invoke(cli, ["--home", home, "apply", str(path)]).exit_code == 0
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ngate:\n  metric: f1\n  margn: 0.1\n")
+    out = runner.invoke(cli, ["--home", home, "plan", str(bad)])
+    assert out.exit_code == 2
+    assert "bad.yaml:4: gate.margn: unknown field" in out.output
+    assert "Traceback" not in out.output
+
+    exported = tmp_path / "export.yaml"
+    out = runner.invoke(cli, ["--home", home, "export-project", "--out", str(exported)])
+    assert out.exit_code == 0, out.output
+    assert runner.invoke(cli, ["--home", home, "plan", str(exported)]).exit_code == 0
+
+
+def test_plan_as_a_subprocess(project):
+    bench, path, _ = project
+    env = {**os.environ, "WORKBENCH_HOME": str(bench.settings.home)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "plan", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=path.parent,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "= experiment bc-search" in proc.stdout
+    assert "nothing to change" in proc.stdout
