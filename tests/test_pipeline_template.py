@@ -21,8 +21,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.ray
-
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "docs" / "templates" / "pipeline.sh"
 WORKFLOW = ROOT / "docs" / "templates" / "github-actions.yml"
@@ -72,8 +70,9 @@ def test_an_unknown_step_is_a_usage_error():
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, ray_cluster, serve_apps):
-    """``run(space) -> [(step, CompletedProcess)]``: the workflow's steps (but "test") on one home,
-    stopping at the first that exits non-zero, as a CI job does; and the home."""
+    """``run(space[, steps], **env) -> [(step, CompletedProcess)]``: the workflow's steps (but
+    "test") on one home, stopping at the first that exits non-zero as a CI job does; ``wb(...)``,
+    a `workbench ... --json` answer; and the home."""
     from workbench.datasets import write_breast_cancer_csv
 
     d = tmp_path_factory.mktemp("pipeline")
@@ -107,14 +106,16 @@ def pipeline(tmp_path_factory, ray_cluster, serve_apps):
     }
     steps = [s for s in _workflow_steps() if s != "test"]
 
-    def run(space: str) -> list[tuple[str, subprocess.CompletedProcess[str]]]:
+    def run(
+        space: str, only: list[str] | None = None, **extra: str
+    ) -> list[tuple[str, subprocess.CompletedProcess[str]]]:
         (d / "space.yaml").write_text(space)
         out = []
-        for step in steps:
+        for step in only or steps:
             t0 = time.perf_counter()
             done = subprocess.run(
                 ["bash", str(SCRIPT), step],
-                env={**env, "SPACE": str(d / "space.yaml")},
+                env={**env, "SPACE": str(d / "space.yaml"), **extra},
                 cwd=d,
                 capture_output=True,
                 text=True,
@@ -137,7 +138,7 @@ def pipeline(tmp_path_factory, ray_cluster, serve_apps):
         )
         return json.loads(done.stdout)
 
-    return run, wb
+    return run, wb, d / "home"
 
 
 GOOD = "family: logistic_regression\nC: {grid_search: [0.3, 1.0]}\n"
@@ -154,8 +155,9 @@ def _champion(wb) -> int | None:
     return found[0] if found else None
 
 
+@pytest.mark.ray
 def test_the_first_run_deploys_and_promotes_without_a_gate(pipeline):
-    run, wb = pipeline
+    run, wb, _ = pipeline
     result = run(GOOD)
     said = _said(result)
     assert [s for s, _ in result] == ["ingest", "search", "register", "gate", "canary", "promote"]
@@ -170,8 +172,9 @@ def test_the_first_run_deploys_and_promotes_without_a_gate(pipeline):
     assert [(d["name"], d["weights"]) for d in wb("deployments")] == [("bcpipe", {"1": 1.0})]
 
 
+@pytest.mark.ray
 def test_a_worse_challenger_is_blocked_by_the_gate(pipeline):
-    run, wb = pipeline
+    run, wb, _ = pipeline
     result = run(WORSE)
     said = _said(result)
     assert [s for s, _ in result] == ["ingest", "search", "register", "gate"], said
@@ -185,9 +188,10 @@ def test_a_worse_challenger_is_blocked_by_the_gate(pipeline):
     assert [d["weights"] for d in wb("deployments")] == [{"1": 1.0}]  # nothing reached traffic
 
 
+@pytest.mark.ray
 def test_a_challenger_as_good_goes_through_the_canary_and_is_promoted(pipeline):
     """The first run's space again: the same best trial refit, a tie, which a zero margin passes."""
-    run, wb = pipeline
+    run, wb, _ = pipeline
     result = run(GOOD)
     said = _said(result)
     assert all(p.returncode == 0 for _, p in result), said
@@ -199,3 +203,39 @@ def test_a_challenger_as_good_goes_through_the_canary_and_is_promoted(pipeline):
     assert _champion(wb) == 3
     (weights,) = [d["weights"] for d in wb("deployments")]
     assert weights["3"] == 1.0 and sum(weights.values()) == 1.0, weights
+
+
+@pytest.mark.ray
+def test_a_canary_that_does_not_finish_is_rolled_back_and_not_promoted(pipeline):
+    """The canary and promote steps alone, handed (through the state file the steps share) the
+    blocked v2 as if its gate had passed; no traffic flows and one round is allowed, so the canary
+    is rolled back and the promote step exits 1 with the champion's traffic restored."""
+    run, wb, home = pipeline
+    state = home / "pipeline.state"
+    state.write_text("EXPERIMENT=2\nCHALLENGER=2\nCHAMPION=3\nGATE=passed\n")
+    result = run(
+        GOOD, ["canary", "promote"], SMOKE_TRAFFIC="0", CANARY_MAX_ROUNDS="1", CANARY_POLL_S="0"
+    )
+    said = _said(result)
+    (_, canary), (_, promote) = result
+    assert canary.returncode == 0 and "rolled_back" in canary.stdout, said
+    assert "CANARY=rolled_back" in state.read_text()
+    assert promote.returncode == 1, said
+    assert "rolled back: bcpipe serves bc@3; bc@2 not promoted" in promote.stderr, said
+    assert _champion(wb) == 3
+    (weights,) = [d["weights"] for d in wb("deployments")]
+    assert weights["3"] == 1.0 and weights.get("2", 0.0) == 0.0, weights
+
+
+# ------------------------------------------------------------------ the quickstart (issue 15, 4)
+# The README's quickstart and notebooks/quickstart.ipynb run as written in a kernel
+# (tests/test_notebooks.py, tests/test_loop_integration.py): what is left is the commands it names.
+def test_the_readme_names_only_existing_commands():
+    """Every `workbench X` the README shows is a command (docs/cli.md documents each one)."""
+    from workbench.cli import cli
+
+    readme = (ROOT / "README.md").read_text()
+    used = re.findall(r"^\.venv/bin/workbench ([a-z-]+)", readme, re.M)
+    used += re.findall(r"`workbench ([a-z-]+)", readme)
+    assert len(used) >= 5, used
+    assert sorted(set(used) - set(cli.commands)) == []
