@@ -73,6 +73,7 @@ def test_flat_dtypes_read_back_equal_through_pyarrow() -> None:
         for i in range(meta.num_columns)
     }
     assert "DELTA_BINARY_PACKED" in encodings["i64"] and "DELTA_BINARY_PACKED" in encodings["dt_us"]
+    assert "BYTE_STREAM_SPLIT" in encodings["f64"] and "BYTE_STREAM_SPLIT" in encodings["f32"]
     assert not meta.row_group(0).column(0).is_stats_set  # no statistics written
 
 
