@@ -122,7 +122,9 @@ def pipeline(tmp_path_factory, ray_cluster, serve_apps):
                 timeout=240,
             )
             out.append((step, done))
-            print(f"{step}: rc={done.returncode} {time.perf_counter() - t0:.1f}s")
+            # with -s: each step's decision lines and its time
+            print(f"[{step}] rc={done.returncode} {time.perf_counter() - t0:.1f}s")
+            print(done.stdout + done.stderr, end="")
             if done.returncode != 0:
                 break
         return out
@@ -165,6 +167,7 @@ def test_the_first_run_deploys_and_promotes_without_a_gate(pipeline):
     out = dict((s, p.stdout) for s, p in result)
     assert "bc@1 recorded (369 rows)" in out["ingest"] and "holdout bc-holdout@1" in out["ingest"]
     assert "experiment 1: 2 trials" in out["search"]
+    assert "registered bc@1 on the holdout" in out["register"], said
     assert "no champion yet: bc@1 will be the first" in out["gate"], said
     assert "first deployment bcpipe: bc@1 serves 100%" in out["canary"], said
     assert "promoted: bc@champion -> version 1" in out["promote"], said

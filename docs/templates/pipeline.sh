@@ -68,6 +68,7 @@ step_test() {
 }
 
 step_ingest() {
+  [[ -d $WORKBENCH_HOME ]] || mkdir -p -m 700 "$WORKBENCH_HOME"  # artifacts and requests: private
   mkdir -p "$(dirname "$PIPELINE_STATE")"
   : >"$PIPELINE_STATE"
   local checks=() out
@@ -101,7 +102,7 @@ step_register() {
   out=$(wb register "$EXPERIMENT" --model "$MODEL" --train "$DATASET" \
     --holdout "$(holdout_name)" --json)
   remember CHALLENGER "$(jq -r .version <<<"$out")"
-  say "$(jq -r '"registered \(.name)@\(.version) " + (.metrics | tostring)' <<<"$out")"
+  say "$(jq -r '"registered \(.model)@\(.version) on the holdout " + (.metrics | tostring)' <<<"$out")"
 }
 
 step_gate() {
@@ -153,7 +154,8 @@ EOF
 
 step_canary() {
   recall
-  [[ $GATE == passed || $GATE == first ]] || die "the gate did not pass ($GATE): nothing to deploy"
+  [[ ${GATE:-} == passed || ${GATE:-} == first ]] ||
+    die "the gate did not pass (${GATE:-not run}): nothing to deploy"
   [[ -n ${RAY_ADDRESS:-} ]] ||
     die "set RAY_ADDRESS to a Ray cluster that outlives this step (e.g. ray start --head)" 2
   local exists out rc=0 smoke=
@@ -173,21 +175,20 @@ step_canary() {
     smoke=$!
   fi
   local champion=()
-  [[ -n $CHAMPION ]] && champion=(--champion "$CHAMPION")
+  [[ -n ${CHAMPION:-} ]] && champion=(--champion "$CHAMPION")
   say "canary of $MODEL@$CHALLENGER on $DEPLOYMENT (steps $CANARY_STEPS)"
   out=$(wb canary "$DEPLOYMENT" "$CHALLENGER" "${champion[@]}" --steps "$CANARY_STEPS" \
     --min-requests "$CANARY_MIN_REQUESTS" --poll-s "$CANARY_POLL_S" \
     --max-rounds "$CANARY_MAX_ROUNDS" --json) || rc=$?
   if [[ -n $smoke ]]; then kill "$smoke" 2>/dev/null || true; wait "$smoke" 2>/dev/null || true; fi
-  if ((rc == 0)); then
-    remember CANARY completed
-  elif ((rc == 1)); then
-    remember CANARY rolled_back
-  else
+  if ((rc != 0 && rc != 1)); then  # the canary could not run: no split left behind
     remember CANARY error
+    [[ -z ${CHAMPION:-} ]] || wb rollback "$DEPLOYMENT" --to "$CHAMPION" --json >/dev/null || true
+    die "the canary command failed (exit $rc); $DEPLOYMENT back on $MODEL@${CHAMPION:-?}" "$rc"
   fi
-  say "${out:+$(jq -r '"\(.state); traffic " + (.weights | tostring)' <<<"$out") }(exit $rc)"
-  # the promote step decides; it rolls back whatever did not complete
+  remember CANARY "$(jq -r .state <<<"$out")"
+  say "$(jq -r '"\(.state); traffic " + (.weights | tostring)' <<<"$out")"
+  # exit 0 either way: the promote step promotes, or rolls back and exits 1
 }
 
 step_promote() {
@@ -198,12 +199,13 @@ step_promote() {
       out=$(wb promote "$MODEL@$CHALLENGER" --reason "pipeline: canary ${CANARY}" --json)
       say "promoted: $MODEL@champion -> version $(jq -r .version <<<"$out")"
       ;;
+    "") die "the canary step did not run: nothing to promote" ;;
     *)
-      if [[ -n $CHAMPION ]]; then
+      if [[ -n ${CHAMPION:-} ]]; then
         wb rollback "$DEPLOYMENT" --to "$CHAMPION" --reason "pipeline: canary ${CANARY:-missing}" \
           --json >/dev/null
       fi
-      die "rolled back: $DEPLOYMENT serves $MODEL@${CHAMPION:-?}; $MODEL@$CHALLENGER not promoted" 1
+      die "rolled back: $DEPLOYMENT serves $MODEL@${CHAMPION:-?}; $MODEL@${CHALLENGER:-?} not promoted" 1
       ;;
   esac
 }
