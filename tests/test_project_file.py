@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -195,9 +196,100 @@ def test_export_round_trip_plans_nothing(project, tmp_path):
     assert export_project(bench) == load(file).as_dict()
 
 
+HOOK = "https://hooks.example.invalid/project-secret"
+DEPLOY = """\
+deployments:
+  - name: {app}
+    model: bc-model
+    version: {version}
+    strategy: direct
+    replicas: 1
+    resources: {{cpu: 0.25}}
+alerts:
+  webhook_url: ${{WB_PROJECT_TEST_HOOK}}
+  cooldown_s: 60
+monitors:
+  - name: {app}-drift
+    deployment: {app}
+    kind: drift
+    window: 50
+    backend: scipy
+  - name: {app}-latency
+    deployment: {app}
+    kind: operational
+    window: 5min
+    max_p99_ms: 500
+"""
+
+
+def test_deployment_monitors_and_alerts(project, serve_apps, tmp_path, monkeypatch):
+    from workbench.api import Workbench
+
+    bench, path, _ = project
+    hook = HOOK
+    monkeypatch.setenv("WB_PROJECT_TEST_HOOK", hook)
+    app = f"bc-project-{uuid.uuid4().hex[:6]}"
+    file = tmp_path / "deploy.yaml"
+    file.write_text(path.read_text() + DEPLOY.format(app=app, version="champion"))
+    with Workbench(bench.settings.home, serve_port=serve_apps.port) as served:
+        first = apply(served, file)
+        assert [(c.kind, c.action) for c in first.pending] == [
+            ("deployment", "create"),
+            ("monitor", "create"),
+            ("monitor", "create"),
+        ], str(first)
+        assert served.serving.record(app)["weights"] == {1: 1.0}
+        drift = served.monitoring.record(f"{app}-drift")
+        assert drift["config"]["window"] == 50 and drift["config"]["backend"] == "scipy"
+        assert hook not in json.dumps(drift) and drift["config"]["alerts"]["cooldown_s"] == 60
+        assert plan(served, file).empty
+
+        monkeypatch.setenv("WB_PROJECT_TEST_HOOK", hook + "-rotated")
+        rotated = plan(served, file).pending  # both monitors send to the project's alerts
+        assert [(c.kind, list(c.fields)) for c in rotated] == [
+            ("monitor", ["alerts.webhook_url"]),
+            ("monitor", ["alerts.webhook_url"]),
+        ]
+        monkeypatch.delenv("WB_PROJECT_TEST_HOOK")
+        with pytest.raises(
+            ProjectFileError, match=r"deploy.yaml:\d+: alerts.webhook_url: .*WB_PROJECT"
+        ):
+            plan(served, file)
+        monkeypatch.setenv("WB_PROJECT_TEST_HOOK", hook)
+
+        served.register_best(
+            served.stages.search_result(served.registry.get("bc-model", 1).experiment_id),
+            model="bc-model",
+            train=served.datasets.get("bc"),
+            holdout=served.datasets.get("bc-holdout"),
+        )
+        file.write_text(path.read_text() + DEPLOY.format(app=app, version=2))
+        (change,) = plan(served, file).pending
+        assert (change.kind, change.action, change.fields) == (
+            "deployment",
+            "change",
+            {"version": [1, 2]},
+        )
+        apply(served, file)
+        assert served.serving.record(app)["weights"].get(2) == 1.0
+        assert plan(served, file).empty
+
+        monkeypatch.setenv("WORKBENCH_ALERT_WEBHOOK", hook)
+        exported = export_project(served)
+        assert exported["alerts"]["webhook_url"] == "${WORKBENCH_ALERT_WEBHOOK}"
+        assert {"name": app, "model": "bc-model", "version": 2} in exported["deployments"]
+        again = tmp_path / "exported.yaml"
+        again.write_text(dump(exported))
+        assert hook not in again.read_text()
+        assert plan(served, again).empty, str(plan(served, again))
+
+
 # ---------------------------------------------------------------------------------- CLI
-def test_cli_plan_apply_export_and_their_exit_codes(project, tmp_path):
+def test_cli_plan_apply_export_and_their_exit_codes(project, tmp_path, monkeypatch):
     from workbench.cli import cli
+
+    # an exported webhook (after the deployment test) is read from this variable
+    monkeypatch.setenv("WORKBENCH_ALERT_WEBHOOK", HOOK)
 
     bench, path, _ = project
     home = str(bench.settings.home)
