@@ -339,3 +339,39 @@ def test_plan_as_a_subprocess(project):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "= experiment bc-search" in proc.stdout
     assert "nothing to change" in proc.stdout
+
+
+def test_new_data_plans_the_next_version_and_apply_searches_registers_and_gates(project, tmp_path):
+    """Last in the module: it moves bc to version 2 and the model to a new version."""
+    bench, path, _ = project
+    text = path.read_text()
+    source = next(ln.split(": ", 1)[1] for ln in text.splitlines() if "bc.csv" in ln)
+    rows = Path(source).read_text().splitlines(keepends=True)
+    fresh = tmp_path / "bc-fresh.csv"
+    fresh.write_text("".join(rows[:1] + [r for i, r in enumerate(rows[1:]) if i % 7]))
+    file = tmp_path / "fresh.yaml"
+    file.write_text(text.replace(source, f"{fresh}\n    checks: {{min_rows: 50}}", 1))
+    bad = tmp_path / "bad-checks.yaml"
+    bad.write_text(file.read_text().replace("min_rows: 50", "min_rowz: 50"))
+    with pytest.raises(ProjectFileError, match=r"bad-checks.yaml:5: datasets\[0\].checks: unknown"):
+        plan(bench, bad)
+
+    before = len(bench.registry.list("bc-model"))
+    pending = plan(bench, file)
+    got = {(c.kind, c.name): c for c in pending.pending}
+    assert got["dataset", "bc"].fields["version"] == [1, 2]
+    assert got["experiment", "bc-search"].fields == {"dataset": ["bc@1", "(pending)"]}
+    assert got["model", "bc-model"].action == "create"
+    assert len(pending.pending) == 3, str(pending)
+
+    done = {(c.kind, c.name): c for c in apply(bench, file).changes}
+    assert done["dataset", "bc"].note == "ingested bc@2"
+    versions = bench.registry.list("bc-model")
+    assert len(versions) == before + 1
+    note = done["model", "bc-model"].note
+    champion = bench.registry.get("bc-model", "champion").version
+    if "gate PASSED" in note:
+        assert champion == versions[-1].version
+    else:
+        assert "gate FAILED" in note and champion != versions[-1].version
+    assert plan(bench, file).empty

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from workbench.exceptions import NotFoundError
+from workbench.exceptions import ConfigError, NotFoundError
 from workbench.project._file import Project, load, resolve_env
 from workbench.project._space import space_record, to_tune
 
@@ -171,6 +171,10 @@ class _Walk:
         from workbench.datasets import Checks, as_source, content_hash, short_hash
 
         ds, name = self.bench.datasets, spec["name"]
+        try:
+            checks = Checks.from_dict(spec["checks"]) if spec.get("checks") else None
+        except (ConfigError, TypeError) as exc:
+            raise self.project.error(("datasets", i, "checks"), str(exc)) from None
         last = _maybe(lambda: ds.get(name))
         if "source" not in spec:
             if last is None:
@@ -214,7 +218,6 @@ class _Walk:
         if not self.applying:
             self.pending_datasets.add(name)
             return change
-        checks = Checks.from_dict(spec["checks"]) if spec.get("checks") else None
         dv = ds.ingest(
             spec["source"],
             name=name,
