@@ -274,9 +274,20 @@ def test_deployment_monitors_and_alerts(project, serve_apps, tmp_path, monkeypat
         assert served.serving.record(app)["weights"].get(2) == 1.0
         assert plan(served, file).empty
 
+        file.write_text(file.read_text().replace("replicas: 1", "replicas: 2"))
+        (change,) = plan(served, file).pending
+        assert (change.kind, change.fields) == ("deployment", {"replicas": [1, 2]})
+        apply(served, file)
+        router = served.serving.status(app)["serve"]["deployments"]["Router"]
+        assert sum(router["replicas"].values()) == 2
+        assert served.serving.record(app)["weights"].get(2) == 1.0
+        assert plan(served, file).empty
+
         monkeypatch.setenv("WORKBENCH_ALERT_WEBHOOK", hook)
         exported = export_project(served)
         assert exported["alerts"]["webhook_url"] == "${WORKBENCH_ALERT_WEBHOOK}"
+        file.write_text(file.read_text().replace("replicas: 2", "replicas: 1"))
+        apply(served, file)  # back to one replica: the CPUs are the next tests'
         assert {"name": app, "model": "bc-model", "version": 2} in exported["deployments"]
         again = tmp_path / "exported.yaml"
         again.write_text(dump(exported))

@@ -436,8 +436,9 @@ class _Walk:
             )
         weights = rec["weights"]
         served = max(weights, key=lambda v: weights[v]) if weights else None
-        if target is not None and served == target:
-            return Change("deployment", name, "unchanged", note=f"serving v{target}")
+        live = serving.status(name).get("serve")  # the running app, as Ray Serve reports it
+        if live is None or (target is not None and served == target):
+            return self._running(i, spec, live, served, target)
         if target is not None and strategy == "canary" and weights.get(target, 0) > 0:
             return Change(
                 "deployment",
@@ -467,6 +468,37 @@ class _Walk:
         else:
             share = float(spec.get("canary_share", 0.1))
             serving.set_traffic(name, {served: 1.0 - share, target: share}, reason=reason)
+        return change
+
+    def _running(
+        self, i: int, spec: dict[str, Any], live: dict[str, Any] | None, served: Any, target: Any
+    ) -> Change:
+        """A recorded deployment whose app is gone (redeployed) or that serves the version the
+        file names (its replicas compared with the running router's)."""
+        name = spec["name"]
+        diff: dict[str, list[Any]] = {}
+        if live is None:
+            diff["serve"] = ["not running", "running"]
+        elif spec.get("replicas") is not None:
+            router = (live.get("deployments") or {}).get("Router") or {}
+            running = sum((router.get("replicas") or {}).values())
+            if running != spec["replicas"]:
+                diff["replicas"] = [running, spec["replicas"]]
+        if not diff:
+            return Change("deployment", name, "unchanged", note=f"serving v{target}")
+        version = target if target is not None else served
+        change = Change("deployment", name, "change", diff, note=f"redeploy v{version}")
+        if self.applying:
+            resources = spec.get("resources") or {}
+            self.bench.serving.deploy(
+                spec["model"],
+                version,
+                name=name,
+                num_replicas=spec.get("replicas"),
+                num_cpus=resources.get("cpu", 0.5),
+                num_gpus=resources.get("gpu", 0.0),
+                reason="workbench apply: " + ", ".join(diff),
+            )
         return change
 
     # ------------------------------------------------------------------ monitors
