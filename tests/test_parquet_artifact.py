@@ -120,3 +120,20 @@ def test_ingest_stores_the_fast_copy_and_loads_it_back(tmp_path) -> None:
         assert bench.datasets.ingest(df, name="flat").id == dv.id
     finally:
         bench.close()
+
+
+def test_text_columns_without_nulls_hash_as_before() -> None:
+    """The content hash skips ``fill_null`` on text/binary columns with no null: digests pinned
+    from the encoding before that change (one chunk, and sliced across two chunks)."""
+    from workbench.datasets import content_hash
+
+    df = pl.DataFrame(
+        {
+            "s": ["north", "", "ünï ☃", "west"],
+            "b": [b"\x00", b"", b"xy", b"z"],
+            "n": ["a", None, "c", None],
+        }
+    )
+    assert content_hash(df) == "xxh3-128:0fc60e17a28d3e5788b8c934e430706d"
+    sliced = pl.concat([df, df], rechunk=False).slice(1, 6)
+    assert content_hash(sliced) == "xxh3-128:260237d1203b316967e607176d6d1889"

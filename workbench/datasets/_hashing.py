@@ -245,16 +245,16 @@ def _feed_bytes(h: Any, s: pl.Series) -> None:
     import polars as pl
     import pyarrow as pa
 
-    arr = s.fill_null("" if s.dtype == pl.String else b"").to_arrow(
-        compat_level=pl.CompatLevel.oldest()
-    )
+    if s.null_count():
+        s = s.fill_null("" if s.dtype == pl.String else b"")
+    arr = s.to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     arr = arr.cast(pa.large_binary())
     buffers = arr.buffers()
     n = len(arr)
     offsets = np.frombuffer(buffers[1], dtype="<i8")[arr.offset : arr.offset + n + 1]
-    _section(h, np.diff(offsets).astype("<i8") if n else np.zeros(0, "<i8"))
+    _section(h, np.diff(offsets).astype("<i8", copy=False) if n else np.zeros(0, "<i8"))
     start, end = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
     data = buffers[2]
     _section(h, memoryview(data)[start:end] if data is not None else b"")
