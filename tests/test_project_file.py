@@ -283,12 +283,30 @@ def test_deployment_monitors_and_alerts(project, serve_apps, tmp_path, monkeypat
         assert served.serving.record(app)["weights"].get(2) == 1.0
         assert plan(served, file).empty
 
+        canary = file.read_text().replace("version: 2", "version: 1")
+        file.write_text(canary.replace("strategy: direct", "strategy: canary"))
+        (change,) = plan(served, file).pending
+        assert change.fields == {"version": [2, 1]} and "canary" in change.note
+        apply(served, file)
+        weights = served.serving.record(app)["weights"]
+        assert weights[1] == pytest.approx(0.1) and weights[2] == pytest.approx(0.9)
+        (held,) = [c for c in plan(served, file).changes if c.kind == "deployment"]
+        assert held.action == "unchanged" and "in progress" in held.note
+
+        file.write_text(canary.replace("strategy: direct", "strategy: blue-green"))
+        (change,) = plan(served, file).pending
+        assert change.fields == {"version": [2, 1]} and "blue-green" in change.note
+        apply(served, file)
+        weights = served.serving.record(app)["weights"]
+        assert weights[1] == 1.0 and not weights.get(2)
+        assert plan(served, file).empty
+
         monkeypatch.setenv("WORKBENCH_ALERT_WEBHOOK", hook)
         exported = export_project(served)
         assert exported["alerts"]["webhook_url"] == "${WORKBENCH_ALERT_WEBHOOK}"
         file.write_text(file.read_text().replace("replicas: 2", "replicas: 1"))
         apply(served, file)  # back to one replica: the CPUs are the next tests'
-        assert {"name": app, "model": "bc-model", "version": 2} in exported["deployments"]
+        assert {"name": app, "model": "bc-model"} in exported["deployments"]  # v1: the champion
         again = tmp_path / "exported.yaml"
         again.write_text(dump(exported))
         assert hook not in again.read_text()

@@ -463,6 +463,10 @@ class _Walk:
         reason = "workbench apply"
         if strategy == "direct":
             serving.set_traffic(name, {target: 1.0}, reason=reason)
+        elif strategy == "blue-green" and weights.get(target, 0) > 0:
+            # already warm and taking a share (a canary of it ran): the atomic switch alone,
+            # blue kept loaded at 0% for an instant rollback, as a blue-green release leaves it
+            serving.set_traffic(name, {served: 0.0, target: 1.0}, reason=reason)
         elif strategy == "blue-green":
             serving.blue_green(name, target, reason=reason)
         else:
