@@ -155,6 +155,7 @@ def main() -> None:
             ("ingest", "fetch", "read"),
             ("fetch", "read", "ingest"),
         ]
+        load0 = os.getloadavg()[0]
         for i in range(args.rounds):
             bench = Workbench(work / f"home{i}")
             try:
@@ -240,6 +241,17 @@ def main() -> None:
             f"  datasets.ingest(SqlSource)       {med['ingest_s']:.3f} s  "
             f"(x{med['ratio']:.2f} of medians; paired x{med['paired_ratio']:.2f}, "
             f"{med['paired_extra_s']:+.3f} s)"
+        )
+        pairs = sorted(g / r for g, r in zip(ingest_s, read_s, strict=True))
+        cpu_pairs = sorted(g / r for g, r in zip(ingest_cpu, read_cpu, strict=True))
+        med["paired_ratio_range"] = [pairs[0], pairs[-1]]
+        med["cpu_paired_ratio_range"] = [cpu_pairs[0], cpu_pairs[-1]]
+        med["read_s_range"] = [min(read_s), max(read_s)]
+        med["loadavg_1min"] = [load0, os.getloadavg()[0]]
+        print(
+            f"  spread: read {min(read_s):.3f}-{max(read_s):.3f} s; per-round ingest/read "
+            f"x{pairs[0]:.2f}-{pairs[-1]:.2f} wall, x{cpu_pairs[0]:.2f}-{cpu_pairs[-1]:.2f} CPU; "
+            f"1-minute load {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
         )
         print(
             f"  CPU (this process + the server)  read {med['read_cpu_s']:.3f} s, ingest "
