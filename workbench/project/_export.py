@@ -27,7 +27,8 @@ def export_project(bench: Workbench) -> dict[str, Any]:
 
     A dataset ingested from an in-memory frame has no source to read again: it is written without
     one (apply then only checks that it exists). An experiment whose space holds Tune domains made
-    outside a project file is written without its space (the record cannot say what it was).
+    outside a project file is written without its space (the record cannot say what it was); one
+    searched with a ``Searcher`` or scheduler object (not a name) is left out.
 
     Examples
     --------
@@ -93,7 +94,13 @@ def _experiments(bench: Workbench) -> tuple[list[dict[str, Any]], dict[str, Any]
         if mv.experiment_id is not None:
             versions.setdefault(mv.experiment_id, mv)
     out = []
+    algs = set(_enum("experiment", "search_alg"))
+    schedulers = set(_enum("experiment", "scheduler"))
     for name, exp in latest.items():
+        if exp.get("dataset_version_id") is None:
+            continue
+        if exp.get("search_alg") not in algs or exp.get("scheduler") not in schedulers:
+            continue  # a Searcher or scheduler object of a notebook: not writable in the file
         dv = bench.datasets.by_id(exp["dataset_version_id"])
         newest = bench.datasets.get(dv.name)
         space = dict(exp.get("search_space") or {})
@@ -135,6 +142,12 @@ def _experiments(bench: Workbench) -> tuple[list[dict[str, Any]], dict[str, Any]
                 item["holdout"] = str(bench.datasets.by_id(holdout))
         out.append(item)
     return out, {}
+
+
+def _enum(definition: str, key: str) -> list[Any]:
+    from workbench.project._file import schema
+
+    return list(schema()["$defs"][definition]["properties"][key]["enum"])
 
 
 def _prod(values: list[int]) -> int:
