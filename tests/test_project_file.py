@@ -369,6 +369,28 @@ def test_plan_as_a_subprocess(project):
     assert "= experiment bc-search" in proc.stdout
     assert "nothing to change" in proc.stdout
 
+    # a recorded deployment, planned from a process with no cluster to ask: not running there
+    # (a private Ray holds no app of another process), and plan starts no Ray to find out
+    deployed = [d for d in bench.deployments() if d.get("status") != "deleted"]
+    if not deployed:
+        pytest.skip("no deployment recorded (the deployment test did not run)")
+    file = path.with_name("deployed.yaml")
+    file.write_text(
+        path.read_text()
+        + f"deployments:\n  - {{name: {deployed[0]['name']}, model: bc-model, version: 1}}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "plan", str(file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=path.parent,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"~ deployment {deployed[0]['name']} (serve: not running -> running)" in proc.stdout
+    assert "Token authentication is enabled" not in proc.stderr  # what ray.init prints here
+
 
 def test_new_data_plans_the_next_version_and_apply_searches_registers_and_gates(project, tmp_path):
     """Last in the module: it moves bc to version 2 and the model to a new version."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +21,6 @@ from workbench.project._file import Project, load, resolve_env
 from workbench.project._space import space_record, to_tune
 
 if TYPE_CHECKING:
-    import os
-
     from workbench.api import Workbench
 
 __all__ = ["Change", "Plan", "plan", "apply", "MONITOR_KINDS", "policy_from_spec"]
@@ -436,7 +436,7 @@ class _Walk:
             )
         weights = rec["weights"]
         served = max(weights, key=lambda v: weights[v]) if weights else None
-        live = serving.status(name).get("serve")  # the running app, as Ray Serve reports it
+        live = self._live(name)
         if live is None or (target is not None and served == target):
             return self._running(i, spec, live, served, target)
         if target is not None and strategy == "canary" and weights.get(target, 0) > 0:
@@ -473,6 +473,16 @@ class _Walk:
             share = float(spec.get("canary_share", 0.1))
             serving.set_traffic(name, {served: 1.0 - share, target: share}, reason=reason)
         return change
+
+    def _live(self, name: str) -> dict[str, Any] | None:
+        """The deployment's app as Ray Serve reports it, or None when it does not run. A plan
+        with no cluster to ask (no address, no ``RAY_ADDRESS``, no Ray in this process) starts
+        neither Ray nor Serve to find out: a private Ray holds no app of another process."""
+        if not self.applying and not (self.bench.address or os.environ.get("RAY_ADDRESS")):
+            ray = sys.modules.get("ray")
+            if ray is None or not ray.is_initialized():
+                return None
+        return self.bench.serving.status(name).get("serve")
 
     def _running(
         self, i: int, spec: dict[str, Any], live: dict[str, Any] | None, served: Any, target: Any
