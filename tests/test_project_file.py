@@ -106,6 +106,21 @@ def test_numbers_and_domains_read_as_written():
     assert p.line("experiments", 0, "space") == 2
 
 
+def test_the_documented_example_is_a_valid_file(monkeypatch):
+    text = (ROOT / "docs" / "project-file.md").read_text()
+    example = text.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    p = loads(example, path="docs/project-file.md")
+    assert [len(getattr(p, k)) for k in ("datasets", "experiments", "deployments")] == [2, 1, 1]
+    assert p.alerts["webhook_url"] == "${SLACK_WEBHOOK}"  # kept as written, resolved at plan
+    assert p.experiments[0]["space"]["C"] == {"loguniform": [0.001, 10.0]}
+    from workbench.project._plan import policy_from_spec
+
+    policy = policy_from_spec(p.policies[0], p.gate)
+    assert policy.budget.max_per_day == 2 and policy.budget.max_job_s == 900
+    assert policy.gate.margin == 0.005 and policy.gate.guarded == ("recall",)  # the file's gate
+    assert [type(t).__name__ for t in policy.triggers] == ["DriftTrigger", "ScheduleTrigger"]
+
+
 def test_the_schema_file_is_published_in_the_package():
     import jsonschema
 
