@@ -417,6 +417,10 @@ def test_new_data_plans_the_next_version_and_apply_searches_registers_and_gates(
     fresh.write_text("".join(rows[:1] + [r for i, r in enumerate(rows[1:]) if i % 7]))
     file = tmp_path / "fresh.yaml"
     file.write_text(text.replace(source, f"{fresh}\n    checks: {{min_rows: 50}}", 1))
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(text.replace(source, str(tmp_path / "nowhere.csv"), 1))
+    with pytest.raises(ProjectFileError, match=r"missing.yaml:4: datasets\[0\].source: .*nowhere"):
+        plan(bench, missing)
     bad = tmp_path / "bad-checks.yaml"
     bad.write_text(file.read_text().replace("min_rows: 50", "min_rowz: 50"))
     with pytest.raises(ProjectFileError, match=r"bad-checks.yaml:5: datasets\[0\].checks: unknown"):

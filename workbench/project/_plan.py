@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from workbench.exceptions import ConfigError, NotFoundError
+from workbench.exceptions import ConfigError, NotFoundError, WorkbenchError
 from workbench.project._file import Project, load, resolve_env
 from workbench.project._space import space_record, to_tune
 
@@ -183,7 +183,10 @@ class _Walk:
                     f"dataset {name!r} has no version and no source to ingest; add source: PATH",
                 )
             return Change("dataset", name, "unchanged", note=f"{last} (no source: kept as is)")
-        fetched = as_source(spec["source"]).fetch({})
+        try:
+            fetched = as_source(spec["source"]).fetch({})
+        except WorkbenchError as exc:  # a source that cannot be read: say where the file names it
+            raise self.project.error(("datasets", i, "source"), str(exc)) from None
         try:
             digest = content_hash(fetched.frame)
         finally:
