@@ -39,11 +39,13 @@ system-packages:
 	@scripts/system-packages
 
 # Two pytest workers, each with its own local Ray and Serve, each running one test module at a time
-# (module fixtures stay in one process); TEST_WORKERS=0 runs the suite in this process alone.
+# (module fixtures stay in one process), the longest modules first and the modules that start Ray
+# clusters of their own one after another (tests/conftest.py: work_unit); TEST_WORKERS=0 runs the
+# suite in this process alone.
 TEST_WORKERS ?= 2
 
 test: system-packages $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not ray"

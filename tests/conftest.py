@@ -22,6 +22,97 @@ def pytest_configure(config):
     ARTIFACTS.mkdir()
 
 
+# How `make test` shares the suite between its two workers (``-n 2 --dist loadfile
+# --no-loadscope-reorder``): each file is one unit of work, run by one worker from start to end
+# (module fixtures stay in one process), and the units are handed out longest first, so the last
+# minutes are not one worker alone with a long module. The modules that start Ray clusters of their
+# own (``ray start`` heads and workers, the fake autoscaler) are one unit: two such clusters
+# starting at once on 2 cores is what made "The current node timed out during startup".
+# (xdist's own ``--dist loadgroup`` cannot do this with pytest 9: it renames ``item._nodeid``,
+# which pytest 9 no longer reads, so marked tests were spread over both workers.)
+# Seconds per module are from the junit report of a full run on 2 cores (bafad10); a module not
+# listed counts MODULE_DEFAULT_S. Refresh them when a module grows or shrinks a lot.
+CLUSTER_MODULES = frozenset(
+    {
+        "test_no_shared_disk.py",
+        "test_ray_jobs.py",
+        "test_multinode_cluster.py",
+        "test_autoscaling.py",
+        "test_node_failure.py",
+        "test_external_cluster.py",
+    }
+)
+MODULE_SECONDS = {
+    "test_no_shared_disk.py": 120,
+    "test_search_options.py": 80,
+    "test_ray_jobs.py": 78,
+    "test_loop_integration.py": 72,
+    "test_multinode_cluster.py": 68,
+    "test_storage.py": 66,
+    "test_pipeline_template.py": 60,
+    "test_panel_browser.py": 59,
+    "test_serving_isolated.py": 59,
+    "test_cli_lifecycle.py": 55,
+    "test_widgets_browser.py": 52,
+    "test_autoscaling.py": 52,
+    "test_automation_canary.py": 47,
+    "test_serving_strategies.py": 47,
+    "test_node_failure.py": 47,
+    "test_serving.py": 46,
+    "test_torch_trainable.py": 43,
+    "test_project_file.py": 40,
+    "test_serving_operations.py": 40,
+    "test_monitoring_stats.py": 40,
+    "test_monitoring_monitors.py": 37,
+    "test_automation_loop.py": 35,
+    "test_serve_config.py": 35,
+    "test_panel_actions_browser.py": 35,
+    "test_packages.py": 33,
+    "test_features_notebook.py": 30,
+    "test_experiments.py": 29,
+    "test_experiment_resume.py": 27,
+    "test_serving_reliability.py": 25,
+    "test_evaluation_notebook.py": 23,
+    "test_external_cluster.py": 17,
+}
+MODULE_DEFAULT_S = 5
+
+
+def work_unit(path: str) -> tuple[str, float]:
+    """The unit of work a test file (a path, or a test id starting with one) belongs to, and its
+    expected seconds."""
+    from pathlib import PurePath
+
+    name = PurePath(str(path).split("::", 1)[0]).name
+    if name in CLUSTER_MODULES:
+        return "ray-clusters", sum(MODULE_SECONDS.get(m, MODULE_DEFAULT_S) for m in CLUSTER_MODULES)
+    return str(path).split("::", 1)[0], MODULE_SECONDS.get(name, MODULE_DEFAULT_S)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Longest units first: a stable sort, so a module's tests keep their order, together."""
+    units: dict[str, float] = {}
+    for item in items:
+        unit, seconds = work_unit(item.nodeid)
+        units.setdefault(unit, seconds)
+    order = {u: i for i, u in enumerate(sorted(units, key=lambda u: -units[u]))}
+    items.sort(key=lambda item: order[work_unit(item.nodeid)[0]])
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the cluster modules as one unit (:func:`work_unit`)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByWorkUnit(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)[0]
+
+    return ByWorkUnit(config, log)
+
+
 @pytest.fixture
 def store():
     from workbench.lineage import Store
