@@ -137,3 +137,14 @@ def test_text_columns_without_nulls_hash_as_before() -> None:
     assert content_hash(df) == "xxh3-128:0fc60e17a28d3e5788b8c934e430706d"
     sliced = pl.concat([df, df], rechunk=False).slice(1, 6)
     assert content_hash(sliced) == "xxh3-128:260237d1203b316967e607176d6d1889"
+
+
+def test_column_names_with_dots_spaces_or_none_keep_their_encoding() -> None:
+    df = pl.DataFrame({"a.b": [1, 2], "x y": [1.5, 2.5], "ü": ["a", "b"], "": [3, 4]})
+    data = parquet_bytes(df)
+    back = _back(data)
+    assert back.columns == df.columns and back.equals(df)
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    encodings = [meta.row_group(0).column(i).encodings for i in range(meta.num_columns)]
+    assert "DELTA_BINARY_PACKED" in encodings[0] and "BYTE_STREAM_SPLIT" in encodings[1]
+    assert "DELTA_BINARY_PACKED" in encodings[3]
