@@ -307,19 +307,24 @@ def test_search_no_wait_returns_the_experiment_id_and_the_search_goes_on(tmp_pat
     assert started.returncode == 0, started.stdout + started.stderr
     out = json.loads(started.stdout)
     assert out["experiment_id"] == 1 and Path(out["log"]).is_absolute()
+    from workbench.api import Workbench
+
     deadline = time.monotonic() + 180
     status = None
     log = Path(out["log"])
     while time.monotonic() < deadline:
-        status = json.loads(wb("runs", "--json").stdout)[0]["status"]
+        # polled through the library (a `workbench runs` process per poll cost ~1 s of CPU)
+        with Workbench(home) as bench:
+            status = bench.experiments.list()[0]["status"]
         # the detached process records the end, then writes its last log line: wait for both
         if status not in ("RUNNING", "PENDING") and (
             status != "TERMINATED" or "experiment 1 finished" in log.read_text()
         ):
             break
-        time.sleep(2)
+        time.sleep(1)
     assert status == "TERMINATED", Path(out["log"]).read_text()
     assert "experiment 1 finished" in Path(out["log"]).read_text()
+    assert json.loads(wb("runs", "--json").stdout)[0]["status"] == "TERMINATED"
 
 
 def test_a_viewer_is_refused_with_exit_5_and_nothing_changes(flow, monkeypatch):
