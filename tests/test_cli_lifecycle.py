@@ -360,3 +360,32 @@ def test_a_viewer_is_refused_with_exit_5_and_nothing_changes(flow, monkeypatch):
     assert [m["name"] for m in json.loads(run("monitors", "list", "--json").output)] == [
         "bccli-drift"
     ]
+
+
+def test_a_space_file_takes_the_project_files_sampling_domains(tmp_path):
+    """`search --space FILE`: constants, Tune's own {grid_search: [...]} and the project file's
+    domains (loguniform, randint, choice, grid...) become Tune's param_space; a list is refused."""
+    from ray import tune
+
+    from workbench.cli._lifecycle import _space
+
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "family: logistic_regression\nC: {loguniform: [0.01, 10]}\nmax_iter: {randint: [100, 300]}\n"
+        "solver: {choice: [lbfgs, liblinear]}\ntol: {grid: [0.001, 0.0001]}\n"
+        "class_weight: {grid_search: [null, balanced]}\n"
+    )
+    space = _space(str(path))
+    assert space["family"] == "logistic_regression"
+    assert (
+        isinstance(space["C"], tune.search.sample.Float)
+        and repr(space["C"]) == "loguniform(0.01, 10)"
+    )
+    assert space["C"].lower == 0.01 and space["C"].upper == 10
+    assert isinstance(space["max_iter"], tune.search.sample.Integer)
+    assert space["solver"].categories == ["lbfgs", "liblinear"]
+    assert space["tol"] == {"grid_search": [0.001, 0.0001]}
+    assert space["class_weight"] == {"grid_search": [None, "balanced"]}
+    path.write_text("- C\n")
+    with pytest.raises(click.BadParameter, match="must hold a mapping"):
+        _space(str(path))

@@ -65,6 +65,18 @@ def _load_file(path: str, what: str) -> Any:
         raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=what) from exc
 
 
+def _space(path: str) -> dict[str, Any]:
+    """A ``--space`` file as Tune's param_space: constants, ``{grid_search: [...]}`` and the
+    project file's sampling domains (``{loguniform: [a, b]}``, ``{uniform: ...}``, ``{randint:
+    ...}``, ``{lograndint: ...}``, ``{choice: [...]}``, ``{grid: [...]}``; docs/project-file.md)."""
+    from workbench.project import to_tune
+
+    space = _load_file(path, "--space")
+    if not isinstance(space, dict):
+        raise click.BadParameter("the space file must hold a mapping", param_hint="--space")
+    return to_tune(space)
+
+
 def _checks(path: str | None) -> Any:
     if path is None:
         return None
@@ -181,9 +193,7 @@ def search(
 ) -> None:
     """Search models and hyperparameters on DATASET with Ray Tune; with --no-wait the search runs
     on in a detached process and the command prints its experiment id once it is recorded."""
-    space = _load_file(space_file, "--space") if space_file else None
-    if space is not None and not isinstance(space, dict):
-        raise click.BadParameter("the space file must hold a mapping", param_hint="--space")
+    space = _space(space_file) if space_file else None
     if not wait:
         _detach(ctx, log, as_json)
         return

@@ -12,6 +12,7 @@ from workbench.project._file import (
     schema,
 )
 from workbench.project._plan import Change, Plan, apply, plan
+from workbench.project._space import to_tune
 
 __all__ = [
     "Project",
@@ -24,6 +25,7 @@ __all__ = [
     "apply",
     "export_project",
     "dump",
+    "to_tune",
     "schema",
     "SCHEMA_PATH",
     "DEFAULT_FILE",
