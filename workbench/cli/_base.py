@@ -48,6 +48,19 @@ def _bench(ctx: click.Context) -> Any:
     return Workbench(ctx.obj.get("home"))
 
 
+def _exit_code(exc: WorkbenchError) -> int:
+    """The exit status of a command that raised ``exc`` (docs/cli.md's table)."""
+    from workbench.project import ProjectFileError
+
+    if isinstance(exc, ProjectFileError):
+        return EXIT_USAGE  # the file given is bad usage; its one line names the line and field
+    if isinstance(exc, PermissionDenied):
+        return EXIT_DENIED
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND
+    return EXIT_REFUSED
+
+
 def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,13 +68,7 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except WorkbenchError as exc:
             error = click.ClickException(str(exc))
-            error.exit_code = (
-                EXIT_DENIED
-                if isinstance(exc, PermissionDenied)
-                else EXIT_NOT_FOUND
-                if isinstance(exc, NotFoundError)
-                else EXIT_REFUSED
-            )
+            error.exit_code = _exit_code(exc)
             raise error from exc
 
     return wrapper

@@ -4,36 +4,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
-from workbench.cli._base import EXIT_NO, EXIT_USAGE, _bench, _errors, cli
+from workbench.cli._base import EXIT_NO, _bench, _errors, cli
 
 __all__: list[str] = []
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 _FILE = click.argument("file", required=False, default="workbench.yaml", metavar="[FILE]")
-
-
-def _file_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """An invalid project file is bad usage (exit 2), its one line naming the line and field."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from workbench.project import ProjectFileError
-
-        try:
-            return fn(*args, **kwargs)
-        except ProjectFileError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = EXIT_USAGE
-            raise error from exc
-
-    return wrapper
 
 
 def _show(plan: Any, as_json: bool) -> None:
@@ -45,7 +26,6 @@ def _show(plan: Any, as_json: bool) -> None:
 @_JSON
 @click.pass_context
 @_errors
-@_file_errors
 def plan_command(ctx: click.Context, file: str, as_json: bool) -> None:
     """What applying FILE (default workbench.yaml) would change; exit 0 when nothing, 1 when
     changes are pending (a CI step can branch on it)."""
@@ -64,7 +44,6 @@ def plan_command(ctx: click.Context, file: str, as_json: bool) -> None:
 @_JSON
 @click.pass_context
 @_errors
-@_file_errors
 def apply_command(ctx: click.Context, file: str, as_json: bool) -> None:
     """Make the store and its deployments match FILE (default workbench.yaml); idempotent."""
     from workbench.project import apply, load
