@@ -97,6 +97,14 @@ def main() -> int:
     print(f"most processes seen    {peak['procs']}")
     print(f"home                   {home}")
     print(tail)
+    ok = proc.returncode == 0
+    print(f"target: demo exits 0              {'met' if ok else 'NOT met'}")
+    print(
+        f"target: wall time under {TARGET_S:.0f} s     {'met' if ok and elapsed < TARGET_S else 'NOT met'}"
+    )
+    print(
+        f"target: peak PSS under 8 GiB       {'met' if ok and peak['pss'] < TARGET_BYTES else 'NOT met'}"
+    )
     return proc.returncode
 
 
