@@ -292,9 +292,14 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
-    ok = tab["wrapper_overhead_median_paired"] <= OVERHEAD_TARGET and all(
-        tab["under_target"].values()
+    overhead_ok = tab["wrapper_overhead_median_paired"] <= OVERHEAD_TARGET
+    print(
+        f"target: wrapper overhead <= {100 * OVERHEAD_TARGET:.0f}%: "
+        + ("met" if overhead_ok else "NOT met")
     )
+    for name, under in tab["under_target"].items():
+        print(f"target: {name} window under {TARGET_S} s: " + ("met" if under else "NOT met"))
+    ok = overhead_ok and all(tab["under_target"].values())
     return 0 if ok else 1
 
 
