@@ -3,8 +3,10 @@
 from workbench.features._pipeline import (
     build_preprocessor,
     coerce_records,
+    columns_frame,
     feature_kinds,
     feature_names,
+    record_columns,
     to_pandas,
 )
 from workbench.features._spec import FeatureSpec
@@ -16,4 +18,6 @@ __all__ = [
     "feature_names",
     "to_pandas",
     "coerce_records",
+    "record_columns",
+    "columns_frame",
 ]

@@ -14,7 +14,15 @@ if TYPE_CHECKING:
     import polars as pl
     from sklearn.base import TransformerMixin
 
-__all__ = ["feature_kinds", "build_preprocessor", "feature_names", "to_pandas", "coerce_records"]
+__all__ = [
+    "feature_kinds",
+    "build_preprocessor",
+    "feature_names",
+    "to_pandas",
+    "coerce_records",
+    "record_columns",
+    "columns_frame",
+]
 
 
 def feature_kinds(schema: Mapping[str, str], target: str | None) -> dict[str, str]:
@@ -365,8 +373,16 @@ def coerce_records(
     an ISO-8601 string (aware values are converted to UTC, as training reads them).
     ``None`` is accepted for a feature (it is imputed) when ``allow_missing``.
     """
+    return columns_frame(record_columns(records, kinds, allow_missing=allow_missing), kinds)
+
+
+def record_columns(
+    records: Sequence[Mapping[str, Any]], kinds: Mapping[str, str], *, allow_missing: bool = False
+) -> dict[str, list[Any]]:
+    """Validate JSON records against the feature kinds (the checks of :func:`coerce_records`) and
+    return their values column by column, in signature order: numbers as floats, datetimes as
+    naive datetimes, strings and booleans as they came, NaN for a null."""
     import numpy as np
-    import pandas as pd
 
     if not isinstance(records, Sequence) or isinstance(records, str | bytes) or not records:
         raise InvalidRequestError(
@@ -418,7 +434,14 @@ def coerce_records(
                         field=col,
                     )
                 columns[col].append(value)
-    frame = pd.DataFrame(columns, columns=list(kinds))
+    return columns
+
+
+def columns_frame(columns: Mapping[str, list[Any]], kinds: Mapping[str, str]) -> pd.DataFrame:
+    """The model's input frame of :func:`record_columns`' output (the dtypes training gives)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(dict(columns), columns=list(kinds))
     for col, kind in kinds.items():
         if kind == NUMBER:
             frame[col] = frame[col].astype("float64")
