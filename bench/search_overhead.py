@@ -25,7 +25,7 @@ round-robin within each repeat so a change in machine load hits them alike;
 the 1-minute load average is recorded at the start and end of each run.
 
 Also measured: the tracking write rate (the workbench store's batched
-``write_trial_events`` against MLflow's ``log_metric`` on SQLite, same
+``store.experiments.record_trial_events`` against MLflow's ``log_metric`` on SQLite, same
 metrics), and the memory of the driver and of the Ray workers over a long
 search of trivial trials, to show whether the driver grows with the number of
 results. Usage::
@@ -166,9 +166,9 @@ TIMERS = Timers()
 def instrument_workbench() -> None:
     """Time the TrackingCallback hooks and the store writes; keep each finished trial's last result."""
     from workbench.experiments._tracking import TrackingCallback
-    from workbench.lineage import Store
+    from workbench.lineage._experiments import ExperimentRepository
 
-    original_write = Store.write_trial_events
+    original_write = ExperimentRepository.record_trial_events
 
     def write(self: Any, experiment_id: int, trials: Any, metrics: Any = ()) -> None:
         metrics = list(metrics)
@@ -186,7 +186,7 @@ def instrument_workbench() -> None:
                 TIMERS.calls.get("store.experiments.record_trial_events", 0) + 1
             )
 
-    Store.write_trial_events = write  # type: ignore[method-assign]
+    ExperimentRepository.record_trial_events = write  # type: ignore[method-assign]
     original_complete = TrackingCallback.on_trial_complete
 
     def complete(self: Any, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -219,7 +219,7 @@ def schedule_profile(
 
     ``timestamp`` (unix seconds of the last report) minus ``time_total_s`` is
     when a trial's body began. ``slot_idle_per_trial_s`` is the time a CPU
-    slot spent not running a trial body, per trial: (2 × span − Σ work) / n.
+    slot spent not running a trial body, per trial: (CPUs × span − Σ work) / n.
     """
     done = [t for t in trials if "timestamp" in t and "time_total_s" in t]
     if not done:
@@ -227,7 +227,7 @@ def schedule_profile(
     work = sum(t["time_total_s"] for t in done)
     first = min(t["timestamp"] - t["time_total_s"] for t in done)
     last = max(t["timestamp"] for t in done)
-    slots = 2
+    slots = os.cpu_count() or 2  # one CPU per trial: as many trials at a time as CPUs
     return {
         "trials": len(done),
         "work_s": round(work, 2),
@@ -979,6 +979,7 @@ def main() -> int:
     }
     report["summary"] = summarize(bench, rate)
     print_report(report["summary"], bench, report)
+    ray.shutdown()  # the local cluster bench.setup() started
     print(f"\ntotal {report['total_s']} s")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2, default=str) + "\n")
