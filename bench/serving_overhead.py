@@ -10,7 +10,8 @@ machinery around it:
 
 - ``fastapi``       FastAPI on uvicorn in a child process, one worker: the floor.
 - ``serve_plain``   one plain Serve deployment (``request.json()``, predict,
-  return a dict), with the router's settings: 0.5 CPU, ``max_ongoing_requests=16``.
+  return a dict), with the router's settings: the same CPUs per replica,
+  ``max_ongoing_requests=16``.
 - ``router_100``    the workbench router (``Serving.deploy``) with two
   versions loaded at 100/0;
 - ``router_90_10``  the same at 90/10;
@@ -32,6 +33,10 @@ paired figure is the median over rounds of (variant − plain Serve).
 The router variants do everything a production request does: the token check,
 JSON codec with the NaN/inf policy, routing draw, NaN-safe answer, and the
 request log shipped to the recorder actor and written to SQLite.
+
+Every replica asks for the same CPUs (0.5, the workbench default, or less so
+that all the deployments fit the CPUs the local Ray cluster has: see
+``replica_cpus``); a variant that cannot fit is skipped with its reason.
 
 Variants run round-robin within each repeat (so a change in machine load hits
 them alike); the 1-minute load average is printed with every run. Also
@@ -93,6 +98,50 @@ LABELS = {
     "router_isolated": "workbench router, isolated version (2 hops)",
 }
 BATCH = {"max_batch_size": 8, "batch_wait_timeout_s": 0.005}
+
+
+MIN_REPLICA_CPUS = 0.05  # below this a variant is skipped rather than squeezed further
+
+
+def replica_cpus(cpus: float, variants: list[str]) -> tuple[float, dict[str, str]]:
+    """CPUs per replica so that every deployment this run makes fits ``cpus``, and the
+    variants skipped because even ``MIN_REPLICA_CPUS`` each does not fit ({variant: reason}).
+
+    One replica each: the plain deployment, the router (always deployed), the batching
+    router and the isolated version; the isolated router takes a fixed quarter CPU.
+
+    >>> replica_cpus(8, list(VARIANTS))
+    (0.5, {})
+    >>> replica_cpus(2, list(VARIANTS))
+    (0.4375, {})
+    >>> replica_cpus(0.4, list(VARIANTS))[1]
+    {'router_isolated': 'needs 0.25 + 0.05 CPU beside 3 replicas of 0.05; the cluster has 0.4'}
+    """
+    from workbench.serving._scaling import DEFAULT_NUM_CPUS, ROUTER_NUM_CPUS_ISOLATED
+
+    skipped: dict[str, str] = {}
+    while True:
+        replicas = 1 + sum(
+            v in variants for v in ("serve_plain", "router_batch", "router_isolated")
+        )
+        fixed = ROUTER_NUM_CPUS_ISOLATED if "router_isolated" in variants else 0.0
+        per = min(DEFAULT_NUM_CPUS, (cpus - fixed) / replicas)
+        if per >= MIN_REPLICA_CPUS:
+            return per, skipped
+        for v in ("router_isolated", "router_batch", "serve_plain"):
+            if v in variants:
+                variants.remove(v)
+                skipped[v] = (
+                    f"needs {fixed:g} + {MIN_REPLICA_CPUS:g} CPU beside {replicas - 1} replicas of "
+                    f"{MIN_REPLICA_CPUS:g}; the cluster has {cpus:g}"
+                    if v == "router_isolated"
+                    else f"{replicas} replicas of {MIN_REPLICA_CPUS:g} CPU do not fit {cpus:g}"
+                )
+                break
+        else:
+            raise SystemExit(
+                f"the router alone needs {MIN_REPLICA_CPUS} CPU; the cluster has {cpus:g}"
+            )
 
 
 def loadavg() -> float:
@@ -184,10 +233,10 @@ def fastapi_server(port: int, artifacts_dir: str, sha: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def plain_deployment() -> Any:
+def plain_deployment(num_cpus: float) -> Any:
     from ray import serve
 
-    @serve.deployment(max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.5})
+    @serve.deployment(max_ongoing_requests=16, ray_actor_options={"num_cpus": num_cpus})
     class PlainModel:
         def __init__(self, artifacts_dir: str, sha: str):
             from workbench.lineage import ArtifactStore
@@ -586,6 +635,7 @@ def main() -> int:
     from ray import serve
 
     from workbench.config import Settings
+    from workbench.exceptions import DeploymentError
     from workbench.lineage import ArtifactStore, Store
     from workbench.runtime import connect, free_port
     from workbench.serving import Serving
@@ -618,6 +668,14 @@ def main() -> int:
     t = time.perf_counter()
     conn = connect(num_cpus=os.cpu_count() or 2, object_store_memory=256 * 1024**2)
     results["ray_start_s"] = round(time.perf_counter() - t, 1)
+    cluster_cpus = float(ray.available_resources().get("CPU", 0.0))
+    per_replica, skipped = replica_cpus(cluster_cpus, variants)
+    for v, why in skipped.items():
+        print(f"skipped {v}: {why}", flush=True)
+        results["runs"].pop(v, None)
+    results["cluster_cpus"], results["replica_cpus"] = cluster_cpus, per_replica
+    results["skipped"] = skipped
+    print(f"{cluster_cpus:g} CPUs in the Ray cluster: {per_replica:g} CPU per replica", flush=True)
     serve_port, fastapi_port = free_port(), free_port()
     child = None
     try:
@@ -640,21 +698,38 @@ def main() -> int:
             )
         if "serve_plain" in variants:
             serve.run(
-                plain_deployment().bind(str(settings.artifacts_dir), shas[1]),
+                plain_deployment(per_replica).bind(str(settings.artifacts_dir), shas[1]),
                 name="plain",
                 route_prefix="/plain",
             )
         t = time.perf_counter()
-        serving.deploy("bench", 1, name="wb", reason="bench")
+        serving.deploy("bench", 1, name="wb", reason="bench", num_cpus=per_replica)
         results["deploy_s"] = round(time.perf_counter() - t, 2)
         serving.set_traffic("wb", {1: 1.0, 2: 0.0}, reason="bench: load v2")
         if "router_batch" in variants:
-            serving.deploy("bench", 1, name="wbb", reason="bench: batching", **BATCH)
+            serving.deploy(
+                "bench", 1, name="wbb", reason="bench: batching", num_cpus=per_replica, **BATCH
+            )
         paths["router_batch"] = "/wbb/predict"
         if "router_isolated" in variants:
             # version 1 in its own deployment behind the router: the second hop that buys
             # zero lost requests when a version replica crashes (docs/serving.md)
-            serving.deploy("bench", 1, name="wbi", reason="bench: isolated", isolate=True)
+            try:
+                serving.deploy(
+                    "bench",
+                    1,
+                    name="wbi",
+                    reason="bench: isolated",
+                    isolate=True,
+                    num_cpus=per_replica,
+                    timeout_s=90,
+                )
+            except DeploymentError as exc:  # sized to fit, so this is the last resort
+                skipped["router_isolated"] = f"did not deploy: {exc}"
+                print(f"skipped router_isolated: {exc}", flush=True)
+                variants.remove("router_isolated")
+                results["runs"].pop("router_isolated", None)
+                serve.delete("wbi")
         paths["router_isolated"] = "/wbi/predict"
         if child is not None:
             deadline = time.monotonic() + 60
@@ -856,6 +931,8 @@ def summarize(results: dict[str, Any]) -> None:
                 f"in-replica CPU, no HTTP, {kind}: median µs {p['median_us']}; router − bare "
                 f"{p['router_minus_bare_us']} µs, of which request logging {p['logging_us']} µs"
             )
+    for v, why in results.get("skipped", {}).items():
+        print(f"skipped {v}: {why}")
     print(f"load average at end {os.getloadavg()}")
 
 
