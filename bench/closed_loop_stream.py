@@ -322,6 +322,17 @@ def main() -> None:
         "wall_s": round(time.monotonic() - t_start, 1),
     }
     print(json.dumps(summary, indent=2, default=str))
+    for goal, met, figure in (
+        ("no retrain before the drift", summary["retrains_before_drift"] == 0,
+         summary["retrains_before_drift"]),
+        ("drift detected", first_detect is not None,
+         f"delay {summary['detection_delay_windows']} windows"),
+        ("recovered (a window answered only by retrained versions)", recovery is not None,
+         f"window {recovery}, {drift_to_promoted} s from the first drifted request to a promotion"),
+        ("no retrain after the recovery", recovery is not None and summary["retrains_after_recovery"] == 0,
+         f"{summary['retrains_after_recovery']} in {len(after)} windows"),
+    ):  # fmt: skip
+        print(f"target: {goal}: {'met' if met else 'NOT met'} ({figure})")
     if args.out:
         Path(args.out).write_text(
             json.dumps({"summary": summary, "ticks": ticks}, indent=2, default=str)
