@@ -3,10 +3,10 @@
 The same driver script (``RUN`` below, in a subprocess each time) runs two ways, round-robin
 within each repeat so a change in machine load hits both alike:
 
-- ``local``    the embedded default: a private local Ray started by the workbench (2 CPUs),
+- ``local``    the embedded default: a private local Ray started by the workbench (every CPU),
   artifacts in ``WORKBENCH_HOME/artifacts``, Tune in ``WORKBENCH_HOME/tune``.
 - ``cluster``  ``tests/_nodes.py``'s no-shared-disk cluster: a head with ``--num-cpus=0``, one
-  worker (2 CPUs) in its own mount namespace that cannot see the driver's ``WORKBENCH_HOME``,
+  worker (as many CPUs) in its own mount namespace that cannot see the driver's ``WORKBENCH_HOME``,
   token authentication, ``WORKBENCH_STORAGE=s3://…`` on moto's S3 server on loopback (started
   here), credentials and endpoint in every node's environment. Started once (its start time is
   reported on its own).
@@ -159,7 +159,9 @@ def main() -> int:
     print(f"workdir {workdir}; load average at start {os.getloadavg()}", flush=True)
     try:
         with no_shared_disk_cluster(
-            workdir, env=node_env({**creds, "WORKBENCH_STORAGE": storage})
+            workdir,
+            env=node_env({**creds, "WORKBENCH_STORAGE": storage}),
+            worker_cpus=os.cpu_count() or 2,  # as many as the local default gets
         ) as cluster:
             print(f"cluster start: {cluster.start_s:.1f}s", flush=True)
             for i in range(repeats):
@@ -182,15 +184,17 @@ def main() -> int:
     shutil.rmtree(workdir, ignore_errors=True)  # kept when a run failed: the nodes' logs are there
     medians = {m: {p: median([r[p] for r in runs[m]]) for p in PHASES} for m in MODES}
     ratios = {
-        p: (round(medians["cluster"][p] / medians["local"][p], 2) if medians["local"][p] else None)
+        p: (round(medians["cluster"][p] / medians["local"][p], 3) if medians["local"][p] else None)
         for p in PHASES
     }
     print(f"\n{'phase':<14}{'local (s)':>11}{'cluster (s)':>13}{'cluster/local':>15}")
     for p in PHASES:
         lo, cl = medians["local"][p], medians["cluster"][p]
-        print(f"{p:<14}{lo:>11.2f}{cl:>13.2f}{ratios[p] or float('nan'):>15.2f}")
+        print(
+            f"{p:<14}{lo:>11.2f}{cl:>13.2f}{float('nan') if ratios[p] is None else ratios[p]:>15.3f}"
+        )
     print(f"cluster start (head + hidden worker, once): {start_s:.1f}s")
-    print(f"repeats {repeats}; load average {min(load)}-{max(load)} (2 cores)")
+    print(f"repeats {repeats}; load average {min(load)}-{max(load)} ({os.cpu_count()} cores)")
     if args.out:
         Path(args.out).write_text(
             json.dumps(
