@@ -17,7 +17,7 @@ from workbench.evaluation._metrics import (
     score,
     task_metrics,
 )
-from workbench.evaluation._predictions import Predictions
+from workbench.evaluation._predictions import Predictions, same_label
 from workbench.evaluation._report import render_report
 from workbench.evaluation._significance import mcnemar, paired_bootstrap, paired_bootstrap_many
 
@@ -34,6 +34,7 @@ __all__ = [
     "compare",
     "Comparison",
     "Predictions",
+    "same_label",
     "PROBA_METRICS",
     "Evaluation",
     "evaluate",

@@ -9,7 +9,23 @@ from typing import Any
 
 from workbench.exceptions import ConfigError
 
-__all__ = ["Predictions"]
+__all__ = ["Predictions", "same_label"]
+
+
+def same_label(a: Any, b: Any) -> bool:
+    """Whether two class labels (a prediction and a label, or two versions' predictions) are the
+    same class: equal, or equal as text.
+
+    Models keep their target's type (a prediction is ``1``, not ``"1"``), while models
+    registered before that answer with strings and a label may be recorded either way; the
+    text comparison lets each meet the other, as the metrics (:meth:`Predictions.of`) do.
+
+    Examples
+    --------
+    >>> same_label(1, 1), same_label("1", 1), same_label(True, "True"), same_label(2, 10)
+    (True, True, True, False)
+    """
+    return a == b or (a is not None and b is not None and str(a) == str(b))
 
 
 @dataclass(frozen=True)

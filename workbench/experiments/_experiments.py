@@ -262,6 +262,66 @@ def infer_task(labels: list[Any]) -> str:
     return "regression" if fractional or len(set(values)) > 20 else "classification"
 
 
+def _missing_label(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _label_kind(value: Any) -> str:
+    """``bool``, ``number`` or ``str`` for a label that keeps its type as a class, else ``other``."""
+    import numbers
+
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "bool"
+    if isinstance(value, numbers.Real):
+        return "number"
+    return "str" if isinstance(value, str) else "other"
+
+
+def _plain_label(value: Any) -> Any:
+    """A label as the Python value JSON, a pickle and a v2 tensor hold: numpy scalars become
+    ``bool``/``int``/``float``."""
+    if type(value).__name__ == "bool_":
+        return bool(value)
+    item = getattr(value, "item", None)
+    return item() if callable(item) and hasattr(value, "dtype") else value
+
+
+def encode_classes(labels: Sequence[Any]) -> tuple[list[Any], list[int]]:
+    """The classes of a classification target and each label's code (its index in the classes).
+
+    Classes keep the target's type, so a served model answers with values equal to the labels
+    it was trained on, and are sorted in their natural order:
+
+    - booleans: ``[False, True]``;
+    - numbers (ints stay ints, floats floats; numpy scalars become Python ones): numerically,
+      so 2 comes before 10;
+    - strings: as text.
+
+    Any other label type, or a mix of these kinds (strings and numbers in one object column),
+    makes every class its text (``str(label)``), sorted as text: the rule of models trained
+    before classes kept their type. Missing labels are the caller's to refuse first.
+
+    Examples
+    --------
+    >>> encode_classes([10, 2, 2, 1])
+    ([1, 2, 10], [2, 1, 1, 0])
+    >>> encode_classes([True, False, True])
+    ([False, True], [1, 0, 1])
+    >>> encode_classes(["b", "a"])
+    (['a', 'b'], [1, 0])
+    >>> encode_classes([1, "a"])
+    (['1', 'a'], [0, 1])
+    """
+    values = [_plain_label(v) for v in labels]
+    kinds = {_label_kind(v) for v in values}
+    if len(kinds) != 1 or kinds == {"other"}:
+        values = [str(v) for v in values]
+    # one kind: no True/1 collisions in the dict below (1 and 1.0 are the same class, as equal)
+    classes = sorted(set(values))
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, [index[v] for v in values]
+
+
 def _space_families(value: Any) -> list[Any]:
     """The model families a search space's ``family`` entry can take."""
     from workbench.experiments._options import _is_grid
@@ -363,11 +423,16 @@ class Experiments:
                 ) from None
             if not np.isfinite(y).all():
                 raise ConfigError(f"target {dv.target!r} of {dv} has missing or infinite values")
-            classes: list[str] = []
+            classes: list[Any] = []
         else:
-            classes = sorted({str(v) for v in labels})
-            index = {c: i for i, c in enumerate(classes)}
-            y = np.array([index[str(v)] for v in labels])
+            missing = sum(1 for v in labels if _missing_label(v))
+            if missing:
+                raise ConfigError(
+                    f"target {dv.target!r} of {dv} has {missing} missing label(s) (null or NaN); "
+                    "drop or fill those rows and ingest a new version to train on it."
+                )
+            classes, codes = encode_classes(labels)
+            y = np.array(codes, dtype=np.int64)
         return {"X": to_pandas(df, kinds), "y": y, "kinds": kinds, "classes": classes, "task": task}
 
     @requires("search")

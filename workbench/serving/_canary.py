@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from workbench.evaluation import same_label
 from workbench.exceptions import ConfigError
 from workbench.runtime import percentile
 from workbench.serving.traffic import canary_schedule
@@ -78,8 +79,8 @@ class CanaryRollout:
         ``"log_loss"``, ``"brier"`` from class probabilities, which need ``scores``.
     scores : callable, optional
         ``scores(version, records) -> (classes, proba)``: a version's class probabilities for the
-        logged input records (``proba`` of shape ``(len(records), len(classes))``). Serving
-        answers with labels only, so a probability metric is measured by replaying the logged
+        logged input records (``proba`` of shape ``(len(records), len(classes))``). The request
+        log keeps labels only, so a probability metric is measured by replaying the logged
         inputs through the version's own bundle, the fitted pipeline the replica serves (the
         retraining loop passes one built from the registry).
     actor : str, optional
@@ -470,7 +471,7 @@ def _label_counts(rows: list[dict[str, Any]]) -> tuple[int, int]:
     for r in rows:
         for p, y in zip(r["prediction"], r["label"], strict=False):
             total += 1
-            correct += int(p == y or str(p) == str(y))
+            correct += int(same_label(p, y))
     return total, correct
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from workbench.evaluation import same_label
 from workbench.exceptions import ConfigError, NotFoundError
 from workbench.runtime import percentile
 from workbench.serving._control import iso_utc
@@ -160,7 +161,7 @@ class Shadow:
         for r in compared:
             p, s = r.get("primary_prediction") or [], r.get("shadow_prediction") or []
             rec_total += len(p)
-            rec_same += sum(1 for a, b in zip(p, s, strict=False) if a == b)
+            rec_same += sum(1 for a, b in zip(p, s, strict=False) if same_label(a, b))
         prim = sorted(float(r["primary_latency_ms"]) for r in rows if r.get("primary_latency_ms"))
         shad = sorted(float(r["shadow_latency_ms"]) for r in compared if r.get("shadow_latency_ms"))
         p50p, p50s = percentile(prim, 50), percentile(shad, 50)
