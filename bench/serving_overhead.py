@@ -9,6 +9,10 @@ frame, sklearn ``predict``) inside an ``async`` handler, so what differs is the
 machinery around it:
 
 - ``fastapi``       FastAPI on uvicorn in a child process, one worker: the floor.
+- ``fastapi_reference`` the same FastAPI server on the reference model path
+  (``ModelBundle.predict_frame`` on ``coerce_records``: a pandas frame and the
+  fitted ``ColumnTransformer`` per request), what every variant ran before the
+  compiled path (``workbench.registry._fast``) that ``predict_records`` now runs.
 - ``serve_plain``   one plain Serve deployment (``request.json()``, predict,
   return a dict), with the router's settings: the same CPUs per replica,
   ``max_ongoing_requests=16``.
@@ -71,11 +75,17 @@ HERE = Path(__file__).resolve()
 
 # Targets from the serving issue.
 TARGET_THROUGHPUT_RATIO = 0.9  # router / plain Serve (better ≥ 1.0)
-TARGET_ADDED_P50_MS = 1.0  # router p50 − plain Serve p50
+TARGET_ADDED_P50_MS = 0.5  # router p50 − plain Serve p50, one client (issue 17; was 1.0)
 TARGET_WEIGHT_CHANGE_S = 1.0
+# Issue 17 (a fast prediction path): the model path per record, and the router at 8 clients
+# against FastAPI on the old (reference) path and on the same compiled path.
+TARGET_MODEL_PATH_US = 1000.0
+TARGET_OVER_FASTAPI_REFERENCE = 1.5
+TARGET_OVER_FASTAPI = 1.0
 
 VARIANTS = (
     "fastapi",
+    "fastapi_reference",
     "serve_plain",
     "router_100",
     "router_90_10",
@@ -90,6 +100,7 @@ ROUTER_WEIGHTS = {
 }
 LABELS = {
     "fastapi": "FastAPI/uvicorn (floor)",
+    "fastapi_reference": "FastAPI/uvicorn, reference model path",
     "serve_plain": "plain Serve deployment",
     "router_100": "workbench router 100/0",
     "router_90_10": "workbench router 90/10",
@@ -211,20 +222,29 @@ def register_versions(store: Any, artifacts: Any) -> tuple[dict[int, str], dict[
 
 
 # ----------------------------------------------------------------------------- the floor
-def fastapi_server(port: int, artifacts_dir: str, sha: str) -> None:
-    """Child-process mode: FastAPI on uvicorn, one worker, serving the same bundle."""
+def fastapi_server(port: int, artifacts_dir: str, sha: str, path: str = "compiled") -> None:
+    """Child-process mode: FastAPI on uvicorn, one worker, serving the same bundle, on the
+    compiled model path (``predict_records``) or the ``reference`` one."""
     import uvicorn
     from fastapi import FastAPI, Request
 
+    from workbench.features import coerce_records
     from workbench.lineage import ArtifactStore
     from workbench.runtime import jsonable
 
     bundle = ArtifactStore(artifacts_dir).get_object(sha)
     app = FastAPI()
 
+    def model(records: list[dict[str, Any]]) -> list[Any]:
+        if path == "reference":
+            return bundle.predict_frame(
+                coerce_records(records, bundle.features, allow_missing=True)
+            )
+        return bundle.predict_records(records)
+
     async def predict(request: Request) -> dict[str, Any]:
         body = await request.json()
-        return {"predictions": [jsonable(p) for p in bundle.predict_records(body["records"])]}
+        return {"predictions": [jsonable(p) for p in model(body["records"])]}
 
     # FastAPI resolves annotations by name from the module's globals; Request is local here.
     predict.__annotations__ = {"request": Request, "return": dict}
@@ -313,16 +333,16 @@ def run_load(
     warmup_s: float,
     clients: int,
     headers: dict[str, str],
-    fastapi_pid: int | None = None,
+    servers: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     load = Load(port, path, payload, clients=clients, headers=headers)
     la = loadavg()
     load.start()
     t_begin = time.perf_counter() + warmup_s
     time.sleep(warmup_s)
-    cpu0 = cpu_snapshot(fastapi_pid)
+    cpu0 = cpu_snapshot(servers or {})
     time.sleep(seconds)
-    cpu1 = cpu_snapshot(fastapi_pid)
+    cpu1 = cpu_snapshot(servers or {})
     t_end = time.perf_counter()
     load.stop()
     window = [r for r in load.rows if t_begin <= r[0] and r[0] + r[1] <= t_end]
@@ -397,9 +417,9 @@ def interleaved_latency(
 
 
 # ----------------------------------------------------------------------------- CPU accounting
-def _role(proc: Any, fastapi_pid: int | None) -> str:
-    if proc.pid == fastapi_pid:
-        return "fastapi"
+def _role(proc: Any, servers: dict[int, str]) -> str:
+    if proc.pid in servers:
+        return servers[proc.pid]
     try:
         title = " ".join(proc.cmdline())[:200]
     except Exception:
@@ -419,7 +439,7 @@ def _role(proc: Any, fastapi_pid: int | None) -> str:
     return "ray other"
 
 
-def cpu_snapshot(fastapi_pid: int | None) -> dict[int, tuple[str, float]]:
+def cpu_snapshot(servers: dict[int, str]) -> dict[int, tuple[str, float]]:
     """CPU seconds (user + system) of every process this benchmark started (Ray's and the child)."""
     import psutil
 
@@ -427,7 +447,7 @@ def cpu_snapshot(fastapi_pid: int | None) -> dict[int, tuple[str, float]]:
     for proc in psutil.Process().children(recursive=True):
         try:
             t = proc.cpu_times()
-            out[proc.pid] = (_role(proc, fastapi_pid), t.user + t.system)
+            out[proc.pid] = (_role(proc, servers), t.user + t.system)
         except Exception:  # exited meanwhile
             continue
     return out
@@ -447,13 +467,16 @@ def in_replica_profile(
     """Median CPU µs (``time.thread_time``, so other processes' load does not count) per request
     of the router's ``_predict`` without HTTP, against the bare model call.
 
-    ``bare``      ``json.loads`` + ``predict_records`` + ``json.dumps`` (what the plain handlers do);
+    ``bare``      ``json.loads`` + ``predict_records`` + ``json.dumps`` (what the plain handlers do:
+                  the model path);
+    ``reference`` the same on the reference path (``predict_frame`` on ``coerce_records``);
     ``router``    the real ``Router._predict`` on a Starlette request (logging into its buffer);
     ``nolog``     the same with ``Router._log`` switched off.
     Runs interleaved, one call of each per round, so load changes hit all three.
     """
     from starlette.requests import Request
 
+    from workbench.features import coerce_records
     from workbench.runtime import jsonable
     from workbench.serving._router import Router
 
@@ -503,10 +526,18 @@ def in_replica_profile(
         body = json.loads(raw)
         json.dumps({"predictions": [jsonable(p) for p in bundle.predict_records(body["records"])]})
 
+    def reference() -> None:
+        body = json.loads(raw)
+        frame = coerce_records(body["records"], bundle.features, allow_missing=True)
+        json.dumps({"predictions": [jsonable(p) for p in bundle.predict_frame(frame)]})
+
     async def rounds(count: int) -> dict[str, list[float]]:
-        times: dict[str, list[float]] = {"bare": [], "router": [], "nolog": []}
+        times: dict[str, list[float]] = {"bare": [], "reference": [], "router": [], "nolog": []}
         real_log = router._log
         for i in range(count + 50):
+            t = time.thread_time()
+            reference()
+            d_reference = time.thread_time() - t
             t = time.thread_time()
             bare()
             d_bare = time.thread_time() - t
@@ -520,6 +551,7 @@ def in_replica_profile(
             router._log = real_log  # type: ignore[method-assign]
             router._buffer.clear()
             if i >= 50:  # warm-up
+                times["reference"].append(d_reference * 1e6)
                 times["bare"].append(d_bare * 1e6)
                 times["router"].append(d_router * 1e6)
                 times["nolog"].append(d_nolog * 1e6)
@@ -616,11 +648,11 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--quick", action="store_true", help="1 repeat of 3 s")
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--fastapi-server", nargs=3, metavar=("PORT", "ARTIFACTS", "SHA"))
+    parser.add_argument("--fastapi-server", nargs=4, metavar=("PORT", "ARTIFACTS", "SHA", "PATH"))
     args = parser.parse_args()
     if args.fastapi_server:
-        port, arts, sha = args.fastapi_server
-        fastapi_server(int(port), arts, sha)
+        port, arts, sha, path = args.fastapi_server
+        fastapi_server(int(port), arts, sha, path)
         return 0
     if args.quick:
         args.repeats, args.seconds, args.profile_n, args.latency_rounds = 1, 3.0, 300, 60
@@ -676,26 +708,24 @@ def main() -> int:
     results["cluster_cpus"], results["replica_cpus"] = cluster_cpus, per_replica
     results["skipped"] = skipped
     print(f"{cluster_cpus:g} CPUs in the Ray cluster: {per_replica:g} CPU per replica", flush=True)
-    serve_port, fastapi_port = free_port(), free_port()
-    child = None
+    serve_port = free_port()
+    # the FastAPI servers: variant -> (port, process)
+    children: dict[str, tuple[int, subprocess.Popen]] = {}
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
         serving = Serving(store, artifacts, settings, http_port=serve_port)
         headers: dict[str, str] = {}
         if serving._token:
             headers["authorization"] = f"Bearer {serving._token}"
-        paths = {"fastapi": "/predict", "serve_plain": "/plain"}
-        if "fastapi" in variants:
-            child = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(HERE),
-                    "--fastapi-server",
-                    str(fastapi_port),
-                    str(settings.artifacts_dir),
-                    shas[1],
-                ]
-            )
+        paths = {"serve_plain": "/plain"}
+        for variant, path in (("fastapi", "compiled"), ("fastapi_reference", "reference")):
+            if variant in variants:
+                port = free_port()
+                argv = [str(port), str(settings.artifacts_dir), shas[1], path]
+                children[variant] = (
+                    port,
+                    subprocess.Popen([sys.executable, str(HERE), "--fastapi-server", *argv]),
+                )
         if "serve_plain" in variants:
             serve.run(
                 plain_deployment(per_replica).bind(str(settings.artifacts_dir), shas[1]),
@@ -731,11 +761,11 @@ def main() -> int:
                 results["runs"].pop("router_isolated", None)
                 serve.delete("wbi")
         paths["router_isolated"] = "/wbi/predict"
-        if child is not None:
+        for port, child in children.values():
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    c = http.client.HTTPConnection("127.0.0.1", fastapi_port, timeout=5)
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                     c.request("POST", "/predict", body=payload, headers={})
                     assert c.getresponse().status == 200
                     c.close()
@@ -751,8 +781,8 @@ def main() -> int:
                 return serve_port, "/wb/predict", headers
             if variant in ("router_batch", "router_isolated"):
                 return serve_port, paths[variant], headers
-            if variant == "fastapi":
-                return fastapi_port, paths["fastapi"], {}
+            if variant in children:
+                return children[variant][0], "/predict", {}
             return serve_port, paths["serve_plain"], {}
 
         # Unmeasured pass: every server, the recorder actor and its SQLite file are warm.
@@ -776,7 +806,7 @@ def main() -> int:
                     warmup_s=args.warmup,
                     clients=args.clients,
                     headers=hdrs,
-                    fastapi_pid=child.pid if child is not None else None,
+                    servers={child.pid: v for v, (_, child) in children.items()},
                 )
                 results["runs"][variant].append(r)
                 print(
@@ -806,7 +836,7 @@ def main() -> int:
             results["router_log"] = serving.flush_logs("wb")
         serving.close()
     finally:
-        if child is not None:
+        for _, child in children.values():
             child.terminate()
             try:
                 child.wait(10)
@@ -902,6 +932,31 @@ def summarize(results: dict[str, Any]) -> None:
                 else f"{'met' if one <= TARGET_ADDED_P50_MS else 'MISSED'} ({one:+.2f} ms)"
             )
             + f"; under {results['settings']['clients']} clients (queueing): {worst_dp8:+.1f} ms"
+        )
+    router = med.get("router_100")
+    for floor, goal in (
+        ("fastapi_reference", TARGET_OVER_FASTAPI_REFERENCE),
+        ("fastapi", TARGET_OVER_FASTAPI),
+    ):
+        if router and floor in med:
+            pairs = list(zip(runs["router_100"], runs[floor], strict=False))
+            ratio = min(
+                router["throughput"] / med[floor]["throughput"],
+                statistics.median(a["throughput"] / b["throughput"] for a, b in pairs),
+            )
+            print(
+                f"target: router 100/0 throughput ≥ {goal}× {LABELS[floor]} "
+                f"({results['settings']['clients']} clients, worst of median and paired): "
+                f"{'met' if ratio >= goal else 'MISSED'} ({ratio:.2f})"
+            )
+    prof = results.get("profile")
+    if prof:
+        us = prof["real_model"]["median_us"]
+        print(
+            f"target: model path ≤ {TARGET_MODEL_PATH_US:.0f} µs per record (json + "
+            f"predict_records + json, CPU): {'met' if us['bare'] <= TARGET_MODEL_PATH_US else 'MISSED'}"
+            f" ({us['bare']:.0f} µs; the reference path {us['reference']:.0f} µs, "
+            f"×{us['reference'] / us['bare']:.1f})"
         )
     print("\n| variant | server CPU ms per request, median of runs (by process) |")
     print("|---|---|")
