@@ -199,11 +199,19 @@ def main() -> None:
         f"{args.rows} rows, {RESAMPLES} resamples, median of {args.repeats} "
         f"(peer: {args.peer_resamples} resamples scaled to {RESAMPLES}); load {out['load_1min']}"
     )
-    print(f"{'metric':44s} {'vectorised s':>12s} {'sklearn loop s':>15s} {'ratio':>7s}")
+    print(f"{'metric':44s} {'vectorised s':>12s} {'sklearn loop s':>15s} {'ratio':>7s}  < 1 s")
     for r in rows:
         peer = "" if r["sklearn_loop_s"] is None else f"{r['sklearn_loop_s']:.2f}"
         ratio = "" if r["speedup"] is None else f"x{r['speedup']}"
-        print(f"{r['metric']:44s} {r['vectorised_s']:12.3f} {peer:>15s} {ratio:>7s}")
+        goal = {True: "met", False: "NOT met", None: ""}[r["goal_1s_met"]]
+        print(f"{r['metric']:44s} {r['vectorised_s']:12.3f} {peer:>15s} {ratio:>7s}  {goal}")
+    judged = [r for r in rows if r["goal_1s_met"] is not None]
+    missed = [f"{r['metric']} {r['vectorised_s']:.2f} s" for r in judged if not r["goal_1s_met"]]
+    print(
+        f"target: < 1 s per metric: {'met' if not missed else 'NOT met'} for "
+        f"{len(judged) - len(missed)} of {len(judged)} metrics"
+        + (f" (not met: {', '.join(missed)})" if missed else "")
+    )
 
 
 if __name__ == "__main__":
