@@ -270,6 +270,16 @@ def main() -> None:
         print(f"dvc not found at {args.dvc}; see the docstring to install it")
     for fmt, r in ratios.items():
         print(f"{fmt}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+    for fmt, r in ratios.items():
+        speed = r["ours_vs_xxh3_speed"]
+        print(
+            f"target: {fmt} hash+record >= 0.8x raw xxh3: {'met' if speed >= 0.8 else 'NOT met'} ({speed}x)"
+        )
+        dvc = r.get("dvc_add_over_ours")
+        print(
+            f"target: {fmt} hash+record >= 10x faster than dvc add: "
+            + ("not measured (no dvc)" if dvc is None else f"{'met' if dvc >= 10 else 'NOT met'} ({dvc}x)")
+        )  # fmt: skip
 
 
 def _unchanged(state: tuple[Store, Datasets, object], folder: Path, fmt: str) -> None:
