@@ -271,7 +271,11 @@ def test_tritonclient_health_metadata_and_infer(env, triton):
     assert meta["name"] == NAME and meta["versions"] == ["1"]
     assert [i["name"] for i in meta["inputs"]] == list(env.bundle.features)
     assert {i["datatype"] for i in meta["inputs"]} == {"FP64"}
-    assert meta["outputs"] == [{"name": "prediction", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["outputs"] == [
+        {"name": "prediction", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2]},
+        {"name": "classes", "datatype": "BYTES", "shape": [2]},
+    ]
 
     batch = env.records[:5]
     expected = env.bundle.predict_records(batch)

@@ -145,7 +145,9 @@ class Engine:
         pairs = []
         for r in rows:
             pairs += list(zip(r["label"], r["prediction"], strict=False))
-        recent = score([a for a, _ in pairs], [b for _, b in pairs]).get(trig.metric)
+        # labels and predictions compare as text, as the performance monitor's do: a label
+        # recorded as "1" meets a typed prediction 1, and an old model's "1" meets a label 1
+        recent = score([str(a) for a, _ in pairs], [str(b) for _, b in pairs]).get(trig.metric)
         if recent is None or not performance_dropped(
             champ.metrics[trig.metric], recent, drop=trig.drop, metric=trig.metric
         ):
@@ -973,6 +975,6 @@ def _version_scores(stages: Stages, model: str) -> Any:
             bundles[version] = stages.registry.load(model, version)
         bundle = bundles[version]
         frame = coerce_records(records, bundle.features, allow_missing=True)
-        return list(bundle.classes), bundle.pipeline.predict_proba(frame)
+        return list(bundle.classes), bundle.predict_proba_frame(frame)[1]
 
     return scores

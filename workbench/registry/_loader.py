@@ -105,13 +105,41 @@ class PortableBundle:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def predict(self, model_input: Any, params: Any = None) -> list[Any]:
-        """Predict for a pandas frame holding (at least) the signature's features."""
+    def predict(self, model_input: Any, params: Any = None) -> Any:
+        """Predict for a pandas frame holding (at least) the signature's features: the labels
+        (of the target's type), or, with ``params={"predict_method": "predict_proba"}`` (MLflow's
+        scikit-learn convention), :meth:`predict_proba`'s frame."""
+        if (params or {}).get("predict_method", "predict") == "predict_proba":
+            return self.predict_proba(model_input)
         frame = model_input[list(self.features)]
         out = self.pipeline.predict(frame)
         if self.task == "regression":
             return [float(v) for v in out]
         return [self.classes[int(i)] for i in out]
+
+    def predict_proba(self, model_input: Any) -> Any:
+        """Class probabilities for a pandas frame: a frame with one column per class, named by
+        the class labels in their order, one row per input row (each row sums to 1). A
+        regression model has none (ValueError)."""
+        import numpy as np
+        import pandas as pd
+
+        if self.task == "regression" or not hasattr(self.pipeline, "predict_proba"):
+            raise ValueError(
+                "this model has no class probabilities: "
+                + (
+                    "it is a regression model"
+                    if self.task == "regression"
+                    else "its estimator has no predict_proba"
+                )
+                + "; call predict"
+            )
+        proba = np.asarray(self.pipeline.predict_proba(model_input[list(self.features)]))
+        # the estimator's classes are the integer codes of self.classes
+        codes = [int(c) for c in getattr(self.pipeline, "classes_", range(proba.shape[1]))]
+        full = np.zeros((proba.shape[0], len(self.classes)))
+        full[:, codes] = proba
+        return pd.DataFrame(full, columns=list(self.classes), index=model_input.index)
 
 
 class _Unpickler(pickle.Unpickler):

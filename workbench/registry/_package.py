@@ -119,6 +119,8 @@ def _mlmodel(signature: Mapping[str, Any], example: dict[str, Any], pins_python:
         out_type = "boolean"
     elif classes and all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
         out_type = "long"
+    elif classes and all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes):
+        out_type = "double"
     lines = [
         "flavors:",
         "  python_function:",
@@ -138,10 +140,19 @@ def _mlmodel(signature: Mapping[str, Any], example: dict[str, Any], pins_python:
         "signature:",
         f"  inputs: {json.dumps(json.dumps(inputs))}",
         f"  outputs: {json.dumps(json.dumps([{'type': out_type, 'required': True}]))}",
-        "  params: null",
+        f"  params: {_params(signature)}",
         f"utc_time_created: '{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _params(signature: Mapping[str, Any]) -> str:
+    """The MLmodel signature's params: ``predict_method`` (``predict`` or ``predict_proba``,
+    MLflow's scikit-learn convention) for a classifier, null for a regressor."""
+    if signature.get("task") == "regression" or not signature.get("classes"):
+        return "null"
+    spec = [{"name": "predict_method", "type": "string", "default": "predict", "shape": None}]
+    return json.dumps(json.dumps(spec))
 
 
 def _python_env(python: str, requirements: str) -> str:
@@ -156,7 +167,8 @@ def _conda(python: str, pins: Mapping[str, str]) -> str:
     return f"channels:\n- conda-forge\ndependencies:\n- python={python}\n- pip\n- pip:\n{body}name: mlflow-env\n"
 
 
-_SERVE_APP = '''"""Ray Serve app for the exported model: POST a JSON list of records (or {"records": [...]})."""
+_SERVE_APP = '''"""Ray Serve app for the exported model: POST a JSON list of records, or {"records": [...]}
+with "probabilities": true for a classifier's class probabilities (as workbench's /predict)."""
 
 from pathlib import Path
 
@@ -183,7 +195,12 @@ class Model:
     async def __call__(self, request: Request):
         body = await request.json()
         records = body.get("records") if isinstance(body, dict) else body
-        return {"predictions": predict_records(self.bundle, records)}
+        answer = {"predictions": predict_records(self.bundle, records)}
+        if isinstance(body, dict) and body.get("probabilities") is True:
+            frame = pd.DataFrame.from_records(records, columns=list(self.bundle.features))
+            answer["classes"] = list(self.bundle.classes)
+            answer["probabilities"] = self.bundle.predict_proba(frame).to_numpy().tolist()
+        return answer
 
 
 app = Model.bind()

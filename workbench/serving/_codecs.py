@@ -15,9 +15,12 @@ The JSON protocol, relative to the deployment's route prefix::
 (one equally long list per feature; row *i* takes the *i*-th value of every
 list). ``key`` is optional. The answer is ``{"predictions": [...],
 "model_version": 2, "request_id": "..."}`` plus ``"warnings"`` when a
-prediction was NaN/inf (returned as ``null``); errors are ``{"error",
-"field", "request_id"}`` with 400 (not JSON), 401 (token), 413 (too large) or
-422 (does not match the signature).
+prediction was NaN/inf (returned as ``null``); predictions are the model's class
+labels of the target's own type (ints, booleans, strings), or numbers for a
+regressor. ``"probabilities": true`` in the body adds ``"classes"`` (the labels, in
+order) and ``"probabilities"`` (one list per row, aligned with ``classes``); a
+regressor answers that with 422. Errors are ``{"error", "field", "request_id"}`` with
+400 (not JSON), 401 (token), 413 (too large) or 422 (does not match the signature).
 """
 
 from __future__ import annotations
@@ -129,16 +132,22 @@ def records_from_body(body: Any) -> tuple[list[Any], str | None]:
             'the body must be a JSON object such as {"records": [{...}]} or {"columns": {...}}',
             field="body",
         )
-    unknown = sorted(set(body) - {"records", "columns", "key"})
+    unknown = sorted(set(body) - {"records", "columns", "key", "probabilities"})
     if unknown:
         raise InvalidRequestError(
-            f"unknown field {unknown[0]!r} in the body; send 'records' or 'columns', and optionally 'key'",
+            f"unknown field {unknown[0]!r} in the body; send 'records' or 'columns', and "
+            "optionally 'key' and 'probabilities'",
             field=unknown[0],
         )
     key = body.get("key")
     if key is not None and not isinstance(key, str):
         raise InvalidRequestError(
             f"'key' must be a string (a user or session id), got {key!r}", field="key"
+        )
+    if not isinstance(body.get("probabilities", False), bool):
+        raise InvalidRequestError(
+            f"'probabilities' must be true or false, got {body['probabilities']!r}",
+            field="probabilities",
         )
     if ("records" in body) == ("columns" in body):
         raise InvalidRequestError(
@@ -190,12 +199,16 @@ class JSONCodec:
 
     def __init__(self, *, non_finite: str = "reject"):
         self.non_finite = non_finite
+        #: whether the request asked for class probabilities (set by :meth:`decode`)
+        self.probabilities = False
 
     def decode(
         self, raw: bytes, headers: Mapping[str, str], routing: Any
     ) -> tuple[list[Any], str | None]:
         """Records and sticky key from the raw body; raises InvalidRequestError naming the field."""
-        records, key = records_from_body(parse_json(raw))
+        body = parse_json(raw)
+        records, key = records_from_body(body)
+        self.probabilities = body.get("probabilities") is True
         return apply_non_finite_policy(records, self.non_finite), key
 
     def respond(

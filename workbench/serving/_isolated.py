@@ -108,6 +108,18 @@ class ModelServer:
             log.exception("model version %s failed", self._version)
             return ("error", f"{type(exc).__name__}: {exc}")
 
+    def predict_proba(self, records: list[Any]) -> tuple[Any, ...]:
+        """Predictions and class probabilities, as ``("ok", [predictions, probabilities])`` or
+        the same error tuples as :meth:`predict`."""
+        try:
+            preds, proba = self._bundle.predict_proba_records(records)
+            return ("ok", [[jsonable(p) for p in preds], proba])
+        except InvalidRequestError as exc:
+            return ("invalid", str(exc), exc.field)
+        except Exception as exc:
+            log.exception("model version %s failed", self._version)
+            return ("error", f"{type(exc).__name__}: {exc}")
+
     def identity(self) -> dict[str, Any]:
         """Which process and node serve this version (tests kill one by its actor name)."""
         import ray
@@ -165,10 +177,13 @@ async def call_version(
     *,
     version: int,
     on_retry: Callable[[BaseException], None] | None = None,
+    method: str = "predict",
 ) -> list[Any]:
     """Predict through an isolated version's handle, retrying on a replica that died meanwhile.
 
-    ``on_retry`` is called with the error of each attempt that met a dead replica.
+    ``on_retry`` is called with the error of each attempt that met a dead replica. ``method``
+    is the :class:`ModelServer` method called: ``predict`` answers the predictions,
+    ``predict_proba`` ``[predictions, probabilities]``.
 
     Raises
     ------
@@ -182,7 +197,7 @@ async def call_version(
         if RETRY_BACKOFF_S[attempt]:
             await asyncio.sleep(RETRY_BACKOFF_S[attempt])
         try:
-            answer = await handle.predict.remote(records)
+            answer = await getattr(handle, method).remote(records)
         except Exception as exc:
             if not _replica_died(exc):
                 raise ModelVersionError(

@@ -266,8 +266,9 @@ class Router:
     HTTP, relative to the app's route prefix:
 
     - ``POST /predict`` with ``{"records": [{feature: value}, ...]}`` or
-      ``{"columns": {feature: [values]}}`` and an optional ``"key"`` for sticky
-      routing → ``{"predictions", "model_version", "request_id"}``;
+      ``{"columns": {feature: [values]}}``, an optional ``"key"`` for sticky
+      routing and ``"probabilities": true`` → ``{"predictions", "model_version",
+      "request_id"}`` (plus ``"classes"`` and ``"probabilities"`` when asked);
     - ``GET /health`` → loaded versions, weights and this replica's identity;
     - ``/v2/...``: the Open Inference Protocol v2 (see :mod:`workbench.serving._v2`).
 
@@ -534,8 +535,12 @@ class Router:
                 sticky = sticky_key(request.headers, key)
             chosen = route(routing.weights, sticky)
             version = routing.versions[chosen]
+            probabilities: list[Any] | None = None
             try:
-                predictions = await self._infer(version, records)
+                if getattr(codec, "probabilities", False):
+                    predictions, probabilities = await self._infer_proba(version, records)
+                else:
+                    predictions = await self._infer(version, records)
             except InvalidRequestError:
                 raise
             except ModelVersionError as exc:  # an isolated version's model failed, or kept dying
@@ -551,6 +556,10 @@ class Router:
                 200,
                 {"predictions": predictions, "model_version": chosen, "request_id": request_id},
             )
+            if probabilities is not None:
+                payload["classes"] = jsonable(list(version.bundle.classes))
+                payload["probabilities"], more = sanitize_predictions(probabilities)
+                warnings += more
             if warnings:
                 payload["warnings"] = warnings
             error = None
@@ -625,6 +634,23 @@ class Router:
         if not ok:
             raise value
         return list(value)
+
+    async def _infer_proba(
+        self, version: _Loaded, records: list[Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """One request's predictions and class probabilities (rows aligned with the version's
+        classes): directly or from the isolated version; never through the batch queue."""
+        if version.remote is not None:
+            preds, proba = await call_version(
+                version.remote,
+                records,
+                version=version.version,
+                on_retry=self._count_retry,
+                method="predict_proba",
+            )
+        else:
+            preds, proba = version.bundle.predict_proba_records(records)
+        return [jsonable(p) for p in preds], list(proba)
 
     async def _predict_batch(
         self, items: list[tuple[_Loaded, list[Any]]]

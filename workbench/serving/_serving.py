@@ -1209,14 +1209,21 @@ class Serving:
         records: list[dict[str, Any]],
         *,
         key: str | None = None,
+        probabilities: bool = False,
         timeout_s: float = 30.0,
     ) -> dict[str, Any]:
         """POST records to the deployment's real HTTP endpoint.
 
+        Predictions are the model's class labels, of its target's type (ints, booleans,
+        strings), or numbers for a regressor. ``probabilities=True`` asks a classifier for its
+        class probabilities too (a regressor answers InvalidRequestError).
+
         Returns
         -------
         dict
-            ``predictions``, ``model_version``, ``request_id``.
+            ``predictions``, ``model_version``, ``request_id``; with ``probabilities``,
+            ``classes`` (the labels in order) and ``probabilities`` (one list per record,
+            aligned with ``classes``).
 
         Raises
         ------
@@ -1229,12 +1236,17 @@ class Serving:
         --------
         >>> serving.predict("cancer", [{"mean radius": 14.1, ...}])["predictions"]   # doctest: +SKIP
         ['benign']
+        >>> out = serving.predict("cancer", [{"mean radius": 14.1, ...}], probabilities=True)  # doctest: +SKIP
+        >>> dict(zip(out["classes"], out["probabilities"][0]))                               # doctest: +SKIP
+        {'benign': 0.93, 'malignant': 0.07}
         """
         import httpx
 
         body: dict[str, Any] = {"records": records}
         if key is not None:
             body["key"] = key
+        if probabilities:
+            body["probabilities"] = True
         if self._http_client is None:
             self._http_client = httpx.Client(timeout=timeout_s)
         target = self.url(name) + "/predict"

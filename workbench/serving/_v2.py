@@ -19,9 +19,13 @@ datatype ``FP64`` for numbers (FP32/FP16 and integer types are accepted too),
 ``BYTES`` for strings, ``BOOL`` for booleans; all inputs hold the same N rows.
 Data travels as JSON (``"data": [...]``) or in the binary tensor extension
 (``Inference-Header-Content-Length``), which ``tritonclient[http]`` uses by
-default; request bodies may be gzip/deflate-compressed. The one output,
-``prediction``, has shape ``[N]`` and datatype ``FP64`` (regression), or
-``BYTES``/``INT64``/``BOOL`` after the class labels. A NaN/inf prediction is
+default; request bodies may be gzip/deflate-compressed. The output
+``prediction`` has shape ``[N]`` and datatype ``FP64`` (regression), or
+``BYTES``/``INT64``/``FP64``/``BOOL`` after the class labels (of the target's own
+type). A classifier with ``predict_proba`` has two more, returned when the request
+names them in ``outputs``: ``probabilities`` (``FP64``, shape ``[N, K]``, columns in
+the order of the classes) and ``classes`` (shape ``[K]``, the labels in that order);
+without ``outputs`` the answer holds ``prediction`` only. A NaN/inf prediction is
 ``null`` in JSON (NaN in binary) and the response's ``parameters.warnings``
 names the rows. ``parameters.key`` is the sticky-routing key. Errors are
 ``{"error": "..."}``: 400 for any invalid request (as Triton), 401, 404, 405,
@@ -39,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.exceptions import InvalidRequestError
+from workbench.runtime import jsonable
 from workbench.serving._codecs import HTTPError, parse_json
 from workbench.serving._validation import DEFAULT_MAX_BODY_BYTES, apply_non_finite_policy
 from workbench.serving.traffic import main_version
@@ -46,6 +51,7 @@ from workbench.serving.traffic import main_version
 __all__ = [
     "FEATURE_DATATYPES",
     "OUTPUT_NAME",
+    "OUTPUTS",
     "V2Codec",
     "V2Request",
     "decode_infer",
@@ -57,6 +63,9 @@ __all__ = [
 
 FEATURE_DATATYPES = {"number": "FP64", "string": "BYTES", "boolean": "BOOL"}
 OUTPUT_NAME = "prediction"
+PROBA_OUTPUT = "probabilities"
+CLASSES_OUTPUT = "classes"
+OUTPUTS = (OUTPUT_NAME, PROBA_OUTPUT, CLASSES_OUTPUT)
 HEADER_LENGTH = "inference-header-content-length"
 _NUMERIC = {
     "FP64": "<f8",
@@ -82,6 +91,8 @@ class V2Request:
     key: str | None
     client_id: str | None
     binary_output: bool
+    #: the outputs the request named (name → binary), in its order; None when it named none
+    outputs: dict[str, bool] | None = None
 
 
 # ------------------------------------------------------------------ metadata
@@ -113,6 +124,28 @@ def _platform(bundle: Any) -> str:
     return f"workbench_{lib}" if lib and lib != "builtins" else "workbench"
 
 
+def output_tensors(bundle: Any) -> list[dict[str, Any]]:
+    """The output tensors of a bundle: ``prediction``, and for a classifier with class
+    probabilities ``probabilities`` ``[N, K]`` and ``classes`` ``[K]``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as B
+    >>> output_tensors(B(task="regression", classes=[], probabilities_missing="regression"))
+    [{'name': 'prediction', 'datatype': 'FP64', 'shape': [-1]}]
+    >>> [t["shape"] for t in output_tensors(B(task="classification", classes=[0, 1, 2],
+    ...                                        probabilities_missing=None))]
+    [[-1], [-1, 3], [3]]
+    """
+    datatype = output_datatype(bundle)
+    out = [{"name": OUTPUT_NAME, "datatype": datatype, "shape": [-1]}]
+    if getattr(bundle, "probabilities_missing", "unknown") is None:
+        k = len(bundle.classes)
+        out.append({"name": PROBA_OUTPUT, "datatype": "FP64", "shape": [-1, k]})
+        out.append({"name": CLASSES_OUTPUT, "datatype": datatype, "shape": [k]})
+    return out
+
+
 def model_metadata(name: str, routing: Any, version: int | None = None) -> dict[str, Any]:
     """The v2 model metadata: versions loaded, and the tensors of ``version`` (default: the main one)."""
     chosen = main_version(routing.weights) if version is None else version
@@ -125,7 +158,7 @@ def model_metadata(name: str, routing: Any, version: int | None = None) -> dict[
             {"name": f, "datatype": FEATURE_DATATYPES.get(kind, "BYTES"), "shape": [-1]}
             for f, kind in bundle.features.items()
         ],
-        "outputs": [{"name": OUTPUT_NAME, "datatype": output_datatype(bundle), "shape": [-1]}],
+        "outputs": output_tensors(bundle),
     }
 
 
@@ -277,16 +310,22 @@ def decode_infer(
 
     outputs = body.get("outputs")
     binary_output = binary_default
+    named: dict[str, bool] | None = None
     if outputs is not None:
         if not isinstance(outputs, list):
             raise InvalidRequestError("'outputs' must be a list", field="outputs")
+        named = {}
         for out in outputs:
-            if not isinstance(out, dict) or out.get("name") != OUTPUT_NAME:
+            if not isinstance(out, dict) or out.get("name") not in OUTPUTS:
                 got = out.get("name") if isinstance(out, dict) else out
                 raise InvalidRequestError(
-                    f"unknown output {got!r}; this model has one output, {OUTPUT_NAME!r}",
+                    f"unknown output {got!r}; the outputs are {OUTPUT_NAME!r}, and "
+                    f"{PROBA_OUTPUT!r} and {CLASSES_OUTPUT!r} for a classifier with class "
+                    "probabilities",
                     field="outputs",
                 )
+            if out["name"] in named:
+                raise InvalidRequestError(f"output {out['name']!r} is named twice", field="outputs")
             out_params = out.get("parameters") or {}
             if not isinstance(out_params, dict):
                 raise InvalidRequestError(
@@ -295,10 +334,13 @@ def decode_infer(
             if "classification" in out_params:
                 raise InvalidRequestError(
                     "the classification extension is not supported; read the labels from "
-                    f"{OUTPUT_NAME!r}",
+                    f"{OUTPUT_NAME!r} and the class probabilities from {PROBA_OUTPUT!r}",
                     field="outputs",
                 )
-            binary_output = out_params.get("binary_data", binary_default) is True
+            named[out["name"]] = out_params.get("binary_data", binary_default) is True
+        named = named or None  # "outputs": [] names none: the default answer
+        if named and OUTPUT_NAME in named:
+            binary_output = named[OUTPUT_NAME]
 
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
@@ -399,7 +441,7 @@ def decode_infer(
         )
     names = list(kinds)
     records = [{f: columns[f][r] for f in names} for r in range(counts[0])]
-    return V2Request(records, key, client_id, binary_output)
+    return V2Request(records, key, client_id, binary_output, named)
 
 
 # ------------------------------------------------------------------- encoding
@@ -409,6 +451,19 @@ def _serialize_bytes(values: list[Any]) -> bytes:
         b = str(v).encode("utf-8")
         parts.append(struct.pack("<I", len(b)) + b)
     return b"".join(parts)
+
+
+def _tensor_bytes(datatype: str, data: list[Any]) -> bytes:
+    import numpy as np
+
+    if datatype == "BYTES":
+        return _serialize_bytes(data)
+    dtype = {"FP64": "<f8", "INT64": "<i8", "BOOL": "?"}[datatype]
+    return np.array([np.nan if p is None else p for p in data], dtype=dtype).tobytes()
+
+
+def _tensor_data(datatype: str, values: list[Any]) -> list[Any]:
+    return [str(p) if p is not None else "" for p in values] if datatype == "BYTES" else values
 
 
 def encode_infer(
@@ -421,43 +476,54 @@ def encode_infer(
     warnings: list[dict[str, Any]],
     datatype: str,
     binary: bool,
+    outputs: dict[str, bool] | None = None,
+    probabilities: list[list[Any]] | None = None,
+    classes: list[Any] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """The v2 infer response body and headers (JSON, or JSON + binary ``prediction``).
+    """The v2 infer response body and headers (JSON, or JSON + binary tensors).
 
     ``predictions`` are JSON-safe already (NaN/inf replaced by ``None``); in
-    binary FP64 a ``None`` travels as NaN, in JSON as ``null``.
+    binary FP64 a ``None`` travels as NaN, in JSON as ``null``. ``outputs`` are the
+    tensors to answer with (name → binary, in order; default ``prediction`` alone, binary
+    when ``binary``): ``probabilities`` (``[N, K]`` FP64, one row per prediction, columns
+    in the order of ``classes``) and ``classes`` (``[K]``, of ``datatype``) need those two.
     """
-    import numpy as np
-
-    output: dict[str, Any] = {
-        "name": OUTPUT_NAME,
-        "datatype": datatype,
-        "shape": [len(predictions)],
-    }
+    wanted = outputs or {OUTPUT_NAME: binary}
+    tensors: list[tuple[str, str, list[int], list[Any]]] = []
+    for name in wanted:
+        if name == OUTPUT_NAME:
+            tensors.append((name, datatype, [len(predictions)], predictions))
+        elif name == PROBA_OUTPUT:
+            rows = list(probabilities or [])
+            k = len(classes or [])
+            tensors.append((name, "FP64", [len(rows), k], [p for row in rows for p in row]))
+        elif name == CLASSES_OUTPUT:
+            tensors.append((name, datatype, [len(classes or [])], list(classes or [])))
     params: dict[str, Any] = {"request_id": request_id}
     if warnings:
         params["warnings"] = "; ".join(f"row {w['row']}: {w['message']}" for w in warnings)
+    answer: list[dict[str, Any]] = []
     payload = {
         "model_name": model_name,
         "model_version": str(version),
         "id": client_id if client_id is not None else request_id,
         "parameters": params,
-        "outputs": [output],
+        "outputs": answer,
     }
-    if datatype == "BYTES":
-        data: Any = [str(p) if p is not None else "" for p in predictions]
-    else:
-        data = predictions
-    if not binary:
-        output["data"] = data
-        return json.dumps(payload, allow_nan=False).encode(), {"content-type": "application/json"}
-    if datatype == "BYTES":
-        raw = _serialize_bytes(data)
-    else:
-        dtype = {"FP64": "<f8", "INT64": "<i8", "BOOL": "?"}[datatype]
-        raw = np.array([np.nan if p is None else p for p in data], dtype=dtype).tobytes()
-    output["parameters"] = {"binary_data_size": len(raw)}
+    raw = b""
+    for name, dt, shape, values in tensors:
+        output: dict[str, Any] = {"name": name, "datatype": dt, "shape": shape}
+        data = _tensor_data(dt, values)
+        if wanted[name]:
+            chunk = _tensor_bytes(dt, data)
+            output["parameters"] = {"binary_data_size": len(chunk)}
+            raw += chunk
+        else:
+            output["data"] = data
+        answer.append(output)
     head = json.dumps(payload, allow_nan=False).encode()
+    if not any(wanted.values()):
+        return head, {"content-type": "application/json"}
     return head + raw, {
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(head)),
@@ -476,6 +542,8 @@ class V2Codec:
         self.max_body_bytes = max_body_bytes
         self._request: V2Request | None = None
         self._routing: Any = None
+        #: whether the request named the ``probabilities`` output (set by :meth:`decode`)
+        self.probabilities = False
 
     def decode(
         self, raw: bytes, headers: Mapping[str, str], routing: Any
@@ -483,6 +551,8 @@ class V2Codec:
         kinds = routing.versions[main_version(routing.weights)].bundle.features
         self._routing = routing
         self._request = decode_infer(raw, headers, kinds, max_body_bytes=self.max_body_bytes)
+        # naming ``classes`` asks too: a regressor then says it has none, never a shape [0]
+        self.probabilities = bool({PROBA_OUTPUT, CLASSES_OUTPUT} & set(self._request.outputs or {}))
         return apply_non_finite_policy(self._request.records, self.non_finite), self._request.key
 
     def respond(
@@ -494,6 +564,7 @@ class V2Codec:
         extra = {"workbench-request-id": request_id} if request_id else {}
         if status == 200 and self._request is not None and self._routing is not None:
             version = int(payload["model_version"])
+            bundle = self._routing.versions[version].bundle
             try:
                 body, head = encode_infer(
                     model_name=self.model_name,
@@ -502,8 +573,11 @@ class V2Codec:
                     client_id=self._request.client_id,
                     predictions=list(payload["predictions"]),
                     warnings=list(payload.get("warnings") or []),
-                    datatype=output_datatype(self._routing.versions[version].bundle),
+                    datatype=output_datatype(bundle),
                     binary=self._request.binary_output,
+                    outputs=self._request.outputs,
+                    probabilities=payload.get("probabilities"),
+                    classes=jsonable(list(payload.get("classes") or bundle.classes)),
                 )
             except (TypeError, ValueError, KeyError) as exc:
                 return error_response(
