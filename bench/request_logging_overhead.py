@@ -7,8 +7,9 @@ writing the logs costs off the path.
    per-request logging cost is the paired difference (with − without) in each round; reported as
    p50/p99, for the real model and for a model answering a constant (which leaves only the
    machinery). This reuses ``in_replica_profile`` of ``bench/serving_overhead.py``.
-2. Off the path: what the recorder does with the buffered rows, ``Store.log_requests`` in batches
-   of ``--batch`` rows to SQLite (WAL, one transaction per batch), per row, p50/p99 over batches.
+2. Off the path: what the recorder does with the buffered rows,
+   ``store.deployments.record_requests`` in batches of ``--batch`` rows to SQLite (WAL, one
+   transaction per batch), per row, p50/p99 over batches.
 
 Usage::
 
@@ -44,7 +45,7 @@ def _serving_bench() -> Any:
 def write_cost(
     store: Any, mv_id: int, record: dict[str, float], batches: int, size: int
 ) -> dict[str, Any]:
-    """µs per row of ``Store.log_requests`` (what the recorder actor runs), p50/p99 over batches."""
+    """µs per row of ``store.deployments.record_requests`` (what the recorder actor runs), p50/p99 over batches."""
     from workbench.lineage import utcnow
 
     store.deployments.add("bench", model="bench", route_prefix="/bench", status="RUNNING")
