@@ -145,3 +145,14 @@ def test_a_pipeline_it_cannot_replay_is_served_by_the_reference_path():
     assert bundle.predict_records(requests) == bundle.predict_frame(
         coerce_records(requests, KINDS, allow_missing=True)
     )
+
+
+def test_probabilities_through_the_compiled_path_equal_the_frame_path():
+    bundle = ModelBundle(_fitted(SPECS["missing-flags"]), KINDS, "y", [0, 1])
+    requests = _records(np.random.default_rng(11), 500, serving=True)
+    assert bundle.compiled is not None
+    labels, proba = bundle.predict_proba_records(requests)
+    ref_labels, ref_proba = bundle.predict_proba_frame(
+        coerce_records(requests, KINDS, allow_missing=True)
+    )
+    assert labels == ref_labels and proba == ref_proba

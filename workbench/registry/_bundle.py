@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.features import coerce_records
+from workbench.registry._fast import CompiledPipeline, compile_pipeline
 
 __all__ = ["ModelBundle", "allow_version_mismatch", "check_versions", "training_packages"]
 
@@ -124,8 +125,16 @@ class ModelBundle:
         >>> labels[0], dict(zip(bundle.classes, proba[0]))        # doctest: +SKIP
         (1, {0: 0.08, 1: 0.92})
         """
-        import numpy as np
+        self._require_probabilities()
+        steps = getattr(self.pipeline, "steps", None)
+        model, features = self.pipeline, frame
+        if steps:
+            model = steps[-1][1]
+            if len(steps) > 1:  # preprocess once for predict and predict_proba
+                features = self.pipeline[:-1].transform(frame)
+        return self._labels_and_probabilities(model, features)
 
+    def _require_probabilities(self) -> None:
         from workbench.exceptions import InvalidRequestError
 
         why = self.probabilities_missing
@@ -134,12 +143,13 @@ class ModelBundle:
                 f"this model has no class probabilities: {why}; ask for predictions only",
                 field="probabilities",
             )
-        steps = getattr(self.pipeline, "steps", None)
-        model, features = self.pipeline, frame
-        if steps:
-            model = steps[-1][1]
-            if len(steps) > 1:  # preprocess once for predict and predict_proba
-                features = self.pipeline[:-1].transform(frame)
+
+    def _labels_and_probabilities(
+        self, model: Any, features: Any
+    ) -> tuple[list[Any], list[list[float]]]:
+        """The estimator's labels and class probabilities (in :attr:`classes` order) for its input."""
+        import numpy as np
+
         labels = [self.classes[int(i)] for i in model.predict(features)]
         proba = np.asarray(model.predict_proba(features), dtype=float)
         # the estimator's classes are the integer codes of self.classes; a code it never saw in
@@ -155,8 +165,15 @@ class ModelBundle:
         self, records: Sequence[Mapping[str, Any]]
     ) -> tuple[list[Any], list[list[float]]]:
         """Validate JSON-like records against the signature; their labels and class
-        probabilities (:meth:`predict_proba_frame`; raises InvalidRequestError)."""
-        return self.predict_proba_frame(coerce_records(records, self.features, allow_missing=True))
+        probabilities (as :meth:`predict_proba_frame` gives them, through :attr:`compiled` when
+        there is one; raises InvalidRequestError)."""
+        if self.compiled is None:
+            return self.predict_proba_frame(
+                coerce_records(records, self.features, allow_missing=True)
+            )
+        features = self.compiled.transform(records)
+        self._require_probabilities()
+        return self._labels_and_probabilities(self.compiled.estimator, features)
 
     @property
     def signature(self) -> dict[str, Any]:
@@ -171,16 +188,36 @@ class ModelBundle:
             "packages": dict(self.packages),
         }
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("compiled", None)  # rebuilt from the pipeline after loading
+        return state
+
+    @functools.cached_property
+    def compiled(self) -> CompiledPipeline | None:
+        """The pipeline compiled once for JSON records (:mod:`workbench.registry._fast`: records
+        straight to a numpy array, no pandas frame), or None when a step cannot be replayed."""
+        return compile_pipeline(self.pipeline, self.features)
+
     def predict_frame(self, frame: Any) -> list[Any]:
         """Predict for a pandas frame of features; returns label values (floats for regression)."""
-        out = self.pipeline.predict(frame)
+        return self._labels(self.pipeline.predict(frame))
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Validate JSON-like records against the signature and predict (raises InvalidRequestError).
+
+        Runs :attr:`compiled` when there is one, else the reference path (:meth:`predict_frame`
+        on :func:`~workbench.features.coerce_records`); both give the same predictions.
+        """
+        if self.compiled is None:
+            return self.predict_frame(coerce_records(records, self.features, allow_missing=True))
+        return self._labels(self.compiled.predict(records))
+
+    def _labels(self, out: Any) -> list[Any]:
+        """The estimator's output as label values (floats for regression)."""
         if self.task == "regression":
             return [float(v) for v in out]
         return [self.classes[int(i)] for i in out]
-
-    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """Validate JSON-like records against the signature and predict (raises InvalidRequestError)."""
-        return self.predict_frame(coerce_records(records, self.features, allow_missing=True))
 
 
 def _generated_names(pipeline: Any) -> list[str]:
