@@ -189,6 +189,12 @@ def main() -> None:
         f"pandera {out['pandera_cpu_median_s']:.3f}, ratio {out['cpu_ratio']:.3f}"
     )
     print(f"  ratio {out['ratio']:.3f} (overhead {out['overhead_pct']:+.1f} %; goal <= +10 %)")
+    for what, key in (
+        ("medians", "ratio"),
+        ("paired", "ratio_paired_median"),
+        ("CPU", "cpu_ratio"),
+    ):
+        print(f"  target: overhead <= 10 % ({what}): {'met' if out[key] <= 1.10 else 'NOT met'} (x{out[key]:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":
