@@ -240,6 +240,7 @@ def test_job_statuses_are_the_stored_strings_with_one_terminal_set(store):
         "PENDING_APPROVAL",
         "APPROVED",
         "RUNNING",
+        "WAITING_FOR_DATA",
         "PROMOTED",
         "ROLLED_BACK",
         "REJECTED",

@@ -12,7 +12,8 @@ class JobStatus(StrEnum):
 
     A job is created ``SCHEDULED`` (or ``PENDING_APPROVAL`` until a person answers, then
     ``APPROVED`` or ``REJECTED``; ``SKIPPED`` when cooldown or budget refuse it), runs
-    ``RUNNING`` and ends in one of :data:`TERMINAL`.
+    ``RUNNING`` and ends in one of :data:`TERMINAL`. A job that holds out its own evidence
+    waits ``WAITING_FOR_DATA`` until enough labelled requests arrived, and runs again then.
 
     Examples
     --------
@@ -26,6 +27,7 @@ class JobStatus(StrEnum):
     PENDING_APPROVAL = "PENDING_APPROVAL"
     APPROVED = "APPROVED"
     RUNNING = "RUNNING"
+    WAITING_FOR_DATA = "WAITING_FOR_DATA"
     PROMOTED = "PROMOTED"
     ROLLED_BACK = "ROLLED_BACK"
     REJECTED = "REJECTED"

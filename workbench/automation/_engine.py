@@ -21,6 +21,7 @@ from workbench.automation._policy import (
     admission,
     compute_used,
     drift_trigger_ids,
+    holdout_rows,
     performance_dropped,
     search_budget,
     snapshot_rows,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "Pipeline", "check_policy"]
 
 ACTOR = "automation"
-RUNNABLE = (JobStatus.SCHEDULED, JobStatus.APPROVED)
+RUNNABLE = (JobStatus.SCHEDULED, JobStatus.APPROVED, JobStatus.WAITING_FOR_DATA)
 #: jobs that count against cooldown and budget: every admitted one (a person's rejection aside)
 _COUNTED = frozenset(JobStatus) - {JobStatus.SKIPPED}
 
@@ -364,6 +365,9 @@ class Engine:
 
         job_id = job["id"]
         sid = job.get("event_key") or f"workbench-retrain-{job_id}"
+        attempt = job["detail"].get("data_attempts", 0)
+        if attempt:  # a job that waited for data runs again as a new Ray job
+            sid = f"{sid}-attempt-{attempt + 1}"
         try:
             jobs = RayJobs.of(self.stages)
             self.store.retraining.set_job(job_id, ray_job_id=sid, runner=f"ray_job:{sid}")
@@ -613,6 +617,51 @@ class Pipeline:
         checks.artifact = stages.datasets.artifacts.put_bytes(checks.yaml_text().encode())
         return reference, checks
 
+    def wait_for_data(self, have: int, labelled: int) -> dict[str, Any]:
+        """Too few held-out rows for the gate: wait for more labelled requests (the next tick runs
+        the job again), at most ``data_wait_s``, then fail with ``not_enough_data``."""
+        p = self.policy
+        need = p.holdout_rows_needed()
+        now = time.time()
+        waited = now - self.detail.setdefault("waiting_since", now)
+        self.detail["data_attempts"] = self.detail.get("data_attempts", 0) + 1
+        summary = (
+            f"{have} of the {need} held-out rows the gate needs ({p.holdout_fraction:g} of "
+            f"{labelled} labelled requests of {p.deployment})"
+        )
+        figures = {"have": have, "need": need, "labelled": labelled, "waited_s": round(waited, 1)}
+        if waited > p.data_wait_s:
+            self.step(
+                "holdout",
+                "failed",
+                f"{summary} after {waited:.0f}s of waiting (data_wait_s={p.data_wait_s:g}); label "
+                "more requests (bench.monitoring.record_labels) or name a holdout dataset in the policy",
+                **figures,
+            )
+            return self.finish(JobStatus.FAILED, "not_enough_data")
+        self.step("holdout", "waiting", f"{summary}: waiting for more labels", **figures)
+        return self.finish(JobStatus.WAITING_FOR_DATA, "waiting_for_data")
+
+    def held_out(self, held: Any, train: Any) -> Any:
+        """Record the job's held-out rows as a version of ``<policy>-holdout`` (its lineage: the
+        training data's next to it), and say so in a step."""
+        p = self.policy
+        version = self.stages.datasets.ingest(held, name=f"{p.name}-holdout", target=train.target)
+        self.detail["holdout"] = {
+            "dataset_version_id": version.id,
+            "rows": held.height,
+            "fraction": p.holdout_fraction,
+        }
+        self.step(
+            "holdout",
+            "ok",
+            f"{held.height} labelled requests held out ({p.holdout_fraction:g}, seed {p.seed}) "
+            f"-> {version}: the gate's evidence, never trained on",
+            dataset_version_id=version.id,
+            rows=held.height,
+        )
+        return version
+
     def run(self) -> dict[str, Any]:
         import polars as pl
 
@@ -631,6 +680,15 @@ class Pipeline:
             if rows
             else base.clear()
         )
+        own_holdout = None
+        if p.holdout is None:  # the job's own evidence: a seeded share of the labelled requests
+            picked = holdout_rows(new.height, fraction=p.holdout_fraction, seed=p.seed)
+            if len(picked) < p.holdout_rows_needed():
+                return self.wait_for_data(len(picked), new.height)
+            is_held = pl.Series("held", [False] * new.height)
+            is_held[picked] = True
+            own_holdout = self.held_out(new.filter(is_held), train)
+            new = new.filter(~is_held)
         keep_base, keep_new = snapshot_rows(
             base.height, new.height, mode=p.snapshot, window=p.window
         )
@@ -737,7 +795,7 @@ class Pipeline:
         # 4. evaluate both on the fresh holdout: the same rows, paired, for the gate's test
         from workbench.evaluation import prediction_metrics
 
-        holdout = stages.datasets.get(p.holdout)
+        holdout = own_holdout if own_holdout is not None else stages.datasets.get(p.holdout)
         sensitive = tuple(p.sensitive_features)
         candidate = stages.refit_best(
             result, train=snap, holdout=holdout, seed=p.seed, sensitive_features=sensitive
@@ -954,7 +1012,8 @@ class Pipeline:
 def check_policy(stages: Stages, policy: LoopPolicy) -> None:
     """Fail early, with the next action, when a policy names things that do not exist."""
     stages.datasets.get(policy.train)
-    stages.datasets.get(policy.holdout)
+    if policy.holdout is not None:
+        stages.datasets.get(policy.holdout)
     try:
         stages.registry.get(policy.model, "champion")
     except WorkbenchError as exc:

@@ -33,6 +33,7 @@ __all__ = [
     "search_budget",
     "warm_start_space",
     "snapshot_rows",
+    "holdout_rows",
 ]
 
 DAY_S = 86400.0
@@ -630,6 +631,22 @@ def snapshot_rows(n_base: int, n_new: int, *, mode: str, window: int | None) -> 
     return min(n_base, w - keep_new), keep_new
 
 
+def holdout_rows(n: int, *, fraction: float, seed: int) -> list[int]:
+    """Which of ``n`` labelled rows a job holds out: ``int(n * fraction)`` of them, drawn with
+    ``seed``, as sorted row indices.
+
+    Examples
+    --------
+    >>> holdout_rows(10, fraction=0.3, seed=0)
+    [0, 6, 9]
+    >>> holdout_rows(10, fraction=0.3, seed=0) == holdout_rows(10, fraction=0.3, seed=0)
+    True
+    """
+    import random
+
+    return sorted(random.Random(seed).sample(range(n), int(n * fraction)))
+
+
 # ---------------------------------------------------------------------- policy
 #: the values of ``LoopPolicy.run_as`` (None: decided by the cluster the job runs on)
 RUN_AS = (None, "inline", "ray_job")
@@ -645,7 +662,17 @@ class LoopPolicy:
         The policy's name; the registered model whose champion it retrains; the deployment
         serving it (its labelled requests are the new data).
     train, holdout
-        Dataset names; the latest version of each is used (``holdout`` should be fresh data).
+        Dataset names; the latest version of each is used. ``holdout=None`` (the default): each
+        job holds out its own evidence, a seeded ``holdout_fraction`` of the deployment's
+        labelled requests, kept out of training and recorded as a dataset version
+        ``<policy>-holdout``; a named holdout dataset (which someone must keep fresh) is the
+        other option.
+    holdout_fraction, holdout_min_rows, data_wait_s
+        With ``holdout=None``: the fraction of the labelled requests held out (seeded by
+        ``seed``), and how many held-out rows the gate needs to judge (default: the gate's
+        ``min_samples`` when it runs a statistical test, else 30). A job with fewer waits
+        ``WAITING_FOR_DATA`` (a recorded ``holdout`` step) and runs again on the next tick,
+        at most ``data_wait_s`` seconds, then ends ``FAILED`` (decision ``not_enough_data``).
     triggers
         Any of :class:`DriftTrigger`, :class:`ScheduleTrigger`, :class:`PerformanceTrigger`.
     cooldown_s, budget, approval
@@ -699,7 +726,7 @@ class LoopPolicy:
     model: str
     deployment: str
     train: str
-    holdout: str
+    holdout: str | None = None
     triggers: list[Any] = field(default_factory=list)
     cooldown_s: float = 3600.0
     budget: Budget = field(default_factory=Budget)
@@ -725,8 +752,20 @@ class LoopPolicy:
     job_num_cpus: float = 0.0
     job_package: bool = True
     sensitive_features: tuple[str, ...] = ()
+    holdout_fraction: float = 0.3
+    holdout_min_rows: int | None = None
+    data_wait_s: float = 86400.0
 
     def __post_init__(self) -> None:
+        if not 0 < self.holdout_fraction < 1:
+            raise ConfigError(
+                f"LoopPolicy(holdout_fraction={self.holdout_fraction!r}) must lie between 0 and 1 "
+                "(the share of labelled requests held out as the gate's evidence)."
+            )
+        if self.holdout_min_rows is not None and self.holdout_min_rows < 1:
+            raise ConfigError(
+                f"LoopPolicy(holdout_min_rows={self.holdout_min_rows!r}) must be at least 1."
+            )
         if self.run_as not in RUN_AS:
             raise ConfigError(
                 f"LoopPolicy(run_as={self.run_as!r}): use 'inline', 'ray_job', or None (decided "
@@ -745,6 +784,12 @@ class LoopPolicy:
         for t in self.triggers:
             if not isinstance(t, DriftTrigger | ScheduleTrigger | PerformanceTrigger):
                 raise ConfigError(f"unknown trigger {t!r}")
+
+    def holdout_rows_needed(self) -> int:
+        """Held-out rows a job needs before its gate judges (``holdout=None`` only)."""
+        if self.holdout_min_rows is not None:
+            return self.holdout_min_rows
+        return self.gate.min_samples if self.gate.test else 30
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -154,7 +154,18 @@ def policies() -> None:
 @click.option("--model", "-m", required=True, help="Registered model whose champion it retrains.")
 @click.option("--deployment", "-d", required=True, help="Deployment serving it.")
 @click.option("--train", required=True, help="Training dataset name (latest version used).")
-@click.option("--holdout", required=True, help="Holdout dataset name (latest version used).")
+@click.option(
+    "--holdout",
+    default=None,
+    help="Holdout dataset name (latest version used); default: each job holds out its own share "
+    "of the labelled requests.",
+)
+@click.option(
+    "--holdout-fraction",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+)
 @click.option("--drift", "drift_monitors", multiple=True, metavar="MONITOR", help="Trigger.")
 @click.option("--cron", "crons", multiple=True, metavar="EXPR", help="Trigger on a schedule.")
 @click.option("--cooldown-s", default=3600.0, show_default=True, type=click.FloatRange(min=0))
@@ -174,7 +185,8 @@ def policies_add(
     model: str,
     deployment: str,
     train: str,
-    holdout: str,
+    holdout: str | None,
+    holdout_fraction: float,
     drift_monitors: tuple[str, ...],
     crons: tuple[str, ...],
     cooldown_s: float,
@@ -196,6 +208,7 @@ def policies_add(
         deployment=deployment,
         train=train,
         holdout=holdout,
+        holdout_fraction=holdout_fraction,
         triggers=[*(DriftTrigger(m) for m in drift_monitors), *(ScheduleTrigger(c) for c in crons)],
         cooldown_s=cooldown_s,
         budget=Budget(max_per_day=max_per_day) if max_per_day else Budget(),

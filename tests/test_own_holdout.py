@@ -1,0 +1,175 @@
+"""A retraining job holds out its own evidence (issue 16): with ``LoopPolicy(holdout=None)`` a seeded
+share of the deployment's labelled requests is kept out of training, recorded as a dataset version
+and used as the gate's holdout; with too few of them the job waits ``WAITING_FOR_DATA`` and runs
+again when more labels arrive, or fails ``not_enough_data`` after ``data_wait_s``."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.automation import DriftTrigger, Gate, LoopPolicy
+from workbench.automation._policy import holdout_rows
+
+TARGET = "diagnosis"
+
+
+@pytest.fixture
+def bench(home):
+    """A champion (logistic regression on bc-train, linked to it), a deployment row and a monitor."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    bench = Workbench(home)
+    dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=TARGET)
+    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
+    bundle = bench.experiments.fit_bundle(
+        parts["train"], {"family": "logistic_regression", "C": 1.0}
+    )
+    bench.registry.register("bc", bundle, metrics={}, dataset_version_id=parts["train"].id)
+    bench.registry.set_alias("bc", "champion", 1)
+    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
+    bench.store.monitors.add(
+        "bc-drift", deployment="bc", kind="drift", config={}, reference_dataset_version_id=1
+    )
+    bench.rows = bench.datasets.load(parts["holdout"]).to_dicts()
+    bench.train_rows = parts["train"].n_rows
+    yield bench
+    bench.close()
+
+
+def _label(bench, rows, start):
+    """Log ``rows`` as requests of the deployment and their labels."""
+    store = bench.store
+    ids = [f"r-{start + i}" for i in range(len(rows))]
+    store.deployments.record_requests(
+        [
+            {
+                "request_id": rid,
+                "deployment": "bc",
+                "features": [{k: v for k, v in row.items() if k != TARGET}],
+                "prediction": [row[TARGET]],
+                "latency_ms": 1.0,
+            }
+            for rid, row in zip(ids, rows, strict=True)
+        ]
+    )
+    store.monitors.record_labels({rid: [row[TARGET]] for rid, row in zip(ids, rows, strict=True)})
+
+
+def _drift(bench):
+    bench.store.monitors.record_window(
+        "bc-drift",
+        first_request_log_id=0,
+        last_request_log_id=0,
+        n=10,
+        is_drift=True,
+        score=0.001,
+        threshold=0.05,
+        detail={},
+    )
+
+
+def _policy(**kw):
+    return LoopPolicy(
+        **{
+            "name": "bc",
+            "model": "bc",
+            "deployment": "bc",
+            "train": "bc-train",
+            "triggers": [DriftTrigger("bc-drift", windows=1)],
+            "cooldown_s": 0,
+            "canary": False,
+            "num_samples": 1,
+            "gate": Gate("f1", margin=-1.0),
+            "holdout_min_rows": 30,
+            **kw,
+        }
+    )
+
+
+def test_the_split_is_seeded_and_the_policy_checks_its_options():
+    assert holdout_rows(100, fraction=0.3, seed=4) == holdout_rows(100, fraction=0.3, seed=4)
+    assert holdout_rows(100, fraction=0.3, seed=4) != holdout_rows(100, fraction=0.3, seed=5)
+    assert len(holdout_rows(99, fraction=0.3, seed=0)) == 29
+    for bad in (0, 1, 1.5):
+        with pytest.raises(Exception, match="holdout_fraction"):
+            _policy(holdout_fraction=bad)
+    with pytest.raises(Exception, match="holdout_min_rows"):
+        _policy(holdout_min_rows=0)
+    assert LoopPolicy("p", "m", "d", "t").holdout is None  # the default: its own holdout
+    assert (
+        _policy(
+            holdout_min_rows=None, gate=Gate("f1", test="paired_bootstrap", min_samples=80)
+        ).holdout_rows_needed()
+        == 80
+    )
+    assert _policy(holdout_min_rows=None).holdout_rows_needed() == 30
+    restored = LoopPolicy.from_dict(_policy(holdout_fraction=0.25).to_dict())
+    assert restored.holdout_fraction == 0.25 and restored.holdout is None
+
+
+def test_too_few_labels_wait_then_fail_after_data_wait_s(bench):
+    bench.automation.add_policy(_policy(data_wait_s=0.0))
+    _label(bench, bench.rows[:50], 0)  # 15 held out, 30 needed
+    _drift(bench)
+    datasets_before = len(bench.datasets.list())
+    bench.automation.tick()
+    (job,) = bench.automation.jobs("bc")
+    assert job["status"] == "WAITING_FOR_DATA" and job["decision"] == "waiting_for_data"
+    (step,) = bench.automation.steps(job["id"])
+    assert step["step"] == "holdout" and step["status"] == "waiting"
+    assert (step["detail"]["have"], step["detail"]["need"], step["detail"]["labelled"]) == (
+        15,
+        30,
+        50,
+    )
+    assert len(bench.datasets.list()) == datasets_before  # no snapshot, no holdout, no search
+    assert job["experiment_id"] is None
+    # the next tick runs it again; past data_wait_s it ends, saying what to do
+    bench.automation.tick()
+    (job,) = bench.automation.jobs("bc")
+    assert job["status"] == "FAILED" and job["decision"] == "not_enough_data", job
+    last = bench.automation.steps(job["id"])[-1]
+    assert last["step"] == "holdout" and last["status"] == "failed"
+    assert "label more requests" in last["detail"]["summary"]
+    assert len(bench.datasets.list()) == datasets_before
+
+
+@pytest.mark.ray
+def test_a_waiting_job_runs_when_labels_arrive_and_is_judged_on_rows_it_never_trained_on(
+    bench, ray_cluster
+):
+    bench.automation.add_policy(_policy())
+    _label(bench, bench.rows[:50], 0)
+    _drift(bench)
+    bench.automation.tick()
+    assert bench.automation.jobs("bc")[0]["status"] == "WAITING_FOR_DATA"
+    _label(bench, bench.rows[50:150], 50)  # 150 labelled: 45 held out
+    bench.automation.tick()
+    (job,) = bench.automation.jobs("bc")
+    assert job["status"] == "PROMOTED", job
+    steps = bench.automation.steps(job["id"])
+    assert [s["step"] for s in steps] == [
+        "holdout",  # the first attempt's wait
+        "holdout",
+        "snapshot",
+        "validation",
+        "search",
+        "evaluation",
+        "gate",
+        "registration",
+        "promotion",
+    ]
+    held_id = steps[1]["detail"]["dataset_version_id"]
+    held = bench.datasets.by_id(held_id)
+    assert held.name == "bc-holdout" and held.n_rows == 45
+    assert steps[5]["detail"]["holdout_id"] == held_id and steps[5]["detail"]["n"] == 45
+    # the held-out rows are the seeded draw, and none of them is in the training snapshot
+    key = [c for c in bench.rows[0] if c != TARGET]
+    held_rows = {tuple(r[c] for c in key) for r in bench.datasets.load(held).to_dicts()}
+    snap = bench.datasets.load(bench.datasets.by_id(job["new_dataset_version_id"]))
+    trained = {tuple(r[c] for c in key) for r in snap.to_dicts()}
+    assert len(held_rows) == 45 and not held_rows & trained
+    assert snap.height == bench.train_rows + 150 - 45
+    # the registered challenger's evaluation names that holdout in the lineage
+    assert f"dataset bc-holdout v{held.version}" in bench.lineage_text("bc", "champion")
