@@ -47,6 +47,11 @@ def trainable(config: dict) -> None:
 
 
 def main() -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            "no CUDA GPU here (torch.cuda.is_available() is False): run this on a lent GPU "
+            'machine (docs/benchmarks.md, "GPU check")'
+        )
     t0 = time.time()
     name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     print("torch", torch.__version__, "cuda available", torch.cuda.is_available(), name)

@@ -28,6 +28,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            "no CUDA GPU here (torch.cuda.is_available() is False): run this on a lent GPU "
+            'machine (docs/benchmarks.md, "GPU check")'
+        )
     from ray import tune
 
     from workbench import Workbench

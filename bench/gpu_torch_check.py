@@ -88,6 +88,10 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     name = torch.cuda.get_device_name(0) if cuda else ""
     print("torch", torch.__version__, "cuda available", cuda, name, "| ray", ray.__version__)
+    if not cuda:
+        print(
+            "no CUDA GPU here: the trials train on the CPU (a check of the code path, not the GPU)"
+        )
     gpus = args.gpus if args.gpus is not None else float(torch.cuda.device_count())
     ray.init(num_cpus=args.cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
     resources = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
