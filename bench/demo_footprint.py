@@ -98,13 +98,12 @@ def main() -> int:
     print(f"home                   {home}")
     print(tail)
     ok = proc.returncode == 0
-    print(f"target: demo exits 0              {'met' if ok else 'NOT met'}")
-    print(
-        f"target: wall time under {TARGET_S:.0f} s     {'met' if ok and elapsed < TARGET_S else 'NOT met'}"
-    )
-    print(
-        f"target: peak PSS under 8 GiB       {'met' if ok and peak['pss'] < TARGET_BYTES else 'NOT met'}"
-    )
+    for goal, met in (
+        ("demo exits 0", ok),
+        (f"wall time under {TARGET_S:.0f} s", ok and elapsed < TARGET_S),
+        ("peak PSS under 8 GiB", ok and peak["pss"] < TARGET_BYTES),
+    ):
+        print(f"target: {goal:<24} {'met' if met else 'NOT met'}")
     return proc.returncode
 
 
