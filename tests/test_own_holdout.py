@@ -118,11 +118,8 @@ def test_too_few_labels_wait_then_fail_after_data_wait_s(bench):
     assert job["status"] == "WAITING_FOR_DATA" and job["decision"] == "waiting_for_data"
     (step,) = bench.automation.steps(job["id"])
     assert step["step"] == "holdout" and step["status"] == "waiting"
-    assert (step["detail"]["have"], step["detail"]["need"], step["detail"]["labelled"]) == (
-        15,
-        30,
-        50,
-    )
+    assert (step["detail"]["have"], step["detail"]["need"]) == (15, 30)
+    assert "of 50 labelled requests" in step["detail"]["summary"]
     assert len(bench.datasets.list()) == datasets_before  # no snapshot, no holdout, no search
     assert job["experiment_id"] is None
     # the next tick runs it again; past data_wait_s it ends, saying what to do
@@ -173,3 +170,75 @@ def test_a_waiting_job_runs_when_labels_arrive_and_is_judged_on_rows_it_never_tr
     assert snap.height == bench.train_rows + 150 - 45
     # the registered challenger's evaluation names that holdout in the lineage
     assert f"dataset bc-holdout v{held.version}" in bench.lineage_text("bc", "champion")
+
+
+def _windows(bench, flags_and_firsts):
+    """Windows of bc-drift: (is_drift, first request-log id) each; returns their ids."""
+    return [
+        bench.store.monitors.record_window(
+            "bc-drift",
+            first_request_log_id=first,
+            last_request_log_id=first + 39,
+            n=40,
+            is_drift=flag,
+            score=0.001 if flag else 0.5,
+            threshold=0.05,
+            detail={},
+        )
+        for flag, first in flags_and_firsts
+    ]
+
+
+def test_since_the_change_a_job_waits_for_min_rows_of_post_change_labels(bench):
+    bench.automation.add_policy(
+        _policy(since_change=True, min_rows=100, triggers=[DriftTrigger("bc-drift", windows=2)])
+    )
+    _label(bench, bench.rows[:120], 0)  # request-log ids 1..120
+    ids = _windows(bench, [(False, 1), (True, 41), (True, 81)])
+    bench.automation.tick(check=False)
+    (job,) = bench.automation.jobs("bc")
+    assert job["status"] == "WAITING_FOR_DATA", job
+    (step,) = bench.automation.steps(job["id"])
+    assert step["step"] == "holdout" and (step["detail"]["have"], step["detail"]["need"]) == (
+        80,
+        100,
+    )
+    assert "since the change point (request #41" in step["detail"]["summary"]
+    assert job["detail"]["change_point"] == {
+        "request_log_id": 41,
+        "monitor": "bc-drift",
+        "window_id": ids[2],
+        "rows_after": 80,
+    }
+
+
+@pytest.mark.ray
+def test_since_the_change_a_job_trains_on_post_change_rows_and_a_share_of_older_ones(
+    bench, ray_cluster
+):
+    bench.automation.add_policy(
+        _policy(
+            since_change=True,
+            pre_change_fraction=0.25,
+            holdout_min_rows=20,
+            triggers=[DriftTrigger("bc-drift", windows=2)],
+        )
+    )
+    _label(bench, bench.rows[:120], 0)
+    _windows(bench, [(False, 1), (True, 41), (True, 81)])
+    bench.automation.tick(check=False)
+    (job,) = bench.automation.jobs("bc")
+    assert job["status"] == "PROMOTED", job
+    key = [c for c in bench.rows[0] if c != TARGET]
+
+    def keys(rows):
+        return {tuple(r[c] for c in key) for r in rows}
+
+    snap = bench.datasets.load(bench.datasets.by_id(job["new_dataset_version_id"])).to_dicts()
+    held = bench.datasets.load(bench.datasets.get("bc-holdout")).to_dicts()
+    # 80 labelled since request #41: 24 held out, 56 trained on, plus int(0.25 * 80) = 20 of the
+    # newest pre-change rows (requests 21..40); nothing older, nothing held out
+    assert len(held) == 24 and len(snap) == 56 + 20
+    assert keys(snap) == (keys(bench.rows[20:120]) - keys(held))
+    snapshot_step = next(s for s in bench.automation.steps(job["id"]) if s["step"] == "snapshot")
+    assert "56 labelled requests + 20 pre-change rows" in snapshot_step["detail"]["summary"]

@@ -19,6 +19,7 @@ from workbench.automation._policy import (
     PerformanceTrigger,
     ScheduleTrigger,
     admission,
+    change_point,
     compute_used,
     drift_trigger_ids,
     holdout_rows,
@@ -617,19 +618,27 @@ class Pipeline:
         checks.artifact = stages.datasets.artifacts.put_bytes(checks.yaml_text().encode())
         return reference, checks
 
-    def wait_for_data(self, have: int, labelled: int) -> dict[str, Any]:
-        """Too few held-out rows for the gate: wait for more labelled requests (the next tick runs
-        the job again), at most ``data_wait_s``, then fail with ``not_enough_data``."""
+    def change_point(self) -> dict[str, Any] | None:
+        """Where the change that started this job began (``request_log_id``, the ``monitor`` and
+        the event's ``window_id``), from the monitor's windows; None for a job no window started."""
+        rid = self.job.get("drift_result_id")
+        window = self.store.monitors.get_window(rid) if rid is not None else None
+        if window is None:
+            return None
+        first = change_point(self.store.monitors.list_windows(window["monitor"]), rid)
+        if first is None:
+            return None
+        return {"request_log_id": first, "monitor": window["monitor"], "window_id": rid}
+
+    def wait_for_data(self, summary: str, *, have: int, need: int) -> dict[str, Any]:
+        """Too few rows (held out for the gate, or since the change point): wait for more labelled
+        requests (the next tick runs the job again), at most ``data_wait_s``, then fail with
+        ``not_enough_data``."""
         p = self.policy
-        need = p.holdout_rows_needed()
         now = time.time()
         waited = now - self.detail.setdefault("waiting_since", now)
         self.detail["data_attempts"] = self.detail.get("data_attempts", 0) + 1
-        summary = (
-            f"{have} of the {need} held-out rows the gate needs ({p.holdout_fraction:g} of "
-            f"{labelled} labelled requests of {p.deployment})"
-        )
-        figures = {"have": have, "need": need, "labelled": labelled, "waited_s": round(waited, 1)}
+        figures = {"have": have, "need": need, "waited_s": round(waited, 1)}
         if waited > p.data_wait_s:
             self.step(
                 "holdout",
@@ -669,22 +678,46 @@ class Pipeline:
         # 1. snapshot: the policy's training data plus the deployment's labelled requests
         train = stages.datasets.get(p.train)
         base = stages.datasets.load(train)
-        rows = []
+        since = self.change_point() if p.since_change else None
+        rows, before = [], []
         for r in self.store.monitors.list_labeled_requests(p.deployment):
-            rows += [
+            side = before if since is not None and r["id"] < since["request_log_id"] else rows
+            side += [
                 {**rec, train.target: lab}
                 for rec, lab in zip(r["features"], r["label"], strict=False)
             ]
-        new = (
-            pl.DataFrame(rows, schema=base.schema, orient="row").unique(maintain_order=True)
-            if rows
-            else base.clear()
-        )
+
+        def frame_of(records: list[dict[str, Any]]) -> Any:
+            if not records:
+                return base.clear()
+            return pl.DataFrame(records, schema=base.schema, orient="row").unique(
+                maintain_order=True
+            )
+
+        new = frame_of(rows)
+        if since is not None:  # train on what came after the change; older rows only by option
+            self.detail["change_point"] = {**since, "rows_after": new.height}
+            if new.height < p.min_rows:
+                return self.wait_for_data(
+                    f"{new.height} of the min_rows={p.min_rows} labelled requests logged since "
+                    f"the change point (request #{since['request_log_id']}, the first window of "
+                    f"the run ending at {since['monitor']} window #{since['window_id']})",
+                    have=new.height,
+                    need=p.min_rows,
+                )
+            older = pl.concat([base, frame_of(before)])
+            base = older.tail(int(p.pre_change_fraction * new.height))
         own_holdout = None
         if p.holdout is None:  # the job's own evidence: a seeded share of the labelled requests
             picked = holdout_rows(new.height, fraction=p.holdout_fraction, seed=p.seed)
-            if len(picked) < p.holdout_rows_needed():
-                return self.wait_for_data(len(picked), new.height)
+            need = p.holdout_rows_needed()
+            if len(picked) < need:
+                return self.wait_for_data(
+                    f"{len(picked)} of the {need} held-out rows the gate needs "
+                    f"({p.holdout_fraction:g} of {new.height} labelled requests of {p.deployment})",
+                    have=len(picked),
+                    need=need,
+                )
             is_held = pl.Series("held", [False] * new.height)
             is_held[picked] = True
             own_holdout = self.held_out(new.filter(is_held), train)
@@ -698,6 +731,11 @@ class Pipeline:
             else base.clear()
         )
         summary = f"{p.snapshot}: {keep_base} rows of {train} + {keep_new} labelled requests"
+        if since is not None:
+            summary = (
+                f"since the change point (request #{since['request_log_id']}): {keep_new} labelled "
+                f"requests + {keep_base} pre-change rows (pre_change_fraction={p.pre_change_fraction:g})"
+            )
         # 2. validate while recording the version, against checks inferred from the champion's
         # training data: a failing error check records nothing
         reference, checks = self._reference_checks(train)

@@ -34,6 +34,7 @@ __all__ = [
     "warm_start_space",
     "snapshot_rows",
     "holdout_rows",
+    "change_point",
 ]
 
 DAY_S = 86400.0
@@ -631,6 +632,29 @@ def snapshot_rows(n_base: int, n_new: int, *, mode: str, window: int | None) -> 
     return min(n_base, w - keep_new), keep_new
 
 
+def change_point(windows: list[dict[str, Any]], event_window_id: int) -> int | None:
+    """The request-log id where a change began: the first request of the first window in the
+    unbroken run of alarming windows (drift, or a degraded performance window) that ends at the
+    event's window. ``windows`` are one monitor's, oldest first; None when the event's window is
+    not among them.
+
+    Examples
+    --------
+    >>> ws = [{"id": 1, "is_drift": 0, "first_request_log_id": 1},
+    ...       {"id": 2, "is_drift": 1, "first_request_log_id": 51},
+    ...       {"id": 3, "is_drift": 1, "first_request_log_id": 101}]
+    >>> change_point(ws, 3), change_point(ws, 2), change_point(ws, 9)
+    (51, 51, None)
+    """
+    ids = [w["id"] for w in windows]
+    if event_window_id not in ids:
+        return None
+    i = ids.index(event_window_id)
+    while i > 0 and windows[i - 1]["is_drift"]:
+        i -= 1
+    return int(windows[i]["first_request_log_id"])
+
+
 def holdout_rows(n: int, *, fraction: float, seed: int) -> list[int]:
     """Which of ``n`` labelled rows a job holds out: ``int(n * fraction)`` of them, drawn with
     ``seed``, as sorted row indices.
@@ -667,6 +691,14 @@ class LoopPolicy:
         labelled requests, kept out of training and recorded as a dataset version
         ``<policy>-holdout``; a named holdout dataset (which someone must keep fresh) is the
         other option.
+    since_change, pre_change_fraction
+        ``since_change=True``: a job started by a monitor event trains on the labelled requests
+        logged since the estimated change point (:func:`change_point`: the first window of the
+        run of alarming windows that triggered it), not on the data from before the change;
+        it waits ``WAITING_FOR_DATA`` (bounded by ``data_wait_s``) until ``min_rows`` of them
+        arrived. ``pre_change_fraction`` mixes in that many pre-change rows per post-change
+        row (the newest training rows), for when post-change data is scarce. Jobs from a
+        schedule, and events whose window is unknown, snapshot as without it.
     holdout_fraction, holdout_min_rows, data_wait_s
         With ``holdout=None``: the fraction of the labelled requests held out (seeded by
         ``seed``), and how many held-out rows the gate needs to judge (default: the gate's
@@ -755,12 +787,19 @@ class LoopPolicy:
     holdout_fraction: float = 0.3
     holdout_min_rows: int | None = None
     data_wait_s: float = 86400.0
+    since_change: bool = False
+    pre_change_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_fraction < 1:
             raise ConfigError(
                 f"LoopPolicy(holdout_fraction={self.holdout_fraction!r}) must lie between 0 and 1 "
                 "(the share of labelled requests held out as the gate's evidence)."
+            )
+        if self.pre_change_fraction < 0:
+            raise ConfigError(
+                f"LoopPolicy(pre_change_fraction={self.pre_change_fraction!r}) must be >= 0 "
+                "(pre-change rows mixed in per post-change row)."
             )
         if self.holdout_min_rows is not None and self.holdout_min_rows < 1:
             raise ConfigError(
