@@ -26,7 +26,9 @@ from workbench.automation._policy import (
     performance_dropped,
     search_budget,
     snapshot_rows,
+    triage_verdict,
     warm_start_space,
+    wilson_interval,
 )
 from workbench.exceptions import ConfigError, DatasetValidationError, WorkbenchError
 from workbench.status import JobStatus
@@ -618,6 +620,72 @@ class Pipeline:
         checks.artifact = stages.datasets.artifacts.put_bytes(checks.yaml_text().encode())
         return reference, checks
 
+    def triage(self) -> dict[str, Any] | None:
+        """The estimated impact of the data drift that started this job on the champion, from the
+        requests since the change point (see ``LoopPolicy.triage``); None when there is nothing to
+        estimate (a job no drift window started, a model without accuracy or probabilities)."""
+        import statistics
+
+        from workbench.evaluation import same_label
+
+        p, stages = self.policy, self.stages
+        rid = self.job.get("drift_result_id")
+        window = self.store.monitors.get_window(rid) if rid is not None else None
+        if window is None or window["kind"] in ("performance", "operational"):
+            return None  # a performance event measured the harm already
+        since = self.change_point()
+        after = (since["request_log_id"] if since else window["first_request_log_id"]) - 1
+        champion = stages.registry.get(p.model, "champion")
+        bundle = stages.registry.load(p.model, champion.version)
+        records, labels = [], []
+        for r in self.store.monitors.list_labeled_requests(p.deployment, after_id=after):
+            for rec, lab in zip(r["features"], r["label"], strict=False):
+                records.append(rec)
+                labels.append(lab)
+        out: dict[str, Any] = {"after_request_log_id": after, "labels": len(labels)}
+        if len(labels) >= p.triage_min_labels and "accuracy" in champion.metrics:
+            right = sum(
+                same_label(a, b)
+                for a, b in zip(bundle.predict_records(records), labels, strict=True)
+            )
+            estimate, baseline = right / len(labels), float(champion.metrics["accuracy"])
+            interval: tuple[float, float] | None = wilson_interval(right, len(labels))
+            out.update(method="labels", n=len(labels))
+        elif bundle.task == "classification" and bundle.probabilities_missing is None:
+            served = [
+                rec
+                for r in self.store.deployments.list_requests(p.deployment, after_id=after)
+                for rec in r["features"]
+                if isinstance(rec, dict)
+            ]
+            if not served:
+                return None
+            evaluation = stages.registry.evaluation(p.model, champion.version) or {}
+            ref_id = evaluation.get("holdout_version_id") or champion.dataset_version_id
+            if ref_id is None:
+                return None
+            reference = stages.datasets.load(stages.datasets.by_id(ref_id))
+            ref_records = reference.select(list(bundle.features)).to_dicts()
+
+            def cbpe(rows: list[dict[str, Any]]) -> float:
+                return statistics.fmean(max(ps) for ps in bundle.predict_proba_records(rows)[1])
+
+            estimate, baseline, interval = cbpe(served), cbpe(ref_records), None
+            out.update(method="cbpe", n=len(served), reference_dataset_version_id=ref_id)
+        else:
+            return None
+        harmful, reason = triage_verdict(
+            estimate, baseline, max_drop=p.triage_max_drop, interval=interval
+        )
+        out.update(
+            estimate=round(estimate, 4),
+            baseline=round(baseline, 4),
+            interval=None if interval is None else [round(v, 4) for v in interval],
+            harmful=harmful,
+            reason=f"{out['method']}: {reason}",
+        )
+        return out
+
     def change_point(self) -> dict[str, Any] | None:
         """Where the change that started this job began (``request_log_id``, the ``monitor`` and
         the event's ``window_id``), from the monitor's windows; None for a job no window started."""
@@ -675,6 +743,14 @@ class Pipeline:
         import polars as pl
 
         stages, p = self.stages, self.policy
+        if p.triage:  # 0. does the shift hurt? A harmless one is not worth a retraining
+            verdict = self.triage()
+            if verdict is not None:
+                self.detail["triage"] = verdict
+                status = "harmful" if verdict["harmful"] else "harmless"
+                self.step("triage", status, verdict["reason"], **verdict)
+                if not verdict["harmful"]:
+                    return self.finish(JobStatus.SKIPPED, "harmless_shift")
         # 1. snapshot: the policy's training data plus the deployment's labelled requests
         train = stages.datasets.get(p.train)
         base = stages.datasets.load(train)

@@ -35,6 +35,8 @@ __all__ = [
     "snapshot_rows",
     "holdout_rows",
     "change_point",
+    "wilson_interval",
+    "triage_verdict",
 ]
 
 DAY_S = 86400.0
@@ -655,6 +657,48 @@ def change_point(windows: list[dict[str, Any]], event_window_id: int) -> int | N
     return int(windows[i]["first_request_log_id"])
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a proportion ``k / n``.
+
+    Examples
+    --------
+    >>> [round(v, 3) for v in wilson_interval(45, 50)]
+    [0.786, 0.957]
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def triage_verdict(
+    estimate: float, baseline: float, *, max_drop: float, interval: tuple[float, float] | None
+) -> tuple[bool, str]:
+    """Whether a shift hurts the model: ``(harmful, reason)``. Harmful when the estimated accuracy
+    is more than ``max_drop`` under the baseline and, with an interval, when even its upper end is
+    under ``baseline - max_drop`` (a drop the data shows, not noise of a few labels).
+
+    Examples
+    --------
+    >>> triage_verdict(0.97, 0.96, max_drop=0.05, interval=(0.93, 0.99))[0]
+    False
+    >>> triage_verdict(0.50, 0.96, max_drop=0.05, interval=(0.40, 0.60))[0]
+    True
+    >>> triage_verdict(0.85, 0.96, max_drop=0.05, interval=(0.70, 0.95))[0]
+    False
+    """
+    floor = baseline - max_drop
+    shown = estimate < floor and (interval is None or interval[1] < floor)
+    where = "" if interval is None else f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})"
+    verb = "under" if shown else "not shown under"
+    return (
+        shown,
+        f"estimated accuracy {estimate:.3f}{where} {verb} {floor:.3f} (baseline {baseline:.3f} - max_drop {max_drop:g})",
+    )
+
+
 def holdout_rows(n: int, *, fraction: float, seed: int) -> list[int]:
     """Which of ``n`` labelled rows a job holds out: ``int(n * fraction)`` of them, drawn with
     ``seed``, as sorted row indices.
@@ -699,6 +743,15 @@ class LoopPolicy:
         arrived. ``pre_change_fraction`` mixes in that many pre-change rows per post-change
         row (the newest training rows), for when post-change data is scarce. Jobs from a
         schedule, and events whose window is unknown, snapshot as without it.
+    triage, triage_max_drop, triage_min_labels
+        ``triage=True`` (opt-in for now): a job a data-drift event started first estimates the
+        shift's impact on the champion, from the requests since the change point: with at least
+        ``triage_min_labels`` labels, its accuracy on them (a Wilson interval) against its
+        registered holdout accuracy; without, confidence-based performance estimation (the mean
+        of the champion's top class probability, CBPE) against the same estimate on its
+        holdout. Only a drop of more than ``triage_max_drop`` that the data shows (the
+        interval's upper end under it) goes on to retrain; otherwise the job ends ``SKIPPED``,
+        decision ``harmless_shift``, with the estimate in its ``triage`` step.
     holdout_fraction, holdout_min_rows, data_wait_s
         With ``holdout=None``: the fraction of the labelled requests held out (seeded by
         ``seed``), and how many held-out rows the gate needs to judge (default: the gate's
@@ -789,6 +842,9 @@ class LoopPolicy:
     data_wait_s: float = 86400.0
     since_change: bool = False
     pre_change_fraction: float = 0.0
+    triage: bool = False
+    triage_max_drop: float = 0.05
+    triage_min_labels: int = 30
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_fraction < 1:

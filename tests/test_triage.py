@@ -1,0 +1,149 @@
+"""Triage before retraining (issue 16 item 1, ``LoopPolicy(triage=True)``): a data-drift job first
+estimates the shift's impact on the champion and retrains only when the data shows a drop. Four
+synthetic streams with known answers, built from the breast-cancer rows the champion never saw:
+a covariate shift that leaves accuracy unchanged and a concept drift (labels flipped), each with
+labels, and the same two without labels (confidence-based estimation): a selection shift the model
+is sure about, and rows between the classes where it cannot be. No Ray: a harmless shift ends the
+job before its snapshot, a harmful one goes on until it waits for held-out rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.automation import DriftTrigger, Gate, LoopPolicy
+
+TARGET = "diagnosis"
+
+
+@pytest.fixture
+def bench(home):
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    bench = Workbench(home)
+    dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=TARGET)
+    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
+    bundle = bench.experiments.fit_bundle(
+        parts["train"], {"family": "logistic_regression", "C": 1.0}
+    )
+    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
+    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
+    bench.registry.set_alias("bc", "champion", 1)
+    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
+    bench.store.monitors.add(
+        "bc-drift", deployment="bc", kind="drift", config={}, reference_dataset_version_id=1
+    )
+    bench.automation.add_policy(
+        LoopPolicy(
+            "bc",
+            model="bc",
+            deployment="bc",
+            train="bc-train",
+            triggers=[DriftTrigger("bc-drift", windows=1)],
+            cooldown_s=0,
+            canary=False,
+            num_samples=1,
+            gate=Gate("f1", margin=-1.0),
+            holdout_min_rows=1000,  # a harmful shift stops at the wait, before any search
+            triage=True,
+        )
+    )
+    bench.rows = bench.datasets.load(parts["holdout"]).to_dicts()
+    bench.accuracy = metrics["accuracy"]
+    yield bench
+    bench.close()
+
+
+def _serve(bench, rows, *, labels=True):
+    """Log ``rows`` as requests (ids from 1), their labels if asked, and one drifting window."""
+    store = bench.store
+    ids = [f"r-{i}" for i in range(len(rows))]
+    store.deployments.record_requests(
+        [
+            {
+                "request_id": rid,
+                "deployment": "bc",
+                "features": [{k: v for k, v in row.items() if k != TARGET}],
+                "prediction": [row[TARGET]],
+                "latency_ms": 1.0,
+            }
+            for rid, row in zip(ids, rows, strict=True)
+        ]
+    )
+    if labels:
+        store.monitors.record_labels({r: [row[TARGET]] for r, row in zip(ids, rows, strict=True)})
+    store.monitors.record_window(
+        "bc-drift",
+        first_request_log_id=1,
+        last_request_log_id=len(rows),
+        n=len(rows),
+        is_drift=True,
+        score=0.001,
+        threshold=0.05,
+        detail={},
+    )
+    bench.automation.tick(check=False)
+    (job,) = bench.automation.jobs("bc")
+    step = bench.automation.steps(job["id"])[0]
+    return job, step
+
+
+def _selected(bench):
+    """A covariate shift by selection: only the rows with the largest first feature."""
+    feature = next(c for c in bench.rows[0] if c != TARGET)
+    rows = sorted(bench.rows, key=lambda r: r[feature])
+    return rows[len(rows) // 2 :]
+
+
+def _flipped(rows):
+    labels = sorted({r[TARGET] for r in rows})
+    return [{**r, TARGET: labels[1 - labels.index(r[TARGET])]} for r in rows]
+
+
+def _between(bench):
+    """Rows halfway between a row of one class and a row of the other: the model cannot be sure."""
+    classes = sorted({r[TARGET] for r in bench.rows})
+    a = [r for r in bench.rows if r[TARGET] == classes[0]]
+    b = [r for r in bench.rows if r[TARGET] == classes[1]]
+    out = []
+    for x, y in zip(a, b, strict=False):
+        out.append({k: (x[k] + y[k]) / 2 if k != TARGET else x[k] for k in x})
+    return out
+
+
+def test_a_harmless_shift_with_labels_ends_the_job_without_retraining(bench):
+    job, step = _serve(bench, _selected(bench))
+    assert job["status"] == "SKIPPED" and job["decision"] == "harmless_shift", job
+    d = step["detail"]
+    assert step["step"] == "triage" and step["status"] == "harmless"
+    assert d["method"] == "labels" and d["n"] == 114 and d["baseline"] == round(bench.accuracy, 4)
+    assert d["estimate"] >= d["baseline"] - 0.05 and d["harmful"] is False
+    assert job["new_dataset_version_id"] is None and job["experiment_id"] is None
+    assert len(bench.automation.steps(job["id"])) == 1
+
+
+def test_a_concept_drift_with_labels_goes_on_to_retrain(bench):
+    job, step = _serve(bench, _flipped(bench.rows[:100]))
+    assert step["step"] == "triage" and step["status"] == "harmful"
+    d = step["detail"]
+    assert (
+        d["method"] == "labels" and d["estimate"] < 0.2 and d["interval"][1] < d["baseline"] - 0.05
+    )
+    assert job["status"] == "WAITING_FOR_DATA"  # past the triage, waiting for held-out rows
+    assert [s["step"] for s in bench.automation.steps(job["id"])] == ["triage", "holdout"]
+
+
+def test_without_labels_a_shift_the_model_is_sure_about_is_harmless(bench):
+    job, step = _serve(bench, _selected(bench), labels=False)
+    d = step["detail"]
+    assert d["method"] == "cbpe" and d["labels"] == 0 and d["n"] == 114
+    assert job["status"] == "SKIPPED" and d["harmful"] is False, d
+    assert 0.9 < d["baseline"] <= 1.0 and d["estimate"] >= d["baseline"] - 0.05
+
+
+def test_without_labels_rows_between_the_classes_are_harmful(bench):
+    job, step = _serve(bench, _between(bench), labels=False)
+    d = step["detail"]
+    assert d["method"] == "cbpe" and d["harmful"] is True, d
+    assert d["estimate"] < d["baseline"] - 0.05
+    assert job["status"] == "WAITING_FOR_DATA"
