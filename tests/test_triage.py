@@ -147,3 +147,30 @@ def test_without_labels_rows_between_the_classes_are_harmful(bench):
     assert d["method"] == "cbpe" and d["harmful"] is True, d
     assert d["estimate"] < d["baseline"] - 0.05
     assert job["status"] == "WAITING_FOR_DATA"
+
+
+def test_a_harmless_shift_can_become_the_monitors_new_reference(bench):
+    from dataclasses import replace
+
+    from workbench.automation import LoopPolicy
+
+    train = bench.datasets.get("bc-train")
+    bench.monitoring.drift_monitor("bc", reference=train, name="bc-drift", window=50)
+    row = bench.automation.policies()[0]
+    policy = replace(LoopPolicy.from_dict(row["config"]), triage_moves_reference=True)
+    bench.automation.add_policy(policy)
+    shifted = _selected(bench)
+    job, step = _serve(bench, shifted)
+    assert job["status"] == "SKIPPED" and step["status"] == "harmless"
+    moved = bench.automation.steps(job["id"])[1]
+    assert moved["step"] == "reference" and moved["detail"]["from"] == train.id
+    record = bench.store.monitors.get("bc-drift")
+    reference = bench.datasets.by_id(record["reference_dataset_version_id"])
+    assert reference.name == "bc-drift-reference" and reference.n_rows == len(shifted)
+    assert any(
+        e["action"] == "monitor.refit" and e["entity_id"] == record["id"]
+        for e in bench.store.audit_log()
+    ), "the move is audited"
+    # the monitor as the library loads it compares with the new reference from now on
+    monitor = bench.monitoring.get("bc-drift")
+    assert monitor.reference.id == reference.id

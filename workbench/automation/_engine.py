@@ -686,6 +686,38 @@ class Pipeline:
         )
         return out
 
+    def _accept_shift(self, verdict: dict[str, Any]) -> None:
+        """A harmless shift becomes the drift monitor's new reference: the requests served since
+        the change, recorded as ``<monitor>-reference`` and the monitor refitted on them (audited)."""
+        import polars as pl
+
+        window = self.store.monitors.get_window(self.job["drift_result_id"])
+        record = self.store.monitors.get(window["monitor"])
+        if record["kind"] != "data_drift":
+            return
+        served = [
+            rec
+            for r in self.store.deployments.list_requests(
+                self.policy.deployment, after_id=verdict["after_request_log_id"]
+            )
+            for rec in r["features"]
+            if isinstance(rec, dict)
+        ]
+        features = record["config"].get("features") or sorted(served[0])
+        frame = pl.DataFrame([{f: rec.get(f) for f in features} for rec in served])
+        dv = self.stages.datasets.ingest(frame, name=f"{window['monitor']}-reference")
+        old = record["reference_dataset_version_id"]
+        self.stages.monitoring.refit(window["monitor"], reference=dv)
+        moved = {"monitor": window["monitor"], "from": old, "to": dv.id, "rows": frame.height}
+        self.detail["references"] = [moved]
+        self.step(
+            "reference",
+            "ok",
+            f"monitor {window['monitor']} refitted on the {frame.height} requests served since the "
+            f"change ({dv}): this harmless shift is its new normal",
+            **moved,
+        )
+
     def change_point(self) -> dict[str, Any] | None:
         """Where the change that started this job began (``request_log_id``, the ``monitor`` and
         the event's ``window_id``), from the monitor's windows; None for a job no window started."""
@@ -750,6 +782,8 @@ class Pipeline:
                 status = "harmful" if verdict["harmful"] else "harmless"
                 self.step("triage", status, verdict["reason"], **verdict)
                 if not verdict["harmful"]:
+                    if p.triage_moves_reference:
+                        self._accept_shift(verdict)
                     return self.finish(JobStatus.SKIPPED, "harmless_shift")
         # 1. snapshot: the policy's training data plus the deployment's labelled requests
         train = stages.datasets.get(p.train)

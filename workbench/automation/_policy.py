@@ -751,7 +751,10 @@ class LoopPolicy:
         of the champion's top class probability, CBPE) against the same estimate on its
         holdout. Only a drop of more than ``triage_max_drop`` that the data shows (the
         interval's upper end under it) goes on to retrain; otherwise the job ends ``SKIPPED``,
-        decision ``harmless_shift``, with the estimate in its ``triage`` step.
+        decision ``harmless_shift``, with the estimate in its ``triage`` step; with
+        ``triage_moves_reference=True`` the drift monitor is then refitted (audited) on the
+        requests served since the change, recorded as ``<monitor>-reference``, so the same
+        harmless shift stops alarming.
     holdout_fraction, holdout_min_rows, data_wait_s
         With ``holdout=None``: the fraction of the labelled requests held out (seeded by
         ``seed``), and how many held-out rows the gate needs to judge (default: the gate's
@@ -845,6 +848,7 @@ class LoopPolicy:
     triage: bool = False
     triage_max_drop: float = 0.05
     triage_min_labels: int = 30
+    triage_moves_reference: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_fraction < 1:
