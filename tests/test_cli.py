@@ -261,3 +261,18 @@ def test_report_writes_the_champions_html_and_refuses_a_version_without_evaluati
     result = CliRunner().invoke(cli, ["--home", str(populated), "report", "m@2"])
     assert result.exit_code == 3 and "has no recorded evaluation" in result.output
     assert "register_best" in result.output
+
+
+def test_policies_add_without_a_holdout_takes_the_loops_own_and_the_triage_options(populated):
+    import json
+
+    out = run(
+        populated,
+        *("policies", "add", "p", "--model", "m", "--deployment", "m", "--train", "d"),
+        *("--holdout-fraction", "0.25", "--triage", "--since-change", "--json"),
+    )
+    assert out.exit_code == 0, out.output
+    listed = json.loads(run(populated, "policies", "list", "--json").output)
+    (config,) = [p["config"] for p in listed if p["name"] == "p"]
+    assert config["holdout"] is None and config["holdout_fraction"] == 0.25
+    assert config["triage"] is True and config["since_change"] is True

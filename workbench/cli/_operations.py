@@ -166,6 +166,18 @@ def policies() -> None:
     show_default=True,
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
 )
+@click.option(
+    "--triage/--no-triage",
+    default=False,
+    show_default=True,
+    help="Retrain only when the drift is estimated to hurt the champion.",
+)
+@click.option(
+    "--since-change/--all-data",
+    default=False,
+    show_default=True,
+    help="Train on the labelled requests since the estimated change point.",
+)
 @click.option("--drift", "drift_monitors", multiple=True, metavar="MONITOR", help="Trigger.")
 @click.option("--cron", "crons", multiple=True, metavar="EXPR", help="Trigger on a schedule.")
 @click.option("--cooldown-s", default=3600.0, show_default=True, type=click.FloatRange(min=0))
@@ -187,6 +199,8 @@ def policies_add(
     train: str,
     holdout: str | None,
     holdout_fraction: float,
+    triage: bool,
+    since_change: bool,
     drift_monitors: tuple[str, ...],
     crons: tuple[str, ...],
     cooldown_s: float,
@@ -209,6 +223,8 @@ def policies_add(
         train=train,
         holdout=holdout,
         holdout_fraction=holdout_fraction,
+        triage=triage,
+        since_change=since_change,
         triggers=[*(DriftTrigger(m) for m in drift_monitors), *(ScheduleTrigger(c) for c in crons)],
         cooldown_s=cooldown_s,
         budget=Budget(max_per_day=max_per_day) if max_per_day else Budget(),
