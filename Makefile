@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-fast system-packages lint bench bench-search bench-monitoring bench-serving bench-panel labextension lock clean-venv
+.PHONY: demo test test-fast system-packages lint bench bench-search bench-monitoring bench-serving bench-panel bench-cold-start labextension lock clean-venv
 
 # The JupyterLab extension is installed after workbench; its labextension is prebuilt and committed,
 # so installing it needs no node (SKIP_JUPYTER_BUILDER), and `make labextension` rebuilds it.
@@ -95,6 +95,13 @@ labextension: $(STAMP)
 PANEL_ARGS ?=
 bench-panel: $(STAMP)
 	$(BIN)/python bench/panel_render.py $(PANEL_ARGS)
+
+# Cold start: import workbench, a fresh process to a 2-trial search's first result and to a new
+# deployment's first answer, each on a fresh home and a fresh local Ray (~1 min a repeat;
+# COLD_START_ARGS=--quick for 1 repeat).
+COLD_START_ARGS ?=
+bench-cold-start: $(STAMP)
+	$(BIN)/python bench/cold_start.py $(COLD_START_ARGS)
 
 # Re-resolve every pin (run after changing dependencies in pyproject.toml, then commit constraints.txt).
 lock:
