@@ -238,3 +238,15 @@ def test_reproduce_model_refits_a_registered_version_and_compares_its_metrics(se
         assert not off["match"] and off["max_abs_diff"] > 1e-3
     finally:
         mp.undo()
+
+
+def test_the_lock_read_from_folder_names_equals_the_parsed_metadata():
+    from importlib import metadata
+
+    parsed = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            key = name.lower().replace("_", "-").replace(".", "-")
+            parsed.setdefault(key, f"{key}=={dist.version}")
+    assert package_lock() == [parsed[k] for k in sorted(parsed)]
