@@ -44,3 +44,71 @@ def ingest_two_city_versions(bench, name: str = "cities") -> None:
         name=name,
         checks=Checks(columns={"x": Column(max=10, severity="warn")}),
     )
+
+
+def champion_bench(home, *, target: str = "diagnosis"):
+    """A Workbench on ``home``: the breast-cancer data as ``bc`` split 60/40 into ``bc-train`` and
+    ``bc-holdout``, a logistic-regression champion of model ``bc`` trained on bc-train (linked to
+    it, holdout metrics registered), a deployment row ``bc`` and a store-level drift monitor
+    ``bc-drift``; ``bench.rows`` holds the holdout rows (never trained on) as dicts."""
+    from workbench.api import Workbench
+    from workbench.datasets import write_breast_cancer_csv
+
+    bench = Workbench(home)
+    dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=target)
+    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
+    bundle = bench.experiments.fit_bundle(
+        parts["train"], {"family": "logistic_regression", "C": 1.0}
+    )
+    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
+    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
+    bench.registry.set_alias("bc", "champion", 1)
+    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
+    bench.store.monitors.add(
+        "bc-drift",
+        deployment="bc",
+        kind="drift",
+        config={},
+        reference_dataset_version_id=parts["train"].id,
+    )
+    bench.rows = bench.datasets.load(parts["holdout"]).to_dicts()
+    bench.train_rows = parts["train"].n_rows
+    bench.accuracy = metrics["accuracy"]
+    return bench
+
+
+def log_requests(bench, rows, *, target: str = "diagnosis", start: int = 0, labels: bool = True):
+    """Log ``rows`` (feature dicts with their ``target``) as answered requests of deployment
+    ``bc``, with request ids ``r-<start + i>``, and record their labels unless ``labels=False``."""
+    ids = [f"r-{start + i}" for i in range(len(rows))]
+    bench.store.deployments.record_requests(
+        [
+            {
+                "request_id": rid,
+                "deployment": "bc",
+                "features": [{k: v for k, v in row.items() if k != target}],
+                "prediction": [row[target]],
+                "latency_ms": 1.0,
+            }
+            for rid, row in zip(ids, rows, strict=True)
+        ]
+    )
+    if labels:
+        bench.store.monitors.record_labels(
+            {rid: [row[target]] for rid, row in zip(ids, rows, strict=True)}
+        )
+    return ids
+
+
+def drift_window(bench, *, first: int = 0, n: int = 10, drift: bool = True) -> int:
+    """Record one window of monitor ``bc-drift`` starting at request-log id ``first``."""
+    return bench.store.monitors.record_window(
+        "bc-drift",
+        first_request_log_id=first,
+        last_request_log_id=first + n - 1,
+        n=n,
+        is_drift=drift,
+        score=0.001 if drift else 0.5,
+        threshold=0.05,
+        detail={},
+    )

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests._factories import champion_bench
 from workbench.automation import Budget, DriftTrigger, Gate, LoopPolicy
 
 
@@ -31,27 +32,7 @@ def _drift(store, monitor, flags):
 @pytest.fixture
 def loop_bench(home):
     """A Workbench with a champion (logistic regression on bc-train), a deployment row and a monitor; no Ray."""
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    bench = Workbench(home)
-    dv = bench.datasets.ingest(
-        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
-    )
-    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
-    config = {"family": "logistic_regression", "C": 1.0}
-    bundle = bench.experiments.fit_bundle(parts["train"], config)
-    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
-    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
-    bench.registry.set_alias("bc", "champion", 1)
-    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
-    bench.store.monitors.add(
-        "bc-drift",
-        deployment="bc",
-        kind="drift",
-        reference_dataset_version_id=parts["train"].id,
-        config={},
-    )
+    bench = champion_bench(home)
     yield bench
     bench.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests._factories import champion_bench, drift_window, log_requests
 from workbench.automation import DriftTrigger, Gate, LoopPolicy
 from workbench.automation._policy import holdout_rows
 
@@ -15,58 +16,9 @@ TARGET = "diagnosis"
 
 @pytest.fixture
 def bench(home):
-    """A champion (logistic regression on bc-train, linked to it), a deployment row and a monitor."""
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    bench = Workbench(home)
-    dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=TARGET)
-    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
-    bundle = bench.experiments.fit_bundle(
-        parts["train"], {"family": "logistic_regression", "C": 1.0}
-    )
-    bench.registry.register("bc", bundle, metrics={}, dataset_version_id=parts["train"].id)
-    bench.registry.set_alias("bc", "champion", 1)
-    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
-    bench.store.monitors.add(
-        "bc-drift", deployment="bc", kind="drift", config={}, reference_dataset_version_id=1
-    )
-    bench.rows = bench.datasets.load(parts["holdout"]).to_dicts()
-    bench.train_rows = parts["train"].n_rows
+    bench = champion_bench(home)
     yield bench
     bench.close()
-
-
-def _label(bench, rows, start):
-    """Log ``rows`` as requests of the deployment and their labels."""
-    store = bench.store
-    ids = [f"r-{start + i}" for i in range(len(rows))]
-    store.deployments.record_requests(
-        [
-            {
-                "request_id": rid,
-                "deployment": "bc",
-                "features": [{k: v for k, v in row.items() if k != TARGET}],
-                "prediction": [row[TARGET]],
-                "latency_ms": 1.0,
-            }
-            for rid, row in zip(ids, rows, strict=True)
-        ]
-    )
-    store.monitors.record_labels({rid: [row[TARGET]] for rid, row in zip(ids, rows, strict=True)})
-
-
-def _drift(bench):
-    bench.store.monitors.record_window(
-        "bc-drift",
-        first_request_log_id=0,
-        last_request_log_id=0,
-        n=10,
-        is_drift=True,
-        score=0.001,
-        threshold=0.05,
-        detail={},
-    )
 
 
 def _policy(**kw):
@@ -110,8 +62,8 @@ def test_the_split_is_seeded_and_the_policy_checks_its_options():
 
 def test_too_few_labels_wait_then_fail_after_data_wait_s(bench):
     bench.automation.add_policy(_policy(data_wait_s=0.0))
-    _label(bench, bench.rows[:50], 0)  # 15 held out, 30 needed
-    _drift(bench)
+    log_requests(bench, bench.rows[:50], start=0)  # 15 held out, 30 needed
+    drift_window(bench)
     datasets_before = len(bench.datasets.list())
     bench.automation.tick()
     (job,) = bench.automation.jobs("bc")
@@ -137,11 +89,11 @@ def test_a_waiting_job_runs_when_labels_arrive_and_is_judged_on_rows_it_never_tr
     bench, ray_cluster
 ):
     bench.automation.add_policy(_policy())
-    _label(bench, bench.rows[:50], 0)
-    _drift(bench)
+    log_requests(bench, bench.rows[:50], start=0)
+    drift_window(bench)
     bench.automation.tick()
     assert bench.automation.jobs("bc")[0]["status"] == "WAITING_FOR_DATA"
-    _label(bench, bench.rows[50:150], 50)  # 150 labelled: 45 held out
+    log_requests(bench, bench.rows[50:150], start=50)  # 150 labelled: 45 held out
     bench.automation.tick()
     (job,) = bench.automation.jobs("bc")
     assert job["status"] == "PROMOTED", job
@@ -173,33 +125,21 @@ def test_a_waiting_job_runs_when_labels_arrive_and_is_judged_on_rows_it_never_tr
 
 
 def _windows(bench, flags_and_firsts):
-    """Windows of bc-drift: (is_drift, first request-log id) each; returns their ids."""
-    return [
-        bench.store.monitors.record_window(
-            "bc-drift",
-            first_request_log_id=first,
-            last_request_log_id=first + 39,
-            n=40,
-            is_drift=flag,
-            score=0.001 if flag else 0.5,
-            threshold=0.05,
-            detail={},
-        )
-        for flag, first in flags_and_firsts
-    ]
+    """Windows of bc-drift of 40 requests: (is_drift, first request-log id) each; their ids."""
+    return [drift_window(bench, first=first, n=40, drift=flag) for flag, first in flags_and_firsts]
 
 
 def test_since_the_change_a_job_waits_for_min_rows_of_post_change_labels(bench):
     bench.automation.add_policy(
         _policy(since_change=True, min_rows=100, triggers=[DriftTrigger("bc-drift", windows=2)])
     )
-    _label(bench, bench.rows[:120], 0)  # request-log ids 1..120
+    log_requests(bench, bench.rows[:120], start=0)  # request-log ids 1..120
     ids = _windows(bench, [(False, 1), (True, 41), (True, 81)])
     bench.automation.tick(check=False)
     (job,) = bench.automation.jobs("bc")
     assert job["status"] == "WAITING_FOR_DATA", job
     (step,) = bench.automation.steps(job["id"])
-    assert step["step"] == "holdout" and (step["detail"]["have"], step["detail"]["need"]) == (
+    assert step["step"] == "data" and (step["detail"]["have"], step["detail"]["need"]) == (
         80,
         100,
     )
@@ -224,7 +164,7 @@ def test_since_the_change_a_job_trains_on_post_change_rows_and_a_share_of_older_
             triggers=[DriftTrigger("bc-drift", windows=2)],
         )
     )
-    _label(bench, bench.rows[:120], 0)
+    log_requests(bench, bench.rows[:120], start=0)
     _windows(bench, [(False, 1), (True, 41), (True, 81)])
     bench.automation.tick(check=False)
     (job,) = bench.automation.jobs("bc")

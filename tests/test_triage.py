@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests._factories import champion_bench, drift_window, log_requests
 from workbench.automation import DriftTrigger, Gate, LoopPolicy
 
 TARGET = "diagnosis"
@@ -17,22 +18,7 @@ TARGET = "diagnosis"
 
 @pytest.fixture
 def bench(home):
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    bench = Workbench(home)
-    dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=TARGET)
-    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
-    bundle = bench.experiments.fit_bundle(
-        parts["train"], {"family": "logistic_regression", "C": 1.0}
-    )
-    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
-    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
-    bench.registry.set_alias("bc", "champion", 1)
-    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
-    bench.store.monitors.add(
-        "bc-drift", deployment="bc", kind="drift", config={}, reference_dataset_version_id=1
-    )
+    bench = champion_bench(home)
     bench.automation.add_policy(
         LoopPolicy(
             "bc",
@@ -48,40 +34,14 @@ def bench(home):
             triage=True,
         )
     )
-    bench.rows = bench.datasets.load(parts["holdout"]).to_dicts()
-    bench.accuracy = metrics["accuracy"]
     yield bench
     bench.close()
 
 
 def _serve(bench, rows, *, labels=True):
     """Log ``rows`` as requests (ids from 1), their labels if asked, and one drifting window."""
-    store = bench.store
-    ids = [f"r-{i}" for i in range(len(rows))]
-    store.deployments.record_requests(
-        [
-            {
-                "request_id": rid,
-                "deployment": "bc",
-                "features": [{k: v for k, v in row.items() if k != TARGET}],
-                "prediction": [row[TARGET]],
-                "latency_ms": 1.0,
-            }
-            for rid, row in zip(ids, rows, strict=True)
-        ]
-    )
-    if labels:
-        store.monitors.record_labels({r: [row[TARGET]] for r, row in zip(ids, rows, strict=True)})
-    store.monitors.record_window(
-        "bc-drift",
-        first_request_log_id=1,
-        last_request_log_id=len(rows),
-        n=len(rows),
-        is_drift=True,
-        score=0.001,
-        threshold=0.05,
-        detail={},
-    )
+    log_requests(bench, rows, labels=labels)
+    drift_window(bench, first=1, n=len(rows))
     bench.automation.tick(check=False)
     (job,) = bench.automation.jobs("bc")
     step = bench.automation.steps(job["id"])[0]
@@ -131,6 +91,12 @@ def test_a_concept_drift_with_labels_goes_on_to_retrain(bench):
     )
     assert job["status"] == "WAITING_FOR_DATA"  # past the triage, waiting for held-out rows
     assert [s["step"] for s in bench.automation.steps(job["id"])] == ["triage", "holdout"]
+    bench.automation.tick(check=False)  # still waiting: triaged once, not on every attempt
+    assert [s["step"] for s in bench.automation.steps(job["id"])] == [
+        "triage",
+        "holdout",
+        "holdout",
+    ]
 
 
 def test_without_labels_a_shift_the_model_is_sure_about_is_harmless(bench):

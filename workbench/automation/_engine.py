@@ -730,7 +730,9 @@ class Pipeline:
             return None
         return {"request_log_id": first, "monitor": window["monitor"], "window_id": rid}
 
-    def wait_for_data(self, summary: str, *, have: int, need: int) -> dict[str, Any]:
+    def wait_for_data(
+        self, summary: str, *, have: int, need: int, step: str = "holdout"
+    ) -> dict[str, Any]:
         """Too few rows (held out for the gate, or since the change point): wait for more labelled
         requests (the next tick runs the job again), at most ``data_wait_s``, then fail with
         ``not_enough_data``."""
@@ -741,14 +743,14 @@ class Pipeline:
         figures = {"have": have, "need": need, "waited_s": round(waited, 1)}
         if waited > p.data_wait_s:
             self.step(
-                "holdout",
+                step,
                 "failed",
                 f"{summary} after {waited:.0f}s of waiting (data_wait_s={p.data_wait_s:g}); label "
                 "more requests (bench.monitoring.record_labels) or name a holdout dataset in the policy",
                 **figures,
             )
             return self.finish(JobStatus.FAILED, "not_enough_data")
-        self.step("holdout", "waiting", f"{summary}: waiting for more labels", **figures)
+        self.step(step, "waiting", f"{summary}: waiting for more labels", **figures)
         return self.finish(JobStatus.WAITING_FOR_DATA, "waiting_for_data")
 
     def held_out(self, held: Any, train: Any) -> Any:
@@ -775,7 +777,9 @@ class Pipeline:
         import polars as pl
 
         stages, p = self.stages, self.policy
-        if p.triage:  # 0. does the shift hurt? A harmless one is not worth a retraining
+        # 0. does the shift hurt? A harmless one is not worth a retraining (a job waiting for data
+        # was triaged harmful on its first run: it is not triaged again)
+        if p.triage and "triage" not in self.detail:
             verdict = self.triage()
             if verdict is not None:
                 self.detail["triage"] = verdict
@@ -814,6 +818,7 @@ class Pipeline:
                     f"the run ending at {since['monitor']} window #{since['window_id']})",
                     have=new.height,
                     need=p.min_rows,
+                    step="data",
                 )
             older = pl.concat([base, frame_of(before)])
             base = older.tail(int(p.pre_change_fraction * new.height))
