@@ -46,15 +46,16 @@ def ingest_two_city_versions(bench, name: str = "cities") -> None:
     )
 
 
-def champion_bench(home, *, target: str = "diagnosis"):
-    """A Workbench on ``home``: the breast-cancer data as ``bc`` split 60/40 into ``bc-train`` and
+def champion_bench(home, *, target: str = "diagnosis", **options):
+    """A Workbench on ``home`` (``options`` go to ``Workbench``, e.g. ``address=``): the breast-cancer data as ``bc`` split 60/40 into ``bc-train`` and
     ``bc-holdout``, a logistic-regression champion of model ``bc`` trained on bc-train (linked to
     it, holdout metrics registered), a deployment row ``bc`` and a store-level drift monitor
-    ``bc-drift``; ``bench.rows`` holds the holdout rows (never trained on) as dicts."""
+    ``bc-drift``; ``bench.parts`` holds the split, ``bench.rows`` the holdout rows (never trained
+    on) as dicts."""
     from workbench.api import Workbench
     from workbench.datasets import write_breast_cancer_csv
 
-    bench = Workbench(home)
+    bench = Workbench(home, **options)
     dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=target)
     parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
     bundle = bench.experiments.fit_bundle(
@@ -71,6 +72,7 @@ def champion_bench(home, *, target: str = "diagnosis"):
         config={},
         reference_dataset_version_id=parts["train"].id,
     )
+    bench.parts = parts
     bench.rows = bench.datasets.load(parts["holdout"]).to_dicts()
     bench.train_rows = parts["train"].n_rows
     bench.accuracy = metrics["accuracy"]

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests._factories import champion_bench
 from tests._nodes import start_head as _start_head
 from tests._processes import end_ray_start
 from tests.test_automation_loop import _drift, policy
@@ -119,29 +120,7 @@ def head_bench(ray_head, monkeypatch):
 
 def _bench_on(address, home):
     """A Workbench on ``address`` holding what test_automation_loop's ``loop_bench`` holds."""
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    bench = Workbench(home, address=address)
-    dv = bench.datasets.ingest(
-        write_breast_cancer_csv(home / "bc.csv"), name="bc", target="diagnosis"
-    )
-    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
-    bundle = bench.experiments.fit_bundle(
-        parts["train"], {"family": "logistic_regression", "C": 1.0}
-    )
-    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
-    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
-    bench.registry.set_alias("bc", "champion", 1)
-    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
-    bench.store.monitors.add(
-        "bc-drift",
-        deployment="bc",
-        kind="drift",
-        reference_dataset_version_id=parts["train"].id,
-        config={},
-    )
-    return bench
+    return champion_bench(home, address=address)
 
 
 def _wait_terminal(bench, job_id, timeout_s=WAIT_S):

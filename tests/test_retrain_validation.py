@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests._factories import champion_bench
 from workbench.automation import DriftTrigger, LoopPolicy
 from workbench.datasets import Checks
 
@@ -16,20 +17,7 @@ TARGET = "diagnosis"
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     """A Workbench with a champion (logistic regression on bc-train, linked to it) and the full data as bc."""
-    from workbench.api import Workbench
-    from workbench.datasets import write_breast_cancer_csv
-
-    home = tmp_path_factory.mktemp("retrain-validation") / "home"
-    bench = Workbench(home)
-    dv = bench.datasets.ingest(write_breast_cancer_csv(home / "bc.csv"), name="bc", target=TARGET)
-    parts = bench.datasets.split(dv, {"train": 0.6, "holdout": 0.4}, seed=0)
-    bundle = bench.experiments.fit_bundle(
-        parts["train"], {"family": "logistic_regression", "C": 1.0}
-    )
-    metrics = bench.experiments.evaluate(bundle, parts["holdout"])
-    bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
-    bench.registry.set_alias("bc", "champion", 1)
-    bench.parts = parts
+    bench = champion_bench(tmp_path_factory.mktemp("retrain-validation") / "home")
     yield bench
     bench.close()
 
