@@ -295,8 +295,11 @@ class Stages:
     # ---------------------------------------------------------------- closing
     def close(self) -> None:
         """Close the store and Serving's HTTP client; stop Ray only if this object started it."""
+        from workbench.runtime import release_parked_trials
+
         if "serving" in self.__dict__:
             self.serving.close()
+        release_parked_trials()  # parked trial actors (workbench.runtime._warm_trials) hold CPUs
         if self._ray is not None:
             self._ray.shutdown()
             self._ray = None

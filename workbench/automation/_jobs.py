@@ -228,6 +228,9 @@ class RayJobs:
         nothing new starts: the earlier submission is the job's run)."""
         import time
 
+        from workbench.runtime import release_parked_trials
+
+        release_parked_trials()  # the job's driver and its trials need the CPUs they hold
         deadline = time.monotonic() + self.agent_wait_s
         while True:
             try:

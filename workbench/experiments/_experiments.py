@@ -1237,8 +1237,10 @@ class Experiments:
             callback.metric,
             callback.mode,
         )
+        from workbench.runtime import warm_trials
+
         try:
-            with _tune_console_quiet():
+            with _tune_console_quiet(), warm_trials():
                 grid_result = tuner.fit()
         except Exception as exc:
             self._record_state(exp_id, location)

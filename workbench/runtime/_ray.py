@@ -35,9 +35,12 @@ class RayConnection:
         global _current
         import ray
 
+        from workbench.runtime._warm_trials import release_parked_trials
+
         with _lock:
             if not self.started_here:
                 return
+            release_parked_trials()  # parked trial actors die with the cluster; forget them first
             if ray.is_initialized():
                 ray.shutdown()
             _current = None

@@ -313,7 +313,10 @@ def score_version(
     )
     import ray
 
+    from workbench.runtime import release_parked_trials
+
     connect()
+    release_parked_trials()  # the batch's actors need the CPUs parked trial actors hold
     compute = actor_pool(concurrency, num_gpus=num_gpus, cluster=ray.cluster_resources())
     scored = _run(
         datasets.load(dataset_version).to_arrow(),  # the version's artifact, hash-verified

@@ -118,9 +118,10 @@ class Serving:
         """Connect to Ray and start Serve with our HTTP options unless it already runs."""
         from ray import serve
 
-        from workbench.runtime import connect
+        from workbench.runtime import connect, release_parked_trials
 
         conn = self._connect() if self._connect is not None else connect()
+        release_parked_trials()  # replicas need the CPUs parked trial actors hold
         running = _running_http_options()
         if running is None:
             serve.start(http_options={"host": self.http_host, "port": self.http_port})

@@ -1,0 +1,174 @@
+"""Trial actors parked between searches (workbench/runtime/_warm_trials.py), on the session's Ray.
+
+What is checked: the second search runs in the first one's trial processes and records what a cold
+search records; a parked actor takes the new search's trainable and data; a search of another
+shape, the idle timer and a deploy give the CPUs back; a dead parked actor is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _user_search(bench, dv, name, xs):
+    from ray import tune
+
+    def _pid_trainable(config, data):  # nested: pickled by value, as a notebook's function is
+        import os
+        import time
+
+        from ray import tune as t
+
+        time.sleep(0.5)  # long enough for both CPUs to get a trial actor
+        # depends on the search's own data, so a reused actor left with the old data shows
+        t.report({"score": config["x"] * len(data["y"]), "worker": float(os.getpid())})
+
+    result = bench.experiments.search(
+        dv,
+        name=name,
+        trainable=_pid_trainable,
+        space={"x": tune.grid_search(xs)},
+        metric="score",
+        mode="max",
+        num_samples=1,
+        progress=None,
+    )
+    return {int(t["metrics"]["worker"]) for t in result.trials}, result
+
+
+def _sklearn_search(bench, dv, name, seed=0, resources=None):
+    from ray import tune
+
+    return bench.experiments.search(
+        dv,
+        name=name,
+        space={"family": "logistic_regression", "C": tune.loguniform(1e-3, 10)},
+        num_samples=4,
+        folds=3,
+        seed=seed,
+        progress=None,
+        resources=resources,
+    )
+
+
+def _free_cpus(expected: float, timeout_s: float = 20.0) -> float:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    free = ray.available_resources().get("CPU", 0.0)
+    while free < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        free = ray.available_resources().get("CPU", 0.0)
+    return free
+
+
+def _parked_pids() -> set[int]:
+    """The process ids of the parked trial actors (asked of each actor)."""
+    import ray
+
+    from workbench.runtime import _warm_trials
+
+    actors = [e.actor for entries in _warm_trials._parked.values() for e in entries]
+    return set(ray.get([a.__ray_call__.remote(lambda _self: os.getpid()) for a in actors]))
+
+
+@pytest.fixture
+def cold(monkeypatch):
+    from workbench.runtime import release_parked_trials
+
+    release_parked_trials()
+    yield
+    release_parked_trials()
+
+
+def test_the_next_search_runs_in_the_parked_trial_processes(cancer_bench, cold):
+    from workbench.runtime import parked_trials
+
+    bench, dv = cancer_bench
+    first, _ = _user_search(bench, dv, "warm-a", [1, 2, 3, 4])
+    assert parked_trials() == 2  # the 2 CPUs' trial actors, kept
+    parked = _parked_pids()
+    assert first <= parked
+    second, result = _user_search(bench, dv, "warm-b", [5, 6, 7, 8])
+    assert second <= parked  # the same processes ran it, no new ones
+    assert _parked_pids() == parked
+    # the parked actors ran the new search's function on its own data and configs
+    rows = len(bench.datasets.load(dv))
+    assert sorted(t["metrics"]["score"] for t in result.trials) == [x * rows for x in (5, 6, 7, 8)]
+
+
+def test_a_warm_search_records_what_a_cold_one_records(cancer_bench, cold, monkeypatch):
+    from workbench.runtime import parked_trials, release_parked_trials
+
+    bench, dv = cancer_bench
+    _sklearn_search(bench, dv, "prime", seed=1)
+    assert parked_trials() == 2
+    warm = _sklearn_search(bench, dv, "warm", seed=7)
+    release_parked_trials()
+    monkeypatch.setenv("WORKBENCH_WARM_TRIALS_S", "0")  # parking off
+    cold_result = _sklearn_search(bench, dv, "cold", seed=7)
+    assert parked_trials() == 0
+    assert warm.best_config == cold_result.best_config
+    assert warm.best_metrics["f1"] == pytest.approx(cold_result.best_metrics["f1"], abs=1e-12)
+    assert sorted(t["config"]["C"] for t in warm.trials) == sorted(
+        t["config"]["C"] for t in cold_result.trials
+    )
+    assert all(t["status"] == "TERMINATED" for t in warm.trials)
+
+
+def test_a_search_of_another_shape_gets_the_parked_cpus(cancer_bench, cold):
+    from workbench.runtime import parked_trials
+
+    bench, dv = cancer_bench
+    _sklearn_search(bench, dv, "one-cpu")
+    assert parked_trials() == 2  # both CPUs held by parked 1-CPU actors
+    # a 2-CPU trial needs both: the parked ones are released instead of blocking it
+    result = _sklearn_search(bench, dv, "two-cpu", resources={"cpu": 2})
+    assert len(result.trials) == 4
+    assert parked_trials() == 1
+
+
+def test_parked_actors_give_their_cpus_back(cancer_bench, cold, monkeypatch):
+    import ray
+
+    from workbench.runtime import parked_trials, release_parked_trials
+
+    bench, dv = cancer_bench
+    total = ray.cluster_resources()["CPU"]
+    monkeypatch.setenv("WORKBENCH_WARM_TRIALS_S", "2")
+    _sklearn_search(bench, dv, "idle")
+    assert parked_trials() == 2
+    assert ray.available_resources().get("CPU", 0.0) == 0.0  # held while parked
+    deadline = time.monotonic() + 15
+    while parked_trials() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert parked_trials() == 0  # the idle timer released them
+    assert _free_cpus(total) == total
+
+    monkeypatch.setenv("WORKBENCH_WARM_TRIALS_S", "600")
+    _sklearn_search(bench, dv, "explicit")
+    assert release_parked_trials() == 2  # what deploys, batch scoring and close() call
+    assert _free_cpus(total) == total
+
+
+def test_a_dead_parked_actor_is_replaced(cancer_bench, cold):
+    import ray
+
+    from workbench.runtime import _warm_trials, parked_trials
+
+    bench, dv = cancer_bench
+    _user_search(bench, dv, "dead-a", [1, 2])
+    assert parked_trials() == 2
+    before = _parked_pids()
+    for entries in _warm_trials._parked.values():
+        for entry in entries:
+            ray.kill(entry.actor)  # both die while parked
+    _, result = _user_search(bench, dv, "dead-b", [3, 4, 5, 6])
+    assert len(result.trials) == 4 and all(t["status"] == "TERMINATED" for t in result.trials)
+    assert parked_trials() == 2
+    assert not _parked_pids() & before  # fresh actors took the dead ones' placement groups
