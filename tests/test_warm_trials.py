@@ -172,3 +172,28 @@ def test_a_dead_parked_actor_is_replaced(cancer_bench, cold):
     assert len(result.trials) == 4 and all(t["status"] == "TERMINATED" for t in result.trials)
     assert parked_trials() == 2
     assert not _parked_pids() & before  # fresh actors took the dead ones' placement groups
+
+
+def test_plain_tune_in_the_same_process_gets_the_parked_cpus(cancer_bench, cold, monkeypatch):
+    from ray import tune
+
+    from workbench.runtime import parked_trials
+
+    bench, dv = cancer_bench
+    monkeypatch.setenv("WORKBENCH_WARM_TRIALS_S", "120")  # only the release can free them in time
+    _sklearn_search(bench, dv, "before-plain")
+    assert parked_trials() == 2
+
+    def plain(config):
+        tune.report({"v": config["x"]})
+
+    t = time.monotonic()
+    grid = tune.Tuner(
+        plain,
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(metric="v", mode="max"),
+        run_config=tune.RunConfig(storage_path=str(bench.settings.tune_root), verbose=0),
+    ).fit()
+    assert grid.get_best_result().metrics["v"] == 2
+    assert parked_trials() == 0  # released for it, and plain Tune parks nothing
+    assert time.monotonic() - t < 60  # not the 120 s idle timer

@@ -21,8 +21,9 @@ A parked actor holds its placement group's CPUs, so parked actors are released a
 ``WORKBENCH_WARM_TRIALS_S`` seconds (default 10; ``0`` turns parking off), when this process
 needs the CPUs for something else (:func:`release_parked_trials`: deploys, batch scoring, Ray job
 submissions, :meth:`Workbench.close`), and when Ray is not the one they were parked in. Another
-process (another notebook, a Ray job) that needs those CPUs waits at most the idle time. Searches outside :func:`warm_trials` (plain Tune in the same
-process) are untouched. The hooks rely on Tune's private execution classes of the pinned Ray
+process (another notebook, a Ray job) that needs those CPUs waits at most the idle time. A
+search outside :func:`warm_trials` (plain Tune or Ray Train in this process) parks nothing and
+takes nothing; its first placement-group request releases the parked actors. The hooks rely on Tune's private execution classes of the pinned Ray
 release (``constraints.txt``); ``tests/test_warm_trials.py`` checks them.
 """
 
@@ -248,7 +249,11 @@ def _install() -> None:
         original_cache = controller_cls._maybe_cache_trial_actor
 
         def request_resources(self: Any, resource_request: Any) -> None:
-            entry = _take(resource_request) if _active() else None
+            if not _active():
+                if _parked:  # plain Tune (or Ray Train) in this process: give it the CPUs
+                    release_parked_trials()
+                return original_request(self, resource_request)
+            entry = _take(resource_request)
             if entry is None:
                 return original_request(self, resource_request)
             self._pg_to_request[entry.pg] = resource_request
