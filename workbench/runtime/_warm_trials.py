@@ -18,7 +18,7 @@ While a workbench search runs (:func:`warm_trials`), three hooks into Tune's exe
   is killed and a fresh one starts in the group.
 
 A parked actor holds its placement group's CPUs, so parked actors are released after
-``WORKBENCH_WARM_TRIALS_S`` seconds (default 10; ``0`` turns parking off), when this process
+``WORKBENCH_WARM_TRIALS_S`` seconds (default 3; ``0`` turns parking off), when this process
 needs the CPUs for something else (:func:`release_parked_trials`: deploys, batch scoring, Ray job
 submissions, :meth:`Workbench.close`), and when Ray is not the one they were parked in. Another
 process (another notebook, a Ray job) that needs those CPUs waits at most the idle time. A
@@ -62,9 +62,9 @@ _reaper: threading.Thread | None = None
 def idle_seconds() -> float:
     """How long a parked trial actor waits for the next search (``WORKBENCH_WARM_TRIALS_S``)."""
     try:
-        return max(0.0, float(os.environ.get("WORKBENCH_WARM_TRIALS_S", "10")))
+        return max(0.0, float(os.environ.get("WORKBENCH_WARM_TRIALS_S", "3")))
     except ValueError:
-        return 10.0
+        return 3.0
 
 
 def _active() -> bool:
@@ -133,7 +133,7 @@ def release_parked_trials() -> int:
 
 def _reap() -> None:
     while True:
-        time.sleep(1.0)
+        time.sleep(0.5)
         limit = time.monotonic() - idle_seconds()
         with _lock:
             old = [e for v in _parked.values() for e in v if e.since < limit]
