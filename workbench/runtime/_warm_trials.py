@@ -10,8 +10,8 @@ While a workbench search runs (:func:`warm_trials`), three hooks into Tune's exe
 - when the search ends, each trial actor Tune would stop (or keep cached) is *parked* instead,
   with the placement group it runs in (:func:`_park`);
 - when the next search asks for a placement group of the same shape, a parked one is handed to it
-  as ready (:func:`_request_resources`), and one of another shape is released at once, so a
-  parked actor never holds CPUs a search needs;
+  as ready (``request_resources`` in :func:`_install`), and one of another shape is released at
+  once, so a parked actor never holds CPUs a search needs;
 - when Tune starts an actor in a handed-over group, the parked actor takes the new trial's class
   (the new search's trainable and data) and is ``reset`` with its config and storage, exactly as
   Tune resets an actor it reuses inside one search (:class:`_Reused`); if that fails, the old actor
@@ -23,8 +23,9 @@ needs the CPUs for something else (:func:`release_parked_trials`: deploys, batch
 submissions, :meth:`Workbench.close`), and when Ray is not the one they were parked in. Another
 process (another notebook, a Ray job) that needs those CPUs waits at most the idle time. A
 search outside :func:`warm_trials` (plain Tune or Ray Train in this process) parks nothing and
-takes nothing; its first placement-group request releases the parked actors. The hooks rely on Tune's private execution classes of the pinned Ray
-release (``constraints.txt``); ``tests/test_warm_trials.py`` checks them.
+takes nothing; its first placement-group request releases the parked actors. The hooks rely on
+Tune's private execution classes of the pinned Ray release (``constraints.txt``);
+``tests/test_warm_trials.py`` checks them.
 """
 
 from __future__ import annotations
