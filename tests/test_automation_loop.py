@@ -259,11 +259,23 @@ def test_a_cron_trigger_through_tick_makes_one_job_per_fire_time(loop_bench):
 
 
 @pytest.mark.ray
-def test_a_compute_budget_caps_the_search_and_stops_the_next_job(loop_bench, ray_cluster):
+def test_a_compute_budget_caps_the_search_and_stops_the_next_job(
+    loop_bench, ray_cluster, monkeypatch, request
+):
     """Budget(max_compute_s=15): the first job's search gets the 15 s that are left (Tune's
     time_budget_s cuts a 1,500-trial search), its run is recorded as compute; the second job,
     admitted at the same moment, is stopped when it comes to run, and a later event is refused."""
+    from workbench.runtime import parked_trials, release_parked_trials
+
     bench = loop_bench
+    # The budget starts with the search, cold trial processes included: on a contended 2-core
+    # machine (CI's other worker busy; 8 busy loops here) starting them took the whole 15 s and
+    # no trial finished. A first search leaves its two trial actors parked for the job's search,
+    # so what the budget cuts is trials, not process starts.
+    monkeypatch.setenv("WORKBENCH_WARM_TRIALS_S", "600")
+    bench.experiments.search(bench.parts["train"], name="warm-up", num_samples=2, progress=None)
+    assert parked_trials() == 2
+    request.addfinalizer(release_parked_trials)
     bench.automation.add_policy(
         policy(
             triggers=[DriftTrigger("bc-drift", windows=1)],
