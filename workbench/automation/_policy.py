@@ -736,15 +736,15 @@ class LoopPolicy:
         ``<policy>-holdout``; a named holdout dataset (which someone must keep fresh) is the
         other option.
     since_change, pre_change_fraction
-        ``since_change=True``: a job started by a monitor event trains on the labelled requests
-        logged since the estimated change point (:func:`change_point`: the first window of the
-        run of alarming windows that triggered it), not on the data from before the change;
-        it waits ``WAITING_FOR_DATA`` (bounded by ``data_wait_s``) until ``min_rows`` of them
+        ``since_change=True`` (the default): a job started by a monitor event trains on the
+        labelled requests logged since the estimated change point (:func:`change_point`: the
+        first window of the run of alarming windows that triggered it), not on the data from
+        before the change; it waits ``WAITING_FOR_DATA`` (bounded by ``data_wait_s``) until ``min_rows`` of them
         arrived. ``pre_change_fraction`` mixes in that many pre-change rows per post-change
         row (the newest training rows), for when post-change data is scarce. Jobs from a
         schedule, and events whose window is unknown, snapshot as without it.
     triage, triage_max_drop, triage_min_labels
-        ``triage=True`` (opt-in for now): a job a data-drift event started first estimates the
+        ``triage=True`` (the default): a job a data-drift event started first estimates the
         shift's impact on the champion, from the requests since the change point: with at least
         ``triage_min_labels`` labels, its accuracy on them (a Wilson interval) against its
         registered holdout accuracy; without, confidence-based performance estimation (the mean
@@ -843,9 +843,9 @@ class LoopPolicy:
     holdout_fraction: float = 0.3
     holdout_min_rows: int | None = None
     data_wait_s: float = 86400.0
-    since_change: bool = False
+    since_change: bool = True
     pre_change_fraction: float = 0.0
-    triage: bool = False
+    triage: bool = True
     triage_max_drop: float = 0.05
     triage_min_labels: int = 30
     triage_moves_reference: bool = False

@@ -168,13 +168,13 @@ def policies() -> None:
 )
 @click.option(
     "--triage/--no-triage",
-    default=False,
+    default=True,
     show_default=True,
     help="Retrain only when the drift is estimated to hurt the champion.",
 )
 @click.option(
     "--since-change/--all-data",
-    default=False,
+    default=True,
     show_default=True,
     help="Train on the labelled requests since the estimated change point.",
 )
