@@ -48,6 +48,10 @@ def policy(**kw):
         cooldown_s=0,
         canary=False,
         num_samples=1,
+        # the drift windows here are records with no requests behind them: nothing to triage or
+        # to start a post-change snapshot from (tests/test_triage.py, test_own_holdout.py do)
+        triage=False,
+        since_change=False,
     )
     return LoopPolicy(**{**base, **kw})
 
