@@ -983,7 +983,9 @@ class Monitoring:
     def retrain_jobs(self, name: str) -> list[dict[str, Any]]:
         """The retrain jobs the drift results of monitor ``name`` triggered, oldest first:
         ``id``, ``drift_result_id``, ``status``, ``decision``, ``policy``, ``started_at``,
-        ``ended_at``, ``challenger_version_id``.
+        ``ended_at``, ``challenger_version_id``, and ``triage``: the job's estimate of the shift's
+        harm (``LoopPolicy(triage=True)``: ``method``, ``estimate``, ``baseline``, ``interval``,
+        ``harmful``, ``n``, ``reason``...), None when it was not triaged.
 
         Examples
         --------
@@ -996,6 +998,7 @@ class Monitoring:
             {
                 **{k: j.get(k) for k in keep},
                 "challenger_version_id": j.get("challenger_version_id"),
+                "triage": (j.get("detail") or {}).get("triage"),
             }
             for j in self.store.retraining.list_jobs()
             if j.get("drift_result_id") in windows

@@ -35,6 +35,8 @@ __all__ = [
     "cv_text",
     "deployment_state",
     "monitor_state",
+    "triage_view",
+    "alerts_view",
     "lineage_state",
     "dataset_state",
     "diff_state",
@@ -558,10 +560,115 @@ def deployment_state(
 
 
 # --------------------------------------------------------------------- monitor
+def _share(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
+def triage_view(triage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A retrain job's triage (``LoopPolicy(triage=True)``: the estimated harm of the shift that
+    started it) as the monitor widget and the side panel show it, None when it was not triaged:
+    ``method``, ``estimate``, ``baseline``, ``interval``, ``harmful``, ``n`` and ``verdict``, one
+    line of text.
+
+    Examples
+    --------
+    >>> triage_view({"method": "labels", "estimate": 0.9737, "baseline": 0.9605,
+    ...              "interval": [0.925, 0.991], "harmful": False, "n": 114})["verdict"]
+    'harmless shift: accuracy est. 0.97 (0.93–0.99) vs 0.96 baseline, labels n=114'
+    >>> triage_view({"method": "cbpe", "estimate": 0.71, "baseline": 0.95, "interval": None,
+    ...              "harmful": True, "n": 40})["verdict"]
+    'harmful shift: accuracy est. 0.71 vs 0.95 baseline, cbpe (no labels) n=40'
+    """
+    if not triage:
+        return None
+    estimate, baseline = _num(triage.get("estimate")), _num(triage.get("baseline"))
+    raw = triage.get("interval")
+    interval = None
+    if isinstance(raw, list | tuple) and len(raw) == 2:
+        lo, hi = _num(raw[0]), _num(raw[1])
+        interval = None if lo is None or hi is None else [lo, hi]
+    harmful = bool(triage.get("harmful"))
+    method = str(triage.get("method") or "?")
+    n = triage.get("n")
+    where = "" if interval is None else f" ({_share(interval[0])}–{_share(interval[1])})"
+    how = "cbpe (no labels)" if method == "cbpe" else method
+    verdict = (
+        f"{'harmful' if harmful else 'harmless'} shift: accuracy est. {_share(estimate)}{where} "
+        f"vs {_share(baseline)} baseline, {how} n={n if n is not None else '?'}"
+    )
+    return {
+        "method": method,
+        "estimate": estimate,
+        "baseline": baseline,
+        "interval": interval,
+        "harmful": harmful,
+        "n": n,
+        "verdict": verdict,
+    }
+
+
+def _job_row(j: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": j["id"],
+        "drift_result_id": j["drift_result_id"],
+        "status": j["status"],
+        "decision": j.get("decision"),
+        "policy": j.get("policy"),
+        "started_at": j["started_at"],
+        "ended_at": j.get("ended_at"),
+        "challenger_version_id": j.get("challenger_version_id"),
+        "triage": triage_view(j.get("triage")),
+    }
+
+
+def _alert_rows(
+    alerts: Iterable[Mapping[str, Any]], jobs: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    by_window = {j["drift_result_id"]: j for j in jobs if j.get("drift_result_id") is not None}
+    rows = []
+    for a in alerts:
+        job = by_window.get(a.get("drift_result_id"))
+        rows.append(
+            {
+                "id": a["id"],
+                "monitor": a.get("monitor"),
+                "severity": a["severity"],
+                "title": a["title"],
+                "count": a["count"],
+                "first_at": a["first_at"],
+                "last_at": a["last_at"],
+                "drift_result_id": a.get("drift_result_id"),
+                # the retraining the alert's window started, and its triage
+                "job": None
+                if job is None
+                else {k: job[k] for k in ("id", "status", "decision") if k in job},
+                "triage": None if job is None else job["triage"],
+            }
+        )
+    return rows
+
+
+def alerts_view(
+    monitoring: MonitorSource, monitor: str | None = None, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Alerts (of one monitor, or all), newest first, each with the retrain job its drift window
+    started (``job``: ``id``, ``status``, ``decision``) and that job's triage (:func:`triage_view`),
+    or None for both: the alert list of the monitor widget and of the side panel's monitors tab."""
+    alerts = monitoring.alerts(monitor, limit=limit)
+    names = (
+        [monitor]
+        if monitor is not None
+        else sorted({str(a["monitor"]) for a in alerts if a.get("monitor")})
+    )
+    jobs = [_job_row(j) for name in names for j in monitoring.retrain_jobs(name)]
+    return clean(_alert_rows(alerts, jobs))
+
+
 def monitor_state(
     monitoring: MonitorSource, monitor: str, *, max_windows: int = 200
 ) -> dict[str, Any]:
-    """Drift windows (p-values per feature), alerts and the retraining each drift caused."""
+    """Drift windows (p-values per feature), alerts and the retraining each drift caused, with the
+    triage of each retrain job (also beside the alert of the window that started it)."""
     mon = monitoring.record(monitor)
     config = mon.get("config") or {}
     results = monitoring.results(monitor, limit=max_windows)
@@ -589,33 +696,9 @@ def monitor_state(
             }
         )
     ids = {w["id"] for w in windows}
-    jobs = []
-    for j in monitoring.retrain_jobs(monitor):
-        if j.get("drift_result_id") in ids:
-            jobs.append(
-                {
-                    "id": j["id"],
-                    "drift_result_id": j["drift_result_id"],
-                    "status": j["status"],
-                    "decision": j.get("decision"),
-                    "policy": j.get("policy"),
-                    "started_at": j["started_at"],
-                    "ended_at": j.get("ended_at"),
-                    "challenger_version_id": j.get("challenger_version_id"),
-                }
-            )
-    alerts = [
-        {
-            "id": a["id"],
-            "severity": a["severity"],
-            "title": a["title"],
-            "count": a["count"],
-            "first_at": a["first_at"],
-            "last_at": a["last_at"],
-            "drift_result_id": a.get("drift_result_id"),
-        }
-        for a in monitoring.alerts(monitor, limit=50)
-    ]
+    all_jobs = [_job_row(j) for j in monitoring.retrain_jobs(monitor)]
+    jobs = [j for j in all_jobs if j["drift_result_id"] in ids]
+    alerts = _alert_rows(monitoring.alerts(monitor, limit=50), all_jobs)
     return clean(
         {
             "name": monitor,

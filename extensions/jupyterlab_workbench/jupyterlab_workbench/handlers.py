@@ -348,11 +348,14 @@ RESULTS_PER_MONITOR = 10
 
 
 class MonitorsHandler(BaseHandler):
-    """Monitors, the newest windows each one tested (verdict, p-value, threshold), and alerts."""
+    """Monitors, the newest windows each one tested (verdict, p-value, threshold), and alerts, each
+    with the retraining its window started and that job's triage (the monitor widget's view)."""
 
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
+        from workbench.ui._state import alerts_view
+
         def read(b: Any) -> dict[str, Any]:
             monitors = b.monitoring.list()
             results = {
@@ -362,7 +365,7 @@ class MonitorsHandler(BaseHandler):
             return {
                 "monitors": monitors,
                 "results": results,
-                "alerts": b.monitoring.alerts(limit=50),
+                "alerts": alerts_view(b.monitoring, limit=50),
             }
 
         self.send(await self.call(read))
