@@ -66,6 +66,22 @@ function resultVerdict(r: any): string {
 }
 
 /**
+ * Under an alert: the triage of the retraining its drift window started (`triage.verdict`, the
+ * text the monitor widget shows too) and what that job decided; nothing when it started none.
+ */
+function alertOutcome(a: any): string {
+  const t = a && a.triage;
+  const j = a && a.job;
+  const job = j ? `retrain job #${j.id}: ${j.status}${j.decision ? ` — ${j.decision}` : ''}` : '';
+  if (!t && !job) {
+    return '';
+  }
+  const mod = t ? (t.harmful ? ' jp-mod-harmful' : ' jp-mod-harmless') : '';
+  const text = t ? `triage: ${t.verdict}${job ? ` → ${job}` : ''}` : job;
+  return `<div class="jp-WorkbenchPanel-triage${mod}" data-job="${esc(j ? j.id : '')}">${esc(text)}</div>`;
+}
+
+/**
  * `bench.lineage_text` as blocks that read in a narrow sidebar: each edge is its source with its
  * time, then "↳ relation → target" indented under it (the text's 21-space alignment would wrap
  * into noise); the traffic history lines follow as a list.
@@ -672,7 +688,7 @@ export class WorkbenchPanel extends Widget {
         a =>
           `<li class="jp-WorkbenchPanel-alert jp-mod-${esc(a.severity)}" data-alert="${esc(a.id)}"><span class="jp-WorkbenchPanel-severity">${esc(a.severity)}</span> ` +
           `${esc(shortTime(a.last_at || a.at || a.created_at))} <b>${esc(a.monitor || '')}</b>: ${esc(a.title || a.message || '')}` +
-          `${Number(a.count) > 1 ? ` <small>(×${esc(a.count)})</small>` : ''}</li>`
+          `${Number(a.count) > 1 ? ` <small>(×${esc(a.count)})</small>` : ''}${alertOutcome(a)}</li>`
       )
       .join('');
     const jobs = (s.retrains || [])

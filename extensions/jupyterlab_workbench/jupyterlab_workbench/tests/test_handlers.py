@@ -438,6 +438,17 @@ async def test_monitors_carry_their_newest_windows(jp_fetch, wb_home):
             )
             for i in range(12)
         ]
+        # the drifting window's alert, and the retraining it started, triaged harmless
+        bench.store.monitors.record_alert(
+            dedup_key="cancer-drift:drift", severity="warning", title="data drift on cancer",
+            detail={}, cooldown_s=0, monitor="cancer-drift", drift_result_id=ids[11],
+        )  # fmt: skip
+        triage = {"method": "cbpe", "estimate": 0.99, "baseline": 0.97, "interval": None,
+                  "harmful": False, "n": 80, "labels": 0, "reason": "cbpe: ..."}  # fmt: skip
+        bench.store.retraining.claim_job(
+            "drift:11", policy="loop", status="SKIPPED", decision="harmless_shift",
+            drift_result_id=ids[11], detail={"triage": triage},
+        )  # fmt: skip
     code, body = await call(jp_fetch, "monitors")
     assert code == 200, body
     assert [m["name"] for m in body["monitors"]] == ["cancer-drift"]
@@ -450,6 +461,12 @@ async def test_monitors_carry_their_newest_windows(jp_fetch, wb_home):
         0.05,
     )
     assert windows[0]["detail"]["verdict"] == "drift"
+    (alert,) = body["alerts"]
+    assert alert["monitor"] == "cancer-drift" and alert["drift_result_id"] == ids[11]
+    assert alert["job"]["status"] == "SKIPPED" and alert["job"]["decision"] == "harmless_shift"
+    assert alert["triage"]["harmful"] is False and alert["triage"]["verdict"] == (
+        "harmless shift: accuracy est. 0.99 vs 0.97 baseline, cbpe (no labels) n=80"
+    ), alert
 
 
 async def test_deployments_say_where_a_rollback_would_go(jp_fetch, wb_home):
