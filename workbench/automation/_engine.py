@@ -620,13 +620,19 @@ class Pipeline:
         checks.artifact = stages.datasets.artifacts.put_bytes(checks.yaml_text().encode())
         return reference, checks
 
+    #: label-free triage of a classifier with probabilities keeps confidence-based estimation
+    #: (CBPE) while the champion's top-label expected calibration error on its reference rows is
+    #: at most this; above it, importance weighting (see ``LoopPolicy.triage``)
+    TRIAGE_CBPE_MAX_ECE = 0.05
+
     def triage(self) -> dict[str, Any] | None:
         """The estimated impact of the data drift that started this job on the champion, from the
         requests since the change point (see ``LoopPolicy.triage``); None when there is nothing to
-        estimate (a job no drift window started, a model without accuracy or probabilities)."""
+        estimate (a job no drift window started, no served rows, no reference rows, a classifier
+        without accuracy registered, reference rows without labels where they are needed)."""
         import statistics
 
-        from workbench.evaluation import same_label
+        from workbench.evaluation import expected_calibration_error, same_label
 
         p, stages = self.policy, self.stages
         rid = self.job.get("drift_result_id")
@@ -643,6 +649,7 @@ class Pipeline:
                 records.append(rec)
                 labels.append(lab)
         out: dict[str, Any] = {"after_request_log_id": after, "labels": len(labels)}
+        metric = "accuracy"
         if len(labels) >= p.triage_min_labels and "accuracy" in champion.metrics:
             right = sum(
                 same_label(a, b)
@@ -651,7 +658,7 @@ class Pipeline:
             estimate, baseline = right / len(labels), float(champion.metrics["accuracy"])
             interval: tuple[float, float] | None = wilson_interval(right, len(labels))
             out.update(method="labels", n=len(labels))
-        elif bundle.task == "classification" and bundle.probabilities_missing is None:
+        else:
             served = [
                 rec
                 for r in self.store.deployments.list_requests(p.deployment, after_id=after)
@@ -666,16 +673,62 @@ class Pipeline:
                 return None
             reference = stages.datasets.load(stages.datasets.by_id(ref_id))
             ref_records = reference.select(list(bundle.features)).to_dicts()
+            truth = (
+                reference[bundle.target].to_list() if bundle.target in reference.columns else None
+            )
+            proba = bundle.task == "classification" and bundle.probabilities_missing is None
+            ece = None
+            if proba and truth is not None:
+                predicted, ps = bundle.predict_proba_records(ref_records)
+                ece = expected_calibration_error(
+                    [max(row) for row in ps],
+                    [same_label(a, b) for a, b in zip(predicted, truth, strict=True)],
+                )
+                out["ece"] = round(ece, 4)
+            iw = None
+            if truth is not None and (
+                not proba or ece is not None and ece > self.TRIAGE_CBPE_MAX_ECE
+            ):
+                iw = self._importance_weighted(bundle, ref_records, truth, served)
+                metric = iw.metric
+                if proba and iw.effective_n < p.triage_min_labels:
+                    out["iw_effective_n"] = round(iw.effective_n, 1)
+                    iw = None  # too few effective rows to beat calibrated-enough probabilities
+            if iw is not None:
+                estimate, baseline, interval = iw.estimate, iw.baseline, iw.interval
+                out.update(
+                    method="iw",
+                    metric=metric,
+                    n=len(served),
+                    reference_dataset_version_id=ref_id,
+                    effective_n=round(iw.effective_n, 1),
+                    domain_auc=round(iw.domain_auc, 4),
+                    clipped=iw.clipped,
+                )
+                if iw.effective_n < p.triage_min_labels:
+                    # the served rows lie where the reference has almost none: no evidence either
+                    # way, and only a shift shown harmless ends the job
+                    out.update(
+                        estimate=round(estimate, 4),
+                        baseline=round(baseline, 4),
+                        interval=[round(v, 4) for v in interval],
+                        harmful=True,
+                        reason=f"iw: effective sample size {iw.effective_n:.1f} under "
+                        f"triage_min_labels={p.triage_min_labels} (the served rows lie where the "
+                        "reference has few rows): the harm cannot be ruled out",
+                    )
+                    return out
+            elif proba:
 
-            def cbpe(rows: list[dict[str, Any]]) -> float:
-                return statistics.fmean(max(ps) for ps in bundle.predict_proba_records(rows)[1])
+                def cbpe(rows: list[dict[str, Any]]) -> float:
+                    return statistics.fmean(max(ps) for ps in bundle.predict_proba_records(rows)[1])
 
-            estimate, baseline, interval = cbpe(served), cbpe(ref_records), None
-            out.update(method="cbpe", n=len(served), reference_dataset_version_id=ref_id)
-        else:
-            return None
+                estimate, baseline, interval = cbpe(served), cbpe(ref_records), None
+                out.update(method="cbpe", n=len(served), reference_dataset_version_id=ref_id)
+            else:
+                return None
         harmful, reason = triage_verdict(
-            estimate, baseline, max_drop=p.triage_max_drop, interval=interval
+            estimate, baseline, max_drop=p.triage_max_drop, interval=interval, metric=metric
         )
         out.update(
             estimate=round(estimate, 4),
@@ -685,6 +738,37 @@ class Pipeline:
             reason=f"{out['method']}: {reason}",
         )
         return out
+
+    def _importance_weighted(
+        self,
+        bundle: Any,
+        ref_records: list[dict[str, Any]],
+        truth: list[Any],
+        served: list[dict[str, Any]],
+    ) -> Any:
+        """The champion's performance on the served rows, importance-weighted from its labelled
+        reference rows (:func:`workbench.evaluation.importance_weighted_estimate`, seeded by the
+        policy's ``seed``): accuracy for a classifier; for a regressor the gate's metric when it
+        is RMSE or MAE, else RMSE."""
+        from workbench.evaluation import importance_weighted_estimate, same_label
+
+        metric = "accuracy"
+        if bundle.task == "regression":
+            gate = self.policy.gate.metric
+            metric = gate if gate in ("rmse", "mae") else "rmse"
+        predicted = bundle.predict_records(ref_records)
+        if metric == "accuracy":
+            values = [same_label(a, b) for a, b in zip(predicted, truth, strict=True)]
+        else:
+            values = [float(y) - float(f) for y, f in zip(truth, predicted, strict=True)]
+        features = list(bundle.features)
+        return importance_weighted_estimate(
+            ref_records,
+            [{f: rec.get(f) for f in features} for rec in served],
+            values,
+            metric=metric,
+            seed=self.policy.seed,
+        )
 
     def _accept_shift(self, verdict: dict[str, Any]) -> None:
         """A harmless shift becomes the drift monitor's new reference: the requests served since

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workbench._cron import CronSchedule
-from workbench.evaluation import gain
+from workbench.evaluation import gain, lower_is_better
 from workbench.exceptions import ConfigError
 
 __all__ = [
@@ -674,11 +674,20 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def triage_verdict(
-    estimate: float, baseline: float, *, max_drop: float, interval: tuple[float, float] | None
+    estimate: float,
+    baseline: float,
+    *,
+    max_drop: float,
+    interval: tuple[float, float] | None,
+    metric: str = "accuracy",
 ) -> tuple[bool, str]:
-    """Whether a shift hurts the model: ``(harmful, reason)``. Harmful when the estimated accuracy
-    is more than ``max_drop`` under the baseline and, with an interval, when even its upper end is
-    under ``baseline - max_drop`` (a drop the data shows, not noise of a few labels).
+    """Whether a shift hurts the model: ``(harmful, reason)``. Harmful when the estimated
+    ``metric`` is more than ``max_drop`` worse than the baseline and, with an interval, when
+    even its better end is (a drop the data shows, not noise of a few labels). For a
+    higher-is-better metric (accuracy) the floor is ``baseline - max_drop``; for a
+    lower-is-better one (:func:`~workbench.evaluation.lower_is_better`: RMSE, MAE, in the
+    target's own units) ``max_drop`` is relative: the ceiling is ``baseline × (1 + max_drop)``,
+    judged against the interval's lower end.
 
     Examples
     --------
@@ -688,14 +697,29 @@ def triage_verdict(
     True
     >>> triage_verdict(0.85, 0.96, max_drop=0.05, interval=(0.70, 0.95))[0]
     False
+    >>> triage_verdict(2.0, 1.0, max_drop=0.05, interval=(1.6, 2.4), metric="rmse")
+    (True, 'estimated rmse 2.000 (95% interval 1.600-2.400) over 1.050 (baseline 1.000 x (1 + max_drop 0.05))')
+    >>> triage_verdict(1.2, 1.0, max_drop=0.05, interval=(1.0, 1.4), metric="rmse")[0]  # not shown
+    False
+    >>> triage_verdict(0.5, 1.0, max_drop=0.05, interval=(0.4, 0.6), metric="mae")[0]  # better
+    False
     """
+    where = "" if interval is None else f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})"
+    if lower_is_better(metric):
+        ceiling = baseline * (1 + max_drop)
+        shown = estimate > ceiling and (interval is None or interval[0] > ceiling)
+        verb = "over" if shown else "not shown over"
+        return (
+            shown,
+            f"estimated {metric} {estimate:.3f}{where} {verb} {ceiling:.3f} (baseline "
+            f"{baseline:.3f} x (1 + max_drop {max_drop:g}))",
+        )
     floor = baseline - max_drop
     shown = estimate < floor and (interval is None or interval[1] < floor)
-    where = "" if interval is None else f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})"
     verb = "under" if shown else "not shown under"
     return (
         shown,
-        f"estimated accuracy {estimate:.3f}{where} {verb} {floor:.3f} (baseline {baseline:.3f} - max_drop {max_drop:g})",
+        f"estimated {metric} {estimate:.3f}{where} {verb} {floor:.3f} (baseline {baseline:.3f} - max_drop {max_drop:g})",
     )
 
 

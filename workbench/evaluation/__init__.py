@@ -1,6 +1,13 @@
-"""Validation: classification and regression metrics, their direction, champion-versus-challenger on the same holdout."""
+"""Validation: classification and regression metrics, their direction, champion-versus-challenger on the same holdout, label-free estimates under shift."""
 
 from workbench.evaluation._cv import cv_summary
+from workbench.evaluation._estimation import (
+    ESTIMABLE_METRICS,
+    PerformanceEstimate,
+    expected_calibration_error,
+    importance_weighted_estimate,
+    importance_weights,
+)
 from workbench.evaluation._evaluate import Evaluation, evaluate, prediction_metrics
 from workbench.evaluation._fairness import fairness_gaps, fairness_report
 from workbench.evaluation._metrics import (
@@ -46,4 +53,9 @@ __all__ = [
     "render_report",
     "fairness_report",
     "fairness_gaps",
+    "ESTIMABLE_METRICS",
+    "PerformanceEstimate",
+    "importance_weights",
+    "importance_weighted_estimate",
+    "expected_calibration_error",
 ]
