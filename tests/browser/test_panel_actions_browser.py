@@ -204,8 +204,25 @@ def test_approve_or_reject_a_pending_retraining(page, seeded, answer):
     screenshot(page, f"panel-{answer}d")
 
 
+def _triaged(bench, results, jobs):
+    """The retraining the first drifting window started, approved (by the test above, or here
+    when this test runs alone) and run by the engine: its first step triages the shift. The
+    requests carry no labels, so the estimate is confidence-based (CBPE); every feature tripled
+    pushes the logistic regression to certainty, which that estimate reads as harmless."""
+    (job,) = [j for j in jobs if j["drift_result_id"] == results[1]["id"]]
+    if bench.automation.job(job["id"])["status"] == "PENDING_APPROVAL":
+        bench.automation.approve(job["id"], reason="the monitors test runs alone")
+    bench.automation.tick(check=False)
+    job = bench.automation.job(job["id"])
+    step = bench.automation.steps(job["id"])[0]
+    assert step["step"] == "triage" and step["detail"]["method"] == "cbpe", step
+    return job, step["detail"]
+
+
 def test_monitors_tab_shows_windows_p_values_and_alerts(page, seeded):
     bench, results = seeded["bench"], seeded["results"]
+    job, triage = _triaged(bench, results, seeded["jobs"])
+    assert (job["status"], job["decision"]) == ("SKIPPED", "harmless_shift"), (job, triage)
     panel = open_tab(page, "monitors")
     monitor = panel.locator(f'.jp-WorkbenchPanel-monitor[data-monitor="{MONITOR}"]')
     monitor.wait_for()
@@ -237,6 +254,17 @@ def test_monitors_tab_shows_windows_p_values_and_alerts(page, seeded):
     assert alerts[0]["title"] in alert_text, alert_text
     # the second drifting window was folded into the first alert (cooldown): shown as a count
     assert alerts[0]["count"] == 2 and "(×2)" in alert_text, (alerts[0], alert_text)
+    # under the alert: the triage of the retraining its window started, and what the job decided
+    assert alerts[0]["drift_result_id"] == results[1]["id"], alerts[0]
+    outcome = panel.locator(
+        f'.jp-WorkbenchPanel-alert[data-alert="{alerts[0]["id"]}"] .jp-WorkbenchPanel-triage'
+    )
+    outcome.wait_for()
+    assert outcome.inner_text() == (
+        f"triage: harmless shift: accuracy est. {triage['estimate']:.2f} vs {triage['baseline']:.2f}"
+        f" baseline, cbpe (no labels) n={triage['n']} → retrain job #{job['id']}: SKIPPED — harmless_shift"
+    ), outcome.inner_text()
+    assert "jp-mod-harmless" in outcome.get_attribute("class")
     screenshot(page, "panel-monitors")
 
 

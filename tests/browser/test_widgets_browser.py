@@ -36,6 +36,19 @@ def _iso(dt: datetime) -> str:
     return dt.isoformat(timespec="microseconds")
 
 
+def _triage(method, estimate, baseline, interval, *, n):
+    """A job's ``detail["triage"]`` as ``Job.triage()`` records it (the verdict from the real rule)."""
+    from workbench.automation._policy import triage_verdict
+
+    harmful, reason = triage_verdict(
+        estimate, baseline, max_drop=0.05, interval=None if interval is None else tuple(interval)
+    )
+    return {
+        "method": method, "estimate": estimate, "baseline": baseline, "interval": interval,
+        "harmful": harmful, "n": n, "labels": n if method == "labels" else 0, "reason": f"{method}: {reason}",
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def seeded(lab):
     """Records of every kind in the lab's store; returns their ids."""
@@ -130,16 +143,30 @@ def seeded(lab):
                 dedup_key=f"drift-{w}", severity="warning", title=f"data drift on bc-model: {worst[0][0]} (p={worst[0][1]:.1g})",
                 detail={}, cooldown_s=0, monitor="bc-drift", drift_result_id=rid,
             )  # fmt: skip
+    # the triage each job recorded (LoopPolicy(triage=True), as Job.triage() writes it): the first
+    # drift hurt (labels: a real drop), so it retrained and promoted; the second was harmless
+    # (no labels: a confidence-based estimate) and ended without retraining; the third is untriaged
+    harmful = _triage("labels", 0.7105, 0.976, [0.6217, 0.7851], n=114)
     job = store.retraining.claim_job(
-        "drift:9", policy="on-drift", status="PROMOTED", drift_result_id=drift_ids[9]
-    )
+        "drift:9", policy="on-drift", status="PROMOTED", drift_result_id=drift_ids[9],
+        detail={"triage": harmful},
+    )  # fmt: skip
     store.retraining.set_job(
         job, challenger_version_id=mvs[2]["id"], decision="promoted: f1 +0.011"
     )
-    store.retraining.claim_job(
+    pending = store.retraining.claim_job(
         "drift:12", policy="on-drift", status="PENDING_APPROVAL", drift_result_id=drift_ids[12]
     )
-    ids = {"experiment": eid, "dataset": dv.id, "model_versions": [m["id"] for m in mvs]}
+    skipped = store.retraining.claim_job(
+        "drift:10", policy="on-drift", status="SKIPPED", decision="harmless_shift",
+        drift_result_id=drift_ids[10], detail={"triage": _triage("cbpe", 0.9893, 0.9712, None, n=50)},
+    )  # fmt: skip
+    ids = {
+        "experiment": eid,
+        "dataset": dv.id,
+        "model_versions": [m["id"] for m in mvs],
+        "jobs": {"promoted": job, "pending": pending, "skipped": skipped},
+    }
     bench.close()
     return ids
 
@@ -382,8 +409,29 @@ def test_monitor_widget_shows_p_values_alerts_and_retraining(page, lab, seeded, 
     run_cell(page, 'bench.widgets.monitor("bc-drift")')
     page.wait_for_selector(".wb-monitor svg.wb-chart")
     text = page.locator(".wb-monitor").inner_text()
-    assert "14 windows · 3 with drift · 3 alerts · 2 retrain jobs" in text
+    assert "14 windows · 3 with drift · 3 alerts · 3 retrain jobs" in text
     assert "PENDING_APPROVAL" in text and "promoted: f1 +0.011" in text
+    # under each alert (newest first: windows 12, 10, 9) the triage of the retraining it started
+    # and what that job decided
+    jobs = seeded["jobs"]
+    alerts = page.locator(".wb-monitor .wb-alert")
+    assert alerts.count() == 3
+    outcomes = [alerts.nth(i).locator(".wb-triage").inner_text() for i in range(3)]
+    assert outcomes == [
+        f"retrain job #{jobs['pending']}: PENDING_APPROVAL",
+        "triage: harmless shift: accuracy est. 0.99 vs 0.97 baseline, cbpe (no labels) n=50"
+        f" → retrain job #{jobs['skipped']}: SKIPPED — harmless_shift",
+        "triage: harmful shift: accuracy est. 0.71 (0.62–0.79) vs 0.98 baseline, labels n=114"
+        f" → retrain job #{jobs['promoted']}: PROMOTED — promoted: f1 +0.011",
+    ], outcomes
+    assert "wb-triage-harmless" in alerts.nth(1).locator(".wb-triage").get_attribute("class")
+    assert "wb-triage-harmful" in alerts.nth(2).locator(".wb-triage").get_attribute("class")
+    # each alert line and its triage sit together, the alert's title first
+    assert alerts.nth(2).inner_text().index("data drift on bc-model") < alerts.nth(
+        2
+    ).inner_text().index("triage:")
+    job = page.locator(f".wb-monitor .wb-hist[data-job='{jobs['skipped']}']")
+    assert "triage: harmless shift: accuracy est. 0.99" in job.inner_text()
     assert page.locator(".wb-monitor button[data-action='approve']").count() == 1
     assert page.locator(".wb-monitor rect").count() >= 14 * len(FEATURES)
     _shot(page, ".wb-monitor", "monitor")
