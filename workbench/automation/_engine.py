@@ -677,56 +677,71 @@ class Pipeline:
                 reference[bundle.target].to_list() if bundle.target in reference.columns else None
             )
             proba = bundle.task == "classification" and bundle.probabilities_missing is None
-            ece = None
-            if proba and truth is not None:
-                predicted, ps = bundle.predict_proba_records(ref_records)
-                ece = expected_calibration_error(
-                    [max(row) for row in ps],
-                    [same_label(a, b) for a, b in zip(predicted, truth, strict=True)],
-                )
-                out["ece"] = round(ece, 4)
             iw = None
-            if truth is not None and (
-                not proba or ece is not None and ece > self.TRIAGE_CBPE_MAX_ECE
-            ):
+            if truth is not None:
                 iw = self._importance_weighted(bundle, ref_records, truth, served)
-                metric = iw.metric
-                if proba and iw.effective_n < p.triage_min_labels:
-                    out["iw_effective_n"] = round(iw.effective_n, 1)
-                    iw = None  # too few effective rows to beat calibrated-enough probabilities
-            if iw is not None:
-                estimate, baseline, interval = iw.estimate, iw.baseline, iw.interval
-                out.update(
-                    method="iw",
-                    metric=metric,
-                    n=len(served),
-                    reference_dataset_version_id=ref_id,
-                    effective_n=round(iw.effective_n, 1),
-                    domain_auc=round(iw.domain_auc, 4),
-                    clipped=iw.clipped,
-                )
-                if iw.effective_n < p.triage_min_labels:
-                    # the served rows lie where the reference has almost none: no evidence either
-                    # way, and only a shift shown harmless ends the job
-                    out.update(
-                        estimate=round(estimate, 4),
-                        baseline=round(baseline, 4),
-                        interval=[round(v, 4) for v in interval],
-                        harmful=True,
-                        reason=f"iw: effective sample size {iw.effective_n:.1f} under "
-                        f"triage_min_labels={p.triage_min_labels} (the served rows lie where the "
-                        "reference has few rows): the harm cannot be ruled out",
-                    )
-                    return out
-            elif proba:
+                iw_detail = {
+                    "metric": iw.metric,
+                    "estimate": round(iw.estimate, 4),
+                    "baseline": round(iw.baseline, 4),
+                    "interval": [round(v, 4) for v in iw.interval],
+                    "effective_n": round(iw.effective_n, 1),
+                    "capped_effective_n": round(iw.capped_effective_n, 1),
+                    "domain_auc": round(iw.domain_auc, 4),
+                    "clipped": iw.clipped,
+                }
+            few = iw is not None and iw.effective_n < p.triage_min_labels
+            if proba:
 
                 def cbpe(rows: list[dict[str, Any]]) -> float:
                     return statistics.fmean(max(ps) for ps in bundle.predict_proba_records(rows)[1])
 
                 estimate, baseline, interval = cbpe(served), cbpe(ref_records), None
                 out.update(method="cbpe", n=len(served), reference_dataset_version_id=ref_id)
+                if iw is not None and not few:
+                    predicted, ps = bundle.predict_proba_records(ref_records)
+                    ece = expected_calibration_error(
+                        [max(row) for row in ps],
+                        [same_label(a, b) for a, b in zip(predicted, truth or [], strict=True)],
+                    )
+                    out["ece"] = round(ece, 4)
+                    iw_shows_harm = triage_verdict(
+                        iw.estimate,
+                        iw.baseline,
+                        max_drop=p.triage_max_drop,
+                        interval=iw.interval,
+                        metric=iw.metric,
+                    )[0]
+                    cbpe_shows_harm = triage_verdict(
+                        estimate, baseline, max_drop=p.triage_max_drop, interval=None
+                    )[0]
+                    if ece > self.TRIAGE_CBPE_MAX_ECE or (iw_shows_harm and not cbpe_shows_harm):
+                        out["cbpe"] = {
+                            "estimate": round(estimate, 4),
+                            "baseline": round(baseline, 4),
+                        }
+                        out.update(method="iw", **iw_detail)
+                        estimate, baseline, interval = iw.estimate, iw.baseline, iw.interval
+                    else:
+                        out["iw"] = iw_detail
+            elif iw is not None:
+                out.update(
+                    method="iw", n=len(served), reference_dataset_version_id=ref_id, **iw_detail
+                )
+                estimate, baseline, interval = iw.estimate, iw.baseline, iw.interval
+                if few:
+                    # the served rows lie where the reference has almost none: no evidence either
+                    # way, and only a shift shown harmless ends the job
+                    out.update(
+                        harmful=True,
+                        reason=f"iw: effective sample size {iw.effective_n:.1f} under "
+                        f"triage_min_labels={p.triage_min_labels} (the served rows lie where the "
+                        "reference has few rows): the harm cannot be ruled out",
+                    )
+                    return out
             else:
                 return None
+            metric = iw.metric if out["method"] == "iw" and iw is not None else "accuracy"
         harmful, reason = triage_verdict(
             estimate, baseline, max_drop=p.triage_max_drop, interval=interval, metric=metric
         )

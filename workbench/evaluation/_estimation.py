@@ -49,12 +49,17 @@ class PerformanceEstimate:
     baseline
         The same metric on the reference rows, unweighted (what the model scored there).
     effective_n
-        Kish's effective sample size of the weights, ``(Σw)² / Σw²``: how many equally weighted
-        reference rows the estimate is worth (``n_reference`` without shift; a handful when the
-        served rows lie where the reference has few).
+        Kish's effective sample size ``(Σw)² / Σw²`` of the density-ratio weights before the cap:
+        how many equally weighted reference rows the served distribution is worth
+        (``n_reference`` without shift; a handful when the served rows lie where the reference
+        has few). The figure to judge the estimate by: the cap keeps the weights used from
+        collapsing onto a few rows, at a bias, so their own effective size
+        (``capped_effective_n``) hides a missing overlap.
+    capped_effective_n
+        The same of the capped weights the estimate and its interval use.
     n_reference, n_served, clipped, domain_auc
-        The row counts, how many weights the cap cut, and the cross-fitted ROC-AUC of the domain
-        classifier (0.5: served and reference rows cannot be told apart).
+        The row counts, how many weights sit at the cap, and the cross-fitted ROC-AUC of the
+        domain classifier (0.5: served and reference rows cannot be told apart).
     """
 
     metric: str
@@ -62,6 +67,7 @@ class PerformanceEstimate:
     interval: tuple[float, float]
     baseline: float
     effective_n: float
+    capped_effective_n: float
     n_reference: int
     n_served: int
     clipped: int
@@ -75,6 +81,7 @@ class PerformanceEstimate:
             "interval": list(self.interval),
             "baseline": self.baseline,
             "effective_n": self.effective_n,
+            "capped_effective_n": self.capped_effective_n,
             "n_reference": self.n_reference,
             "n_served": self.n_served,
             "clipped": self.clipped,
@@ -129,7 +136,8 @@ def importance_weights(
     seed: int = 0,
 ) -> tuple[Any, dict[str, float]]:
     """Density-ratio weights ``p_served(x) / p_ref(x)`` of the reference rows, from a domain
-    classifier: ``(weights, {"domain_auc", "clipped", "max_weight", "C"})``.
+    classifier: ``(weights, {"domain_auc", "clipped", "max_weight", "C", "raw_effective_n"})``
+    (the last: Kish's effective sample size of the weights before the cap).
 
     A logistic regression (L2) on the standardized numeric columns and one-hot encoded other
     columns learns to tell served rows (1) from reference rows (0). Its probabilities are
@@ -140,7 +148,8 @@ def importance_weights(
     without a shift the weights stay near 1 instead of fitting noise. ``w = p / (1 - p) × n_ref / n_served``, then scaled to mean 1 on the
     reference rows and capped at ``max_weight`` (default ``sqrt(n_ref)``: truncated importance
     sampling, Ionides 2008, JCGS 17(2), which bounds the variance any single row can add at a
-    bias that vanishes as ``n_ref`` grows), then scaled to mean 1 again.
+    bias that vanishes as ``n_ref`` grows): capped and scaled back to mean 1 until no row weighs
+    more than ``max_weight`` average rows (``clipped`` counts the rows at the cap).
 
     ``reference`` and ``served`` are polars DataFrames or sequences of dict records; the
     columns both have are used.
@@ -192,11 +201,24 @@ def importance_weights(
     p_ref = np.clip(p[:n_ref], 1e-6, 1 - 1e-6)
     w = p_ref / (1 - p_ref) * (n_ref / n_served)
     w = w / w.mean()
-    cap = math.sqrt(n_ref) if max_weight is None else float(max_weight)
-    clipped = int((w > cap).sum())
-    w = np.minimum(w, cap)
-    w = w / w.mean()
-    return w, {"domain_auc": auc, "clipped": clipped, "max_weight": cap, "C": chosen}
+    raw_n = float(w.sum() ** 2 / (w**2).sum())
+    cap = max(1.0, math.sqrt(n_ref) if max_weight is None else float(max_weight))
+    # cap, scale back to mean 1, again until no weight is over the cap (scaling lifts the capped
+    # rows over it once more; a fixed point exists since cap >= 1, reached in a few rounds)
+    for _ in range(100):
+        over = w > cap * (1 + 1e-12)
+        if not over.any():
+            break
+        w = np.minimum(w, cap)
+        w = w / w.mean()
+    clipped = int((w >= cap * (1 - 1e-9)).sum())
+    return w, {
+        "domain_auc": auc,
+        "clipped": clipped,
+        "max_weight": cap,
+        "C": chosen,
+        "raw_effective_n": raw_n,
+    }
 
 
 def _weighted(metric: str, w: Any, v: Any) -> Any:
@@ -227,8 +249,8 @@ def importance_weighted_estimate(
     ``max_weight``); the estimate is the self-normalized weighted metric ``Σ w·v / Σ w`` (the
     root of it of squared residuals for RMSE). The interval is the percentile bootstrap over
     reference rows (``n_boot`` resamples, seeded), the weights held fixed: it covers the
-    sampling noise of the reference rows, not the domain classifier's own error, so read it
-    with ``effective_n`` (an estimate worth a handful of rows is no evidence).
+    sampling noise of the reference rows, not the domain classifier's own error, nor the cap's
+    bias, so read it with ``effective_n`` (an estimate worth a handful of rows is no evidence).
 
     Valid under covariate shift (the inputs move, ``p(y|x)`` stays), where the served rows lie
     where reference rows are: a concept drift, or served rows in a region the reference never
@@ -280,7 +302,8 @@ def importance_weighted_estimate(
         estimate=float(_weighted(metric, w, v)),
         interval=(float(low), float(high)),
         baseline=float(_weighted(metric, np.ones(n), v)),
-        effective_n=float(w.sum() ** 2 / (w**2).sum()),
+        effective_n=info["raw_effective_n"],
+        capped_effective_n=float(w.sum() ** 2 / (w**2).sum()),
         n_reference=n,
         n_served=len(served) if not hasattr(served, "height") else int(served.height),
         clipped=info["clipped"],
