@@ -771,11 +771,27 @@ class LoopPolicy:
         ``triage=True`` (the default): a job a data-drift event started first estimates the
         shift's impact on the champion, from the requests since the change point: with at least
         ``triage_min_labels`` labels, its accuracy on them (a Wilson interval) against its
-        registered holdout accuracy; without, confidence-based performance estimation (the mean
-        of the champion's top class probability, CBPE) against the same estimate on its
-        holdout. Only a drop of more than ``triage_max_drop`` that the data shows (the
-        interval's upper end under it) goes on to retrain; otherwise the job ends ``SKIPPED``,
-        decision ``harmless_shift``, with the estimate in its ``triage`` step; with
+        registered holdout accuracy. Without, from the champion's registered holdout (else its
+        training data) as the labelled reference: importance weighting (IW,
+        :func:`~workbench.evaluation.importance_weighted_estimate`: the holdout rows weighted
+        by a domain classifier's density ratio served/holdout, a bootstrap interval) estimates
+        the champion's accuracy (a regressor's RMSE, or the gate's metric when it is MAE) on the
+        served rows against the same on the holdout; for a classifier with probabilities,
+        confidence-based performance estimation (CBPE: the mean of its top class probability,
+        served against holdout) stays the method unless its probabilities are miscalibrated on
+        the holdout (top-label expected calibration error over
+        ``Pipeline.TRIAGE_CBPE_MAX_ECE`` = 0.05), or IW shows a drop CBPE does not (CBPE trusts
+        the probabilities exactly where a shift can break them, in a region the model is
+        confidently wrong on; a skipped retraining costs more than a needless one). IW counts
+        only with at least ``triage_min_labels`` effective rows (Kish's ``(Σw)²/Σw²`` of the
+        uncapped weights); a regressor or a classifier without probabilities with fewer (the
+        served rows lie where the holdout has almost none) is triaged harmful: the harm cannot
+        be ruled out. Only a drop of more than ``triage_max_drop`` that the data shows (the
+        interval's better end beyond it) goes on to retrain; for a lower-is-better metric
+        (RMSE, MAE) ``triage_max_drop`` is relative (harmful over ``baseline × (1 +
+        triage_max_drop)``, see :func:`triage_verdict`). Otherwise the job ends ``SKIPPED``,
+        decision ``harmless_shift``, with the estimate in its ``triage`` step (``method``
+        ``labels``, ``cbpe`` or ``iw``, the latter with ``effective_n`` and ``interval``); with
         ``triage_moves_reference=True`` the drift monitor is then refitted (audited) on the
         requests served since the change, recorded as ``<monitor>-reference``, so the same
         harmless shift stops alarming.
