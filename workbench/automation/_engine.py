@@ -677,9 +677,12 @@ class Pipeline:
                 reference[bundle.target].to_list() if bundle.target in reference.columns else None
             )
             proba = bundle.task == "classification" and bundle.probabilities_missing is None
-            iw = None
-            if truth is not None:
-                iw = self._importance_weighted(bundle, ref_records, truth, served)
+            iw = (
+                None
+                if truth is None
+                else self._importance_weighted(bundle, ref_records, truth, served)
+            )
+            if iw is not None:
                 iw_detail = {
                     "metric": iw.metric,
                     "estimate": round(iw.estimate, 4),
@@ -764,13 +767,17 @@ class Pipeline:
         """The champion's performance on the served rows, importance-weighted from its labelled
         reference rows (:func:`workbench.evaluation.importance_weighted_estimate`, seeded by the
         policy's ``seed``): accuracy for a classifier; for a regressor the gate's metric when it
-        is RMSE or MAE, else RMSE."""
+        is RMSE or MAE, else RMSE. None with fewer than 2 labelled reference or served rows."""
         from workbench.evaluation import importance_weighted_estimate, same_label
 
         metric = "accuracy"
         if bundle.task == "regression":
             gate = self.policy.gate.metric
             metric = gate if gate in ("rmse", "mae") else "rmse"
+        labelled = [i for i, y in enumerate(truth) if y is not None]  # a row without a label
+        ref_records, truth = [ref_records[i] for i in labelled], [truth[i] for i in labelled]
+        if len(ref_records) < 2 or len(served) < 2:
+            return None  # nothing to tell apart
         predicted = bundle.predict_records(ref_records)
         if metric == "accuracy":
             values = [same_label(a, b) for a, b in zip(predicted, truth, strict=True)]
