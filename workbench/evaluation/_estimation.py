@@ -96,8 +96,14 @@ def _matrix(reference: Any, served: Any) -> tuple[Any, int]:
     import numpy as np
     import polars as pl
 
-    ref = reference if isinstance(reference, pl.DataFrame) else pl.DataFrame(list(reference))
-    new = served if isinstance(served, pl.DataFrame) else pl.DataFrame(list(served))
+    def frame(rows: Any) -> Any:  # every row read for the types: a column may mix 1 and 1.5
+        return (
+            rows
+            if isinstance(rows, pl.DataFrame)
+            else pl.DataFrame(list(rows), infer_schema_length=None)
+        )
+
+    ref, new = frame(reference), frame(served)
     columns = [c for c in ref.columns if c in set(new.columns)]
     if not columns:
         raise ConfigError(
@@ -289,10 +295,10 @@ def importance_weighted_estimate(
         )
     rng = np.random.default_rng(seed)
     n = len(v)
+    chunk = max(1, 2_000_000 // n)  # resamples at a time: bounded memory for a large holdout
     boots = []
-    for start in range(0, n_boot, max(1, 2_000_000 // max(n, 1))):  # bounded memory per chunk
-        size = min(n_boot - start, max(1, 2_000_000 // max(n, 1)))
-        idx = rng.integers(0, n, (size, n))
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, (min(chunk, n_boot - start), n))
         boots.append(_weighted(metric, w[idx], v[idx]))
     b = np.concatenate(boots)
     alpha = (1 - confidence) / 2
