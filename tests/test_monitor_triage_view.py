@@ -87,11 +87,14 @@ def test_a_harmless_triage_is_beside_its_job_and_its_alert(bench):
     triage = row["triage"]
     assert triage == {
         "method": "labels",
+        "metric": "accuracy",
         "estimate": d["estimate"],
         "baseline": d["baseline"],
         "interval": d["interval"],
         "harmful": False,
         "n": 114,
+        "effective_n": None,
+        "reason": d["reason"],
         "verdict": _expected(d),
     }, triage
     assert triage["verdict"].startswith("harmless shift: accuracy est. 0.9"), triage
@@ -131,14 +134,23 @@ def test_an_alert_without_a_job_and_a_job_without_triage_show_none(bench):
     assert [j["triage"] for j in state["jobs"]] == [None]
 
 
-def test_triage_view_of_a_label_free_estimate_and_of_nothing():
+def test_triage_view_of_label_free_estimates_and_of_nothing():
     cbpe = {"method": "cbpe", "estimate": 0.7149, "baseline": 0.9512, "interval": None}
-    view = triage_view({**cbpe, "harmful": True, "n": 57, "labels": 0, "reason": "..."})
+    view = triage_view({**cbpe, "harmful": True, "n": 57, "labels": 0, "reason": "cbpe: ..."})
     assert view == {
         **cbpe,
-        "estimate": 0.7149,
+        "metric": "accuracy",
         "harmful": True,
         "n": 57,
+        "effective_n": None,
+        "reason": "cbpe: ...",
         "verdict": "harmful shift: accuracy est. 0.71 vs 0.95 baseline, cbpe (no labels) n=57",
     }
+    # importance weighting of a regressor's error: its metric, and how many rows the weights leave
+    iw = {"method": "iw", "metric": "rmse", "estimate": 2.314, "baseline": 2.291, "n": 80}
+    view = triage_view({**iw, "interval": [1.9, 2.7], "effective_n": 44.37, "harmful": False})
+    assert view["verdict"] == (
+        "harmless shift: rmse est. 2.31 (1.90–2.70) vs 2.29 baseline,"
+        " importance-weighted (no labels) n=80, effective n=44.4"
+    ), view
     assert triage_view(None) is None and triage_view({}) is None

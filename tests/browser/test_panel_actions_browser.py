@@ -265,6 +265,7 @@ def test_monitors_tab_shows_windows_p_values_and_alerts(page, seeded):
         f" baseline, cbpe (no labels) n={triage['n']} → retrain job #{job['id']}: SKIPPED — harmless_shift"
     ), outcome.inner_text()
     assert "jp-mod-harmless" in outcome.get_attribute("class")
+    assert outcome.get_attribute("title") == triage["reason"], outcome.get_attribute("title")
     screenshot(page, "panel-monitors")
 
 

@@ -426,6 +426,11 @@ def test_monitor_widget_shows_p_values_alerts_and_retraining(page, lab, seeded, 
     ], outcomes
     assert "wb-triage-harmless" in alerts.nth(1).locator(".wb-triage").get_attribute("class")
     assert "wb-triage-harmful" in alerts.nth(2).locator(".wb-triage").get_attribute("class")
+    # hovering the line gives the engine's own reason
+    reason = alerts.nth(2).locator(".wb-triage").get_attribute("title")
+    assert reason.startswith("labels: estimated accuracy 0.711 (95% interval 0.622-0.785) under"), (
+        reason
+    )
     # each alert line and its triage sit together, the alert's title first
     assert alerts.nth(2).inner_text().index("data drift on bc-model") < alerts.nth(
         2

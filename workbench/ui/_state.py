@@ -560,15 +560,28 @@ def deployment_state(
 
 
 # --------------------------------------------------------------------- monitor
-def _share(value: float | None) -> str:
-    return "?" if value is None else f"{value:.2f}"
+def _figure(value: float | None) -> str:
+    """An estimate as the triage line writes it: 2 decimals (an accuracy, an error), whole numbers
+    from 1,000 on."""
+    if value is None:
+        return "?"
+    return f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+#: How each triage method reads in the triage line (``Job.triage``'s ``method``).
+_TRIAGE_METHODS = {
+    "labels": "labels",
+    "cbpe": "cbpe (no labels)",
+    "iw": "importance-weighted (no labels)",
+}
 
 
 def triage_view(triage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A retrain job's triage (``LoopPolicy(triage=True)``: the estimated harm of the shift that
     started it) as the monitor widget and the side panel show it, None when it was not triaged:
-    ``method``, ``estimate``, ``baseline``, ``interval``, ``harmful``, ``n`` and ``verdict``, one
-    line of text.
+    ``method``, ``metric``, ``estimate``, ``baseline``, ``interval``, ``harmful``, ``n``,
+    ``effective_n`` (importance weighting), ``reason`` (the engine's) and ``verdict``, one line
+    of text.
 
     Examples
     --------
@@ -578,6 +591,10 @@ def triage_view(triage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     >>> triage_view({"method": "cbpe", "estimate": 0.71, "baseline": 0.95, "interval": None,
     ...              "harmful": True, "n": 40})["verdict"]
     'harmful shift: accuracy est. 0.71 vs 0.95 baseline, cbpe (no labels) n=40'
+    >>> triage_view({"method": "iw", "metric": "rmse", "estimate": 41.37, "baseline": 30.2,
+    ...              "interval": [35.0, 48.1], "harmful": True, "n": 80,
+    ...              "effective_n": 31.24})["verdict"]
+    'harmful shift: rmse est. 41.37 (35.00–48.10) vs 30.20 baseline, importance-weighted (no labels) n=80, effective n=31.2'
     """
     if not triage:
         return None
@@ -589,20 +606,27 @@ def triage_view(triage: Mapping[str, Any] | None) -> dict[str, Any] | None:
         interval = None if lo is None or hi is None else [lo, hi]
     harmful = bool(triage.get("harmful"))
     method = str(triage.get("method") or "?")
+    metric = str(triage.get("metric") or "accuracy")
     n = triage.get("n")
-    where = "" if interval is None else f" ({_share(interval[0])}–{_share(interval[1])})"
-    how = "cbpe (no labels)" if method == "cbpe" else method
+    effective = _num(triage.get("effective_n"))
+    where = "" if interval is None else f" ({_figure(interval[0])}–{_figure(interval[1])})"
+    rows = f"n={n if n is not None else '?'}"
+    if effective is not None:
+        rows += f", effective n={effective:.1f}"
     verdict = (
-        f"{'harmful' if harmful else 'harmless'} shift: accuracy est. {_share(estimate)}{where} "
-        f"vs {_share(baseline)} baseline, {how} n={n if n is not None else '?'}"
+        f"{'harmful' if harmful else 'harmless'} shift: {metric} est. {_figure(estimate)}{where} "
+        f"vs {_figure(baseline)} baseline, {_TRIAGE_METHODS.get(method, method)} {rows}"
     )
     return {
         "method": method,
+        "metric": metric,
         "estimate": estimate,
         "baseline": baseline,
         "interval": interval,
         "harmful": harmful,
         "n": n,
+        "effective_n": effective,
+        "reason": triage.get("reason"),
         "verdict": verdict,
     }
 

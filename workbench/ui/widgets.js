@@ -807,10 +807,10 @@ function renderMonitor(model, root) {
     const alertList = h("div", { class: "wb-card wb-list" }, h("div", { class: "wb-subtitle", text: "alerts (newest first)" }),
       alerts.length ? alerts.slice(0, 15).map((a) => h("div", { class: "wb-hist wb-alert", "data-alert": a.id },
         h("div", { class: `wb-sev-${a.severity}`, text: `${shortTime(a.last_at)} [${a.severity}] ${a.title}${a.count > 1 ? ` ×${a.count}` : ""}` }),
-        a.triage || a.job ? h("div", { class: `wb-triage${a.triage ? (a.triage.harmful ? " wb-triage-harmful" : " wb-triage-harmless") : ""}`, text: alertOutcome(a) }) : null)) : h("div", { class: "wb-empty", text: "no alerts" }));
+        a.triage || a.job ? h("div", { class: `wb-triage${a.triage ? (a.triage.harmful ? " wb-triage-harmful" : " wb-triage-harmless") : ""}`, title: (a.triage && a.triage.reason) || null, text: alertOutcome(a) }) : null)) : h("div", { class: "wb-empty", text: "no alerts" }));
     const jobList = h("div", { class: "wb-card wb-list" }, h("div", { class: "wb-subtitle", text: "retraining caused by drift" }),
       jobs.length ? jobs.slice().reverse().map((j) => h("div", { class: "wb-hist", "data-job": j.id }, `${shortTime(j.started_at)} job #${j.id} (drift result #${j.drift_result_id}): ${j.status}${j.decision ? ` — ${j.decision}` : ""} `,
-        j.triage ? h("div", { class: `wb-triage ${j.triage.harmful ? "wb-triage-harmful" : "wb-triage-harmless"}`, text: `triage: ${j.triage.verdict}` }) : null,
+        j.triage ? h("div", { class: `wb-triage ${j.triage.harmful ? "wb-triage-harmful" : "wb-triage-harmless"}`, title: j.triage.reason || null, text: `triage: ${j.triage.verdict}` }) : null,
         model.get("can_approve") && j.status === "PENDING_APPROVAL" ? [
           h("button", { class: "wb-btn", "data-action": "approve", text: "Approve", ...deny(model, "approve"), onclick: () => confirmBar(confirmHost, `Approve retrain job #${j.id}?`, () => send(model, "approve", { job_id: j.id, confirm: true })) }),
           h("button", { class: "wb-btn wb-danger", "data-action": "reject", text: "Reject", ...deny(model, "approve"), onclick: () => confirmBar(confirmHost, `Reject retrain job #${j.id}?`, () => send(model, "reject", { job_id: j.id, confirm: true })) }),

@@ -78,7 +78,8 @@ function alertOutcome(a: any): string {
   }
   const mod = t ? (t.harmful ? ' jp-mod-harmful' : ' jp-mod-harmless') : '';
   const text = t ? `triage: ${t.verdict}${job ? ` → ${job}` : ''}` : job;
-  return `<div class="jp-WorkbenchPanel-triage${mod}" data-job="${esc(j ? j.id : '')}">${esc(text)}</div>`;
+  const reason = t && t.reason ? ` title="${esc(t.reason)}"` : '';
+  return `<div class="jp-WorkbenchPanel-triage${mod}" data-job="${esc(j ? j.id : '')}"${reason}>${esc(text)}</div>`;
 }
 
 /**
