@@ -140,3 +140,31 @@ def test_a_harmless_shift_can_become_the_monitors_new_reference(bench):
     # the monitor as the library loads it compares with the new reference from now on
     monitor = bench.monitoring.get("bc-drift")
     assert monitor.reference.id == reference.id
+
+
+def test_a_drop_the_labels_suggest_but_do_not_show_waits_for_more_labels(bench):
+    """Every 12th label flipped: accuracy about 0.90 against 0.99, under the floor (0.94), but 50
+    labels cannot show it (the Wilson interval reaches over the floor): the job waits for the
+    labels that would, instead of dismissing the shift; with them the next tick finds it harmful."""
+    flipped = _flipped(bench.rows)
+    rows = [flipped[i] if i % 12 == 0 else r for i, r in enumerate(bench.rows)]
+    job, step = _serve(bench, rows[:50])
+    assert job["status"] == "WAITING_FOR_DATA" and job["decision"] == "waiting_for_data", job
+    assert (step["step"], step["status"]) == ("triage", "waiting")
+    have, need = step["detail"]["have"], step["detail"]["need"]
+    assert have == 50 and need > 50, step
+    assert "triage" not in job["detail"] and job["detail"]["data_attempts"] == 1
+    log_requests(bench, rows[50 : need + 20], start=50)
+    bench.automation.tick(check=False)
+    job = bench.automation.job(job["id"])
+    steps = bench.automation.steps(job["id"])
+    assert [(s["step"], s["status"]) for s in steps][:2] == [
+        ("triage", "waiting"),
+        ("triage", "harmful"),
+    ]
+    d = steps[1]["detail"]
+    assert (
+        d["method"] == "labels" and d["labels"] >= need and d["interval"][1] < d["baseline"] - 0.05
+    )
+    assert job["detail"]["triage"]["harmful"] is True and job["status"] == "WAITING_FOR_DATA"
+    assert steps[2]["step"] == "holdout"  # past the triage: waiting for the gate's rows

@@ -23,6 +23,7 @@ from workbench.automation._policy import (
     compute_used,
     drift_trigger_ids,
     holdout_rows,
+    labels_to_show,
     performance_dropped,
     search_budget,
     snapshot_rows,
@@ -755,6 +756,11 @@ class Pipeline:
             harmful=harmful,
             reason=f"{out['method']}: {reason}",
         )
+        if out["method"] == "labels" and not harmful:
+            # a drop the labels suggest but do not show yet: more labels decide, not a dismissal
+            need = labels_to_show(estimate, baseline - p.triage_max_drop, len(labels))
+            if need is not None:
+                out.update(inconclusive=True, labels_needed=need)
         return out
 
     def _importance_weighted(
@@ -887,7 +893,25 @@ class Pipeline:
         # was triaged harmful on its first run: it is not triaged again)
         if p.triage and "triage" not in self.detail:
             verdict = self.triage()
+            if verdict is not None and verdict.get("inconclusive"):
+                waited = time.time() - self.detail.get("waiting_since", time.time())
+                if waited <= p.data_wait_s:
+                    return self.wait_for_data(
+                        f"{verdict['reason']}: {verdict['labels']} labels since the change "
+                        f"suggest a drop they do not show; about {verdict['labels_needed']} would",
+                        have=verdict["labels"],
+                        need=verdict["labels_needed"],
+                        step="triage",
+                    )
+                # waited data_wait_s: the estimate is still under the floor, so it is a drop
+                verdict = {
+                    **verdict,
+                    "harmful": True,
+                    "reason": f"{verdict['reason']}, still after {waited:.0f}s of waiting "
+                    "(data_wait_s): retraining on the estimate",
+                }
             if verdict is not None:
+                self.detail.pop("waiting_since", None)  # a later wait (holdout) starts afresh
                 self.detail["triage"] = verdict
                 status = "harmful" if verdict["harmful"] else "harmless"
                 self.step("triage", status, verdict["reason"], **verdict)

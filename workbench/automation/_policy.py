@@ -37,6 +37,7 @@ __all__ = [
     "change_point",
     "wilson_interval",
     "triage_verdict",
+    "labels_to_show",
 ]
 
 DAY_S = 86400.0
@@ -723,6 +724,24 @@ def triage_verdict(
     )
 
 
+def labels_to_show(estimate: float, floor: float, n: int, z: float = 1.96) -> int | None:
+    """How many labels an accuracy ``estimate`` (from ``n`` of them) under ``floor`` needs before
+    its Wilson interval's upper end can fall under the floor too, if it stays where it is; None
+    when the estimate is not under the floor. At least ``n + 1``.
+
+    Examples
+    --------
+    >>> labels_to_show(0.890, 0.924, 100)  # the quickstart's referral-clinic shift
+    326
+    >>> labels_to_show(0.95, 0.924, 100) is None
+    True
+    """
+    if estimate >= floor:
+        return None
+    gap = floor - estimate
+    return max(n + 1, math.ceil(z * z * estimate * (1 - estimate) / (gap * gap)))
+
+
 def holdout_rows(n: int, *, fraction: float, seed: int) -> list[int]:
     """Which of ``n`` labelled rows a job holds out: ``int(n * fraction)`` of them, drawn with
     ``seed``, as sorted row indices.
@@ -789,7 +808,11 @@ class LoopPolicy:
         be ruled out. Only a drop of more than ``triage_max_drop`` that the data shows (the
         interval's better end beyond it) goes on to retrain; for a lower-is-better metric
         (RMSE, MAE) ``triage_max_drop`` is relative (harmful over ``baseline × (1 +
-        triage_max_drop)``, see :func:`triage_verdict`). Otherwise the job ends ``SKIPPED``,
+        triage_max_drop)``, see :func:`triage_verdict`). Labels whose accuracy is under the
+        floor but too few to show it (the Wilson interval reaches over) are no dismissal: the
+        job waits ``WAITING_FOR_DATA`` (a ``triage`` step ``waiting``, with about how many
+        labels would show it, :func:`labels_to_show`) and is triaged again on the next tick;
+        after ``data_wait_s`` the estimate decides (harmful). Otherwise the job ends ``SKIPPED``,
         decision ``harmless_shift``, with the estimate in its ``triage`` step (``method``
         ``labels``, ``cbpe`` or ``iw``, the latter with ``effective_n`` and ``interval``); with
         ``triage_moves_reference=True`` the drift monitor is then refitted (audited) on the
