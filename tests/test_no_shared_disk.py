@@ -217,6 +217,9 @@ try:
         triggers=[DriftTrigger("bc-drift", windows=1)], cooldown_s=0, canary=False,
         num_samples=1, run_as="ray_job",
         gate=Gate("f1", margin=-1.0, guarded=("recall",), tolerance=1.0),
+        # no labels here: what is tested is where the job runs and what it reads, not triage
+        # or a post-change snapshot (tests/test_triage.py, tests/test_own_holdout.py)
+        triage=False, since_change=False,
     ))
     t0 = time.monotonic()
     tick = bench.automation.tick(check=False)
