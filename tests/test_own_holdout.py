@@ -186,3 +186,22 @@ def test_since_the_change_a_job_trains_on_post_change_rows_and_a_share_of_older_
     assert keys(snap) == (keys(bench.rows[20:120]) - keys(held))
     snapshot_step = next(s for s in bench.automation.steps(job["id"]) if s["step"] == "snapshot")
     assert "56 labelled requests + 20 pre-change rows" in snapshot_step["detail"]["summary"]
+
+
+def test_rows_the_champion_trained_on_are_never_its_evidence(bench):
+    """Labelled requests that repeat the champion's training rows (an earlier job trained it on
+    post-change requests, or a client replays them) stay out of the job's holdout: 40 of the
+    champion's own rows and 60 it never saw make a holdout of 0.3 x 60 = 18, not 0.3 x 100."""
+    seen = bench.datasets.load(bench.parts["train"]).to_dicts()[:40]
+    log_requests(bench, seen + bench.rows[:60], start=0)
+    bench.automation.add_policy(_policy(holdout_min_rows=1000))
+    drift_window(bench)
+    bench.automation.tick(check=False)
+    (job,) = bench.automation.jobs("bc")
+    (step,) = bench.automation.steps(job["id"])
+    assert (step["step"], step["status"]) == ("holdout", "waiting")
+    assert step["detail"]["have"] == 18, step
+    assert (
+        "of the 60 of 100 labelled requests of bc the champion was not trained on"
+        in (step["detail"]["summary"])
+    )

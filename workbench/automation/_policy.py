@@ -684,61 +684,66 @@ def triage_verdict(
 ) -> tuple[bool, str]:
     """Whether a shift hurts the model: ``(harmful, reason)``. Harmful when the estimated
     ``metric`` is more than ``max_drop`` worse than the baseline and, with an interval, when
-    even its better end is (a drop the data shows, not noise of a few labels). For a
-    higher-is-better metric (accuracy) the floor is ``baseline - max_drop``; for a
-    lower-is-better one (:func:`~workbench.evaluation.lower_is_better`: RMSE, MAE, in the
-    target's own units) ``max_drop`` is relative: the ceiling is ``baseline × (1 + max_drop)``,
-    judged against the interval's lower end.
+    the interval lies wholly on the worse side of the baseline (a drop the data shows, not noise
+    of a few labels; its size is the estimate's). For a higher-is-better metric (accuracy) the
+    floor is ``baseline - max_drop``; for a lower-is-better one
+    (:func:`~workbench.evaluation.lower_is_better`: RMSE, MAE, in the target's own units)
+    ``max_drop`` is relative: the ceiling is ``baseline × (1 + max_drop)``.
+
+    Requiring the interval's better end beyond the floor instead (the drop shown to exceed
+    ``max_drop``) cost the harmful stream of ``bench/closed_loop_stream.py`` two windows: a
+    7-point drop, 0.825 (0.766-0.871) against a floor of 0.845, was dismissed twice.
 
     Examples
     --------
     >>> triage_verdict(0.97, 0.96, max_drop=0.05, interval=(0.93, 0.99))[0]
     False
-    >>> triage_verdict(0.50, 0.96, max_drop=0.05, interval=(0.40, 0.60))[0]
-    True
-    >>> triage_verdict(0.85, 0.96, max_drop=0.05, interval=(0.70, 0.95))[0]
+    >>> triage_verdict(0.825, 0.895, max_drop=0.05, interval=(0.766, 0.871))
+    (True, 'estimated accuracy 0.825 (95% interval 0.766-0.871) under 0.845 (baseline 0.895 - max_drop 0.05)')
+    >>> triage_verdict(0.85, 0.96, max_drop=0.05, interval=(0.70, 0.97))  # few labels
+    (False, 'estimated accuracy 0.850 (95% interval 0.700-0.970) under 0.910 (baseline 0.960 - max_drop 0.05), but the interval reaches the baseline: not shown')
+    >>> triage_verdict(0.93, 0.96, max_drop=0.05, interval=(0.91, 0.95))[0]  # a drop, a small one
     False
-    >>> triage_verdict(2.0, 1.0, max_drop=0.05, interval=(1.6, 2.4), metric="rmse")
-    (True, 'estimated rmse 2.000 (95% interval 1.600-2.400) over 1.050 (baseline 1.000 x (1 + max_drop 0.05))')
-    >>> triage_verdict(1.2, 1.0, max_drop=0.05, interval=(1.0, 1.4), metric="rmse")[0]  # not shown
+    >>> triage_verdict(2.0, 1.0, max_drop=0.05, interval=(1.6, 2.4), metric="rmse")[0]
+    True
+    >>> triage_verdict(1.2, 1.0, max_drop=0.05, interval=(0.9, 1.4), metric="rmse")[0]  # not shown
     False
     >>> triage_verdict(0.5, 1.0, max_drop=0.05, interval=(0.4, 0.6), metric="mae")[0]  # better
     False
     """
     where = "" if interval is None else f" (95% interval {interval[0]:.3f}-{interval[1]:.3f})"
     if lower_is_better(metric):
-        ceiling = baseline * (1 + max_drop)
-        shown = estimate > ceiling and (interval is None or interval[0] > ceiling)
-        verb = "over" if shown else "not shown over"
-        return (
-            shown,
-            f"estimated {metric} {estimate:.3f}{where} {verb} {ceiling:.3f} (baseline "
-            f"{baseline:.3f} x (1 + max_drop {max_drop:g}))",
-        )
-    floor = baseline - max_drop
-    shown = estimate < floor and (interval is None or interval[1] < floor)
-    verb = "under" if shown else "not shown under"
-    return (
-        shown,
-        f"estimated {metric} {estimate:.3f}{where} {verb} {floor:.3f} (baseline {baseline:.3f} - max_drop {max_drop:g})",
-    )
+        bound = baseline * (1 + max_drop)
+        beyond = estimate > bound
+        shown = interval is None or interval[0] > baseline
+        side, rule = "over", f"(baseline {baseline:.3f} x (1 + max_drop {max_drop:g}))"
+    else:
+        bound = baseline - max_drop
+        beyond = estimate < bound
+        shown = interval is None or interval[1] < baseline
+        side, rule = "under", f"(baseline {baseline:.3f} - max_drop {max_drop:g})"
+    text = f"estimated {metric} {estimate:.3f}{where} {side if beyond else 'not ' + side} {bound:.3f} {rule}"
+    if beyond and not shown:
+        return False, f"{text}, but the interval reaches the baseline: not shown"
+    return beyond and shown, text
 
 
-def labels_to_show(estimate: float, floor: float, n: int, z: float = 1.96) -> int | None:
-    """How many labels an accuracy ``estimate`` (from ``n`` of them) under ``floor`` needs before
-    its Wilson interval's upper end can fall under the floor too, if it stays where it is; None
-    when the estimate is not under the floor. At least ``n + 1``.
+def labels_to_show(estimate: float, baseline: float, n: int, z: float = 1.96) -> int | None:
+    """How many labels an accuracy ``estimate`` (from ``n`` of them) under ``baseline`` needs
+    before its Wilson interval's upper end falls under the baseline too (the drop shown, see
+    :func:`triage_verdict`), if it stays where it is; None when the estimate is not under the
+    baseline. At least ``n + 1``.
 
     Examples
     --------
-    >>> labels_to_show(0.890, 0.924, 100)  # the quickstart's referral-clinic shift
-    326
-    >>> labels_to_show(0.95, 0.924, 100) is None
+    >>> labels_to_show(0.933, 0.991, 30)
+    72
+    >>> labels_to_show(0.995, 0.991, 30) is None
     True
     """
-    if estimate >= floor:
+    if estimate >= baseline:
         return None
-    gap = floor - estimate
+    gap = baseline - estimate
     return max(n + 1, math.ceil(z * z * estimate * (1 - estimate) / (gap * gap)))
 
 
@@ -775,8 +780,8 @@ class LoopPolicy:
     train, holdout
         Dataset names; the latest version of each is used. ``holdout=None`` (the default): each
         job holds out its own evidence, a seeded ``holdout_fraction`` of the deployment's
-        labelled requests, kept out of training and recorded as a dataset version
-        ``<policy>-holdout``; a named holdout dataset (which someone must keep fresh) is the
+        labelled requests the champion was not trained on, kept out of training and recorded
+        as a dataset version ``<policy>-holdout``; a named holdout dataset (which someone must keep fresh) is the
         other option.
     since_change, pre_change_fraction
         ``since_change=True`` (the default): a job started by a monitor event trains on the
@@ -805,13 +810,14 @@ class LoopPolicy:
         only with at least ``triage_min_labels`` effective rows (Kish's ``(Σw)²/Σw²`` of the
         uncapped weights); a regressor or a classifier without probabilities with fewer (the
         served rows lie where the holdout has almost none) is triaged harmful: the harm cannot
-        be ruled out. Only a drop of more than ``triage_max_drop`` that the data shows (the
-        interval's better end beyond it) goes on to retrain; for a lower-is-better metric
-        (RMSE, MAE) ``triage_max_drop`` is relative (harmful over ``baseline × (1 +
-        triage_max_drop)``, see :func:`triage_verdict`). Labels whose accuracy is under the
-        floor but too few to show it (the Wilson interval reaches over) are no dismissal: the
-        job waits ``WAITING_FOR_DATA`` (a ``triage`` step ``waiting``, with about how many
-        labels would show it, :func:`labels_to_show`) and is triaged again on the next tick;
+        be ruled out. A shift is harmful when the estimate is more than ``triage_max_drop``
+        under the baseline and its interval lies wholly under the baseline (the data shows a
+        drop; its size is the estimate's); for a lower-is-better metric (RMSE, MAE)
+        ``triage_max_drop`` is relative (over ``baseline × (1 + triage_max_drop)``, see
+        :func:`triage_verdict`). Labels whose accuracy is under the floor but too few to show a
+        drop (the Wilson interval reaches the baseline) are no dismissal: the job waits
+        ``WAITING_FOR_DATA`` (a ``triage`` step ``waiting``, with about how many labels would
+        show it, :func:`labels_to_show`) and is triaged again on the next tick;
         after ``data_wait_s`` the estimate decides (harmful). Otherwise the job ends ``SKIPPED``,
         decision ``harmless_shift``, with the estimate in its ``triage`` step (``method``
         ``labels``, ``cbpe`` or ``iw``, the latter with ``effective_n`` and ``interval``); with
