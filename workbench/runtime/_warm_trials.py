@@ -56,7 +56,8 @@ class _Parked:
 
 
 _parked: dict[Any, list[_Parked]] = {}  # ResourceRequest -> parked actors
-_handed: dict[Any, _Parked] = {}  # placement group handed to a search -> its parked actor
+# placement group handed to a search -> (its parked actor, the thread of that search)
+_handed: dict[Any, tuple[_Parked, int]] = {}
 _reaper: threading.Thread | None = None
 
 
@@ -84,6 +85,24 @@ def warm_trials() -> Iterator[None]:
         yield
     finally:
         _state.depth -= 1
+        if not _state.depth:
+            _forget_handed()
+
+
+def _forget_handed() -> None:
+    """Kill the parked actors handed to this thread's search that no trial started in (the search
+    ended first); Tune removes their placement groups with its own."""
+    import ray
+
+    me = threading.get_ident()
+    with _lock:
+        mine = [pg for pg, (_, thread) in _handed.items() if thread == me]
+        entries = [_handed.pop(pg)[0] for pg in mine]
+    for entry in entries:
+        try:
+            ray.kill(entry.actor)
+        except Exception:  # already gone
+            pass
 
 
 def parked_trials() -> int:
@@ -260,16 +279,16 @@ def _install() -> None:
             self._pg_to_request[entry.pg] = resource_request
             self._request_to_ready_pgs[resource_request].add(entry.pg)
             with _lock:
-                _handed[entry.pg] = entry
+                _handed[entry.pg] = (entry, threading.get_ident())
             return None
 
         def annotate_remote_entities(self: Any, entities: list[Any]) -> list[Any]:
             annotated = original_annotate(self, entities)
             with _lock:
-                entry = _handed.pop(self.placement_group, None)
-            if entry is None or not entities:
+                handed = _handed.pop(self.placement_group, None)
+            if handed is None or not entities:
                 return annotated
-            return [_Reused(annotated[0], entities[0], entry), *annotated[1:]]
+            return [_Reused(annotated[0], entities[0], handed[0]), *annotated[1:]]
 
         def cleanup_cached_actors(self: Any, force_all: bool = False) -> None:
             if not _active():
