@@ -361,6 +361,49 @@ def test_a_window_tested_against_an_old_reference_does_not_retrain(loop_bench):
     assert Engine(bench.stages)._stale(fresh) is None  # tested against the current reference
 
 
+def test_a_performance_window_of_a_version_no_longer_served_does_not_retrain(loop_bench):
+    """A degraded performance window whose labelled requests only the old champion answered
+    (``by_version``) says nothing about the version promoted since: its job ends SKIPPED,
+    unrun; a window the current champion answered part of stays live evidence."""
+    from workbench.automation import PerformanceTrigger
+    from workbench.automation._engine import Engine
+
+    bench = loop_bench
+    bench.store.monitors.add(
+        "bc-perf",
+        deployment="bc",
+        kind="performance",
+        config={},
+        reference_dataset_version_id=bench.parts["train"].id,
+    )
+    bench.automation.add_policy(
+        policy(triggers=[PerformanceTrigger("accuracy", monitor="bc-perf")])
+    )
+    v2 = bench.registry.register(
+        "bc", bench.registry.load("bc", 1), metrics={"accuracy": bench.accuracy}
+    )
+    bench.registry.set_alias("bc", "champion", v2.version)
+    for served in ({"1": {"n": 40, "accuracy": 0.5}}, {"1": {"n": 20}, "2": {"n": 20}}):
+        bench.store.monitors.record_window(
+            "bc-perf",
+            first_request_log_id=0,
+            last_request_log_id=0,
+            n=40,
+            is_drift=True,
+            score=0.5,
+            threshold=0.9,
+            detail={"verdict": "degraded", "by_version": served},
+        )
+    bench.automation.tick(run=False, check=False)
+    old, mixed = bench.automation.jobs("bc")
+    out = Engine(bench.stages).run_job(old["id"])
+    assert (out["status"], out["decision"]) == ("SKIPPED", "stale"), out
+    job = bench.store.retraining.get_job(old["id"])
+    assert "measured v1; the champion is v2 now" in job["detail"]["admission"]
+    policy_obj = LoopPolicy.from_dict(mixed["detail"]["policy"])
+    assert Engine(bench.stages)._stale(mixed, policy_obj) is None
+
+
 DRIVER = """
 import sys
 

@@ -337,6 +337,52 @@ def test_performance_from_labels_joined_by_request_id(env):
     assert [a["severity"] for a in env.received] == ["critical"]
 
 
+def test_the_performance_floor_follows_the_promoted_version(env):
+    """The floor came from v1's holdout accuracy (0.9 - 0.05); v2, registered at 0.7 and promoted
+    to 100%, is judged against 0.65 from then on (audited), and the label cursor is kept: 75%
+    right on v2's requests is ok, not degraded against v1's 0.85."""
+    mon = env.monitoring.performance_monitor("svc", window=100, metric="accuracy", tolerance=0.05)
+    assert (mon.config["bound"], mon.config["model_version"]) == (pytest.approx(0.85), 1)
+    ids = env.log(env.rows(100))
+    env.monitoring.record_labels(
+        {rid: p for rid, p in zip(ids, _predictions(env, ids), strict=True)}
+    )
+    assert [r["verdict"] for r in mon.check()] == ["ok"]
+    env.registry.register(
+        "m", env.bundle, metrics={"accuracy": 0.7}, dataset_version_id=env.train.id
+    )
+    env.store.deployments.record_traffic("svc", {2: 1.0})
+    ids = env.log(env.rows(100), version=2)
+    flip = {"pos": "neg", "neg": "pos"}
+    preds = _predictions(env, ids)
+    env.monitoring.record_labels(
+        {
+            rid: flip[p] if i % 4 == 0 else p
+            for i, (rid, p) in enumerate(zip(ids, preds, strict=True))
+        }
+    )
+    (window,) = mon.check()
+    assert window["verdict"] == "ok" and window["value"] == pytest.approx(0.75), window
+    assert window["bound"] == pytest.approx(0.65) and window["by_version"]["2"]["n"] == 100
+    record = env.store.monitors.get(mon.name)["config"]
+    assert (record["bound"], record["baseline"], record["model_version"]) == (
+        pytest.approx(0.65),
+        0.7,
+        2,
+    )
+    (moved,) = [a for a in env.store.audit_log(50) if a["action"] == "monitor.bound_moved"]
+    assert moved["detail"]["from"]["bound"] == pytest.approx(0.85)
+    fixed = env.monitoring.performance_monitor("svc", name="fixed", min_value=0.8)
+    assert fixed.config["follow_deployment"] is False  # an explicit floor stays
+
+
+def _predictions(env, ids):
+    preds = {
+        r["request_id"]: r["prediction"][0] for r in env.store.deployments.list_requests("svc")
+    }
+    return [preds[rid] for rid in ids]
+
+
 def test_performance_per_group_flags_the_group_it_fails_while_the_average_holds(env):
     mon = env.monitoring.performance_monitor(
         "svc", window=200, metric="accuracy", min_value=0.7, group_by="city", min_group_rows=20

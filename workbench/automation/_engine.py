@@ -299,7 +299,7 @@ class Engine:
             "search_budget_s": None if allowed is None else round(allowed, 3),
         }
         detail = {**job["detail"], "budget": figures}
-        stale = self._stale(job)
+        stale = self._stale(job, policy)
         if stale:
             return self._skip(job_id, detail, ("trigger", "stale"), "stale", stale)
         if budget.max_compute_s is not None and used >= budget.max_compute_s:
@@ -502,25 +502,50 @@ class Engine:
             "reason": reason,
         }
 
-    def _stale(self, job: dict[str, Any]) -> str | None:
-        """Why a drift job's evidence no longer holds, else None.
+    def _stale(self, job: dict[str, Any], policy: LoopPolicy | None = None) -> str | None:
+        """Why a drift or performance job's evidence no longer holds, else None.
 
         A window tested against a reference the monitor has since left (a promotion by an
         earlier job moved it to the new training data) says nothing about the model now
-        served: retraining on it would repeat the job that just finished.
+        served: retraining on it would repeat the job that just finished. Likewise a
+        performance window none of whose labelled requests the current champion answered
+        (``by_version`` of its detail: the versions served before a promotion) measured a
+        model that no longer serves.
         """
         rid = job.get("drift_result_id")
         if rid is None:
             return None
         row = self.store.monitors.get_window(rid)
-        if row is None or row["kind"] in ("performance", "operational"):
+        if row is None or row["kind"] == "operational":
             return None
+        if row["kind"] == "performance":
+            return self._stale_performance(rid, row, policy)
         tested = (row.get("detail") or {}).get("reference_dataset_version_id")
         if tested is None or tested == row["monitor_reference_id"]:
             return None
         return (
             f"stale: drift result #{rid} was tested against reference dataset version #{tested}; "
             f"monitor {row['monitor']} has moved to #{row['monitor_reference_id']} since (a promotion)"
+        )
+
+    def _stale_performance(
+        self, rid: int, row: dict[str, Any], policy: LoopPolicy | None
+    ) -> str | None:
+        from workbench.exceptions import NotFoundError
+
+        served = (row.get("detail") or {}).get("by_version")
+        if policy is None or not served:
+            return None
+        try:
+            champion = self.stages.registry.get(policy.model, "champion")
+        except NotFoundError:
+            return None
+        if str(champion.version) in {str(v) for v in served}:
+            return None
+        versions = ", ".join(f"v{v}" for v in sorted(served, key=str))
+        return (
+            f"stale: performance window #{rid} measured {versions}; the champion is "
+            f"v{champion.version} now (promoted since), which answered none of its requests"
         )
 
     def interrupt_orphans(self, runner_prefix: str) -> list[int]:

@@ -419,6 +419,8 @@ class PerformanceMonitor(_Monitor):
     kind = "performance"
 
     def check(self) -> list[dict[str, Any]]:
+        if self.config.get("follow_deployment"):
+            self._follow_deployment()
         record = self.store.monitors.get(self.name)
         state = dict(record.get("state") or {})
         rows = self.store.monitors.list_labels_after(
@@ -428,6 +430,46 @@ class PerformanceMonitor(_Monitor):
             r["at"] = r["labeled_at"]
         windows = split_windows(rows, self.spec, records_of=self._pairs)
         return [self._evaluate(w) for w in windows]
+
+    def _follow_deployment(self) -> None:
+        """After a promotion, judge against the newly deployed version's registered metric: the
+        floor (ceiling) moves to its holdout value minus (plus) ``tolerance``, audited
+        (``monitor.bound_moved``); the label cursor stays where it is."""
+        from workbench.evaluation import lower_is_better
+
+        mv = self.monitoring._deployed_version(self.deployment)
+        metric = self.config["metric"]
+        baseline = (mv or {}).get("metrics", {}).get(metric)
+        if mv is None or mv["version"] == self.config.get("model_version") or baseline is None:
+            return
+        tolerance = float(self.config.get("tolerance") or 0.0)
+        bound = baseline + tolerance if lower_is_better(metric) else baseline - tolerance
+        old = {k: self.config.get(k) for k in ("bound", "baseline", "model_version")}
+        config = {
+            **self.config,
+            "bound": bound,
+            "baseline": baseline,
+            "model_version": mv["version"],
+        }
+        record = self.store.monitors.get(self.name)
+        updated = self.store.monitors.add(
+            self.name,
+            deployment=self.deployment,
+            kind=self.kind,
+            reference_dataset_version_id=record["reference_dataset_version_id"],
+            config=config,
+        )
+        self.store.audit(
+            "monitor.bound_moved",
+            "monitor",
+            updated["id"],
+            {
+                "from": old,
+                "to": {"bound": bound, "baseline": baseline, "model_version": mv["version"]},
+            },
+            actor="monitor",
+        )
+        self.config = updated["config"]
 
     def _pairs(self, row: dict[str, Any]) -> list[tuple[Any, Any, Any, Any]]:
         """``(model version, prediction, label, group)`` per record of a labelled request (the
@@ -917,6 +959,9 @@ class Monitoring:
             "bound": bound,
             "baseline": baseline,
             "tolerance": tolerance,
+            # a floor derived from the deployed version follows it when another is promoted
+            "follow_deployment": min_value is None,
+            "model_version": (mv or {}).get("version"),
             "min_rows": int(min_rows or min(30, spec.size if spec.kind == "count" else 30)),
             "alerts": _alerts_config(alerts),
         }
