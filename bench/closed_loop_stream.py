@@ -178,6 +178,12 @@ def main() -> None:
     )
     parser.add_argument("--perf-tolerance", type=float, default=0.05)
     parser.add_argument("--autonomous", action="store_true")
+    parser.add_argument(
+        "--pre-change-fraction",
+        type=float,
+        default=0.0,
+        help="with --autonomous: LoopPolicy.pre_change_fraction (pre-change rows per post-change row)",
+    )
     parser.add_argument("--no-oracle", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -274,7 +280,13 @@ def main() -> None:
         if not args.autonomous:
             fresh_holdout(0.0)
         # explicit either way: LoopPolicy's defaults are not what this bench measures
-        own = {"holdout": None, "since_change": True, "triage": True, "holdout_min_rows": 60}
+        own = {
+            "holdout": None,
+            "since_change": True,
+            "triage": True,
+            "holdout_min_rows": 60,
+            "pre_change_fraction": args.pre_change_fraction,
+        }
         fed = {"holdout": "fresh-holdout", "since_change": False, "triage": False}
         policy_triggers: list[Any] = [
             DriftTrigger(m.name, windows=args.trigger_windows)
