@@ -114,3 +114,25 @@ def drift_window(bench, *, first: int = 0, n: int = 10, drift: bool = True) -> i
         threshold=0.05,
         detail={},
     )
+
+
+def triage_policy(*, train: str = "bc-train", **options):
+    """The retraining policy of the triage tests: model and deployment ``bc``, a data-drift
+    trigger on one window of ``bc-drift``, no cooldown or canary, a gate any challenger passes,
+    and a holdout wait so long that a harmful shift stops there, before any search (no Ray);
+    ``options`` override any field."""
+    from workbench.automation import DriftTrigger, Gate, LoopPolicy
+
+    base = dict(
+        model="bc",
+        deployment="bc",
+        train=train,
+        triggers=[DriftTrigger("bc-drift", windows=1)],
+        cooldown_s=0,
+        canary=False,
+        num_samples=1,
+        gate=Gate("f1", margin=-1.0),
+        holdout_min_rows=1000,
+        triage=True,
+    )
+    return LoopPolicy("bc", **{**base, **options})

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests._factories import champion_bench, drift_window, log_requests
-from workbench.automation import DriftTrigger, Gate, LoopPolicy
+from tests._factories import champion_bench, drift_window, log_requests, triage_policy
 from workbench.ui._state import alerts_view, monitor_state, triage_view
 
 TARGET = "diagnosis"
@@ -19,21 +18,7 @@ TARGET = "diagnosis"
 @pytest.fixture
 def bench(home):
     bench = champion_bench(home)
-    bench.automation.add_policy(
-        LoopPolicy(
-            "bc",
-            model="bc",
-            deployment="bc",
-            train="bc-train",
-            triggers=[DriftTrigger("bc-drift", windows=1)],
-            cooldown_s=0,
-            canary=False,
-            num_samples=1,
-            gate=Gate("f1", margin=-1.0),
-            holdout_min_rows=1000,  # a harmful shift stops at the wait, before any search
-            triage=True,
-        )
-    )
+    bench.automation.add_policy(triage_policy())
     yield bench
     bench.close()
 

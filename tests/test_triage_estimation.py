@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests._factories import drift_window, log_requests
-from workbench.automation import DriftTrigger, Gate, LoopPolicy
+from tests._factories import drift_window, log_requests, triage_policy
+from workbench.automation import Gate
 from workbench.evaluation import (
     expected_calibration_error,
     importance_weighted_estimate,
@@ -190,19 +190,7 @@ def _bench(home, config, *, task="classification", gate=None):
         reference_dataset_version_id=parts["train"].id,
     )
     bench.automation.add_policy(
-        LoopPolicy(
-            "bc",
-            model="bc",
-            deployment="bc",
-            train="syn-train",
-            triggers=[DriftTrigger("bc-drift", windows=1)],
-            cooldown_s=0,
-            canary=False,
-            num_samples=1,
-            gate=gate or Gate("f1", margin=-1.0),
-            holdout_min_rows=1000,  # a harmful shift stops at the wait, before any search
-            triage=True,
-        )
+        triage_policy(train="syn-train", **({"gate": gate} if gate else {}))
     )
     bench.bundle, bench.metrics = bundle, metrics
     return bench
