@@ -685,12 +685,7 @@ class Pipeline:
             interval: tuple[float, float] | None = wilson_interval(right, len(labels))
             out.update(method="labels", n=len(labels))
         else:
-            served = [
-                rec
-                for r in self.store.deployments.list_requests(p.deployment, after_id=after)
-                for rec in r["features"]
-                if isinstance(rec, dict)
-            ]
+            served = self._served_since(after)
             if not served:
                 return None
             evaluation = stages.registry.evaluation(p.model, champion.version) or {}
@@ -823,6 +818,15 @@ class Pipeline:
             seed=self.policy.seed,
         )
 
+    def _served_since(self, after_id: int) -> list[dict[str, Any]]:
+        """The records the deployment answered after request-log id ``after_id``."""
+        return [
+            rec
+            for r in self.store.deployments.list_requests(self.policy.deployment, after_id=after_id)
+            for rec in r["features"]
+            if isinstance(rec, dict)
+        ]
+
     def _accept_shift(self, verdict: dict[str, Any]) -> None:
         """A harmless shift becomes the drift monitor's new reference: the requests served since
         the change, recorded as ``<monitor>-reference`` and the monitor refitted on them (audited)."""
@@ -832,14 +836,7 @@ class Pipeline:
         record = self.store.monitors.get(window["monitor"])
         if record["kind"] != "data_drift":
             return
-        served = [
-            rec
-            for r in self.store.deployments.list_requests(
-                self.policy.deployment, after_id=verdict["after_request_log_id"]
-            )
-            for rec in r["features"]
-            if isinstance(rec, dict)
-        ]
+        served = self._served_since(verdict["after_request_log_id"])
         features = record["config"].get("features") or sorted(served[0])
         frame = pl.DataFrame([{f: rec.get(f) for f in features} for rec in served])
         dv = self.stages.datasets.ingest(frame, name=f"{window['monitor']}-reference")
@@ -867,6 +864,17 @@ class Pipeline:
             return None
         return {"request_log_id": first, "monitor": window["monitor"], "window_id": rid}
 
+    def _waited_s(self, *, start: bool = False) -> float:
+        """Seconds this job has waited for data (0 before its first wait; ``start`` records now
+        as the wait's start when none is recorded)."""
+        now = time.time()
+        since = (
+            self.detail.setdefault("waiting_since", now)
+            if start
+            else self.detail.get("waiting_since", now)
+        )
+        return now - since
+
     def wait_for_data(
         self, summary: str, *, have: int, need: int, step: str = "holdout"
     ) -> dict[str, Any]:
@@ -874,8 +882,7 @@ class Pipeline:
         requests (the next tick runs the job again), at most ``data_wait_s``, then fail with
         ``not_enough_data``."""
         p = self.policy
-        now = time.time()
-        waited = now - self.detail.setdefault("waiting_since", now)
+        waited = self._waited_s(start=True)
         self.detail["data_attempts"] = self.detail.get("data_attempts", 0) + 1
         figures = {"have": have, "need": need, "waited_s": round(waited, 1)}
         if waited > p.data_wait_s:
@@ -949,7 +956,7 @@ class Pipeline:
         if p.triage and "triage" not in self.detail:
             verdict = self.triage()
             if verdict is not None and verdict.get("inconclusive"):
-                waited = time.time() - self.detail.get("waiting_since", time.time())
+                waited = self._waited_s()
                 if waited <= p.data_wait_s:
                     return self.wait_for_data(
                         f"{verdict['reason']}: {verdict['labels']} labels since the change "
