@@ -64,14 +64,7 @@ def champion_bench(home, *, target: str = "diagnosis", **options):
     metrics = bench.experiments.evaluate(bundle, parts["holdout"])
     bench.registry.register("bc", bundle, metrics=metrics, dataset_version_id=parts["train"].id)
     bench.registry.set_alias("bc", "champion", 1)
-    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
-    bench.store.monitors.add(
-        "bc-drift",
-        deployment="bc",
-        kind="drift",
-        config={},
-        reference_dataset_version_id=parts["train"].id,
-    )
+    deploy_with_drift_monitor(bench, parts["train"])
     bench.parts = parts
     bench.rows = bench.datasets.load(parts["holdout"]).to_dicts()
     bench.train_rows = parts["train"].n_rows
@@ -136,3 +129,29 @@ def triage_policy(*, train: str = "bc-train", **options):
         triage=True,
     )
     return LoopPolicy("bc", **{**base, **options})
+
+
+def deploy_with_drift_monitor(bench, reference) -> None:
+    """A deployment row ``bc`` of model ``bc`` and a store-level drift monitor ``bc-drift`` of it
+    with ``reference`` (a dataset version) as its reference; no Ray."""
+    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
+    bench.store.monitors.add(
+        "bc-drift",
+        deployment="bc",
+        kind="drift",
+        config={},
+        reference_dataset_version_id=reference.id,
+    )
+
+
+def shifted_by_selection(rows, target: str = "diagnosis"):
+    """A covariate shift by selection: the half of ``rows`` with the largest first feature."""
+    feature = next(c for c in rows[0] if c != target)
+    ordered = sorted(rows, key=lambda r: r[feature])
+    return ordered[len(ordered) // 2 :]
+
+
+def flipped_labels(rows, target: str = "diagnosis"):
+    """``rows`` with each binary label swapped for the other one (a concept drift)."""
+    labels = sorted({r[target] for r in rows})
+    return [{**r, target: labels[1 - labels.index(r[target])]} for r in rows]

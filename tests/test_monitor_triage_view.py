@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests._factories import champion_bench, drift_window, log_requests, triage_policy
+from tests._factories import (
+    champion_bench,
+    drift_window,
+    flipped_labels,
+    log_requests,
+    shifted_by_selection,
+    triage_policy,
+)
 from workbench.ui._state import alerts_view, monitor_state, triage_view
 
 TARGET = "diagnosis"
@@ -45,17 +52,6 @@ def _drift(bench, rows):
     return job, step["detail"], alert["id"]
 
 
-def _selected(bench):
-    feature = next(c for c in bench.rows[0] if c != TARGET)
-    rows = sorted(bench.rows, key=lambda r: r[feature])
-    return rows[len(rows) // 2 :]
-
-
-def _flipped(rows):
-    labels = sorted({r[TARGET] for r in rows})
-    return [{**r, TARGET: labels[1 - labels.index(r[TARGET])]} for r in rows]
-
-
 def _expected(d):
     lo, hi = d["interval"]
     return (
@@ -65,7 +61,7 @@ def _expected(d):
 
 
 def test_a_harmless_triage_is_beside_its_job_and_its_alert(bench):
-    job, d, alert_id = _drift(bench, _selected(bench))
+    job, d, alert_id = _drift(bench, shifted_by_selection(bench.rows))
     assert job["status"] == "SKIPPED" and job["decision"] == "harmless_shift", job
     state = monitor_state(bench.monitoring, "bc-drift")
     (row,) = state["jobs"]
@@ -91,7 +87,7 @@ def test_a_harmless_triage_is_beside_its_job_and_its_alert(bench):
 
 
 def test_a_harmful_triage_is_beside_its_job_and_its_alert(bench):
-    job, d, _ = _drift(bench, _flipped(bench.rows[:100]))
+    job, d, _ = _drift(bench, flipped_labels(bench.rows[:100]))
     assert job["status"] == "WAITING_FOR_DATA" and d["harmful"] is True, (job, d)
     state = monitor_state(bench.monitoring, "bc-drift")
     (alert,) = state["alerts"]

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests._factories import champion_bench, drift_window, log_requests, triage_policy
+from tests._factories import (
+    champion_bench,
+    drift_window,
+    flipped_labels,
+    log_requests,
+    shifted_by_selection,
+    triage_policy,
+)
 from workbench.automation import LoopPolicy
 
 TARGET = "diagnosis"
@@ -34,18 +41,6 @@ def _serve(bench, rows, *, labels=True):
     return job, step
 
 
-def _selected(bench):
-    """A covariate shift by selection: only the rows with the largest first feature."""
-    feature = next(c for c in bench.rows[0] if c != TARGET)
-    rows = sorted(bench.rows, key=lambda r: r[feature])
-    return rows[len(rows) // 2 :]
-
-
-def _flipped(rows):
-    labels = sorted({r[TARGET] for r in rows})
-    return [{**r, TARGET: labels[1 - labels.index(r[TARGET])]} for r in rows]
-
-
 def _between(bench):
     """Rows halfway between a row of one class and a row of the other: the model cannot be sure."""
     classes = sorted({r[TARGET] for r in bench.rows})
@@ -58,7 +53,7 @@ def _between(bench):
 
 
 def test_a_harmless_shift_with_labels_ends_the_job_without_retraining(bench):
-    job, step = _serve(bench, _selected(bench))
+    job, step = _serve(bench, shifted_by_selection(bench.rows))
     assert job["status"] == "SKIPPED" and job["decision"] == "harmless_shift", job
     d = step["detail"]
     assert step["step"] == "triage" and step["status"] == "harmless"
@@ -69,7 +64,7 @@ def test_a_harmless_shift_with_labels_ends_the_job_without_retraining(bench):
 
 
 def test_a_concept_drift_with_labels_goes_on_to_retrain(bench):
-    job, step = _serve(bench, _flipped(bench.rows[:100]))
+    job, step = _serve(bench, flipped_labels(bench.rows[:100]))
     assert step["step"] == "triage" and step["status"] == "harmful"
     d = step["detail"]
     assert (
@@ -86,7 +81,7 @@ def test_a_concept_drift_with_labels_goes_on_to_retrain(bench):
 
 
 def test_without_labels_a_shift_the_model_is_sure_about_is_harmless(bench):
-    job, step = _serve(bench, _selected(bench), labels=False)
+    job, step = _serve(bench, shifted_by_selection(bench.rows), labels=False)
     d = step["detail"]
     assert d["method"] == "cbpe" and d["labels"] == 0 and d["n"] == 114
     assert job["status"] == "SKIPPED" and d["harmful"] is False, d
@@ -111,7 +106,7 @@ def test_a_harmless_shift_can_become_the_monitors_new_reference(bench):
     row = bench.automation.policies()[0]
     policy = replace(LoopPolicy.from_dict(row["config"]), triage_moves_reference=True)
     bench.automation.add_policy(policy)
-    shifted = _selected(bench)
+    shifted = shifted_by_selection(bench.rows)
     job, step = _serve(bench, shifted)
     assert job["status"] == "SKIPPED" and step["status"] == "harmless"
     moved = bench.automation.steps(job["id"])[1]
@@ -143,7 +138,7 @@ def test_a_drop_the_labels_suggest_but_do_not_show_waits_for_more_labels(bench):
         [{k: v for k, v in r.items() if k != TARGET} for r in bench.rows]
     )
     right = [r for r, y in zip(bench.rows, predicted, strict=True) if y == r[TARGET]]
-    flipped = _flipped(right)
+    flipped = flipped_labels(right)
     rows = [flipped[i] if i % 30 == 0 else r for i, r in enumerate(right)]
     job, step = _serve(bench, rows[:30])
     assert job["status"] == "WAITING_FOR_DATA" and job["decision"] == "waiting_for_data", job

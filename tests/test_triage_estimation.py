@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests._factories import drift_window, log_requests, triage_policy
+from tests._factories import deploy_with_drift_monitor, drift_window, log_requests, triage_policy
 from workbench.automation import Gate
 from workbench.evaluation import (
     expected_calibration_error,
@@ -181,14 +181,7 @@ def _bench(home, config, *, task="classification", gate=None):
     )
     bench.store.evaluations.add(mv.id, holdout_version_id=parts["holdout"].id, metrics=metrics)
     bench.registry.set_alias("bc", "champion", mv.version)
-    bench.store.deployments.add("bc", model="bc", route_prefix="/bc", status="RUNNING")
-    bench.store.monitors.add(
-        "bc-drift",
-        deployment="bc",
-        kind="drift",
-        config={},
-        reference_dataset_version_id=parts["train"].id,
-    )
+    deploy_with_drift_monitor(bench, parts["train"])
     bench.automation.add_policy(
         triage_policy(train="syn-train", **({"gate": gate} if gate else {}))
     )
